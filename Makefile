@@ -1,0 +1,92 @@
+# retail: an online shop backend in C on CZMQ actors.
+#
+#   make run     install missing packages, build, start the whole system
+#   make test    install missing packages, build, run every test
+#   make check   the tests again under AddressSanitizer + UBSan
+#   make bench   the broker benchmark of docs/BENCHMARKS.md
+#   make clean   remove build/
+#
+# Output goes to $(BUILD) (build/ by default, build/san for `make check`).
+# Variables are lazy (=) so pkg-config is asked only after install-deps ran.
+
+BUILD ?= build
+PKGS = libczmq libzmq msgpack jansson libsodium
+TEST_PKGS = cmocka
+
+OPT ?= -O2
+CFLAGS = $(OPT) -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
+         $(shell pkg-config --cflags $(PKGS)) $(SANFLAGS)
+LDLIBS = $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+ifeq ($(SAN),1)
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT = -O1
+endif
+
+LIB_SRC = $(wildcard protocol/*.c) $(filter-out router/retaild.c,$(wildcard router/*.c)) \
+          $(wildcard actors/*.c) $(wildcard actors/*/*.c)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB     = $(BUILD)/libretail.a
+
+BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay
+
+TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
+TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
+TEST_COMMON = $(BUILD)/obj/tests/testutil.o
+
+.PHONY: all deps run test check bench clean format build-tests
+.DEFAULT_GOAL := all
+
+all: $(BINS)
+
+deps:
+	@bash tools/install-deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/retaild
+
+test: deps
+	@$(MAKE) --no-print-directory build-tests
+	@bash tests/run.sh $(BUILD)
+
+check: deps
+	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 build-tests
+	@bash tests/run.sh build/san
+
+bench: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/bench/broker.sh $(BUILD)
+
+build-tests: $(BINS) $(TEST_BINS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/retaild: $(BUILD)/obj/router/retaild.o $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/loadgen: $(BUILD)/obj/tools/loadgen.o $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/relay: $(BUILD)/obj/tools/bench/relay.o $(LIB)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
+
+format:
+	clang-format -i $(shell git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,238 @@
+/*  call.c - argument reading and reply writing for service handlers.
+ *
+ *  Problems with arguments are collected (up to CALL_MAX_PROBLEMS) rather
+ *  than failing on the first, so that invalid_argument's details can list
+ *  every bad field. Field names and problems are static strings or the
+ *  handler's own literals: they are stored as pointers, never copied.
+ */
+#include "protocol/call.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CALL_MAX_PROBLEMS 16
+
+typedef enum { REPLY_NONE, REPLY_OK, REPLY_ERROR } reply_state_t;
+
+struct call_t {
+    const envelope_request_t *request;
+    const char *caller;
+    msgpack_sbuffer reply;
+    msgpack_packer packer;
+    reply_state_t state;
+    int problems;
+    const char *field[CALL_MAX_PROBLEMS];
+    const char *problem[CALL_MAX_PROBLEMS];
+};
+
+call_t *call_new(void)
+{
+    call_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    msgpack_sbuffer_init(&self->reply);
+    msgpack_packer_init(&self->packer, &self->reply, msgpack_sbuffer_write);
+    return self;
+}
+
+void call_destroy(call_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    msgpack_sbuffer_destroy(&(*self_p)->reply);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void call_start(call_t *self, const envelope_request_t *request, const char *caller)
+{
+    self->request = request;
+    self->caller = caller ? caller : "";
+    msgpack_sbuffer_clear(&self->reply);
+    self->state = REPLY_NONE;
+    self->problems = 0;
+}
+
+const char *call_reply_bytes(call_t *self, size_t *len)
+{
+    if (self->state == REPLY_NONE)
+        call_fail(self, ERR_INTERNAL, "the handler gave no answer");
+    *len = self->reply.size;
+    return self->reply.data;
+}
+
+const char *call_caller(const call_t *self)
+{
+    return self->caller;
+}
+
+const envelope_request_t *call_request(const call_t *self)
+{
+    return self->request;
+}
+
+const msgpack_object *call_args(const call_t *self)
+{
+    return &self->request->args;
+}
+
+void call_arg_invalid(call_t *self, const char *name, const char *problem)
+{
+    if (self->problems < CALL_MAX_PROBLEMS) {
+        self->field[self->problems] = name;
+        self->problem[self->problems] = problem;
+    }
+    self->problems++;
+}
+
+/* Finds an argument; records "is required" when a required one is absent. */
+static const msgpack_object *s_arg(call_t *self, const char *name, arg_need_t need)
+{
+    const msgpack_object *v = mp_map_get(&self->request->args, name);
+    if (v && v->type == MSGPACK_OBJECT_NIL)
+        v = NULL;
+    if (!v && need == ARG_REQUIRED)
+        call_arg_invalid(self, name, "is required");
+    return v;
+}
+
+bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len,
+                  const char **out, size_t *out_len)
+{
+    const msgpack_object *v = s_arg(self, name, need);
+    if (!v)
+        return false;
+    if (v->type != MSGPACK_OBJECT_STR) {
+        call_arg_invalid(self, name, "must be a string");
+        return false;
+    }
+    if (v->via.str.size > max_len) {
+        call_arg_invalid(self, name, "is too long");
+        return false;
+    }
+    *out = v->via.str.ptr;
+    *out_len = v->via.str.size;
+    return true;
+}
+
+bool call_arg_int(call_t *self, const char *name, arg_need_t need, int64_t min, int64_t max,
+                  int64_t *out)
+{
+    const msgpack_object *v = s_arg(self, name, need);
+    if (!v)
+        return false;
+    int64_t n;
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+        if (v->via.u64 > (uint64_t)INT64_MAX) {
+            call_arg_invalid(self, name, "is out of range");
+            return false;
+        }
+        n = (int64_t)v->via.u64;
+    } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        n = v->via.i64;
+    } else {
+        call_arg_invalid(self, name, "must be an integer");
+        return false;
+    }
+    if (n < min || n > max) {
+        call_arg_invalid(self, name, "is out of range");
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+bool call_arg_bool(call_t *self, const char *name, arg_need_t need, bool *out)
+{
+    const msgpack_object *v = s_arg(self, name, need);
+    if (!v)
+        return false;
+    if (v->type != MSGPACK_OBJECT_BOOLEAN) {
+        call_arg_invalid(self, name, "must be a boolean");
+        return false;
+    }
+    *out = v->via.boolean;
+    return true;
+}
+
+static bool s_arg_typed(call_t *self, const char *name, arg_need_t need, msgpack_object_type type,
+                        const char *problem, const msgpack_object **out)
+{
+    const msgpack_object *v = s_arg(self, name, need);
+    if (!v)
+        return false;
+    if (v->type != type) {
+        call_arg_invalid(self, name, problem);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool call_arg_map(call_t *self, const char *name, arg_need_t need, const msgpack_object **out)
+{
+    return s_arg_typed(self, name, need, MSGPACK_OBJECT_MAP, "must be an object", out);
+}
+
+bool call_arg_array(call_t *self, const char *name, arg_need_t need, const msgpack_object **out)
+{
+    return s_arg_typed(self, name, need, MSGPACK_OBJECT_ARRAY, "must be an array", out);
+}
+
+bool call_arg_any(call_t *self, const char *name, arg_need_t need, const msgpack_object **out)
+{
+    const msgpack_object *v = s_arg(self, name, need);
+    if (!v)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool call_args_ok(call_t *self)
+{
+    if (self->problems == 0)
+        return true;
+    msgpack_sbuffer details;
+    msgpack_sbuffer_init(&details);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &details, msgpack_sbuffer_write);
+    int n = self->problems < CALL_MAX_PROBLEMS ? self->problems : CALL_MAX_PROBLEMS;
+    msgpack_pack_map(&pk, 1);
+    mp_pack_str(&pk, "fields");
+    msgpack_pack_array(&pk, n);
+    for (int i = 0; i < n; i++) {
+        msgpack_pack_map(&pk, 2);
+        mp_pack_str(&pk, "field");
+        mp_pack_str(&pk, self->field[i]);
+        mp_pack_str(&pk, "problem");
+        mp_pack_str(&pk, self->problem[i]);
+    }
+    char message[160];
+    snprintf(message, sizeof message, "invalid argument: %s %s%s", self->field[0],
+             self->problem[0], self->problems > 1 ? " (and more, see details)" : "");
+    call_fail_details(self, ERR_INVALID_ARGUMENT, message, details.data, details.size);
+    msgpack_sbuffer_destroy(&details);
+    return false;
+}
+
+msgpack_packer *call_reply(call_t *self)
+{
+    msgpack_sbuffer_clear(&self->reply);
+    envelope_reply_ok_begin(&self->packer, &self->request->id);
+    self->state = REPLY_OK;
+    return &self->packer;
+}
+
+void call_fail_details(call_t *self, err_code_t code, const char *message, const void *details,
+                       size_t details_len)
+{
+    msgpack_sbuffer_clear(&self->reply);
+    envelope_reply_error(&self->reply, self->request ? &self->request->id : NULL, code, message,
+                         details, details_len);
+    self->state = REPLY_ERROR;
+}
+
+void call_fail(call_t *self, err_code_t code, const char *message)
+{
+    call_fail_details(self, code, message, NULL, 0);
+}

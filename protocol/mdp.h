@@ -1,0 +1,40 @@
+/*  mdp.h - the frames of 7/MDP v0.1 (Majordomo), client and worker side.
+ *
+ *  Client to broker:  [empty] ["MDPC01"] [service] [body]
+ *  Broker to client:  [empty] ["MDPC01"] [service] [body]
+ *  Worker to broker:  [empty] ["MDPW01"] [command] ...
+ *    READY      0x01  [service]
+ *    REQUEST    0x02  [client address] [empty] [body] [caller]   (broker to worker)
+ *    REPLY      0x03  [client address] [empty] [body]            (worker to broker)
+ *    HEARTBEAT  0x04
+ *    DISCONNECT 0x05
+ *
+ *  The [caller] frame after a REQUEST's body is this project's extension:
+ *  the name the broker authenticated the client as (its certificate's
+ *  "name" metadata via ZAP, or MDP_CALLER_INPROC for callers inside the
+ *  broker's process). protocol/SPEC.md has the rest: timing, mmi.*.
+ */
+#ifndef RETAIL_MDP_H
+#define RETAIL_MDP_H
+
+#define MDP_CLIENT "MDPC01"
+#define MDP_WORKER "MDPW01"
+
+#define MDP_READY 0x01
+#define MDP_REQUEST 0x02
+#define MDP_REPLY 0x03
+#define MDP_HEARTBEAT 0x04
+#define MDP_DISCONNECT 0x05
+
+/* Liveness: a peer is dead after this many heartbeat intervals of silence. */
+#define MDP_LIVENESS 3
+#define MDP_HEARTBEAT_MS_DEFAULT 1000
+
+/* The longest service name the broker accepts. */
+#define MDP_SERVICE_MAX 64
+/* The caller name the broker gives to in-process (inproc) clients. */
+#define MDP_CALLER_INPROC "inproc"
+/* The in-process endpoint every broker also binds. */
+#define MDP_INPROC_ENDPOINT "inproc://retail-broker"
+
+#endif

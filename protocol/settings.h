@@ -1,0 +1,43 @@
+/*  settings.h - how a process of this system is configured (API.md section 4).
+ *
+ *  Precedence, lowest first: built-in defaults, a ZPL configuration file
+ *  (retaild --config FILE, or $RETAIL_CONFIG), the RETAIL_* environment
+ *  variables, then command-line flags (applied by the caller).
+ *
+ *  ZPL keys (all optional):
+ *      retail
+ *          data_dir = "./var"
+ *          http_port = 8080
+ *          broker
+ *              endpoint = "tcp://127.0.0.1:5555"
+ *              heartbeat_ms = 1000
+ *              request_timeout_ms = 5000
+ *              queue_limit = 1024
+ *          workers = 4
+ */
+#ifndef RETAIL_SETTINGS_H
+#define RETAIL_SETTINGS_H
+
+#include <stddef.h>
+
+#define SETTINGS_PATH_MAX 1024
+
+typedef struct {
+    char data_dir[SETTINGS_PATH_MAX];
+    char keys_dir[SETTINGS_PATH_MAX]; /* data_dir/keys, derived */
+    char broker_endpoint[256];
+    int http_port;
+    int heartbeat_ms;
+    int request_timeout_ms;
+    int queue_limit;
+    int workers;
+} settings_t;
+
+/* Fills s from defaults, the file (may be NULL) and the environment.
+ * Returns 0, or -1 with a reason in err. */
+int settings_load(settings_t *s, const char *config_path, char *err, size_t errlen);
+
+/* Recomputes derived fields after a caller changed data_dir. */
+void settings_derive(settings_t *s);
+
+#endif
