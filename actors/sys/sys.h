@@ -1,0 +1,17 @@
+/*  sys.h - the built-in `sys` service: liveness checks and benchmarks.
+ *
+ *  ops:  ping            -> {"pong": true}
+ *        echo  {any}     -> the args, unchanged
+ *        whoami          -> {"caller": <the broker-authenticated caller name>}
+ *        sleep {ms}      -> {"slept_ms": ms}; only when test ops are enabled
+ *                           (RETAIL_TEST_OPS=1), to exercise deadlines
+ */
+#ifndef RETAIL_SYS_H
+#define RETAIL_SYS_H
+
+#include "actors/worker.h"
+
+/* The dispatch table; with_test_ops adds `sleep`. Static, never freed. */
+const worker_op_t *sys_ops(bool with_test_ops);
+
+#endif

@@ -1,0 +1,406 @@
+/*  jsonpack.c - JSON text <-> msgpack, strictly and within fixed bounds.
+ *
+ *  JSON -> msgpack: jansson parses the whole text into a tree (it rejects
+ *  duplicate keys, trailing bytes, \u0000, bad UTF-8 and integers beyond
+ *  long long for us, given the flags below), then one recursive walk
+ *  writes msgpack while counting depth. The walk is the depth check: it
+ *  stops at the first container past max_depth, so its own recursion is
+ *  bounded by JSONPACK_DEPTH_LIMIT even though jansson accepts far deeper
+ *  input. On failure the output buffer is cut back to where it started, so
+ *  a caller appending to a larger message never sees half a value.
+ *
+ *  msgpack -> JSON: a recursive walk builds a jansson tree, refusing what
+ *  JSON cannot carry faithfully (see jsonpack.h), then json_dump_callback
+ *  writes it into a buffer we malloc ourselves, so callers free() the text
+ *  without caring which allocator jansson was configured with.
+ */
+#include "protocol/jsonpack.h"
+#include "protocol/envelope.h"
+#include "protocol/mpcheck.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes a message into err (when the caller gave room) and returns -1, so
+ * that failure paths read "return s_fail(...)". */
+static int s_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int s_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen > 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+        /* A message must never come back empty, even if formatting did. */
+        if (n <= 0)
+            snprintf(err, errlen, "jsonpack error");
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------------
+ *  JSON -> msgpack
+ */
+
+typedef struct {
+    msgpack_packer pk;
+    int max_depth;
+    char *err;
+    size_t errlen;
+} to_mp_t;
+
+static int s_pack_str(to_mp_t *ctx, const char *s, size_t n)
+{
+    if (n > UINT32_MAX)
+        return s_fail(ctx->err, ctx->errlen, "string longer than msgpack allows");
+    if (msgpack_pack_str(&ctx->pk, n) != 0 || msgpack_pack_str_body(&ctx->pk, s, n) != 0)
+        return s_fail(ctx->err, ctx->errlen, "out of memory writing msgpack");
+    return 0;
+}
+
+/* Packs v, which sits inside `level` containers. jansson's API takes
+ * non-const values for iteration, hence json_t * here. */
+static int s_pack_json(to_mp_t *ctx, json_t *v, int level)
+{
+    int rc = 0;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        if (level + 1 > ctx->max_depth)
+            return s_fail(ctx->err, ctx->errlen, "JSON nested deeper than %d levels",
+                          ctx->max_depth);
+        size_t n = json_object_size(v);
+        if (n > UINT32_MAX)
+            return s_fail(ctx->err, ctx->errlen, "object has more members than msgpack allows");
+        if (msgpack_pack_map(&ctx->pk, n) != 0)
+            return s_fail(ctx->err, ctx->errlen, "out of memory writing msgpack");
+        const char *key;
+        size_t key_len;
+        json_t *member;
+        json_object_keylen_foreach(v, key, key_len, member)
+        {
+            if (s_pack_str(ctx, key, key_len) != 0 || s_pack_json(ctx, member, level + 1) != 0)
+                return -1;
+        }
+        return 0;
+    }
+    case JSON_ARRAY: {
+        if (level + 1 > ctx->max_depth)
+            return s_fail(ctx->err, ctx->errlen, "JSON nested deeper than %d levels",
+                          ctx->max_depth);
+        size_t n = json_array_size(v);
+        if (n > UINT32_MAX)
+            return s_fail(ctx->err, ctx->errlen, "array has more items than msgpack allows");
+        if (msgpack_pack_array(&ctx->pk, n) != 0)
+            return s_fail(ctx->err, ctx->errlen, "out of memory writing msgpack");
+        for (size_t i = 0; i < n; i++)
+            if (s_pack_json(ctx, json_array_get(v, i), level + 1) != 0)
+                return -1;
+        return 0;
+    }
+    case JSON_STRING:
+        return s_pack_str(ctx, json_string_value(v), json_string_length(v));
+    case JSON_INTEGER:
+        rc = msgpack_pack_int64(&ctx->pk, (int64_t)json_integer_value(v));
+        break;
+    case JSON_REAL:
+        rc = msgpack_pack_double(&ctx->pk, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        rc = msgpack_pack_true(&ctx->pk);
+        break;
+    case JSON_FALSE:
+        rc = msgpack_pack_false(&ctx->pk);
+        break;
+    case JSON_NULL:
+        rc = msgpack_pack_nil(&ctx->pk);
+        break;
+    default:
+        return s_fail(ctx->err, ctx->errlen, "unknown JSON type");
+    }
+    if (rc != 0)
+        return s_fail(ctx->err, ctx->errlen, "out of memory writing msgpack");
+    return 0;
+}
+
+/* Turns a jansson parse error into our message, keeping its position. */
+static int s_parse_fail(const json_error_t *jerr, char *err, size_t errlen)
+{
+    const char *what = jerr->text;
+    switch (json_error_code(jerr)) {
+    case json_error_null_character:
+    case json_error_null_byte_in_key:
+        /* jansson's own text names a flag, which means nothing to a client. */
+        what = "\\u0000 is not allowed in strings";
+        break;
+    case json_error_end_of_input_expected:
+        what = "unexpected data after the JSON value";
+        break;
+    default:
+        break;
+    }
+    return s_fail(err, errlen, "invalid JSON at line %d, column %d: %s", jerr->line, jerr->column,
+                  what);
+}
+
+int jsonpack_from_json(const char *json, size_t len, msgpack_sbuffer *out, int max_depth, char *err,
+                       size_t errlen)
+{
+    if (!out || (!json && len > 0))
+        return s_fail(err, errlen, "jsonpack_from_json: no input or output buffer");
+    if (max_depth > JSONPACK_DEPTH_LIMIT)
+        max_depth = JSONPACK_DEPTH_LIMIT;
+    if (max_depth < 0)
+        max_depth = 0;
+
+    /* Not set on purpose: JSON_DISABLE_EOF_CHECK (trailing bytes must fail),
+     * JSON_DECODE_INT_AS_REAL (big integers must fail, not lose digits),
+     * JSON_ALLOW_NUL (C consumers treat strings as NUL-terminated). */
+    json_error_t jerr;
+    json_t *root =
+        json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (!root)
+        return s_parse_fail(&jerr, err, errlen);
+
+    size_t start = out->size;
+    to_mp_t ctx = {.max_depth = max_depth, .err = err, .errlen = errlen};
+    msgpack_packer_init(&ctx.pk, out, msgpack_sbuffer_write);
+    int rc = s_pack_json(&ctx, root, 0);
+    json_decref(root);
+    if (rc != 0)
+        out->size = start;
+    return rc;
+}
+
+bool jsonpack_is_map(const void *mp, size_t len)
+{
+    if (!mp || len == 0)
+        return false;
+    uint8_t b = *(const uint8_t *)mp;
+    return (b & 0xf0) == 0x80 || b == 0xde || b == 0xdf;
+}
+
+/* ---------------------------------------------------------------------
+ *  msgpack -> JSON
+ */
+
+/* A new string value, or NULL with err set. Checked here rather than by
+ * jansson so the message can say which of UTF-8 or memory failed. */
+static json_t *s_json_string(const char *s, size_t n, const char *what, char *err, size_t errlen)
+{
+    if (n > 0 && !utf8_valid((const uint8_t *)s, n)) {
+        s_fail(err, errlen, "%s is not valid UTF-8", what);
+        return NULL;
+    }
+    json_t *j = json_stringn_nocheck(n > 0 ? s : "", n);
+    if (!j)
+        s_fail(err, errlen, "out of memory building JSON");
+    return j;
+}
+
+static json_t *s_to_json(const msgpack_object *o, int level, char *err, size_t errlen);
+
+static json_t *s_array_to_json(const msgpack_object *o, int level, char *err, size_t errlen)
+{
+    json_t *arr = json_array();
+    if (!arr) {
+        s_fail(err, errlen, "out of memory building JSON");
+        return NULL;
+    }
+    for (uint32_t i = 0; i < o->via.array.size; i++) {
+        json_t *item = s_to_json(&o->via.array.ptr[i], level + 1, err, errlen);
+        /* json_array_append_new takes the reference even when it fails. */
+        if (!item || json_array_append_new(arr, item) != 0) {
+            if (item)
+                s_fail(err, errlen, "out of memory building JSON");
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
+static json_t *s_map_to_json(const msgpack_object *o, int level, char *err, size_t errlen)
+{
+    json_t *obj = json_object();
+    if (!obj) {
+        s_fail(err, errlen, "out of memory building JSON");
+        return NULL;
+    }
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR) {
+            s_fail(err, errlen, "map key is not a string");
+            goto fail;
+        }
+        const char *key = k->via.str.size > 0 ? k->via.str.ptr : "";
+        size_t key_len = k->via.str.size;
+        if (!utf8_valid((const uint8_t *)key, key_len)) {
+            s_fail(err, errlen, "map key is not valid UTF-8");
+            goto fail;
+        }
+        /* A JSON object cannot hold a key twice; keeping either value
+         * would silently drop data. */
+        if (json_object_getn(obj, key, key_len)) {
+            s_fail(err, errlen, "map has the same key twice");
+            goto fail;
+        }
+        json_t *val = s_to_json(&o->via.map.ptr[i].val, level + 1, err, errlen);
+        if (!val)
+            goto fail;
+        /* Like append_new, setn_new takes the reference even on failure. */
+        if (json_object_setn_new_nocheck(obj, key, key_len, val) != 0) {
+            s_fail(err, errlen, "out of memory building JSON");
+            goto fail;
+        }
+    }
+    return obj;
+fail:
+    json_decref(obj);
+    return NULL;
+}
+
+/* Converts o, which sits inside `level` containers. */
+static json_t *s_to_json(const msgpack_object *o, int level, char *err, size_t errlen)
+{
+    json_t *j = NULL;
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        j = json_null();
+        break;
+    case MSGPACK_OBJECT_BOOLEAN:
+        j = json_boolean(o->via.boolean);
+        break;
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > (uint64_t)INT64_MAX) {
+            s_fail(err, errlen, "unsigned integer above 9223372036854775807 has no JSON form");
+            return NULL;
+        }
+        j = json_integer((json_int_t)o->via.u64);
+        break;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        j = json_integer((json_int_t)o->via.i64);
+        break;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(o->via.f64)) {
+            s_fail(err, errlen, "NaN or infinite number has no JSON form");
+            return NULL;
+        }
+        j = json_real(o->via.f64);
+        break;
+    case MSGPACK_OBJECT_STR:
+        return s_json_string(o->via.str.ptr, o->via.str.size, "string", err, errlen);
+    case MSGPACK_OBJECT_ARRAY:
+    case MSGPACK_OBJECT_MAP:
+        if (level + 1 > JSONPACK_DEPTH_LIMIT) {
+            s_fail(err, errlen, "msgpack nested deeper than %d levels", JSONPACK_DEPTH_LIMIT);
+            return NULL;
+        }
+        return o->type == MSGPACK_OBJECT_ARRAY ? s_array_to_json(o, level, err, errlen)
+                                               : s_map_to_json(o, level, err, errlen);
+    case MSGPACK_OBJECT_BIN:
+        s_fail(err, errlen, "binary (bin) value has no JSON form");
+        return NULL;
+    case MSGPACK_OBJECT_EXT:
+        s_fail(err, errlen, "ext value has no JSON form");
+        return NULL;
+    default:
+        s_fail(err, errlen, "unknown msgpack type %d", (int)o->type);
+        return NULL;
+    }
+    if (!j)
+        s_fail(err, errlen, "out of memory building JSON");
+    return j;
+}
+
+int jsonpack_to_json(const msgpack_object *obj, json_t **out, char *err, size_t errlen)
+{
+    if (!out)
+        return s_fail(err, errlen, "jsonpack_to_json: no output");
+    *out = NULL;
+    if (!obj)
+        return s_fail(err, errlen, "jsonpack_to_json: no input");
+    *out = s_to_json(obj, 0, err, errlen);
+    return *out ? 0 : -1;
+}
+
+/* The text being written by json_dump_callback; ours, grown by doubling. */
+typedef struct {
+    char *data;
+    size_t size; /* bytes written, excluding the NUL */
+    size_t cap;
+} text_t;
+
+static int s_text_append(const char *buf, size_t len, void *arg)
+{
+    text_t *t = arg;
+    if (len > SIZE_MAX / 2 - t->size - 1)
+        return -1;
+    if (t->size + len + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (cap < t->size + len + 1)
+            cap *= 2;
+        char *data = realloc(t->data, cap);
+        if (!data)
+            return -1;
+        t->data = data;
+        t->cap = cap;
+    }
+    memcpy(t->data + t->size, buf, len);
+    t->size += len;
+    t->data[t->size] = '\0';
+    return 0;
+}
+
+char *jsonpack_to_json_text(const msgpack_object *obj, size_t flags, char *err, size_t errlen)
+{
+    json_t *j;
+    if (jsonpack_to_json(obj, &j, err, errlen) != 0)
+        return NULL;
+    if (flags == 0)
+        flags = JSON_COMPACT;
+    text_t t = {0};
+    int rc = json_dump_callback(j, s_text_append, &t, flags | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (rc != 0 || !t.data) {
+        free(t.data);
+        s_fail(err, errlen, "could not write JSON text (out of memory or bad flags)");
+        return NULL;
+    }
+    return t.data;
+}
+
+char *jsonpack_bytes_to_json_text(const void *mp, size_t len, size_t flags, char *err,
+                                  size_t errlen)
+{
+    if (!mp && len > 0) {
+        s_fail(err, errlen, "jsonpack_bytes_to_json_text: no input");
+        return NULL;
+    }
+    /* mpcheck first: msgpack_unpack trusts the lengths it reads. */
+    mp_status_t st = mpcheck(mp, len, ENVELOPE_MAX_BYTES, ENVELOPE_MAX_DEPTH);
+    if (st != MP_OK) {
+        s_fail(err, errlen, "invalid msgpack: %s", mpcheck_strerror(st));
+        return NULL;
+    }
+    msgpack_zone zone;
+    if (!msgpack_zone_init(&zone, 4096)) {
+        s_fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    char *text = NULL;
+    msgpack_object obj;
+    size_t off = 0;
+    if (msgpack_unpack(mp, len, &off, &zone, &obj) != MSGPACK_UNPACK_SUCCESS)
+        s_fail(err, errlen, "msgpack could not be unpacked");
+    else
+        text = jsonpack_to_json_text(&obj, flags, err, errlen);
+    msgpack_zone_destroy(&zone);
+    return text;
+}

@@ -1,0 +1,82 @@
+/*  jsonpack.h - strict, bounded conversion between JSON text and msgpack.
+ *
+ *  The one place where JSON meets the msgpack bodies of API.md section 1:
+ *  retailctl uses it for arguments and replies, the HTTP bridge for request
+ *  and response bodies. Both directions refuse rather than guess:
+ *
+ *  JSON -> msgpack (jansson parses, then one walk writes msgpack):
+ *      object -> map with str keys     array   -> array
+ *      string -> str (UTF-8)           integer -> int (int64 range only)
+ *      real   -> float64               true/false/null -> bool/nil
+ *    Refused: syntax errors, anything after the value, duplicate object
+ *    keys, integers outside int64 (never silently turned into reals), reals
+ *    that overflow a double, invalid UTF-8, \u0000 in strings or keys, and
+ *    nesting deeper than max_depth. Any JSON value may be the top one; a
+ *    caller that needs an object checks with jsonpack_is_map().
+ *
+ *  msgpack -> JSON:
+ *      map (str keys only) -> object   array -> array     str -> string
+ *      int  -> integer                 float32/64 -> real
+ *      bool -> true/false              nil -> null
+ *    Refused: maps with non-str keys or with a key twice, bin (JSON has no
+ *    bytes type, and a base64 string would be indistinguishable from a
+ *    real string, so the API never sends bytes to JSON clients), ext,
+ *    uint64 above INT64_MAX (jansson's integers are long long), NaN and
+ *    infinities, strings that are not UTF-8, and nesting deeper than
+ *    JSONPACK_DEPTH_LIMIT.
+ *
+ *  Depth is counted as in mpcheck.h: a scalar is depth 0, a container one
+ *  more than the deepest container inside it, so {"a":[1]} has depth 2.
+ *
+ *  Reals are written by jansson with 17 significant digits unless the
+ *  caller passes JSON_REAL_PRECISION(n), so a double survives the trip
+ *  exactly (0.1 prints as 0.10000000000000001).
+ *
+ *  Errors: every function that can fail takes err[errlen] and, on failure,
+ *  writes a NUL-terminated English message there (never empty when
+ *  errlen > 1). Messages never quote input values, so they are safe to log.
+ */
+#ifndef RETAIL_JSONPACK_H
+#define RETAIL_JSONPACK_H
+
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The deepest nesting either direction follows, whatever the caller asks;
+ * it bounds the recursion of the converters. */
+#define JSONPACK_DEPTH_LIMIT 64
+
+/* Parses json[0..len) (need not be NUL-terminated) and appends one msgpack
+ * value to the caller-owned out. max_depth above JSONPACK_DEPTH_LIMIT is
+ * lowered to it; below 0 it is treated as 0 (scalars only). Returns 0, or
+ * -1 with a message in err (syntax errors carry jansson's line and column),
+ * in which case out is left exactly as it was. */
+int jsonpack_from_json(const char *json, size_t len, msgpack_sbuffer *out, int max_depth, char *err,
+                       size_t errlen);
+
+/* True when mp[0..len) starts with a msgpack map header: after a successful
+ * jsonpack_from_json, that means the JSON was an object. */
+bool jsonpack_is_map(const void *mp, size_t len);
+
+/* Converts obj into a new jansson value. On success returns 0 and *out
+ * holds a reference the caller releases with json_decref(); on failure
+ * returns -1, sets *out to NULL and writes err. obj is only read. */
+int jsonpack_to_json(const msgpack_object *obj, json_t **out, char *err, size_t errlen);
+
+/* Converts obj to JSON text. flags are json_dumps() flags (JSON_INDENT(n),
+ * JSON_SORT_KEYS, JSON_ENSURE_ASCII, JSON_REAL_PRECISION(n), ...); 0 means
+ * JSON_COMPACT. Any value may be the top one (JSON_ENCODE_ANY is implied).
+ * Returns a NUL-terminated string allocated with malloc(), whatever
+ * allocator jansson was given, which the caller frees with free(); or NULL
+ * with a message in err. */
+char *jsonpack_to_json_text(const msgpack_object *obj, size_t flags, char *err, size_t errlen);
+
+/* Like jsonpack_to_json_text() for msgpack bytes from outside: mp[0..len)
+ * must hold exactly one value that passes mpcheck() with ENVELOPE_MAX_BYTES
+ * and ENVELOPE_MAX_DEPTH. mp is only read; nothing of it is kept. */
+char *jsonpack_bytes_to_json_text(const void *mp, size_t len, size_t flags, char *err,
+                                  size_t errlen);
+
+#endif

@@ -1,0 +1,790 @@
+/*  broker.c - the 7/MDP broker: registry, dispatch, queues, deadlines.
+ *
+ *  How it works. One thread owns one ROUTER socket on which both clients
+ *  (MDPC01) and workers (MDPW01) talk; the header frame tells them apart.
+ *  The forwarding path works on raw zmq_msg_t frames, moving bodies from
+ *  socket to socket without copying or decoding them: the broker never
+ *  parses msgpack except to echo a request's id in an error it makes up
+ *  itself (timeout, unavailable), which is the rare path.
+ *
+ *  State:
+ *    - services: name -> service_t, each with its idle workers in order of
+ *      becoming idle (head = idle longest, so dispatch is fair and warm
+ *      workers do not starve cold ones) and a FIFO of waiting requests,
+ *      bounded by queue_limit (a full queue answers unavailable at once);
+ *    - workers: routing id -> worker_t, with the one request in flight.
+ *  A request whose service has no live worker is answered unavailable at
+ *  once rather than left to time out: the bridge maps it to 503.
+ *
+ *  Timing. Every request gets a deadline when it arrives. Queued requests
+ *  share one timeout, so each queue is ordered by deadline and only its
+ *  head is checked. A request in flight that passes its deadline is
+ *  answered timeout and marked abandoned; the worker's late reply is
+ *  dropped. Workers are sent a heartbeat every heartbeat_ms and expire
+ *  after MDP_LIVENESS intervals without hearing from them, busy or not (no
+ *  handler should run for three heartbeats; one that does is presumed
+ *  stuck). An expired worker's request in flight is
+ *  answered unavailable: it may or may not have run, and replaying it on
+ *  another worker could do it twice, so the client decides (every write
+ *  op takes an idempotency key for that reason).
+ *
+ *  Identity. Each REQUEST carries one extra frame after the body: the
+ *  caller's name, from the "name" metadata of the certificate ZAP
+ *  accepted, or MDP_CALLER_INPROC for callers in this process.
+ */
+#include "router/broker.h"
+#include "protocol/envelope.h"
+#include "protocol/frames.h"
+#include "protocol/keys.h"
+#include "protocol/mdp.h"
+
+#include <zmq.h>
+
+#define MAX_FRAMES 8
+#define ROUTING_ID_MAX 255
+#define CALLER_MAX 64
+#define BATCH_MAX 256 /* messages handled between two timer checks */
+
+typedef struct service_t service_t;
+
+typedef struct request_t {
+    uint8_t client[ROUTING_ID_MAX];
+    size_t client_len;
+    zmq_msg_t body;
+    char caller[CALLER_MAX];
+    int64_t deadline;
+    bool abandoned; /* answered timeout; the worker's reply is dropped */
+    struct request_t *next;
+} request_t;
+
+typedef struct {
+    uint8_t id[ROUTING_ID_MAX];
+    size_t id_len;
+    char key[2 * ROUTING_ID_MAX + 1]; /* hex of id: the hash key */
+    service_t *service;
+    int64_t expiry;
+    request_t *current;
+    void *idle_handle; /* in service->idle, NULL when busy */
+} worker_t;
+
+struct service_t {
+    char name[MDP_SERVICE_MAX + 1];
+    zlistx_t *idle; /* worker_t *, longest idle first */
+    request_t *head, *tail;
+    size_t queued;
+    size_t workers;
+};
+
+typedef struct {
+    broker_config_t config;
+    char inproc_endpoint[256], tcp_endpoint[256], keys_dir[1024]; /* config's strings */
+    zsock_t *pipe;
+    void *router; /* raw libzmq socket of the zsock */
+    zsock_t *router_sock;
+    zactor_t *auth;
+    zhashx_t *services;
+    zhashx_t *workers;
+    request_t *free_requests;
+    int64_t next_heartbeat;
+    msgpack_sbuffer scratch; /* error replies */
+    bool terminated;
+} broker_t;
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static void s_hex(const uint8_t *id, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[id[i] >> 4];
+        out[2 * i + 1] = digits[id[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+static request_t *s_request_new(broker_t *self)
+{
+    request_t *r = self->free_requests;
+    if (r)
+        self->free_requests = r->next;
+    else {
+        r = malloc(sizeof *r);
+        if (!r)
+            return NULL;
+    }
+    memset(r, 0, offsetof(request_t, body));
+    zmq_msg_init(&r->body);
+    r->abandoned = false;
+    r->next = NULL;
+    return r;
+}
+
+static void s_request_free(broker_t *self, request_t *r)
+{
+    zmq_msg_close(&r->body);
+    r->next = self->free_requests;
+    self->free_requests = r;
+}
+
+static void s_request_destroy_fn(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static service_t *s_service_require(broker_t *self, const char *name)
+{
+    service_t *service = zhashx_lookup(self->services, name);
+    if (service)
+        return service;
+    service = calloc(1, sizeof *service);
+    if (!service)
+        return NULL;
+    snprintf(service->name, sizeof service->name, "%s", name);
+    service->idle = zlistx_new();
+    if (!service->idle) {
+        free(service);
+        return NULL;
+    }
+    zhashx_insert(self->services, name, service);
+    return service;
+}
+
+static void s_service_destroy_fn(void **item)
+{
+    service_t *service = *item;
+    zlistx_destroy(&service->idle);
+    /* queued requests are freed by the broker before the table goes */
+    free(service);
+    *item = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+/*
+ * The ROUTER is in mandatory mode: sending to a peer that has gone (a
+ * killed worker whose TCP connection closed) fails at once instead of
+ * being dropped silently, so a dead idle worker is found on the first
+ * dispatch or heartbeat, long before its heartbeats are missed, and the
+ * request it could not get goes to another worker: it was never
+ * delivered, so nothing runs twice.
+ */
+
+/* Sends the routing frame of a message; false if the peer is gone or
+ * its queue is full, and then nothing was sent. */
+static bool s_send_to(broker_t *self, const uint8_t *id, size_t len)
+{
+    return zmq_send(self->router, id, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) >= 0;
+}
+
+static void s_send_more(broker_t *self, const void *data, size_t len)
+{
+    zmq_send(self->router, data, len, ZMQ_SNDMORE);
+}
+
+/* Replies to a client: [client][empty][MDPC01][service][body]; the body
+ * message is consumed. A client that has gone is ignored. */
+static void s_reply_client(broker_t *self, const uint8_t *client, size_t client_len,
+                           const char *service, zmq_msg_t *body)
+{
+    if (!s_send_to(self, client, client_len)) {
+        zmq_msg_close(body);
+        return;
+    }
+    s_send_more(self, "", 0);
+    s_send_more(self, MDP_CLIENT, 6);
+    s_send_more(self, service, strlen(service));
+    if (zmq_msg_send(body, self->router, 0) < 0)
+        zmq_msg_close(body);
+}
+
+static void s_reply_client_bytes(broker_t *self, const uint8_t *client, size_t client_len,
+                                 const char *service, const void *data, size_t len)
+{
+    if (!s_send_to(self, client, client_len))
+        return;
+    s_send_more(self, "", 0);
+    s_send_more(self, MDP_CLIENT, 6);
+    s_send_more(self, service, strlen(service));
+    zmq_send(self->router, data, len, 0);
+}
+
+/* Answers a request with an error the broker makes up. */
+static void s_reply_error(broker_t *self, const uint8_t *client, size_t client_len,
+                          const char *service, zmq_msg_t *request_body, err_code_t code,
+                          const char *message)
+{
+    msgpack_sbuffer_clear(&self->scratch);
+    envelope_error_for(&self->scratch, request_body ? zmq_msg_data(request_body) : NULL,
+                       request_body ? zmq_msg_size(request_body) : 0, code, message);
+    s_reply_client_bytes(self, client, client_len, service, self->scratch.data,
+                         self->scratch.size);
+}
+
+static bool s_send_worker_command(broker_t *self, const uint8_t *id, size_t id_len,
+                                  uint8_t command)
+{
+    if (!s_send_to(self, id, id_len))
+        return false;
+    s_send_more(self, "", 0);
+    s_send_more(self, MDP_WORKER, 6);
+    zmq_send(self->router, &command, 1, 0);
+    return true;
+}
+
+/* ------------------------------------------------------------------ */
+/* Dispatch                                                            */
+
+static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconnect,
+                            const char *why);
+
+/* Sends a request to a worker: [worker][empty][MDPW01][REQUEST][client]
+ * [empty][body][caller]. The request's body is kept (a shared copy) so
+ * that a timeout can still echo its id. False if the worker is gone. */
+static bool s_worker_take(broker_t *self, worker_t *worker, request_t *request)
+{
+    if (!s_send_to(self, worker->id, worker->id_len))
+        return false;
+    uint8_t command = MDP_REQUEST;
+    s_send_more(self, "", 0);
+    s_send_more(self, MDP_WORKER, 6);
+    s_send_more(self, &command, 1);
+    s_send_more(self, request->client, request->client_len);
+    s_send_more(self, "", 0);
+    zmq_msg_t body;
+    zmq_msg_init(&body);
+    zmq_msg_copy(&body, &request->body);
+    if (zmq_msg_send(&body, self->router, ZMQ_SNDMORE) < 0)
+        zmq_msg_close(&body);
+    zmq_send(self->router, request->caller, strlen(request->caller), 0);
+
+    zlistx_delete(worker->service->idle, worker->idle_handle);
+    worker->idle_handle = NULL;
+    worker->current = request;
+    return true;
+}
+
+/* Gives a request to the longest-idle worker still connected, dropping
+ * the ones found gone. False when no idle worker is left. */
+static bool s_dispatch_one(broker_t *self, service_t *service, request_t *request)
+{
+    worker_t *worker;
+    while ((worker = zlistx_first(service->idle))) {
+        if (s_worker_take(self, worker, request))
+            return true;
+        s_worker_delete(self, worker, false, "unreachable");
+    }
+    return false;
+}
+
+/* Hands queued requests to idle workers while both exist. */
+static void s_service_dispatch(broker_t *self, service_t *service)
+{
+    while (service->head && zlistx_first(service->idle)) {
+        request_t *request = service->head;
+        service->head = request->next;
+        if (!service->head)
+            service->tail = NULL;
+        service->queued--;
+        request->next = NULL;
+        if (s_dispatch_one(self, service, request))
+            continue;
+        if (service->workers == 0) {
+            s_reply_error(self, request->client, request->client_len, service->name,
+                          &request->body, ERR_UNAVAILABLE, "no live worker for the service");
+            s_request_free(self, request);
+        } else {
+            request->next = service->head;
+            service->head = request;
+            if (!service->tail)
+                service->tail = request;
+            service->queued++;
+        }
+        break;
+    }
+}
+
+static void s_worker_set_idle(broker_t *self, worker_t *worker)
+{
+    worker->current = NULL;
+    worker->idle_handle = zlistx_add_end(worker->service->idle, worker);
+    s_service_dispatch(self, worker->service);
+}
+
+/* Answers every queued request of a service that has lost its last
+ * worker: nobody will serve them before their deadline. */
+static void s_service_flush(broker_t *self, service_t *service, const char *why)
+{
+    while (service->head) {
+        request_t *request = service->head;
+        service->head = request->next;
+        s_reply_error(self, request->client, request->client_len, service->name, &request->body,
+                      ERR_UNAVAILABLE, why);
+        s_request_free(self, request);
+    }
+    service->tail = NULL;
+    service->queued = 0;
+}
+
+/* Removes a worker; tells it to go away when it is still connected. */
+static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconnect,
+                            const char *why)
+{
+    if (send_disconnect)
+        s_send_worker_command(self, worker->id, worker->id_len, MDP_DISCONNECT);
+    service_t *service = worker->service;
+    if (worker->current) {
+        if (!worker->current->abandoned)
+            s_reply_error(self, worker->current->client, worker->current->client_len,
+                          service->name, &worker->current->body, ERR_UNAVAILABLE, why);
+        s_request_free(self, worker->current);
+        worker->current = NULL;
+    }
+    if (service) {
+        if (worker->idle_handle)
+            zlistx_delete(service->idle, worker->idle_handle);
+        service->workers--;
+        if (service->workers == 0)
+            s_service_flush(self, service, "no live worker for the service");
+    }
+    if (self->config.verbose)
+        zsys_info("broker: worker %s of %s gone (%s)", worker->key,
+                  service ? service->name : "-", why);
+    zhashx_delete(self->workers, worker->key); /* frees worker */
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages from clients                                               */
+
+/* The caller's authenticated name, from the connection's metadata. */
+static void s_caller_name(zmq_msg_t *frame, char *out)
+{
+    const char *name = zmq_msg_gets(frame, "name");
+    if (name && *name)
+        snprintf(out, CALLER_MAX, "%s", name);
+    else if (zmq_msg_gets(frame, "Peer-Address"))
+        snprintf(out, CALLER_MAX, "unnamed");
+    else
+        snprintf(out, CALLER_MAX, "%s", MDP_CALLER_INPROC);
+}
+
+static void s_mmi(broker_t *self, zmq_msg_t *frames, const char *service_name)
+{
+    zmq_msg_t *client = &frames[0], *body = &frames[4];
+    const uint8_t *cid = zmq_msg_data(client);
+    size_t cid_len = zmq_msg_size(client);
+    if (streq(service_name, "mmi.service")) {
+        char name[MDP_SERVICE_MAX + 1];
+        size_t n = zmq_msg_size(body);
+        const char *answer = "404";
+        if (n > 0 && n <= MDP_SERVICE_MAX) {
+            memcpy(name, zmq_msg_data(body), n);
+            name[n] = '\0';
+            service_t *service = zhashx_lookup(self->services, name);
+            if (service && service->workers > 0)
+                answer = "200";
+        }
+        s_reply_client_bytes(self, cid, cid_len, service_name, answer, 3);
+    } else if (streq(service_name, "mmi.services")) {
+        /* An extension: every known service with its worker counts. */
+        msgpack_sbuffer_clear(&self->scratch);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &self->scratch, msgpack_sbuffer_write);
+        msgpack_pack_array(&pk, zhashx_size(self->services));
+        for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+            msgpack_pack_map(&pk, 4);
+            mp_pack_str(&pk, "name");
+            mp_pack_str(&pk, s->name);
+            mp_pack_str(&pk, "workers");
+            msgpack_pack_uint64(&pk, s->workers);
+            mp_pack_str(&pk, "idle");
+            msgpack_pack_uint64(&pk, zlistx_size(s->idle));
+            mp_pack_str(&pk, "queued");
+            msgpack_pack_uint64(&pk, s->queued);
+        }
+        s_reply_client_bytes(self, cid, cid_len, service_name, self->scratch.data,
+                             self->scratch.size);
+    } else
+        s_reply_client_bytes(self, cid, cid_len, service_name, "501", 3);
+}
+
+/* [client][empty][MDPC01][service][body] */
+static void s_client_message(broker_t *self, zmq_msg_t *frames, int count)
+{
+    zmq_msg_t *client = &frames[0];
+    if (count != 5 || zmq_msg_size(&frames[3]) == 0 ||
+        zmq_msg_size(&frames[3]) > MDP_SERVICE_MAX || zmq_msg_size(client) > ROUTING_ID_MAX)
+        return; /* not an MDP client request we can answer: drop */
+
+    char name[MDP_SERVICE_MAX + 1];
+    memcpy(name, zmq_msg_data(&frames[3]), zmq_msg_size(&frames[3]));
+    name[zmq_msg_size(&frames[3])] = '\0';
+    const uint8_t *cid = zmq_msg_data(client);
+    size_t cid_len = zmq_msg_size(client);
+
+    if (strncmp(name, "mmi.", 4) == 0) {
+        s_mmi(self, frames, name);
+        return;
+    }
+    if (zmq_msg_size(&frames[4]) > ENVELOPE_MAX_BYTES) {
+        s_reply_error(self, cid, cid_len, name, NULL, ERR_PAYLOAD_TOO_LARGE,
+                      "request body over the size limit");
+        return;
+    }
+    service_t *service = zhashx_lookup(self->services, name);
+    if (!service || service->workers == 0) {
+        s_reply_error(self, cid, cid_len, name, &frames[4], ERR_UNAVAILABLE,
+                      "no live worker for the service");
+        return;
+    }
+    request_t *request = s_request_new(self);
+    if (!request) {
+        s_reply_error(self, cid, cid_len, name, &frames[4], ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    memcpy(request->client, cid, cid_len);
+    request->client_len = cid_len;
+    zmq_msg_move(&request->body, &frames[4]);
+    s_caller_name(client, request->caller);
+    request->deadline = zclock_mono() + self->config.request_timeout_ms;
+
+    if (s_dispatch_one(self, service, request))
+        return;
+    const char *refusal = NULL;
+    if (service->workers == 0)
+        refusal = "no live worker for the service";
+    else if (service->queued >= (size_t)self->config.queue_limit)
+        refusal = "the service's queue is full";
+    if (refusal) {
+        s_reply_error(self, cid, cid_len, name, &request->body, ERR_UNAVAILABLE, refusal);
+        s_request_free(self, request);
+        return;
+    }
+    if (service->tail)
+        service->tail->next = request;
+    else
+        service->head = request;
+    service->tail = request;
+    service->queued++;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages from workers                                               */
+
+/* [worker][empty][MDPW01][command]... */
+static void s_worker_message(broker_t *self, zmq_msg_t *frames, int count)
+{
+    if (count < 4 || zmq_msg_size(&frames[3]) != 1 || zmq_msg_size(&frames[0]) > ROUTING_ID_MAX)
+        return;
+    uint8_t command = *(uint8_t *)zmq_msg_data(&frames[3]);
+    char key[2 * ROUTING_ID_MAX + 1];
+    s_hex(zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]), key);
+    worker_t *worker = zhashx_lookup(self->workers, key);
+
+    if (command == MDP_READY) {
+        if (worker) {
+            /* READY twice is a protocol error: start it over. */
+            s_worker_delete(self, worker, true, "sent READY twice");
+            return;
+        }
+        size_t n = count == 5 ? zmq_msg_size(&frames[4]) : 0;
+        if (n == 0 || n > MDP_SERVICE_MAX || strncmp(zmq_msg_data(&frames[4]), "mmi.", 4) == 0)
+            return;
+        char name[MDP_SERVICE_MAX + 1];
+        memcpy(name, zmq_msg_data(&frames[4]), n);
+        name[n] = '\0';
+        worker = calloc(1, sizeof *worker);
+        service_t *service = s_service_require(self, name);
+        if (!worker || !service) {
+            free(worker);
+            return;
+        }
+        memcpy(worker->id, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]));
+        worker->id_len = zmq_msg_size(&frames[0]);
+        memcpy(worker->key, key, sizeof key);
+        worker->service = service;
+        worker->expiry = zclock_mono() + (int64_t)self->config.heartbeat_ms * MDP_LIVENESS;
+        zhashx_insert(self->workers, key, worker);
+        service->workers++;
+        if (self->config.verbose)
+            zsys_info("broker: worker %s ready for %s", key, name);
+        s_worker_set_idle(self, worker);
+        return;
+    }
+    if (!worker) {
+        /* A worker we do not know (we restarted, or it expired): make it
+         * reconnect and register again. */
+        if (command != MDP_DISCONNECT) {
+            s_send_worker_command(self, zmq_msg_data(&frames[0]), zmq_msg_size(&frames[0]),
+                                  MDP_DISCONNECT);
+        }
+        return;
+    }
+    worker->expiry = zclock_mono() + (int64_t)self->config.heartbeat_ms * MDP_LIVENESS;
+
+    switch (command) {
+    case MDP_REPLY: {
+        /* [client][empty][body] */
+        request_t *request = worker->current;
+        if (count != 7 || !request || zmq_msg_size(&frames[5]) != 0 ||
+            zmq_msg_size(&frames[4]) != request->client_len ||
+            memcmp(zmq_msg_data(&frames[4]), request->client, request->client_len) != 0) {
+            s_worker_delete(self, worker, true, "reply without a matching request");
+            return;
+        }
+        if (!request->abandoned)
+            s_reply_client(self, request->client, request->client_len, worker->service->name,
+                           &frames[6]);
+        s_request_free(self, request);
+        s_worker_set_idle(self, worker);
+        break;
+    }
+    case MDP_HEARTBEAT:
+        break;
+    case MDP_DISCONNECT:
+        s_worker_delete(self, worker, false, "disconnected");
+        break;
+    default:
+        s_worker_delete(self, worker, true, "unknown command");
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Timers                                                              */
+
+static void s_check_deadlines(broker_t *self, int64_t now)
+{
+    for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        while (s->head && s->head->deadline <= now) {
+            request_t *request = s->head;
+            s->head = request->next;
+            if (!s->head)
+                s->tail = NULL;
+            s->queued--;
+            s_reply_error(self, request->client, request->client_len, s->name, &request->body,
+                          ERR_TIMEOUT, "the service did not answer within the deadline");
+            s_request_free(self, request);
+        }
+    }
+    /* Deleting while iterating a zhashx is not allowed: collect first. */
+    zlistx_t *expired = zlistx_new();
+    for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
+        request_t *request = w->current;
+        if (request && !request->abandoned && request->deadline <= now) {
+            s_reply_error(self, request->client, request->client_len, w->service->name,
+                          &request->body, ERR_TIMEOUT,
+                          "the service did not answer within the deadline");
+            request->abandoned = true;
+        }
+        if (w->expiry <= now)
+            zlistx_add_end(expired, w);
+    }
+    for (worker_t *w = zlistx_first(expired); w; w = zlistx_next(expired))
+        s_worker_delete(self, w, false, "expired: missed heartbeats");
+    zlistx_destroy(&expired);
+}
+
+/* Beats every worker; one whose connection is gone is removed now. */
+static void s_send_heartbeats(broker_t *self)
+{
+    zlistx_t *gone = zlistx_new();
+    for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+        if (!s_send_worker_command(self, w->id, w->id_len, MDP_HEARTBEAT))
+            zlistx_add_end(gone, w);
+    for (worker_t *w = zlistx_first(gone); w; w = zlistx_next(gone))
+        s_worker_delete(self, w, false, "connection closed");
+    zlistx_destroy(&gone);
+}
+
+/* ------------------------------------------------------------------ */
+/* The actor                                                           */
+
+static void s_handle_router(broker_t *self)
+{
+    zmq_msg_t frames[MAX_FRAMES];
+    for (int batch = 0; batch < BATCH_MAX; batch++) {
+        int count = frames_recv(self->router, frames, MAX_FRAMES, ZMQ_DONTWAIT);
+        if (count == 0)
+            return;
+        if (count < 0)
+            continue;
+        if (count >= 3 && zmq_msg_size(&frames[1]) == 0) {
+            if (frames_is(&frames[2], MDP_CLIENT))
+                s_client_message(self, frames, count);
+            else if (frames_is(&frames[2], MDP_WORKER))
+                s_worker_message(self, frames, count);
+        }
+        frames_close(frames, count);
+    }
+}
+
+static int s_setup(broker_t *self)
+{
+    const broker_config_t *c = &self->config;
+    self->router_sock = zsock_new(ZMQ_ROUTER);
+    if (!self->router_sock)
+        return -1;
+    self->router = zsock_resolve(self->router_sock);
+    zsock_set_rcvhwm(self->router_sock, 100000);
+    zsock_set_sndhwm(self->router_sock, 100000);
+    /* Replies still queued when we stop get a second to leave. */
+    zsock_set_linger(self->router_sock, 1000);
+    zsock_set_router_mandatory(self->router_sock, 1);
+
+    if (c->tcp_endpoint) {
+        zcert_t *cert = keys_ensure(c->keys_dir, "broker");
+        if (!cert) {
+            zsys_error("broker: cannot load or create %s/broker.cert", c->keys_dir);
+            return -1;
+        }
+        char *clients = zsys_sprintf("%s/clients", c->keys_dir);
+        zsys_dir_create("%s", clients);
+        self->auth = zactor_new(zauth, NULL);
+        if (self->auth) {
+            zstr_sendx(self->auth, "CURVE", clients, NULL);
+            zsock_wait(self->auth);
+        }
+        zstr_free(&clients);
+        zcert_apply(cert, self->router_sock);
+        zcert_destroy(&cert);
+        if (!self->auth)
+            return -1;
+        zsock_set_curve_server(self->router_sock, 1);
+        zsock_set_zap_domain(self->router_sock, "retail");
+        if (zsock_bind(self->router_sock, "%s", c->tcp_endpoint) < 0) {
+            zsys_error("broker: cannot bind %s: %s", c->tcp_endpoint, zmq_strerror(zmq_errno()));
+            return -1;
+        }
+    }
+    if (zsock_bind(self->router_sock, "%s", c->inproc_endpoint) < 0) {
+        zsys_error("broker: cannot bind %s: %s", c->inproc_endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+static void s_teardown(broker_t *self)
+{
+    if (self->workers) {
+        /* Answer what is still in flight: nobody will. */
+        for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
+            if (w->current) {
+                if (!w->current->abandoned)
+                    s_reply_error(self, w->current->client, w->current->client_len,
+                                  w->service->name, &w->current->body, ERR_UNAVAILABLE,
+                                  "the broker is stopping");
+                s_request_free(self, w->current);
+                w->current = NULL;
+            }
+        }
+    }
+    if (self->services)
+        for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+            s_service_flush(self, s, "the broker is stopping");
+    zhashx_destroy(&self->workers);
+    zhashx_destroy(&self->services);
+    while (self->free_requests) {
+        request_t *r = self->free_requests;
+        self->free_requests = r->next;
+        void *item = r;
+        s_request_destroy_fn(&item);
+    }
+    zsock_destroy(&self->router_sock);
+    zactor_destroy(&self->auth);
+    msgpack_sbuffer_destroy(&self->scratch);
+}
+
+static void s_worker_free_fn(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void s_broker_actor(zsock_t *pipe, void *args)
+{
+    broker_t self_storage = {.config = *(broker_config_t *)args, .pipe = pipe};
+    broker_t *self = &self_storage;
+    snprintf(self->inproc_endpoint, sizeof self->inproc_endpoint, "%s",
+             self->config.inproc_endpoint);
+    self->config.inproc_endpoint = self->inproc_endpoint;
+    if (self->config.tcp_endpoint) {
+        snprintf(self->tcp_endpoint, sizeof self->tcp_endpoint, "%s", self->config.tcp_endpoint);
+        self->config.tcp_endpoint = self->tcp_endpoint;
+        snprintf(self->keys_dir, sizeof self->keys_dir, "%s",
+                 self->config.keys_dir ? self->config.keys_dir : "./var/keys");
+        self->config.keys_dir = self->keys_dir;
+    }
+    msgpack_sbuffer_init(&self->scratch);
+    self->services = zhashx_new();
+    self->workers = zhashx_new();
+    zhashx_set_destructor(self->services, s_service_destroy_fn);
+    zhashx_set_destructor(self->workers, s_worker_free_fn);
+    zsock_signal(pipe, 0); /* zactor_new returns */
+
+    int rc = s_setup(self);
+    zsock_signal(pipe, rc == 0 ? 0 : 1); /* broker_new learns the outcome */
+    if (rc != 0) {
+        s_teardown(self);
+        return;
+    }
+
+    const int heartbeat = self->config.heartbeat_ms;
+    const int tick = heartbeat / 4 < 50 ? (heartbeat / 4 > 5 ? heartbeat / 4 : 5) : 50;
+    self->next_heartbeat = zclock_mono() + heartbeat;
+    int64_t next_check = zclock_mono() + tick;
+    zmq_pollitem_t items[] = {{zsock_resolve(pipe), 0, ZMQ_POLLIN, 0},
+                              {self->router, 0, ZMQ_POLLIN, 0}};
+
+    while (!self->terminated) {
+        int64_t now = zclock_mono();
+        long wait = next_check > now ? (long)(next_check - now) : 0;
+        if (zmq_poll(items, 2, wait) < 0)
+            break; /* context terminated */
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *command = zstr_recv(pipe);
+            if (!command || streq(command, "$TERM"))
+                self->terminated = true;
+            zstr_free(&command);
+        }
+        if (items[1].revents & ZMQ_POLLIN)
+            s_handle_router(self);
+        now = zclock_mono();
+        if (now >= next_check) {
+            s_check_deadlines(self, now);
+            if (now >= self->next_heartbeat) {
+                s_send_heartbeats(self);
+                self->next_heartbeat = now + heartbeat;
+            }
+            next_check = now + tick;
+        }
+    }
+    s_teardown(self);
+}
+
+zactor_t *broker_new(const broker_config_t *config)
+{
+    broker_config_t *c = malloc(sizeof *c);
+    if (!c)
+        return NULL;
+    *c = *config;
+    if (!c->inproc_endpoint)
+        c->inproc_endpoint = MDP_INPROC_ENDPOINT;
+    if (c->heartbeat_ms <= 0)
+        c->heartbeat_ms = MDP_HEARTBEAT_MS_DEFAULT;
+    if (c->request_timeout_ms <= 0)
+        c->request_timeout_ms = 5000;
+    if (c->queue_limit <= 0)
+        c->queue_limit = 1024;
+    zactor_t *actor = zactor_new(s_broker_actor, c);
+    int status = actor ? zsock_wait(actor) : -1;
+    free(c); /* the actor copied it before its first signal */
+    if (status != 0)
+        zactor_destroy(&actor);
+    return actor;
+}
+
+void broker_destroy(zactor_t **self_p)
+{
+    zactor_destroy(self_p);
+}

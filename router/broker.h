@@ -1,0 +1,39 @@
+/*  broker.h - the 7/MDP broker, as a CZMQ actor.
+ *
+ *  One ROUTER socket that clients and workers share, bound to an inproc
+ *  endpoint (MDP_INPROC_ENDPOINT, for pools and bridges in this process)
+ *  and optionally to a TCP endpoint with CURVE, whose callers must hold a
+ *  certificate from keys_dir/clients (checked by zauth, re-read when the
+ *  directory changes). protocol/SPEC.md describes the behaviour: dispatch
+ *  to the longest-idle worker, a bounded queue per service, a deadline per
+ *  request, heartbeats, expiry of silent workers, mmi.service.
+ *
+ *  Usage:
+ *      broker_config_t config = {.tcp_endpoint = "tcp://127.0.0.1:5555", ...};
+ *      zactor_t *broker = broker_new(&config);   // NULL: could not bind
+ *      ...
+ *      broker_destroy(&broker);                  // flushes replies, stops
+ */
+#ifndef RETAIL_BROKER_H
+#define RETAIL_BROKER_H
+
+#include <czmq.h>
+
+typedef struct {
+    const char *inproc_endpoint; /* NULL: MDP_INPROC_ENDPOINT */
+    const char *tcp_endpoint;    /* NULL: inproc only, no CURVE */
+    const char *keys_dir;        /* broker.cert and clients/; needed with tcp */
+    int heartbeat_ms;            /* 0: MDP_HEARTBEAT_MS_DEFAULT */
+    int request_timeout_ms;      /* 0: 5000 */
+    int queue_limit;             /* per service; 0: 1024 */
+    bool verbose;
+} broker_config_t;
+
+/* Starts a broker; NULL if it could not bind or load its keys (the reason
+ * is logged). The config is copied. */
+zactor_t *broker_new(const broker_config_t *config);
+
+/* Stops the broker, sending replies still queued on its socket first. */
+void broker_destroy(zactor_t **self_p);
+
+#endif

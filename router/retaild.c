@@ -1,0 +1,205 @@
+/*  retaild.c - the daemon: runs the broker and service pools, in any mix.
+ *
+ *      retaild                        everything on this machine
+ *      retaild broker                 only the broker
+ *      retaild sys --broker tcp://host:5555 --workers 8
+ *                                     one service's pool, elsewhere
+ *
+ *  Roles are "broker" and the service names of s_services below. Pools in
+ *  the same process as the broker attach over inproc (no CURVE needed, and
+ *  about twice the throughput); pools without a local broker connect over
+ *  TCP with CURVE, using a certificate named after their service that is
+ *  made on first start (and allow-listed when the keys directory is the
+ *  broker's own, as on one machine; elsewhere copy NAME.cert into the
+ *  broker's keys/clients/).
+ *
+ *  Shutdown: SIGINT and SIGTERM are blocked in every thread and taken by
+ *  sigwait() here, so no handler runs in an arbitrary thread. Pools stop
+ *  first (each worker finishes the request it is on and says DISCONNECT;
+ *  the broker answers whatever is still queued), then the broker, whose
+ *  socket lingers to deliver the last replies.
+ */
+#include "actors/pool.h"
+#include "actors/sys/sys.h"
+#include "protocol/keys.h"
+#include "protocol/mdp.h"
+#include "protocol/settings.h"
+#include "router/broker.h"
+
+#include <getopt.h>
+#include <signal.h>
+
+/* Every service this daemon can run, with its dispatch table. */
+typedef struct {
+    const char *name;
+    const worker_op_t *(*ops)(bool with_test_ops);
+} service_def_t;
+
+static const service_def_t s_services[] = {
+    {"sys", sys_ops},
+};
+#define SERVICE_COUNT (sizeof s_services / sizeof s_services[0])
+
+static void s_usage(FILE *out)
+{
+    fprintf(out, "usage: retaild [ROLE...] [--broker ENDPOINT] [--workers N] [--config FILE]\n"
+                 "               [--data-dir DIR] [--verbose]\n"
+                 "roles: broker");
+    for (size_t i = 0; i < SERVICE_COUNT; i++)
+        fprintf(out, " %s", s_services[i].name);
+    fprintf(out, " (none: all of them)\n"
+                 "environment: RETAIL_DATA_DIR RETAIL_BROKER_ENDPOINT RETAIL_HTTP_PORT\n"
+                 "             RETAIL_WORKERS RETAIL_HEARTBEAT_MS RETAIL_REQUEST_TIMEOUT_MS\n"
+                 "             RETAIL_QUEUE_LIMIT RETAIL_CONFIG RETAIL_TEST_OPS\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"broker", required_argument, NULL, 'b'},  {"workers", required_argument, NULL, 'w'},
+        {"config", required_argument, NULL, 'c'},  {"data-dir", required_argument, NULL, 'd'},
+        {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    const char *config_path = NULL, *broker_flag = NULL, *data_dir_flag = NULL;
+    int workers_flag = 0;
+    bool verbose = false;
+    int opt;
+    while ((opt = getopt_long(argc, argv, "b:w:c:d:vh", options, NULL)) != -1) {
+        switch (opt) {
+        case 'b': broker_flag = optarg; break;
+        case 'w': workers_flag = atoi(optarg); break;
+        case 'c': config_path = optarg; break;
+        case 'd': data_dir_flag = optarg; break;
+        case 'v': verbose = true; break;
+        case 'h': s_usage(stdout); return 0;
+        default: s_usage(stderr); return 2;
+        }
+    }
+    if (workers_flag < 0 || workers_flag > 256) {
+        fprintf(stderr, "retaild: --workers must be 1..256\n");
+        return 2;
+    }
+
+    /* Which roles: none named means all. */
+    bool run_broker = optind == argc;
+    bool run_service[SERVICE_COUNT];
+    for (size_t i = 0; i < SERVICE_COUNT; i++)
+        run_service[i] = optind == argc;
+    for (int i = optind; i < argc; i++) {
+        bool known = false;
+        if (streq(argv[i], "broker"))
+            run_broker = known = true;
+        for (size_t k = 0; k < SERVICE_COUNT; k++)
+            if (streq(argv[i], s_services[k].name))
+                run_service[k] = known = true;
+        if (!known) {
+            fprintf(stderr, "retaild: unknown role '%s'\n", argv[i]);
+            s_usage(stderr);
+            return 2;
+        }
+    }
+
+    settings_t settings;
+    char err[256];
+    if (settings_load(&settings, config_path, err, sizeof err) != 0) {
+        fprintf(stderr, "retaild: %s\n", err);
+        return 2;
+    }
+    if (data_dir_flag) {
+        snprintf(settings.data_dir, sizeof settings.data_dir, "%s", data_dir_flag);
+        settings_derive(&settings);
+    }
+    if (broker_flag)
+        snprintf(settings.broker_endpoint, sizeof settings.broker_endpoint, "%s", broker_flag);
+    if (workers_flag)
+        settings.workers = workers_flag;
+    const char *test_ops_env = getenv("RETAIL_TEST_OPS");
+    bool test_ops = test_ops_env && streq(test_ops_env, "1");
+
+    /* Signals: block them before any thread exists so that every thread
+     * inherits the mask, and take them with sigwait() below. */
+    zsys_handler_set(NULL);
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (zsys_dir_create("%s", settings.data_dir) != 0) {
+        fprintf(stderr, "retaild: cannot create data directory %s\n", settings.data_dir);
+        return 1;
+    }
+
+    int rc = 1;
+    zactor_t *broker = NULL;
+    pool_t *pools[SERVICE_COUNT] = {NULL};
+    zcert_t *certs[SERVICE_COUNT] = {NULL};
+
+    if (run_broker) {
+        broker_config_t bc = {
+            .tcp_endpoint = settings.broker_endpoint,
+            .keys_dir = settings.keys_dir,
+            .heartbeat_ms = settings.heartbeat_ms,
+            .request_timeout_ms = settings.request_timeout_ms,
+            .queue_limit = settings.queue_limit,
+            .verbose = verbose,
+        };
+        broker = broker_new(&bc);
+        if (!broker) {
+            fprintf(stderr, "retaild: the broker could not start on %s\n",
+                    settings.broker_endpoint);
+            goto cleanup;
+        }
+        zsys_info("retaild: broker on %s (keys in %s)", settings.broker_endpoint,
+                  settings.keys_dir);
+    }
+
+    char broker_key[KEYS_Z85_LEN + 1] = "";
+    if (!run_broker && keys_broker_public(settings.keys_dir, broker_key) != 0) {
+        fprintf(stderr, "retaild: no broker certificate at %s/broker.cert\n", settings.keys_dir);
+        goto cleanup;
+    }
+    for (size_t i = 0; i < SERVICE_COUNT; i++) {
+        if (!run_service[i])
+            continue;
+        worker_config_t wc = {
+            .service = s_services[i].name,
+            .ops = s_services[i].ops(test_ops),
+            .endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
+            .heartbeat_ms = settings.heartbeat_ms,
+            .verbose = verbose,
+        };
+        if (!run_broker) {
+            certs[i] = keys_ensure(settings.keys_dir, s_services[i].name);
+            if (!certs[i] || keys_allow(settings.keys_dir, certs[i], s_services[i].name) != 0) {
+                fprintf(stderr, "retaild: cannot make the %s certificate in %s\n",
+                        s_services[i].name, settings.keys_dir);
+                goto cleanup;
+            }
+            wc.cert = certs[i];
+            wc.server_key = broker_key;
+        }
+        pools[i] = pool_new(&wc, settings.workers);
+        if (!pools[i]) {
+            fprintf(stderr, "retaild: the %s pool could not start\n", s_services[i].name);
+            goto cleanup;
+        }
+        zsys_info("retaild: %s pool of %d workers on %s", s_services[i].name, settings.workers,
+                  wc.endpoint);
+    }
+
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    zsys_info("retaild: %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    rc = 0;
+
+cleanup:
+    for (size_t i = 0; i < SERVICE_COUNT; i++) {
+        pool_destroy(&pools[i]);
+        zcert_destroy(&certs[i]);
+    }
+    broker_destroy(&broker);
+    zsys_shutdown();
+    return rc;
+}

@@ -1,0 +1,415 @@
+/*  test_broker.c - the broker's dispatch, queue bound, deadline, expiry.
+ *
+ *  Each test starts a broker on its own inproc endpoint and drives it with
+ *  hand-made MDP workers (raw DEALER sockets), so the test decides exactly
+ *  when a worker is ready, replies, beats or falls silent.
+ */
+#include "tests/testutil.h"
+
+#include "protocol/envelope.h"
+#include "protocol/mdp.h"
+#include "protocol/mdpcli.h"
+#include "router/broker.h"
+
+#include <czmq.h>
+
+#define HB 50 /* ms: heartbeat in these tests */
+
+typedef struct {
+    zactor_t *broker;
+    char endpoint[64];
+    mdpcli_t *client;
+} fixture_t;
+
+static int s_fixture_up(void **state, int timeout_ms, int queue_limit)
+{
+    static int counter = 0;
+    fixture_t *f = calloc(1, sizeof *f);
+    snprintf(f->endpoint, sizeof f->endpoint, "inproc://test-broker-%d", ++counter);
+    broker_config_t config = {.inproc_endpoint = f->endpoint,
+                              .heartbeat_ms = HB,
+                              .request_timeout_ms = timeout_ms,
+                              .queue_limit = queue_limit};
+    f->broker = broker_new(&config);
+    assert_non_null(f->broker);
+    f->client = mdpcli_new(f->endpoint, NULL, NULL);
+    assert_non_null(f->client);
+    *state = f;
+    return 0;
+}
+
+static int s_setup(void **state)
+{
+    return s_fixture_up(state, 5000, 2);
+}
+
+static int s_setup_short_deadline(void **state)
+{
+    return s_fixture_up(state, 300, 10);
+}
+
+static int s_teardown(void **state)
+{
+    fixture_t *f = *state;
+    mdpcli_destroy(&f->client);
+    broker_destroy(&f->broker);
+    free(f);
+    return 0;
+}
+
+/* ---- hand-made workers ---- */
+
+static zsock_t *fw_new(fixture_t *f, const char *service)
+{
+    zsock_t *w = zsock_new_dealer(f->endpoint);
+    assert_non_null(w);
+    zsock_set_linger(w, 0);
+    zsock_set_rcvtimeo(w, 2000);
+    zstr_sendx(w, "", MDP_WORKER, "\x01", service, NULL);
+    zclock_sleep(20); /* the broker registers workers in arrival order */
+    return w;
+}
+
+static void fw_beat(zsock_t *w)
+{
+    zstr_sendx(w, "", MDP_WORKER, "\x04", NULL);
+}
+
+/* Next REQUEST, skipping heartbeats; NULL after timeout_ms. */
+static zmsg_t *fw_request(zsock_t *w, int timeout_ms)
+{
+    zpoller_t *poller = zpoller_new(w, NULL);
+    int64_t end = zclock_mono() + timeout_ms;
+    zmsg_t *found = NULL;
+    while (!found && zclock_mono() < end) {
+        if (!zpoller_wait(poller, (int)(end - zclock_mono())))
+            break;
+        zmsg_t *msg = zmsg_recv(w);
+        zframe_t *cmd = NULL;
+        if (zmsg_size(msg) >= 3) {
+            zmsg_first(msg);
+            zmsg_next(msg);
+            cmd = zmsg_next(msg);
+        }
+        if (cmd && zframe_size(cmd) == 1 && zframe_data(cmd)[0] == MDP_REQUEST)
+            found = msg;
+        else
+            zmsg_destroy(&msg);
+    }
+    zpoller_destroy(&poller);
+    return found;
+}
+
+static uint64_t fw_request_id(zmsg_t *req);
+
+/* Answers a REQUEST message: {"id": <its id>, "ok": true, "data": nil}. */
+static void fw_reply(zsock_t *w, zmsg_t **request_p)
+{
+    zmsg_t *req = *request_p;
+    uint64_t id = fw_request_id(req);
+    zmsg_first(req);
+    zmsg_next(req);
+    zmsg_next(req);
+    zframe_t *client = zframe_dup(zmsg_next(req));
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_object oid = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = id};
+    envelope_reply_ok_begin(&pk, &oid);
+    msgpack_pack_nil(&pk);
+    zmsg_t *reply = zmsg_new();
+    zmsg_addmem(reply, "", 0);
+    zmsg_addstr(reply, MDP_WORKER);
+    zmsg_addmem(reply, "\x03", 1);
+    zmsg_append(reply, &client);
+    zmsg_addmem(reply, "", 0);
+    zmsg_addmem(reply, buf.data, buf.size);
+    zmsg_send(&reply, w);
+    msgpack_sbuffer_destroy(&buf);
+    zmsg_destroy(request_p);
+}
+
+/* The request id carried by a REQUEST message's body. */
+static uint64_t fw_request_id(zmsg_t *req)
+{
+    zframe_t *body = zmsg_first(req);
+    for (int i = 0; i < 5; i++)
+        body = zmsg_next(req);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 256);
+    envelope_request_t rq;
+    const char *why;
+    assert_true(envelope_decode_request(zframe_data(body), zframe_size(body), &zone, &rq, &why));
+    uint64_t id = rq.id.via.u64;
+    msgpack_zone_destroy(&zone);
+    return id;
+}
+
+/* ---- client side ---- */
+
+static void s_send(fixture_t *f, const char *service, uint64_t id)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    envelope_pack_request(&buf, id, "echo", NULL, NULL, 0);
+    assert_int_equal(mdpcli_send(f->client, service, buf.data, buf.size), 0);
+    msgpack_sbuffer_destroy(&buf);
+}
+
+/* Waits for a reply; returns its error code (ERR_NONE when ok) and id. */
+static err_code_t s_reply(fixture_t *f, int timeout_ms, uint64_t *id)
+{
+    zframe_t *frame = mdpcli_recv(f->client, timeout_ms, NULL);
+    if (!frame)
+        return ERR__COUNT; /* nothing */
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 256);
+    envelope_reply_t reply;
+    const char *why;
+    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    if (id)
+        *id = reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER ? reply.id.via.u64 : 0;
+    err_code_t code = reply.ok ? ERR_NONE : reply.code;
+    msgpack_zone_destroy(&zone);
+    zframe_destroy(&frame);
+    return code;
+}
+
+static int s_workers_of(fixture_t *f, const char *service)
+{
+    mdpcli_send(f->client, "mmi.services", "", 0);
+    zframe_t *frame = mdpcli_recv(f->client, 1000, NULL);
+    assert_non_null(frame);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 256);
+    msgpack_object list;
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack((char *)zframe_data(frame), zframe_size(frame), &off, &zone,
+                                    &list),
+                     MSGPACK_UNPACK_SUCCESS);
+    int workers = -1;
+    for (uint32_t i = 0; i < list.via.array.size; i++)
+        if (mp_str_eq(mp_map_get(&list.via.array.ptr[i], "name"), service))
+            workers = (int)mp_map_get(&list.via.array.ptr[i], "workers")->via.u64;
+    msgpack_zone_destroy(&zone);
+    zframe_destroy(&frame);
+    return workers;
+}
+
+/* ---- tests ---- */
+
+static void test_dispatch_longest_idle_first(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w[3] = {fw_new(f, "t"), fw_new(f, "t"), fw_new(f, "t")};
+    /* Ready order w0 w1 w2; each served worker goes to the back. */
+    int expected[] = {0, 1, 2, 0, 1};
+    for (int i = 0; i < 5; i++) {
+        s_send(f, "t", 100 + i);
+        int who = expected[i];
+        zmsg_t *req = fw_request(w[who], 1000);
+        assert_non_null(req);
+        assert_int_equal(fw_request_id(req), 100 + i);
+        char *caller = zframe_strdup(zmsg_last(req));
+        assert_string_equal(caller, MDP_CALLER_INPROC);
+        zstr_free(&caller);
+        fw_reply(w[who], &req);
+        uint64_t id;
+        assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+        assert_int_equal(id, 100 + i);
+    }
+    for (int i = 0; i < 3; i++)
+        zsock_destroy(&w[i]);
+}
+
+static void test_unknown_service_is_unavailable(void **state)
+{
+    fixture_t *f = *state;
+    s_send(f, "nobody", 7);
+    uint64_t id;
+    assert_int_equal(s_reply(f, 1000, &id), ERR_UNAVAILABLE);
+    assert_int_equal(id, 7);
+}
+
+static void test_queue_bound(void **state)
+{
+    fixture_t *f = *state; /* queue_limit 2 */
+    zsock_t *w = fw_new(f, "t");
+    for (uint64_t i = 1; i <= 3; i++)
+        s_send(f, "t", i); /* 1 in flight, 2 and 3 queued */
+    s_send(f, "t", 4);
+    uint64_t id;
+    assert_int_equal(s_reply(f, 1000, &id), ERR_UNAVAILABLE); /* at once */
+    assert_int_equal(id, 4);
+    for (uint64_t i = 1; i <= 3; i++) {
+        zmsg_t *req = fw_request(w, 1000);
+        assert_non_null(req);
+        assert_int_equal(fw_request_id(req), i); /* FIFO */
+        fw_reply(w, &req);
+        assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+        assert_int_equal(id, i);
+    }
+    zsock_destroy(&w);
+}
+
+/* Waits for a reply while worker w keeps beating (so it stays alive). */
+static err_code_t s_reply_beating(fixture_t *f, zsock_t *w, int timeout_ms, uint64_t *id)
+{
+    int64_t end = zclock_mono() + timeout_ms;
+    err_code_t code = ERR__COUNT;
+    while (code == ERR__COUNT && zclock_mono() < end) {
+        fw_beat(w);
+        code = s_reply(f, HB / 2, id);
+    }
+    return code;
+}
+
+static void test_deadline(void **state)
+{
+    fixture_t *f = *state; /* timeout 300 ms */
+    zsock_t *w = fw_new(f, "t");
+    s_send(f, "t", 1); /* in flight, never answered in time */
+    s_send(f, "t", 2); /* queued behind it */
+    zmsg_t *req = fw_request(w, 1000);
+    assert_non_null(req);
+    int64_t start = zclock_mono();
+    uint64_t id, id2;
+    assert_int_equal(s_reply_beating(f, w, 2000, &id), ERR_TIMEOUT);
+    assert_int_equal(s_reply_beating(f, w, 1000, &id2), ERR_TIMEOUT);
+    assert_true((id == 1 && id2 == 2) || (id == 2 && id2 == 1));
+    assert_in_range(zclock_mono() - start, 200, 1000);
+    /* the late reply is dropped, and the worker serves again */
+    fw_reply(w, &req);
+    assert_int_equal(s_reply_beating(f, w, 200, NULL), ERR__COUNT);
+    s_send(f, "t", 3);
+    req = fw_request(w, 1000);
+    assert_non_null(req);
+    fw_reply(w, &req);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 3);
+    zsock_destroy(&w);
+}
+
+static void test_silent_worker_expires(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *silent = fw_new(f, "t");
+    zsock_t *alive = fw_new(f, "t");
+    s_send(f, "t", 1); /* to the silent one (longest idle) */
+    s_send(f, "t", 2); /* to the alive one */
+    s_send(f, "t", 3); /* queued */
+    zmsg_t *r1 = fw_request(silent, 1000);
+    zmsg_t *r2 = fw_request(alive, 1000);
+    assert_non_null(r1);
+    assert_non_null(r2);
+    int64_t start = zclock_mono();
+    uint64_t id = 0;
+    err_code_t code = s_reply_beating(f, alive, 2000, &id);
+    int64_t noticed = zclock_mono() - start;
+    assert_int_equal(code, ERR_UNAVAILABLE); /* its request in flight */
+    assert_int_equal(id, 1);
+    assert_true(noticed <= MDP_LIVENESS * HB + 2 * HB);
+    assert_int_equal(s_workers_of(f, "t"), 1);
+    /* the queued request goes to the live worker */
+    fw_reply(alive, &r2);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 2);
+    zmsg_t *r3 = fw_request(alive, 1000);
+    assert_non_null(r3);
+    assert_int_equal(fw_request_id(r3), 3);
+    fw_reply(alive, &r3);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    zmsg_destroy(&r1);
+    zsock_destroy(&silent);
+    zsock_destroy(&alive);
+}
+
+static void test_closed_worker_is_skipped(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *gone = fw_new(f, "t");
+    zsock_t *alive = fw_new(f, "t");
+    zsock_destroy(&gone); /* first in line, but its connection is closed */
+    zclock_sleep(20);
+    s_send(f, "t", 9);
+    zmsg_t *req = fw_request(alive, 1000);
+    assert_non_null(req);
+    fw_reply(alive, &req);
+    uint64_t id;
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 9);
+    assert_int_equal(s_workers_of(f, "t"), 1);
+    zsock_destroy(&alive);
+}
+
+static void test_mmi_service(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = fw_new(f, "t");
+    const char *names[] = {"t", "nobody"};
+    const char *answers[] = {"200", "404"};
+    for (int i = 0; i < 2; i++) {
+        mdpcli_send(f->client, "mmi.service", names[i], strlen(names[i]));
+        char *service = NULL;
+        zframe_t *frame = mdpcli_recv(f->client, 1000, &service);
+        assert_non_null(frame);
+        assert_string_equal(service, "mmi.service");
+        assert_true(zframe_streq(frame, answers[i]));
+        zstr_free(&service);
+        zframe_destroy(&frame);
+    }
+    zsock_destroy(&w);
+}
+
+static void test_unknown_worker_is_told_to_reconnect(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = zsock_new_dealer(f->endpoint);
+    fw_beat(w); /* never said READY */
+    zmsg_t *msg = zmsg_recv(w);
+    assert_non_null(msg);
+    assert_int_equal(zmsg_size(msg), 3);
+    zframe_t *cmd = zmsg_last(msg);
+    assert_int_equal(zframe_data(cmd)[0], MDP_DISCONNECT);
+    zmsg_destroy(&msg);
+    zsock_destroy(&w);
+}
+
+static void test_bad_client_frames(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = fw_new(f, "t");
+    /* Too many frames: dropped without an answer. */
+    zstr_sendx(mdpcli_sock(f->client), "", MDP_CLIENT, "t", "a", "b", NULL);
+    assert_int_equal(s_reply(f, 200, NULL), ERR__COUNT);
+    /* An oversized body: payload_too_large, and nothing reaches the worker. */
+    size_t big = ENVELOPE_MAX_BYTES + 1;
+    char *body = calloc(1, big);
+    assert_int_equal(mdpcli_send(f->client, "t", body, big), 0);
+    free(body);
+    assert_int_equal(s_reply(f, 1000, NULL), ERR_PAYLOAD_TOO_LARGE);
+    assert_null(fw_request(w, 100));
+    zsock_destroy(&w);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_dispatch_longest_idle_first, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_service_is_unavailable, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_queue_bound, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline, s_setup_short_deadline, s_teardown),
+        cmocka_unit_test_setup_teardown(test_silent_worker_expires, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_closed_worker_is_skipped, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_mmi_service, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_worker_is_told_to_reconnect, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_client_frames, s_setup, s_teardown),
+    };
+    zsys_init();
+    zsys_set_linger(0);
+    int failed = cmocka_run_group_tests_name("broker", tests, NULL, NULL);
+    zsys_shutdown();
+    return failed;
+}
