@@ -144,8 +144,14 @@ static int s_parse_fail(const json_error_t *jerr, char *err, size_t errlen)
     default:
         break;
     }
-    return s_fail(err, errlen, "invalid JSON at line %d, column %d: %s", jerr->line, jerr->column,
-                  what);
+    /* jansson appends " near '<token>'", quoting the input; the position
+     * says as much without copying a possibly secret value into logs. */
+    int what_len = (int)strnlen(what, JSON_ERROR_TEXT_LENGTH);
+    const char *near = strstr(what, " near '");
+    if (near)
+        what_len = (int)(near - what);
+    return s_fail(err, errlen, "invalid JSON at line %d, column %d: %.*s", jerr->line, jerr->column,
+                  what_len, what);
 }
 
 int jsonpack_from_json(const char *json, size_t len, msgpack_sbuffer *out, int max_depth, char *err,

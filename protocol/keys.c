@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static char *s_path(const char *dir, const char *name, const char *suffix)
 {
@@ -25,6 +26,10 @@ zcert_t *keys_load(const char *keys_dir, const char *name)
     return cert;
 }
 
+/* Two processes may make the same pair at once (two pools started
+ * together). Each writes its pair under a private name and link()s the
+ * secret into place, which fails for all but the first; the others load
+ * the winner's pair. */
 zcert_t *keys_ensure(const char *keys_dir, const char *name)
 {
     if (zsys_dir_create("%s", keys_dir) != 0)
@@ -37,15 +42,32 @@ zcert_t *keys_ensure(const char *keys_dir, const char *name)
     if (!cert)
         return NULL;
     zcert_set_meta(cert, "name", "%s", name);
+    char *tmp = zsys_sprintf("%s/.%s.%d.cert", keys_dir, name, (int)getpid());
+    char *tmp_secret = zsys_sprintf("%s_secret", tmp);
     char *path = s_path(keys_dir, name, ".cert");
     char *secret = s_path(keys_dir, name, ".cert_secret");
-    int rc = zcert_save(cert, path);
-    if (rc == 0)
-        rc = chmod(secret, 0600);
+    bool won = false;
+    if (zcert_save(cert, tmp) == 0 && chmod(tmp_secret, 0600) == 0) {
+        if (link(tmp_secret, secret) == 0)
+            won = rename(tmp, path) == 0;
+        else if (errno != EEXIST)
+            zsys_error("keys: cannot write %s: %s", secret, strerror(errno));
+    }
+    unlink(tmp);
+    unlink(tmp_secret);
+    zcert_destroy(&cert);
+    /* The winner's public file may lag its secret by a moment. */
+    for (int attempt = 0; attempt < 100 && !cert; attempt++) {
+        cert = keys_load(keys_dir, name);
+        if (!cert && !won)
+            zclock_sleep(10);
+        else if (!cert)
+            break;
+    }
+    zstr_free(&tmp);
+    zstr_free(&tmp_secret);
     zstr_free(&path);
     zstr_free(&secret);
-    if (rc != 0)
-        zcert_destroy(&cert);
     return cert;
 }
 

@@ -357,7 +357,8 @@ static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconne
 /* ------------------------------------------------------------------ */
 /* Messages from clients                                               */
 
-/* The caller's authenticated name, from the connection's metadata. */
+/* The caller's authenticated name, from the connection's metadata. Only
+ * frames that came off the wire carry it, not the ROUTER's routing frame. */
 static void s_caller_name(zmq_msg_t *frame, char *out)
 {
     const char *name = zmq_msg_gets(frame, "name");
@@ -446,7 +447,7 @@ static void s_client_message(broker_t *self, zmq_msg_t *frames, int count)
     memcpy(request->client, cid, cid_len);
     request->client_len = cid_len;
     zmq_msg_move(&request->body, &frames[4]);
-    s_caller_name(client, request->caller);
+    s_caller_name(&frames[2], request->caller); /* wire frames carry metadata */
     request->deadline = zclock_mono() + self->config.request_timeout_ms;
 
     if (s_dispatch_one(self, service, request))
