@@ -63,7 +63,12 @@ static int s_connect(worker_t *self)
         zsys_error("worker %s: cannot connect to %s", self->service, self->endpoint);
         return -1;
     }
-    s_send_command(self, MDP_READY, self->service, false);
+    /* READY [service] [capacity]: with a credit above 1 the broker sends
+     * the next request while this one runs, saving a round trip. */
+    char capacity[8];
+    snprintf(capacity, sizeof capacity, "%d", self->config.capacity);
+    s_send_command(self, MDP_READY, self->service, true);
+    zmq_send(zsock_resolve(self->dealer), capacity, strlen(capacity), 0);
     self->liveness = MDP_LIVENESS;
     self->heartbeat_at = zclock_mono() + self->config.heartbeat_ms;
     return 0;
@@ -244,6 +249,8 @@ zactor_t *worker_new(const worker_config_t *config)
     worker_config_t c = *config;
     if (c.heartbeat_ms <= 0)
         c.heartbeat_ms = MDP_HEARTBEAT_MS_DEFAULT;
+    if (c.capacity <= 0 || c.capacity > MDP_CAPACITY_MAX)
+        c.capacity = 1;
     /* The actor copies c before its first signal, so a stack copy is safe. */
     return zactor_new(s_worker_actor, &c);
 }

@@ -3,11 +3,18 @@
  *  Client to broker:  [empty] ["MDPC01"] [service] [body]
  *  Broker to client:  [empty] ["MDPC01"] [service] [body]
  *  Worker to broker:  [empty] ["MDPW01"] [command] ...
- *    READY      0x01  [service]
+ *    READY      0x01  [service] [capacity]   (capacity: optional, see below)
  *    REQUEST    0x02  [client address] [empty] [body] [caller]   (broker to worker)
  *    REPLY      0x03  [client address] [empty] [body]            (worker to broker)
  *    HEARTBEAT  0x04
  *    DISCONNECT 0x05
+ *
+ *  [capacity] is this project's extension to READY: how many requests the
+ *  worker accepts at once (decimal, 1..MDP_CAPACITY_MAX; absent means 1,
+ *  plain MDP). The worker still handles them one by one, in order, so the
+ *  broker matches each REPLY to the oldest request it gave that worker;
+ *  the credit only saves the round trip between a reply and the next
+ *  request.
  *
  *  The [caller] frame after a REQUEST's body is this project's extension:
  *  the name the broker authenticated the client as (its certificate's
@@ -29,6 +36,9 @@
 /* Liveness: a peer is dead after this many heartbeat intervals of silence. */
 #define MDP_LIVENESS 3
 #define MDP_HEARTBEAT_MS_DEFAULT 1000
+
+/* The most requests a worker may hold at once (READY's capacity). */
+#define MDP_CAPACITY_MAX 64
 
 /* The longest service name the broker accepts. */
 #define MDP_SERVICE_MAX 64

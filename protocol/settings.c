@@ -61,6 +61,7 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
     s->request_timeout_ms = 5000;
     s->queue_limit = 1024;
     s->workers = 4;
+    s->worker_capacity = 4;
 
     const setting_t table[] = {
         {"retail/data_dir", "RETAIL_DATA_DIR", s->data_dir, sizeof s->data_dir, NULL, 0, 0},
@@ -74,6 +75,8 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
         {"retail/broker/queue_limit", "RETAIL_QUEUE_LIMIT", NULL, 0, &s->queue_limit, 1,
          1000000},
         {"retail/workers", "RETAIL_WORKERS", NULL, 0, &s->workers, 1, 256},
+        {"retail/worker_capacity", "RETAIL_WORKER_CAPACITY", NULL, 0, &s->worker_capacity, 1,
+         64},
     };
     const size_t n = sizeof table / sizeof table[0];
 

@@ -14,6 +14,7 @@
  *              request_timeout_ms = 5000
  *              queue_limit = 1024
  *          workers = 4
+ *          worker_capacity = 4
  */
 #ifndef RETAIL_SETTINGS_H
 #define RETAIL_SETTINGS_H
@@ -31,6 +32,7 @@ typedef struct {
     int request_timeout_ms;
     int queue_limit;
     int workers;
+    int worker_capacity; /* requests a worker may hold at once (READY credit) */
 } settings_t;
 
 /* Fills s from defaults, the file (may be NULL) and the environment.

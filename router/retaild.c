@@ -50,7 +50,8 @@ static void s_usage(FILE *out)
     fprintf(out, " (none: all of them)\n"
                  "environment: RETAIL_DATA_DIR RETAIL_BROKER_ENDPOINT RETAIL_HTTP_PORT\n"
                  "             RETAIL_WORKERS RETAIL_HEARTBEAT_MS RETAIL_REQUEST_TIMEOUT_MS\n"
-                 "             RETAIL_QUEUE_LIMIT RETAIL_CONFIG RETAIL_TEST_OPS\n");
+                 "             RETAIL_QUEUE_LIMIT RETAIL_WORKER_CAPACITY RETAIL_CONFIG\n"
+                 "             RETAIL_TEST_OPS\n");
 }
 
 int main(int argc, char **argv)
@@ -168,6 +169,7 @@ int main(int argc, char **argv)
             .ops = s_services[i].ops(test_ops),
             .endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
             .heartbeat_ms = settings.heartbeat_ms,
+            .capacity = settings.worker_capacity,
             .verbose = verbose,
         };
         if (!run_broker) {

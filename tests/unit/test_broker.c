@@ -343,6 +343,41 @@ static void test_closed_worker_is_skipped(void **state)
     zsock_destroy(&alive);
 }
 
+static void test_worker_capacity(void **state)
+{
+    fixture_t *f = *state;
+    /* READY with a capacity of 2: the broker sends a second request before
+     * the first is answered, and matches replies in order. */
+    zsock_t *w = zsock_new_dealer(f->endpoint);
+    zsock_set_linger(w, 0);
+    zstr_sendx(w, "", MDP_WORKER, "\x01", "t", "2", NULL);
+    zclock_sleep(20);
+    s_send(f, "t", 1);
+    s_send(f, "t", 2);
+    s_send(f, "t", 3); /* queued: the worker is full */
+    zmsg_t *r1 = fw_request(w, 1000);
+    zmsg_t *r2 = fw_request(w, 1000);
+    assert_non_null(r1);
+    assert_non_null(r2);
+    assert_int_equal(fw_request_id(r1), 1);
+    assert_int_equal(fw_request_id(r2), 2);
+    assert_null(fw_request(w, 100));
+    uint64_t id;
+    fw_reply(w, &r1);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 1);
+    zmsg_t *r3 = fw_request(w, 1000); /* a slot opened */
+    assert_non_null(r3);
+    assert_int_equal(fw_request_id(r3), 3);
+    fw_reply(w, &r2);
+    fw_reply(w, &r3);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 2);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 3);
+    zsock_destroy(&w);
+}
+
 static void test_mmi_service(void **state)
 {
     fixture_t *f = *state;
@@ -402,6 +437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deadline, s_setup_short_deadline, s_teardown),
         cmocka_unit_test_setup_teardown(test_silent_worker_expires, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_closed_worker_is_skipped, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_worker_capacity, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_mmi_service, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_worker_is_told_to_reconnect, s_setup,
                                         s_teardown),
