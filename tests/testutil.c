@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,8 +55,13 @@ const char *tu_build_dir(void)
 pid_t tu_spawn_retaild(const char *const *argv, const char *const *env)
 {
     char *path = zsys_sprintf("%s/retaild", tu_build_dir());
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* Dies with the test, even one killed by SIGKILL: a daemon left
+         * behind would hold its port and confuse the next run. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
         for (int i = 0; env && env[i]; i++)
             putenv((char *)env[i]);
         const char *args[32] = {path};

@@ -16,8 +16,9 @@
  *  msgpack envelope whose args are {"pad": "<N bytes>"} (about 64 bytes in
  *  all by default), over CurveZMQ for any endpoint that leaves the process.
  *  The client certificate is keys_dir/loadgen.cert, made and allow-listed on
- *  first use; the server's public key comes from keys_dir/NAME.cert
- *  (--server-cert, "broker" by default; the bare relay uses "relay").
+ *  first use (only then, so removing it from clients/ revokes it); the
+ *  server's public key comes from keys_dir/NAME.cert (--server-cert,
+ *  "broker" by default; the bare relay uses "relay").
  *
  *  The hot path is raw libzmq (zmq_send, zmq_msg_recv): CZMQ's zmsg costs
  *  allocations per frame, and the harness must be cheaper than what it
@@ -660,8 +661,9 @@ int main(int argc, char **argv)
         return 2;
     }
     if (opt.data_dir) {
-        if (strlen(opt.data_dir) >= sizeof settings.data_dir) {
-            fprintf(stderr, "loadgen: --data-dir is too long\n");
+        /* keys_dir is data_dir + "/keys" and must fit too. */
+        if (!*opt.data_dir || strlen(opt.data_dir) + 6 >= sizeof settings.data_dir) {
+            fprintf(stderr, "loadgen: --data-dir is empty or too long\n");
             return 2;
         }
         snprintf(settings.data_dir, sizeof settings.data_dir, "%s", opt.data_dir);
@@ -673,8 +675,15 @@ int main(int argc, char **argv)
     zcert_t *cert = NULL;
     char server_public[KEYS_Z85_LEN + 1] = "";
     if (keys_endpoint_needs_curve(opt.endpoint)) {
-        cert = keys_ensure(settings.keys_dir, "loadgen");
-        if (!cert || keys_allow(settings.keys_dir, cert, "loadgen") != 0) {
+        /* Allow-listed only when made here: an operator who removed
+         * clients/loadgen.cert has revoked it, and that must stand. */
+        cert = keys_load(settings.keys_dir, "loadgen");
+        bool made = false;
+        if (!cert) {
+            cert = keys_ensure(settings.keys_dir, "loadgen");
+            made = cert != NULL;
+        }
+        if (!cert || (made && keys_allow(settings.keys_dir, cert, "loadgen") != 0)) {
             fprintf(stderr, "loadgen: cannot create or allow-list %s/loadgen.cert\n",
                     settings.keys_dir);
             zcert_destroy(&cert);
