@@ -102,8 +102,8 @@ static const char *s_handle(worker_t *self, zmq_msg_t *body, const char *caller,
         handler(self->call, self->state);
     else {
         char message[160];
-        snprintf(message, sizeof message, "the %s service has no operation '%.*s'",
-                 self->service, (int)request.op_len, request.op);
+        snprintf(message, sizeof message, "the %s service has no operation '%.*s'", self->service,
+                 (int)request.op_len, request.op);
         call_fail(self->call, ERR_NOT_FOUND, message);
     }
     return call_reply_bytes(self->call, len);
@@ -186,8 +186,8 @@ static void s_worker_actor(zsock_t *pipe, void *args)
     if (self->config.state_new)
         self->state = self->config.state_new(self->config.shared);
     self->backoff_ms = self->config.heartbeat_ms;
-    bool terminated = !self->call || (self->config.state_new && !self->state) ||
-                      s_connect(self) != 0;
+    bool terminated =
+        !self->call || (self->config.state_new && !self->state) || s_connect(self) != 0;
     if (terminated)
         zsys_error("worker %s: could not start", self->service);
 

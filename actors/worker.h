@@ -28,15 +28,15 @@ typedef struct {
 } worker_op_t;
 
 typedef struct {
-    const char *service;     /* e.g. "catalog" */
-    const worker_op_t *ops;  /* ends with {NULL, NULL}; must outlive the worker */
-    const char *endpoint;    /* the broker */
-    zcert_t *cert;           /* CURVE client cert, or NULL for inproc */
-    const char *server_key;  /* the broker's public key (Z85) with cert */
-    int heartbeat_ms;        /* 0: MDP_HEARTBEAT_MS_DEFAULT */
-    int capacity;            /* requests the broker may queue here; 0: 1. Above 1
-                                saves a round trip per request, but a slow
-                                request delays the ones queued behind it */
+    const char *service;    /* e.g. "catalog" */
+    const worker_op_t *ops; /* ends with {NULL, NULL}; must outlive the worker */
+    const char *endpoint;   /* the broker */
+    zcert_t *cert;          /* CURVE client cert, or NULL for inproc */
+    const char *server_key; /* the broker's public key (Z85) with cert */
+    int heartbeat_ms;       /* 0: MDP_HEARTBEAT_MS_DEFAULT */
+    int capacity;           /* requests the broker may queue here; 0: 1. Above 1
+                               saves a round trip per request, but a slow
+                               request delays the ones queued behind it */
     /* Per-worker state, made and destroyed in the worker's thread. */
     void *(*state_new)(void *shared);
     void (*state_destroy)(void **state);

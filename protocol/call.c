@@ -96,8 +96,8 @@ static const msgpack_object *s_arg(call_t *self, const char *name, arg_need_t ne
     return v;
 }
 
-bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len,
-                  const char **out, size_t *out_len)
+bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len, const char **out,
+                  size_t *out_len)
 {
     const msgpack_object *v = s_arg(self, name, need);
     if (!v)
@@ -208,8 +208,8 @@ bool call_args_ok(call_t *self)
         mp_pack_str(&pk, self->problem[i]);
     }
     char message[160];
-    snprintf(message, sizeof message, "invalid argument: %s %s%s", self->field[0],
-             self->problem[0], self->problems > 1 ? " (and more, see details)" : "");
+    snprintf(message, sizeof message, "invalid argument: %s %s%s", self->field[0], self->problem[0],
+             self->problems > 1 ? " (and more, see details)" : "");
     call_fail_details(self, ERR_INVALID_ARGUMENT, message, details.data, details.size);
     msgpack_sbuffer_destroy(&details);
     return false;

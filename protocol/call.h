@@ -46,8 +46,8 @@ const msgpack_object *call_args(const call_t *self);
 /* Typed readers. Return true when the argument is present and valid; false
  * when absent (optional: not an error) or invalid (recorded). out is left
  * unchanged unless true. A nil value counts as absent. */
-bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len,
-                  const char **out, size_t *out_len);
+bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len, const char **out,
+                  size_t *out_len);
 bool call_arg_int(call_t *self, const char *name, arg_need_t need, int64_t min, int64_t max,
                   int64_t *out);
 bool call_arg_bool(call_t *self, const char *name, arg_need_t need, bool *out);

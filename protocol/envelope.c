@@ -200,8 +200,8 @@ void envelope_error_for(msgpack_sbuffer *out, const void *request, size_t len, e
     msgpack_zone_destroy(&zone);
 }
 
-bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone,
-                           envelope_reply_t *out, const char **message)
+bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone, envelope_reply_t *out,
+                           const char **message)
 {
     msgpack_object top;
     if (!s_unpack_map(body, len, zone, &top, message))

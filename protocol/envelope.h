@@ -29,10 +29,10 @@
 #define ENVELOPE_MAX_TOKEN 4096
 
 typedef struct {
-    msgpack_object id;   /* MSGPACK_OBJECT_NIL when absent */
-    const char *op;      /* not NUL-terminated */
-    size_t op_len;       /* 1..ENVELOPE_MAX_OP */
-    const char *token;   /* NULL when absent or nil */
+    msgpack_object id; /* MSGPACK_OBJECT_NIL when absent */
+    const char *op;    /* not NUL-terminated */
+    size_t op_len;     /* 1..ENVELOPE_MAX_OP */
+    const char *token; /* NULL when absent or nil */
     size_t token_len;
     msgpack_object args; /* always a map; empty when absent */
 } envelope_request_t;
@@ -70,8 +70,8 @@ typedef struct {
     msgpack_object error; /* the whole error map when !ok */
 } envelope_reply_t;
 
-bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone,
-                           envelope_reply_t *out, const char **message);
+bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone, envelope_reply_t *out,
+                           const char **message);
 
 /* Small helpers over msgpack objects, shared by all readers. */
 const msgpack_object *mp_map_get(const msgpack_object *map, const char *key);

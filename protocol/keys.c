@@ -9,9 +9,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* zcert_load() and zcert_save() build FILE + "_secret" in a 256-byte buffer
+ * and silently cut longer paths: a save then writes the secret key under a
+ * cut name, a load reads only the public file (a zero secret key). Paths
+ * that long are refused instead. */
+#define KEYS_CZMQ_PATH_MAX 256
+
 static char *s_path(const char *dir, const char *name, const char *suffix)
 {
     return zsys_sprintf("%s/%s%s", dir, name, suffix);
+}
+
+/* zsys_dir_create() checks then mkdir()s each level, and fails when another
+ * process creates that level in between; a retry skips the levels that now
+ * exist. */
+static int s_dir_create(const char *dir)
+{
+    for (int attempt = 0; attempt < 3; attempt++)
+        if (zsys_dir_create("%s", dir) == 0)
+            return 0;
+    return -1;
 }
 
 zcert_t *keys_load(const char *keys_dir, const char *name)
@@ -19,7 +36,7 @@ zcert_t *keys_load(const char *keys_dir, const char *name)
     char *path = s_path(keys_dir, name, ".cert");
     zcert_t *cert = NULL;
     char *secret = s_path(keys_dir, name, ".cert_secret");
-    if (zsys_file_exists(secret))
+    if (strlen(secret) < KEYS_CZMQ_PATH_MAX && zsys_file_exists(secret))
         cert = zcert_load(path); /* zcert_load reads path + "_secret" */
     zstr_free(&secret);
     zstr_free(&path);
@@ -32,7 +49,12 @@ zcert_t *keys_load(const char *keys_dir, const char *name)
  * the winner's pair. */
 zcert_t *keys_ensure(const char *keys_dir, const char *name)
 {
-    if (zsys_dir_create("%s", keys_dir) != 0)
+    /* The longest path below is "DIR/.NAME.PID.cert_secret". */
+    if (strlen(keys_dir) + strlen(name) + 32 >= KEYS_CZMQ_PATH_MAX) {
+        zsys_error("keys: %s/%s: path too long for a certificate", keys_dir, name);
+        return NULL;
+    }
+    if (s_dir_create(keys_dir) != 0)
         return NULL;
     chmod(keys_dir, 0700);
     zcert_t *cert = keys_load(keys_dir, name);
@@ -74,7 +96,7 @@ zcert_t *keys_ensure(const char *keys_dir, const char *name)
 int keys_allow(const char *keys_dir, zcert_t *cert, const char *name)
 {
     char *dir = zsys_sprintf("%s/clients", keys_dir);
-    int rc = zsys_dir_create("%s", dir);
+    int rc = s_dir_create(dir);
     if (rc == 0) {
         char *path = s_path(dir, name, ".cert");
         rc = zcert_save_public(cert, path);

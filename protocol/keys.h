@@ -18,7 +18,8 @@
 #define KEYS_Z85_LEN 40
 
 /* Loads NAME's certificate pair from keys_dir, creating it (and keys_dir)
- * when absent. Returns NULL on an I/O error or an unreadable file. */
+ * when absent. Returns NULL on an I/O error, an unreadable file, or a path
+ * too long for CZMQ's certificate functions (about 220 bytes). */
 zcert_t *keys_ensure(const char *keys_dir, const char *name);
 
 /* Loads an existing pair; NULL if absent or unreadable. */

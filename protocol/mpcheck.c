@@ -105,18 +105,60 @@ mp_status_t mpcheck(const uint8_t *buf, size_t len, size_t max_len, int max_dept
         } else {
             int w; /* width of a length or value field */
             switch (t) {
-            case 0xc4: case 0xd9: w = 1; break;
-            case 0xc5: case 0xda: w = 2; break;
-            case 0xc6: case 0xdb: w = 4; break;
-            case 0xca: skip = 4; w = 0; break;
-            case 0xcb: skip = 8; w = 0; break;
-            case 0xcc: case 0xd0: skip = 1; w = 0; break;
-            case 0xcd: case 0xd1: skip = 2; w = 0; break;
-            case 0xce: case 0xd2: skip = 4; w = 0; break;
-            case 0xcf: case 0xd3: skip = 8; w = 0; break;
-            case 0xdc: case 0xde: w = 2; container = true; map = t == 0xde; break;
-            case 0xdd: case 0xdf: w = 4; container = true; map = t == 0xdf; break;
-            default: return MP_BAD_TYPE; /* 0xc1, ext8/16/32, fixext */
+            case 0xc4:
+            case 0xd9:
+                w = 1;
+                break;
+            case 0xc5:
+            case 0xda:
+                w = 2;
+                break;
+            case 0xc6:
+            case 0xdb:
+                w = 4;
+                break;
+            case 0xca:
+                skip = 4;
+                w = 0;
+                break;
+            case 0xcb:
+                skip = 8;
+                w = 0;
+                break;
+            case 0xcc:
+            case 0xd0:
+                skip = 1;
+                w = 0;
+                break;
+            case 0xcd:
+            case 0xd1:
+                skip = 2;
+                w = 0;
+                break;
+            case 0xce:
+            case 0xd2:
+                skip = 4;
+                w = 0;
+                break;
+            case 0xcf:
+            case 0xd3:
+                skip = 8;
+                w = 0;
+                break;
+            case 0xdc:
+            case 0xde:
+                w = 2;
+                container = true;
+                map = t == 0xde;
+                break;
+            case 0xdd:
+            case 0xdf:
+                w = 4;
+                container = true;
+                map = t == 0xdf;
+                break;
+            default:
+                return MP_BAD_TYPE; /* 0xc1, ext8/16/32, fixext */
             }
             if (w > 0) {
                 if (left < (size_t)w)
@@ -157,15 +199,24 @@ mp_status_t mpcheck(const uint8_t *buf, size_t len, size_t max_len, int max_dept
 const char *mpcheck_strerror(mp_status_t status)
 {
     switch (status) {
-    case MP_OK: return "ok";
-    case MP_EMPTY: return "empty body";
-    case MP_TOO_LARGE: return "body too large";
-    case MP_TRUNCATED: return "truncated msgpack value";
-    case MP_TRAILING: return "trailing bytes after the value";
-    case MP_TOO_DEEP: return "nesting too deep";
-    case MP_BAD_TYPE: return "unsupported msgpack type";
-    case MP_BAD_UTF8: return "string is not valid UTF-8";
-    case MP_BAD_KEY: return "map key is not a string";
+    case MP_OK:
+        return "ok";
+    case MP_EMPTY:
+        return "empty body";
+    case MP_TOO_LARGE:
+        return "body too large";
+    case MP_TRUNCATED:
+        return "truncated msgpack value";
+    case MP_TRAILING:
+        return "trailing bytes after the value";
+    case MP_TOO_DEEP:
+        return "nesting too deep";
+    case MP_BAD_TYPE:
+        return "unsupported msgpack type";
+    case MP_BAD_UTF8:
+        return "string is not valid UTF-8";
+    case MP_BAD_KEY:
+        return "map key is not a string";
     }
     return "invalid msgpack";
 }

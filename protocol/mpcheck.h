@@ -29,8 +29,10 @@ typedef enum {
     MP_BAD_KEY,   /* a map key that is not a str */
 } mp_status_t;
 
-/* The deepest nesting mpcheck can follow, whatever max_depth says. */
-#define MPCHECK_DEPTH_LIMIT 64
+/* The deepest nesting mpcheck accepts, whatever max_depth says: msgpack-c
+ * unpacks at most 32 levels, and mpcheck promises that what it accepts
+ * unpacks. */
+#define MPCHECK_DEPTH_LIMIT 32
 
 /* Checks that buf[0..len) holds exactly one well-formed value. */
 mp_status_t mpcheck(const uint8_t *buf, size_t len, size_t max_len, int max_depth);

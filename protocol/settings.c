@@ -63,20 +63,19 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
     s->workers = 4;
     s->worker_capacity = 4;
 
+    /* data_dir leaves room for "/keys" so that keys_dir is never a
+     * truncated path outside it (see settings_derive). */
     const setting_t table[] = {
-        {"retail/data_dir", "RETAIL_DATA_DIR", s->data_dir, sizeof s->data_dir, NULL, 0, 0},
+        {"retail/data_dir", "RETAIL_DATA_DIR", s->data_dir, sizeof s->data_dir - 5, NULL, 0, 0},
         {"retail/broker/endpoint", "RETAIL_BROKER_ENDPOINT", s->broker_endpoint,
          sizeof s->broker_endpoint, NULL, 0, 0},
         {"retail/http_port", "RETAIL_HTTP_PORT", NULL, 0, &s->http_port, 1, 65535},
-        {"retail/broker/heartbeat_ms", "RETAIL_HEARTBEAT_MS", NULL, 0, &s->heartbeat_ms, 10,
-         60000},
+        {"retail/broker/heartbeat_ms", "RETAIL_HEARTBEAT_MS", NULL, 0, &s->heartbeat_ms, 10, 60000},
         {"retail/broker/request_timeout_ms", "RETAIL_REQUEST_TIMEOUT_MS", NULL, 0,
          &s->request_timeout_ms, 10, 600000},
-        {"retail/broker/queue_limit", "RETAIL_QUEUE_LIMIT", NULL, 0, &s->queue_limit, 1,
-         1000000},
+        {"retail/broker/queue_limit", "RETAIL_QUEUE_LIMIT", NULL, 0, &s->queue_limit, 1, 1000000},
         {"retail/workers", "RETAIL_WORKERS", NULL, 0, &s->workers, 1, 256},
-        {"retail/worker_capacity", "RETAIL_WORKER_CAPACITY", NULL, 0, &s->worker_capacity, 1,
-         64},
+        {"retail/worker_capacity", "RETAIL_WORKER_CAPACITY", NULL, 0, &s->worker_capacity, 1, 64},
     };
     const size_t n = sizeof table / sizeof table[0];
 

@@ -226,12 +226,10 @@ static void s_reply_error(broker_t *self, const uint8_t *client, size_t client_l
     msgpack_sbuffer_clear(&self->scratch);
     envelope_error_for(&self->scratch, request_body ? zmq_msg_data(request_body) : NULL,
                        request_body ? zmq_msg_size(request_body) : 0, code, message);
-    s_reply_client_bytes(self, client, client_len, service, self->scratch.data,
-                         self->scratch.size);
+    s_reply_client_bytes(self, client, client_len, service, self->scratch.data, self->scratch.size);
 }
 
-static bool s_send_worker_command(broker_t *self, const uint8_t *id, size_t id_len,
-                                  uint8_t command)
+static bool s_send_worker_command(broker_t *self, const uint8_t *id, size_t id_len, uint8_t command)
 {
     if (!s_send_to(self, id, id_len))
         return false;
@@ -276,9 +274,8 @@ static bool s_worker_take(broker_t *self, worker_t *worker, request_t *request)
     worker->inflight++;
     /* Served workers go to the back of the line, or leave it when full. */
     zlistx_delete(worker->service->idle, worker->idle_handle);
-    worker->idle_handle = worker->inflight < worker->capacity
-                              ? zlistx_add_end(worker->service->idle, worker)
-                              : NULL;
+    worker->idle_handle =
+        worker->inflight < worker->capacity ? zlistx_add_end(worker->service->idle, worker) : NULL;
     return true;
 }
 
@@ -308,8 +305,8 @@ static void s_service_dispatch(broker_t *self, service_t *service)
         if (s_dispatch_one(self, service, request))
             continue;
         if (service->workers == 0) {
-            s_reply_error(self, request->client, request->client_len, service->name,
-                          &request->body, ERR_UNAVAILABLE, "no live worker for the service");
+            s_reply_error(self, request->client, request->client_len, service->name, &request->body,
+                          ERR_UNAVAILABLE, "no live worker for the service");
             s_request_free(self, request);
         } else {
             request->next = service->head;
@@ -367,8 +364,7 @@ static void s_service_flush(broker_t *self, service_t *service, const char *why)
 }
 
 /* Removes a worker; tells it to go away when it is still connected. */
-static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconnect,
-                            const char *why)
+static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconnect, const char *why)
 {
     if (send_disconnect)
         s_send_worker_command(self, worker->id, worker->id_len, MDP_DISCONNECT);
@@ -382,8 +378,8 @@ static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconne
             s_service_flush(self, service, "no live worker for the service");
     }
     if (self->config.verbose)
-        zsys_info("broker: worker %s of %s gone (%s)", worker->key,
-                  service ? service->name : "-", why);
+        zsys_info("broker: worker %s of %s gone (%s)", worker->key, service ? service->name : "-",
+                  why);
     zhashx_delete(self->workers, worker->key); /* frees worker */
 }
 
@@ -447,8 +443,8 @@ static void s_mmi(broker_t *self, zmq_msg_t *frames, const char *service_name)
 static void s_client_message(broker_t *self, zmq_msg_t *frames, int count)
 {
     zmq_msg_t *client = &frames[0];
-    if (count != 5 || zmq_msg_size(&frames[3]) == 0 ||
-        zmq_msg_size(&frames[3]) > MDP_SERVICE_MAX || zmq_msg_size(client) > ROUTING_ID_MAX)
+    if (count != 5 || zmq_msg_size(&frames[3]) == 0 || zmq_msg_size(&frames[3]) > MDP_SERVICE_MAX ||
+        zmq_msg_size(client) > ROUTING_ID_MAX)
         return; /* not an MDP client request we can answer: drop */
 
     char name[MDP_SERVICE_MAX + 1];

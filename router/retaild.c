@@ -56,24 +56,40 @@ static void s_usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"broker", required_argument, NULL, 'b'},  {"workers", required_argument, NULL, 'w'},
-        {"config", required_argument, NULL, 'c'},  {"data-dir", required_argument, NULL, 'd'},
-        {"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option options[] = {{"broker", required_argument, NULL, 'b'},
+                                            {"workers", required_argument, NULL, 'w'},
+                                            {"config", required_argument, NULL, 'c'},
+                                            {"data-dir", required_argument, NULL, 'd'},
+                                            {"verbose", no_argument, NULL, 'v'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {NULL, 0, NULL, 0}};
     const char *config_path = NULL, *broker_flag = NULL, *data_dir_flag = NULL;
     int workers_flag = 0;
     bool verbose = false;
     int opt;
     while ((opt = getopt_long(argc, argv, "b:w:c:d:vh", options, NULL)) != -1) {
         switch (opt) {
-        case 'b': broker_flag = optarg; break;
-        case 'w': workers_flag = atoi(optarg); break;
-        case 'c': config_path = optarg; break;
-        case 'd': data_dir_flag = optarg; break;
-        case 'v': verbose = true; break;
-        case 'h': s_usage(stdout); return 0;
-        default: s_usage(stderr); return 2;
+        case 'b':
+            broker_flag = optarg;
+            break;
+        case 'w':
+            workers_flag = atoi(optarg);
+            break;
+        case 'c':
+            config_path = optarg;
+            break;
+        case 'd':
+            data_dir_flag = optarg;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 'h':
+            s_usage(stdout);
+            return 0;
+        default:
+            s_usage(stderr);
+            return 2;
         }
     }
     if (workers_flag < 0 || workers_flag > 256) {
@@ -107,6 +123,11 @@ int main(int argc, char **argv)
         return 2;
     }
     if (data_dir_flag) {
+        /* room for "/keys" after it, as settings_load enforces */
+        if (!*data_dir_flag || strlen(data_dir_flag) >= sizeof settings.data_dir - 5) {
+            fprintf(stderr, "retaild: --data-dir is empty or too long\n");
+            return 2;
+        }
         snprintf(settings.data_dir, sizeof settings.data_dir, "%s", data_dir_flag);
         settings_derive(&settings);
     }

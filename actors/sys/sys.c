@@ -47,11 +47,7 @@ static const worker_op_t s_ops[] = {
 };
 
 static const worker_op_t s_ops_with_test[] = {
-    {"ping", s_ping},
-    {"echo", s_echo},
-    {"whoami", s_whoami},
-    {"sleep", s_sleep},
-    {NULL, NULL},
+    {"ping", s_ping}, {"echo", s_echo}, {"whoami", s_whoami}, {"sleep", s_sleep}, {NULL, NULL},
 };
 
 const worker_op_t *sys_ops(bool with_test_ops)

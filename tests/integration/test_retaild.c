@@ -41,7 +41,7 @@ static void s_system_init(system_t *s, const char *name)
 
 static pid_t s_start(system_t *s, const char *const *roles)
 {
-    const char *env[] = {s->env_dir, s->env_endpoint, "RETAIL_HEARTBEAT_MS=100",
+    const char *env[] = {s->env_dir,         s->env_endpoint,     "RETAIL_HEARTBEAT_MS=100",
                          "RETAIL_WORKERS=2", "RETAIL_TEST_OPS=1", NULL};
     return tu_spawn_retaild(roles, env);
 }
@@ -80,8 +80,8 @@ static mdpcli_t *s_allowed_client(system_t *s, const char *name)
 
 /* Calls sys OP with args_json-free args (packed map or NULL); returns the
  * raw reply frame or NULL after timeout_ms. */
-static zframe_t *s_call(mdpcli_t *c, const char *op, const void *args, size_t args_len,
-                        uint64_t id, int timeout_ms)
+static zframe_t *s_call(mdpcli_t *c, const char *op, const void *args, size_t args_len, uint64_t id,
+                        int timeout_ms)
 {
     msgpack_sbuffer buf;
     msgpack_sbuffer_init(&buf);
@@ -166,8 +166,7 @@ static void test_echo_over_curve(void **state)
     msgpack_zone_init(&zone, 512);
     envelope_reply_t reply;
     const char *why;
-    assert_true(
-        envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
     assert_true(reply.ok);
     assert_int_equal(reply.id.via.u64, 1);
     assert_true(mp_str_eq(mp_map_get(&reply.data, "word"), "héllo"));
@@ -238,8 +237,8 @@ static void test_killed_pool_and_restarted_broker(void **state)
     waitpid(sys->pids[1], NULL, 0);
     sys->pids[1] = 0;
     int64_t noticed = s_wait_workers(c, 2, 3000);
-    print_message("      killed pool noticed after %lld ms (heartbeat %d ms)\n",
-                  (long long)noticed, HB);
+    print_message("      killed pool noticed after %lld ms (heartbeat %d ms)\n", (long long)noticed,
+                  HB);
     assert_true(noticed >= 0 && noticed <= 3 * HB + 100);
     for (uint64_t id = 1; id <= 20; id++) {
         zframe_t *frame = s_call(c, "ping", NULL, 0, id, 2000);
@@ -290,8 +289,7 @@ static void test_sigterm_answers_request_in_flight(void **state)
     msgpack_zone_init(&zone, 512);
     envelope_reply_t reply;
     const char *why;
-    assert_true(
-        envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
     if (!reply.ok)
         print_error("reply: %s\n", err_code_name(reply.code));
     assert_true(reply.ok);
@@ -331,8 +329,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_echo_over_curve, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_stranger_is_refused_until_allowed, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_killed_pool_and_restarted_broker, s_setup,
-                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_killed_pool_and_restarted_broker, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_answers_request_in_flight, s_setup,
                                         s_teardown),
     };

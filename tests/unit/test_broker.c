@@ -185,9 +185,9 @@ static int s_workers_of(fixture_t *f, const char *service)
     msgpack_zone_init(&zone, 256);
     msgpack_object list;
     size_t off = 0;
-    assert_int_equal(msgpack_unpack((char *)zframe_data(frame), zframe_size(frame), &off, &zone,
-                                    &list),
-                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(
+        msgpack_unpack((char *)zframe_data(frame), zframe_size(frame), &off, &zone, &list),
+        MSGPACK_UNPACK_SUCCESS);
     int workers = -1;
     for (uint32_t i = 0; i < list.via.array.size; i++)
         if (mp_str_eq(mp_map_get(&list.via.array.ptr[i], "name"), service))
