@@ -16,7 +16,7 @@
  *    - workers: routing id -> worker_t, with the requests it holds. A plain
  *      MDP worker holds one; ours announce a capacity in READY (see mdp.h)
  *      and get the next request while they work on the current one, which
- *      saves a broker-worker round trip per request (2.3x the throughput
+ *      saves a broker-worker round trip per request (1.75x the throughput
  *      of one worker, measured in docs/BENCHMARKS.md).
  *  A request whose service has no live worker is answered unavailable at
  *  once rather than left to time out: the bridge maps it to 503.
