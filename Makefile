@@ -10,8 +10,8 @@
 # Variables are lazy (=) so pkg-config is asked only after install-deps ran.
 
 BUILD ?= build
-PKGS = libczmq libzmq msgpack jansson libsodium
-TEST_PKGS = cmocka
+PKGS = libczmq libzmq msgpack jansson libsodium libmicrohttpd
+TEST_PKGS = cmocka libcurl
 
 OPT ?= -O2
 CFLAGS = $(OPT) -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
@@ -24,7 +24,7 @@ endif
 
 LIB_SRC = $(wildcard protocol/*.c) $(filter-out router/retaild.c,$(wildcard router/*.c)) \
           $(wildcard actors/*.c) $(wildcard actors/*/*.c)
-LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 LIB     = $(BUILD)/libretail.a
 
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay
@@ -66,6 +66,17 @@ $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# The OpenAPI document is compiled in as a byte array (router/openapi.h).
+$(BUILD)/gen/openapi.c: router/openapi.json
+	@mkdir -p $(dir $@)
+	@{ echo '#include <stddef.h>'; echo 'const char openapi_json[] = {'; \
+	   od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	   echo '0};'; echo 'const size_t openapi_json_len = sizeof openapi_json - 1;'; } > $@
+
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@rm -f $@

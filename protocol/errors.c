@@ -20,6 +20,7 @@ static const struct {
     [ERR_PAYMENT_DECLINED] = {"payment_declined", 402},
     [ERR_FORBIDDEN] = {"forbidden", 403},
     [ERR_NOT_FOUND] = {"not_found", 404},
+    [ERR_METHOD_NOT_ALLOWED] = {"method_not_allowed", 405},
     [ERR_CONFLICT] = {"conflict", 409},
     [ERR_EMAIL_TAKEN] = {"email_taken", 409},
     [ERR_SKU_TAKEN] = {"sku_taken", 409},

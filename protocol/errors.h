@@ -19,6 +19,7 @@ typedef enum {
     ERR_PAYMENT_DECLINED,
     ERR_FORBIDDEN,
     ERR_NOT_FOUND,
+    ERR_METHOD_NOT_ALLOWED, /* HTTP only: the path exists with other methods */
     ERR_CONFLICT,
     ERR_EMAIL_TAKEN,
     ERR_SKU_TAKEN,

@@ -57,6 +57,9 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
     snprintf(s->data_dir, sizeof s->data_dir, "./var");
     snprintf(s->broker_endpoint, sizeof s->broker_endpoint, "tcp://127.0.0.1:5555");
     s->http_port = 8080;
+    snprintf(s->http_address, sizeof s->http_address, "127.0.0.1");
+    s->http_timeout_ms = 5000;
+    s->access_log = 1;
     s->heartbeat_ms = 1000;
     s->request_timeout_ms = 5000;
     s->queue_limit = 1024;
@@ -70,6 +73,13 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
         {"retail/broker/endpoint", "RETAIL_BROKER_ENDPOINT", s->broker_endpoint,
          sizeof s->broker_endpoint, NULL, 0, 0},
         {"retail/http_port", "RETAIL_HTTP_PORT", NULL, 0, &s->http_port, 1, 65535},
+        {"retail/http_address", "RETAIL_HTTP_ADDRESS", s->http_address, sizeof s->http_address,
+         NULL, 0, 0},
+        {"retail/http_timeout_ms", "RETAIL_HTTP_TIMEOUT_MS", NULL, 0, &s->http_timeout_ms, 10,
+         600000},
+        {"retail/tls_cert", "RETAIL_TLS_CERT", s->tls_cert, sizeof s->tls_cert, NULL, 0, 0},
+        {"retail/tls_key", "RETAIL_TLS_KEY", s->tls_key, sizeof s->tls_key, NULL, 0, 0},
+        {"retail/access_log", "RETAIL_ACCESS_LOG", NULL, 0, &s->access_log, 0, 1},
         {"retail/broker/heartbeat_ms", "RETAIL_HEARTBEAT_MS", NULL, 0, &s->heartbeat_ms, 10, 60000},
         {"retail/broker/request_timeout_ms", "RETAIL_REQUEST_TIMEOUT_MS", NULL, 0,
          &s->request_timeout_ms, 10, 600000},

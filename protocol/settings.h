@@ -8,6 +8,11 @@
  *      retail
  *          data_dir = "./var"
  *          http_port = 8080
+ *          http_address = "127.0.0.1"
+ *          http_timeout_ms = 5000
+ *          tls_cert = ""            (RETAIL_TLS_CERT)
+ *          tls_key = ""             (RETAIL_TLS_KEY)
+ *          access_log = 1
  *          broker
  *              endpoint = "tcp://127.0.0.1:5555"
  *              heartbeat_ms = 1000
@@ -28,6 +33,11 @@ typedef struct {
     char keys_dir[SETTINGS_PATH_MAX]; /* data_dir/keys, derived */
     char broker_endpoint[256];
     int http_port;
+    char http_address[64];             /* the bridge listens here */
+    int http_timeout_ms;               /* the bridge's deadline per request */
+    char tls_cert[SETTINGS_PATH_MAX];  /* PEM files; both set: HTTPS */
+    char tls_key[SETTINGS_PATH_MAX];
+    int access_log;                    /* 1: a JSON line per request on stdout */
     int heartbeat_ms;
     int request_timeout_ms;
     int queue_limit;

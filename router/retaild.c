@@ -1,11 +1,11 @@
 /*  retaild.c - the daemon: runs the broker and service pools, in any mix.
  *
  *      retaild                        everything on this machine
- *      retaild broker                 only the broker
+ *      retaild broker bridge          the broker and the HTTP bridge
  *      retaild sys --broker tcp://host:5555 --workers 8
  *                                     one service's pool, elsewhere
  *
- *  Roles are "broker" and the service names of s_services below. Pools in
+ *  Roles are "broker", "bridge" and the service names of s_services below. Pools in
  *  the same process as the broker attach over inproc (no CURVE needed, and
  *  about twice the throughput); pools without a local broker connect over
  *  TCP with CURVE, using a certificate named after their service that is
@@ -14,8 +14,9 @@
  *  broker's keys/clients/).
  *
  *  Shutdown: SIGINT and SIGTERM are blocked in every thread and taken by
- *  sigwait() here, so no handler runs in an arbitrary thread. Pools stop
- *  first (each worker finishes the request it is on and says DISCONNECT;
+ *  sigwait() here, so no handler runs in an arbitrary thread. The bridge
+ *  stops first (it stops accepting and waits up to 2 s for the requests in
+ *  flight), then the pools (each worker finishes the request it is on and says DISCONNECT;
  *  the broker answers whatever is still queued), then the broker, whose
  *  socket lingers to deliver the last replies.
  */
@@ -24,6 +25,7 @@
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
+#include "router/bridge.h"
 #include "router/broker.h"
 
 #include <getopt.h>
@@ -44,11 +46,13 @@ static void s_usage(FILE *out)
 {
     fprintf(out, "usage: retaild [ROLE...] [--broker ENDPOINT] [--workers N] [--config FILE]\n"
                  "               [--data-dir DIR] [--verbose]\n"
-                 "roles: broker");
+                 "roles: broker bridge");
     for (size_t i = 0; i < SERVICE_COUNT; i++)
         fprintf(out, " %s", s_services[i].name);
     fprintf(out, " (none: all of them)\n"
                  "environment: RETAIL_DATA_DIR RETAIL_BROKER_ENDPOINT RETAIL_HTTP_PORT\n"
+                 "             RETAIL_HTTP_ADDRESS RETAIL_HTTP_TIMEOUT_MS RETAIL_TLS_CERT\n"
+                 "             RETAIL_TLS_KEY RETAIL_ACCESS_LOG\n"
                  "             RETAIL_WORKERS RETAIL_HEARTBEAT_MS RETAIL_REQUEST_TIMEOUT_MS\n"
                  "             RETAIL_QUEUE_LIMIT RETAIL_WORKER_CAPACITY RETAIL_CONFIG\n"
                  "             RETAIL_TEST_OPS\n");
@@ -99,6 +103,7 @@ int main(int argc, char **argv)
 
     /* Which roles: none named means all. */
     bool run_broker = optind == argc;
+    bool run_bridge = optind == argc;
     bool run_service[SERVICE_COUNT];
     for (size_t i = 0; i < SERVICE_COUNT; i++)
         run_service[i] = optind == argc;
@@ -106,6 +111,8 @@ int main(int argc, char **argv)
         bool known = false;
         if (streq(argv[i], "broker"))
             run_broker = known = true;
+        if (streq(argv[i], "bridge"))
+            run_bridge = known = true;
         for (size_t k = 0; k < SERVICE_COUNT; k++)
             if (streq(argv[i], s_services[k].name))
                 run_service[k] = known = true;
@@ -155,6 +162,8 @@ int main(int argc, char **argv)
 
     int rc = 1;
     zactor_t *broker = NULL;
+    zactor_t *bridge = NULL;
+    zcert_t *bridge_cert = NULL;
     pool_t *pools[SERVICE_COUNT] = {NULL};
     zcert_t *certs[SERVICE_COUNT] = {NULL};
 
@@ -212,12 +221,48 @@ int main(int argc, char **argv)
                   wc.endpoint);
     }
 
+    if (run_bridge) {
+        bridge_config_t hc = {
+            .bind_address = settings.http_address,
+            .port = settings.http_port,
+            .broker_endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
+            .timeout_ms = settings.http_timeout_ms,
+            .tls_cert_file = settings.tls_cert[0] ? settings.tls_cert : NULL,
+            .tls_key_file = settings.tls_key[0] ? settings.tls_key : NULL,
+            .access_log = settings.access_log == 1,
+        };
+        if (!run_broker) {
+            bridge_cert = keys_ensure(settings.keys_dir, "bridge");
+            if (!bridge_cert || keys_allow(settings.keys_dir, bridge_cert, "bridge") != 0) {
+                fprintf(stderr, "retaild: cannot make the bridge certificate in %s\n",
+                        settings.keys_dir);
+                goto cleanup;
+            }
+            hc.cert = bridge_cert;
+            hc.server_key = broker_key;
+        }
+        if ((hc.tls_cert_file != NULL) != (hc.tls_key_file != NULL)) {
+            fprintf(stderr, "retaild: RETAIL_TLS_CERT and RETAIL_TLS_KEY go together\n");
+            goto cleanup;
+        }
+        bridge = bridge_new(&hc);
+        if (!bridge) {
+            fprintf(stderr, "retaild: the HTTP bridge could not start on %s:%d\n",
+                    settings.http_address, settings.http_port);
+            goto cleanup;
+        }
+        zsys_info("retaild: HTTP bridge on %s://%s:%d", hc.tls_cert_file ? "https" : "http",
+                  settings.http_address, bridge_port(bridge));
+    }
+
     int sig = 0;
     sigwait(&stop_signals, &sig);
     zsys_info("retaild: %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
     rc = 0;
 
 cleanup:
+    bridge_destroy(&bridge);
+    zcert_destroy(&bridge_cert);
     for (size_t i = 0; i < SERVICE_COUNT; i++) {
         pool_destroy(&pools[i]);
         zcert_destroy(&certs[i]);

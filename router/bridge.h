@@ -1,0 +1,43 @@
+/*  bridge.h - the HTTP bridge: REST (API.md section 2) to MDP and back.
+ *
+ *  One actor owns a libmicrohttpd daemon in external-epoll mode and a
+ *  DEALER socket to the broker, and polls both from one zmq_poll loop. A
+ *  request is read, turned into a msgpack envelope by the route table
+ *  (routes.h), sent to the broker, and its connection suspended; the reply
+ *  (matched by the envelope id) resumes it. No thread ever waits on a
+ *  service, and thousands of requests in flight cost memory, not threads.
+ *
+ *  Usage:
+ *      bridge_config_t config = {.port = 8080, .broker_endpoint = ..., ...};
+ *      zactor_t *bridge = bridge_new(&config);   // NULL: could not listen
+ *      ...
+ *      bridge_destroy(&bridge);   // stops accepting, lets requests in flight
+ *                                 // finish (up to 2 s), answers the rest 503
+ */
+#ifndef RETAIL_BRIDGE_H
+#define RETAIL_BRIDGE_H
+
+#include <czmq.h>
+
+typedef struct {
+    const char *bind_address;    /* NULL: 127.0.0.1 */
+    int port;                    /* 0: any free port (see bridge_port) */
+    const char *broker_endpoint; /* inproc://... or tcp://... */
+    zcert_t *cert;               /* CURVE client cert for tcp; NULL for inproc */
+    const char *server_key;      /* the broker's public key (Z85) with cert */
+    int timeout_ms;              /* per request; 0: 5000 */
+    const char *tls_cert_file;   /* PEM; with tls_key_file turns on HTTPS */
+    const char *tls_key_file;
+    bool access_log; /* one JSON line per request on stdout */
+} bridge_config_t;
+
+/* Starts the bridge; NULL (reason logged) if it cannot listen or read its
+ * TLS files. The config and what it points to are copied. */
+zactor_t *bridge_new(const bridge_config_t *config);
+
+/* The TCP port the bridge listens on. */
+int bridge_port(zactor_t *self);
+
+void bridge_destroy(zactor_t **self_p);
+
+#endif

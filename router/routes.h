@@ -1,0 +1,63 @@
+/*  routes.h - the HTTP route table: (method, path template) -> (service, op).
+ *
+ *  The table is data (routes.c): adding a route is one line. Each route
+ *  says where the operation's arguments come from:
+ *    - path parameters: "{name}" segments of the template, strings;
+ *    - query parameters: a list "name:type,..." (type str, int or bool;
+ *      str when omitted); unknown query parameters are ignored;
+ *    - headers: a list "Header-Name>arg:type,...";
+ *    - the body: when `body` is set, a JSON (or msgpack) object whose
+ *      fields become arguments too (path, query and header arguments win).
+ *  Routes whose service is NULL are answered by the bridge itself.
+ */
+#ifndef RETAIL_ROUTES_H
+#define RETAIL_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define ROUTE_MAX_PARAMS 4
+
+typedef enum {
+    LOCAL_NONE = 0,
+    LOCAL_HEALTHZ,
+    LOCAL_READYZ,
+    LOCAL_METRICS,
+    LOCAL_OPENAPI,
+} route_local_t;
+
+typedef struct {
+    const char *method;  /* "GET", "POST", ... */
+    const char *path;    /* template: "/v1/products/{id}" */
+    const char *service; /* NULL: answered by the bridge (see local) */
+    const char *op;
+    int ok_status;       /* status of a successful reply: 200, 201, 204 */
+    const char *query;   /* "q,min_price:int,in_stock:bool" or NULL */
+    const char *headers; /* "Idempotency-Key>idempotency_key,If-Match>if_match:int" or NULL */
+    bool body;           /* a JSON object body is read into args */
+    route_local_t local;
+} route_t;
+
+/* A matched route and the path parameters it captured. */
+typedef struct {
+    int index; /* into routes_table() */
+    int n_params;
+    const char *param_name[ROUTE_MAX_PARAMS]; /* points into the template */
+    size_t param_name_len[ROUTE_MAX_PARAMS];
+    const char *param_value[ROUTE_MAX_PARAMS]; /* points into the path */
+    size_t param_value_len[ROUTE_MAX_PARAMS];
+} route_match_t;
+
+typedef enum { ROUTE_FOUND, ROUTE_NO_PATH, ROUTE_NO_METHOD } route_result_t;
+
+/* The table, and its size. */
+const route_t *routes_table(size_t *count);
+
+/* Finds the route for method and path (no query string). */
+route_result_t routes_match(const char *method, const char *path, route_match_t *match);
+
+/* Writes the services the table routes to, each once, into out (at most
+ * max; the strings are static); returns how many. */
+size_t routes_services(const char **out, size_t max);
+
+#endif
