@@ -17,6 +17,8 @@ static const route_t s_routes[] = {
     {"GET", "/metrics",           NULL,  NULL,   200, NULL, NULL, false, LOCAL_METRICS},
     {"GET", "/openapi.json",      NULL,  NULL,   200, NULL, NULL, false, LOCAL_OPENAPI},
     {"GET", "/v1/sys/ping",       "sys", "ping", 200, NULL, NULL, false, LOCAL_NONE},
+    {"POST", "/v1/sys/echo",      "sys", "echo", 200, NULL, NULL, true,  LOCAL_NONE},
+    {"GET", "/v1/sys/sleep",      "sys", "sleep", 200, "ms:int", NULL, false, LOCAL_NONE},
 };
 /* clang-format on */
 
