@@ -1065,9 +1065,10 @@ static void test_decode_reply(void **state)
 static void test_errors_table(void **state)
 {
     (void)state;
-    /* API.md section 3, plus the two codes it does not list: "ok" (never
-     * sent as an error) and "internal", the catch-all a client sees when a
-     * handler fails unexpectedly, which is a 500. */
+    /* API.md section 3, plus the codes it does not list: "ok" (never
+     * sent as an error), "internal", the catch-all a client sees when a
+     * handler fails unexpectedly, which is a 500, and "method_not_allowed",
+     * the bridge's 405 for a known path with another method. */
     static const struct {
         const char *name;
         int status;
@@ -1081,6 +1082,7 @@ static void test_errors_table(void **state)
         {"payment_declined", 402},
         {"forbidden", 403},
         {"not_found", 404},
+        {"method_not_allowed", 405},
         {"conflict", 409},
         {"email_taken", 409},
         {"sku_taken", 409},
