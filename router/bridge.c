@@ -147,6 +147,40 @@ static void s_set_body(request_t *req, int status, const char *mp, size_t len)
     }
 }
 
+/* Prepares a successful response from a reply's data. */
+static void s_set_data(request_t *req, int status, const msgpack_object *data)
+{
+    if (status == 204 || !req->accept_msgpack) {
+        req->status = status;
+        free(req->response);
+        req->response = NULL;
+        req->response_len = 0;
+        req->response_msgpack = false;
+        if (status == 204)
+            return;
+        char err[128];
+        req->response = jsonpack_to_json_text(data, 0, err, sizeof err);
+        if (req->response) {
+            req->response_len = strlen(req->response);
+            return;
+        }
+        zsys_error("bridge: %s: reply not convertible to JSON: %s", req->request_id, err);
+        s_set_body(req, 500, NULL, 0);
+        const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"the reply "
+                               "could not be written as JSON\"}}";
+        req->response = strdup(fallback);
+        req->response_len = req->response ? strlen(fallback) : 0;
+        req->error_code = "internal";
+        return;
+    }
+    msgpack_sbuffer *buf = &req->bridge->scratch;
+    msgpack_sbuffer_clear(buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *data);
+    s_set_body(req, status, buf->data, buf->size);
+}
+
 /* Prepares an error response: {"error": {code, message, request_id, details?}}.
  * details is one packed msgpack value or NULL. */
 static void s_set_error(request_t *req, err_code_t code, const char *message,
@@ -448,10 +482,10 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
             from_body++;
     }
     msgpack_pack_map(&pk, (size_t)n + from_body);
-    const char *bad = NULL;
+    const arg_t *bad = NULL;
     for (int i = 0; i < n; i++)
         if (!s_pack_arg(&pk, &args[i]) && !bad)
-            bad = args[i].name;
+            bad = &args[i];
     for (uint32_t i = 0; i < body.via.map.size; i++) {
         const msgpack_object *k = &body.via.map.ptr[i].key;
         if (s_arg_named(args, n, k->via.str.ptr, k->via.str.size))
@@ -469,12 +503,17 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
         mp_pack_str(&dp, "fields");
         msgpack_pack_array(&dp, 1);
         msgpack_pack_map(&dp, 2);
+        const char *problem = bad->type == 'i'   ? "must be an integer"
+                              : bad->type == 'b' ? "must be true or false"
+                                                 : "must be valid UTF-8";
         mp_pack_str(&dp, "field");
-        mp_pack_str(&dp, bad);
+        mp_pack_strn(&dp, bad->name, bad->name_len);
         mp_pack_str(&dp, "problem");
-        mp_pack_str(&dp, "has the wrong type");
-        s_set_error(req, ERR_INVALID_ARGUMENT, "invalid argument (see details)", details.data,
-                    details.size);
+        mp_pack_str(&dp, problem);
+        char message[160];
+        snprintf(message, sizeof message, "invalid argument: %.*s %s", (int)bad->name_len,
+                 bad->name, problem);
+        s_set_error(req, ERR_INVALID_ARGUMENT, message, details.data, details.size);
         msgpack_sbuffer_destroy(&details);
         return false;
     }
@@ -533,37 +572,30 @@ static void s_on_reply(bridge_t *self, zmq_msg_t *frames, int count)
     if (!req)
         return; /* timed out already */
 
-    msgpack_sbuffer *buf = &self->scratch;
-    msgpack_sbuffer_clear(buf);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
-    if (reply.ok) {
-        msgpack_pack_object(&pk, reply.data);
-        s_set_body(req, self->routes[req->route].ok_status, buf->data, buf->size);
-    } else {
+    if (reply.ok)
+        s_set_data(req, self->routes[req->route].ok_status, &reply.data);
+    else {
         const msgpack_object *message = mp_map_get(&reply.error, "message");
         const msgpack_object *details = mp_map_get(&reply.error, "details");
         char text[256] = "";
         if (message && message->type == MSGPACK_OBJECT_STR)
             snprintf(text, sizeof text, "%.*s", (int)message->via.str.size,
                      message->via.str.ptr);
+        /* s_set_error writes into scratch: give it the details packed apart */
+        msgpack_sbuffer packed;
+        msgpack_sbuffer_init(&packed);
         if (details) {
             const msgpack_object *retry = mp_map_get(details, "retry_after");
             if (retry && retry->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
                 retry->via.u64 < 86400)
                 req->retry_after = (int)retry->via.u64;
+            msgpack_packer pk;
+            msgpack_packer_init(&pk, &packed, msgpack_sbuffer_write);
             msgpack_pack_object(&pk, *details);
         }
-        msgpack_sbuffer details_copy = {.size = buf->size, .data = buf->data, .alloc = 0};
-        /* s_set_error reuses scratch: hand it a private copy of the details */
-        char *copy = NULL;
-        if (details && buf->size) {
-            copy = malloc(buf->size);
-            if (copy)
-                memcpy(copy, buf->data, buf->size);
-        }
-        s_set_error(req, reply.code, text[0] ? text : NULL, copy, copy ? details_copy.size : 0);
-        free(copy);
+        s_set_error(req, reply.code, text[0] ? text : NULL, details ? packed.data : NULL,
+                    packed.size);
+        msgpack_sbuffer_destroy(&packed);
     }
     s_ready(self, req);
 }
@@ -747,15 +779,15 @@ static request_t *s_request_new(bridge_t *self, struct MHD_Connection *conn, con
         req->early_error = ERR_NOT_FOUND;
         req->early_message = "no such route";
     }
-    bool body_msgpack;
-    if (!req->early_error && !s_content_type_ok(type, &body_msgpack)) {
+    bool body_msgpack = false;
+    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    bool has_body = (length && strcmp(length, "0") != 0) ||
+                    MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    if (!req->early_error && has_body && !s_content_type_ok(type, &body_msgpack)) {
         req->early_error = ERR_UNSUPPORTED_MEDIA_TYPE;
         req->early_message = "send application/json or application/msgpack";
     }
-    req->body_msgpack = !req->early_error && type && body_msgpack;
-    if (!type && accept && req->accept_msgpack)
-        req->body_msgpack = false;
-    const char *length = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    req->body_msgpack = body_msgpack;
     if (!req->early_error && length && strtoull(length, NULL, 10) > BODY_MAX) {
         req->early_error = ERR_PAYLOAD_TOO_LARGE;
         req->early_message = "the body is over 1 MiB";

@@ -154,6 +154,7 @@ int main(int argc, char **argv)
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0); /* access log lines leave whole */
 
     if (zsys_dir_create("%s", settings.data_dir) != 0) {
         fprintf(stderr, "retaild: cannot create data directory %s\n", settings.data_dir);
