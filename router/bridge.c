@@ -995,7 +995,7 @@ static int s_setup(bridge_t *self)
         flags, (uint16_t)c->port, NULL, NULL, s_handler, self, MHD_OPTION_SOCK_ADDR, &address,
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, self, MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000,
-        MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned int)1, MHD_OPTION_ARRAY,
+        MHD_OPTION_ARRAY,
         self->tls_cert ? tls : tls + 2, MHD_OPTION_END);
     if (!self->daemon) {
         zsys_error("bridge: cannot listen on %s:%d", c->bind_address ? c->bind_address : "127.0.0.1",

@@ -25,7 +25,7 @@ typedef struct {
     char *dir;
     char keys[1100];
     char endpoint[64];
-    char env_dir[1100], env_endpoint[96];
+    char env_dir[1100], env_endpoint[96], env_http[48];
     pid_t pids[4];
 } system_t;
 
@@ -37,6 +37,7 @@ static void s_system_init(system_t *s, const char *name)
     snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
     snprintf(s->env_dir, sizeof s->env_dir, "RETAIL_DATA_DIR=%s", s->dir);
     snprintf(s->env_endpoint, sizeof s->env_endpoint, "RETAIL_BROKER_ENDPOINT=%s", s->endpoint);
+    snprintf(s->env_http, sizeof s->env_http, "RETAIL_HTTP_PORT=%d", tu_free_port());
 }
 
 static pid_t s_start(system_t *s, const char *const *roles)

@@ -42,7 +42,7 @@ typedef struct {
     char *dir;
     char keys[1100];
     char endpoint[64];
-    char env_dir[1100], env_endpoint[96];
+    char env_dir[1100], env_endpoint[96], env_http[48];
     pid_t pid;
 } fixture_t;
 
@@ -631,6 +631,7 @@ static int s_group_setup(void **state)
     snprintf(fx->endpoint, sizeof fx->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
     snprintf(fx->env_dir, sizeof fx->env_dir, "RETAIL_DATA_DIR=%s", fx->dir);
     snprintf(fx->env_endpoint, sizeof fx->env_endpoint, "RETAIL_BROKER_ENDPOINT=%s", fx->endpoint);
+    snprintf(fx->env_http, sizeof fx->env_http, "RETAIL_HTTP_PORT=%d", tu_free_port());
 
     /* The tools read the same two variables, inherited from this process;
      * nothing else from the caller's environment may steer them. */
@@ -639,7 +640,7 @@ static int s_group_setup(void **state)
     unsetenv("RETAIL_CONFIG");
     unsetenv("RETAIL_TOKEN");
 
-    const char *env[] = {fx->env_dir, fx->env_endpoint, "RETAIL_WORKERS=2",
+    const char *env[] = {fx->env_dir, fx->env_endpoint, fx->env_http, "RETAIL_WORKERS=2",
                          "RETAIL_HEARTBEAT_MS=200", NULL};
     fx->pid = tu_spawn_retaild(NULL, env);
     if (fx->pid <= 0) {
