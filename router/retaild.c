@@ -30,6 +30,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 /* Every service this daemon can run, with its dispatch table. */
 typedef struct {
@@ -155,6 +156,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0); /* access log lines leave whole */
+    /* Every HTTP connection is a descriptor: allow as many as we may. */
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
 
     if (zsys_dir_create("%s", settings.data_dir) != 0) {
         fprintf(stderr, "retaild: cannot create data directory %s\n", settings.data_dir);
