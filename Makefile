@@ -4,6 +4,7 @@
 #   make test    install missing packages, build, run every test
 #   make check   the tests again under AddressSanitizer + UBSan
 #   make bench   the broker benchmark of docs/BENCHMARKS.md
+#   make bench-bridge  the HTTP bridge against nginx (docs/BENCHMARKS.md)
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -33,7 +34,7 @@ TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o
 
-.PHONY: all deps run test check bench clean format build-tests
+.PHONY: all deps run test check bench bench-bridge clean format build-tests
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -56,6 +57,10 @@ check: deps
 bench: deps
 	@$(MAKE) --no-print-directory all
 	@bash tools/bench/broker.sh $(BUILD)
+
+bench-bridge: deps
+	@$(MAKE) --no-print-directory $(BUILD)/retaild
+	@bash tools/bench/bridge.sh $(BUILD)
 
 build-tests: $(BINS) $(TEST_BINS)
 

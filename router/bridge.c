@@ -81,6 +81,7 @@ typedef struct request_s {
     int retry_after;        /* seconds; 0: no header */
     const char *error_code; /* of an error response, for metrics */
     uint64_t mmi_ticket;    /* /readyz: which mmi reply is ours */
+    char client_ip[64];     /* for "@client_ip" arguments */
 } request_t;
 
 struct bridge_s {
@@ -326,6 +327,24 @@ typedef struct {
     char type; /* 's', 'i', 'b' */
 } arg_t;
 
+/* "@client_ip": the peer's address as text, kept in the request. */
+static const char *s_connection_value(request_t *req, const char *source)
+{
+    if (strcmp(source, "@client_ip") != 0)
+        return NULL;
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!info || !info->client_addr)
+        return NULL;
+    const struct sockaddr *sa = info->client_addr;
+    const void *addr = sa->sa_family == AF_INET6
+                           ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+                           : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+    if (!inet_ntop(sa->sa_family, addr, req->client_ip, sizeof req->client_ip))
+        return NULL;
+    return req->client_ip;
+}
+
 /* Collects the arguments a route takes from the query string or headers.
  * spec is "source>name:type,..." ('>' part optional: source = name; type
  * s, i or b, 's' when omitted). Names point into the static spec. */
@@ -345,7 +364,8 @@ static void s_spec_args(request_t *req, const char *spec, enum MHD_ValueKind kin
         if (source_len > 0 && source_len < sizeof source) {
             memcpy(source, p, source_len);
             source[source_len] = '\0';
-            const char *value = MHD_lookup_connection_value(req->conn, kind, source);
+            const char *value = source[0] == '@' ? s_connection_value(req, source)
+                                                 : MHD_lookup_connection_value(req->conn, kind, source);
             if (value) {
                 arg_t *a = &args[(*n_args)++];
                 a->name = name;

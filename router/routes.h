@@ -5,7 +5,8 @@
  *    - path parameters: "{name}" segments of the template, strings;
  *    - query parameters: a list "name:type,..." (type str, int or bool;
  *      str when omitted); unknown query parameters are ignored;
- *    - headers: a list "Header-Name>arg:type,...";
+ *    - headers: a list "Header-Name>arg:type,..."; the source "@client_ip"
+ *      is the client's network address (for login rate limits);
  *    - the body: when `body` is set, a JSON (or msgpack) object whose
  *      fields become arguments too (path, query and header arguments win).
  *  Routes whose service is NULL are answered by the bridge itself.
