@@ -82,6 +82,8 @@ typedef struct request_s {
     const char *error_code; /* of an error response, for metrics */
     uint64_t mmi_ticket;    /* /readyz: which mmi reply is ours */
     char client_ip[64];     /* for "@client_ip" arguments */
+    const char *content_type; /* of a raw response; NULL: JSON or msgpack */
+    char allow[64];           /* the Allow header of a 405 */
 } request_t;
 
 struct bridge_s {
@@ -148,6 +150,9 @@ static void s_set_body(request_t *req, int status, const char *mp, size_t len)
     }
 }
 
+static void s_set_error(request_t *req, err_code_t code, const char *message,
+                        const void *details, size_t details_len);
+
 /* Prepares a successful response from a reply's data. */
 static void s_set_data(request_t *req, int status, const msgpack_object *data)
 {
@@ -166,12 +171,7 @@ static void s_set_data(request_t *req, int status, const msgpack_object *data)
             return;
         }
         zsys_error("bridge: %s: reply not convertible to JSON: %s", req->request_id, err);
-        s_set_body(req, 500, NULL, 0);
-        const char *fallback = "{\"error\":{\"code\":\"internal\",\"message\":\"the reply "
-                               "could not be written as JSON\"}}";
-        req->response = strdup(fallback);
-        req->response_len = req->response ? strlen(fallback) : 0;
-        req->error_code = "internal";
+        s_set_error(req, ERR_INTERNAL, "the reply could not be written as JSON", NULL, 0);
         return;
     }
     msgpack_sbuffer *buf = &req->bridge->scratch;
@@ -278,8 +278,11 @@ static enum MHD_Result s_queue(request_t *req)
     req->response_len = 0;
     if (req->status != 204)
         MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                req->response_msgpack ? "application/msgpack"
-                                                      : "application/json");
+                                req->content_type       ? req->content_type
+                                : req->response_msgpack ? "application/msgpack"
+                                                        : "application/json");
+    if (req->allow[0])
+        MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, req->allow);
     MHD_add_response_header(response, "X-Request-Id", req->request_id);
     if (req->retry_after > 0) {
         char seconds[16];
@@ -455,6 +458,16 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
             if (st != MP_OK) {
                 snprintf(err, sizeof err, "%s", mpcheck_strerror(st));
                 ok = false;
+            } else {
+                /* The API is JSON-shaped for every client: refuse values
+                 * JSON cannot hold (bin, NaN, uint64 over int64). */
+                char why[96];
+                char *json = jsonpack_bytes_to_json_text(mp, mp_len, 0, why, sizeof why);
+                if (!json) {
+                    snprintf(err, sizeof err, "the body holds a value JSON cannot: %s", why);
+                    ok = false;
+                }
+                free(json);
             }
         }
         size_t off = 0;
@@ -635,8 +648,10 @@ static void s_set_json_text(request_t *req, int status, const char *json)
         s_set_error(req, ERR_INTERNAL, "could not write the answer", NULL, 0);
 }
 
-static void s_set_raw(request_t *req, int status, char *text, size_t len)
+static void s_set_raw(request_t *req, int status, char *text, size_t len,
+                      const char *content_type)
 {
+    req->content_type = content_type;
     req->status = status;
     free(req->response);
     req->response = text;
@@ -726,7 +741,7 @@ static void s_answer_local(bridge_t *self, request_t *req)
         size_t len = 0;
         char *text = metrics_render(self->metrics, &len);
         if (text)
-            s_set_raw(req, 200, text, len);
+            s_set_raw(req, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
         else
             s_set_error(req, ERR_INTERNAL, "out of memory", NULL, 0);
         break;
@@ -735,7 +750,7 @@ static void s_answer_local(bridge_t *self, request_t *req)
         char *copy = malloc(openapi_json_len);
         if (copy) {
             memcpy(copy, openapi_json, openapi_json_len);
-            s_set_raw(req, 200, copy, openapi_json_len);
+            s_set_raw(req, 200, copy, openapi_json_len, "application/json");
         } else
             s_set_error(req, ERR_INTERNAL, "out of memory", NULL, 0);
         break;
@@ -793,6 +808,7 @@ static request_t *s_request_new(bridge_t *self, struct MHD_Connection *conn, con
     if (found == ROUTE_FOUND)
         req->route = req->match.index;
     else if (found == ROUTE_NO_METHOD) {
+        routes_allowed(url, req->allow, sizeof req->allow);
         req->early_error = ERR_METHOD_NOT_ALLOWED;
         req->early_message = "the path exists, but not with this method";
     } else {
@@ -828,7 +844,13 @@ static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const c
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        return MHD_YES; /* never answer on the first call */
+        if (req->early_error == ERR_PAYLOAD_TOO_LARGE) {
+            /* Answering now makes libmicrohttpd close the connection
+             * instead of reading a body we would throw away: right here. */
+            s_set_error(req, req->early_error, req->early_message, NULL, 0);
+            return s_queue(req);
+        }
+        return MHD_YES; /* never answer on the first call: it costs keep-alive */
     }
     if (req->state == REQ_READING && *upload_data_size > 0) {
         size_t n = *upload_data_size;

@@ -7,6 +7,7 @@
  */
 #include "router/routes.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* clang-format off */
@@ -57,6 +58,18 @@ static bool s_match(const char *tmpl, const char *path, route_match_t *m)
         path += p_len;
     }
     return *tmpl == '\0' && *path == '\0';
+}
+
+size_t routes_allowed(const char *path, char *out, size_t size)
+{
+    route_match_t match;
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < ROUTE_COUNT; i++)
+        if (s_match(s_routes[i].path, path, &match) && used < size)
+            used += (size_t)snprintf(out + used, size - used, "%s%s", used ? ", " : "",
+                                     s_routes[i].method);
+    return used;
 }
 
 route_result_t routes_match(const char *method, const char *path, route_match_t *match)

@@ -57,6 +57,10 @@ const route_t *routes_table(size_t *count);
 /* Finds the route for method and path (no query string). */
 route_result_t routes_match(const char *method, const char *path, route_match_t *match);
 
+/* Writes the methods that path has routes for, as an Allow header value
+ * ("GET, PATCH"), into out; returns its length. */
+size_t routes_allowed(const char *path, char *out, size_t size);
+
 /* Writes the services the table routes to, each once, into out (at most
  * max; the strings are static); returns how many. */
 size_t routes_services(const char **out, size_t max);

@@ -1,0 +1,1780 @@
+/*  test_bridge.c - the HTTP bridge of a real retaild, from the outside.
+ *
+ *  One retaild (broker, bridge and a sys pool of two workers, test ops on,
+ *  a 400 ms HTTP deadline, the access log on) runs for the whole group on
+ *  private ports and a private data directory, its stdout and stderr sent
+ *  to files there so that the access log and sanitizer reports can be
+ *  read. The tests talk to it with libcurl as any HTTP client would, and
+ *  judge status, headers and bodies (jansson, msgpack).
+ *
+ *  Covers: the route table (ping, echo round trips of every JSON kind, an
+ *  empty body); the error contract of API.md section 3 for 404, 405, 413
+ *  (announced length and chunked), 415, 400 malformed_body and
+ *  invalid_argument (bridge-side and service-side), 504 at the bridge's
+ *  deadline and service afterwards; 503 and /readyz naming the missing
+ *  service on a retaild without a sys pool; msgpack negotiation both ways;
+ *  request ids (echoed, replaced when invalid, unique when made) and the
+ *  access log (one JSON line per request, never a token); /metrics
+ *  counters; a battery of malformed bodies and raw-socket garbage that must
+ *  get 4xx and leave the bridge serving; 200 concurrent slow requests on
+ *  one bridge thread; and a clean SIGTERM exit with no sanitizer report.
+ *
+ *  Every retaild started here is SIGKILLed by the teardowns, by an atexit
+ *  handler and by SIGINT/SIGTERM/SIGHUP handlers, and dies with this
+ *  process anyway (PR_SET_PDEATHSIG).
+ */
+#include "tests/testutil.h"
+
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define READY_TIMEOUT_MS 10000
+#define HTTP_TIMEOUT_MS 400 /* RETAIL_HTTP_TIMEOUT_MS of the main retaild */
+#define CURL_TIMEOUT_MS 15000
+#define BODY_MAX (1024 * 1024)
+#define MAX_DAEMONS 4
+
+/* ------------------------------------------------------------------ */
+/* Daemons                                                             */
+
+typedef struct {
+    char *dir;
+    int http_port;
+    char endpoint[64];
+    char base[64]; /* http://127.0.0.1:PORT */
+    char out_path[1100], err_path[1100];
+    pid_t pid;
+} daemon_t;
+
+/* Every retaild alive, for the atexit and signal handlers. */
+static volatile pid_t s_pids[MAX_DAEMONS];
+
+/* The group's retaild. */
+static daemon_t *s_main;
+
+static void s_kill_all(void)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        pid_t pid = s_pids[i];
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            s_pids[i] = 0;
+        }
+    }
+}
+
+static void s_on_signal(int sig)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++)
+        if (s_pids[i] > 0)
+            kill(s_pids[i], SIGKILL);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void s_track(pid_t pid, bool add)
+{
+    for (int i = 0; i < MAX_DAEMONS; i++) {
+        if (add && s_pids[i] == 0) {
+            s_pids[i] = pid;
+            return;
+        }
+        if (!add && s_pids[i] == pid) {
+            s_pids[i] = 0;
+            return;
+        }
+    }
+}
+
+/* Starts $build/retaild with roles (NULL: all) and extra env entries on top
+ * of the common ones, stdout and stderr to files in d->dir. The caller's
+ * RETAIL_* variables are not passed on: only what is set here steers it. */
+static void s_daemon_start(daemon_t *d, const char *const *roles, const char *const *extra_env)
+{
+    char *path = zsys_sprintf("%s/retaild", tu_build_dir());
+    char env_dir[1200], env_endpoint[128], env_port[64];
+    snprintf(env_dir, sizeof env_dir, "RETAIL_DATA_DIR=%s", d->dir);
+    snprintf(env_endpoint, sizeof env_endpoint, "RETAIL_BROKER_ENDPOINT=%s", d->endpoint);
+    snprintf(env_port, sizeof env_port, "RETAIL_HTTP_PORT=%d", d->http_port);
+    const char *common[] = {env_dir,
+                            env_endpoint,
+                            env_port,
+                            "RETAIL_TEST_OPS=1",
+                            "RETAIL_HEARTBEAT_MS=200",
+                            "RETAIL_ACCESS_LOG=1",
+                            NULL};
+
+    /* the environment for execve, built before fork */
+    size_t n_environ = 0;
+    while (environ[n_environ])
+        n_environ++;
+    const char **envp = calloc(n_environ + 32, sizeof *envp);
+    assert_non_null(envp);
+    size_t n = 0;
+    for (size_t i = 0; i < n_environ; i++)
+        if (strncmp(environ[i], "RETAIL_", 7) != 0)
+            envp[n++] = environ[i];
+    for (int i = 0; common[i]; i++)
+        envp[n++] = common[i];
+    for (int i = 0; extra_env && extra_env[i] && n < n_environ + 30; i++)
+        envp[n++] = extra_env[i];
+    envp[n] = NULL;
+    const char *argv[16] = {path};
+    int argc = 1;
+    for (int i = 0; roles && roles[i] && argc < 15; i++)
+        argv[argc++] = roles[i];
+    argv[argc] = NULL;
+
+    fflush(NULL);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+            _exit(127);
+        int out = open(d->out_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int err = open(d->err_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int null = open("/dev/null", O_RDONLY);
+        if (out < 0 || err < 0 || null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 ||
+            dup2(err, 2) < 0)
+            _exit(127);
+        execve(path, (char *const *)argv, (char *const *)envp);
+        perror("execve retaild");
+        _exit(127);
+    }
+    free(envp);
+    zstr_free(&path);
+    d->pid = pid;
+    s_track(pid, true);
+}
+
+static daemon_t *s_daemon_new(const char *name)
+{
+    daemon_t *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    d->dir = tu_tempdir(name);
+    d->http_port = tu_free_port();
+    int broker_port = tu_free_port();
+    while (broker_port == d->http_port)
+        broker_port = tu_free_port();
+    snprintf(d->endpoint, sizeof d->endpoint, "tcp://127.0.0.1:%d", broker_port);
+    snprintf(d->base, sizeof d->base, "http://127.0.0.1:%d", d->http_port);
+    snprintf(d->out_path, sizeof d->out_path, "%s/retaild.out", d->dir);
+    snprintf(d->err_path, sizeof d->err_path, "%s/retaild.err", d->dir);
+    return d;
+}
+
+/* Stops it with sig; returns the wait status, or -1 if it had to be killed. */
+static int s_daemon_stop(daemon_t *d, int sig)
+{
+    if (d->pid <= 0)
+        return -1;
+    int status = tu_stop(d->pid, sig, 10000);
+    s_track(d->pid, false);
+    d->pid = 0;
+    return status;
+}
+
+static void s_daemon_destroy(daemon_t **d_p)
+{
+    daemon_t *d = *d_p;
+    if (!d)
+        return;
+    if (d->pid > 0)
+        s_daemon_stop(d, SIGKILL);
+    if (getenv("TEST_BRIDGE_KEEP"))
+        fprintf(stderr, "kept %s\n", d->dir);
+    else
+        tu_rmtree(d->dir);
+    free(d->dir);
+    free(d);
+    *d_p = NULL;
+}
+
+/* A whole file, NUL-terminated ("" when it cannot be read). */
+static char *s_slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *text = NULL;
+    size_t len = 0;
+    if (f) {
+        size_t cap = 4096;
+        text = malloc(cap);
+        assert_non_null(text);
+        size_t got;
+        while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {
+            len += got;
+            if (cap - len - 1 == 0) {
+                cap *= 2;
+                text = realloc(text, cap);
+                assert_non_null(text);
+            }
+        }
+        fclose(f);
+    } else
+        text = malloc(1);
+    assert_non_null(text);
+    text[len] = '\0';
+    return text;
+}
+
+/* No sanitizer (ASan, LSan, UBSan) has written a report to its stderr. */
+static void s_assert_no_sanitizer_report(const daemon_t *d)
+{
+    char *err = s_slurp(d->err_path);
+    bool clean = !strstr(err, "ERROR: AddressSanitizer") && !strstr(err, "ERROR: LeakSanitizer") &&
+                 !strstr(err, "runtime error");
+    if (!clean)
+        print_error("retaild stderr (%s):\n%s\n", d->err_path, err);
+    free(err);
+    assert_true(clean);
+}
+
+/* ------------------------------------------------------------------ */
+/* HTTP                                                                */
+
+typedef struct {
+    CURLcode rc;
+    long status;
+    char *body; /* NUL-terminated; len excludes the NUL */
+    size_t len;
+    char content_type[128];
+    char request_id[256];
+    char allow[128];
+    bool has_request_id;
+    int64_t elapsed_ms;
+} resp_t;
+
+static void s_resp_free(resp_t *r)
+{
+    free(r->body);
+    memset(r, 0, sizeof *r);
+}
+
+static size_t s_on_body(char *data, size_t size, size_t nmemb, void *userp)
+{
+    resp_t *r = userp;
+    size_t n = size * nmemb;
+    char *grown = realloc(r->body, r->len + n + 1);
+    if (!grown)
+        return 0;
+    r->body = grown;
+    memcpy(r->body + r->len, data, n);
+    r->len += n;
+    r->body[r->len] = '\0';
+    return n;
+}
+
+/* Copies the value of "Name: value\r\n" into out when line is that header. */
+static bool s_header_value(const char *line, size_t len, const char *name, char *out,
+                           size_t out_size)
+{
+    size_t name_len = strlen(name);
+    if (len <= name_len || strncasecmp(line, name, name_len) != 0 || line[name_len] != ':')
+        return false;
+    const char *v = line + name_len + 1;
+    const char *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t n = (size_t)(end - v);
+    if (n >= out_size)
+        n = out_size - 1;
+    memcpy(out, v, n);
+    out[n] = '\0';
+    return true;
+}
+
+static size_t s_on_header(char *line, size_t size, size_t nmemb, void *userp)
+{
+    resp_t *r = userp;
+    size_t n = size * nmemb;
+    if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
+        /* a new response (after a 100 Continue, say): forget the last one */
+        r->content_type[0] = r->request_id[0] = r->allow[0] = '\0';
+        r->has_request_id = false;
+    }
+    s_header_value(line, n, "Content-Type", r->content_type, sizeof r->content_type);
+    if (s_header_value(line, n, "X-Request-Id", r->request_id, sizeof r->request_id))
+        r->has_request_id = true;
+    s_header_value(line, n, "Allow", r->allow, sizeof r->allow);
+    return n;
+}
+
+/* A request body handed out by a read callback: curl sends it chunked. */
+typedef struct {
+    size_t left;
+    char fill;
+} chunked_t;
+
+static size_t s_on_read(char *buffer, size_t size, size_t nitems, void *userp)
+{
+    chunked_t *c = userp;
+    size_t n = size * nitems;
+    if (n > c->left)
+        n = c->left;
+    if (n > 16384)
+        n = 16384; /* many chunks */
+    memset(buffer, c->fill, n);
+    c->left -= n;
+    return n;
+}
+
+typedef struct {
+    const char *method;         /* "GET" when NULL */
+    const char *path;           /* with the query string */
+    const char *const *headers; /* NULL-terminated; "Content-Type: ..." overrides the default */
+    const void *body;           /* sent with Content-Length */
+    size_t body_len;
+    bool send_body;     /* false: no body (POST: Content-Length 0) */
+    bool no_length;     /* POST with no body and no Content-Length at all */
+    chunked_t *chunked; /* a body sent with chunked transfer encoding */
+} req_t;
+
+static bool s_has_header(const char *const *headers, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; headers && headers[i]; i++)
+        if (strncasecmp(headers[i], name, n) == 0 && headers[i][n] == ':')
+            return true;
+    return false;
+}
+
+/* Prepares an easy handle for req against d; the caller owns the list. */
+static CURL *s_easy(const daemon_t *d, const req_t *q, resp_t *r, struct curl_slist **list)
+{
+    memset(r, 0, sizeof *r);
+    CURL *curl = curl_easy_init();
+    assert_non_null(curl);
+    char url[16384];
+    snprintf(url, sizeof url, "%s%s", d->base, q->path);
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)CURL_TIMEOUT_MS);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_on_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
+    const char *method = q->method ? q->method : "GET";
+    bool post = strcmp(method, "POST") == 0;
+    *list = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
+    if (post && !s_has_header(q->headers, "Content-Type"))
+        *list = curl_slist_append(
+            *list, q->send_body || q->chunked ? "Content-Type: application/json" : "Content-Type:");
+    if (q->chunked)
+        *list = curl_slist_append(*list, "Transfer-Encoding: chunked");
+    for (int i = 0; q->headers && q->headers[i]; i++)
+        *list = curl_slist_append(*list, q->headers[i]);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *list);
+    if (q->chunked) {
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_READFUNCTION, s_on_read);
+        curl_easy_setopt(curl, CURLOPT_READDATA, q->chunked);
+    } else if (post && q->no_length) {
+        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "POST");
+    } else if (post) {
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                         (curl_off_t)(q->send_body ? q->body_len : 0));
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, q->send_body ? q->body : "");
+    } else if (strcmp(method, "GET") != 0)
+        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    return curl;
+}
+
+static void s_http(const daemon_t *d, const req_t *q, resp_t *r)
+{
+    struct curl_slist *list = NULL;
+    CURL *curl = s_easy(d, q, r, &list);
+    int64_t start = zclock_mono();
+    r->rc = curl_easy_perform(curl);
+    r->elapsed_ms = zclock_mono() - start;
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_easy_cleanup(curl);
+    curl_slist_free_all(list);
+    if (!r->body) {
+        r->body = calloc(1, 1);
+        assert_non_null(r->body);
+    }
+    if (r->rc != CURLE_OK)
+        print_error("%s %s: %s\n", q->method ? q->method : "GET", q->path,
+                    curl_easy_strerror(r->rc));
+    assert_int_equal(r->rc, CURLE_OK);
+}
+
+static void s_get(const daemon_t *d, const char *path, resp_t *r)
+{
+    req_t q = {.path = path};
+    s_http(d, &q, r);
+}
+
+static void s_post_json(const daemon_t *d, const char *path, const char *json, resp_t *r)
+{
+    req_t q = {
+        .method = "POST", .path = path, .body = json, .body_len = strlen(json), .send_body = true};
+    s_http(d, &q, r);
+}
+
+static void s_expect_status(const resp_t *r, long status)
+{
+    if (r->status != status)
+        print_error("expected %ld, got %ld: %.500s\n", status, r->status, r->body);
+    assert_int_equal(r->status, status);
+}
+
+static bool s_is_json_type(const char *content_type)
+{
+    return strncasecmp(content_type, "application/json", 16) == 0 &&
+           (content_type[16] == '\0' || content_type[16] == ';');
+}
+
+static json_t *s_json(const resp_t *r)
+{
+    json_error_t error;
+    json_t *root = json_loadb(r->body, r->len, 0, &error);
+    if (!root)
+        print_error("not JSON (%s): %.500s\n", error.text, r->body);
+    assert_non_null(root);
+    return root;
+}
+
+/* A request id as the bridge makes or accepts them: 1..64 of [A-Za-z0-9._-]. */
+static bool s_valid_request_id(const char *id)
+{
+    size_t n = strlen(id);
+    return n >= 1 && n <= 64 &&
+           strspn(id, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+/* Checks an error response: status, JSON, {"error": {code, message,
+ * request_id (= X-Request-Id), details?}} and nothing else. Returns the
+ * parsed body (json_decref it). */
+static json_t *s_expect_error(const resp_t *r, long status, const char *code)
+{
+    s_expect_status(r, status);
+    if (!s_is_json_type(r->content_type))
+        print_error("Content-Type '%s' for %.300s\n", r->content_type, r->body);
+    assert_true(s_is_json_type(r->content_type));
+    assert_true(r->has_request_id);
+    assert_true(s_valid_request_id(r->request_id));
+    json_t *root = s_json(r);
+    assert_true(json_is_object(root));
+    assert_int_equal(json_object_size(root), 1);
+    json_t *error = json_object_get(root, "error");
+    assert_true(json_is_object(error));
+    const char *key;
+    json_t *value;
+    json_object_foreach(error, key, value)
+    {
+        if (strcmp(key, "code") && strcmp(key, "message") && strcmp(key, "request_id") &&
+            strcmp(key, "details"))
+            fail_msg("unexpected key '%s' in the error object", key);
+    }
+    assert_true(json_is_string(json_object_get(error, "code")));
+    assert_string_equal(json_string_value(json_object_get(error, "code")), code);
+    assert_true(json_is_string(json_object_get(error, "message")));
+    assert_true(strlen(json_string_value(json_object_get(error, "message"))) > 0);
+    json_t *request_id = json_object_get(error, "request_id");
+    if (!json_is_string(request_id))
+        print_error("no request_id in %.300s\n", r->body);
+    assert_true(json_is_string(request_id));
+    assert_string_equal(json_string_value(request_id), r->request_id);
+    return root;
+}
+
+static void s_expect_error_only(const resp_t *r, long status, const char *code)
+{
+    json_decref(s_expect_error(r, status, code));
+}
+
+/* Waits until GET path answers 200; false after READY_TIMEOUT_MS. */
+static bool s_wait_200(const daemon_t *d, const char *path)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", d->base, path);
+    int64_t deadline = zclock_mono() + READY_TIMEOUT_MS;
+    while (zclock_mono() < deadline) {
+        CURL *curl = curl_easy_init();
+        if (!curl)
+            return false;
+        resp_t r = {0};
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
+        long status = 0;
+        if (curl_easy_perform(curl) == CURLE_OK)
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(curl);
+        free(r.body);
+        if (status == 200)
+            return true;
+        int wstatus;
+        if (d->pid > 0 && waitpid(d->pid, &wstatus, WNOHANG) == d->pid)
+            return false; /* it died */
+        zclock_sleep(50);
+    }
+    return false;
+}
+
+/* The value of one Prometheus series ("name{labels}"), 0 when absent. */
+static long long s_metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *line = text; line && *line;) {
+        if (strncmp(line, series, n) == 0 && line[n] == ' ')
+            return atoll(line + n + 1);
+        line = strchr(line, '\n');
+        if (line)
+            line++;
+    }
+    return 0;
+}
+
+static long long s_read_metric(const daemon_t *d, const char *series)
+{
+    resp_t r;
+    s_get(d, "/metrics", &r);
+    s_expect_status(&r, 200);
+    long long v = s_metric(r.body, series);
+    s_resp_free(&r);
+    return v;
+}
+
+/* Pings until `want` answers in a row are 200 (the pool has settled after
+ * a worker was presumed stuck); false after timeout_ms. */
+static bool s_wait_pings(const daemon_t *d, int want, int timeout_ms)
+{
+    int64_t deadline = zclock_mono() + timeout_ms;
+    int in_a_row = 0;
+    while (in_a_row < want && zclock_mono() < deadline) {
+        resp_t r;
+        s_get(d, "/v1/sys/ping", &r);
+        in_a_row = r.status == 200 ? in_a_row + 1 : 0;
+        s_resp_free(&r);
+        if (in_a_row == 0)
+            zclock_sleep(50);
+    }
+    return in_a_row >= want;
+}
+
+/* ------------------------------------------------------------------ */
+/* 1. The route table                                                  */
+
+static void test_routes_ping_and_echo(void **state)
+{
+    (void)state;
+    resp_t r;
+    s_get(s_main, "/v1/sys/ping", &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.content_type, "application/json");
+    assert_true(r.has_request_id && s_valid_request_id(r.request_id));
+    json_t *got = s_json(&r);
+    json_t *want = json_pack("{s:b}", "pong", 1);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    s_resp_free(&r);
+
+    /* every JSON kind, escapes and non-ASCII text, the int64 extremes,
+     * reals that must survive exactly, nesting within the depth limit */
+    const char *doc =
+        "{\"s\":\"h\\u00e9llo \\u2713 \\ud83d\\ude00\","
+        "\"raw\":\"h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80 \xe4\xb8\xad\xe6\x96\x87\","
+        "\"esc\":\"quote\\\" backslash\\\\ tab\\t nl\\n slash\\/ ctl\\u001f\","
+        "\"max\":9223372036854775807,\"min\":-9223372036854775808,\"zero\":0,\"neg\":-1,"
+        "\"reals\":[0.1,-2.5,1e300,-1e-300,3.141592653589793,2.2250738585072014e-308,1.5e-7],"
+        "\"t\":true,\"f\":false,\"n\":null,"
+        "\"nested\":{\"a\":{\"b\":{\"c\":[1,[2,[3,{\"d\":\"deep\",\"e\":[]}]]]}}},"
+        "\"empty_obj\":{},\"empty_arr\":[],\"mixed\":[1,\"two\",3.5,true,null,{\"k\":[false]}],"
+        "\"\":\"empty key\",\"k\\u00e9y\":\"non-ASCII key\"}";
+    s_post_json(s_main, "/v1/sys/echo", doc, &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.content_type, "application/json");
+    json_error_t error;
+    want = json_loads(doc, 0, &error);
+    assert_non_null(want);
+    got = s_json(&r);
+    if (!json_equal(got, want))
+        print_error("sent %s\ngot  %s\n", doc, r.body);
+    assert_true(json_equal(got, want));
+    /* the int64 extremes stay integers, reals stay reals */
+    assert_true(json_is_integer(json_object_get(got, "max")));
+    assert_int_equal(json_integer_value(json_object_get(got, "max")), INT64_MAX);
+    assert_int_equal(json_integer_value(json_object_get(got, "min")), INT64_MIN);
+    assert_true(json_is_real(json_array_get(json_object_get(got, "reals"), 0)));
+    assert_true(json_real_value(json_array_get(json_object_get(got, "reals"), 0)) == 0.1);
+    json_decref(got);
+    json_decref(want);
+    s_resp_free(&r);
+
+    /* with "; charset=utf-8" the type is still JSON */
+    const char *const charset[] = {"Content-Type: application/json; charset=utf-8", NULL};
+    req_t q = {.method = "POST",
+               .path = "/v1/sys/echo",
+               .headers = charset,
+               .body = "{\"a\":1}",
+               .body_len = 7,
+               .send_body = true};
+    s_http(s_main, &q, &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.body, "{\"a\":1}");
+    s_resp_free(&r);
+
+    /* no body: with Content-Length 0, and with no length at all */
+    req_t empty = {.method = "POST", .path = "/v1/sys/echo"};
+    s_http(s_main, &empty, &r);
+    s_expect_status(&r, 200);
+    got = s_json(&r);
+    assert_true(json_is_object(got) && json_object_size(got) == 0);
+    json_decref(got);
+    s_resp_free(&r);
+    req_t no_length = {.method = "POST", .path = "/v1/sys/echo", .no_length = true};
+    s_http(s_main, &no_length, &r);
+    s_expect_status(&r, 200);
+    got = s_json(&r);
+    assert_true(json_is_object(got) && json_object_size(got) == 0);
+    json_decref(got);
+    s_resp_free(&r);
+
+    /* a body of exactly 1 MiB is accepted and comes back whole */
+    char *big = malloc(BODY_MAX + 1);
+    assert_non_null(big);
+    memcpy(big, "{\"a\":\"", 6);
+    memset(big + 6, 'x', BODY_MAX - 8);
+    memcpy(big + BODY_MAX - 2, "\"}", 2);
+    big[BODY_MAX] = '\0';
+    s_post_json(s_main, "/v1/sys/echo", big, &r);
+    s_expect_status(&r, 200);
+    assert_int_equal(r.len, BODY_MAX);
+    assert_memory_equal(r.body, big, BODY_MAX);
+    s_resp_free(&r);
+    free(big);
+}
+
+/* ------------------------------------------------------------------ */
+/* 2. Errors                                                           */
+
+static void test_errors_have_status_code_and_request_id(void **state)
+{
+    (void)state;
+    resp_t r;
+    s_get(s_main, "/v1/nowhere", &r);
+    s_expect_error_only(&r, 404, "not_found");
+    s_resp_free(&r);
+    s_get(s_main, "/v1/sys/ping/extra", &r);
+    s_expect_error_only(&r, 404, "not_found");
+    s_resp_free(&r);
+
+    req_t del = {.method = "DELETE", .path = "/v1/sys/ping"};
+    s_http(s_main, &del, &r);
+    s_expect_error_only(&r, 405, "method_not_allowed");
+    s_resp_free(&r);
+    req_t get_echo = {.path = "/v1/sys/echo"};
+    s_http(s_main, &get_echo, &r);
+    s_expect_error_only(&r, 405, "method_not_allowed");
+    s_resp_free(&r);
+
+    /* over 1 MiB, announced honestly in Content-Length */
+    size_t over = BODY_MAX + 1;
+    char *big = malloc(over);
+    assert_non_null(big);
+    memset(big, ' ', over);
+    big[0] = '{';
+    big[over - 1] = '}';
+    req_t q = {
+        .method = "POST", .path = "/v1/sys/echo", .body = big, .body_len = over, .send_body = true};
+    s_http(s_main, &q, &r);
+    s_expect_error_only(&r, 413, "payload_too_large");
+    s_resp_free(&r);
+    free(big);
+
+    /* over 1 MiB in chunks: nothing announced, found while reading */
+    chunked_t chunks = {.left = BODY_MAX + 512 * 1024, .fill = ' '};
+    req_t chunked = {.method = "POST", .path = "/v1/sys/echo", .chunked = &chunks};
+    s_http(s_main, &chunked, &r);
+    s_expect_error_only(&r, 413, "payload_too_large");
+    assert_int_equal(chunks.left, 0); /* it was read to the end, not cut off */
+    s_resp_free(&r);
+    /* and a small chunked body is fine */
+    chunked_t small = {.left = 64, .fill = ' '};
+    req_t small_chunked = {.method = "POST", .path = "/v1/sys/echo", .chunked = &small};
+    s_http(s_main, &small_chunked, &r);
+    s_expect_error_only(&r, 400, "malformed_body"); /* 64 spaces are no JSON value */
+    s_resp_free(&r);
+
+    const char *const text_plain[] = {"Content-Type: text/plain", NULL};
+    req_t plain = {.method = "POST",
+                   .path = "/v1/sys/echo",
+                   .headers = text_plain,
+                   .body = "{}",
+                   .body_len = 2,
+                   .send_body = true};
+    s_http(s_main, &plain, &r);
+    s_expect_error_only(&r, 415, "unsupported_media_type");
+    s_resp_free(&r);
+    const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+    req_t formq = {.method = "POST",
+                   .path = "/v1/sys/echo",
+                   .headers = form,
+                   .body = "a=1",
+                   .body_len = 3,
+                   .send_body = true};
+    s_http(s_main, &formq, &r);
+    s_expect_error_only(&r, 415, "unsupported_media_type");
+    s_resp_free(&r);
+
+    s_post_json(s_main, "/v1/sys/echo", "{\"a\":", &r);
+    s_expect_error_only(&r, 400, "malformed_body");
+    s_resp_free(&r);
+    s_post_json(s_main, "/v1/sys/echo", "[1,2,3]", &r);
+    s_expect_error_only(&r, 400, "malformed_body");
+    s_resp_free(&r);
+    s_post_json(s_main, "/v1/sys/echo", "\"just a string\"", &r);
+    s_expect_error_only(&r, 400, "malformed_body");
+    s_resp_free(&r);
+    s_post_json(s_main, "/v1/sys/echo", "{\"a\":1,\"a\":2}", &r); /* duplicate key */
+    s_expect_error_only(&r, 400, "malformed_body");
+    s_resp_free(&r);
+
+    /* a query parameter of the wrong type, found by the bridge */
+    s_get(s_main, "/v1/sys/sleep?ms=abc", &r);
+    json_t *body = s_expect_error(&r, 400, "invalid_argument");
+    json_t *fields =
+        json_object_get(json_object_get(json_object_get(body, "error"), "details"), "fields");
+    assert_true(json_is_array(fields));
+    assert_true(json_array_size(fields) >= 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(fields, 0), "field")),
+                        "ms");
+    json_decref(body);
+    s_resp_free(&r);
+
+    /* in range of the type but not of the op: found by the service */
+    s_get(s_main, "/v1/sys/sleep?ms=99999", &r);
+    body = s_expect_error(&r, 400, "invalid_argument");
+    fields = json_object_get(json_object_get(json_object_get(body, "error"), "details"), "fields");
+    if (json_is_array(fields) && json_array_size(fields) > 0)
+        assert_string_equal(json_string_value(json_object_get(json_array_get(fields, 0), "field")),
+                            "ms");
+    json_decref(body);
+    s_resp_free(&r);
+
+    /* a missing required argument */
+    s_get(s_main, "/v1/sys/sleep", &r);
+    s_expect_error_only(&r, 400, "invalid_argument");
+    s_resp_free(&r);
+
+    /* the bridge's deadline: 504 after ~400 ms, not after the 1 s sleep */
+    s_get(s_main, "/v1/sys/sleep?ms=1000", &r);
+    s_expect_error_only(&r, 504, "timeout");
+    print_message("      504 after %lld ms (deadline %d ms)\n", (long long)r.elapsed_ms,
+                  HTTP_TIMEOUT_MS);
+    assert_true(r.elapsed_ms >= HTTP_TIMEOUT_MS - 20);
+    assert_true(r.elapsed_ms < 950);
+    s_resp_free(&r);
+
+    /* and it keeps serving: the other worker answers at once */
+    s_get(s_main, "/v1/sys/ping", &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+    s_get(s_main, "/healthz", &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+    /* The sleeping worker misses heartbeats (3 x 200 ms < 1 s) and the
+     * broker drops it; a ping routed to it meanwhile is answered 503 by
+     * the broker. Wait for the pool to settle before the next tests. */
+    assert_true(s_wait_pings(s_main, 5, 5000));
+}
+
+/* RFC 9110 section 15.5.6: a 405 response MUST carry an
+ * Allow header listing the methods the resource supports. The bridge sends
+ * none (s_queue never adds one; routes_match knows the methods). */
+static void test_405_has_allow_header(void **state)
+{
+    (void)state;
+    resp_t r;
+    req_t del = {.method = "DELETE", .path = "/v1/sys/ping"};
+    s_http(s_main, &del, &r);
+    s_expect_error_only(&r, 405, "method_not_allowed");
+    bool allow_get = strstr(r.allow, "GET") != NULL;
+    if (!allow_get)
+        print_error("405 without 'Allow: GET' (Allow: '%s')\n", r.allow);
+    s_resp_free(&r);
+    assert_true(allow_get);
+}
+
+/* ------------------------------------------------------------------ */
+/* 3. 503 when a service has no worker                                 */
+
+static int s_own_daemon_teardown(void **state)
+{
+    daemon_t *d = *state;
+    s_daemon_destroy(&d);
+    *state = NULL;
+    return 0;
+}
+
+static int s_no_pool_setup(void **state)
+{
+    daemon_t *d = s_daemon_new("bridge-nopool");
+    const char *const roles[] = {"broker", "bridge", NULL};
+    const char *const env[] = {"RETAIL_WORKERS=2", "RETAIL_HTTP_TIMEOUT_MS=400", NULL};
+    s_daemon_start(d, roles, env);
+    *state = d;
+    if (!s_wait_200(d, "/healthz")) {
+        fprintf(stderr, "the broker+bridge retaild did not come up\n");
+        s_own_daemon_teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+static void test_no_worker_is_503_and_not_ready(void **state)
+{
+    daemon_t *d = *state;
+    resp_t r;
+    s_get(d, "/v1/sys/ping", &r);
+    s_expect_error_only(&r, 503, "unavailable");
+    assert_true(r.elapsed_ms < HTTP_TIMEOUT_MS); /* at once, not at the deadline */
+    s_resp_free(&r);
+
+    s_get(d, "/readyz", &r);
+    s_expect_status(&r, 503);
+    assert_true(s_is_json_type(r.content_type));
+    json_t *body = s_json(&r);
+    json_t *missing = json_object_get(body, "missing");
+    assert_true(json_is_array(missing));
+    bool sys = false;
+    size_t i;
+    json_t *item;
+    json_array_foreach(missing, i, item) sys =
+        sys || (json_is_string(item) && strcmp(json_string_value(item), "sys") == 0);
+    if (!sys)
+        print_error("readyz: %s\n", r.body);
+    assert_true(sys);
+    json_decref(body);
+    s_resp_free(&r);
+
+    s_get(d, "/healthz", &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+
+    int status = s_daemon_stop(d, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s_assert_no_sanitizer_report(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* 4. msgpack negotiation                                              */
+
+static void s_unpack(const resp_t *r, msgpack_zone *zone, msgpack_object *obj)
+{
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack(r->body, r->len, &off, zone, obj), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(off, r->len);
+}
+
+static const msgpack_object *s_mp_get(const msgpack_object *map, const char *key)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object *k = &map->via.map.ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == strlen(key) &&
+            memcmp(k->via.str.ptr, key, k->via.str.size) == 0)
+            return &map->via.map.ptr[i].val;
+    }
+    return NULL;
+}
+
+static bool s_mp_str_is(const msgpack_object *o, const char *s)
+{
+    return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == strlen(s) &&
+           memcmp(o->via.str.ptr, s, o->via.str.size) == 0;
+}
+
+static void s_pack_str(msgpack_packer *pk, const char *s)
+{
+    msgpack_pack_str(pk, strlen(s));
+    msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+static void test_msgpack_negotiation(void **state)
+{
+    (void)state;
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 2048);
+    msgpack_object obj;
+    resp_t r;
+
+    const char *const accept[] = {"Accept: application/msgpack", NULL};
+    req_t q = {.path = "/v1/sys/ping", .headers = accept};
+    s_http(s_main, &q, &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.content_type, "application/msgpack");
+    s_unpack(&r, &zone, &obj);
+    assert_int_equal(obj.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(obj.via.map.size, 1);
+    const msgpack_object *pong = s_mp_get(&obj, "pong");
+    assert_non_null(pong);
+    assert_int_equal(pong->type, MSGPACK_OBJECT_BOOLEAN);
+    assert_true(pong->via.boolean);
+    s_resp_free(&r);
+
+    /* errors are msgpack too for such a client, same shape */
+    req_t missing = {.path = "/v1/nowhere", .headers = accept};
+    s_http(s_main, &missing, &r);
+    s_expect_status(&r, 404);
+    assert_string_equal(r.content_type, "application/msgpack");
+    s_unpack(&r, &zone, &obj);
+    const msgpack_object *error = s_mp_get(&obj, "error");
+    assert_non_null(error);
+    assert_true(s_mp_str_is(s_mp_get(error, "code"), "not_found"));
+    assert_true(s_mp_str_is(s_mp_get(error, "request_id"), r.request_id));
+    s_resp_free(&r);
+
+    /* a msgpack body, a JSON answer */
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 5);
+    s_pack_str(&pk, "a");
+    msgpack_pack_int(&pk, 1);
+    s_pack_str(&pk, "b");
+    s_pack_str(&pk, "x\xc3\xa9");
+    s_pack_str(&pk, "c");
+    msgpack_pack_array(&pk, 4);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_double(&pk, 2.5);
+    msgpack_pack_true(&pk);
+    msgpack_pack_nil(&pk);
+    s_pack_str(&pk, "d");
+    msgpack_pack_map(&pk, 1);
+    s_pack_str(&pk, "e");
+    msgpack_pack_int64(&pk, INT64_MIN);
+    s_pack_str(&pk, "f");
+    msgpack_pack_uint64(&pk, INT64_MAX);
+    const char *const mp_type[] = {"Content-Type: application/msgpack", NULL};
+    req_t echo = {.method = "POST",
+                  .path = "/v1/sys/echo",
+                  .headers = mp_type,
+                  .body = buf.data,
+                  .body_len = buf.size,
+                  .send_body = true};
+    s_http(s_main, &echo, &r);
+    s_expect_status(&r, 200);
+    assert_true(s_is_json_type(r.content_type));
+    json_error_t jerr;
+    json_t *want = json_loads("{\"a\":1,\"b\":\"x\\u00e9\",\"c\":[1,2.5,true,null],"
+                              "\"d\":{\"e\":-9223372036854775808},\"f\":9223372036854775807}",
+                              0, &jerr);
+    assert_non_null(want);
+    json_t *got = s_json(&r);
+    if (!json_equal(got, want))
+        print_error("got %s\n", r.body);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+    json_decref(want);
+    s_resp_free(&r);
+
+    /* msgpack both ways: the same value comes back */
+    const char *const both[] = {"Content-Type: application/msgpack", "Accept: application/msgpack",
+                                NULL};
+    echo.headers = both;
+    s_http(s_main, &echo, &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.content_type, "application/msgpack");
+    s_unpack(&r, &zone, &obj);
+    msgpack_object sent;
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack(buf.data, buf.size, &off, &zone, &sent),
+                     MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(obj.via.map.size, sent.via.map.size);
+    for (uint32_t i = 0; i < sent.via.map.size; i++) {
+        char key[8];
+        snprintf(key, sizeof key, "%.*s", (int)sent.via.map.ptr[i].key.via.str.size,
+                 sent.via.map.ptr[i].key.via.str.ptr);
+        const msgpack_object *v = s_mp_get(&obj, key);
+        assert_non_null(v);
+        assert_true(msgpack_object_equal(*v, sent.via.map.ptr[i].val));
+    }
+    s_resp_free(&r);
+
+    /* not a map: 400 */
+    msgpack_sbuffer_clear(&buf);
+    msgpack_pack_array(&pk, 2);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_int(&pk, 2);
+    echo.headers = mp_type;
+    echo.body = buf.data;
+    echo.body_len = buf.size;
+    s_http(s_main, &echo, &r);
+    s_expect_error_only(&r, 400, "malformed_body");
+    s_resp_free(&r);
+
+    /* invalid msgpack: the never-used byte, a map cut short, trailing
+     * bytes, a map with a non-string key, an ext value */
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } bad[] = {
+        {"\xc1", 1},
+        {"\x82\xa1"
+         "a",
+         3},
+        {"\x80\x80", 2},
+        {"\x81\x01\x02", 3},
+        {"\x81\xa1"
+         "a\xd4\x01\x02",
+         6},
+        {"\x81\xa1"
+         "a\xa2\xff\xfe",
+         6},                         /* a str that is not UTF-8 */
+        {"\xdf\xff\xff\xff\xff", 5}, /* a map claiming 4G entries */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        echo.body = bad[i].bytes;
+        echo.body_len = bad[i].len;
+        s_http(s_main, &echo, &r);
+        if (r.status != 400)
+            print_error("bad msgpack #%zu\n", i);
+        s_expect_error_only(&r, 400, "malformed_body");
+        s_resp_free(&r);
+    }
+    msgpack_sbuffer_destroy(&buf);
+    msgpack_zone_destroy(&zone);
+}
+
+/* msgpack whose values have no JSON form (bin, uint64 above INT64_MAX,
+ * NaN) is the client's mistake: 400 with the section 3 shape, never a 500
+ * (the API is JSON-shaped for every client). */
+static void test_msgpack_without_json_form_is_400(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } cases[] = {
+        {"\x81\xa1"
+         "a\xc4\x03\x01\x02\x03",
+         8}, /* bin */
+        {"\x81\xa1"
+         "a\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+         12}, /* uint64 max */
+        {"\x81\xa1"
+         "a\xcb\x7f\xf8\x00\x00\x00\x00\x00\x00",
+         12}, /* NaN */
+    };
+    const char *const mp_type[] = {"Content-Type: application/msgpack", NULL};
+    int broken = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        req_t q = {.method = "POST",
+                   .path = "/v1/sys/echo",
+                   .headers = mp_type,
+                   .body = cases[i].bytes,
+                   .body_len = cases[i].len,
+                   .send_body = true};
+        resp_t r;
+        s_http(s_main, &q, &r);
+        json_t *body = json_loadb(r.body, r.len, 0, NULL);
+        json_t *rid = json_object_get(json_object_get(body, "error"), "request_id");
+        bool ok = r.status >= 400 && r.status < 500 && json_is_string(rid) &&
+                  strcmp(json_string_value(rid), r.request_id) == 0;
+        if (!ok) {
+            print_error("msgpack case %zu: %ld %s\n", i, r.status, r.body);
+            broken++;
+        }
+        json_decref(body);
+        s_resp_free(&r);
+    }
+    assert_int_equal(broken, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* 5. Request ids and the access log                                   */
+
+/* The access log line of request_id, parsed; NULL if there is none. Checks
+ * on the way that every JSON line of the log is an object with the fields
+ * and that request_id appears on at most one line. */
+static json_t *s_access_line(const daemon_t *d, const char *request_id)
+{
+    json_t *found = NULL;
+    int64_t deadline = zclock_mono() + 2000;
+    while (!found && zclock_mono() < deadline) {
+        char *log = s_slurp(d->out_path);
+        int matches = 0;
+        for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
+            if (line[0] != '{')
+                continue; /* zsys log lines share stdout */
+            json_error_t error;
+            json_t *entry = json_loads(line, 0, &error);
+            if (!entry)
+                print_error("access log line is not JSON: %s\n", line);
+            assert_non_null(entry);
+            assert_true(json_is_string(json_object_get(entry, "request_id")));
+            assert_true(json_is_string(json_object_get(entry, "method")));
+            assert_true(json_is_string(json_object_get(entry, "route")));
+            assert_true(json_is_integer(json_object_get(entry, "status")));
+            assert_true(json_is_integer(json_object_get(entry, "duration_us")));
+            assert_true(json_is_integer(json_object_get(entry, "bytes")));
+            if (strcmp(json_string_value(json_object_get(entry, "request_id")), request_id) == 0) {
+                matches++;
+                json_decref(found);
+                found = entry;
+            } else
+                json_decref(entry);
+        }
+        free(log);
+        assert_true(matches <= 1);
+        if (!found)
+            zclock_sleep(20);
+    }
+    return found;
+}
+
+static void test_request_ids_and_access_log(void **state)
+{
+    (void)state;
+    resp_t r;
+    const char *const given[] = {"X-Request-Id: abc-123_X.y", NULL};
+    req_t q = {.path = "/v1/sys/ping", .headers = given};
+    s_http(s_main, &q, &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.request_id, "abc-123_X.y");
+    size_t ping_bytes = r.len;
+    s_resp_free(&r);
+
+    /* the client's id in an error body too */
+    const char *const given_404[] = {"X-Request-Id: log-404.check", NULL};
+    req_t q404 = {.path = "/v1/nowhere", .headers = given_404};
+    s_http(s_main, &q404, &r);
+    s_expect_error_only(&r, 404, "not_found");
+    assert_string_equal(r.request_id, "log-404.check");
+    s_resp_free(&r);
+
+    /* 64 characters is the longest accepted */
+    char id64[80] = "X-Request-Id: ";
+    memset(id64 + 14, 'b', 64);
+    id64[78] = '\0';
+    const char *const long_ok[] = {id64, NULL};
+    req_t q64 = {.path = "/v1/sys/ping", .headers = long_ok};
+    s_http(s_main, &q64, &r);
+    assert_string_equal(r.request_id, id64 + 14);
+    s_resp_free(&r);
+
+    /* invalid ones are replaced by a made one */
+    char id100[128] = "X-Request-Id: ";
+    memset(id100 + 14, 'a', 100);
+    id100[114] = '\0';
+    char id65[96] = "X-Request-Id: ";
+    memset(id65 + 14, 'c', 65);
+    id65[79] = '\0';
+    const char *invalid[] = {
+        "X-Request-Id: abc def",    id100, id65, "X-Request-Id: a/b", "X-Request-Id: \"quoted\"",
+        "X-Request-Id: caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
+        const char *const headers[] = {invalid[i], NULL};
+        req_t qi = {.path = "/v1/sys/ping", .headers = headers};
+        s_http(s_main, &qi, &r);
+        s_expect_status(&r, 200);
+        assert_true(r.has_request_id);
+        assert_true(s_valid_request_id(r.request_id));
+        assert_string_not_equal(r.request_id, invalid[i] + 14);
+        s_resp_free(&r);
+    }
+
+    /* two without one: two different made ones */
+    char first[256];
+    s_get(s_main, "/v1/sys/ping", &r);
+    assert_true(s_valid_request_id(r.request_id));
+    snprintf(first, sizeof first, "%s", r.request_id);
+    s_resp_free(&r);
+    s_get(s_main, "/v1/sys/ping", &r);
+    assert_true(s_valid_request_id(r.request_id));
+    assert_string_not_equal(first, r.request_id);
+    s_resp_free(&r);
+
+    /* a token must never reach the log */
+    const char *const auth[] = {"Authorization: Bearer secret-token-xyz",
+                                "X-Request-Id: auth-log-check", NULL};
+    req_t qa = {.path = "/v1/sys/ping", .headers = auth};
+    s_http(s_main, &qa, &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+    const char *const auth_404[] = {"Authorization: Bearer secret-token-xyz", NULL};
+    req_t qa404 = {.path = "/v1/secret-token-xyz-not-a-route", .headers = auth_404};
+    s_http(s_main, &qa404, &r);
+    s_expect_status(&r, 404);
+    s_resp_free(&r);
+
+    json_t *line = s_access_line(s_main, "abc-123_X.y");
+    assert_non_null(line);
+    assert_string_equal(json_string_value(json_object_get(line, "method")), "GET");
+    assert_string_equal(json_string_value(json_object_get(line, "route")), "/v1/sys/ping");
+    assert_int_equal(json_integer_value(json_object_get(line, "status")), 200);
+    assert_true(json_integer_value(json_object_get(line, "duration_us")) >= 0);
+    assert_int_equal(json_integer_value(json_object_get(line, "bytes")), ping_bytes);
+    json_decref(line);
+
+    line = s_access_line(s_main, "log-404.check");
+    assert_non_null(line);
+    assert_int_equal(json_integer_value(json_object_get(line, "status")), 404);
+    json_decref(line);
+
+    line = s_access_line(s_main, "auth-log-check");
+    assert_non_null(line);
+    assert_int_equal(json_integer_value(json_object_get(line, "status")), 200);
+    json_decref(line);
+
+    char *out = s_slurp(s_main->out_path);
+    char *err = s_slurp(s_main->err_path);
+    if (strstr(out, "secret-token-xyz") || strstr(err, "secret-token-xyz"))
+        print_error("the token is in the log\n");
+    assert_null(strstr(out, "secret-token-xyz"));
+    assert_null(strstr(err, "secret-token-xyz"));
+    free(out);
+    free(err);
+}
+
+/* ------------------------------------------------------------------ */
+/* 6. /metrics                                                         */
+
+#define PING_200 "retail_http_requests_total{route=\"GET /v1/sys/ping\",status=\"200\"}"
+#define NOT_FOUND "retail_http_errors_total{code=\"not_found\"}"
+
+static void test_metrics_count_requests_and_errors(void **state)
+{
+    (void)state;
+    long long pings = s_read_metric(s_main, PING_200);
+    long long not_found = s_read_metric(s_main, NOT_FOUND);
+    for (int i = 0; i < 5; i++) {
+        resp_t r;
+        s_get(s_main, "/v1/sys/ping", &r);
+        s_expect_status(&r, 200);
+        s_resp_free(&r);
+    }
+    resp_t r;
+    s_get(s_main, "/v1/no/such/route", &r);
+    s_expect_status(&r, 404);
+    s_resp_free(&r);
+    long long pings_after = s_read_metric(s_main, PING_200);
+    long long not_found_after = s_read_metric(s_main, NOT_FOUND);
+    print_message("      pings %lld -> %lld, not_found %lld -> %lld\n", pings, pings_after,
+                  not_found, not_found_after);
+    assert_true(pings_after >= pings + 5);
+    assert_true(not_found_after >= not_found + 1);
+
+    s_get(s_main, "/metrics", &r);
+    assert_non_null(strstr(r.body, "# TYPE retail_http_requests_total counter"));
+    assert_non_null(strstr(r.body, "retail_http_requests_in_flight "));
+    s_resp_free(&r);
+}
+
+/* /metrics is Prometheus text: Prometheus 3 refuses a scrape whose
+ * Content-Type is not a scrape format; the text format is "text/plain;
+ * version=0.0.4". */
+static void test_metrics_content_type_is_prometheus_text(void **state)
+{
+    (void)state;
+    resp_t r;
+    s_get(s_main, "/metrics", &r);
+    s_expect_status(&r, 200);
+    bool text = strncmp(r.content_type, "text/plain", 10) == 0;
+    if (!text)
+        print_error("/metrics Content-Type: '%s'\n", r.content_type);
+    s_resp_free(&r);
+    assert_true(text);
+}
+
+/* ------------------------------------------------------------------ */
+/* 7. Malformed input                                                  */
+
+static uint64_t s_rng = 0x9E3779B97F4A7C15ull;
+
+static uint64_t s_next(void)
+{
+    /* xorshift64* */
+    s_rng ^= s_rng >> 12;
+    s_rng ^= s_rng << 25;
+    s_rng ^= s_rng >> 27;
+    return s_rng * 0x2545F4914F6CDD1Dull;
+}
+
+/* Sends body to echo and wants a 4xx (with the error shape); counts it. */
+static void s_hostile(const void *body, size_t len, const char *content_type, int *sent)
+{
+    char header[96];
+    snprintf(header, sizeof header, "Content-Type: %s", content_type);
+    const char *const headers[] = {header, NULL};
+    req_t q = {.method = "POST",
+               .path = "/v1/sys/echo",
+               .headers = headers,
+               .body = body,
+               .body_len = len,
+               .send_body = true};
+    resp_t r;
+    s_http(s_main, &q, &r); /* a dropped connection fails in there */
+    if (r.status < 400 || r.status >= 500) {
+        print_error("body #%d (%zu bytes, %s) got %ld: %.300s\n", *sent, len, content_type,
+                    r.status, r.body);
+        fail();
+    }
+    json_decref(
+        s_expect_error(&r, r.status, r.status == 413 ? "payload_too_large" : "malformed_body"));
+    s_resp_free(&r);
+    (*sent)++;
+}
+
+static void s_raw(const daemon_t *d, const void *data, size_t len, char *reply, size_t reply_size)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)d->http_port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    const char *p = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t n = send(fd, p, left, MSG_NOSIGNAL);
+        if (n <= 0)
+            break; /* the server may hang up first: fine */
+        p += n;
+        left -= (size_t)n;
+    }
+    size_t got = 0;
+    int64_t deadline = zclock_mono() + 1500;
+    while (got + 1 < reply_size) {
+        int64_t wait = deadline - zclock_mono();
+        if (wait <= 0)
+            break;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, (int)wait) <= 0)
+            break;
+        ssize_t n = recv(fd, reply + got, reply_size - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    reply[got] = '\0';
+    close(fd);
+}
+
+static void test_malformed_input_battery(void **state)
+{
+    (void)state;
+    int sent = 0;
+    const char *json = "application/json";
+
+    /* random bytes */
+    char buf[2048];
+    for (int i = 0; i < 180; i++) {
+        size_t len = 8 + s_next() % 1500;
+        for (size_t k = 0; k < len; k++)
+            buf[k] = (char)(s_next() & 0xff);
+        if (i % 3 == 0)
+            buf[0] = '{'; /* get past the first byte more often */
+        s_hostile(buf, len, json, &sent);
+    }
+    /* random bytes as msgpack: all but hopeless as a single valid map */
+    for (int i = 0; i < 30; i++) {
+        size_t len = 8 + s_next() % 200;
+        for (size_t k = 0; k < len; k++)
+            buf[k] = (char)(s_next() & 0xff);
+        if (i % 2 == 0)
+            buf[0] = (char)(0x80 | (s_next() & 0x0f)); /* a fixmap header */
+        s_hostile(buf, len, "application/msgpack", &sent);
+    }
+
+    /* every truncated prefix of a valid document */
+    const char *doc = "{\"a\":[1,2.5,{\"b\":\"h\xc3\xa9llo\"}],\"c\":true,\"d\":null,"
+                      "\"e\":-1.5e3,\"f\":\"\\u00e9\\n\"}";
+    for (size_t len = 1; len < strlen(doc); len++)
+        s_hostile(doc, len, json, &sent);
+
+    /* deep nesting */
+    size_t deep = 10000;
+    char *nest = malloc(deep * 5 + 16);
+    assert_non_null(nest);
+    memset(nest, '[', deep);
+    s_hostile(nest, deep, json, &sent);
+    memset(nest + deep, ']', deep);
+    s_hostile(nest, 2 * deep, json, &sent); /* balanced, still too deep */
+    size_t n = 0;
+    for (size_t i = 0; i < deep; i++) {
+        memcpy(nest + n, "{\"a\":", 5);
+        n += 5;
+    }
+    s_hostile(nest, n, json, &sent);
+    /* the depth limit, just past it: 21 levels */
+    n = 0;
+    nest[n++] = '{';
+    memcpy(nest + n, "\"a\":", 4);
+    n += 4;
+    for (int i = 0; i < 20; i++)
+        nest[n++] = '[';
+    for (int i = 0; i < 20; i++)
+        nest[n++] = ']';
+    nest[n++] = '}';
+    s_hostile(nest, n, json, &sent);
+    /* msgpack nested 10000 deep inside a map */
+    n = 0;
+    nest[n++] = '\x81';
+    nest[n++] = '\xa1';
+    nest[n++] = 'a';
+    for (size_t i = 0; i < deep; i++)
+        nest[n++] = '\x91';
+    nest[n++] = '\xc0';
+    s_hostile(nest, n, "application/msgpack", &sent);
+    free(nest);
+
+    /* numbers, strings and other ways to be wrong */
+    static const char *const bad[] = {
+        "{\"a\":1e999999}",
+        "{\"a\":-1e999999}",
+        "{\"a\":123456789012345678901234567890}",
+        "{\"a\":-123456789012345678901234567890}",
+        "{\"a\":9223372036854775808}",
+        "123456789012345678901234567890",
+        "{\"a\":NaN}",
+        "{\"a\":Infinity}",
+        "{\"a\":01}",
+        "{\"a\":\"\xff\xfe\"}",
+        "{\"a\":\"\xc0\xaf\"}",
+        "{\"a\":\"\xed\xa0\x80\"}",     /* a surrogate, UTF-8 encoded */
+        "{\"a\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
+        "{\"\xff\":1}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\ud800\\u0041\"}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\\u0000b\":1}",
+        "{\"a\":\"x\\u0000\"}",
+        "{\"a\":\"\\x41\"}",
+        "{\"a\":'single'}",
+        "{a:1}",
+        "{\"a\":1,}",
+        "{\"a\":1} {\"b\":2}",
+        "{\"a\":1}garbage",
+        "{\"a\":tru}",
+        "{\"a\":\"unterminated}",
+        "\xef\xbb\xbf{}",
+        "null",
+        "true",
+        "{\"a\":1",
+        "}",
+        "{\"a\":\"tab\there\"}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        s_hostile(bad[i], strlen(bad[i]), json, &sent);
+    /* bytes after a NUL */
+    s_hostile("{\"a\":1}\0{}", 10, json, &sent);
+    s_hostile("\0\0\0\0", 4, json, &sent);
+    print_message("      %d hostile bodies, each answered 4xx\n", sent);
+    assert_true(sent >= 300);
+
+    resp_t r;
+    s_get(s_main, "/v1/sys/ping", &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+
+    /* raw-socket garbage: whatever comes back, then the bridge still serves */
+    char reply[4096];
+    s_raw(s_main, "GARBAGE\r\n\r\n", 11, reply, sizeof reply);
+    size_t line_len = 10 * 1024;
+    char *line = malloc(line_len + 64);
+    assert_non_null(line);
+    memcpy(line, "GET /", 5);
+    memset(line + 5, 'a', line_len);
+    strcpy(line + 5 + line_len, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s_raw(s_main, line, strlen(line), reply, sizeof reply);
+    if (strncmp(reply, "HTTP/1.1 ", 9) == 0)
+        assert_true(reply[9] == '4'); /* a 404 (or 414): never a 5xx */
+    /* far past libmicrohttpd's buffer */
+    size_t huge_len = 100 * 1024;
+    char *huge = malloc(huge_len + 64);
+    assert_non_null(huge);
+    memcpy(huge, "GET /", 5);
+    memset(huge + 5, 'a', huge_len);
+    strcpy(huge + 5 + huge_len, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    s_raw(s_main, huge, strlen(huge), reply, sizeof reply);
+    if (strncmp(reply, "HTTP/1.1 ", 9) == 0)
+        assert_true(reply[9] == '4');
+    free(huge);
+    free(line);
+    s_raw(s_main, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11, reply, sizeof reply);
+    s_raw(s_main, "POST /v1/sys/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 58, reply,
+          sizeof reply);
+    s_raw(s_main,
+          "POST /v1/sys/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+          "Content-Type: application/json\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+          strlen("POST /v1/sys/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                 "Content-Type: application/json\r\nConnection: close\r\n\r\nzz\r\n{}\r\n0\r\n"
+                 "\r\n"),
+          reply, sizeof reply);
+    if (strncmp(reply, "HTTP/1.1 ", 9) == 0)
+        assert_true(reply[9] == '4');
+
+    s_get(s_main, "/v1/sys/ping", &r);
+    s_expect_status(&r, 200);
+    assert_string_equal(r.body, "{\"pong\":true}");
+    s_resp_free(&r);
+}
+
+/* ------------------------------------------------------------------ */
+/* 8. Many requests in flight                                          */
+
+#define IN_FLIGHT 200
+#define FLIGHT_WORKERS 20
+
+static int s_flight_setup(void **state)
+{
+    /* 200 sleeps of 50 ms on two workers would take 5 s, past any sane
+     * deadline: this one has 20 workers (10 rounds, ~0.5 s) and a 10 s
+     * deadline, so what is measured is the bridge. */
+    daemon_t *d = s_daemon_new("bridge-flight");
+    const char *const env[] = {"RETAIL_WORKERS=20", "RETAIL_HTTP_TIMEOUT_MS=10000", NULL};
+    s_daemon_start(d, NULL, env);
+    *state = d;
+    if (!s_wait_200(d, "/readyz")) {
+        fprintf(stderr, "the retaild for in-flight tests did not become ready\n");
+        s_own_daemon_teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_threads(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    char *status = s_slurp(path);
+    char *line = strstr(status, "\nThreads:");
+    int threads = line ? atoi(line + 9) : -1;
+    free(status);
+    return threads;
+}
+
+static void test_many_requests_in_flight(void **state)
+{
+    daemon_t *d = *state;
+    int threads_before = s_threads(d->pid);
+    assert_true(threads_before > 0);
+
+    CURLM *multi = curl_multi_init();
+    assert_non_null(multi);
+    curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+    curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)IN_FLIGHT + 10);
+    resp_t *resps = calloc(IN_FLIGHT, sizeof *resps);
+    CURL **easies = calloc(IN_FLIGHT, sizeof *easies);
+    struct curl_slist **lists = calloc(IN_FLIGHT, sizeof *lists);
+    assert_true(resps && easies && lists);
+    req_t q = {.path = "/v1/sys/sleep?ms=50"};
+    for (int i = 0; i < IN_FLIGHT; i++) {
+        easies[i] = s_easy(d, &q, &resps[i], &lists[i]);
+        curl_easy_setopt(easies[i], CURLOPT_PRIVATE, (void *)&resps[i]);
+        assert_int_equal(curl_multi_add_handle(multi, easies[i]), CURLM_OK);
+    }
+    int64_t start = zclock_mono();
+    int running = 1;
+    int done = 0;
+    int threads_during = -1;
+    long long in_flight_max = 0;
+    bool sampled = false;
+    while (running > 0 && zclock_mono() - start < 20000) {
+        assert_int_equal(curl_multi_perform(multi, &running), CURLM_OK);
+        CURLMsg *msg;
+        int left;
+        while ((msg = curl_multi_info_read(multi, &left))) {
+            if (msg->msg != CURLMSG_DONE)
+                continue;
+            resp_t *r;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+            r->rc = msg->data.result;
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &r->status);
+            done++;
+        }
+        /* once all are sent and some are still waiting, look inside */
+        if (!sampled && zclock_mono() - start > 100 && running > IN_FLIGHT / 4) {
+            sampled = true;
+            threads_during = s_threads(d->pid);
+            resp_t m;
+            s_get(d, "/metrics", &m);
+            in_flight_max = s_metric(m.body, "retail_http_requests_in_flight");
+            s_resp_free(&m);
+        }
+        if (running > 0)
+            curl_multi_poll(multi, NULL, 0, 100, NULL);
+    }
+    int64_t elapsed = zclock_mono() - start;
+    print_message("      %d requests in %lld ms; threads %d before, %d during; %lld in flight "
+                  "seen\n",
+                  done, (long long)elapsed, threads_before, threads_during, in_flight_max);
+
+    int ok = 0;
+    for (int i = 0; i < IN_FLIGHT; i++) {
+        if (resps[i].rc == CURLE_OK && resps[i].status == 200 && resps[i].body &&
+            strcmp(resps[i].body, "{\"slept_ms\":50}") == 0)
+            ok++;
+        else if (ok + 5 > i) /* show a few */
+            print_error("request %d: rc %d status %ld body %s\n", i, resps[i].rc, resps[i].status,
+                        resps[i].body ? resps[i].body : "");
+        curl_multi_remove_handle(multi, easies[i]);
+        curl_easy_cleanup(easies[i]);
+        curl_slist_free_all(lists[i]);
+        free(resps[i].body);
+    }
+    curl_multi_cleanup(multi);
+    free(resps);
+    free(easies);
+    free(lists);
+    assert_int_equal(ok, IN_FLIGHT);
+    /* concurrent, not one after another (200 x 50 ms = 10 s) */
+    assert_true(elapsed < 5000);
+    /* no thread per request: the count did not move while they waited */
+    if (threads_during >= 0)
+        assert_int_equal(threads_during, threads_before);
+    if (sampled)
+        assert_true(in_flight_max > 20);
+
+    resp_t r;
+    s_get(d, "/v1/sys/ping", &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+    int status = s_daemon_stop(d, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s_assert_no_sanitizer_report(d);
+}
+
+/* ------------------------------------------------------------------ */
+/* Last: the group's retaild stops cleanly                             */
+
+/* SIGTERM with a request in flight: it is answered (API.md section 4), and
+ * the process exits 0 with nothing from the sanitizers. */
+static void test_main_daemon_stops_cleanly(void **state)
+{
+    (void)state;
+    resp_t r;
+    s_get(s_main, "/healthz", &r);
+    s_expect_status(&r, 200);
+    s_resp_free(&r);
+
+    /* 300 ms: under the 400 ms deadline and under 3 heartbeats */
+    CURLM *multi = curl_multi_init();
+    assert_non_null(multi);
+    struct curl_slist *list;
+    req_t q = {.path = "/v1/sys/sleep?ms=300"};
+    CURL *easy = s_easy(s_main, &q, &r, &list);
+    curl_multi_add_handle(multi, easy);
+    int running = 1;
+    int64_t start = zclock_mono();
+    bool signalled = false;
+    while (running > 0 && zclock_mono() - start < 10000) {
+        curl_multi_perform(multi, &running);
+        if (!signalled && zclock_mono() - start >= 100) {
+            kill(s_main->pid, SIGTERM); /* the worker is asleep in the handler */
+            signalled = true;
+        }
+        if (running > 0)
+            curl_multi_poll(multi, NULL, 0, 20, NULL);
+    }
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(multi, &left)))
+        if (msg->msg == CURLMSG_DONE)
+            r.rc = msg->data.result;
+    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_multi_remove_handle(multi, easy);
+    curl_easy_cleanup(easy);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(list);
+    if (r.rc != CURLE_OK || r.status != 200)
+        print_error("in flight at SIGTERM: rc %d status %ld %s\n", r.rc, r.status,
+                    r.body ? r.body : "");
+    assert_true(signalled);
+    assert_int_equal(r.rc, CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"slept_ms\":300}");
+    s_resp_free(&r);
+
+    int status = s_daemon_stop(s_main, SIGTERM);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    s_assert_no_sanitizer_report(s_main);
+}
+
+/* ------------------------------------------------------------------ */
+
+static int s_group_teardown(void **state)
+{
+    (void)state;
+    s_daemon_destroy(&s_main);
+    s_kill_all();
+    return 0;
+}
+
+static int s_group_setup(void **state)
+{
+    (void)state;
+    s_main = s_daemon_new("bridge-it");
+    const char *const env[] = {"RETAIL_WORKERS=2", "RETAIL_HTTP_TIMEOUT_MS=400", NULL};
+    s_daemon_start(s_main, NULL, env);
+    if (!s_wait_200(s_main, "/readyz")) {
+        char *err = s_slurp(s_main->err_path);
+        fprintf(stderr, "retaild did not become ready within %d ms\n%s\n", READY_TIMEOUT_MS, err);
+        free(err);
+        s_group_teardown(state);
+        return -1;
+    }
+    return 0;
+}
+
+int main(void)
+{
+    atexit(s_kill_all);
+    signal(SIGINT, s_on_signal);
+    signal(SIGTERM, s_on_signal);
+    signal(SIGHUP, s_on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_routes_ping_and_echo),
+        cmocka_unit_test(test_errors_have_status_code_and_request_id),
+        cmocka_unit_test(test_405_has_allow_header),
+        cmocka_unit_test_setup_teardown(test_no_worker_is_503_and_not_ready, s_no_pool_setup,
+                                        s_own_daemon_teardown),
+        cmocka_unit_test(test_msgpack_negotiation),
+        cmocka_unit_test(test_msgpack_without_json_form_is_400),
+        cmocka_unit_test(test_request_ids_and_access_log),
+        cmocka_unit_test(test_metrics_count_requests_and_errors),
+        cmocka_unit_test(test_metrics_content_type_is_prometheus_text),
+        cmocka_unit_test(test_malformed_input_battery),
+        cmocka_unit_test_setup_teardown(test_many_requests_in_flight, s_flight_setup,
+                                        s_own_daemon_teardown),
+        cmocka_unit_test(test_main_daemon_stops_cleanly),
+    };
+    int failed = cmocka_run_group_tests_name("bridge", tests, s_group_setup, s_group_teardown);
+    curl_global_cleanup();
+    return failed;
+}
