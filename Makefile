@@ -11,7 +11,7 @@
 # Variables are lazy (=) so pkg-config is asked only after install-deps ran.
 
 BUILD ?= build
-PKGS = libczmq libzmq msgpack jansson libsodium libmicrohttpd
+PKGS = libczmq libzmq msgpack jansson libsodium libmicrohttpd libcrypto libjwt lmdb libpq
 TEST_PKGS = cmocka libcurl
 
 OPT ?= -O2
@@ -24,11 +24,11 @@ OPT = -O1
 endif
 
 LIB_SRC = $(wildcard protocol/*.c) $(filter-out router/retaild.c,$(wildcard router/*.c)) \
-          $(wildcard actors/*.c) $(wildcard actors/*/*.c)
+          $(wildcard actors/*.c) $(wildcard actors/*/*.c) $(wildcard storage/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 LIB     = $(BUILD)/libretail.a
 
-BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay
+BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -83,9 +83,9 @@ $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(LIB): $(LIB_OBJ)
+$(LIB): $(LIB_OBJ) Makefile
 	@rm -f $@
-	$(Q)$(AR) rcs $@ $^
+	$(Q)$(AR) rcs $@ $(LIB_OBJ)
 
 $(BUILD)/retaild: $(BUILD)/obj/router/retaild.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
@@ -96,6 +96,10 @@ $(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/loadgen: $(BUILD)/obj/tools/loadgen.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/auth-bench: $(BUILD)/obj/tools/bench/auth.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

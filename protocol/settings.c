@@ -85,6 +85,11 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
          &s->request_timeout_ms, 10, 600000},
         {"retail/broker/queue_limit", "RETAIL_QUEUE_LIMIT", NULL, 0, &s->queue_limit, 1, 1000000},
         {"retail/workers", "RETAIL_WORKERS", NULL, 0, &s->workers, 1, 256},
+        {"retail/pg_dsn", "RETAIL_PG_DSN", s->pg_dsn, sizeof s->pg_dsn, NULL, 0, 0},
+        {"retail/admin_email", "RETAIL_ADMIN_EMAIL", s->admin_email, sizeof s->admin_email, NULL, 0,
+         0},
+        {"retail/admin_password", "RETAIL_ADMIN_PASSWORD", s->admin_password,
+         sizeof s->admin_password, NULL, 0, 0},
         {"retail/worker_capacity", "RETAIL_WORKER_CAPACITY", NULL, 0, &s->worker_capacity, 1, 64},
     };
     const size_t n = sizeof table / sizeof table[0];

@@ -20,6 +20,9 @@
  *              queue_limit = 1024
  *          workers = 4
  *          worker_capacity = 4
+ *          pg_dsn = ""              (RETAIL_PG_DSN)
+ *          admin_email = ""         (RETAIL_ADMIN_EMAIL)
+ *          admin_password = ""      (RETAIL_ADMIN_PASSWORD)
  */
 #ifndef RETAIL_SETTINGS_H
 #define RETAIL_SETTINGS_H
@@ -33,16 +36,19 @@ typedef struct {
     char keys_dir[SETTINGS_PATH_MAX]; /* data_dir/keys, derived */
     char broker_endpoint[256];
     int http_port;
-    char http_address[64];             /* the bridge listens here */
-    int http_timeout_ms;               /* the bridge's deadline per request */
-    char tls_cert[SETTINGS_PATH_MAX];  /* PEM files; both set: HTTPS */
+    char http_address[64];            /* the bridge listens here */
+    int http_timeout_ms;              /* the bridge's deadline per request */
+    char tls_cert[SETTINGS_PATH_MAX]; /* PEM files; both set: HTTPS */
     char tls_key[SETTINGS_PATH_MAX];
-    int access_log;                    /* 1: a JSON line per request on stdout */
+    int access_log; /* 1: a JSON line per request on stdout */
     int heartbeat_ms;
     int request_timeout_ms;
     int queue_limit;
     int workers;
-    int worker_capacity; /* requests a worker may hold at once (READY credit) */
+    int worker_capacity;            /* requests a worker may hold at once (READY credit) */
+    char pg_dsn[SETTINGS_PATH_MAX]; /* set: user accounts in PostgreSQL */
+    char admin_email[256];          /* set: create this admin at start */
+    char admin_password[256];
 } settings_t;
 
 /* Fills s from defaults, the file (may be NULL) and the environment.

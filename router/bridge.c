@@ -78,10 +78,10 @@ typedef struct request_s {
     char *response;
     size_t response_len;
     bool response_msgpack;
-    int retry_after;        /* seconds; 0: no header */
-    const char *error_code; /* of an error response, for metrics */
-    uint64_t mmi_ticket;    /* /readyz: which mmi reply is ours */
-    char client_ip[64];     /* for "@client_ip" arguments */
+    int retry_after;          /* seconds; 0: no header */
+    const char *error_code;   /* of an error response, for metrics */
+    uint64_t mmi_ticket;      /* /readyz: which mmi reply is ours */
+    char client_ip[64];       /* for "@client_ip" arguments */
     const char *content_type; /* of a raw response; NULL: JSON or msgpack */
     char allow[64];           /* the Allow header of a 405 */
 } request_t;
@@ -150,8 +150,8 @@ static void s_set_body(request_t *req, int status, const char *mp, size_t len)
     }
 }
 
-static void s_set_error(request_t *req, err_code_t code, const char *message,
-                        const void *details, size_t details_len);
+static void s_set_error(request_t *req, err_code_t code, const char *message, const void *details,
+                        size_t details_len);
 
 /* Prepares a successful response from a reply's data. */
 static void s_set_data(request_t *req, int status, const msgpack_object *data)
@@ -184,8 +184,8 @@ static void s_set_data(request_t *req, int status, const msgpack_object *data)
 
 /* Prepares an error response: {"error": {code, message, request_id, details?}}.
  * details is one packed msgpack value or NULL. */
-static void s_set_error(request_t *req, err_code_t code, const char *message,
-                        const void *details, size_t details_len)
+static void s_set_error(request_t *req, err_code_t code, const char *message, const void *details,
+                        size_t details_len)
 {
     req->error_code = err_code_name(code);
     msgpack_sbuffer *buf = &req->bridge->scratch;
@@ -269,8 +269,12 @@ static void s_access_log(request_t *req, size_t bytes, int64_t duration_us)
  * first call). */
 static enum MHD_Result s_queue(request_t *req)
 {
-    struct MHD_Response *response = MHD_create_response_from_buffer(
-        req->response_len, req->response ? req->response : (char *)"", MHD_RESPMEM_MUST_FREE);
+    /* An empty body (204) is a static "": it must not be handed over to
+     * libmicrohttpd to free. */
+    struct MHD_Response *response =
+        req->response ? MHD_create_response_from_buffer(req->response_len, req->response,
+                                                        MHD_RESPMEM_MUST_FREE)
+                      : MHD_create_response_from_buffer(0, (char *)"", MHD_RESPMEM_PERSISTENT);
     if (!response)
         return MHD_NO;
     size_t bytes = req->response_len;
@@ -293,8 +297,7 @@ static enum MHD_Result s_queue(request_t *req)
     MHD_destroy_response(response);
     req->state = REQ_SENT;
     int64_t duration = s_now_us() - req->start_us;
-    metrics_request_end(req->bridge->metrics, req->route, req->status, req->error_code,
-                        duration);
+    metrics_request_end(req->bridge->metrics, req->route, req->status, req->error_code, duration);
     s_access_log(req, bytes, duration);
     return rc;
 }
@@ -367,8 +370,9 @@ static void s_spec_args(request_t *req, const char *spec, enum MHD_ValueKind kin
         if (source_len > 0 && source_len < sizeof source) {
             memcpy(source, p, source_len);
             source[source_len] = '\0';
-            const char *value = source[0] == '@' ? s_connection_value(req, source)
-                                                 : MHD_lookup_connection_value(req->conn, kind, source);
+            const char *value = source[0] == '@'
+                                    ? s_connection_value(req, source)
+                                    : MHD_lookup_connection_value(req->conn, kind, source);
             if (value) {
                 arg_t *a = &args[(*n_args)++];
                 a->name = name;
@@ -471,8 +475,7 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
             }
         }
         size_t off = 0;
-        if (ok && (msgpack_unpack(mp, mp_len, &off, &self->zone, &body) !=
-                       MSGPACK_UNPACK_SUCCESS ||
+        if (ok && (msgpack_unpack(mp, mp_len, &off, &self->zone, &body) != MSGPACK_UNPACK_SUCCESS ||
                    body.type != MSGPACK_OBJECT_MAP)) {
             snprintf(err, sizeof err, "the body must be an object");
             ok = false;
@@ -484,8 +487,8 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
         return false;
     }
 
-    const char *auth = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                   MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *auth =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     const char *token = NULL;
     if (auth && strncasecmp(auth, "Bearer ", 7) == 0 && auth[7])
         token = auth + 7;
@@ -612,15 +615,13 @@ static void s_on_reply(bridge_t *self, zmq_msg_t *frames, int count)
         const msgpack_object *details = mp_map_get(&reply.error, "details");
         char text[256] = "";
         if (message && message->type == MSGPACK_OBJECT_STR)
-            snprintf(text, sizeof text, "%.*s", (int)message->via.str.size,
-                     message->via.str.ptr);
+            snprintf(text, sizeof text, "%.*s", (int)message->via.str.size, message->via.str.ptr);
         /* s_set_error writes into scratch: give it the details packed apart */
         msgpack_sbuffer packed;
         msgpack_sbuffer_init(&packed);
         if (details) {
             const msgpack_object *retry = mp_map_get(details, "retry_after");
-            if (retry && retry->type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
-                retry->via.u64 < 86400)
+            if (retry && retry->type == MSGPACK_OBJECT_POSITIVE_INTEGER && retry->via.u64 < 86400)
                 req->retry_after = (int)retry->via.u64;
             msgpack_packer pk;
             msgpack_packer_init(&pk, &packed, msgpack_sbuffer_write);
@@ -648,8 +649,7 @@ static void s_set_json_text(request_t *req, int status, const char *json)
         s_set_error(req, ERR_INTERNAL, "could not write the answer", NULL, 0);
 }
 
-static void s_set_raw(request_t *req, int status, char *text, size_t len,
-                      const char *content_type)
+static void s_set_raw(request_t *req, int status, char *text, size_t len, const char *content_type)
 {
     req->content_type = content_type;
     req->status = status;
@@ -721,11 +721,10 @@ static void s_on_mmi(bridge_t *self)
         msgpack_zone_clear(&self->zone);
         msgpack_object list;
         size_t off = 0;
-        bool valid =
-            body && mpcheck(zframe_data(body), zframe_size(body), 1 << 20, 4) == MP_OK &&
-            msgpack_unpack((const char *)zframe_data(body), zframe_size(body), &off, &self->zone,
-                           &list) == MSGPACK_UNPACK_SUCCESS &&
-            list.type == MSGPACK_OBJECT_ARRAY;
+        bool valid = body && mpcheck(zframe_data(body), zframe_size(body), 1 << 20, 4) == MP_OK &&
+                     msgpack_unpack((const char *)zframe_data(body), zframe_size(body), &off,
+                                    &self->zone, &list) == MSGPACK_UNPACK_SUCCESS &&
+                     list.type == MSGPACK_OBJECT_ARRAY;
         s_readyz_answer(self, req, valid ? &list : NULL);
     }
     zmsg_destroy(&msg); /* else a reply for a readyz that gave up */
@@ -832,9 +831,8 @@ static request_t *s_request_new(bridge_t *self, struct MHD_Connection *conn, con
 }
 
 static enum MHD_Result s_handler(void *cls, struct MHD_Connection *conn, const char *url,
-                                 const char *method, const char *version,
-                                 const char *upload_data, size_t *upload_data_size,
-                                 void **con_cls)
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     bridge_t *self = cls;
@@ -1023,8 +1021,8 @@ static int s_setup(bridge_t *self)
         flags |= MHD_USE_TLS;
     }
     struct sockaddr_in address = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port)};
-    if (inet_pton(AF_INET, c->bind_address ? c->bind_address : "127.0.0.1",
-                  &address.sin_addr) != 1) {
+    if (inet_pton(AF_INET, c->bind_address ? c->bind_address : "127.0.0.1", &address.sin_addr) !=
+        1) {
         zsys_error("bridge: bad bind address %s", c->bind_address);
         return -1;
     }
@@ -1036,12 +1034,11 @@ static int s_setup(bridge_t *self)
     self->daemon = MHD_start_daemon(
         flags, (uint16_t)c->port, NULL, NULL, s_handler, self, MHD_OPTION_SOCK_ADDR, &address,
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, self, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000,
-        MHD_OPTION_ARRAY,
+        (unsigned int)60, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)10000, MHD_OPTION_ARRAY,
         self->tls_cert ? tls : tls + 2, MHD_OPTION_END);
     if (!self->daemon) {
-        zsys_error("bridge: cannot listen on %s:%d", c->bind_address ? c->bind_address : "127.0.0.1",
-                   c->port);
+        zsys_error("bridge: cannot listen on %s:%d",
+                   c->bind_address ? c->bind_address : "127.0.0.1", c->port);
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -1068,9 +1065,9 @@ static void s_teardown(bridge_t *self)
         s_answer_all(self, ERR_UNAVAILABLE, "the server is stopping");
         /* Let the last responses go out before the sockets close. */
         int64_t end = zclock_mono() + 200;
-        while (zclock_mono() < end && MHD_get_daemon_info(self->daemon,
-                                                          MHD_DAEMON_INFO_CURRENT_CONNECTIONS)
-                                              ->num_connections > 0) {
+        while (zclock_mono() < end &&
+               MHD_get_daemon_info(self->daemon, MHD_DAEMON_INFO_CURRENT_CONNECTIONS)
+                       ->num_connections > 0) {
             MHD_run(self->daemon);
             zclock_sleep(5);
         }

@@ -22,6 +22,7 @@
  */
 #include "actors/pool.h"
 #include "actors/sys/sys.h"
+#include "actors/users/users.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
@@ -32,14 +33,17 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-/* Every service this daemon can run, with its dispatch table. */
+/* Every service this daemon can run, with its dispatch table. capacity 0
+ * takes the configured worker capacity; services with slow ops set 1 so
+ * that no request waits behind a slow one on the same worker. */
 typedef struct {
     const char *name;
     const worker_op_t *(*ops)(bool with_test_ops);
+    int capacity;
 } service_def_t;
 
 static const service_def_t s_services[] = {
-    {"sys", sys_ops},
+    {"sys", sys_ops, 0}, {"users", users_ops, 1}, /* Argon2id: 100 ms a request */
 };
 #define SERVICE_COUNT (sizeof s_services / sizeof s_services[0])
 
@@ -174,6 +178,7 @@ int main(int argc, char **argv)
     zcert_t *bridge_cert = NULL;
     pool_t *pools[SERVICE_COUNT] = {NULL};
     zcert_t *certs[SERVICE_COUNT] = {NULL};
+    users_shared_t *users = NULL;
 
     if (run_broker) {
         broker_config_t bc = {
@@ -207,9 +212,36 @@ int main(int argc, char **argv)
             .ops = s_services[i].ops(test_ops),
             .endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
             .heartbeat_ms = settings.heartbeat_ms,
-            .capacity = settings.worker_capacity,
+            .capacity = s_services[i].capacity ? s_services[i].capacity : settings.worker_capacity,
             .verbose = verbose,
         };
+        int pool_size = settings.workers;
+        if (streq(s_services[i].name, "users")) {
+            users_config_t uc = {.data_dir = settings.data_dir,
+                                 .keys_dir = settings.keys_dir,
+                                 .pg_dsn = settings.pg_dsn};
+            users = users_shared_new(&uc, err, sizeof err);
+            if (!users) {
+                fprintf(stderr, "retaild: the users service cannot start: %s\n", err);
+                goto cleanup;
+            }
+            if (settings.admin_email[0]) {
+                int made = users_create_admin(users, settings.admin_email, settings.admin_password,
+                                              NULL, err, sizeof err);
+                if (made < 0) {
+                    fprintf(stderr, "retaild: cannot create the admin %s: %s\n",
+                            settings.admin_email, err);
+                    goto cleanup;
+                }
+                zsys_info("retaild: admin %s %s", settings.admin_email,
+                          made == 0 ? "created" : "exists");
+            }
+            wc.state_new = users_state_new;
+            wc.state_destroy = users_state_destroy;
+            wc.shared = users;
+            /* workers beyond those that may be hashing keep fast ops fast */
+            pool_size += users_shared_hash_admission(users);
+        }
         if (!run_broker) {
             certs[i] = keys_ensure(settings.keys_dir, s_services[i].name);
             if (!certs[i] || keys_allow(settings.keys_dir, certs[i], s_services[i].name) != 0) {
@@ -220,12 +252,12 @@ int main(int argc, char **argv)
             wc.cert = certs[i];
             wc.server_key = broker_key;
         }
-        pools[i] = pool_new(&wc, settings.workers);
+        pools[i] = pool_new(&wc, pool_size);
         if (!pools[i]) {
             fprintf(stderr, "retaild: the %s pool could not start\n", s_services[i].name);
             goto cleanup;
         }
-        zsys_info("retaild: %s pool of %d workers on %s", s_services[i].name, settings.workers,
+        zsys_info("retaild: %s pool of %d workers on %s", s_services[i].name, pool_size,
                   wc.endpoint);
     }
 
@@ -276,6 +308,7 @@ cleanup:
         zcert_destroy(&certs[i]);
     }
     broker_destroy(&broker);
+    users_shared_destroy(&users);
     zsys_shutdown();
     return rc;
 }

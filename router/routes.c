@@ -20,6 +20,15 @@ static const route_t s_routes[] = {
     {"GET", "/v1/sys/ping",       "sys", "ping", 200, NULL, NULL, false, LOCAL_NONE},
     {"POST", "/v1/sys/echo",      "sys", "echo", 200, NULL, NULL, true,  LOCAL_NONE},
     {"GET", "/v1/sys/sleep",      "sys", "sleep", 200, "ms:int", NULL, false, LOCAL_NONE},
+    {"POST", "/v1/auth/register", "users", "auth.register", 201, NULL, NULL, true, LOCAL_NONE},
+    {"POST", "/v1/auth/login",    "users", "auth.login", 200, NULL, "@client_ip>client_ip", true, LOCAL_NONE},
+    {"POST", "/v1/auth/refresh",  "users", "auth.refresh", 200, NULL, NULL, true, LOCAL_NONE},
+    {"POST", "/v1/auth/logout",   "users", "auth.logout", 204, NULL, NULL, true, LOCAL_NONE},
+    {"GET", "/v1/auth/jwks.json", "users", "auth.jwks", 200, NULL, NULL, false, LOCAL_NONE},
+    {"GET", "/v1/users/me",       "users", "user.me", 200, NULL, NULL, false, LOCAL_NONE},
+    {"PATCH", "/v1/users/me",     "users", "user.update_me", 200, NULL, NULL, true, LOCAL_NONE},
+    {"GET", "/v1/users",          "users", "user.list", 200, "limit:int,cursor", NULL, false, LOCAL_NONE},
+    {"PATCH", "/v1/users/{id}",   "users", "user.set_role", 200, NULL, NULL, true, LOCAL_NONE},
 };
 /* clang-format on */
 
@@ -67,13 +76,17 @@ size_t routes_allowed(const char *path, char *out, size_t size)
     out[0] = '\0';
     for (size_t i = 0; i < ROUTE_COUNT; i++)
         if (s_match(s_routes[i].path, path, &match) && used < size)
-            used += (size_t)snprintf(out + used, size - used, "%s%s", used ? ", " : "",
-                                     s_routes[i].method);
+            used += (size_t)snprintf(out + used, size - used, "%s%s%s", used ? ", " : "",
+                                     s_routes[i].method,
+                                     strcmp(s_routes[i].method, "GET") == 0 ? ", HEAD" : "");
     return used;
 }
 
 route_result_t routes_match(const char *method, const char *path, route_match_t *match)
 {
+    /* HEAD is GET without the body (libmicrohttpd drops the body). */
+    if (strcmp(method, "HEAD") == 0)
+        method = "GET";
     bool path_known = false;
     for (size_t i = 0; i < ROUTE_COUNT; i++) {
         if (!s_match(s_routes[i].path, path, match))

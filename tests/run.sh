@@ -2,9 +2,36 @@
 # Runs every test binary under $1/tests (unit first, then integration) and
 # fails if any fails. cmocka prints its own summary per binary; the last
 # line is the total in the "N passed, N failed" form.
+#
+# The PostgreSQL user store is tested against a real server: unless the
+# caller gives one in RETAIL_TEST_PG_DSN (or sets RETAIL_TEST_PG_SKIP=1),
+# a private one is started with tests/pg.sh for the whole run and stopped
+# (its directory removed) on every exit path. If it cannot start, the
+# tests still run and the PostgreSQL ones fail: never a silent skip.
 set -u
 build=${1:-build}
 export RETAIL_BUILD_DIR=$(cd "$build" && pwd)
+here=$(cd "$(dirname "$0")" && pwd)
+
+pg_dir=""
+stop_pg() {
+    if [ -n "$pg_dir" ]; then
+        bash "$here/pg.sh" stop "$pg_dir" || echo "run.sh: could not stop PostgreSQL in $pg_dir" >&2
+        pg_dir=""
+    fi
+}
+trap stop_pg EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+if [ -z "${RETAIL_TEST_PG_DSN:-}" ] && [ "${RETAIL_TEST_PG_SKIP:-}" != 1 ]; then
+    pg_dir=$(mktemp -d /tmp/retail-test-pg.XXXXXX)
+    if dsn=$(bash "$here/pg.sh" start "$pg_dir"); then
+        export RETAIL_TEST_PG_DSN=$dsn
+        echo "== PostgreSQL for the tests: $dsn"
+    else
+        echo "run.sh: could not start PostgreSQL; its tests will fail" >&2
+    fi
+fi
 passed=0
 failed=0
 failed_names=()

@@ -8,7 +8,7 @@ PKGS=(
     build-essential pkg-config
     libczmq-dev libzmq3-dev libmsgpack-dev liblmdb-dev libsodium-dev
     libjwt-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libpq-dev
-    libcmocka-dev libcurl4-openssl-dev curl openssl
+    libssl-dev libcmocka-dev libcurl4-openssl-dev curl openssl postgresql
 )
 
 missing=()

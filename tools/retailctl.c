@@ -23,6 +23,9 @@
  *  ok:false, 2 usage or configuration error, 3 no usable reply (timeout,
  *  broker unreachable, unreadable reply) or a local I/O failure.
  */
+#include "actors/users/users.h"
+#include <sodium.h>
+#include <unistd.h>
 #include "protocol/envelope.h"
 #include "protocol/jsonpack.h"
 #include "protocol/keys.h"
@@ -91,6 +94,11 @@ static void s_usage(FILE *out)
             "                          %s; created and allow-listed when absent)\n"
             "  services                say which services have a live worker\n"
             "                          (options --timeout and --cert as for call)\n"
+            "  user create --admin EMAIL [--name NAME]\n"
+            "                          create an admin account directly in the account\n"
+            "                          store ($RETAIL_PG_DSN, or LMDB under the data\n"
+            "                          directory); the password comes from\n"
+            "                          $RETAIL_ADMIN_PASSWORD or the first line of stdin\n"
             "  help                    this text\n"
             "\n"
             "global options (before COMMAND):\n"
@@ -549,6 +557,56 @@ static int s_cmd_services(const settings_t *s, const conn_opts_t *o)
  */
 
 /* Parses the command and its arguments, then loads settings and runs it. */
+/* `user create --admin EMAIL [--name NAME]`: straight into the store, the
+ * way the first admin must come (never from an open endpoint). */
+static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
+{
+    const char *email = NULL, *name = NULL;
+    if (first >= argc || strcmp(argv[first], "create") != 0)
+        return s_usage_error("user takes: create --admin EMAIL [--name NAME]");
+    bool admin = false;
+    for (int i = first + 1; i < argc; i++) {
+        if (strcmp(argv[i], "--admin") == 0 && i + 1 < argc) {
+            admin = true;
+            email = argv[++i];
+        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc)
+            name = argv[++i];
+        else
+            return s_usage_error("user create: unexpected '%s'", argv[i]);
+    }
+    if (!admin || !email)
+        return s_usage_error("user create needs --admin EMAIL (customers register over HTTP)");
+    settings_t s;
+    int status = s_load_settings(&s, g);
+    if (status != 0)
+        return status;
+    char password[256] = "";
+    const char *from_env = getenv("RETAIL_ADMIN_PASSWORD");
+    if (from_env && *from_env)
+        snprintf(password, sizeof password, "%s", from_env);
+    else {
+        if (isatty(STDIN_FILENO))
+            fprintf(stderr, "password for %s: ", email);
+        if (!fgets(password, sizeof password, stdin)) {
+            fprintf(stderr, "retailctl: no password given\n");
+            return EXIT_USAGE;
+        }
+        password[strcspn(password, "\r\n")] = '\0';
+    }
+    char err[256] = "";
+    users_config_t uc = {.data_dir = s.data_dir, .keys_dir = s.keys_dir, .pg_dsn = s.pg_dsn};
+    users_shared_t *users = users_shared_new(&uc, err, sizeof err);
+    int made = users ? users_create_admin(users, email, password, name, err, sizeof err) : -1;
+    users_shared_destroy(&users);
+    sodium_memzero(password, sizeof password);
+    if (made < 0) {
+        fprintf(stderr, "retailctl: cannot create the admin: %s\n", err);
+        return EXIT_UNREACHABLE;
+    }
+    printf("%s %s\n", email, made == 0 ? "created (admin)" : "exists already; unchanged");
+    return EXIT_REPLY_OK;
+}
+
 static int s_run(int argc, char **argv, int first, const globals_t *g)
 {
     const char *command = argv[first];
@@ -594,6 +652,8 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
             return status;
         return s_cmd_services(&s, &o);
     }
+    if (strcmp(command, "user") == 0)
+        return s_cmd_user(argc, argv, first + 1, g);
     return s_usage_error("unknown command '%s'", command);
 }
 

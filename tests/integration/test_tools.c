@@ -640,8 +640,8 @@ static int s_group_setup(void **state)
     unsetenv("RETAIL_CONFIG");
     unsetenv("RETAIL_TOKEN");
 
-    const char *env[] = {fx->env_dir, fx->env_endpoint, fx->env_http, "RETAIL_WORKERS=2",
-                         "RETAIL_HEARTBEAT_MS=200", NULL};
+    const char *env[] = {fx->env_dir,        fx->env_endpoint,          fx->env_http,
+                         "RETAIL_WORKERS=2", "RETAIL_HEARTBEAT_MS=200", NULL};
     fx->pid = tu_spawn_retaild(NULL, env);
     if (fx->pid <= 0) {
         fx->pid = 0;

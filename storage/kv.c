@@ -1,0 +1,161 @@
+/*  kv.c - one LMDB environment and its named databases (see kv.h).
+ *
+ *  kv_open creates the directory (0700: the stores hold password hashes
+ *  and tokens), then the environment (files 0600), and opens every named
+ *  database in a single write transaction that it commits before anyone
+ *  else sees the handle, so the dbi numbers are valid in every later
+ *  transaction of every thread.
+ *
+ *  The environment is opened with MDB_NOTLS. Without it LMDB ties a read
+ *  transaction's reader slot to the thread, so two handles that each keep
+ *  a reset read transaction for renewal (user_store's LMDB handles, and
+ *  other stores of the same domain in the same actor) would share one
+ *  slot when they live on one thread. With MDB_NOTLS the slot belongs to
+ *  the MDB_txn, and a store handle may also move between threads.
+ *
+ *  No MDB_NOSYNC or MDB_NOMETASYNC: a commit is on disk when it returns.
+ */
+#include "storage/kv.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+struct kv_t {
+    MDB_env *env;
+    MDB_dbi dbis[KV_MAX_DBS];
+    int count;
+};
+
+/* mkdir -p with mode 0700 for what it creates; existing levels are left
+ * as they are (their owner chose their mode). */
+static int s_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char *copy = strdup(path);
+    if (!copy) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = 0;
+    /* Each '/' after the first character ends a parent level; the loop
+     * body runs once more for the whole path. */
+    for (char *p = copy + 1;; p++) {
+        bool last = *p == '\0';
+        if (*p != '/' && !last)
+            continue;
+        *p = '\0';
+        if (mkdir(copy, 0700) != 0 && errno != EEXIST) {
+            snprintf(err, errlen, "cannot create %s: %s", copy, strerror(errno));
+            rc = -1;
+            break;
+        }
+        if (last)
+            break;
+        *p = '/';
+    }
+    free(copy);
+    if (rc == 0) {
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "%s is not a directory", path);
+            rc = -1;
+        }
+    }
+    return rc;
+}
+
+kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const unsigned *flags,
+              int count, char *err, size_t errlen)
+{
+    if (!path || !*path || count < 0 || count > KV_MAX_DBS || (count > 0 && !names)) {
+        snprintf(err, errlen, "kv_open: bad arguments (at most %d databases)", KV_MAX_DBS);
+        return NULL;
+    }
+    if (s_mkdirs(path, err, errlen) != 0)
+        return NULL;
+
+    kv_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    self->count = count;
+    MDB_txn *txn = NULL;
+    const char *step = "mdb_env_create";
+    int rc = mdb_env_create(&self->env);
+    if (rc != 0)
+        goto cleanup;
+    step = "mdb_env_set_maxdbs";
+    /* At least one, so that an environment opened with no names can still
+     * be given databases by a later version of kv_open. */
+    rc = mdb_env_set_maxdbs(self->env, count > 0 ? (MDB_dbi)count : 1);
+    if (rc != 0)
+        goto cleanup;
+    step = "mdb_env_set_mapsize";
+    rc = mdb_env_set_mapsize(self->env, map_size);
+    if (rc != 0)
+        goto cleanup;
+    step = "mdb_env_open";
+    rc = mdb_env_open(self->env, path, MDB_NOTLS, 0600);
+    if (rc != 0)
+        goto cleanup;
+    /* Reader slots of processes that died (kill -9, crash) would pin old
+     * pages forever and grow the file; clear them while we are alone. */
+    int dead = 0;
+    step = "mdb_reader_check";
+    rc = mdb_reader_check(self->env, &dead);
+    if (rc != 0)
+        goto cleanup;
+    step = "mdb_txn_begin";
+    rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        goto cleanup;
+    for (int i = 0; i < count; i++) {
+        step = names[i];
+        unsigned extra = flags ? flags[i] : 0;
+        rc = mdb_dbi_open(txn, names[i], MDB_CREATE | extra, &self->dbis[i]);
+        if (rc != 0)
+            goto cleanup;
+    }
+    step = "mdb_txn_commit";
+    rc = mdb_txn_commit(txn);
+    txn = NULL; /* a commit frees the transaction even when it fails */
+    if (rc != 0)
+        goto cleanup;
+    return self;
+
+cleanup:
+    snprintf(err, errlen, "%s: %s: %s", path, step, mdb_strerror(rc));
+    if (txn)
+        mdb_txn_abort(txn);
+    if (self->env)
+        mdb_env_close(self->env);
+    free(self);
+    return NULL;
+}
+
+void kv_close(kv_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kv_t *self = *self_p;
+    /* Closing the environment closes the dbi handles too; every
+     * transaction must have ended (the owner closes after its workers). */
+    mdb_env_close(self->env);
+    free(self);
+    *self_p = NULL;
+}
+
+MDB_env *kv_mdb(kv_t *self)
+{
+    assert(self);
+    return self->env;
+}
+
+MDB_dbi kv_dbi(kv_t *self, int index)
+{
+    assert(self && index >= 0 && index < self->count);
+    return self->dbis[index];
+}

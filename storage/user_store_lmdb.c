@@ -1,0 +1,415 @@
+/*  user_store_lmdb.c - the embedded user store: two LMDB databases in the
+ *  users environment (kv.h).
+ *
+ *  "users"          id -> record
+ *  "users_by_email" email -> id
+ *
+ *  Keys are the strings' bytes without a terminator, compared bytewise
+ *  (LMDB's default), so the users database is in id order and id order is
+ *  creation order (user_store.h): listing is a cursor walk from `after`.
+ *
+ *  A record is a msgpack map with str keys:
+ *      "email": str, "name": str, "role": str, "hash": str,
+ *      "created_at": int (unix ms)
+ *  The id is the key and is not repeated in the value. A map rather than
+ *  a fixed layout because that is how every LMDB value of the project is
+ *  stored, and because a later field is then added without rewriting old
+ *  records: the reader ignores keys it does not know and requires the five
+ *  above. A record at most 1 KiB (the longest fields, 254 + 200 + 16 + 128
+ *  bytes, take about 650).
+ *
+ *  create puts the record and the email index entry, both with
+ *  MDB_NOOVERWRITE, in one write transaction: LMDB runs one writer at a time, so of two
+ *  creates with the same email exactly one commits and the other sees
+ *  MDB_KEYEXIST (STORE_EXISTS), and no reader ever sees a user without its
+ *  index entry or the reverse.
+ *
+ *  Reads: each handle keeps one read-only transaction, reset between calls
+ *  and renewed at the start of the next (cheaper than begin/abort: the
+ *  reader slot is kept). This needs the environment's MDB_NOTLS (kv.c).
+ */
+#include "storage/user_store_impl.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <string.h>
+
+const char *const user_store_lmdb_names[USER_STORE_LMDB_DBS] = {"users", "users_by_email"};
+
+#define S_RECORD_MAX 1024
+
+typedef struct {
+    MDB_env *env;
+    MDB_dbi users;
+    MDB_dbi by_email;
+    MDB_txn *read_txn; /* reset between calls */
+} s_lmdb_t;
+
+/* A msgpack write callback into a fixed buffer: records are small, so
+ * encoding needs no allocation. */
+typedef struct {
+    char data[S_RECORD_MAX];
+    size_t len;
+} s_buf_t;
+
+static int s_buf_write(void *data, const char *buf, size_t len)
+{
+    s_buf_t *b = data;
+    if (len > sizeof b->data - b->len)
+        return -1;
+    memcpy(b->data + b->len, buf, len);
+    b->len += len;
+    return 0;
+}
+
+static int s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+    if (msgpack_pack_str(pk, len) != 0)
+        return -1;
+    return msgpack_pack_str_body(pk, s, len);
+}
+
+/* Encodes everything of user but its id into b; -1 if it does not fit,
+ * which the field limits rule out. */
+static int s_encode(const user_record_t *user, s_buf_t *b)
+{
+    b->len = 0;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, s_buf_write);
+    if (msgpack_pack_map(&pk, 5) != 0 || s_pack_str(&pk, "email") != 0 ||
+        s_pack_str(&pk, user->email) != 0 || s_pack_str(&pk, "name") != 0 ||
+        s_pack_str(&pk, user->name) != 0 || s_pack_str(&pk, "role") != 0 ||
+        s_pack_str(&pk, user->role) != 0 || s_pack_str(&pk, "hash") != 0 ||
+        s_pack_str(&pk, user->password_hash) != 0 || s_pack_str(&pk, "created_at") != 0 ||
+        msgpack_pack_int64(&pk, user->created_at_ms) != 0)
+        return -1;
+    return 0;
+}
+
+static bool s_key_is(const msgpack_object *key, const char *name)
+{
+    size_t len = strlen(name);
+    return key->via.str.size == len && memcmp(key->via.str.ptr, name, len) == 0;
+}
+
+static bool s_str_field(const msgpack_object *value, char *dst, size_t cap)
+{
+    return value->type == MSGPACK_OBJECT_STR &&
+           user_store_copy_field(dst, cap, value->via.str.ptr, value->via.str.size);
+}
+
+/* Decodes the record stored under id into *out; -1 if it is not a
+ * well-formed record (corruption, or a value of another program). */
+static int s_decode(const MDB_val *key, const MDB_val *val, user_record_t *out)
+{
+    user_record_t user = {0};
+    if (!user_store_copy_field(user.id, USER_ID_MAX, key->mv_data, key->mv_size))
+        return -1;
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    size_t offset = 0;
+    int rc = -1;
+    if (msgpack_unpack_next(&msg, val->mv_data, val->mv_size, &offset) != MSGPACK_UNPACK_SUCCESS ||
+        offset != val->mv_size || msg.data.type != MSGPACK_OBJECT_MAP)
+        goto cleanup;
+    unsigned seen = 0; /* one bit per required field */
+    const msgpack_object_map *map = &msg.data.via.map;
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key;
+        const msgpack_object *v = &map->ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR)
+            goto cleanup;
+        bool ok = true;
+        if (s_key_is(k, "email")) {
+            seen |= 1;
+            ok = s_str_field(v, user.email, USER_EMAIL_MAX);
+        } else if (s_key_is(k, "name")) {
+            seen |= 2;
+            ok = s_str_field(v, user.name, USER_NAME_MAX);
+        } else if (s_key_is(k, "role")) {
+            seen |= 4;
+            ok = s_str_field(v, user.role, USER_ROLE_MAX);
+        } else if (s_key_is(k, "hash")) {
+            seen |= 8;
+            ok = s_str_field(v, user.password_hash, USER_HASH_MAX);
+        } else if (s_key_is(k, "created_at")) {
+            seen |= 16;
+            if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
+                user.created_at_ms = (int64_t)v->via.u64;
+            else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+                user.created_at_ms = v->via.i64;
+            else
+                ok = false;
+        }
+        if (!ok)
+            goto cleanup;
+    }
+    if (seen != 31)
+        goto cleanup;
+    *out = user;
+    rc = 0;
+cleanup:
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+static MDB_val s_val(const char *s)
+{
+    return (MDB_val){.mv_size = strlen(s), .mv_data = (void *)s};
+}
+
+static store_status_t s_fail(const char *what, int rc)
+{
+    zsys_error("user_store(lmdb): %s: %s", what, mdb_strerror(rc));
+    return STORE_ERROR;
+}
+
+static bool s_read_begin(s_lmdb_t *self)
+{
+    int rc = mdb_txn_renew(self->read_txn);
+    if (rc != 0)
+        s_fail("mdb_txn_renew", rc);
+    return rc == 0;
+}
+
+/* The user stored under key, within txn. */
+static store_status_t s_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, user_record_t *out)
+{
+    MDB_val val;
+    int rc = mdb_get(txn, dbi, key, &val);
+    if (rc == MDB_NOTFOUND)
+        return STORE_NOT_FOUND;
+    if (rc != 0)
+        return s_fail("mdb_get users", rc);
+    if (s_decode(key, &val, out) != 0) {
+        zsys_error("user_store(lmdb): malformed record for %.*s", (int)key->mv_size,
+                   (const char *)key->mv_data);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+static store_status_t s_create(void *impl, const user_record_t *user)
+{
+    s_lmdb_t *self = impl;
+    s_buf_t buf;
+    if (s_encode(user, &buf) != 0) {
+        zsys_error("user_store(lmdb): create: record does not encode");
+        return STORE_ERROR;
+    }
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return s_fail("mdb_txn_begin", rc);
+    store_status_t status = STORE_ERROR;
+    MDB_val email = s_val(user->email);
+    MDB_val id = s_val(user->id);
+    MDB_val record = {.mv_size = buf.len, .mv_data = buf.data};
+    /* The id first, so that a create that repeats an existing record is
+     * an id collision, as in PostgreSQL (user_store_pg.c). */
+    rc = mdb_put(txn, self->users, &id, &record, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        /* Not STORE_EXISTS: the caller would tell a client the email is
+         * taken. Ids collide only by a caller reusing a record. */
+        zsys_error("user_store(lmdb): create: id %s exists", user->id);
+        goto cleanup;
+    }
+    if (rc != 0) {
+        s_fail("mdb_put users", rc);
+        goto cleanup;
+    }
+    rc = mdb_put(txn, self->by_email, &email, &id, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        status = STORE_EXISTS;
+        goto cleanup;
+    }
+    if (rc != 0) {
+        s_fail("mdb_put users_by_email", rc);
+        goto cleanup;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL; /* freed by the commit, whatever its result */
+    if (rc != 0) {
+        s_fail("mdb_txn_commit", rc);
+        goto cleanup;
+    }
+    status = STORE_OK;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}
+
+static store_status_t s_get_by_id(void *impl, const char *id, user_record_t *out)
+{
+    s_lmdb_t *self = impl;
+    if (!s_read_begin(self))
+        return STORE_ERROR;
+    MDB_val key = s_val(id);
+    store_status_t status = s_get(self->read_txn, self->users, &key, out);
+    mdb_txn_reset(self->read_txn);
+    return status;
+}
+
+static store_status_t s_get_by_email(void *impl, const char *email, user_record_t *out)
+{
+    s_lmdb_t *self = impl;
+    if (!s_read_begin(self))
+        return STORE_ERROR;
+    MDB_val key = s_val(email);
+    MDB_val id;
+    store_status_t status = STORE_OK;
+    int rc = mdb_get(self->read_txn, self->by_email, &key, &id);
+    if (rc == MDB_NOTFOUND)
+        status = STORE_NOT_FOUND;
+    else if (rc != 0)
+        status = s_fail("mdb_get users_by_email", rc);
+    else {
+        status = s_get(self->read_txn, self->users, &id, out);
+        /* Both are written in one transaction; one without the other is
+         * damage, not a missing user. */
+        if (status == STORE_NOT_FOUND) {
+            zsys_error("user_store(lmdb): email index points to missing id %.*s", (int)id.mv_size,
+                       (const char *)id.mv_data);
+            status = STORE_ERROR;
+        }
+    }
+    mdb_txn_reset(self->read_txn);
+    return status;
+}
+
+static store_status_t s_update(void *impl, const user_record_t *user)
+{
+    s_lmdb_t *self = impl;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return s_fail("mdb_txn_begin", rc);
+    MDB_val id = s_val(user->id);
+    user_record_t stored;
+    /* Read inside the write transaction: the email and created_at kept
+     * are the ones committed, not a copy a concurrent writer replaced. */
+    store_status_t status = s_get(txn, self->users, &id, &stored);
+    if (status != STORE_OK)
+        goto cleanup;
+    status = STORE_ERROR;
+    memcpy(stored.name, user->name, sizeof stored.name);
+    memcpy(stored.role, user->role, sizeof stored.role);
+    memcpy(stored.password_hash, user->password_hash, sizeof stored.password_hash);
+    s_buf_t buf;
+    if (s_encode(&stored, &buf) != 0) {
+        zsys_error("user_store(lmdb): update: record does not encode");
+        goto cleanup;
+    }
+    MDB_val record = {.mv_size = buf.len, .mv_data = buf.data};
+    rc = mdb_put(txn, self->users, &id, &record, 0);
+    if (rc != 0) {
+        s_fail("mdb_put users", rc);
+        goto cleanup;
+    }
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    if (rc != 0) {
+        s_fail("mdb_txn_commit", rc);
+        goto cleanup;
+    }
+    status = STORE_OK;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}
+
+static store_status_t s_list(void *impl, const char *after, int limit, user_record_t *out,
+                             int *count)
+{
+    s_lmdb_t *self = impl;
+    if (!s_read_begin(self))
+        return STORE_ERROR;
+    MDB_cursor *cursor = NULL;
+    store_status_t status = STORE_ERROR;
+    int rc = mdb_cursor_open(self->read_txn, self->users, &cursor);
+    if (rc != 0) {
+        s_fail("mdb_cursor_open", rc);
+        goto cleanup;
+    }
+    MDB_val key = {0}, val = {0};
+    if (*after) {
+        /* Ids are at most USER_ID_MAX bytes, so "id > after" is "id >
+         * after's first USER_ID_MAX bytes" (an id equal to that prefix is
+         * shorter than after, hence smaller, and is skipped below like an
+         * equal key). The cut also keeps the key within LMDB's limit. */
+        MDB_val from = s_val(after);
+        if (from.mv_size > USER_ID_MAX)
+            from.mv_size = USER_ID_MAX;
+        key = from;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+        if (rc == 0 && key.mv_size == from.mv_size &&
+            memcmp(key.mv_data, from.mv_data, from.mv_size) == 0)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    } else
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    int n = 0;
+    while (rc == 0 && n < limit) {
+        if (s_decode(&key, &val, &out[n]) != 0) {
+            zsys_error("user_store(lmdb): malformed record for %.*s", (int)key.mv_size,
+                       (const char *)key.mv_data);
+            goto cleanup;
+        }
+        n++;
+        if (n < limit)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        s_fail("mdb_cursor_get", rc);
+        goto cleanup;
+    }
+    *count = n;
+    status = STORE_OK;
+cleanup:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    mdb_txn_reset(self->read_txn);
+    return status;
+}
+
+static void s_destroy(void *impl)
+{
+    s_lmdb_t *self = impl;
+    if (self->read_txn)
+        mdb_txn_abort(self->read_txn);
+    free(self);
+}
+
+static const user_store_ops_t s_ops = {
+    .name = "lmdb",
+    .create = s_create,
+    .get_by_id = s_get_by_id,
+    .get_by_email = s_get_by_email,
+    .update = s_update,
+    .list = s_list,
+    .destroy = s_destroy,
+};
+
+user_store_t *user_store_open_lmdb(kv_t *env, int first_dbi_index)
+{
+    if (!env || first_dbi_index < 0)
+        return NULL;
+    s_lmdb_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->env = kv_mdb(env);
+    self->users = kv_dbi(env, first_dbi_index);
+    self->by_email = kv_dbi(env, first_dbi_index + 1);
+    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &self->read_txn);
+    if (rc != 0) {
+        /* MDB_READERS_FULL: more handles than the environment's reader
+         * slots (126 by default). */
+        s_fail("mdb_txn_begin read", rc);
+        free(self);
+        return NULL;
+    }
+    mdb_txn_reset(self->read_txn);
+    return user_store_wrap(&s_ops, self);
+}

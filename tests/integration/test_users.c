@@ -1,0 +1,463 @@
+/*  test_users.c - accounts and auth through HTTP and MDP, on LMDB and on
+ *  PostgreSQL.
+ *
+ *  Starts a real retaild (bridge, broker, users and sys pools) with an
+ *  admin from RETAIL_ADMIN_EMAIL, and walks API.md "Users and auth" as a
+ *  client would: register, login, refresh rotation and reuse detection,
+ *  logout, /users/me, password change, admin-only routes, failed-login
+ *  limits with Retry-After, the JWK Set, and the same op over MDP. The
+ *  whole group runs twice: accounts in LMDB, then in the PostgreSQL given
+ *  by RETAIL_TEST_PG_DSN (tests/run.sh starts one).
+ */
+#include "tests/testutil.h"
+
+#include "protocol/envelope.h"
+#include "protocol/jsonpack.h"
+#include "protocol/keys.h"
+#include "protocol/mdpcli.h"
+
+#include <curl/curl.h>
+#include <czmq.h>
+#include <jansson.h>
+#include <signal.h>
+
+#define ADMIN_EMAIL "root@shop.test"
+#define ADMIN_PASSWORD "correct horse battery"
+
+typedef struct {
+    char *dir;
+    int http_port;
+    char endpoint[64];
+    pid_t pid;
+    const char *pg_dsn; /* NULL: LMDB */
+} system_t;
+
+typedef struct {
+    long status;
+    json_t *body;
+    char retry_after[16];
+} response_t;
+
+static size_t s_write(char *data, size_t size, size_t n, void *user)
+{
+    zchunk_t *chunk = user;
+    zchunk_extend(chunk, data, size * n);
+    return size * n;
+}
+
+static size_t s_header(char *data, size_t size, size_t n, void *user)
+{
+    response_t *r = user;
+    if (n * size > 13 && strncasecmp(data, "Retry-After:", 12) == 0)
+        snprintf(r->retry_after, sizeof r->retry_after, "%.*s", (int)strcspn(data + 12, "\r\n"),
+                 data + 12);
+    return size * n;
+}
+
+/* One HTTP request; body_json may be NULL. The response body is parsed
+ * when there is one. */
+static response_t s_http(system_t *s, const char *method, const char *path, const char *token,
+                         const char *body_json)
+{
+    response_t r = {0};
+    CURL *curl = curl_easy_init();
+    char url[256];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->http_port, path);
+    zchunk_t *chunk = zchunk_new(NULL, 0);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    char auth[2048];
+    if (token) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        headers = curl_slist_append(headers, auth);
+    }
+    curl_easy_setopt(curl, CURLOPT_URL, url);
+    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_write);
+    curl_easy_setopt(curl, CURLOPT_WRITEDATA, chunk);
+    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_header);
+    curl_easy_setopt(curl, CURLOPT_HEADERDATA, &r);
+    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
+    if (body_json)
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_json);
+    CURLcode rc = curl_easy_perform(curl);
+    assert_int_equal(rc, CURLE_OK);
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
+    if (zchunk_size(chunk) > 0)
+        r.body = json_loadb((const char *)zchunk_data(chunk), zchunk_size(chunk), 0, NULL);
+    zchunk_destroy(&chunk);
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return r;
+}
+
+static const char *s_str(json_t *body, const char *path)
+{
+    /* path: "a.b" */
+    char key[64];
+    json_t *node = body;
+    const char *p = path;
+    while (node && *p) {
+        size_t n = strcspn(p, ".");
+        snprintf(key, sizeof key, "%.*s", (int)n, p);
+        node = json_object_get(node, key);
+        p += n + (p[n] == '.');
+    }
+    return json_string_value(node);
+}
+
+static const char *s_error_code(response_t *r)
+{
+    return s_str(r->body, "error.code");
+}
+
+static void s_free(response_t *r)
+{
+    json_decref(r->body);
+    r->body = NULL;
+}
+
+/* Logs in; returns the parsed token pair (caller json_decref). */
+static json_t *s_login(system_t *s, const char *email, const char *password)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+    response_t r = s_http(s, "POST", "/v1/auth/login", NULL, body);
+    if (r.status != 200)
+        print_error("login %s: %ld %s\n", email, r.status, s_error_code(&r));
+    assert_int_equal(r.status, 200);
+    return r.body;
+}
+
+static void s_register(system_t *s, const char *email, const char *password, long expect)
+{
+    char body[512];
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"Test User\"}",
+             email, password);
+    response_t r = s_http(s, "POST", "/v1/auth/register", NULL, body);
+    assert_int_equal(r.status, expect);
+    s_free(&r);
+}
+
+/* ---- fixture ---- */
+
+static int s_start(void **state, const char *pg_dsn)
+{
+    system_t *s = calloc(1, sizeof *s);
+    s->dir = tu_tempdir("retail-users");
+    s->http_port = tu_free_port();
+    s->pg_dsn = pg_dsn;
+    snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
+    char env_dir[1100], env_ep[96], env_http[48], env_pg[1100];
+    snprintf(env_dir, sizeof env_dir, "RETAIL_DATA_DIR=%s", s->dir);
+    snprintf(env_ep, sizeof env_ep, "RETAIL_BROKER_ENDPOINT=%s", s->endpoint);
+    snprintf(env_http, sizeof env_http, "RETAIL_HTTP_PORT=%d", s->http_port);
+    snprintf(env_pg, sizeof env_pg, "RETAIL_PG_DSN=%s", pg_dsn ? pg_dsn : "");
+    const char *env[] = {env_dir,
+                         env_ep,
+                         env_http,
+                         env_pg,
+                         "RETAIL_WORKERS=2",
+                         "RETAIL_ACCESS_LOG=0",
+                         "RETAIL_ADMIN_EMAIL=" ADMIN_EMAIL,
+                         "RETAIL_ADMIN_PASSWORD=" ADMIN_PASSWORD,
+                         NULL};
+    s->pid = tu_spawn_retaild(NULL, env);
+    *state = s;
+    for (int i = 0; i < 200; i++) {
+        CURL *curl = curl_easy_init();
+        char url[128];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", s->http_port);
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+        long status = 0;
+        if (curl_easy_perform(curl) == CURLE_OK)
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(curl);
+        if (status == 200)
+            return 0;
+        zclock_sleep(50);
+    }
+    print_error("retaild did not become ready\n");
+    return -1;
+}
+
+static int s_setup_lmdb(void **state)
+{
+    return s_start(state, NULL);
+}
+
+static int s_setup_pg(void **state)
+{
+    const char *dsn = getenv("RETAIL_TEST_PG_DSN");
+    if (!dsn || !*dsn) {
+        print_error("RETAIL_TEST_PG_DSN is not set (tests/run.sh starts a PostgreSQL)\n");
+        return -1;
+    }
+    /* a clean schema for this run */
+    return s_start(state, dsn);
+}
+
+static int s_teardown(void **state)
+{
+    system_t *s = *state;
+    if (s) {
+        if (s->pid > 0)
+            tu_stop(s->pid, SIGTERM, 5000);
+        tu_rmtree(s->dir);
+        free(s->dir);
+        free(s);
+    }
+    return 0;
+}
+
+/* Emails unique per run, so the PostgreSQL group can run on a database
+ * that outlives it. */
+static void s_email(char *out, size_t size, const char *who)
+{
+    static int counter = 0; /* test-local */
+    snprintf(out, size, "%s.%d.%lld@shop.test", who, ++counter, (long long)zclock_time());
+}
+
+/* ---- tests ---- */
+
+static void test_register_and_login(void **state)
+{
+    system_t *s = *state;
+    char email[128];
+    s_email(email, sizeof email, "Alice");
+    s_register(s, email, "s3cret-password", 201);
+    s_register(s, email, "s3cret-password", 409);
+
+    response_t r = s_http(s, "POST", "/v1/auth/register", NULL,
+                          "{\"email\":\"not-an-email\",\"password\":\"long enough\",\"name\":\"x\"}");
+    assert_int_equal(r.status, 400);
+    assert_string_equal(s_error_code(&r), "invalid_argument");
+    s_free(&r);
+    r = s_http(s, "POST", "/v1/auth/register", NULL,
+               "{\"email\":\"short@shop.test\",\"password\":\"1234567\",\"name\":\"x\"}");
+    assert_int_equal(r.status, 400);
+    s_free(&r);
+
+    /* emails are normalised: upper case and spaces still log in */
+    char shouted[160];
+    snprintf(shouted, sizeof shouted, "  %s ", email);
+    for (char *c = shouted; *c; c++)
+        *c = (char)toupper((unsigned char)*c);
+    json_t *pair = s_login(s, shouted, "s3cret-password");
+    assert_string_equal(s_str(pair, "token_type"), "Bearer");
+    assert_non_null(s_str(pair, "access_token"));
+    assert_non_null(s_str(pair, "refresh_token"));
+    assert_int_equal(json_integer_value(json_object_get(pair, "expires_in")), 900);
+    assert_string_equal(s_str(pair, "user.role"), "customer");
+    assert_null(json_object_get(json_object_get(pair, "user"), "password_hash"));
+
+    r = s_http(s, "GET", "/v1/users/me", s_str(pair, "access_token"), NULL);
+    assert_int_equal(r.status, 200);
+    char lower[128];
+    snprintf(lower, sizeof lower, "%s", email);
+    for (char *c = lower; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    assert_string_equal(s_str(r.body, "user.email"), lower);
+    s_free(&r);
+
+    r = s_http(s, "GET", "/v1/users/me", NULL, NULL);
+    assert_int_equal(r.status, 401);
+    assert_string_equal(s_error_code(&r), "unauthenticated");
+    s_free(&r);
+
+    r = s_http(s, "POST", "/v1/auth/login", NULL,
+               "{\"email\":\"nobody@shop.test\",\"password\":\"whatever-it-is\"}");
+    assert_int_equal(r.status, 401);
+    assert_string_equal(s_error_code(&r), "invalid_credentials");
+    s_free(&r);
+    json_decref(pair);
+}
+
+static void test_refresh_rotation_and_reuse(void **state)
+{
+    system_t *s = *state;
+    char email[128], body[256];
+    s_email(email, sizeof email, "bob");
+    s_register(s, email, "bobs-password", 201);
+    json_t *first = s_login(s, email, "bobs-password");
+
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", s_str(first, "refresh_token"));
+    response_t second = s_http(s, "POST", "/v1/auth/refresh", NULL, body);
+    assert_int_equal(second.status, 200);
+    assert_string_not_equal(s_str(second.body, "refresh_token"), s_str(first, "refresh_token"));
+
+    /* the old one again: refused, and the whole family is revoked */
+    response_t replay = s_http(s, "POST", "/v1/auth/refresh", NULL, body);
+    assert_int_equal(replay.status, 401);
+    s_free(&replay);
+    char body2[256];
+    snprintf(body2, sizeof body2, "{\"refresh_token\":\"%s\"}",
+             s_str(second.body, "refresh_token"));
+    response_t after = s_http(s, "POST", "/v1/auth/refresh", NULL, body2);
+    assert_int_equal(after.status, 401);
+    s_free(&after);
+    s_free(&second);
+    json_decref(first);
+
+    /* logout ends a session */
+    json_t *pair = s_login(s, email, "bobs-password");
+    snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", s_str(pair, "refresh_token"));
+    response_t out = s_http(s, "POST", "/v1/auth/logout", NULL, body);
+    assert_int_equal(out.status, 401); /* logout needs the access token */
+    s_free(&out);
+    out = s_http(s, "POST", "/v1/auth/logout", s_str(pair, "access_token"), body);
+    assert_int_equal(out.status, 204);
+    s_free(&out);
+    response_t dead = s_http(s, "POST", "/v1/auth/refresh", NULL, body);
+    assert_int_equal(dead.status, 401);
+    s_free(&dead);
+    json_decref(pair);
+}
+
+static void test_password_change(void **state)
+{
+    system_t *s = *state;
+    char email[128];
+    s_email(email, sizeof email, "carol");
+    s_register(s, email, "first-password", 201);
+    json_t *pair = s_login(s, email, "first-password");
+    const char *token = s_str(pair, "access_token");
+    response_t r = s_http(s, "PATCH", "/v1/users/me", token, "{\"password\":\"second-password\"}");
+    assert_int_equal(r.status, 400); /* current_password is required */
+    s_free(&r);
+    r = s_http(s, "PATCH", "/v1/users/me", token,
+               "{\"password\":\"second-password\",\"current_password\":\"wrong-one!\"}");
+    assert_int_equal(r.status, 401);
+    s_free(&r);
+    r = s_http(s, "PATCH", "/v1/users/me", token,
+               "{\"password\":\"second-password\",\"current_password\":\"first-password\","
+               "\"name\":\"Carol C\"}");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(s_str(r.body, "user.name"), "Carol C");
+    s_free(&r);
+    json_decref(pair);
+    pair = s_login(s, email, "second-password");
+    json_decref(pair);
+}
+
+static void test_admin_routes(void **state)
+{
+    system_t *s = *state;
+    char email[128];
+    s_email(email, sizeof email, "dave");
+    s_register(s, email, "daves-password", 201);
+    json_t *customer = s_login(s, email, "daves-password");
+    json_t *admin = s_login(s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    assert_string_equal(s_str(admin, "user.role"), "admin");
+
+    response_t r = s_http(s, "GET", "/v1/users", s_str(customer, "access_token"), NULL);
+    assert_int_equal(r.status, 403);
+    assert_string_equal(s_error_code(&r), "forbidden");
+    s_free(&r);
+
+    r = s_http(s, "GET", "/v1/users?limit=1", s_str(admin, "access_token"), NULL);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 1);
+    assert_non_null(s_str(r.body, "next_cursor"));
+    s_free(&r);
+
+    char path[128];
+    snprintf(path, sizeof path, "/v1/users/%s", s_str(customer, "user.id"));
+    r = s_http(s, "PATCH", path, s_str(admin, "access_token"), "{\"role\":\"admin\"}");
+    assert_int_equal(r.status, 200);
+    assert_string_equal(s_str(r.body, "user.role"), "admin");
+    s_free(&r);
+    r = s_http(s, "PATCH", path, s_str(admin, "access_token"), "{\"role\":\"king\"}");
+    assert_int_equal(r.status, 400);
+    s_free(&r);
+    r = s_http(s, "PATCH", "/v1/users/u000000000000deadbeef", s_str(admin, "access_token"),
+               "{\"role\":\"admin\"}");
+    assert_int_equal(r.status, 404);
+    s_free(&r);
+    json_decref(customer);
+    json_decref(admin);
+}
+
+static void test_failed_logins_are_limited(void **state)
+{
+    system_t *s = *state;
+    char email[128], body[256];
+    s_email(email, sizeof email, "eve");
+    s_register(s, email, "eves-password", 201);
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"not-her-password\"}", email);
+    for (int i = 0; i < 5; i++) {
+        response_t r = s_http(s, "POST", "/v1/auth/login", NULL, body);
+        assert_int_equal(r.status, 401);
+        s_free(&r);
+    }
+    /* now even the right password waits */
+    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"eves-password\"}", email);
+    response_t r = s_http(s, "POST", "/v1/auth/login", NULL, body);
+    assert_int_equal(r.status, 429);
+    assert_string_equal(s_error_code(&r), "rate_limited");
+    assert_true(atoi(r.retry_after) > 0);
+    s_free(&r);
+}
+
+static void test_jwks_and_mdp(void **state)
+{
+    system_t *s = *state;
+    response_t r = s_http(s, "GET", "/v1/auth/jwks.json", NULL, NULL);
+    assert_int_equal(r.status, 200);
+    json_t *key = json_array_get(json_object_get(r.body, "keys"), 0);
+    assert_string_equal(json_string_value(json_object_get(key, "kty")), "EC");
+    assert_string_equal(json_string_value(json_object_get(key, "alg")), "ES256");
+    assert_null(json_object_get(key, "d")); /* never the private part */
+    s_free(&r);
+
+    /* the same op over MDP, with the token in the envelope */
+    json_t *admin = s_login(s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    char keys[1100], broker_key[KEYS_Z85_LEN + 1];
+    snprintf(keys, sizeof keys, "%s/keys", s->dir);
+    assert_int_equal(keys_broker_public(keys, broker_key), 0);
+    zcert_t *cert = keys_ensure(keys, "tester");
+    assert_int_equal(keys_allow(keys, cert, "tester"), 0);
+    mdpcli_t *client = mdpcli_new(s->endpoint, cert, broker_key);
+    zcert_destroy(&cert);
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    envelope_pack_request(&buf, 7, "user.me", s_str(admin, "access_token"), NULL, 0);
+    assert_int_equal(mdpcli_send(client, "users", buf.data, buf.size), 0);
+    zframe_t *frame = mdpcli_recv(client, 5000, NULL);
+    assert_non_null(frame);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    envelope_reply_t reply;
+    const char *why;
+    assert_true(
+        envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    assert_true(reply.ok);
+    const msgpack_object *user = mp_map_get(&reply.data, "user");
+    assert_true(mp_str_eq(mp_map_get(user, "email"), ADMIN_EMAIL));
+    msgpack_zone_destroy(&zone);
+    zframe_destroy(&frame);
+    msgpack_sbuffer_destroy(&buf);
+    mdpcli_destroy(&client);
+    json_decref(admin);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_register_and_login),
+        cmocka_unit_test(test_refresh_rotation_and_reuse),
+        cmocka_unit_test(test_password_change),
+        cmocka_unit_test(test_admin_routes),
+        cmocka_unit_test(test_failed_logins_are_limited),
+        cmocka_unit_test(test_jwks_and_mdp),
+    };
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    zsys_init();
+    zsys_set_linger(0);
+    int failed = cmocka_run_group_tests_name("users on LMDB", tests, s_setup_lmdb, s_teardown);
+    failed += cmocka_run_group_tests_name("users on PostgreSQL", tests, s_setup_pg, s_teardown);
+    zsys_shutdown();
+    curl_global_cleanup();
+    return failed;
+}
