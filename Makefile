@@ -5,6 +5,7 @@
 #   make check   the tests again under AddressSanitizer + UBSan
 #   make bench   the broker benchmark of docs/BENCHMARKS.md
 #   make bench-bridge  the HTTP bridge against nginx (docs/BENCHMARKS.md)
+#   make bench-users   /v1/users/me against a ping, and logins per second
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -34,7 +35,7 @@ TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o
 
-.PHONY: all deps run test check bench bench-bridge clean format build-tests
+.PHONY: all deps run test check bench bench-bridge bench-users clean format build-tests
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -61,6 +62,10 @@ bench: deps
 bench-bridge: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild
 	@bash tools/bench/bridge.sh $(BUILD)
+
+bench-users: deps
+	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/auth-bench
+	@bash tools/bench/users.sh $(BUILD)
 
 build-tests: $(BINS) $(TEST_BINS)
 
