@@ -18,6 +18,7 @@
 #include "protocol/envelope.h"
 #include "protocol/mpcheck.h"
 
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -364,8 +365,180 @@ static int s_text_append(const char *buf, size_t len, void *arg)
     return 0;
 }
 
+/* ---- the compact writer: msgpack straight to text ----
+ *
+ * The bridge writes every reply body as compact JSON, so that path skips
+ * building a jansson tree (an allocation per value) and writes the text in
+ * one pass, byte for byte what json_dumps(JSON_COMPACT) would produce:
+ * the same escapes, and reals as "%.17g" with ".0" added to integral
+ * values and the exponent's '+' and leading zeros dropped. The refusals
+ * are the same as s_to_json's. */
+
+static int s_put(text_t *t, const char *s, size_t n, char *err, size_t errlen)
+{
+    if (s_text_append(s, n, t) != 0)
+        return s_fail(err, errlen, "out of memory writing JSON");
+    return 0;
+}
+
+static int s_put_string(text_t *t, const char *s, size_t n, const char *what, char *err,
+                        size_t errlen)
+{
+    if (n > 0 && !utf8_valid((const uint8_t *)s, n))
+        return s_fail(err, errlen, "%s is not valid UTF-8", what);
+    if (s_put(t, "\"", 1, err, errlen) != 0)
+        return -1;
+    size_t run = 0; /* bytes that need no escape, written in one go */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        if (run && s_put(t, s + i - run, run, err, errlen) != 0)
+            return -1;
+        run = 0;
+        char esc[8];
+        switch (c) {
+        case '"':
+            memcpy(esc, "\\\"", 3);
+            break;
+        case '\\':
+            memcpy(esc, "\\\\", 3);
+            break;
+        case '\b':
+            memcpy(esc, "\\b", 3);
+            break;
+        case '\f':
+            memcpy(esc, "\\f", 3);
+            break;
+        case '\n':
+            memcpy(esc, "\\n", 3);
+            break;
+        case '\r':
+            memcpy(esc, "\\r", 3);
+            break;
+        case '\t':
+            memcpy(esc, "\\t", 3);
+            break;
+        default:
+            snprintf(esc, sizeof esc, "\\u%04X", c);
+        }
+        if (s_put(t, esc, strlen(esc), err, errlen) != 0)
+            return -1;
+    }
+    if (run && s_put(t, s + n - run, run, err, errlen) != 0)
+        return -1;
+    return s_put(t, "\"", 1, err, errlen);
+}
+
+static int s_put_real(text_t *t, double v, char *err, size_t errlen)
+{
+    char buf[64];
+    int n = snprintf(buf, sizeof buf, "%.17g", v);
+    if (n < 0 || n >= (int)sizeof buf - 3)
+        return s_fail(err, errlen, "cannot format a number");
+    if (!strpbrk(buf, ".eE")) {
+        memcpy(buf + n, ".0", 3);
+        n += 2;
+    }
+    char *e = strchr(buf, 'e');
+    if (e) { /* "1e+07" -> "1e7", "1e-07" -> "1e-7" */
+        char *digits = e + 1;
+        if (*digits == '+')
+            memmove(digits, digits + 1, strlen(digits));
+        else if (*digits == '-')
+            digits++;
+        while (digits[0] == '0' && digits[1] != '\0')
+            memmove(digits, digits + 1, strlen(digits));
+        n = (int)strlen(buf);
+    }
+    return s_put(t, buf, (size_t)n, err, errlen);
+}
+
+static int s_write(text_t *t, const msgpack_object *o, int level, char *err, size_t errlen)
+{
+    char buf[32];
+    switch (o->type) {
+    case MSGPACK_OBJECT_NIL:
+        return s_put(t, "null", 4, err, errlen);
+    case MSGPACK_OBJECT_BOOLEAN:
+        return o->via.boolean ? s_put(t, "true", 4, err, errlen)
+                              : s_put(t, "false", 5, err, errlen);
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+        if (o->via.u64 > (uint64_t)INT64_MAX)
+            return s_fail(err, errlen,
+                          "unsigned integer above 9223372036854775807 has no JSON form");
+        return s_put(t, buf, (size_t)snprintf(buf, sizeof buf, "%" PRIu64, o->via.u64), err,
+                     errlen);
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
+        return s_put(t, buf, (size_t)snprintf(buf, sizeof buf, "%" PRId64, o->via.i64), err,
+                     errlen);
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64:
+        if (!isfinite(o->via.f64))
+            return s_fail(err, errlen, "NaN or infinite number has no JSON form");
+        return s_put_real(t, o->via.f64, err, errlen);
+    case MSGPACK_OBJECT_STR:
+        return s_put_string(t, o->via.str.ptr, o->via.str.size, "string", err, errlen);
+    case MSGPACK_OBJECT_ARRAY:
+    case MSGPACK_OBJECT_MAP:
+        if (level + 1 > JSONPACK_DEPTH_LIMIT)
+            return s_fail(err, errlen, "msgpack nested deeper than %d levels",
+                          JSONPACK_DEPTH_LIMIT);
+        break;
+    case MSGPACK_OBJECT_BIN:
+        return s_fail(err, errlen, "binary (bin) value has no JSON form");
+    case MSGPACK_OBJECT_EXT:
+        return s_fail(err, errlen, "ext value has no JSON form");
+    default:
+        return s_fail(err, errlen, "unknown msgpack type %d", (int)o->type);
+    }
+    if (o->type == MSGPACK_OBJECT_ARRAY) {
+        if (s_put(t, "[", 1, err, errlen) != 0)
+            return -1;
+        for (uint32_t i = 0; i < o->via.array.size; i++)
+            if ((i && s_put(t, ",", 1, err, errlen) != 0) ||
+                s_write(t, &o->via.array.ptr[i], level + 1, err, errlen) != 0)
+                return -1;
+        return s_put(t, "]", 1, err, errlen);
+    }
+    if (s_put(t, "{", 1, err, errlen) != 0)
+        return -1;
+    for (uint32_t i = 0; i < o->via.map.size; i++) {
+        const msgpack_object *k = &o->via.map.ptr[i].key;
+        if (k->type != MSGPACK_OBJECT_STR)
+            return s_fail(err, errlen, "map key is not a string");
+        for (uint32_t j = 0; j < i; j++) {
+            const msgpack_object *other = &o->via.map.ptr[j].key;
+            if (other->via.str.size == k->via.str.size &&
+                (k->via.str.size == 0 ||
+                 memcmp(other->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0))
+                return s_fail(err, errlen, "map has the same key twice");
+        }
+        if ((i && s_put(t, ",", 1, err, errlen) != 0) ||
+            s_put_string(t, k->via.str.ptr, k->via.str.size, "map key", err, errlen) != 0 ||
+            s_put(t, ":", 1, err, errlen) != 0 ||
+            s_write(t, &o->via.map.ptr[i].val, level + 1, err, errlen) != 0)
+            return -1;
+    }
+    return s_put(t, "}", 1, err, errlen);
+}
+
 char *jsonpack_to_json_text(const msgpack_object *obj, size_t flags, char *err, size_t errlen)
 {
+    if (flags == 0 || flags == JSON_COMPACT) {
+        if (!obj) {
+            s_fail(err, errlen, "jsonpack_to_json: no input");
+            return NULL;
+        }
+        text_t t = {0};
+        if (s_write(&t, obj, 0, err, errlen) != 0) {
+            free(t.data);
+            return NULL;
+        }
+        return t.data;
+    }
     json_t *j;
     if (jsonpack_to_json(obj, &j, err, errlen) != 0)
         return NULL;

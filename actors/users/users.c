@@ -91,8 +91,8 @@ users_shared_t *users_shared_new(const users_config_t *config, char *err, size_t
     for (int i = 0; i < SESSIONS_LMDB_DBS; i++)
         names[DBI_SESSIONS + i] = sessions_lmdb_names[i];
     char *path = zsys_sprintf("%s/users", self->data_dir);
-    self->env = kv_open(path, USERS_MAP_SIZE, names, NULL,
-                        USER_STORE_LMDB_DBS + SESSIONS_LMDB_DBS, err, errlen);
+    self->env = kv_open(path, USERS_MAP_SIZE, names, NULL, USER_STORE_LMDB_DBS + SESSIONS_LMDB_DBS,
+                        err, errlen);
     zstr_free(&path);
     if (!self->env || auth_keys_ensure(self->keys_dir, err, errlen) != 0)
         goto fail;
@@ -311,8 +311,7 @@ static void s_fail_retry(call_t *call, err_code_t code, const char *message, int
 
 static void s_fail_busy(call_t *call)
 {
-    s_fail_retry(call, ERR_UNAVAILABLE, "too many password checks in progress; retry shortly",
-                 1);
+    s_fail_retry(call, ERR_UNAVAILABLE, "too many password checks in progress; retry shortly", 1);
 }
 
 /* Hashes a password through the gate. 1 ok, 0 gate closed (answered),
@@ -393,8 +392,7 @@ static void s_register(call_t *call, void *state)
         if (!users_email_normalise(normal))
             call_arg_invalid(call, "email", "is not a valid email address");
     }
-    if (call_arg_str(call, "password", ARG_REQUIRED, PASSWORD_MAX_BYTES, &password,
-                     &password_len))
+    if (call_arg_str(call, "password", ARG_REQUIRED, PASSWORD_MAX_BYTES, &password, &password_len))
         s_check_password(call, "password", password, password_len);
     if (call_arg_str(call, "name", ARG_REQUIRED, USER_NAME_MAX, &name, &name_len) &&
         s_utf8_chars(name, name_len) == 0)
@@ -435,11 +433,11 @@ static void s_login(call_t *call, void *state)
         snprintf(ip_key, sizeof ip_key, "ip:%.*s", (int)ip_len, ip);
     int64_t now = s_now_ms() / 1000;
     const int window = shared->config.login_window_s;
-    int wait = sessions_login_blocked(self->sessions, email_key, now,
-                                      shared->config.login_limit, window);
+    int wait =
+        sessions_login_blocked(self->sessions, email_key, now, shared->config.login_limit, window);
     if (ip_key[0] && !wait)
-        wait = sessions_login_blocked(self->sessions, ip_key, now,
-                                      shared->config.login_ip_limit, window);
+        wait = sessions_login_blocked(self->sessions, ip_key, now, shared->config.login_ip_limit,
+                                      window);
     if (wait > 0) {
         s_fail_retry(call, ERR_RATE_LIMITED, "too many failed logins; wait before trying again",
                      wait);
@@ -697,10 +695,11 @@ static void s_set_role(call_t *call, void *state)
 }
 
 static const worker_op_t s_ops[] = {
-    {"auth.register", s_register}, {"auth.login", s_login},   {"auth.refresh", s_refresh},
-    {"auth.logout", s_logout},     {"auth.jwks", s_jwks},     {"user.me", s_me},
-    {"user.update_me", s_update_me}, {"user.list", s_list}, {"user.set_role", s_set_role},
-    {NULL, NULL},
+    {"auth.register", s_register},   {"auth.login", s_login},
+    {"auth.refresh", s_refresh},     {"auth.logout", s_logout},
+    {"auth.jwks", s_jwks},           {"user.me", s_me},
+    {"user.update_me", s_update_me}, {"user.list", s_list},
+    {"user.set_role", s_set_role},   {NULL, NULL},
 };
 
 const worker_op_t *users_ops(bool with_test_ops)

@@ -229,8 +229,9 @@ static void test_register_and_login(void **state)
     s_register(s, email, "s3cret-password", 201);
     s_register(s, email, "s3cret-password", 409);
 
-    response_t r = s_http(s, "POST", "/v1/auth/register", NULL,
-                          "{\"email\":\"not-an-email\",\"password\":\"long enough\",\"name\":\"x\"}");
+    response_t r =
+        s_http(s, "POST", "/v1/auth/register", NULL,
+               "{\"email\":\"not-an-email\",\"password\":\"long enough\",\"name\":\"x\"}");
     assert_int_equal(r.status, 400);
     assert_string_equal(s_error_code(&r), "invalid_argument");
     s_free(&r);
@@ -430,8 +431,7 @@ static void test_jwks_and_mdp(void **state)
     msgpack_zone_init(&zone, 1024);
     envelope_reply_t reply;
     const char *why;
-    assert_true(
-        envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
     assert_true(reply.ok);
     const msgpack_object *user = mp_map_get(&reply.data, "user");
     assert_true(mp_str_eq(mp_map_get(user, "email"), ADMIN_EMAIL));

@@ -640,6 +640,47 @@ static void test_is_map(void **state)
     assert_false(jsonpack_is_map(NULL, 0));
 }
 
+/* The compact writer (flags 0) must write exactly what jansson's
+ * JSON_COMPACT dump writes (reached here through a precision flag, which
+ * takes the jansson path), for every kind of value and escape. */
+static void test_compact_writer_matches_jansson(void **state)
+{
+    (void)state;
+    static const char *docs[] = {
+        "{\"a\":1,\"b\":[true,false,null],\"c\":{\"d\":\"e\"}}",
+        "[0,-1,9223372036854775807,-9223372036854775808]",
+        "[0.1,1.0,-2.5,1e100,1e-7,123456789.125,5e-324,1.7976931348623157e308,0.0,-0.0]",
+        "[\"quote\\\" backslash\\\\ slash/ tab\\t nl\\n cr\\r bs\\b ff\\f\"]",
+        "[\"\\u0001\\u001f\\u007f \\u00e9 \\u2028 \\ud83d\\ude00 \u00fc\"]",
+        "{\"\":\"\",\"k\\n\":[[],{}]}",
+        "\"top\"",
+        "42",
+    };
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        msgpack_sbuffer buf;
+        msgpack_sbuffer_init(&buf);
+        char err[160];
+        assert_int_equal(jsonpack_from_json(docs[i], strlen(docs[i]), &buf, 16, err, sizeof err),
+                         0);
+        msgpack_zone zone;
+        msgpack_zone_init(&zone, 1024);
+        msgpack_object obj;
+        size_t off = 0;
+        assert_int_equal(msgpack_unpack(buf.data, buf.size, &off, &zone, &obj),
+                         MSGPACK_UNPACK_SUCCESS);
+        char *fast = jsonpack_to_json_text(&obj, 0, err, sizeof err);
+        char *slow =
+            jsonpack_to_json_text(&obj, JSON_COMPACT | JSON_REAL_PRECISION(17), err, sizeof err);
+        assert_non_null(fast);
+        assert_non_null(slow);
+        assert_string_equal(fast, slow);
+        free(fast);
+        free(slow);
+        msgpack_zone_destroy(&zone);
+        msgpack_sbuffer_destroy(&buf);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_reject_bytes),
         cmocka_unit_test(test_small_err_buffers),
         cmocka_unit_test(test_is_map),
+        cmocka_unit_test(test_compact_writer_matches_jansson),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,7 @@
 #      valid access token (warm: the token is verified once, then cached),
 #      wrk -t1 -c64, alternating, BENCH_REPEATS times each; medians and the
 #      ratio of throughputs (target: users/me costs at most 1.3x a ping);
-#   2. POST /v1/auth/login with the right password, wrk -t2 -c16: logins
+#   2. POST /v1/auth/login with the right password, wrk -t1 -c4: logins
 #      per second, which Argon2id bounds (about 100 ms and 64 MiB of one
 #      core per hash); and the time of one hash on this machine.
 # Knobs: BENCH_SECONDS (10), BENCH_REPEATS (3).
@@ -66,7 +66,7 @@ wrk.body = '{"email":"bench@shop.test","password":"bench-password"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
 echo "users.sh: logins" >&2
-login=$(wrk -t2 -c16 -d"${seconds}s" -s "$data/login.lua" "$base/v1/auth/login")
+login=$(wrk -t1 -c4 -d"${seconds}s" -s "$data/login.lua" "$base/v1/auth/login")
 login_rps=$(echo "$login" | awk '/^Requests\/sec/ { print int($2) }')
 login_non2xx=$(echo "$login" | awk '/Non-2xx/ { print $5 }')
 hash_ms=$("$build/auth-bench" -n 200 2>/dev/null | awk '/Argon2id/ { printf "%.0f ms (median of 11)", $(NF-4) / 1000 }' || true)
@@ -80,7 +80,7 @@ printf '| route | req/s | p50 µs | p99 µs |\n|---|---:|---:|---:|\n'
 printf '| GET /v1/sys/ping | %s | %s | %s |\n' "$ping_rps" "$(col 2 "$data/ping")" "$(col 3 "$data/ping")"
 printf '| GET /v1/users/me (Bearer) | %s | %s | %s |\n' "$me_rps" "$(col 2 "$data/me")" "$(col 3 "$data/me")"
 awk -v p="$ping_rps" -v m="$me_rps" 'BEGIN { printf "\nusers/me costs %.2fx a ping (ping req/s / users/me req/s)\n", p / m }'
-printf '\nlogins (wrk -t2 -c16, right password): %s/s' "$login_rps"
+printf "\nlogins (wrk -t1 -c4, right password): %s/s" "$login_rps"
 [ -n "$login_non2xx" ] && printf ' (%s answers were not 2xx: the hashing gate answers 503 beyond its queue)' "$login_non2xx"
 printf '\n'
 [ -n "$hash_ms" ] && printf 'one Argon2id hash (interactive limits): %s\n' "$hash_ms"
