@@ -39,6 +39,7 @@
  *  Nothing here logs or returns any part of a token or a private key.
  */
 #include "protocol/auth.h"
+#include "protocol/files.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -119,40 +120,6 @@ static void s_set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(args, fmt);
     vsnprintf(err, errlen, fmt, args);
     va_end(args);
-}
-
-/* The whole of a small file, NUL-terminated (so text parsers may use it),
- * malloc'd; NULL with errno set. Files over max bytes are refused (EFBIG):
- * a key file is a few hundred bytes. */
-static char *s_read_file(const char *path, size_t max, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    int failure = 0;
-    char *data = malloc(max + 1);
-    size_t n = 0;
-    if (!data)
-        failure = ENOMEM;
-    else {
-        n = fread(data, 1, max + 1, f);
-        if (ferror(f))
-            failure = EIO;
-        else if (n > max)
-            failure = EFBIG;
-    }
-    if (fclose(f) != 0 && !failure)
-        failure = errno;
-    if (failure) {
-        if (data)
-            sodium_memzero(data, max + 1); /* it may be a private key */
-        free(data);
-        errno = failure;
-        return NULL;
-    }
-    data[n] = '\0';
-    *len = n;
-    return data;
 }
 
 static bool s_is_p256(EVP_PKEY *pkey)
@@ -351,7 +318,7 @@ static EVP_PKEY *s_key(auth_verifier_t *self)
     if (self->key_tried && now_ms - self->key_tried_ms < AUTH_KEY_RETRY_MS)
         return NULL;
     size_t len = 0;
-    char *pem = s_read_file(self->public_pem_path, AUTH_PEM_MAX, &len);
+    char *pem = files_read(self->public_pem_path, AUTH_PEM_MAX, &len);
     if (pem) {
         self->key = s_parse_pem(pem, len, false);
         free(pem);
@@ -751,7 +718,7 @@ static int s_write_public(const char *dir, const char *pub_path, const char *pem
                           char *err, size_t errlen)
 {
     size_t old_len = 0;
-    char *old = s_read_file(pub_path, AUTH_PEM_MAX, &old_len);
+    char *old = files_read(pub_path, AUTH_PEM_MAX, &old_len);
     if (!old && errno != ENOENT && errno != EFBIG) {
         s_set_err(err, errlen, "cannot read %s: %s", pub_path, strerror(errno));
         return -1;
@@ -824,7 +791,7 @@ int auth_keys_ensure(const char *keys_dir, char *err, size_t errlen)
 
     /* Whoever made it, the private key on disk is the one: load it and
      * derive the public file from it. */
-    pem = s_read_file(key_path, AUTH_PEM_MAX, &pem_len);
+    pem = files_read(key_path, AUTH_PEM_MAX, &pem_len);
     if (!pem) {
         s_set_err(err, errlen, "cannot read %s: %s", key_path, strerror(errno));
         goto cleanup;
@@ -862,7 +829,7 @@ char *auth_jwks_json(const char *public_pem_path, char *err, size_t errlen)
     json_t *jwks = NULL;
     EVP_PKEY *pkey = NULL;
     size_t len = 0;
-    char *pem = s_read_file(public_pem_path, AUTH_PEM_MAX, &len);
+    char *pem = files_read(public_pem_path, AUTH_PEM_MAX, &len);
     if (!pem) {
         s_set_err(err, errlen, "cannot read %s: %s", public_pem_path, strerror(errno));
         goto cleanup;

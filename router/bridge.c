@@ -28,6 +28,7 @@
 #include "router/bridge.h"
 #include "protocol/envelope.h"
 #include "protocol/errors.h"
+#include "protocol/files.h"
 #include "protocol/frames.h"
 #include "protocol/jsonpack.h"
 #include "protocol/keys.h"
@@ -953,23 +954,6 @@ static void s_on_dealer(bridge_t *self)
     }
 }
 
-static char *s_read_file(const char *path)
-{
-    zfile_t *file = zfile_new(NULL, path);
-    char *text = NULL;
-    if (file && zfile_input(file) == 0) {
-        zchunk_t *chunk = zfile_read(file, zfile_cursize(file), 0);
-        if (chunk) {
-            text = calloc(1, zchunk_size(chunk) + 1);
-            if (text)
-                memcpy(text, zchunk_data(chunk), zchunk_size(chunk));
-            zchunk_destroy(&chunk);
-        }
-    }
-    zfile_destroy(&file);
-    return text;
-}
-
 static zsock_t *s_broker_socket(bridge_t *self)
 {
     zsock_t *sock = zsock_new(ZMQ_DEALER);
@@ -1012,8 +996,9 @@ static int s_setup(bridge_t *self)
 
     unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
     if (c->tls_cert_file && c->tls_key_file) {
-        self->tls_cert = s_read_file(c->tls_cert_file);
-        self->tls_key = s_read_file(c->tls_key_file);
+        size_t len;
+        self->tls_cert = files_read(c->tls_cert_file, 1 << 20, &len);
+        self->tls_key = files_read(c->tls_key_file, 1 << 20, &len);
         if (!self->tls_cert || !self->tls_key) {
             zsys_error("bridge: cannot read %s or %s", c->tls_cert_file, c->tls_key_file);
             return -1;
@@ -1079,6 +1064,8 @@ static void s_teardown(bridge_t *self)
     zsock_destroy(&self->dealer);
     zsock_destroy(&self->mmi);
     free(self->tls_cert);
+    if (self->tls_key)
+        sodium_memzero(self->tls_key, strlen(self->tls_key)); /* a private key */
     free(self->tls_key);
     msgpack_sbuffer_destroy(&self->scratch);
     msgpack_zone_destroy(&self->zone);

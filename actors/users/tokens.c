@@ -15,6 +15,7 @@
  *  in jwt_free(). Nothing here logs a key or a token.
  */
 #include "actors/users/tokens.h"
+#include "protocol/files.h"
 
 #include "protocol/auth.h"
 
@@ -59,38 +60,6 @@ static void s_set_err(char *err, size_t errlen, const char *fmt, ...)
     va_end(args);
 }
 
-/* The whole key file, malloc'd; NULL with errno set (EFBIG when over
- * TOKENS_PEM_MAX, far more than any PEM key). */
-static unsigned char *s_read_key(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    int failure = 0;
-    unsigned char *data = malloc(TOKENS_PEM_MAX + 1);
-    size_t n = 0;
-    if (!data)
-        failure = ENOMEM;
-    else {
-        n = fread(data, 1, TOKENS_PEM_MAX + 1, f);
-        if (ferror(f))
-            failure = EIO;
-        else if (n > TOKENS_PEM_MAX)
-            failure = EFBIG;
-    }
-    if (fclose(f) != 0 && !failure)
-        failure = errno;
-    if (failure) {
-        if (data)
-            sodium_memzero(data, TOKENS_PEM_MAX + 1);
-        free(data);
-        errno = failure;
-        return NULL;
-    }
-    *len = n;
-    return data;
-}
-
 token_signer_t *token_signer_new(const char *private_pem_path, const char *issuer,
                                  const char *audience, int ttl_s, char *err, size_t errlen)
 {
@@ -107,7 +76,7 @@ token_signer_t *token_signer_new(const char *private_pem_path, const char *issue
         s_set_err(err, errlen, "token signer: out of memory");
         return NULL;
     }
-    self->pem = s_read_key(private_pem_path, &self->pem_len);
+    self->pem = (unsigned char *)files_read(private_pem_path, TOKENS_PEM_MAX, &self->pem_len);
     if (!self->pem) {
         s_set_err(err, errlen, "token signer: cannot read %s: %s", private_pem_path,
                   strerror(errno));

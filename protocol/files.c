@@ -1,0 +1,38 @@
+/*  files.c - see files.h. */
+#include "protocol/files.h"
+
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+char *files_read(const char *path, size_t max, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    int failure = 0;
+    char *data = malloc(max + 1);
+    size_t n = 0;
+    if (!data)
+        failure = ENOMEM;
+    else {
+        n = fread(data, 1, max + 1, f);
+        if (ferror(f))
+            failure = EIO;
+        else if (n > max)
+            failure = EFBIG;
+    }
+    if (fclose(f) != 0 && !failure)
+        failure = errno;
+    if (failure) {
+        if (data)
+            sodium_memzero(data, max + 1); /* it may be a private key */
+        free(data);
+        errno = failure;
+        return NULL;
+    }
+    data[n] = '\0';
+    *len = n;
+    return data;
+}
