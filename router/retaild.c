@@ -22,6 +22,7 @@
  */
 #include "actors/pool.h"
 #include "actors/sys/sys.h"
+#include "actors/catalog/catalog.h"
 #include "actors/users/users.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
@@ -33,20 +34,70 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-/* Every service this daemon can run, with its dispatch table. capacity 0
- * takes the configured worker capacity. users takes 2: one request may
- * wait behind an Argon2id hash (about 70 ms) on the same worker, but only
- * when every worker is busy (dispatch prefers the least recently served),
- * and it saves the round trip that made /users/me 1.3x a ping at 1. */
+/* Process-wide state of a service, made before its pool (NULL: none). */
+typedef void *(shared_new_fn)(const settings_t *settings, char *err, size_t errlen);
+
+static void *s_users_new(const settings_t *settings, char *err, size_t errlen)
+{
+    users_config_t uc = {
+        .data_dir = settings->data_dir, .keys_dir = settings->keys_dir, .pg_dsn = settings->pg_dsn};
+    users_shared_t *users = users_shared_new(&uc, err, errlen);
+    if (users && settings->admin_email[0]) {
+        int made = users_create_admin(users, settings->admin_email, settings->admin_password, NULL,
+                                      err, errlen);
+        if (made < 0)
+            users_shared_destroy(&users);
+        else
+            zsys_info("retaild: admin %s %s", settings->admin_email,
+                      made == 0 ? "created" : "exists");
+    }
+    return users;
+}
+
+static void s_users_destroy(void **shared)
+{
+    users_shared_destroy((users_shared_t **)shared);
+}
+
+static int s_users_extra_workers(void *shared)
+{
+    /* workers beyond those that may be hashing keep fast ops fast */
+    return users_shared_hash_admission(shared);
+}
+
+static void *s_catalog_new(const settings_t *settings, char *err, size_t errlen)
+{
+    return catalog_shared_new(settings->data_dir, settings->keys_dir, err, errlen);
+}
+
+static void s_catalog_destroy(void **shared)
+{
+    catalog_shared_destroy((catalog_shared_t **)shared);
+}
+
+/* Every service this daemon can run: its dispatch table, its shared state
+ * and per-worker state. capacity 0 takes the configured worker capacity.
+ * users takes 2: one request may wait behind an Argon2id hash (about 70
+ * ms) on the same worker, but only when every worker is busy (dispatch
+ * prefers the least recently served), and it saves the round trip that
+ * made /users/me 1.3x a ping at 1. */
 typedef struct {
     const char *name;
     const worker_op_t *(*ops)(bool with_test_ops);
     int capacity;
+    shared_new_fn *shared_new;
+    void (*shared_destroy)(void **shared);
+    void *(*state_new)(void *shared);
+    void (*state_destroy)(void **state);
+    int (*extra_workers)(void *shared);
 } service_def_t;
 
 static const service_def_t s_services[] = {
-    {"sys", sys_ops, 0},
-    {"users", users_ops, 2},
+    {"sys", sys_ops, 0, NULL, NULL, NULL, NULL, NULL},
+    {"users", users_ops, 2, s_users_new, s_users_destroy, users_state_new, users_state_destroy,
+     s_users_extra_workers},
+    {"catalog", catalog_ops, 0, s_catalog_new, s_catalog_destroy, catalog_state_new,
+     catalog_state_destroy, NULL},
 };
 #define SERVICE_COUNT (sizeof s_services / sizeof s_services[0])
 
@@ -181,7 +232,7 @@ int main(int argc, char **argv)
     zcert_t *bridge_cert = NULL;
     pool_t *pools[SERVICE_COUNT] = {NULL};
     zcert_t *certs[SERVICE_COUNT] = {NULL};
-    users_shared_t *users = NULL;
+    void *shared[SERVICE_COUNT] = {NULL};
 
     if (run_broker) {
         broker_config_t bc = {
@@ -219,32 +270,19 @@ int main(int argc, char **argv)
             .verbose = verbose,
         };
         int pool_size = settings.workers;
-        if (streq(s_services[i].name, "users")) {
-            users_config_t uc = {.data_dir = settings.data_dir,
-                                 .keys_dir = settings.keys_dir,
-                                 .pg_dsn = settings.pg_dsn};
-            users = users_shared_new(&uc, err, sizeof err);
-            if (!users) {
-                fprintf(stderr, "retaild: the users service cannot start: %s\n", err);
+        const service_def_t *def = &s_services[i];
+        if (def->shared_new) {
+            shared[i] = def->shared_new(&settings, err, sizeof err);
+            if (!shared[i]) {
+                fprintf(stderr, "retaild: the %s service cannot start: %s\n", def->name, err);
                 goto cleanup;
             }
-            if (settings.admin_email[0]) {
-                int made = users_create_admin(users, settings.admin_email, settings.admin_password,
-                                              NULL, err, sizeof err);
-                if (made < 0) {
-                    fprintf(stderr, "retaild: cannot create the admin %s: %s\n",
-                            settings.admin_email, err);
-                    goto cleanup;
-                }
-                zsys_info("retaild: admin %s %s", settings.admin_email,
-                          made == 0 ? "created" : "exists");
-            }
-            wc.state_new = users_state_new;
-            wc.state_destroy = users_state_destroy;
-            wc.shared = users;
-            /* workers beyond those that may be hashing keep fast ops fast */
-            pool_size += users_shared_hash_admission(users);
+            wc.shared = shared[i];
         }
+        wc.state_new = def->state_new;
+        wc.state_destroy = def->state_destroy;
+        if (def->extra_workers)
+            pool_size += def->extra_workers(shared[i]);
         if (!run_broker) {
             certs[i] = keys_ensure(settings.keys_dir, s_services[i].name);
             if (!certs[i] || keys_allow(settings.keys_dir, certs[i], s_services[i].name) != 0) {
@@ -311,7 +349,9 @@ cleanup:
         zcert_destroy(&certs[i]);
     }
     broker_destroy(&broker);
-    users_shared_destroy(&users);
+    for (size_t i = 0; i < SERVICE_COUNT; i++)
+        if (shared[i])
+            s_services[i].shared_destroy(&shared[i]);
     zsys_shutdown();
     return rc;
 }

@@ -29,6 +29,17 @@ static const route_t s_routes[] = {
     {"PATCH", "/v1/users/me",     "users", "user.update_me", 200, NULL, NULL, true, LOCAL_NONE},
     {"GET", "/v1/users",          "users", "user.list", 200, "limit:int,cursor", NULL, false, LOCAL_NONE},
     {"PATCH", "/v1/users/{id}",   "users", "user.set_role", 200, NULL, NULL, true, LOCAL_NONE},
+    {"GET", "/v1/categories", "catalog", "category.list", 200, NULL, NULL, false, LOCAL_NONE},
+    {"POST", "/v1/categories", "catalog", "category.create", 201, NULL, NULL, true, LOCAL_NONE},
+    {"PATCH", "/v1/categories/{id}", "catalog", "category.update", 200, NULL, NULL, true, LOCAL_NONE},
+    {"DELETE", "/v1/categories/{id}", "catalog", "category.delete", 204, NULL, NULL, false, LOCAL_NONE},
+    {"POST", "/v1/products", "catalog", "product.create", 201, NULL, NULL, true, LOCAL_NONE},
+    {"GET", "/v1/products", "catalog", "product.search", 200,
+     "q,category,min_price:int,max_price:int,in_stock:bool,sort,limit:int,cursor", NULL, false, LOCAL_NONE},
+    {"GET", "/v1/products/{id}", "catalog", "product.get", 200, NULL, NULL, false, LOCAL_NONE},
+    {"PATCH", "/v1/products/{id}", "catalog", "product.update", 200, NULL, "If-Match>if_match", true, LOCAL_NONE},
+    {"DELETE", "/v1/products/{id}", "catalog", "product.delete", 204, NULL, NULL, false, LOCAL_NONE},
+    {"PUT", "/v1/products/{id}/stock", "catalog", "product.set_stock", 200, NULL, NULL, true, LOCAL_NONE},
 };
 /* clang-format on */
 

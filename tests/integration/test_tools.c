@@ -454,7 +454,7 @@ static void test_services_says_up_and_down(void **state)
     run_t r;
     s_retailctl(&r, 0, (const char *[]){"services", NULL});
     assert_true(s_has_line(r.out, "sys up"));
-    assert_true(s_has_line(r.out, "catalog down"));
+    assert_true(s_has_line(r.out, "orders down"));
     s_run_free(&r);
 }
 

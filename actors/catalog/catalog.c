@@ -1,0 +1,656 @@
+/*  catalog.c - the `catalog` service. See catalog.h.
+ *
+ *  Each worker owns a catalog_store_t (its own read transaction) and a
+ *  token verifier; the LMDB environment is shared. Handlers read and check
+ *  arguments with call.h (all problems reported at once), call the store,
+ *  and map its statuses to the error codes of API.md section 3.
+ */
+#include "actors/catalog/catalog.h"
+#include "protocol/auth.h"
+#include "protocol/mdp.h"
+#include "storage/catalog_store.h"
+
+#include <time.h>
+
+#define CATALOG_MAP_SIZE ((size_t)16 << 30) /* address space, not disk */
+
+struct catalog_shared_t {
+    kv_t *env;
+    char public_pem[1100];
+};
+
+typedef struct {
+    catalog_shared_t *shared;
+    catalog_store_t *store;
+    auth_verifier_t *verifier;
+    product_t product;      /* scratch: records are large */
+    product_t page[CATALOG_PAGE_MAX];
+    category_t categories[1024];
+} catalog_state_t;
+
+catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
+                                     size_t errlen)
+{
+    catalog_shared_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    snprintf(self->public_pem, sizeof self->public_pem, "%s/jwt.pub.pem", keys_dir);
+    char *path = zsys_sprintf("%s/catalog", data_dir);
+    self->env = kv_open(path, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS,
+                        err, errlen);
+    zstr_free(&path);
+    if (!self->env) {
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void catalog_shared_destroy(catalog_shared_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kv_close(&(*self_p)->env);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+void *catalog_state_new(void *shared_ptr)
+{
+    catalog_shared_t *shared = shared_ptr;
+    catalog_state_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->shared = shared;
+    self->store = catalog_store_open(shared->env, 0);
+    self->verifier = auth_verifier_new(shared->public_pem, AUTH_ISSUER, AUTH_AUDIENCE, 0);
+    if (!self->store || !self->verifier) {
+        void *state = self;
+        catalog_state_destroy(&state);
+        return NULL;
+    }
+    return self;
+}
+
+void catalog_state_destroy(void **state)
+{
+    if (!state || !*state)
+        return;
+    catalog_state_t *self = *state;
+    catalog_store_close(&self->store);
+    auth_verifier_destroy(&self->verifier);
+    free(self);
+    *state = NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+
+static void s_rfc3339(int64_t ms, char out[32])
+{
+    time_t seconds = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
+}
+
+static void s_copy(char *out, size_t size, const char *s, size_t len)
+{
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, s, len);
+    out[len] = '\0';
+}
+
+static void s_pack_product(msgpack_packer *pk, const product_t *p)
+{
+    char created[32], updated[32];
+    s_rfc3339(p->created_at_ms, created);
+    s_rfc3339(p->updated_at_ms, updated);
+    msgpack_pack_map(pk, 12);
+    mp_pack_str(pk, "id");
+    mp_pack_str(pk, p->id);
+    mp_pack_str(pk, "sku");
+    mp_pack_str(pk, p->sku);
+    mp_pack_str(pk, "name");
+    mp_pack_str(pk, p->name);
+    mp_pack_str(pk, "description");
+    mp_pack_str(pk, p->description);
+    mp_pack_str(pk, "price_cents");
+    msgpack_pack_int64(pk, p->price_cents);
+    mp_pack_str(pk, "currency");
+    mp_pack_str(pk, p->currency);
+    mp_pack_str(pk, "category_id");
+    mp_pack_str(pk, p->category_id);
+    mp_pack_str(pk, "attributes");
+    if (p->attributes_len)
+        msgpack_sbuffer_write(pk->data, (const char *)p->attributes, p->attributes_len);
+    else
+        msgpack_pack_map(pk, 0);
+    mp_pack_str(pk, "stock");
+    msgpack_pack_int64(pk, p->stock);
+    mp_pack_str(pk, "version");
+    msgpack_pack_int64(pk, p->version);
+    mp_pack_str(pk, "created_at");
+    mp_pack_str(pk, created);
+    mp_pack_str(pk, "updated_at");
+    mp_pack_str(pk, updated);
+}
+
+static void s_reply_product(call_t *call, const product_t *p)
+{
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "product");
+    s_pack_product(pk, p);
+}
+
+static void s_pack_category(msgpack_packer *pk, const category_t *c)
+{
+    msgpack_pack_map(pk, 4);
+    mp_pack_str(pk, "id");
+    mp_pack_str(pk, c->id);
+    mp_pack_str(pk, "name");
+    mp_pack_str(pk, c->name);
+    mp_pack_str(pk, "slug");
+    mp_pack_str(pk, c->slug);
+    mp_pack_str(pk, "parent_id");
+    if (c->parent_id[0])
+        mp_pack_str(pk, c->parent_id);
+    else
+        msgpack_pack_nil(pk);
+}
+
+static void s_reply_category(call_t *call, const category_t *c)
+{
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "category");
+    s_pack_category(pk, c);
+}
+
+/* Answers a store status; true when it was OK. */
+static bool s_ok(call_t *call, catalog_status_t status, const char *what)
+{
+    char message[160];
+    switch (status) {
+    case CATALOG_OK:
+        return true;
+    case CATALOG_NOT_FOUND:
+        snprintf(message, sizeof message, "no such %s", what);
+        call_fail(call, ERR_NOT_FOUND, message);
+        break;
+    case CATALOG_SKU_TAKEN:
+        call_fail(call, ERR_SKU_TAKEN, "another product has this sku");
+        break;
+    case CATALOG_SLUG_TAKEN:
+        call_fail(call, ERR_CONFLICT, "another category has this slug");
+        break;
+    case CATALOG_VERSION_MISMATCH:
+        call_fail(call, ERR_VERSION_MISMATCH, "the product changed since that version");
+        break;
+    case CATALOG_IN_USE:
+        call_fail(call, ERR_CONFLICT, "products or child categories use this category");
+        break;
+    case CATALOG_NO_CATEGORY:
+        call_arg_invalid(call, strcmp(what, "category") == 0 ? "parent_id" : "category_id",
+                         "names no category");
+        call_args_ok(call);
+        break;
+    case CATALOG_CYCLE:
+        call_arg_invalid(call, "parent_id", "would make the category its own ancestor");
+        call_args_ok(call);
+        break;
+    case CATALOG_CONFLICT:
+        call_fail(call, ERR_CONFLICT, "not allowed in the current state");
+        break;
+    default:
+        call_fail(call, ERR_INTERNAL, "the catalog store failed");
+    }
+    return false;
+}
+
+static bool s_str_arg(call_t *call, const char *name, arg_need_t need, size_t max, char *out,
+                      size_t size)
+{
+    const char *s;
+    size_t n;
+    if (!call_arg_str(call, name, need, max, &s, &n))
+        return false;
+    s_copy(out, size, s, n);
+    return true;
+}
+
+static void s_check_currency(call_t *call, const char *currency)
+{
+    if (strlen(currency) != 3 || currency[0] < 'A' || currency[0] > 'Z' || currency[1] < 'A' ||
+        currency[1] > 'Z' || currency[2] < 'A' || currency[2] > 'Z')
+        call_arg_invalid(call, "currency", "must be 3 capital letters (ISO 4217)");
+}
+
+/* Reads the optional `attributes` map into p (msgpack bytes, verbatim). */
+static bool s_attributes(call_t *call, product_t *p)
+{
+    const msgpack_object *attrs;
+    if (!call_arg_map(call, "attributes", ARG_OPTIONAL, &attrs))
+        return false;
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, *attrs);
+    bool fits = buf.size <= CATALOG_ATTRIBUTES_MAX;
+    if (fits) {
+        memcpy(p->attributes, buf.data, buf.size);
+        p->attributes_len = buf.size;
+    } else
+        call_arg_invalid(call, "attributes", "is too large (16 KiB of msgpack at most)");
+    msgpack_sbuffer_destroy(&buf);
+    return fits;
+}
+
+/* ------------------------------------------------------------------ */
+/* Categories                                                          */
+
+static void s_category_list(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    int count = 0;
+    if (!s_ok(call, catalog_category_list(self->store, self->categories, 1024, &count),
+              "category"))
+        return;
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "items");
+    msgpack_pack_array(pk, (size_t)count);
+    for (int i = 0; i < count; i++)
+        s_pack_category(pk, &self->categories[i]);
+    mp_pack_str(pk, "next_cursor");
+    msgpack_pack_nil(pk);
+}
+
+static void s_category_create(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    category_t c = {0};
+    s_str_arg(call, "name", ARG_REQUIRED, CATALOG_NAME_MAX, c.name, sizeof c.name);
+    s_str_arg(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
+    s_str_arg(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id, sizeof c.parent_id);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_category_create(self->store, &c), "category"))
+        s_reply_category(call, &c);
+}
+
+static void s_category_update(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    category_t c;
+    char id[CATALOG_ID_MAX + 1] = "";
+    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    if (!call_args_ok(call) || !s_ok(call, catalog_category_get(self->store, id, &c), "category"))
+        return;
+    s_str_arg(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, c.name, sizeof c.name);
+    s_str_arg(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
+    const msgpack_object *parent = mp_map_get(call_args(call), "parent_id");
+    if (parent && parent->type == MSGPACK_OBJECT_NIL)
+        c.parent_id[0] = '\0'; /* null makes it a root */
+    else
+        s_str_arg(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id,
+                  sizeof c.parent_id);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_category_update(self->store, &c), "category"))
+        s_reply_category(call, &c);
+}
+
+static void s_category_delete(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    char id[CATALOG_ID_MAX + 1] = "";
+    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_category_delete(self->store, id), "category"))
+        msgpack_pack_nil(call_reply(call));
+}
+
+/* ------------------------------------------------------------------ */
+/* Products                                                            */
+
+static void s_product_get(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    char id[CATALOG_ID_MAX + 1] = "";
+    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_product_get(self->store, id, &self->product), "product"))
+        s_reply_product(call, &self->product);
+}
+
+/* Reads the product fields present in args into p; required ones only
+ * when `create`. */
+static void s_product_fields(call_t *call, product_t *p, bool create)
+{
+    arg_need_t need = create ? ARG_REQUIRED : ARG_OPTIONAL;
+    if (s_str_arg(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku) && !p->sku[0])
+        call_arg_invalid(call, "sku", "must not be empty");
+    if (s_str_arg(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name) && !p->name[0])
+        call_arg_invalid(call, "name", "must not be empty");
+    s_str_arg(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
+              sizeof p->description);
+    call_arg_int(call, "price_cents", need, 0, INT64_MAX / 4, &p->price_cents);
+    if (s_str_arg(call, "currency", need, 3, p->currency, sizeof p->currency))
+        s_check_currency(call, p->currency);
+    if (s_str_arg(call, "category_id", need, CATALOG_ID_MAX, p->category_id,
+                  sizeof p->category_id) &&
+        !p->category_id[0])
+        call_arg_invalid(call, "category_id", "must not be empty");
+    s_attributes(call, p);
+    call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock);
+}
+
+static void s_product_create(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    product_t *p = &self->product;
+    memset(p, 0, sizeof *p);
+    s_product_fields(call, p, true);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_product_create(self->store, p), "product"))
+        s_reply_product(call, p);
+}
+
+/* If-Match: a version number, bare or quoted as an ETag ("3", W/"3"). */
+static bool s_if_match(call_t *call, int64_t *version)
+{
+    const char *s;
+    size_t n;
+    *version = 0;
+    if (!call_arg_str(call, "if_match", ARG_OPTIONAL, 32, &s, &n))
+        return true;
+    if (n >= 2 && s[0] == 'W' && s[1] == '/') {
+        s += 2;
+        n -= 2;
+    }
+    if (n >= 2 && s[0] == '"' && s[n - 1] == '"') {
+        s++;
+        n -= 2;
+    }
+    int64_t v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9' || v > INT64_MAX / 10 - 9) {
+            call_arg_invalid(call, "if_match", "must be a product version number");
+            return false;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+    if (n == 0 || v == 0) {
+        call_arg_invalid(call, "if_match", "must be a product version number");
+        return false;
+    }
+    *version = v;
+    return true;
+}
+
+static void s_product_update(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    char id[CATALOG_ID_MAX + 1] = "";
+    int64_t expected = 0;
+    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    s_if_match(call, &expected);
+    if (!call_args_ok(call))
+        return;
+    product_t *p = &self->product;
+    if (!s_ok(call, catalog_product_get(self->store, id, p), "product"))
+        return;
+    s_product_fields(call, p, false);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_product_update(self->store, p, expected), "product"))
+        s_reply_product(call, p);
+}
+
+static void s_product_delete(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    char id[CATALOG_ID_MAX + 1] = "";
+    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_product_delete(self->store, id), "product"))
+        msgpack_pack_nil(call_reply(call));
+}
+
+static void s_product_set_stock(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!auth_require_admin(self->verifier, call, NULL))
+        return;
+    char id[CATALOG_ID_MAX + 1] = "";
+    int64_t stock = 0;
+    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_int(call, "stock", ARG_REQUIRED, 0, INT64_MAX / 4, &stock);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_product_set_stock(self->store, id, stock, &self->product), "product"))
+        s_reply_product(call, &self->product);
+}
+
+static void s_product_search(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    char q[512] = "", category[CATALOG_ID_MAX + 1] = "", sort[16] = "",
+         cursor[CATALOG_CURSOR_MAX + 1] = "";
+    catalog_query_t query = {.limit = 20};
+    int64_t limit = 20;
+    s_str_arg(call, "q", ARG_OPTIONAL, sizeof q - 1, q, sizeof q);
+    s_str_arg(call, "category", ARG_OPTIONAL, CATALOG_ID_MAX, category, sizeof category);
+    query.has_min_price =
+        call_arg_int(call, "min_price", ARG_OPTIONAL, 0, INT64_MAX / 4, &query.min_price);
+    query.has_max_price =
+        call_arg_int(call, "max_price", ARG_OPTIONAL, 0, INT64_MAX / 4, &query.max_price);
+    call_arg_bool(call, "in_stock", ARG_OPTIONAL, &query.in_stock_only);
+    s_str_arg(call, "sort", ARG_OPTIONAL, sizeof sort - 1, sort, sizeof sort);
+    call_arg_int(call, "limit", ARG_OPTIONAL, 1, CATALOG_PAGE_MAX, &limit);
+    s_str_arg(call, "cursor", ARG_OPTIONAL, CATALOG_CURSOR_MAX, cursor, sizeof cursor);
+    query.sort = q[0] ? SORT_RELEVANCE : SORT_NEWEST;
+    if (sort[0]) {
+        static const struct {
+            const char *name;
+            catalog_sort_t sort;
+        } sorts[] = {{"relevance", SORT_RELEVANCE}, {"newest", SORT_NEWEST},
+                     {"price_asc", SORT_PRICE_ASC}, {"price_desc", SORT_PRICE_DESC},
+                     {"name", SORT_NAME}};
+        bool known = false;
+        for (size_t i = 0; i < sizeof sorts / sizeof sorts[0]; i++)
+            if (strcmp(sort, sorts[i].name) == 0) {
+                query.sort = sorts[i].sort;
+                known = true;
+            }
+        if (!known)
+            call_arg_invalid(call, "sort", "must be relevance, newest, price_asc, price_desc or name");
+        else if (query.sort == SORT_RELEVANCE && !q[0])
+            call_arg_invalid(call, "sort", "relevance needs q");
+    }
+    if (query.has_min_price && query.has_max_price && query.min_price > query.max_price)
+        call_arg_invalid(call, "min_price", "is above max_price");
+    if (!call_args_ok(call))
+        return;
+    query.q = q[0] ? q : NULL;
+    query.category_id = category[0] ? category : NULL;
+    query.limit = (int)limit;
+    query.cursor = cursor[0] ? cursor : NULL;
+    catalog_page_t page = {.items = self->page};
+    catalog_status_t status = catalog_search(self->store, &query, &page);
+    if (status == CATALOG_CONFLICT) {
+        call_arg_invalid(call, "cursor", "is not a cursor of this query");
+        call_args_ok(call);
+        return;
+    }
+    if (status == CATALOG_NOT_FOUND) { /* an unknown category: nothing in it */
+        page.count = 0;
+        page.next_cursor[0] = '\0';
+    } else if (!s_ok(call, status, "product"))
+        return;
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "items");
+    msgpack_pack_array(pk, (size_t)page.count);
+    for (int i = 0; i < page.count; i++)
+        s_pack_product(pk, &page.items[i]);
+    mp_pack_str(pk, "next_cursor");
+    if (page.next_cursor[0])
+        mp_pack_str(pk, page.next_cursor);
+    else
+        msgpack_pack_nil(pk);
+}
+
+/* ------------------------------------------------------------------ */
+/* Inventory, for the orders service                                   */
+
+/* Only orders (by its certificate) or callers in this process. */
+static bool s_orders_only(call_t *call)
+{
+    const char *caller = call_caller(call);
+    if (strcmp(caller, "orders") == 0 || strcmp(caller, MDP_CALLER_INPROC) == 0)
+        return true;
+    call_fail(call, ERR_FORBIDDEN, "stock operations are for the orders service");
+    return false;
+}
+
+static bool s_order_id(call_t *call, char *out)
+{
+    return s_str_arg(call, "order_id", ARG_REQUIRED, CATALOG_ORDER_ID_MAX, out,
+                     CATALOG_ORDER_ID_MAX + 1) &&
+           out[0];
+}
+
+static void s_stock_reserve(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!s_orders_only(call))
+        return;
+    char order_id[CATALOG_ORDER_ID_MAX + 1] = "";
+    const msgpack_object *lines_arg;
+    s_order_id(call, order_id);
+    stock_line_t lines[CATALOG_LINES_MAX];
+    int n = 0;
+    if (call_arg_array(call, "lines", ARG_REQUIRED, &lines_arg)) {
+        if (lines_arg->via.array.size == 0 || lines_arg->via.array.size > CATALOG_LINES_MAX)
+            call_arg_invalid(call, "lines", "must hold 1 to 100 lines");
+        for (uint32_t i = 0; i < lines_arg->via.array.size && i < CATALOG_LINES_MAX; i++) {
+            const msgpack_object *line = &lines_arg->via.array.ptr[i];
+            const msgpack_object *pid = mp_map_get(line, "product_id");
+            const msgpack_object *qty = mp_map_get(line, "qty");
+            if (!pid || pid->type != MSGPACK_OBJECT_STR || pid->via.str.size == 0 ||
+                pid->via.str.size > CATALOG_ID_MAX || !qty ||
+                qty->type != MSGPACK_OBJECT_POSITIVE_INTEGER || qty->via.u64 == 0 ||
+                qty->via.u64 > 1000000) {
+                call_arg_invalid(call, "lines", "each line needs product_id and qty 1..1000000");
+                break;
+            }
+            s_copy(lines[n].product_id, sizeof lines[n].product_id, pid->via.str.ptr,
+                   pid->via.str.size);
+            lines[n++].qty = (int64_t)qty->via.u64;
+        }
+    }
+    if (!call_args_ok(call))
+        return;
+    char short_product[CATALOG_ID_MAX + 1] = "";
+    catalog_status_t status = catalog_stock_reserve(self->store, order_id, lines, n, short_product);
+    if (status == CATALOG_OUT_OF_STOCK || status == CATALOG_NOT_FOUND) {
+        msgpack_sbuffer buf;
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_str(&pk, "product_id");
+        mp_pack_str(&pk, short_product);
+        call_fail_details(call, status == CATALOG_OUT_OF_STOCK ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
+                          status == CATALOG_OUT_OF_STOCK ? "not enough stock" : "no such product",
+                          buf.data, buf.size);
+        msgpack_sbuffer_destroy(&buf);
+        return;
+    }
+    if (!s_ok(call, status, "reservation"))
+        return;
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "order_id");
+    mp_pack_str(pk, order_id);
+    mp_pack_str(pk, "state");
+    mp_pack_str(pk, "reserved");
+}
+
+static void s_stock_finish(call_t *call, void *state, bool commit)
+{
+    catalog_state_t *self = state;
+    if (!s_orders_only(call))
+        return;
+    char order_id[CATALOG_ORDER_ID_MAX + 1] = "";
+    s_order_id(call, order_id);
+    if (!call_args_ok(call))
+        return;
+    catalog_status_t status = commit ? catalog_stock_commit(self->store, order_id)
+                                     : catalog_stock_release(self->store, order_id);
+    if (!s_ok(call, status, "reservation"))
+        return;
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "order_id");
+    mp_pack_str(pk, order_id);
+    mp_pack_str(pk, "state");
+    mp_pack_str(pk, commit ? "committed" : "released");
+}
+
+static void s_stock_release(call_t *call, void *state)
+{
+    s_stock_finish(call, state, false);
+}
+
+static void s_stock_commit(call_t *call, void *state)
+{
+    s_stock_finish(call, state, true);
+}
+
+static const worker_op_t s_ops[] = {
+    {"category.list", s_category_list},
+    {"category.create", s_category_create},
+    {"category.update", s_category_update},
+    {"category.delete", s_category_delete},
+    {"product.get", s_product_get},
+    {"product.search", s_product_search},
+    {"product.create", s_product_create},
+    {"product.update", s_product_update},
+    {"product.delete", s_product_delete},
+    {"product.set_stock", s_product_set_stock},
+    {"stock.reserve", s_stock_reserve},
+    {"stock.release", s_stock_release},
+    {"stock.commit", s_stock_commit},
+    {NULL, NULL},
+};
+
+const worker_op_t *catalog_ops(bool with_test_ops)
+{
+    (void)with_test_ops;
+    return s_ops;
+}

@@ -1,0 +1,32 @@
+/*  catalog.h - the `catalog` service: products, categories, inventory,
+ *  search.
+ *
+ *  Ops (protocol/SPEC.md has arguments and results):
+ *    category.list category.create category.update category.delete
+ *    product.get product.search product.create product.update
+ *    product.delete product.set_stock
+ *    stock.reserve stock.release stock.commit   (MDP only: for orders)
+ *
+ *  Reads are open to anyone; writes to categories and products need an
+ *  admin access token; the stock ops accept only the orders service (or
+ *  callers inside this process). The store (storage/catalog_store.h) does
+ *  the indexing; this file checks arguments and maps results to errors.
+ */
+#ifndef RETAIL_CATALOG_H
+#define RETAIL_CATALOG_H
+
+#include "actors/worker.h"
+
+typedef struct catalog_shared_t catalog_shared_t;
+
+/* Opens the catalog environment under data_dir/catalog. NULL on error. */
+catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
+                                     size_t errlen);
+void catalog_shared_destroy(catalog_shared_t **self_p);
+
+void *catalog_state_new(void *shared);
+void catalog_state_destroy(void **state);
+
+const worker_op_t *catalog_ops(bool with_test_ops);
+
+#endif

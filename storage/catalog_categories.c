@@ -1,0 +1,377 @@
+/*  catalog_categories.c - the category tree of the catalog
+ *  (catalog_store.h): create, get, update, delete, list.
+ *
+ *  "categories" maps an id to a msgpack map {"name", "slug", "parent_id"}
+ *  (str; parent_id "" for a root); "by_slug" maps a slug to the id and
+ *  makes slugs unique (MDB_NOOVERWRITE in the write transaction of the
+ *  record). A slug is normalised like a word list (catalog_words: lower
+ *  case, letters and digits, runs of anything else one '-', none at the
+ *  ends); an empty one is derived from the name, and a name without a
+ *  letter or digit gets the id.
+ *
+ *  The rules that need other records are checked inside the write
+ *  transaction, so no concurrent write can slip between check and write:
+ *  a parent must exist; an update may not make a category its own
+ *  ancestor (walk up from the new parent); a delete is refused while a
+ *  product (a by_category key starting "id\0") or a child category (a
+ *  scan: categories are few) uses it.
+ */
+#include "storage/catalog_store_impl.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <string.h>
+
+/* ---- category records ---- */
+
+static int s_category_encode(const category_t *c, catalog_buf_t *b)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, catalog_buf_write);
+    if (msgpack_pack_map(&pk, 3) != 0 || catalog_pack_kv_str(&pk, "name", c->name) != 0 ||
+        catalog_pack_kv_str(&pk, "slug", c->slug) != 0 ||
+        catalog_pack_kv_str(&pk, "parent_id", c->parent_id) != 0)
+        return -1;
+    return 0;
+}
+
+static int s_category_decode(const MDB_val *key, const MDB_val *val, category_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (key->mv_size == 0 || key->mv_size > CATALOG_ID_MAX)
+        return -1;
+    memcpy(out->id, key->mv_data, key->mv_size);
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    int rc = -1;
+    if (!catalog_unpack_map(&msg, val->mv_data, val->mv_size))
+        goto cleanup;
+    unsigned seen = 0;
+    const msgpack_object_map *map = &msg.data.via.map;
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key;
+        const msgpack_object *v = &map->ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR)
+            goto cleanup;
+        bool ok = true;
+        if (catalog_key_is(k, "name"))
+            seen |= 1, ok = catalog_str_field(v, out->name, CATALOG_NAME_MAX);
+        else if (catalog_key_is(k, "slug"))
+            seen |= 2, ok = catalog_str_field(v, out->slug, CATALOG_SLUG_MAX);
+        else if (catalog_key_is(k, "parent_id"))
+            seen |= 4, ok = catalog_str_field(v, out->parent_id, CATALOG_ID_MAX);
+        if (!ok)
+            goto cleanup;
+    }
+    if (seen == 7)
+        rc = 0;
+cleanup:
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, const char *id,
+                                       category_t *out)
+{
+    size_t len = strlen(id);
+    if (len == 0 || len > CATALOG_ID_MAX)
+        return CATALOG_NOT_FOUND;
+    MDB_val key = catalog_val(id), val;
+    int rc = mdb_get(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return CATALOG_NOT_FOUND;
+    if (rc != 0)
+        return catalog_fail("mdb_get categories", rc);
+    if (s_category_decode(&key, &val, out) != 0) {
+        zsys_error("catalog_store: malformed category record %s", id);
+        return CATALOG_ERROR;
+    }
+    return CATALOG_OK;
+}
+
+static catalog_status_t s_category_write(catalog_store_t *self, MDB_txn *txn, const category_t *c)
+{
+    char data[1024];
+    catalog_buf_t b = {.data = data, .cap = sizeof data};
+    if (s_category_encode(c, &b) != 0) {
+        zsys_error("catalog_store: category %s does not encode", c->id);
+        return CATALOG_ERROR;
+    }
+    MDB_val key = catalog_val(c->id);
+    MDB_val val = {.mv_size = b.len, .mv_data = data};
+    int rc = mdb_put(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, &val, 0);
+    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_put categories", rc);
+}
+
+/* ---- categories ---- */
+
+typedef struct {
+    char *out;
+    size_t len, cap;
+} s_slug_t;
+
+static void s_slug_word(const char *word, size_t len, void *arg)
+{
+    s_slug_t *s = arg;
+    size_t need = len + (s->len > 0 ? 1 : 0);
+    if (s->len + need > s->cap)
+        return; /* the slug keeps the words that fit whole */
+    if (s->len > 0)
+        s->out[s->len++] = '-';
+    memcpy(s->out + s->len, word, len);
+    s->len += len;
+}
+
+/* The slug of text: its words (catalog_words: lower-case, letters and
+ * digits) joined by '-', so separators are trimmed and collapsed. */
+static void s_slugify(const char *text, char out[CATALOG_SLUG_MAX + 1])
+{
+    char buf[CATALOG_SLUG_MAX + 1];
+    s_slug_t s = {.out = buf, .cap = CATALOG_SLUG_MAX};
+    catalog_words(text, s_slug_word, &s);
+    buf[s.len] = '\0';
+    memcpy(out, buf, s.len + 1);
+}
+
+static bool s_category_valid(const category_t *c)
+{
+    return catalog_fits(c->name, CATALOG_NAME_MAX) && c->name[0] &&
+           catalog_fits(c->slug, CATALOG_SLUG_MAX) && catalog_fits(c->parent_id, CATALOG_ID_MAX);
+}
+
+/* The slug a category gets: the given one normalised, or the name's;
+ * when neither has a letter or digit, the id. */
+static void s_category_slug(const category_t *c, char out[CATALOG_SLUG_MAX + 1])
+{
+    s_slugify(c->slug[0] ? c->slug : c->name, out);
+    if (!out[0])
+        snprintf(out, CATALOG_SLUG_MAX + 1, "%s", c->id);
+}
+
+catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c)
+{
+    if (!self || !c || !s_category_valid(c))
+        return CATALOG_ERROR;
+    catalog_new_id('c', c->id);
+    s_category_slug(c, c->slug);
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return catalog_fail("mdb_txn_begin", rc);
+    catalog_status_t status = CATALOG_OK;
+    if (c->parent_id[0]) {
+        category_t parent;
+        status = catalog_category_read(self, txn, c->parent_id, &parent);
+        if (status == CATALOG_NOT_FOUND)
+            status = CATALOG_NO_CATEGORY;
+        if (status != CATALOG_OK)
+            goto cleanup;
+    }
+    MDB_val slug = catalog_val(c->slug), id = catalog_val(c->id);
+    rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, &id, MDB_NOOVERWRITE);
+    if (rc != 0) {
+        status = rc == MDB_KEYEXIST ? CATALOG_SLUG_TAKEN : catalog_fail("mdb_put by_slug", rc);
+        goto cleanup;
+    }
+    status = s_category_write(self, txn, c);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}
+
+catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, category_t *out)
+{
+    if (!self || !id || !out)
+        return CATALOG_ERROR;
+    if (!catalog_read_begin(self))
+        return CATALOG_ERROR;
+    catalog_status_t status = catalog_category_read(self, self->read_txn, id, out);
+    mdb_txn_reset(self->read_txn);
+    return status;
+}
+
+catalog_status_t catalog_category_update(catalog_store_t *self, const category_t *c)
+{
+    if (!self || !c || !s_category_valid(c) || !catalog_fits(c->id, CATALOG_ID_MAX))
+        return CATALOG_ERROR;
+    category_t next = *c;
+    s_category_slug(c, next.slug);
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return catalog_fail("mdb_txn_begin", rc);
+    category_t stored;
+    catalog_status_t status = catalog_category_read(self, txn, c->id, &stored);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    /* Walk up from the new parent: meeting c->id means c would become its
+     * own ancestor. The tree is acyclic before, so the walk ends; the step
+     * bound only guards against a damaged store. */
+    char at[CATALOG_ID_MAX + 1];
+    snprintf(at, sizeof at, "%s", next.parent_id);
+    for (int steps = 0; at[0]; steps++) {
+        if (strcmp(at, c->id) == 0 || steps > 10000) {
+            status = CATALOG_CYCLE;
+            goto cleanup;
+        }
+        category_t up;
+        status = catalog_category_read(self, txn, at, &up);
+        if (status == CATALOG_NOT_FOUND)
+            status = CATALOG_NO_CATEGORY;
+        if (status != CATALOG_OK)
+            goto cleanup;
+        memcpy(at, up.parent_id, sizeof at);
+    }
+    if (strcmp(stored.slug, next.slug) != 0) {
+        MDB_val old_slug = catalog_val(stored.slug), slug = catalog_val(next.slug),
+                id = catalog_val(c->id);
+        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SLUG], &old_slug, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            status = catalog_fail("mdb_del by_slug", rc);
+            goto cleanup;
+        }
+        rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, &id, MDB_NOOVERWRITE);
+        if (rc != 0) {
+            status = rc == MDB_KEYEXIST ? CATALOG_SLUG_TAKEN : catalog_fail("mdb_put by_slug", rc);
+            goto cleanup;
+        }
+    }
+    status = s_category_write(self, txn, &next);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}
+
+/* OK when no product and no child category uses id, IN_USE when one
+ * does, ERROR on failure. */
+static catalog_status_t s_category_unused(catalog_store_t *self, MDB_txn *txn, const char *id)
+{
+    MDB_cursor *cursor = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    char prefix[CATALOG_ID_MAX + 1];
+    size_t prefix_len = strlen(id) + 1; /* with the \0 */
+    memcpy(prefix, id, prefix_len);
+    int rc = mdb_cursor_open(txn, self->dbi[CATALOG_DB_BY_CATEGORY], &cursor);
+    if (rc != 0) {
+        catalog_fail("mdb_cursor_open by_category", rc);
+        goto cleanup;
+    }
+    MDB_val key = {.mv_size = prefix_len, .mv_data = prefix}, val;
+    rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+    if (rc == 0 && key.mv_size >= prefix_len && memcmp(key.mv_data, prefix, prefix_len) == 0) {
+        status = CATALOG_IN_USE;
+        goto cleanup;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get by_category", rc);
+        goto cleanup;
+    }
+    mdb_cursor_close(cursor);
+    cursor = NULL;
+    /* Children: categories are few, so a scan beats keeping a parent
+     * index in step. */
+    rc = mdb_cursor_open(txn, self->dbi[CATALOG_DB_CATEGORIES], &cursor);
+    if (rc != 0) {
+        catalog_fail("mdb_cursor_open categories", rc);
+        goto cleanup;
+    }
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        category_t child;
+        if (s_category_decode(&key, &val, &child) != 0) {
+            zsys_error("catalog_store: malformed category record");
+            goto cleanup;
+        }
+        if (strcmp(child.parent_id, id) == 0) {
+            status = CATALOG_IN_USE;
+            goto cleanup;
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get categories", rc);
+        goto cleanup;
+    }
+    status = CATALOG_OK;
+cleanup:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    return status;
+}
+
+catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
+{
+    if (!self || !id)
+        return CATALOG_ERROR;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return catalog_fail("mdb_txn_begin", rc);
+    category_t stored;
+    catalog_status_t status = catalog_category_read(self, txn, id, &stored);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = s_category_unused(self, txn, id);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    MDB_val key = catalog_val(id), slug = catalog_val(stored.slug);
+    rc = mdb_del(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        status = catalog_fail("mdb_del category", rc);
+        goto cleanup;
+    }
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}
+
+catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count)
+{
+    if (!self || !count || max < 0 || (max > 0 && !out))
+        return CATALOG_ERROR;
+    *count = 0;
+    if (!catalog_read_begin(self))
+        return CATALOG_ERROR;
+    MDB_cursor *cursor = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    int rc = mdb_cursor_open(self->read_txn, self->dbi[CATALOG_DB_CATEGORIES], &cursor);
+    if (rc != 0) {
+        catalog_fail("mdb_cursor_open categories", rc);
+        goto cleanup;
+    }
+    MDB_val key, val;
+    int n = 0;
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0 && n < max;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        if (s_category_decode(&key, &val, &out[n]) != 0) {
+            zsys_error("catalog_store: malformed category record");
+            goto cleanup;
+        }
+        n++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get categories", rc);
+        goto cleanup;
+    }
+    *count = n;
+    status = CATALOG_OK;
+cleanup:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    mdb_txn_reset(self->read_txn);
+    return status;
+}

@@ -1,0 +1,339 @@
+/*  catalog_inventory.c - stock reservations for orders (catalog_store.h).
+ *
+ *  The reservations database maps an order id to a msgpack map
+ *      "state": "reserved" | "committed" | "released"
+ *      "lines": [[product_id str, qty int], ...]
+ *  with the lines in canonical form: sorted by product id, one line per
+ *  product (repeated products summed). Comparing canonical forms makes a
+ *  repeated reserve match whatever order the caller lists its lines in.
+ *
+ *  Each call is one write transaction that reads the reservation and the
+ *  products it touches and writes them back: LMDB runs one writer at a
+ *  time, so two handles reserving the last unit cannot both see it, and
+ *  a reserve that finds one short line aborts with nothing written. A
+ *  stock change is a product write like any other: version + 1 and
+ *  updated_at now. Stock is in no index (catalog_store_impl.h), so only
+ *  the records change.
+ */
+#include "storage/catalog_store_impl.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <string.h>
+
+typedef enum { S_RESERVED, S_COMMITTED, S_RELEASED } s_state_t;
+
+static const char *const s_state_names[] = {"reserved", "committed", "released"};
+
+typedef struct {
+    s_state_t state;
+    int n_lines;
+    stock_line_t lines[CATALOG_LINES_MAX];
+} s_reservation_t;
+
+static int s_line_cmp(const void *a, const void *b)
+{
+    return strcmp(((const stock_line_t *)a)->product_id, ((const stock_line_t *)b)->product_id);
+}
+
+/* Sorts r's lines by product and merges repeats. */
+static void s_canonical(s_reservation_t *r)
+{
+    qsort(r->lines, (size_t)r->n_lines, sizeof r->lines[0], s_line_cmp);
+    int n = 0;
+    for (int i = 0; i < r->n_lines; i++) {
+        if (n > 0 && strcmp(r->lines[n - 1].product_id, r->lines[i].product_id) == 0)
+            r->lines[n - 1].qty += r->lines[i].qty;
+        else
+            r->lines[n++] = r->lines[i];
+    }
+    r->n_lines = n;
+}
+
+typedef struct {
+    char data[CATALOG_LINES_MAX * (CATALOG_ID_MAX + 16) + 64];
+    size_t len;
+} s_buf_t;
+
+static int s_buf_write(void *data, const char *buf, size_t len)
+{
+    s_buf_t *b = data;
+    if (len > sizeof b->data - b->len)
+        return -1;
+    memcpy(b->data + b->len, buf, len);
+    b->len += len;
+    return 0;
+}
+
+static int s_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+    return msgpack_pack_str(pk, len) != 0 || msgpack_pack_str_body(pk, s, len) != 0 ? -1 : 0;
+}
+
+static int s_encode(const s_reservation_t *r, s_buf_t *b)
+{
+    b->len = 0;
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, s_buf_write);
+    if (msgpack_pack_map(&pk, 2) != 0 || s_pack_str(&pk, "state") != 0 ||
+        s_pack_str(&pk, s_state_names[r->state]) != 0 || s_pack_str(&pk, "lines") != 0 ||
+        msgpack_pack_array(&pk, (size_t)r->n_lines) != 0)
+        return -1;
+    for (int i = 0; i < r->n_lines; i++)
+        if (msgpack_pack_array(&pk, 2) != 0 || s_pack_str(&pk, r->lines[i].product_id) != 0 ||
+            msgpack_pack_int64(&pk, r->lines[i].qty) != 0)
+            return -1;
+    return 0;
+}
+
+static bool s_str_is(const msgpack_object *o, const char *s)
+{
+    size_t len = strlen(s);
+    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == len &&
+           memcmp(o->via.str.ptr, s, len) == 0;
+}
+
+static int s_decode_lines(const msgpack_object *v, s_reservation_t *r)
+{
+    if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > CATALOG_LINES_MAX)
+        return -1;
+    r->n_lines = (int)v->via.array.size;
+    for (uint32_t j = 0; j < v->via.array.size; j++) {
+        const msgpack_object *line = &v->via.array.ptr[j];
+        if (line->type != MSGPACK_OBJECT_ARRAY || line->via.array.size != 2)
+            return -1;
+        const msgpack_object *pid = &line->via.array.ptr[0], *qty = &line->via.array.ptr[1];
+        if (pid->type != MSGPACK_OBJECT_STR || pid->via.str.size == 0 ||
+            pid->via.str.size > CATALOG_ID_MAX || qty->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+            qty->via.u64 > INT64_MAX)
+            return -1;
+        memcpy(r->lines[j].product_id, pid->via.str.ptr, pid->via.str.size);
+        r->lines[j].product_id[pid->via.str.size] = '\0';
+        r->lines[j].qty = (int64_t)qty->via.u64;
+    }
+    return 0;
+}
+
+static int s_decode(const MDB_val *val, s_reservation_t *r)
+{
+    memset(r, 0, sizeof *r);
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    size_t offset = 0;
+    int rc = -1;
+    if (msgpack_unpack_next(&msg, val->mv_data, val->mv_size, &offset) != MSGPACK_UNPACK_SUCCESS ||
+        offset != val->mv_size || msg.data.type != MSGPACK_OBJECT_MAP)
+        goto cleanup;
+    unsigned seen = 0;
+    const msgpack_object_map *map = &msg.data.via.map;
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
+        if (s_str_is(k, "state")) {
+            seen |= 1;
+            int s = 0;
+            while (s < 3 && !s_str_is(v, s_state_names[s]))
+                s++;
+            if (s == 3)
+                goto cleanup;
+            r->state = (s_state_t)s;
+        } else if (s_str_is(k, "lines")) {
+            seen |= 2;
+            if (s_decode_lines(v, r) != 0)
+                goto cleanup;
+        }
+    }
+    if (seen == 3)
+        rc = 0;
+cleanup:
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+/* Reads order_id's reservation within txn into r. */
+static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *order_id,
+                               s_reservation_t *r)
+{
+    MDB_val key = {.mv_size = strlen(order_id), .mv_data = (void *)order_id}, val;
+    int rc = mdb_get(txn, self->dbi[CATALOG_DB_RESERVATIONS], &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return CATALOG_NOT_FOUND;
+    if (rc != 0)
+        return catalog_fail("mdb_get reservations", rc);
+    if (s_decode(&val, r) != 0) {
+        zsys_error("catalog_store: malformed reservation %s", order_id);
+        return CATALOG_ERROR;
+    }
+    return CATALOG_OK;
+}
+
+static catalog_status_t s_write(catalog_store_t *self, MDB_txn *txn, const char *order_id,
+                                const s_reservation_t *r)
+{
+    s_buf_t *b = malloc(sizeof *b);
+    if (!b)
+        return CATALOG_ERROR;
+    catalog_status_t status = CATALOG_OK;
+    if (s_encode(r, b) != 0) {
+        zsys_error("catalog_store: reservation %s does not encode", order_id);
+        status = CATALOG_ERROR;
+    } else {
+        MDB_val key = {.mv_size = strlen(order_id), .mv_data = (void *)order_id};
+        MDB_val val = {.mv_size = b->len, .mv_data = b->data};
+        int rc = mdb_put(txn, self->dbi[CATALOG_DB_RESERVATIONS], &key, &val, 0);
+        if (rc != 0)
+            status = catalog_fail("mdb_put reservations", rc);
+    }
+    free(b);
+    return status;
+}
+
+static bool s_order_id_ok(const char *order_id)
+{
+    return order_id && order_id[0] && memchr(order_id, '\0', CATALOG_ORDER_ID_MAX + 1);
+}
+
+/* Adds delta to the stock of every line's product within txn (delta -1:
+ * take, +1: give back). Taking: a missing product is NOT_FOUND and a
+ * short one OUT_OF_STOCK, either named in short_product. Giving back: a
+ * product deleted meanwhile is passed over. */
+static catalog_status_t s_apply(catalog_store_t *self, MDB_txn *txn, const s_reservation_t *r,
+                                int delta, char *short_product)
+{
+    product_t *p = malloc(sizeof *p);
+    if (!p)
+        return CATALOG_ERROR;
+    catalog_status_t status = CATALOG_OK;
+    int64_t now = catalog_now_ms();
+    for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
+        const stock_line_t *line = &r->lines[i];
+        status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
+        if (status == CATALOG_NOT_FOUND && delta > 0) {
+            status = CATALOG_OK;
+            continue;
+        }
+        if (status == CATALOG_OK && delta < 0 && p->stock < line->qty)
+            status = CATALOG_OUT_OF_STOCK;
+        if (status != CATALOG_OK) {
+            if (short_product)
+                snprintf(short_product, CATALOG_ID_MAX + 1, "%s", line->product_id);
+            break;
+        }
+        p->stock += delta * line->qty;
+        p->version++;
+        p->updated_at_ms = now;
+        status = catalog_product_write(self, txn, p);
+    }
+    free(p);
+    return status;
+}
+
+catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_id,
+                                       const stock_line_t *lines, int n_lines,
+                                       char short_product[CATALOG_ID_MAX + 1])
+{
+    if (short_product)
+        short_product[0] = '\0';
+    if (!self || !s_order_id_ok(order_id) || !lines || n_lines < 1 || n_lines > CATALOG_LINES_MAX)
+        return CATALOG_ERROR;
+    s_reservation_t *want = malloc(2 * sizeof *want);
+    if (!want)
+        return CATALOG_ERROR;
+    s_reservation_t *stored = want + 1;
+    catalog_status_t status = CATALOG_ERROR;
+    MDB_txn *txn = NULL;
+    want->state = S_RESERVED;
+    want->n_lines = n_lines;
+    for (int i = 0; i < n_lines; i++) {
+        size_t len = strnlen(lines[i].product_id, CATALOG_ID_MAX + 1);
+        /* Summing repeats must not overflow: qty is bounded well below. */
+        if (len == 0 || len > CATALOG_ID_MAX || lines[i].qty <= 0 ||
+            lines[i].qty > INT64_MAX / CATALOG_LINES_MAX)
+            goto cleanup;
+        want->lines[i] = lines[i];
+    }
+    s_canonical(want);
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0) {
+        status = catalog_fail("mdb_txn_begin", rc);
+        goto cleanup;
+    }
+    status = s_read(self, txn, order_id, stored);
+    if (status == CATALOG_OK) {
+        /* A repeat: the same lines is the same request, whatever became
+         * of it since; other lines reuse the order id. */
+        bool same = stored->n_lines == want->n_lines;
+        for (int i = 0; same && i < want->n_lines; i++)
+            same = strcmp(stored->lines[i].product_id, want->lines[i].product_id) == 0 &&
+                   stored->lines[i].qty == want->lines[i].qty;
+        status = same ? CATALOG_OK : CATALOG_CONFLICT;
+        goto cleanup; /* read only: the abort below ends it */
+    }
+    if (status != CATALOG_NOT_FOUND)
+        goto cleanup;
+    status = s_apply(self, txn, want, -1, short_product);
+    if (status == CATALOG_OK)
+        status = s_write(self, txn, order_id, want);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    rc = mdb_txn_commit(txn);
+    txn = NULL; /* freed by the commit, whatever its result */
+    status = rc == 0 ? CATALOG_OK : catalog_fail("mdb_txn_commit", rc);
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(want);
+    return status;
+}
+
+/* Moves order_id's reservation to state `to` (S_COMMITTED or
+ * S_RELEASED), with the stock given back on release. */
+static catalog_status_t s_transition(catalog_store_t *self, const char *order_id, s_state_t to)
+{
+    if (!self || !s_order_id_ok(order_id))
+        return CATALOG_ERROR;
+    s_reservation_t *r = malloc(sizeof *r);
+    if (!r)
+        return CATALOG_ERROR;
+    MDB_txn *txn = NULL;
+    catalog_status_t status;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0) {
+        status = catalog_fail("mdb_txn_begin", rc);
+        goto cleanup;
+    }
+    status = s_read(self, txn, order_id, r);
+    if (status != CATALOG_OK || r->state == to)
+        goto cleanup; /* unknown, failed, or already there: no change */
+    if (r->state == S_RELEASED) {
+        status = CATALOG_CONFLICT; /* a released reservation is final */
+        goto cleanup;
+    }
+    if (to == S_RELEASED) {
+        status = s_apply(self, txn, r, +1, NULL);
+        if (status != CATALOG_OK)
+            goto cleanup;
+    }
+    r->state = to;
+    status = s_write(self, txn, order_id, r);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+    status = rc == 0 ? CATALOG_OK : catalog_fail("mdb_txn_commit", rc);
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(r);
+    return status;
+}
+
+catalog_status_t catalog_stock_release(catalog_store_t *self, const char *order_id)
+{
+    return s_transition(self, order_id, S_RELEASED);
+}
+
+catalog_status_t catalog_stock_commit(catalog_store_t *self, const char *order_id)
+{
+    return s_transition(self, order_id, S_COMMITTED);
+}

@@ -1,0 +1,849 @@
+/*  catalog_search.c - catalog_search: text search, filters, sort orders
+ *  and keyset cursors over the catalog's indexes (catalog_store.h).
+ *
+ *  Candidates. With words in q, the candidates are the products having,
+ *  for every query word, a word equal to it or starting with it. The
+ *  postings of a query word are the keys of the words database from
+ *  MDB_SET_RANGE on the word while they start with it ("word\0id", so a
+ *  key starting with the query word is a product word having it as a
+ *  prefix, or equal when the \0 follows at once). The query words are
+ *  first counted, the smallest posting set is gathered (ids and pointers
+ *  into the map, sorted by id), and every other word, in rising count,
+ *  marks the entries it also has; the unmarked go. Memory is that of the
+ *  smallest set. Without words the source is, in this order: by_category
+ *  (for each category of the subtree) when a category is given; by_price
+ *  when a price range is given or the sort is by price; else by_created.
+ *
+ *  Every index value carries the candidate's meta (price, created,
+ *  category, name key; catalog_store_impl.h), so filters and sort keys
+ *  need no record read. Records are read for the page's items, and for
+ *  in_stock only for candidates that would enter the page.
+ *
+ *  Selection. Candidates pass the filters and the cursor (strictly after
+ *  the cursor's key in the sort order), then go into a sorted array of
+ *  the best limit + 1 (the extra one says whether a next page exists).
+ *  When the source is walked in the sort's own order (newest from
+ *  by_created or within each category walked backwards; price from
+ *  by_price), the walk starts at the cursor and stops at the first
+ *  candidate worse than a full page: a page costs about limit reads.
+ *
+ *  Sort orders (each a total order, ids breaking ties):
+ *    relevance   score desc, created desc, id desc (without words every
+ *                score is 0: newest)
+ *    newest      created desc, id desc
+ *    price_asc   price asc, id asc;  price_desc  price desc, id desc
+ *    name        the lower-cased name's first CATALOG_NAME_KEY_MAX bytes
+ *                asc, then id asc
+ *  The score sums, over the query words, 2 for an exact word or 1 for a
+ *  prefix, doubled when that word is in the name (the best posting of a
+ *  product for each query word counts).
+ *
+ *  Cursor: base64url (no padding) of the msgpack array
+ *      [sort, query hash, a, b, name_key, id]
+ *  a, b: relevance (score, created), newest (created, 0), price (price,
+ *  0), name (0, 0) with name_key "" for the others. The hash is 32-bit
+ *  FNV-1a over the query's normalised words, category, price bounds and
+ *  in_stock, so a cursor replayed with another query or sort, or one that
+ *  does not decode, is CATALOG_CONFLICT. At most 75 bytes encoded: 100
+ *  base64 characters would be too many only for ids longer than the 21
+ *  characters the store makes, and then there is no next cursor rather
+ *  than an overflow (logged).
+ */
+#include "storage/catalog_store_impl.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <string.h>
+
+/* A candidate: id and meta point into the map of the read transaction. */
+typedef struct {
+    const char *id;
+    size_t id_len;
+    catalog_meta_t meta;
+    int score;
+} s_cand_t;
+
+/* A member of the smallest posting set (compact: there may be many). */
+typedef struct {
+    const char *id;
+    const uint8_t *meta;
+    uint16_t id_len, meta_len;
+    int32_t score; /* summed over the words seen so far */
+    int32_t hit;   /* the current word's best contribution, 0 if none */
+} s_entry_t;
+
+typedef char s_id_t[CATALOG_ID_MAX + 1];
+
+typedef struct {
+    catalog_store_t *store;
+    MDB_txn *txn;
+    const catalog_query_t *q;
+    s_id_t *cats; /* the category subtree, sorted, when filtering by one */
+    size_t n_cats;
+    bool has_cursor;
+    s_cand_t after; /* the cursor's position; strings in the two below */
+    char after_id[CATALOG_ID_MAX + 1];
+    char after_name[CATALOG_NAME_KEY_MAX + 1];
+    int k; /* limit + 1 */
+    int n_top;
+    s_cand_t top[CATALOG_PAGE_MAX + 1];
+} s_search_t;
+
+typedef enum { OFFER_TAKEN, OFFER_SKIPPED, OFFER_WORSE, OFFER_FAILED } s_offer_t;
+
+/* ---- order ---- */
+
+static int s_cmp_i64(int64_t a, int64_t b)
+{
+    return (a > b) - (a < b);
+}
+
+static int s_cmp_bytes(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+    return c ? c : s_cmp_i64((int64_t)a_len, (int64_t)b_len);
+}
+
+/* < 0 when a comes before b in the sort order, 0 when they are one. */
+static int s_order(catalog_sort_t sort, const s_cand_t *a, const s_cand_t *b)
+{
+    int id = s_cmp_bytes(a->id, a->id_len, b->id, b->id_len);
+    int c;
+    switch (sort) {
+    case SORT_RELEVANCE:
+        c = s_cmp_i64(b->score, a->score);
+        if (!c)
+            c = s_cmp_i64(b->meta.created, a->meta.created);
+        return c ? c : -id;
+    case SORT_NEWEST:
+        c = s_cmp_i64(b->meta.created, a->meta.created);
+        return c ? c : -id;
+    case SORT_PRICE_ASC:
+        c = s_cmp_i64(a->meta.price, b->meta.price);
+        return c ? c : id;
+    case SORT_PRICE_DESC:
+        c = s_cmp_i64(b->meta.price, a->meta.price);
+        return c ? c : -id;
+    case SORT_NAME:
+        c = s_cmp_bytes(a->meta.name_key, a->meta.name_key_len, b->meta.name_key,
+                        b->meta.name_key_len);
+        return c ? c : id;
+    }
+    return id;
+}
+
+/* ---- filters and the page ---- */
+
+static int s_id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static bool s_in_cats(const s_search_t *s, const char *cat, size_t len)
+{
+    if (len > CATALOG_ID_MAX)
+        return false;
+    s_id_t key;
+    memcpy(key, cat, len);
+    key[len] = '\0';
+    return bsearch(key, s->cats, s->n_cats, sizeof *s->cats, s_id_cmp) != NULL;
+}
+
+/* Whether the product id is in stock; -1 on failure. */
+static int s_in_stock(s_search_t *s, const s_cand_t *c)
+{
+    MDB_val key = {.mv_size = c->id_len, .mv_data = (void *)c->id}, val;
+    int rc = mdb_get(s->txn, s->store->dbi[CATALOG_DB_PRODUCTS], &key, &val);
+    if (rc != 0) {
+        /* Written in one transaction with the index: a miss is damage. */
+        catalog_fail("mdb_get products (in_stock)", rc);
+        return -1;
+    }
+    int64_t stock;
+    if (catalog_record_stock(&val, &stock) != 0) {
+        zsys_error("catalog_store: malformed product record %.*s", (int)c->id_len, c->id);
+        return -1;
+    }
+    return stock > 0;
+}
+
+static s_offer_t s_offer(s_search_t *s, const s_cand_t *c)
+{
+    const catalog_query_t *q = s->q;
+    if (s->cats && !s_in_cats(s, c->meta.category, c->meta.category_len))
+        return OFFER_SKIPPED;
+    if ((q->has_min_price && c->meta.price < q->min_price) ||
+        (q->has_max_price && c->meta.price > q->max_price))
+        return OFFER_SKIPPED;
+    if (s->has_cursor && s_order(q->sort, &s->after, c) >= 0)
+        return OFFER_SKIPPED;
+    if (s->n_top == s->k && s_order(q->sort, c, &s->top[s->n_top - 1]) >= 0)
+        return OFFER_WORSE;
+    if (q->in_stock_only) {
+        int in = s_in_stock(s, c);
+        if (in < 0)
+            return OFFER_FAILED;
+        if (!in)
+            return OFFER_SKIPPED;
+    }
+    int lo = 0, hi = s->n_top;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (s_order(q->sort, c, &s->top[mid]) < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (s->n_top == s->k)
+        s->n_top--; /* the last one drops out */
+    memmove(&s->top[lo + 1], &s->top[lo], (size_t)(s->n_top - lo) * sizeof s->top[0]);
+    s->top[lo] = *c;
+    s->n_top++;
+    return OFFER_TAKEN;
+}
+
+/* ---- index walks (no words) ---- */
+
+typedef struct {
+    int db;
+    uint8_t prefix[CATALOG_ID_MAX + 1];
+    size_t prefix_len;
+    int64_t lo, hi; /* bounds of the 8-byte field after the prefix */
+    bool backward;
+    bool ordered;     /* the walk visits candidates in the sort's order */
+    bool from_cursor; /* start at (field, id) below */
+    int64_t cursor_field;
+} s_walk_t;
+
+static catalog_status_t s_walk(s_search_t *s, const s_walk_t *w)
+{
+    MDB_cursor *cursor = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    int rc = mdb_cursor_open(s->txn, s->store->dbi[w->db], &cursor);
+    if (rc != 0)
+        return catalog_fail("mdb_cursor_open", rc);
+    uint8_t start[CATALOG_ID_MAX + 1 + 8 + CATALOG_ID_MAX + 1];
+    size_t n = w->prefix_len;
+    memcpy(start, w->prefix, n);
+    int64_t field = w->backward ? w->hi : w->lo;
+    bool at_cursor =
+        w->from_cursor && (w->backward ? w->cursor_field <= w->hi : w->cursor_field >= w->lo);
+    if (at_cursor)
+        field = w->cursor_field;
+    catalog_be64_put(start + n, catalog_bias(field));
+    n += 8;
+    if (at_cursor) {
+        memcpy(start + n, s->after.id, s->after.id_len);
+        n += s->after.id_len;
+    } else if (w->backward)
+        start[n++] = 0xff; /* past every id with this field: ids are ASCII */
+    MDB_val key = {.mv_size = n, .mv_data = start}, val;
+    rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+    if (w->backward) {
+        /* The last key before the start: the one before the first key at
+         * or after it, or the last of all. */
+        if (rc == 0)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV);
+        else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_LAST);
+    }
+    while (rc == 0) {
+        const uint8_t *k = key.mv_data;
+        if (key.mv_size <= w->prefix_len + 8 || memcmp(k, w->prefix, w->prefix_len) != 0)
+            break;
+        int64_t v = (int64_t)(catalog_be64_get(k + w->prefix_len) ^ 0x8000000000000000u);
+        if (w->backward ? v < w->lo : v > w->hi)
+            break;
+        s_cand_t c = {.id = (const char *)k + w->prefix_len + 8,
+                      .id_len = key.mv_size - w->prefix_len - 8};
+        if (!catalog_meta_decode(&val, &c.meta)) {
+            zsys_error("catalog_store: %s: malformed index value", catalog_store_names[w->db]);
+            goto cleanup;
+        }
+        if (v >= w->lo && v <= w->hi) {
+            s_offer_t o = s_offer(s, &c);
+            if (o == OFFER_FAILED)
+                goto cleanup;
+            if (o == OFFER_WORSE && w->ordered)
+                break; /* everything after is worse still */
+        }
+        rc = mdb_cursor_get(cursor, &key, &val, w->backward ? MDB_PREV : MDB_NEXT);
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get", rc);
+        goto cleanup;
+    }
+    status = CATALOG_OK;
+cleanup:
+    mdb_cursor_close(cursor);
+    return status;
+}
+
+static catalog_status_t s_source_indexes(s_search_t *s)
+{
+    const catalog_query_t *q = s->q;
+    bool by_newest = q->sort == SORT_NEWEST || q->sort == SORT_RELEVANCE;
+    s_walk_t w = {.lo = INT64_MIN, .hi = INT64_MAX};
+    if (s->cats) {
+        /* Within a category the keys are in creation order. */
+        w.db = CATALOG_DB_BY_CATEGORY;
+        w.backward = w.ordered = by_newest;
+        w.from_cursor = by_newest && s->has_cursor;
+        w.cursor_field = s->after.meta.created;
+        for (size_t i = 0; i < s->n_cats; i++) {
+            size_t len = strlen(s->cats[i]);
+            memcpy(w.prefix, s->cats[i], len + 1);
+            w.prefix_len = len + 1;
+            catalog_status_t status = s_walk(s, &w);
+            if (status != CATALOG_OK)
+                return status;
+        }
+        return CATALOG_OK;
+    }
+    bool by_price = q->sort == SORT_PRICE_ASC || q->sort == SORT_PRICE_DESC;
+    if (by_price || q->has_min_price || q->has_max_price) {
+        w.db = CATALOG_DB_BY_PRICE;
+        if (q->has_min_price)
+            w.lo = q->min_price;
+        if (q->has_max_price)
+            w.hi = q->max_price;
+        if (w.lo > w.hi)
+            return CATALOG_OK;
+        w.ordered = by_price;
+        w.backward = q->sort == SORT_PRICE_DESC;
+        w.from_cursor = by_price && s->has_cursor;
+        w.cursor_field = s->after.meta.price;
+        return s_walk(s, &w);
+    }
+    w.db = CATALOG_DB_BY_CREATED;
+    w.backward = w.ordered = by_newest;
+    w.from_cursor = by_newest && s->has_cursor;
+    w.cursor_field = s->after.meta.created;
+    return s_walk(s, &w);
+}
+
+/* ---- word postings ---- */
+
+typedef struct {
+    char word[CATALOG_WORD_MAX];
+    size_t len;
+    size_t count; /* postings having it as a prefix */
+} s_qword_t;
+
+typedef struct {
+    s_qword_t words[CATALOG_QUERY_WORDS_MAX];
+    int n;
+} s_qwords_t;
+
+static void s_qword_add(const char *word, size_t len, void *arg)
+{
+    s_qwords_t *qw = arg;
+    if (qw->n == CATALOG_QUERY_WORDS_MAX)
+        return; /* the rest of the query is ignored */
+    for (int i = 0; i < qw->n; i++)
+        if (qw->words[i].len == len && memcmp(qw->words[i].word, word, len) == 0)
+            return; /* a repeated word adds nothing */
+    memcpy(qw->words[qw->n].word, word, len);
+    qw->words[qw->n].len = len;
+    qw->words[qw->n].count = 0;
+    qw->n++;
+}
+
+static int s_entry_cmp(const void *a, const void *b)
+{
+    const s_entry_t *x = a, *y = b;
+    return s_cmp_bytes(x->id, x->id_len, y->id, y->id_len);
+}
+
+/* What a posting adds to the score (header comment). */
+static int s_contribution(size_t word_len, size_t matched_len, const uint8_t *meta)
+{
+    return (word_len == matched_len ? 2 : 1) * (meta[0] & CATALOG_IN_NAME ? 2 : 1);
+}
+
+/* Walks the postings of w calling fn on each (id, meta, contribution);
+ * fn returning false stops with an error. */
+typedef bool (*s_posting_fn)(const char *id, size_t id_len, const MDB_val *meta, int score,
+                             void *arg);
+
+static catalog_status_t s_postings(s_search_t *s, const s_qword_t *w, s_posting_fn fn, void *arg)
+{
+    MDB_cursor *cursor = NULL;
+    int rc = mdb_cursor_open(s->txn, s->store->dbi[CATALOG_DB_WORDS], &cursor);
+    if (rc != 0)
+        return catalog_fail("mdb_cursor_open words", rc);
+    catalog_status_t status = CATALOG_ERROR;
+    MDB_val key = {.mv_size = w->len, .mv_data = (void *)w->word}, val;
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        const char *k = key.mv_data;
+        if (key.mv_size <= w->len || memcmp(k, w->word, w->len) != 0)
+            break;
+        const char *end = memchr(k + w->len, '\0', key.mv_size - w->len);
+        if (!end || end + 1 == k + key.mv_size || val.mv_size < 1) {
+            zsys_error("catalog_store: words: malformed posting");
+            goto cleanup;
+        }
+        size_t matched = (size_t)(end - k);
+        const char *id = end + 1;
+        size_t id_len = key.mv_size - matched - 1;
+        if (!fn(id, id_len, &val, s_contribution(w->len, matched, val.mv_data), arg))
+            goto cleanup;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get words", rc);
+        goto cleanup;
+    }
+    status = CATALOG_OK;
+cleanup:
+    mdb_cursor_close(cursor);
+    return status;
+}
+
+static bool s_count_fn(const char *id, size_t id_len, const MDB_val *meta, int score, void *arg)
+{
+    (void)id, (void)id_len, (void)meta, (void)score;
+    (*(size_t *)arg)++;
+    return true;
+}
+
+typedef struct {
+    s_entry_t *entries;
+    size_t n, cap;
+} s_set_t;
+
+static bool s_gather_fn(const char *id, size_t id_len, const MDB_val *meta, int score, void *arg)
+{
+    s_set_t *set = arg;
+    if (set->n == set->cap || id_len > CATALOG_ID_MAX || meta->mv_size > CATALOG_META_MAX)
+        return false; /* the count said less: damage */
+    set->entries[set->n++] = (s_entry_t){.id = id,
+                                         .id_len = (uint16_t)id_len,
+                                         .meta = meta->mv_data,
+                                         .meta_len = (uint16_t)meta->mv_size,
+                                         .score = score};
+    return true;
+}
+
+static bool s_mark_fn(const char *id, size_t id_len, const MDB_val *meta, int score, void *arg)
+{
+    (void)meta;
+    s_set_t *set = arg;
+    s_entry_t key = {.id = id, .id_len = (uint16_t)id_len};
+    s_entry_t *e = bsearch(&key, set->entries, set->n, sizeof key, s_entry_cmp);
+    if (e && score > e->hit)
+        e->hit = score;
+    return true;
+}
+
+static int s_qword_cmp(const void *a, const void *b)
+{
+    const s_qword_t *x = a, *y = b;
+    return (x->count > y->count) - (x->count < y->count);
+}
+
+static catalog_status_t s_source_words(s_search_t *s, s_qwords_t *qw)
+{
+    for (int i = 0; i < qw->n; i++) {
+        catalog_status_t status = s_postings(s, &qw->words[i], s_count_fn, &qw->words[i].count);
+        if (status != CATALOG_OK)
+            return status;
+        if (qw->words[i].count == 0)
+            return CATALOG_OK; /* a word nothing has: no match */
+    }
+    qsort(qw->words, (size_t)qw->n, sizeof qw->words[0], s_qword_cmp);
+    s_set_t set = {.cap = qw->words[0].count};
+    set.entries = malloc(set.cap * sizeof *set.entries);
+    if (!set.entries) {
+        zsys_error("catalog_store: out of memory for %zu postings", set.cap);
+        return CATALOG_ERROR;
+    }
+    catalog_status_t status = s_postings(s, &qw->words[0], s_gather_fn, &set);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    /* A prefix may match several words of one product: keep its best. */
+    qsort(set.entries, set.n, sizeof *set.entries, s_entry_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < set.n; i++) {
+        if (n > 0 && s_entry_cmp(&set.entries[n - 1], &set.entries[i]) == 0) {
+            if (set.entries[i].score > set.entries[n - 1].score)
+                set.entries[n - 1].score = set.entries[i].score;
+        } else
+            set.entries[n++] = set.entries[i];
+    }
+    set.n = n;
+    for (int w = 1; w < qw->n && set.n > 0; w++) {
+        for (size_t i = 0; i < set.n; i++)
+            set.entries[i].hit = 0;
+        status = s_postings(s, &qw->words[w], s_mark_fn, &set);
+        if (status != CATALOG_OK)
+            goto cleanup;
+        n = 0;
+        for (size_t i = 0; i < set.n; i++)
+            if (set.entries[i].hit > 0) {
+                set.entries[n] = set.entries[i];
+                set.entries[n++].score += set.entries[i].hit;
+            }
+        set.n = n;
+    }
+    for (size_t i = 0; i < set.n; i++) {
+        const s_entry_t *e = &set.entries[i];
+        s_cand_t c = {.id = e->id, .id_len = e->id_len, .score = e->score};
+        MDB_val meta = {.mv_size = e->meta_len, .mv_data = (void *)e->meta};
+        if (!catalog_meta_decode(&meta, &c.meta)) {
+            zsys_error("catalog_store: words: malformed posting value");
+            status = CATALOG_ERROR;
+            goto cleanup;
+        }
+        if (s_offer(s, &c) == OFFER_FAILED) {
+            status = CATALOG_ERROR;
+            goto cleanup;
+        }
+    }
+cleanup:
+    free(set.entries);
+    return status;
+}
+
+/* ---- category subtree ---- */
+
+typedef struct {
+    s_id_t id, parent;
+} s_edge_t;
+
+static int s_edge_cmp(const void *a, const void *b)
+{
+    return strcmp(((const s_edge_t *)a)->parent, ((const s_edge_t *)b)->parent);
+}
+
+/* The category root and all below it into s->cats (sorted); none when
+ * root does not exist. */
+static catalog_status_t s_subtree(s_search_t *s, const char *root)
+{
+    s_edge_t *edges = NULL;
+    size_t n_edges = 0, cap = 0;
+    bool root_found = false;
+    MDB_cursor *cursor = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    int rc = mdb_cursor_open(s->txn, s->store->dbi[CATALOG_DB_CATEGORIES], &cursor);
+    if (rc != 0)
+        return catalog_fail("mdb_cursor_open categories", rc);
+    MDB_val key, val;
+    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        if (n_edges == cap) {
+            cap = cap ? cap * 2 : 64;
+            s_edge_t *grown = realloc(edges, cap * sizeof *edges);
+            if (!grown)
+                goto cleanup;
+            edges = grown;
+        }
+        category_t c;
+        char id[CATALOG_ID_MAX + 1];
+        if (key.mv_size == 0 || key.mv_size > CATALOG_ID_MAX)
+            goto cleanup;
+        memcpy(id, key.mv_data, key.mv_size);
+        id[key.mv_size] = '\0';
+        if (catalog_category_read(s->store, s->txn, id, &c) != CATALOG_OK)
+            goto cleanup;
+        memcpy(edges[n_edges].id, c.id, sizeof c.id);
+        memcpy(edges[n_edges].parent, c.parent_id, sizeof c.parent_id);
+        n_edges++;
+        if (strcmp(c.id, root) == 0)
+            root_found = true;
+    }
+    if (rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get categories", rc);
+        goto cleanup;
+    }
+    s->cats = malloc((n_edges + 1) * sizeof *s->cats);
+    if (!s->cats)
+        goto cleanup;
+    s->n_cats = 0;
+    if (root_found) {
+        snprintf(s->cats[s->n_cats++], sizeof s->cats[0], "%s", root);
+        qsort(edges, n_edges, sizeof *edges, s_edge_cmp);
+        /* Breadth first: the children of each member join the set; the
+         * tree has no cycles (category update refuses them). */
+        for (size_t i = 0; i < s->n_cats && s->n_cats <= n_edges; i++) {
+            s_edge_t probe;
+            memcpy(probe.parent, s->cats[i], sizeof probe.parent);
+            s_edge_t *e = bsearch(&probe, edges, n_edges, sizeof *edges, s_edge_cmp);
+            if (!e)
+                continue;
+            while (e > edges && strcmp(e[-1].parent, probe.parent) == 0)
+                e--;
+            for (; e < edges + n_edges && strcmp(e->parent, probe.parent) == 0; e++)
+                if (s->n_cats <= n_edges)
+                    memcpy(s->cats[s->n_cats++], e->id, sizeof e->id);
+        }
+        qsort(s->cats, s->n_cats, sizeof *s->cats, s_id_cmp);
+    }
+    status = CATALOG_OK;
+cleanup:
+    if (status != CATALOG_OK)
+        zsys_error("catalog_store: cannot read the category tree");
+    mdb_cursor_close(cursor);
+    free(edges);
+    return status;
+}
+
+/* ---- cursors ---- */
+
+static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static bool s_b64_encode(const uint8_t *in, size_t len, char *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        size_t chunk = len - i < 3 ? len - i : 3;
+        if (chunk > 1)
+            v |= (uint32_t)in[i + 1] << 8;
+        if (chunk > 2)
+            v |= in[i + 2];
+        for (size_t j = 0; j <= chunk; j++) {
+            if (n + 1 >= cap)
+                return false;
+            out[n++] = s_b64[(v >> (18 - 6 * j)) & 63];
+        }
+    }
+    out[n] = '\0';
+    return true;
+}
+
+/* Strict: only the alphabet, no padding, zero spare bits. -1 if not. */
+static int s_b64_decode(const char *in, uint8_t *out, size_t cap, size_t *len)
+{
+    size_t n = 0, bits = 0;
+    uint32_t acc = 0;
+    for (const char *c = in; *c; c++) {
+        const char *p = strchr(s_b64, *c);
+        if (!p)
+            return -1;
+        acc = acc << 6 | (uint32_t)(p - s_b64);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (n == cap)
+                return -1;
+            out[n++] = (uint8_t)(acc >> bits);
+            acc &= (1u << bits) - 1;
+        }
+    }
+    if (bits >= 6 || acc != 0)
+        return -1;
+    *len = n;
+    return 0;
+}
+
+static void s_hash_bytes(uint32_t *h, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++) {
+        *h ^= p[i];
+        *h *= 16777619u;
+    }
+}
+
+static uint32_t s_query_hash(const catalog_query_t *q, const s_qwords_t *qw)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < qw->n; i++) {
+        /* Each word with its terminator, so "ab c" and "a bc" differ. */
+        s_hash_bytes(&h, qw->words[i].word, qw->words[i].len);
+        s_hash_bytes(&h, "", 1);
+    }
+    s_hash_bytes(&h, "\x01", 1);
+    if (q->category_id)
+        s_hash_bytes(&h, q->category_id, strlen(q->category_id));
+    uint8_t flags[3] = {q->has_min_price, q->has_max_price, q->in_stock_only};
+    s_hash_bytes(&h, flags, sizeof flags);
+    if (q->has_min_price)
+        s_hash_bytes(&h, &q->min_price, sizeof q->min_price);
+    if (q->has_max_price)
+        s_hash_bytes(&h, &q->max_price, sizeof q->max_price);
+    return h;
+}
+
+typedef struct {
+    uint8_t data[80];
+    size_t len;
+} s_raw_t;
+
+static int s_raw_write(void *data, const char *buf, size_t len)
+{
+    s_raw_t *r = data;
+    if (len > sizeof r->data - r->len)
+        return -1;
+    memcpy(r->data + r->len, buf, len);
+    r->len += len;
+    return 0;
+}
+
+static void s_cursor_encode(const catalog_query_t *q, uint32_t hash, const s_cand_t *c,
+                            char out[CATALOG_CURSOR_MAX + 1])
+{
+    int64_t a = 0, b = 0;
+    const char *name = "";
+    size_t name_len = 0;
+    switch (q->sort) {
+    case SORT_RELEVANCE:
+        a = c->score, b = c->meta.created;
+        break;
+    case SORT_NEWEST:
+        a = c->meta.created;
+        break;
+    case SORT_PRICE_ASC:
+    case SORT_PRICE_DESC:
+        a = c->meta.price;
+        break;
+    case SORT_NAME:
+        name = c->meta.name_key, name_len = c->meta.name_key_len;
+        break;
+    }
+    s_raw_t raw = {.len = 0};
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &raw, s_raw_write);
+    out[0] = '\0';
+    if (msgpack_pack_array(&pk, 6) != 0 || msgpack_pack_uint8(&pk, (uint8_t)q->sort) != 0 ||
+        msgpack_pack_uint32(&pk, hash) != 0 || msgpack_pack_int64(&pk, a) != 0 ||
+        msgpack_pack_int64(&pk, b) != 0 || msgpack_pack_str(&pk, name_len) != 0 ||
+        msgpack_pack_str_body(&pk, name, name_len) != 0 || msgpack_pack_str(&pk, c->id_len) != 0 ||
+        msgpack_pack_str_body(&pk, c->id, c->id_len) != 0 ||
+        !s_b64_encode(raw.data, raw.len, out, CATALOG_CURSOR_MAX + 1)) {
+        zsys_error("catalog_store: cursor for %.*s does not fit", (int)c->id_len, c->id);
+        out[0] = '\0';
+    }
+}
+
+static bool s_obj_int(const msgpack_object *o, int64_t *v)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *v = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *v = o->via.i64;
+    else
+        return false;
+    return true;
+}
+
+/* Sets s->after from the cursor text; CATALOG_CONFLICT when it is not
+ * one of ours for this query. */
+static catalog_status_t s_cursor_decode(s_search_t *s, const char *text, uint32_t hash)
+{
+    uint8_t raw[80];
+    size_t len = 0;
+    if (strnlen(text, CATALOG_CURSOR_MAX + 1) > CATALOG_CURSOR_MAX ||
+        s_b64_decode(text, raw, sizeof raw, &len) != 0)
+        return CATALOG_CONFLICT;
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    size_t offset = 0;
+    catalog_status_t status = CATALOG_CONFLICT;
+    if (msgpack_unpack_next(&msg, (const char *)raw, len, &offset) != MSGPACK_UNPACK_SUCCESS ||
+        offset != len || msg.data.type != MSGPACK_OBJECT_ARRAY || msg.data.via.array.size != 6)
+        goto cleanup;
+    const msgpack_object *f = msg.data.via.array.ptr;
+    int64_t sort, h, a, b;
+    if (!s_obj_int(&f[0], &sort) || !s_obj_int(&f[1], &h) || !s_obj_int(&f[2], &a) ||
+        !s_obj_int(&f[3], &b) || f[4].type != MSGPACK_OBJECT_STR ||
+        f[4].via.str.size > CATALOG_NAME_KEY_MAX || f[5].type != MSGPACK_OBJECT_STR ||
+        f[5].via.str.size == 0 || f[5].via.str.size > CATALOG_ID_MAX)
+        goto cleanup;
+    if (sort != (int64_t)s->q->sort || h != (int64_t)hash)
+        goto cleanup;
+    memcpy(s->after_name, f[4].via.str.ptr, f[4].via.str.size);
+    memcpy(s->after_id, f[5].via.str.ptr, f[5].via.str.size);
+    s->after = (s_cand_t){.id = s->after_id, .id_len = f[5].via.str.size};
+    s->after.meta.name_key = s->after_name;
+    s->after.meta.name_key_len = f[4].via.str.size;
+    switch (s->q->sort) {
+    case SORT_RELEVANCE:
+        if (a < 0 || a > INT32_MAX)
+            goto cleanup;
+        s->after.score = (int)a, s->after.meta.created = b;
+        break;
+    case SORT_NEWEST:
+        s->after.meta.created = a;
+        break;
+    case SORT_PRICE_ASC:
+    case SORT_PRICE_DESC:
+        s->after.meta.price = a;
+        break;
+    case SORT_NAME:
+        break;
+    }
+    s->has_cursor = true;
+    status = CATALOG_OK;
+cleanup:
+    msgpack_unpacked_destroy(&msg);
+    return status;
+}
+
+/* ---- the call ---- */
+
+catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
+                                catalog_page_t *page)
+{
+    if (!self || !q || !page || !page->items || q->limit < 1 || q->limit > CATALOG_PAGE_MAX ||
+        q->sort < SORT_RELEVANCE || q->sort > SORT_NAME)
+        return CATALOG_ERROR;
+    page->count = 0;
+    page->next_cursor[0] = '\0';
+    s_search_t *s = calloc(1, sizeof *s);
+    if (!s)
+        return CATALOG_ERROR;
+    s->store = self;
+    s->q = q;
+    s->k = q->limit + 1;
+    s_qwords_t qw = {.n = 0};
+    if (q->q)
+        catalog_words(q->q, s_qword_add, &qw);
+    uint32_t hash = s_query_hash(q, &qw);
+    catalog_status_t status = CATALOG_OK;
+    bool reading = false;
+    if (q->cursor && q->cursor[0]) {
+        status = s_cursor_decode(s, q->cursor, hash);
+        if (status != CATALOG_OK)
+            goto cleanup;
+    }
+    int rc = mdb_txn_renew(self->read_txn);
+    if (rc != 0) {
+        status = catalog_fail("mdb_txn_renew", rc);
+        goto cleanup;
+    }
+    reading = true;
+    s->txn = self->read_txn;
+    if (q->category_id) {
+        status = s_subtree(s, q->category_id);
+        if (status != CATALOG_OK || s->n_cats == 0)
+            goto cleanup; /* an unknown category has no products */
+    }
+    status = qw.n > 0 ? s_source_words(s, &qw) : s_source_indexes(s);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    int count = s->n_top < q->limit ? s->n_top : q->limit;
+    for (int i = 0; i < count; i++) {
+        status =
+            catalog_product_read(self, s->txn, s->top[i].id, s->top[i].id_len, &page->items[i]);
+        if (status == CATALOG_NOT_FOUND) {
+            zsys_error("catalog_store: index names missing product %.*s", (int)s->top[i].id_len,
+                       s->top[i].id);
+            status = CATALOG_ERROR;
+        }
+        if (status != CATALOG_OK)
+            goto cleanup;
+    }
+    page->count = count;
+    if (s->n_top > q->limit)
+        s_cursor_encode(q, hash, &s->top[q->limit - 1], page->next_cursor);
+cleanup:
+    if (status != CATALOG_OK)
+        page->count = 0;
+    if (reading)
+        mdb_txn_reset(self->read_txn);
+    free(s->cats);
+    free(s);
+    return status;
+}

@@ -1,0 +1,752 @@
+/*  catalog_store.c - the catalog store's handle, its records and the
+ *  products with their indexes (catalog_store.h), every index kept in the
+ *  write transaction of the record. Categories are in
+ *  catalog_categories.c, reservations in catalog_inventory.c, search in
+ *  catalog_search.c, the word normaliser in catalog_words.c.
+ *
+ *  Records are msgpack maps with str keys; readers ignore keys they do
+ *  not know, so a field is added later without rewriting old records.
+ *    product:  "sku", "name", "description", "currency", "category_id":
+ *              str; "price_cents", "stock", "version", "created_at",
+ *              "updated_at": int; "attributes": bin holding the caller's
+ *              msgpack map bytes verbatim (a bin rather than the map
+ *              itself: re-encoding a decoded map could change its bytes,
+ *              e.g. an int's width, and attributes must round-trip
+ *              exactly). The id is the key.
+ *    category: see catalog_categories.c.
+ *
+ *  Index maintenance (catalog_store_impl.h lists the keys and values):
+ *  a product's entries in by_category, by_created, by_price and words all
+ *  derive from its record, so a write that changes the record first
+ *  deletes the entries of the stored version and then puts those of the
+ *  new one (s_index). Stock is in no index, so stock
+ *  changes touch the record only. by_sku and by_slug are unique: their
+ *  puts use MDB_NOOVERWRITE and MDB_KEYEXIST is the "taken" answer; LMDB
+ *  runs one writer at a time, so of two racing creates exactly one wins.
+ *
+ *  Reads use the handle's read transaction, reset between calls and
+ *  renewed at the start of the next (the environment has MDB_NOTLS).
+ *  Reads that decide a write (the stored version, the category named)
+ *  happen inside the write transaction.
+ */
+#include "storage/catalog_store_impl.h"
+
+#include <czmq.h>
+#include <msgpack.h>
+#include <string.h>
+#include <time.h>
+
+const char *const catalog_store_names[CATALOG_STORE_DBS] = {
+    "products", "by_sku",     "by_category", "by_created",  "by_price",
+    "words",    "categories", "by_slug",     "reservations"};
+
+/* A product record's largest size: the field limits add up to about
+ * 20.7 KiB, plus keys and headers. */
+#define S_RECORD_MAX (CATALOG_ATTRIBUTES_MAX + CATALOG_DESCRIPTION_MAX + 1024)
+
+/* ---- small helpers shared through catalog_store_impl.h ---- */
+
+catalog_status_t catalog_fail(const char *what, int rc)
+{
+    zsys_error("catalog_store: %s: %s", what, mdb_strerror(rc));
+    return CATALOG_ERROR;
+}
+
+uint64_t catalog_bias(int64_t v)
+{
+    return (uint64_t)v ^ 0x8000000000000000u;
+}
+
+void catalog_be64_put(uint8_t *out, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        out[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+uint64_t catalog_be64_get(const uint8_t *in)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | in[i];
+    return v;
+}
+
+int64_t catalog_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+size_t catalog_meta_encode(const product_t *p, uint8_t flags, uint8_t *out)
+{
+    size_t n = 0;
+    out[n++] = flags;
+    catalog_be64_put(out + n, catalog_bias(p->price_cents));
+    n += 8;
+    catalog_be64_put(out + n, catalog_bias(p->created_at_ms));
+    n += 8;
+    size_t cat_len = strnlen(p->category_id, CATALOG_ID_MAX);
+    out[n++] = (uint8_t)cat_len;
+    memcpy(out + n, p->category_id, cat_len);
+    n += cat_len;
+    size_t name_len = catalog_lower(p->name, (char *)out + n + 1, CATALOG_NAME_KEY_MAX);
+    out[n++] = (uint8_t)name_len;
+    return n + name_len;
+}
+
+bool catalog_meta_decode(const MDB_val *val, catalog_meta_t *out)
+{
+    const uint8_t *v = val->mv_data;
+    size_t size = val->mv_size;
+    if (size < 19)
+        return false;
+    out->flags = v[0];
+    out->price = (int64_t)(catalog_be64_get(v + 1) ^ 0x8000000000000000u);
+    out->created = (int64_t)(catalog_be64_get(v + 9) ^ 0x8000000000000000u);
+    size_t n = 17;
+    out->category_len = v[n++];
+    if (n + out->category_len + 1 > size)
+        return false;
+    out->category = (const char *)v + n;
+    n += out->category_len;
+    out->name_key_len = v[n++];
+    if (n + out->name_key_len != size)
+        return false;
+    out->name_key = (const char *)v + n;
+    return true;
+}
+
+/* ---- msgpack helpers ---- */
+
+int catalog_buf_write(void *data, const char *buf, size_t len)
+{
+    catalog_buf_t *b = data;
+    if (len > b->cap - b->len)
+        return -1;
+    memcpy(b->data + b->len, buf, len);
+    b->len += len;
+    return 0;
+}
+
+int catalog_pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t len = strlen(s);
+    if (msgpack_pack_str(pk, len) != 0)
+        return -1;
+    return msgpack_pack_str_body(pk, s, len);
+}
+
+int catalog_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    return catalog_pack_str(pk, key) != 0 || catalog_pack_str(pk, value) != 0 ? -1 : 0;
+}
+
+int catalog_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
+{
+    return catalog_pack_str(pk, key) != 0 || msgpack_pack_int64(pk, value) != 0 ? -1 : 0;
+}
+
+bool catalog_key_is(const msgpack_object *key, const char *name)
+{
+    size_t len = strlen(name);
+    return key->via.str.size == len && memcmp(key->via.str.ptr, name, len) == 0;
+}
+
+bool catalog_str_field(const msgpack_object *v, char *dst, size_t cap)
+{
+    if (v->type != MSGPACK_OBJECT_STR || v->via.str.size > cap ||
+        memchr(v->via.str.ptr, '\0', v->via.str.size))
+        return false;
+    memcpy(dst, v->via.str.ptr, v->via.str.size);
+    dst[v->via.str.size] = '\0';
+    return true;
+}
+
+bool catalog_int_field(const msgpack_object *v, int64_t *out)
+{
+    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
+        *out = (int64_t)v->via.u64;
+    else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = v->via.i64;
+    else
+        return false;
+    return true;
+}
+
+/* Unpacks a whole value that must be one msgpack map; false otherwise. */
+bool catalog_unpack_map(msgpack_unpacked *msg, const void *data, size_t size)
+{
+    size_t offset = 0;
+    return msgpack_unpack_next(msg, data, size, &offset) == MSGPACK_UNPACK_SUCCESS &&
+           offset == size && msg->data.type == MSGPACK_OBJECT_MAP;
+}
+
+/* ---- product records ---- */
+
+static int s_product_encode(const product_t *p, catalog_buf_t *b)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, b, catalog_buf_write);
+    if (msgpack_pack_map(&pk, 11) != 0 || catalog_pack_kv_str(&pk, "sku", p->sku) != 0 ||
+        catalog_pack_kv_str(&pk, "name", p->name) != 0 ||
+        catalog_pack_kv_str(&pk, "description", p->description) != 0 ||
+        catalog_pack_kv_int(&pk, "price_cents", p->price_cents) != 0 ||
+        catalog_pack_kv_str(&pk, "currency", p->currency) != 0 ||
+        catalog_pack_kv_str(&pk, "category_id", p->category_id) != 0 ||
+        catalog_pack_str(&pk, "attributes") != 0 || msgpack_pack_bin(&pk, p->attributes_len) != 0 ||
+        msgpack_pack_bin_body(&pk, p->attributes, p->attributes_len) != 0 ||
+        catalog_pack_kv_int(&pk, "stock", p->stock) != 0 ||
+        catalog_pack_kv_int(&pk, "version", p->version) != 0 ||
+        catalog_pack_kv_int(&pk, "created_at", p->created_at_ms) != 0 ||
+        catalog_pack_kv_int(&pk, "updated_at", p->updated_at_ms) != 0)
+        return -1;
+    return 0;
+}
+
+/* Decodes a product record into *out (whose id the caller sets); -1 if
+ * it is not a well-formed record. */
+static int s_product_decode(const MDB_val *val, product_t *out)
+{
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    int rc = -1;
+    if (!catalog_unpack_map(&msg, val->mv_data, val->mv_size))
+        goto cleanup;
+    unsigned seen = 0;
+    const msgpack_object_map *map = &msg.data.via.map;
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key;
+        const msgpack_object *v = &map->ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR)
+            goto cleanup;
+        bool ok = true;
+        if (catalog_key_is(k, "sku"))
+            seen |= 1, ok = catalog_str_field(v, out->sku, CATALOG_SKU_MAX);
+        else if (catalog_key_is(k, "name"))
+            seen |= 2, ok = catalog_str_field(v, out->name, CATALOG_NAME_MAX);
+        else if (catalog_key_is(k, "description"))
+            seen |= 4, ok = catalog_str_field(v, out->description, CATALOG_DESCRIPTION_MAX);
+        else if (catalog_key_is(k, "price_cents"))
+            seen |= 8, ok = catalog_int_field(v, &out->price_cents);
+        else if (catalog_key_is(k, "currency"))
+            seen |= 16, ok = catalog_str_field(v, out->currency, 3);
+        else if (catalog_key_is(k, "category_id"))
+            seen |= 32, ok = catalog_str_field(v, out->category_id, CATALOG_ID_MAX);
+        else if (catalog_key_is(k, "attributes")) {
+            seen |= 64;
+            ok = v->type == MSGPACK_OBJECT_BIN && v->via.bin.size <= CATALOG_ATTRIBUTES_MAX;
+            if (ok) {
+                memcpy(out->attributes, v->via.bin.ptr, v->via.bin.size);
+                out->attributes_len = v->via.bin.size;
+            }
+        } else if (catalog_key_is(k, "stock"))
+            seen |= 128, ok = catalog_int_field(v, &out->stock);
+        else if (catalog_key_is(k, "version"))
+            seen |= 256, ok = catalog_int_field(v, &out->version);
+        else if (catalog_key_is(k, "created_at"))
+            seen |= 512, ok = catalog_int_field(v, &out->created_at_ms);
+        else if (catalog_key_is(k, "updated_at"))
+            seen |= 1024, ok = catalog_int_field(v, &out->updated_at_ms);
+        if (!ok)
+            goto cleanup;
+    }
+    if (seen == 2047)
+        rc = 0;
+cleanup:
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+int catalog_record_stock(const MDB_val *record, int64_t *stock)
+{
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    int rc = -1;
+    if (catalog_unpack_map(&msg, record->mv_data, record->mv_size)) {
+        const msgpack_object_map *map = &msg.data.via.map;
+        for (uint32_t i = 0; i < map->size; i++) {
+            const msgpack_object *k = &map->ptr[i].key;
+            if (k->type == MSGPACK_OBJECT_STR && catalog_key_is(k, "stock")) {
+                rc = catalog_int_field(&map->ptr[i].val, stock) ? 0 : -1;
+                break;
+            }
+        }
+    }
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,
+                                      size_t id_len, product_t *out)
+{
+    if (id_len == 0 || id_len > CATALOG_ID_MAX)
+        return CATALOG_NOT_FOUND;
+    MDB_val key = {.mv_size = id_len, .mv_data = (void *)id}, val;
+    int rc = mdb_get(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return CATALOG_NOT_FOUND;
+    if (rc != 0)
+        return catalog_fail("mdb_get products", rc);
+    memset(out, 0, offsetof(product_t, attributes));
+    out->attributes_len = 0;
+    memcpy(out->id, id, id_len);
+    out->id[id_len] = '\0';
+    if (s_product_decode(&val, out) != 0) {
+        zsys_error("catalog_store: malformed product record %.*s", (int)id_len, id);
+        return CATALOG_ERROR;
+    }
+    return CATALOG_OK;
+}
+
+catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, const product_t *p)
+{
+    char data[S_RECORD_MAX];
+    catalog_buf_t b = {.data = data, .cap = sizeof data};
+    if (s_product_encode(p, &b) != 0) {
+        zsys_error("catalog_store: product %s does not encode", p->id);
+        return CATALOG_ERROR;
+    }
+    MDB_val key = {.mv_size = strlen(p->id), .mv_data = (void *)p->id};
+    MDB_val val = {.mv_size = b.len, .mv_data = data};
+    int rc = mdb_put(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, &val, 0);
+    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_put products", rc);
+}
+
+MDB_val catalog_val(const char *s)
+{
+    return (MDB_val){.mv_size = strlen(s), .mv_data = (void *)s};
+}
+
+/* ---- handle ---- */
+
+catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index)
+{
+    if (!env || first_dbi_index < 0)
+        return NULL;
+    catalog_store_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->env = kv_mdb(env);
+    for (int i = 0; i < CATALOG_STORE_DBS; i++)
+        self->dbi[i] = kv_dbi(env, first_dbi_index + i);
+    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &self->read_txn);
+    if (rc != 0) {
+        /* MDB_READERS_FULL: more handles than reader slots. */
+        catalog_fail("mdb_txn_begin read", rc);
+        free(self);
+        return NULL;
+    }
+    mdb_txn_reset(self->read_txn);
+    return self;
+}
+
+void catalog_store_close(catalog_store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    catalog_store_t *self = *self_p;
+    if (self->read_txn)
+        mdb_txn_abort(self->read_txn);
+    free(self);
+    *self_p = NULL;
+}
+
+bool catalog_read_begin(catalog_store_t *self)
+{
+    int rc = mdb_txn_renew(self->read_txn);
+    if (rc != 0)
+        catalog_fail("mdb_txn_renew", rc);
+    return rc == 0;
+}
+
+/* Commits txn (which is freed whatever the result). */
+catalog_status_t catalog_commit(MDB_txn *txn)
+{
+    int rc = mdb_txn_commit(txn);
+    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_txn_commit", rc);
+}
+
+void catalog_new_id(char prefix, char *out)
+{
+    user_store_new_id(out); /* the same scheme as user ids (header) */
+    out[0] = prefix;
+}
+
+bool catalog_fits(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap + 1) != NULL;
+}
+
+/* ---- product indexes ---- */
+
+typedef struct {
+    char word[CATALOG_WORD_MAX];
+    uint8_t len;
+    uint8_t flags;
+} s_word_t;
+
+typedef struct {
+    s_word_t *words;
+    size_t count, cap;
+    uint8_t flags; /* of the text being split */
+    bool failed;
+} s_word_set_t;
+
+static void s_word_add(const char *word, size_t len, void *arg)
+{
+    s_word_set_t *set = arg;
+    if (set->failed)
+        return;
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 64;
+        s_word_t *words = realloc(set->words, cap * sizeof *words);
+        if (!words) {
+            set->failed = true;
+            return;
+        }
+        set->words = words;
+        set->cap = cap;
+    }
+    s_word_t *w = &set->words[set->count++];
+    memcpy(w->word, word, len);
+    w->len = (uint8_t)len;
+    w->flags = set->flags;
+}
+
+static int s_word_cmp(const void *a, const void *b)
+{
+    const s_word_t *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->word, y->word, n);
+    return c ? c : (int)x->len - (int)y->len;
+}
+
+/* The distinct words of p's name and description with their flags
+ * merged; free set->words. -1 when out of memory. */
+static int s_product_words(const product_t *p, s_word_set_t *set)
+{
+    memset(set, 0, sizeof *set);
+    set->flags = CATALOG_IN_NAME;
+    catalog_words(p->name, s_word_add, set);
+    set->flags = CATALOG_IN_DESCRIPTION;
+    catalog_words(p->description, s_word_add, set);
+    if (set->failed) {
+        free(set->words);
+        set->words = NULL;
+        return -1;
+    }
+    if (set->count == 0)
+        return 0;
+    qsort(set->words, set->count, sizeof *set->words, s_word_cmp);
+    size_t n = 0;
+    for (size_t i = 0; i < set->count; i++) {
+        if (n > 0 && s_word_cmp(&set->words[n - 1], &set->words[i]) == 0)
+            set->words[n - 1].flags |= set->words[i].flags;
+        else
+            set->words[n++] = set->words[i];
+    }
+    set->count = n;
+    return 0;
+}
+
+/* Puts (put true) or deletes p's entries in the four derived indexes. A
+ * delete of a missing entry is logged and passed over, so a store whose
+ * index was damaged can still delete or fix the product. */
+static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const product_t *p, bool put)
+{
+    uint8_t meta[CATALOG_META_MAX];
+    size_t meta_len = catalog_meta_encode(p, 0, meta);
+    size_t id_len = strlen(p->id);
+    size_t cat_len = strlen(p->category_id);
+    uint8_t key[CATALOG_WORD_MAX + 1 + CATALOG_ID_MAX + 8 + 1];
+    struct {
+        int db;
+        size_t len;
+    } plain[3];
+    catalog_status_t status = CATALOG_OK;
+    s_word_set_t set = {0};
+
+    /* by_category, by_created, by_price: built one after the other in key. */
+    uint8_t keys[3][CATALOG_ID_MAX + 1 + 8 + CATALOG_ID_MAX];
+    memcpy(keys[0], p->category_id, cat_len);
+    keys[0][cat_len] = 0;
+    catalog_be64_put(keys[0] + cat_len + 1, catalog_bias(p->created_at_ms));
+    memcpy(keys[0] + cat_len + 9, p->id, id_len);
+    plain[0].db = CATALOG_DB_BY_CATEGORY, plain[0].len = cat_len + 9 + id_len;
+    catalog_be64_put(keys[1], catalog_bias(p->created_at_ms));
+    memcpy(keys[1] + 8, p->id, id_len);
+    plain[1].db = CATALOG_DB_BY_CREATED, plain[1].len = 8 + id_len;
+    catalog_be64_put(keys[2], catalog_bias(p->price_cents));
+    memcpy(keys[2] + 8, p->id, id_len);
+    plain[2].db = CATALOG_DB_BY_PRICE, plain[2].len = 8 + id_len;
+    for (int i = 0; i < 3; i++) {
+        MDB_val k = {.mv_size = plain[i].len, .mv_data = keys[i]};
+        MDB_val v = {.mv_size = meta_len, .mv_data = meta};
+        int rc = put ? mdb_put(txn, self->dbi[plain[i].db], &k, &v, 0)
+                     : mdb_del(txn, self->dbi[plain[i].db], &k, NULL);
+        if (rc == MDB_NOTFOUND && !put)
+            zsys_warning("catalog_store: %s: no entry for %s", catalog_store_names[plain[i].db],
+                         p->id);
+        else if (rc != 0) {
+            status = catalog_fail(put ? "mdb_put index" : "mdb_del index", rc);
+            goto cleanup;
+        }
+    }
+    if (s_product_words(p, &set) != 0) {
+        zsys_error("catalog_store: out of memory splitting words");
+        status = CATALOG_ERROR;
+        goto cleanup;
+    }
+    for (size_t i = 0; i < set.count; i++) {
+        const s_word_t *w = &set.words[i];
+        memcpy(key, w->word, w->len);
+        key[w->len] = 0;
+        memcpy(key + w->len + 1, p->id, id_len);
+        MDB_val k = {.mv_size = w->len + 1 + id_len, .mv_data = key};
+        meta[0] = w->flags;
+        MDB_val v = {.mv_size = meta_len, .mv_data = meta};
+        int rc = put ? mdb_put(txn, self->dbi[CATALOG_DB_WORDS], &k, &v, 0)
+                     : mdb_del(txn, self->dbi[CATALOG_DB_WORDS], &k, NULL);
+        if (rc == MDB_NOTFOUND && !put)
+            zsys_warning("catalog_store: words: no entry %.*s for %s", (int)w->len, w->word, p->id);
+        else if (rc != 0) {
+            status = catalog_fail(put ? "mdb_put words" : "mdb_del words", rc);
+            goto cleanup;
+        }
+    }
+cleanup:
+    free(set.words);
+    return status;
+}
+
+/* ---- products ---- */
+
+static bool s_product_valid(const product_t *p)
+{
+    if (!catalog_fits(p->sku, CATALOG_SKU_MAX) || !p->sku[0] ||
+        !catalog_fits(p->name, CATALOG_NAME_MAX) || !p->name[0] ||
+        !catalog_fits(p->description, CATALOG_DESCRIPTION_MAX) ||
+        !catalog_fits(p->category_id, CATALOG_ID_MAX) || p->stock < 0 ||
+        p->attributes_len > CATALOG_ATTRIBUTES_MAX)
+        return false;
+    if (strnlen(p->currency, sizeof p->currency) != 3)
+        return false;
+    if (p->attributes_len > 0) {
+        /* One msgpack map and nothing else: it is handed back verbatim. */
+        msgpack_unpacked msg;
+        msgpack_unpacked_init(&msg);
+        bool ok = catalog_unpack_map(&msg, p->attributes, p->attributes_len);
+        msgpack_unpacked_destroy(&msg);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* NO_CATEGORY unless id is "" or an existing category. */
+static catalog_status_t s_category_exists(catalog_store_t *self, MDB_txn *txn, const char *id)
+{
+    if (!id[0])
+        return CATALOG_OK;
+    category_t c;
+    catalog_status_t status = catalog_category_read(self, txn, id, &c);
+    return status == CATALOG_NOT_FOUND ? CATALOG_NO_CATEGORY : status;
+}
+
+catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
+{
+    if (!self || !p || !s_product_valid(p))
+        return CATALOG_ERROR;
+    catalog_new_id('p', p->id);
+    p->version = 1;
+    p->created_at_ms = p->updated_at_ms = catalog_now_ms();
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return catalog_fail("mdb_txn_begin", rc);
+    catalog_status_t status = s_category_exists(self, txn, p->category_id);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    MDB_val sku = catalog_val(p->sku), id = catalog_val(p->id);
+    rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
+    if (rc != 0) {
+        status = rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("mdb_put by_sku", rc);
+        goto cleanup;
+    }
+    status = catalog_product_write(self, txn, p);
+    if (status == CATALOG_OK)
+        status = s_index(self, txn, p, true);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}
+
+catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, product_t *out)
+{
+    if (!self || !id || !out)
+        return CATALOG_ERROR;
+    if (!catalog_read_begin(self))
+        return CATALOG_ERROR;
+    catalog_status_t status = catalog_product_read(self, self->read_txn, id, strlen(id), out);
+    mdb_txn_reset(self->read_txn);
+    return status;
+}
+
+/* Looks up the id of a sku into out; for the service and tests. */
+catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
+                                        char out[CATALOG_ID_MAX + 1])
+{
+    if (!self || !sku || !out)
+        return CATALOG_ERROR;
+    size_t len = strlen(sku);
+    if (len == 0 || len > CATALOG_SKU_MAX)
+        return CATALOG_NOT_FOUND;
+    if (!catalog_read_begin(self))
+        return CATALOG_ERROR;
+    MDB_val key = catalog_val(sku), val;
+    catalog_status_t status = CATALOG_OK;
+    int rc = mdb_get(self->read_txn, self->dbi[CATALOG_DB_BY_SKU], &key, &val);
+    if (rc == MDB_NOTFOUND)
+        status = CATALOG_NOT_FOUND;
+    else if (rc != 0)
+        status = catalog_fail("mdb_get by_sku", rc);
+    else if (val.mv_size == 0 || val.mv_size > CATALOG_ID_MAX)
+        status = CATALOG_ERROR;
+    else {
+        memcpy(out, val.mv_data, val.mv_size);
+        out[val.mv_size] = '\0';
+    }
+    mdb_txn_reset(self->read_txn);
+    return status;
+}
+
+catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
+                                        int64_t expected_version)
+{
+    if (!self || !p || !s_product_valid(p) || !catalog_fits(p->id, CATALOG_ID_MAX))
+        return CATALOG_ERROR;
+    product_t *stored = malloc(sizeof *stored);
+    if (!stored)
+        return CATALOG_ERROR;
+    MDB_txn *txn = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0) {
+        status = catalog_fail("mdb_txn_begin", rc);
+        goto cleanup;
+    }
+    status = catalog_product_read(self, txn, p->id, strlen(p->id), stored);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    if (expected_version > 0 && expected_version != stored->version) {
+        status = CATALOG_VERSION_MISMATCH;
+        goto cleanup;
+    }
+    if (strcmp(stored->category_id, p->category_id) != 0) {
+        status = s_category_exists(self, txn, p->category_id);
+        if (status != CATALOG_OK)
+            goto cleanup;
+    }
+    if (strcmp(stored->sku, p->sku) != 0) {
+        MDB_val old_sku = catalog_val(stored->sku), sku = catalog_val(p->sku),
+                id = catalog_val(p->id);
+        rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
+        if (rc == 0)
+            rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &old_sku, NULL);
+        if (rc != 0) {
+            status = rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("by_sku", rc);
+            goto cleanup;
+        }
+    }
+    p->created_at_ms = stored->created_at_ms;
+    p->version = stored->version + 1;
+    p->updated_at_ms = catalog_now_ms();
+    /* Every derived entry holds meta of the whole product (price, name,
+     * category), so all are rewritten rather than diffed. */
+    status = s_index(self, txn, stored, false);
+    if (status == CATALOG_OK)
+        status = catalog_product_write(self, txn, p);
+    if (status == CATALOG_OK)
+        status = s_index(self, txn, p, true);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(stored);
+    return status;
+}
+
+catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id)
+{
+    if (!self || !id)
+        return CATALOG_ERROR;
+    product_t *stored = malloc(sizeof *stored);
+    if (!stored)
+        return CATALOG_ERROR;
+    MDB_txn *txn = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0) {
+        status = catalog_fail("mdb_txn_begin", rc);
+        goto cleanup;
+    }
+    status = catalog_product_read(self, txn, id, strlen(id), stored);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = s_index(self, txn, stored, false);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    MDB_val key = catalog_val(id), sku = catalog_val(stored->sku);
+    rc = mdb_del(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        status = catalog_fail("mdb_del product", rc);
+        goto cleanup;
+    }
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    free(stored);
+    return status;
+}
+
+catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id, int64_t stock,
+                                           product_t *out)
+{
+    if (!self || !id || !out || stock < 0)
+        return CATALOG_ERROR;
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc != 0)
+        return catalog_fail("mdb_txn_begin", rc);
+    catalog_status_t status = catalog_product_read(self, txn, id, strlen(id), out);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    out->stock = stock;
+    out->version++;
+    out->updated_at_ms = catalog_now_ms();
+    /* Stock is in no index: the record is all that changes. */
+    status = catalog_product_write(self, txn, out);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    status = catalog_commit(txn);
+    txn = NULL;
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    return status;
+}

@@ -1,0 +1,190 @@
+/*  catalog_store.h - products, categories, inventory and search on LMDB.
+ *
+ *  One LMDB environment ($RETAIL_DATA_DIR/catalog) shared by the catalog
+ *  workers; each worker has its own catalog_store_t (one thread at a time),
+ *  which keeps a read transaction that it resets and renews per call, so
+ *  reads never wait on writes and cost no transaction setup.
+ *
+ *  Databases (all maintained in the same write transaction as the record,
+ *  so an index never disagrees with the data):
+ *    products       id -> product record (msgpack map, see below)
+ *    by_sku         sku -> id                         (unique)
+ *    by_category    category_id \0 created(8, BE) id -> ""
+ *    by_created     created(8, BE) id -> ""
+ *    by_price       price(8, BE, offset so negatives sort) id -> ""
+ *    words          word \0 id -> posting (flags: in name / in description)
+ *    categories     id -> category record (msgpack map)
+ *    by_slug        slug -> id                        (unique)
+ *    reservations   order_id -> reservation record (state + lines)
+ *
+ *  Words: a product's name and description are split on anything that is
+ *  not a letter or digit (UTF-8 aware: non-ASCII letters are kept), and
+ *  lower-cased (ASCII and Latin-1 supplement letters at least). A query
+ *  word matches a product word equal to it or starting with it.
+ *
+ *  Ids: "p"/"c" + 12 hex digits of milliseconds + 8 hex digits (as user
+ *  ids): unique and in creation order. Timestamps are unix milliseconds.
+ *  Money is an integer of minor units with a 3-letter currency.
+ *
+ *  Every write is one durable LMDB transaction. A write that breaks a rule
+ *  changes nothing and says why (the status values below).
+ *
+ *  Ownership: strings in results point into out-structures owned by the
+ *  caller; `attributes` is msgpack bytes copied into a caller buffer.
+ */
+#ifndef RETAIL_CATALOG_STORE_H
+#define RETAIL_CATALOG_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "storage/kv.h"
+#include "storage/user_store.h" /* store_status_t */
+
+#define CATALOG_ID_MAX 32
+#define CATALOG_SKU_MAX 64
+#define CATALOG_NAME_MAX 200
+#define CATALOG_DESCRIPTION_MAX 4000
+#define CATALOG_SLUG_MAX 100
+#define CATALOG_ATTRIBUTES_MAX 16384 /* msgpack bytes */
+#define CATALOG_QUERY_WORDS_MAX 8
+#define CATALOG_PAGE_MAX 100
+#define CATALOG_CURSOR_MAX 96
+#define CATALOG_ORDER_ID_MAX 64
+#define CATALOG_LINES_MAX 100
+
+typedef struct {
+    char id[CATALOG_ID_MAX + 1];
+    char sku[CATALOG_SKU_MAX + 1];
+    char name[CATALOG_NAME_MAX + 1];
+    char description[CATALOG_DESCRIPTION_MAX + 1];
+    int64_t price_cents;
+    char currency[4];
+    char category_id[CATALOG_ID_MAX + 1];
+    uint8_t attributes[CATALOG_ATTRIBUTES_MAX]; /* a msgpack map */
+    size_t attributes_len;                      /* 0: empty map */
+    int64_t stock;
+    int64_t version; /* 1 at creation, +1 on every write */
+    int64_t created_at_ms;
+    int64_t updated_at_ms;
+} product_t;
+
+typedef struct {
+    char id[CATALOG_ID_MAX + 1];
+    char name[CATALOG_NAME_MAX + 1];
+    char slug[CATALOG_SLUG_MAX + 1];
+    char parent_id[CATALOG_ID_MAX + 1]; /* "" for a root */
+} category_t;
+
+/* Extra statuses (store_status_t values are reused where they fit). */
+typedef enum {
+    CATALOG_OK = STORE_OK,
+    CATALOG_NOT_FOUND = STORE_NOT_FOUND,
+    CATALOG_ERROR = STORE_ERROR,
+    CATALOG_SKU_TAKEN = 100,  /* create/update: another product has the sku */
+    CATALOG_SLUG_TAKEN,       /* category create/update */
+    CATALOG_VERSION_MISMATCH, /* update with an expected version that differs */
+    CATALOG_IN_USE,           /* category delete: products or children use it */
+    CATALOG_NO_CATEGORY,      /* product or category names a missing category */
+    CATALOG_CYCLE,            /* category update would make a cycle */
+    CATALOG_OUT_OF_STOCK,     /* reserve: `product` names the first short line */
+    CATALOG_CONFLICT,         /* reserve/commit/release in a state that forbids it */
+} catalog_status_t;
+
+#define CATALOG_STORE_DBS 9
+extern const char *const catalog_store_names[CATALOG_STORE_DBS];
+
+typedef struct catalog_store_t catalog_store_t;
+
+/* env must have been opened with catalog_store_names at first_dbi_index. */
+catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index);
+void catalog_store_close(catalog_store_t **self_p);
+
+/* ---- categories ---- */
+catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c); /* sets c->id */
+catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, category_t *out);
+/* Replaces name, slug, parent_id of c->id. */
+catalog_status_t catalog_category_update(catalog_store_t *self, const category_t *c);
+catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id);
+/* All categories (there are few), ordered by id, into out[max]; *count. */
+catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count);
+
+/* ---- products ---- */
+/* Sets id, version 1, created/updated; p->created_at_ms is set by the store. */
+catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p);
+catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, product_t *out);
+/* The id of the product with this sku into out; CATALOG_NOT_FOUND if none. */
+catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
+                                        char out[CATALOG_ID_MAX + 1]);
+/* Replaces every field of p->id except id, created_at and version; when
+ * expected_version > 0 it must equal the stored version. On success p gets
+ * the new version and updated_at. */
+catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
+                                        int64_t expected_version);
+catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id);
+/* Sets the stock (>= 0) of a product; version +1. out gets the product. */
+catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id, int64_t stock,
+                                           product_t *out);
+
+/* ---- search ---- */
+typedef enum {
+    SORT_RELEVANCE, /* only with words; ties by newest */
+    SORT_NEWEST,
+    SORT_PRICE_ASC,
+    SORT_PRICE_DESC,
+    SORT_NAME,
+} catalog_sort_t;
+
+typedef struct {
+    const char *q;           /* NULL or "": no text filter */
+    const char *category_id; /* NULL: any; else this category and all below it */
+    bool has_min_price, has_max_price;
+    int64_t min_price, max_price; /* inclusive */
+    bool in_stock_only;
+    catalog_sort_t sort;
+    int limit;          /* 1..CATALOG_PAGE_MAX */
+    const char *cursor; /* NULL: first page; else a next_cursor from before */
+} catalog_query_t;
+
+typedef struct {
+    int count;
+    product_t *items;                         /* caller's array of >= limit */
+    char next_cursor[CATALOG_CURSOR_MAX + 1]; /* "" when this is the last page */
+} catalog_page_t;
+
+/* Pagination is keyset: the cursor encodes the sort key of the last item
+ * (value + id), so a page starts strictly after it whatever was inserted or
+ * deleted meanwhile: no item is seen twice, none that existed throughout
+ * is skipped. A cursor from another sort or a malformed one is refused
+ * (CATALOG_CONFLICT). Candidates come from the most selective index that
+ * answers the query (words, then category, then price range, then
+ * creation time), never from a scan of every product when one applies. */
+catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
+                                catalog_page_t *page);
+
+/* ---- inventory (for orders; every call idempotent on order_id) ---- */
+typedef struct {
+    char product_id[CATALOG_ID_MAX + 1];
+    int64_t qty; /* > 0 */
+} stock_line_t;
+
+/* All lines or none, in one write transaction; stock never below zero. A
+ * repeated reserve of the same order_id with the same lines returns OK and
+ * changes nothing; with other lines, CATALOG_CONFLICT. On OUT_OF_STOCK,
+ * short_product receives the first product without enough stock. */
+catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_id,
+                                       const stock_line_t *lines, int n_lines,
+                                       char short_product[CATALOG_ID_MAX + 1]);
+/* Gives a reservation's stock back (from reserved or committed); again: OK,
+ * no change. Unknown order: CATALOG_NOT_FOUND. */
+catalog_status_t catalog_stock_release(catalog_store_t *self, const char *order_id);
+/* Makes a reservation final (reserved -> committed); again: OK. Released:
+ * CATALOG_CONFLICT. Unknown: CATALOG_NOT_FOUND. */
+catalog_status_t catalog_stock_commit(catalog_store_t *self, const char *order_id);
+
+/* Splits text into normalised words (see above), for tests and the
+ * service's own checks: calls fn for each word. */
+void catalog_words(const char *text, void (*fn)(const char *word, size_t len, void *arg),
+                   void *arg);
+
+#endif

@@ -1,0 +1,131 @@
+/*  catalog_store_impl.h - what the files of the catalog store share
+ *  (catalog_store.c: the handle, records, products and their indexes;
+ *  catalog_categories.c: the category tree; catalog_inventory.c:
+ *  reservations; catalog_search.c: search and cursors; catalog_words.c:
+ *  the word normaliser). Not for callers outside storage/.
+ *
+ *  Index values ("meta"). Every entry of by_category, by_created,
+ *  by_price and words carries the same small binary value, so that search
+ *  can filter and sort a candidate without reading its record:
+ *      flags(1) price(8) created(8) cat_len(1) category cat_name(1) name_key
+ *  flags: CATALOG_IN_NAME / CATALOG_IN_DESCRIPTION for a word posting, 0
+ *  elsewhere; price and created biased big-endian (catalog_be64_put of
+ *  catalog_bias), as in the keys; name_key is the lower-cased name cut to
+ *  CATALOG_NAME_KEY_MAX bytes (the key of the `name` sort). Stock is not
+ *  there: it changes with every order and would make each reservation
+ *  rewrite every posting of the product; an in_stock filter reads the
+ *  record of the candidates that would enter the page.
+ *
+ *  Keys (bytes, compared bytewise):
+ *      by_category  category_id \0 created(8) id
+ *      by_created   created(8) id
+ *      by_price     price(8) id
+ *      words        word \0 id
+ *  with created and price biased (sign bit flipped) so that negative
+ *  values sort before positive ones.
+ */
+#ifndef RETAIL_CATALOG_STORE_IMPL_H
+#define RETAIL_CATALOG_STORE_IMPL_H
+
+#include "storage/catalog_store.h"
+
+#include <msgpack.h>
+#include <stddef.h>
+
+/* The index of each database in catalog_store_names. */
+enum {
+    CATALOG_DB_PRODUCTS,
+    CATALOG_DB_BY_SKU,
+    CATALOG_DB_BY_CATEGORY,
+    CATALOG_DB_BY_CREATED,
+    CATALOG_DB_BY_PRICE,
+    CATALOG_DB_WORDS,
+    CATALOG_DB_CATEGORIES,
+    CATALOG_DB_BY_SLUG,
+    CATALOG_DB_RESERVATIONS,
+};
+
+struct catalog_store_t {
+    MDB_env *env;
+    MDB_dbi dbi[CATALOG_STORE_DBS];
+    MDB_txn *read_txn; /* reset between calls, renewed at the start of one */
+};
+
+#define CATALOG_WORD_MAX 64     /* bytes; longer words are cut */
+#define CATALOG_NAME_KEY_MAX 24 /* bytes of the lower-cased name kept for sorting */
+#define CATALOG_IN_NAME 1
+#define CATALOG_IN_DESCRIPTION 2
+#define CATALOG_META_MAX (1 + 8 + 8 + 1 + CATALOG_ID_MAX + 1 + CATALOG_NAME_KEY_MAX)
+
+/* A decoded meta value; the strings point into the value (not terminated). */
+typedef struct {
+    uint8_t flags;
+    int64_t price;
+    int64_t created;
+    const char *category;
+    size_t category_len;
+    const char *name_key;
+    size_t name_key_len;
+} catalog_meta_t;
+
+/* Logs what failed with LMDB's message; returns CATALOG_ERROR. */
+catalog_status_t catalog_fail(const char *what, int rc);
+
+/* The sign bit flipped: signed order becomes unsigned (bytewise) order. */
+uint64_t catalog_bias(int64_t v);
+void catalog_be64_put(uint8_t *out, uint64_t v);
+uint64_t catalog_be64_get(const uint8_t *in);
+
+/* Encodes p's meta with flags into out[CATALOG_META_MAX]; its length. */
+size_t catalog_meta_encode(const product_t *p, uint8_t flags, uint8_t *out);
+/* false for a value that is not a meta (damage). */
+bool catalog_meta_decode(const MDB_val *val, catalog_meta_t *out);
+
+/* Lower-cases text as catalog_words does (ASCII and Latin-1 letters; all
+ * other bytes kept) into out[cap], cut to at most cap bytes on a UTF-8
+ * character boundary; the length (out is not terminated). */
+size_t catalog_lower(const char *text, char *out, size_t cap);
+
+/* Reads and decodes the product id (id_len bytes) within txn. */
+catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,
+                                      size_t id_len, product_t *out);
+/* Reads and decodes the category id within txn. */
+catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, const char *id,
+                                       category_t *out);
+/* Encodes p (all but its id) and puts it under p->id within txn. */
+catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, const product_t *p);
+/* The stock of a stored product record, without decoding all of it; -1
+ * when the record is malformed. */
+int catalog_record_stock(const MDB_val *record, int64_t *stock);
+
+/* The time now in unix milliseconds. */
+int64_t catalog_now_ms(void);
+/* A new id: prefix + the user id scheme (catalog_store.h) into out[33]. */
+void catalog_new_id(char prefix, char *out);
+/* Renews the handle's read transaction (logged on failure). */
+bool catalog_read_begin(catalog_store_t *self);
+/* Commits txn, which is freed whatever the result. */
+catalog_status_t catalog_commit(MDB_txn *txn);
+/* True when s is terminated within s[cap + 1]. */
+bool catalog_fits(const char *s, size_t cap);
+/* s as an LMDB key or value, without its terminator. */
+MDB_val catalog_val(const char *s);
+
+/* msgpack into a caller's fixed buffer (records have known bounds). */
+typedef struct {
+    char *data;
+    size_t len, cap;
+} catalog_buf_t;
+int catalog_buf_write(void *data, const char *buf, size_t len); /* msgpack_packer_write */
+int catalog_pack_str(msgpack_packer *pk, const char *s);
+int catalog_pack_kv_str(msgpack_packer *pk, const char *key, const char *value);
+int catalog_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value);
+/* Readers: key is a str object equal to name; v a str without NULs that
+ * fits dst[cap + 1] (copied, terminated); v an int64. */
+bool catalog_key_is(const msgpack_object *key, const char *name);
+bool catalog_str_field(const msgpack_object *v, char *dst, size_t cap);
+bool catalog_int_field(const msgpack_object *v, int64_t *out);
+/* Unpacks data, which must be exactly one msgpack map, into msg. */
+bool catalog_unpack_map(msgpack_unpacked *msg, const void *data, size_t size);
+
+#endif

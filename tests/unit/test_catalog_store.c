@@ -1,0 +1,954 @@
+/*  test_catalog_store.c - the catalog store (storage/catalog_store.h):
+ *  categories, products and their indexes, search, keyset pagination and
+ *  stock reservations, on a fresh LMDB environment per test.
+ *
+ *  The indexes are checked from the outside: after every kind of write
+ *  the searches and sku lookups must agree with the records (a product
+ *  found by a word it no longer has, or missing from a listing, is an
+ *  index out of step). Orders are checked against a comparator written
+ *  here from the header's definitions, not the store's. Pagination is
+ *  checked for every sort order, also with products inserted and
+ *  deleted between pages. Stock is reserved from 8 threads, each with
+ *  its own handle, released together by a barrier.
+ */
+#include "storage/catalog_store.h"
+#include "tests/testutil.h"
+
+#include <ctype.h>
+#include <czmq.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    char *dir;
+    kv_t *kv;
+    catalog_store_t *store;
+} fx_t;
+
+static int s_setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof *f);
+    *state = f;
+    f->dir = tu_tempdir("test-catalog-store");
+    /* Another database first: the store must use the indexes given. */
+    const char *names[1 + CATALOG_STORE_DBS] = {"other"};
+    for (int i = 0; i < CATALOG_STORE_DBS; i++)
+        names[1 + i] = catalog_store_names[i];
+    char err[256];
+    f->kv = kv_open(f->dir, (size_t)1 << 30, names, NULL, 1 + CATALOG_STORE_DBS, err, sizeof err);
+    if (!f->kv) {
+        print_error("kv_open: %s\n", err);
+        return -1;
+    }
+    f->store = catalog_store_open(f->kv, 1);
+    return f->store ? 0 : -1;
+}
+
+static int s_teardown(void **state)
+{
+    fx_t *f = *state;
+    catalog_store_close(&f->store);
+    kv_close(&f->kv);
+    tu_rmtree(f->dir);
+    zstr_free(&f->dir);
+    free(f);
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static void s_category(catalog_store_t *store, const char *name, const char *parent,
+                       char id[CATALOG_ID_MAX + 1])
+{
+    category_t c = {0};
+    snprintf(c.name, sizeof c.name, "%s", name);
+    snprintf(c.parent_id, sizeof c.parent_id, "%s", parent ? parent : "");
+    assert_int_equal(catalog_category_create(store, &c), CATALOG_OK);
+    snprintf(id, CATALOG_ID_MAX + 1, "%s", c.id);
+}
+
+static product_t *s_new_product(const char *sku, const char *name, const char *description,
+                                int64_t price, const char *category, int64_t stock)
+{
+    product_t *p = calloc(1, sizeof *p);
+    snprintf(p->sku, sizeof p->sku, "%s", sku);
+    snprintf(p->name, sizeof p->name, "%s", name);
+    snprintf(p->description, sizeof p->description, "%s", description);
+    p->price_cents = price;
+    memcpy(p->currency, "EUR", 4);
+    snprintf(p->category_id, sizeof p->category_id, "%s", category ? category : "");
+    p->stock = stock;
+    return p;
+}
+
+/* Creates a product; its id into id (may be NULL). */
+static void s_product(catalog_store_t *store, const char *sku, const char *name,
+                      const char *description, int64_t price, const char *category, int64_t stock,
+                      char *id)
+{
+    product_t *p = s_new_product(sku, name, description, price, category, stock);
+    assert_int_equal(catalog_product_create(store, p), CATALOG_OK);
+    if (id)
+        snprintf(id, CATALOG_ID_MAX + 1, "%s", p->id);
+    free(p);
+}
+
+typedef struct {
+    int count;
+    char ids[256][CATALOG_ID_MAX + 1];
+    char next[CATALOG_CURSOR_MAX + 1];
+} s_result_t;
+
+/* One page of the query, ids into r; the status. */
+static catalog_status_t s_search(catalog_store_t *store, const catalog_query_t *q, s_result_t *r)
+{
+    catalog_page_t page = {.items = calloc((size_t)q->limit, sizeof(product_t))};
+    catalog_status_t status = catalog_search(store, q, &page);
+    r->count = page.count;
+    for (int i = 0; i < page.count; i++)
+        snprintf(r->ids[i], sizeof r->ids[i], "%s", page.items[i].id);
+    snprintf(r->next, sizeof r->next, "%s", page.next_cursor);
+    free(page.items);
+    return status;
+}
+
+/* The ids matching q with sort `sort` on one page of up to 100. */
+static int s_find(catalog_store_t *store, const char *q, catalog_sort_t sort, s_result_t *r)
+{
+    catalog_query_t query = {.q = q, .sort = sort, .limit = 100};
+    assert_int_equal(s_search(store, &query, r), CATALOG_OK);
+    return r->count;
+}
+
+static bool s_has(const s_result_t *r, const char *id)
+{
+    for (int i = 0; i < r->count; i++)
+        if (strcmp(r->ids[i], id) == 0)
+            return true;
+    return false;
+}
+
+typedef struct {
+    char words[64][64 + 1];
+    int n;
+} s_words_t;
+
+static void s_word_fn(const char *word, size_t len, void *arg)
+{
+    s_words_t *w = arg;
+    if (w->n < 64) {
+        memcpy(w->words[w->n], word, len);
+        w->words[w->n][len] = '\0';
+        w->n++;
+    }
+}
+
+/* ---- words ---- */
+
+static void test_words(void **state)
+{
+    (void)state;
+    s_words_t w = {.n = 0};
+    catalog_words("Hello, WORLD!  Éclair--CAFÉ x ÀÞ 2×3 naïve\xff"
+                  "bad",
+                  s_word_fn, &w);
+    const char *want[] = {"hello", "world", "éclair", "café", "x", "àþ", "2", "3", "naïve", "bad"};
+    assert_int_equal(w.n, 10);
+    for (int i = 0; i < 10; i++)
+        assert_string_equal(w.words[i], want[i]);
+
+    /* A word of 70 letters is cut to 64; the rest is not another word. */
+    char longword[80];
+    memset(longword, 'a', 70);
+    strcpy(longword + 70, " b");
+    w.n = 0;
+    catalog_words(longword, s_word_fn, &w);
+    assert_int_equal(w.n, 2);
+    assert_int_equal(strlen(w.words[0]), 64);
+    assert_string_equal(w.words[1], "b");
+
+    /* Cut on a character boundary: 63 ASCII then a 2-byte letter. */
+    memset(longword, 'a', 63);
+    strcpy(longword + 63, "éé");
+    w.n = 0;
+    catalog_words(longword, s_word_fn, &w);
+    assert_int_equal(w.n, 1);
+    assert_int_equal(strlen(w.words[0]), 63);
+
+    w.n = 0;
+    catalog_words("", s_word_fn, &w);
+    catalog_words(" ,.; ", s_word_fn, &w);
+    assert_int_equal(w.n, 0);
+}
+
+/* ---- categories ---- */
+
+static void test_categories(void **state)
+{
+    fx_t *f = *state;
+    char root[CATALOG_ID_MAX + 1], child[CATALOG_ID_MAX + 1], leaf[CATALOG_ID_MAX + 1];
+    s_category(f->store, "  Home & Garden!! ", NULL, root);
+    category_t c;
+    assert_int_equal(catalog_category_get(f->store, root, &c), CATALOG_OK);
+    assert_string_equal(c.slug, "home-garden");
+    assert_string_equal(c.parent_id, "");
+    s_category(f->store, "Kitchen", root, child);
+    s_category(f->store, "Knives", child, leaf);
+
+    /* Slugs are unique, derived or given. */
+    category_t dup = {.name = "Home and garden", .slug = "Home-Garden"};
+    assert_int_equal(catalog_category_create(f->store, &dup), CATALOG_SLUG_TAKEN);
+    category_t given = {.name = "Tools", .slug = "diy-tools"};
+    assert_int_equal(catalog_category_create(f->store, &given), CATALOG_OK);
+    assert_string_equal(given.slug, "diy-tools");
+
+    /* A missing parent. */
+    category_t orphan = {.name = "Orphan", .parent_id = "cnothere"};
+    assert_int_equal(catalog_category_create(f->store, &orphan), CATALOG_NO_CATEGORY);
+
+    category_t list[10];
+    int count = 0;
+    assert_int_equal(catalog_category_list(f->store, list, 10, &count), CATALOG_OK);
+    assert_int_equal(count, 4);
+    for (int i = 1; i < count; i++)
+        assert_true(strcmp(list[i - 1].id, list[i].id) < 0);
+
+    /* Update: rename (the slug follows the name when none is given). */
+    assert_int_equal(catalog_category_get(f->store, child, &c), CATALOG_OK);
+    snprintf(c.name, sizeof c.name, "Cooking");
+    c.slug[0] = '\0';
+    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_OK);
+    assert_int_equal(catalog_category_get(f->store, child, &c), CATALOG_OK);
+    assert_string_equal(c.name, "Cooking");
+    assert_string_equal(c.slug, "cooking");
+    /* The old slug is free again, the new one taken. */
+    category_t again = {.name = "Kitchen"};
+    assert_int_equal(catalog_category_create(f->store, &again), CATALOG_OK);
+    category_t clash = {.name = "cooking"};
+    assert_int_equal(catalog_category_create(f->store, &clash), CATALOG_SLUG_TAKEN);
+
+    /* No cycles: root under its grandchild, or under itself. */
+    assert_int_equal(catalog_category_get(f->store, root, &c), CATALOG_OK);
+    snprintf(c.parent_id, sizeof c.parent_id, "%s", leaf);
+    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_CYCLE);
+    snprintf(c.parent_id, sizeof c.parent_id, "%s", root);
+    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_CYCLE);
+    snprintf(c.parent_id, sizeof c.parent_id, "cnothere");
+    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_NO_CATEGORY);
+    category_t missing = {.id = "cnothere", .name = "x"};
+    assert_int_equal(catalog_category_update(f->store, &missing), CATALOG_NOT_FOUND);
+    /* A legal move: the leaf under the root. */
+    assert_int_equal(catalog_category_get(f->store, leaf, &c), CATALOG_OK);
+    snprintf(c.parent_id, sizeof c.parent_id, "%s", root);
+    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_OK);
+
+    /* In use: by children, then by a product. */
+    assert_int_equal(catalog_category_delete(f->store, root), CATALOG_IN_USE);
+    char pid[CATALOG_ID_MAX + 1];
+    s_product(f->store, "K-1", "Chef knife", "sharp", 5000, leaf, 3, pid);
+    assert_int_equal(catalog_category_delete(f->store, leaf), CATALOG_IN_USE);
+    product_t *p = s_new_product("X", "x", "", 1, "cnothere", 0);
+    assert_int_equal(catalog_product_create(f->store, p), CATALOG_NO_CATEGORY);
+    free(p);
+    assert_int_equal(catalog_product_delete(f->store, pid), CATALOG_OK);
+    assert_int_equal(catalog_category_delete(f->store, leaf), CATALOG_OK);
+    assert_int_equal(catalog_category_delete(f->store, child), CATALOG_OK);
+    assert_int_equal(catalog_category_delete(f->store, root), CATALOG_OK);
+    assert_int_equal(catalog_category_get(f->store, root, &c), CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_category_delete(f->store, root), CATALOG_NOT_FOUND);
+    /* Its slug is free again. */
+    category_t reborn = {.name = "Home & Garden"};
+    assert_int_equal(catalog_category_create(f->store, &reborn), CATALOG_OK);
+}
+
+/* ---- products ---- */
+
+static void test_products(void **state)
+{
+    fx_t *f = *state;
+    char cat_a[CATALOG_ID_MAX + 1], cat_b[CATALOG_ID_MAX + 1];
+    s_category(f->store, "A", NULL, cat_a);
+    s_category(f->store, "B", NULL, cat_b);
+    product_t *p = s_new_product("SKU-1", "Blue Kettle", "Boils water fast", 2999, cat_a, 5);
+    assert_int_equal(catalog_product_create(f->store, p), CATALOG_OK);
+    assert_int_equal(p->id[0], 'p');
+    assert_int_equal(p->version, 1);
+    assert_true(p->created_at_ms > 0);
+    char id[CATALOG_ID_MAX + 1];
+    snprintf(id, sizeof id, "%s", p->id);
+
+    product_t *got = calloc(1, sizeof *got);
+    assert_int_equal(catalog_product_get(f->store, id, got), CATALOG_OK);
+    assert_string_equal(got->sku, "SKU-1");
+    assert_string_equal(got->name, "Blue Kettle");
+    assert_string_equal(got->currency, "EUR");
+    assert_int_equal(got->price_cents, 2999);
+    assert_int_equal(got->stock, 5);
+    assert_int_equal(got->version, 1);
+    assert_int_equal(got->created_at_ms, p->created_at_ms);
+
+    char by_sku[CATALOG_ID_MAX + 1];
+    assert_int_equal(catalog_product_by_sku(f->store, "SKU-1", by_sku), CATALOG_OK);
+    assert_string_equal(by_sku, id);
+
+    /* The sku is unique, and a refused create leaves nothing behind. */
+    product_t *dup = s_new_product("SKU-1", "Other", "", 1, cat_a, 0);
+    assert_int_equal(catalog_product_create(f->store, dup), CATALOG_SKU_TAKEN);
+    s_result_t r;
+    assert_int_equal(s_find(f->store, "other", SORT_RELEVANCE, &r), 0);
+
+    /* Update: new sku, name, price and category; the indexes follow. */
+    snprintf(got->sku, sizeof got->sku, "SKU-2");
+    snprintf(got->name, sizeof got->name, "Red Teapot");
+    got->price_cents = 4500;
+    snprintf(got->category_id, sizeof got->category_id, "%s", cat_b);
+    assert_int_equal(catalog_product_update(f->store, got, 7), CATALOG_VERSION_MISMATCH);
+    assert_int_equal(catalog_product_update(f->store, got, 1), CATALOG_OK);
+    assert_int_equal(got->version, 2);
+    assert_int_equal(catalog_product_update(f->store, got, 1), CATALOG_VERSION_MISMATCH);
+    assert_int_equal(catalog_product_by_sku(f->store, "SKU-1", by_sku), CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_product_by_sku(f->store, "SKU-2", by_sku), CATALOG_OK);
+    assert_int_equal(s_find(f->store, "kettle", SORT_RELEVANCE, &r), 0);
+    assert_int_equal(s_find(f->store, "blue", SORT_RELEVANCE, &r), 0);
+    assert_int_equal(s_find(f->store, "teapot", SORT_RELEVANCE, &r), 1);
+    assert_int_equal(s_find(f->store, "water", SORT_RELEVANCE, &r), 1);
+    catalog_query_t q = {.category_id = cat_a, .sort = SORT_NEWEST, .limit = 10};
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 0);
+    q.category_id = cat_b;
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 1);
+    q = (catalog_query_t){.has_min_price = true,
+                          .min_price = 2000,
+                          .has_max_price = true,
+                          .max_price = 3000,
+                          .sort = SORT_NEWEST,
+                          .limit = 10};
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 0);
+    q.max_price = 5000;
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 1);
+    /* Unconditional update (expected 0), and the update of a missing id. */
+    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_OK);
+    assert_int_equal(got->version, 3);
+    snprintf(p->id, sizeof p->id, "pnothere");
+    assert_int_equal(catalog_product_update(f->store, p, 0), CATALOG_NOT_FOUND);
+    /* Another product may not take a used sku by update either. */
+    char other[CATALOG_ID_MAX + 1];
+    s_product(f->store, "SKU-3", "Mug", "", 500, cat_a, 1, other);
+    product_t *mug = calloc(1, sizeof *mug);
+    assert_int_equal(catalog_product_get(f->store, other, mug), CATALOG_OK);
+    snprintf(mug->sku, sizeof mug->sku, "SKU-2");
+    assert_int_equal(catalog_product_update(f->store, mug, 0), CATALOG_SKU_TAKEN);
+    assert_int_equal(catalog_product_by_sku(f->store, "SKU-3", by_sku), CATALOG_OK);
+    assert_string_equal(by_sku, other);
+
+    /* Stock. */
+    assert_int_equal(catalog_product_set_stock(f->store, id, 42, got), CATALOG_OK);
+    assert_int_equal(got->stock, 42);
+    assert_int_equal(got->version, 4);
+    assert_int_equal(catalog_product_set_stock(f->store, id, -1, got), CATALOG_ERROR);
+    assert_int_equal(catalog_product_set_stock(f->store, "pnothere", 1, got), CATALOG_NOT_FOUND);
+
+    /* Delete: gone from the record, the sku index and every listing. */
+    assert_int_equal(catalog_product_delete(f->store, id), CATALOG_OK);
+    assert_int_equal(catalog_product_get(f->store, id, got), CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_product_by_sku(f->store, "SKU-2", by_sku), CATALOG_NOT_FOUND);
+    assert_int_equal(s_find(f->store, "teapot", SORT_RELEVANCE, &r), 0);
+    catalog_sort_t sorts[] = {SORT_NEWEST, SORT_PRICE_ASC, SORT_PRICE_DESC, SORT_NAME};
+    for (int i = 0; i < 4; i++) {
+        q = (catalog_query_t){.sort = sorts[i], .limit = 10};
+        assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+        assert_int_equal(r.count, 1);
+        assert_string_equal(r.ids[0], other);
+    }
+    q = (catalog_query_t){.category_id = cat_b, .sort = SORT_NEWEST, .limit = 10};
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(catalog_product_delete(f->store, id), CATALOG_NOT_FOUND);
+    /* The sku is free again. */
+    s_product(f->store, "SKU-2", "Again", "", 1, cat_a, 0, NULL);
+    free(p);
+    free(dup);
+    free(got);
+    free(mug);
+}
+
+static void test_attributes_round_trip(void **state)
+{
+    fx_t *f = *state;
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 4);
+    msgpack_pack_str_with_body(&pk, "colour", 6);
+    msgpack_pack_str_with_body(&pk, "rød ✓ 日本", strlen("rød ✓ 日本"));
+    msgpack_pack_str_with_body(&pk, "sizes", 5);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_int(&pk, 1);
+    msgpack_pack_double(&pk, 2.5);
+    msgpack_pack_nil(&pk);
+    msgpack_pack_str_with_body(&pk, "dims", 4);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "w", 1);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str_with_body(&pk, "mm", 2);
+    msgpack_pack_int64(&pk, -300000);
+    msgpack_pack_str_with_body(&pk, "ok", 2);
+    msgpack_pack_true(&pk);
+    msgpack_pack_str_with_body(&pk, "wide", 4);
+    /* A small int in its widest form: re-encoding would shorten it. */
+    const char wide[] = {(char)0xd3, 0, 0, 0, 0, 0, 0, 0, 7};
+    msgpack_sbuffer_write(&sb, wide, sizeof wide);
+
+    product_t *p = s_new_product("ATTR", "Thing", "", 1, NULL, 0);
+    memcpy(p->attributes, sb.data, sb.size);
+    p->attributes_len = sb.size;
+    assert_int_equal(catalog_product_create(f->store, p), CATALOG_OK);
+    product_t *got = calloc(1, sizeof *got);
+    assert_int_equal(catalog_product_get(f->store, p->id, got), CATALOG_OK);
+    assert_int_equal(got->attributes_len, sb.size);
+    assert_memory_equal(got->attributes, sb.data, sb.size);
+    /* Through an update too; and not a map, or trailing bytes: refused. */
+    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_OK);
+    assert_int_equal(catalog_product_get(f->store, p->id, got), CATALOG_OK);
+    assert_memory_equal(got->attributes, sb.data, sb.size);
+    got->attributes[got->attributes_len++] = 1;
+    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_ERROR);
+    got->attributes[0] = 0x91, got->attributes[1] = 1, got->attributes_len = 2; /* [1] */
+    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_ERROR);
+    /* Empty stays empty. */
+    product_t *empty = s_new_product("EMPTY", "Empty", "", 1, NULL, 0);
+    assert_int_equal(catalog_product_create(f->store, empty), CATALOG_OK);
+    assert_int_equal(catalog_product_get(f->store, empty->id, got), CATALOG_OK);
+    assert_int_equal(got->attributes_len, 0);
+    msgpack_sbuffer_destroy(&sb);
+    free(p);
+    free(got);
+    free(empty);
+}
+
+/* ---- search ---- */
+
+static void test_search_words(void **state)
+{
+    fx_t *f = *state;
+    char laptop[CATALOG_ID_MAX + 1], bag[CATALOG_ID_MAX + 1], desk[CATALOG_ID_MAX + 1],
+        shirt[CATALOG_ID_MAX + 1], cafe[CATALOG_ID_MAX + 1];
+    s_product(f->store, "1", "Red Laptop Pro", "A fast machine", 100000, NULL, 1, laptop);
+    s_product(f->store, "2", "Laptop bag", "Fits a 15 inch laptop", 3000, NULL, 1, bag);
+    s_product(f->store, "3", "Lap desk", "For the sofa; red legs", 2500, NULL, 1, desk);
+    s_product(f->store, "4", "Red shirt", "Cotton", 1500, NULL, 1, shirt);
+    s_product(f->store, "5", "CAFÉ Crème", "Grand cru", 900, NULL, 1, cafe);
+    s_result_t r;
+    assert_int_equal(s_find(f->store, "laptop", SORT_RELEVANCE, &r), 2);
+    assert_int_equal(s_find(f->store, "LAP", SORT_RELEVANCE, &r), 3);
+    assert_int_equal(s_find(f->store, "red", SORT_RELEVANCE, &r), 3);
+    assert_int_equal(s_find(f->store, "Red LAPTOP", SORT_RELEVANCE, &r), 1);
+    assert_string_equal(r.ids[0], laptop);
+    assert_int_equal(s_find(f->store, "red la", SORT_RELEVANCE, &r), 2);
+    assert_true(s_has(&r, laptop) && s_has(&r, desk));
+    assert_int_equal(s_find(f->store, "red zebra", SORT_RELEVANCE, &r), 0);
+    assert_int_equal(s_find(f->store, "café", SORT_RELEVANCE, &r), 1);
+    assert_int_equal(s_find(f->store, "CAFÉ CRÈME", SORT_RELEVANCE, &r), 1);
+    assert_int_equal(s_find(f->store, "cr", SORT_RELEVANCE, &r), 1);
+    assert_int_equal(s_find(f->store, "15", SORT_RELEVANCE, &r), 1);
+    assert_string_equal(r.ids[0], bag);
+
+    /* Relevance: "laptop": laptop (exact, in name: 4) and bag (exact in
+     * name: 4): tie, newest first: bag. "lap": laptop and bag have the
+     * prefix in the name (2), desk has it exactly in the name (4). */
+    assert_int_equal(s_find(f->store, "laptop", SORT_RELEVANCE, &r), 2);
+    assert_string_equal(r.ids[0], bag);
+    assert_string_equal(r.ids[1], laptop);
+    assert_int_equal(s_find(f->store, "lap", SORT_RELEVANCE, &r), 3);
+    assert_string_equal(r.ids[0], desk);
+    assert_string_equal(r.ids[1], bag);
+    assert_string_equal(r.ids[2], laptop);
+    /* "red": shirt, laptop in the name (4), desk in the description (2). */
+    assert_int_equal(s_find(f->store, "red", SORT_RELEVANCE, &r), 3);
+    assert_string_equal(r.ids[0], shirt);
+    assert_string_equal(r.ids[1], laptop);
+    assert_string_equal(r.ids[2], desk);
+    /* Other sorts with words. */
+    assert_int_equal(s_find(f->store, "red", SORT_PRICE_ASC, &r), 3);
+    assert_string_equal(r.ids[0], shirt);
+    assert_string_equal(r.ids[1], desk);
+    assert_string_equal(r.ids[2], laptop);
+    assert_int_equal(s_find(f->store, "red", SORT_NAME, &r), 3);
+    assert_string_equal(r.ids[0], desk);
+    assert_string_equal(r.ids[1], laptop);
+    assert_string_equal(r.ids[2], shirt);
+    /* A query of separators only is no text filter. */
+    assert_int_equal(s_find(f->store, " ,; ", SORT_NEWEST, &r), 5);
+}
+
+/* The test's own order (header definitions) over full products. */
+static int s_expect_cmp(catalog_sort_t sort, const product_t *a, const product_t *b)
+{
+    int id = strcmp(a->id, b->id);
+    int c = 0;
+    switch (sort) {
+    case SORT_RELEVANCE:
+    case SORT_NEWEST:
+        c = (a->created_at_ms < b->created_at_ms) - (a->created_at_ms > b->created_at_ms);
+        return c ? c : -id;
+    case SORT_PRICE_ASC:
+        c = (a->price_cents > b->price_cents) - (a->price_cents < b->price_cents);
+        return c ? c : id;
+    case SORT_PRICE_DESC:
+        c = (a->price_cents < b->price_cents) - (a->price_cents > b->price_cents);
+        return c ? c : -id;
+    case SORT_NAME: {
+        /* ASCII names in these tests: lower-case, first 24 bytes. */
+        char x[25] = "", y[25] = "";
+        for (int i = 0; i < 24 && a->name[i]; i++)
+            x[i] = (char)tolower((unsigned char)a->name[i]);
+        for (int i = 0; i < 24 && b->name[i]; i++)
+            y[i] = (char)tolower((unsigned char)b->name[i]);
+        c = strcmp(x, y);
+        return c ? c : id;
+    }
+    }
+    return id;
+}
+
+static const catalog_sort_t s_all_sorts[] = {SORT_RELEVANCE, SORT_NEWEST, SORT_PRICE_ASC,
+                                             SORT_PRICE_DESC, SORT_NAME};
+
+static void test_sort_orders(void **state)
+{
+    fx_t *f = *state;
+    const char *names[] = {"delta", "Alpha", "charlie", "Bravo", "alpha", "echo"};
+    const int64_t prices[] = {500, 100, 500, -20, 300, 100};
+    for (int i = 0; i < 6; i++) {
+        char sku[16];
+        snprintf(sku, sizeof sku, "S%d", i);
+        s_product(f->store, sku, names[i], "common", prices[i], NULL, 1, NULL);
+    }
+    for (int s = 0; s < 5; s++) {
+        for (int with_q = 0; with_q < 2; with_q++) {
+            catalog_query_t q = {
+                .q = with_q ? "common" : NULL, .sort = s_all_sorts[s], .limit = 10};
+            catalog_page_t page = {.items = calloc(10, sizeof(product_t))};
+            assert_int_equal(catalog_search(f->store, &q, &page), CATALOG_OK);
+            assert_int_equal(page.count, 6);
+            assert_string_equal(page.next_cursor, "");
+            for (int i = 1; i < 6; i++)
+                assert_true(s_expect_cmp(s_all_sorts[s], &page.items[i - 1], &page.items[i]) < 0);
+            free(page.items);
+        }
+    }
+}
+
+static void test_filters(void **state)
+{
+    fx_t *f = *state;
+    char top[CATALOG_ID_MAX + 1], mid[CATALOG_ID_MAX + 1], low[CATALOG_ID_MAX + 1],
+        other[CATALOG_ID_MAX + 1];
+    s_category(f->store, "Top", NULL, top);
+    s_category(f->store, "Mid", top, mid);
+    s_category(f->store, "Low", mid, low);
+    s_category(f->store, "Other", NULL, other);
+    char in_top[CATALOG_ID_MAX + 1], in_mid[CATALOG_ID_MAX + 1], in_low[CATALOG_ID_MAX + 1],
+        in_other[CATALOG_ID_MAX + 1], none_left[CATALOG_ID_MAX + 1];
+    s_product(f->store, "T", "Widget top", "", 1000, top, 1, in_top);
+    s_product(f->store, "M", "Widget mid", "", 2000, mid, 0, in_mid);
+    s_product(f->store, "L", "Widget low", "", 3000, low, 5, in_low);
+    s_product(f->store, "O", "Widget other", "", 4000, other, 2, in_other);
+    s_product(f->store, "N", "Gadget", "", 2500, low, 0, none_left);
+    s_result_t r;
+    for (int s = 0; s < 5; s++) {
+        for (int with_q = 0; with_q < 2; with_q++) {
+            const char *text = with_q ? "widget" : NULL;
+            catalog_query_t q = {
+                .q = text, .category_id = top, .sort = s_all_sorts[s], .limit = 10};
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, with_q ? 3 : 4);
+            assert_false(s_has(&r, in_other));
+            q.category_id = mid;
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, with_q ? 2 : 3);
+            assert_true(s_has(&r, in_mid) && s_has(&r, in_low) && !s_has(&r, in_top));
+            q.category_id = low;
+            q.in_stock_only = true;
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, 1);
+            assert_string_equal(r.ids[0], in_low);
+            q.category_id = "cnothere";
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, 0);
+            q = (catalog_query_t){.q = text,
+                                  .has_min_price = true,
+                                  .min_price = 2000,
+                                  .has_max_price = true,
+                                  .max_price = 3000,
+                                  .sort = s_all_sorts[s],
+                                  .limit = 10};
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, with_q ? 2 : 3);
+            assert_true(s_has(&r, in_mid) && s_has(&r, in_low));
+            q.in_stock_only = true;
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, 1);
+            q.has_max_price = false;
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, 2);
+            assert_true(s_has(&r, in_low) && s_has(&r, in_other));
+            q.in_stock_only = false;
+            q.has_min_price = false;
+            q.has_max_price = true;
+            q.max_price = 1999;
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, 1);
+            assert_string_equal(r.ids[0], in_top);
+            q.in_stock_only = true;
+            q.has_max_price = false;
+            assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+            assert_int_equal(r.count, 3);
+        }
+    }
+    (void)none_left;
+}
+
+/* ---- pagination ---- */
+
+#define S_MANY 250
+
+/* Pages through q (limit 20) collecting ids into seen (a zhash of id ->
+ * ""), failing on a repeat; between pages calls between(i, arg). Checks
+ * the order within and across pages with the test's comparator. */
+static int s_page_all(catalog_store_t *store, catalog_query_t *q, zhash_t *seen,
+                      void (*between)(int page, void *arg), void *arg)
+{
+    catalog_page_t page = {.items = calloc((size_t)q->limit, sizeof(product_t))};
+    char cursor[CATALOG_CURSOR_MAX + 1] = "";
+    product_t *last = calloc(1, sizeof *last);
+    bool have_last = false;
+    int pages = 0;
+    for (;;) {
+        q->cursor = cursor[0] ? cursor : NULL;
+        assert_int_equal(catalog_search(store, q, &page), CATALOG_OK);
+        for (int i = 0; i < page.count; i++) {
+            if (zhash_lookup(seen, page.items[i].id))
+                fail_msg("%s seen twice (sort %d)", page.items[i].id, q->sort);
+            zhash_insert(seen, page.items[i].id, "");
+            if (have_last && q->sort != SORT_RELEVANCE)
+                assert_true(s_expect_cmp(q->sort, last, &page.items[i]) < 0);
+            memcpy(last, &page.items[i], sizeof *last);
+            have_last = true;
+        }
+        pages++;
+        if (!page.next_cursor[0])
+            break;
+        assert_int_equal(page.count, q->limit);
+        assert_true(strlen(page.next_cursor) <= CATALOG_CURSOR_MAX);
+        snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+        if (between)
+            between(pages, arg);
+    }
+    free(page.items);
+    free(last);
+    return pages;
+}
+
+static void s_many(catalog_store_t *store, char ids[][CATALOG_ID_MAX + 1], int n, int from)
+{
+    for (int i = 0; i < n; i++) {
+        char sku[16], name[64];
+        snprintf(sku, sizeof sku, "M%d", from + i);
+        /* Repeated names and prices, so ties are broken by id. */
+        snprintf(name, sizeof name, "Item %03d thing", (from + i) % 37);
+        s_product(store, sku, name, "bulk stuff", (from + i) * 7919 % 101 - 10, NULL, 1 + i % 2,
+                  ids ? ids[i] : NULL);
+    }
+}
+
+static void test_pagination(void **state)
+{
+    fx_t *f = *state;
+    s_many(f->store, NULL, S_MANY, 0);
+    for (int s = 0; s < 5; s++) {
+        for (int with_q = 0; with_q < 2; with_q++) {
+            catalog_query_t q = {
+                .q = with_q ? "thing bulk" : NULL, .sort = s_all_sorts[s], .limit = 20};
+            zhash_t *seen = zhash_new();
+            assert_int_equal(s_page_all(f->store, &q, seen, NULL, NULL), 13);
+            assert_int_equal(zhash_size(seen), S_MANY);
+            zhash_destroy(&seen);
+        }
+        /* With a price range too (by_price walks). */
+        catalog_query_t q = {.has_min_price = true,
+                             .min_price = 0,
+                             .has_max_price = true,
+                             .max_price = 50,
+                             .sort = s_all_sorts[s],
+                             .limit = 20};
+        zhash_t *seen = zhash_new();
+        s_page_all(f->store, &q, seen, NULL, NULL);
+        int expected = 0;
+        for (int i = 0; i < S_MANY; i++) {
+            int64_t price = i * 7919 % 101 - 10;
+            expected += price >= 0 && price <= 50;
+        }
+        assert_int_equal(zhash_size(seen), expected);
+        zhash_destroy(&seen);
+    }
+}
+
+typedef struct {
+    catalog_store_t *store;
+    char (*ids)[CATALOG_ID_MAX + 1]; /* the first products */
+    bool *deleted;
+    int next_sku;
+} s_churn_t;
+
+static void s_churn(int page, void *arg)
+{
+    s_churn_t *c = arg;
+    /* Two new products and two deletions (of products every fourth) per
+     * page, landing before and after the cursor in every order. */
+    s_many(c->store, NULL, 2, c->next_sku);
+    c->next_sku += 2;
+    for (int i = 0; i < 2; i++) {
+        int victim = (page * 37 + i * 101) % S_MANY;
+        victim -= victim % 4;
+        if (!c->deleted[victim]) {
+            assert_int_equal(catalog_product_delete(c->store, c->ids[victim]), CATALOG_OK);
+            c->deleted[victim] = true;
+        }
+    }
+}
+
+static void test_pagination_with_changes(void **state)
+{
+    fx_t *f = *state;
+    char(*ids)[CATALOG_ID_MAX + 1] = calloc(S_MANY, sizeof *ids);
+    s_many(f->store, ids, S_MANY, 0);
+    int next_sku = 100000;
+    /* Products deleted by an earlier round are gone for good. */
+    bool deleted[S_MANY] = {false};
+    for (int s = 0; s < 5; s++) {
+        for (int with_q = 0; with_q < 2; with_q++) {
+            s_churn_t churn = {
+                .store = f->store, .ids = ids, .deleted = deleted, .next_sku = next_sku};
+            catalog_query_t q = {.q = with_q ? "thing" : NULL, .sort = s_all_sorts[s], .limit = 20};
+            zhash_t *seen = zhash_new();
+            s_page_all(f->store, &q, seen, s_churn, &churn);
+            next_sku = churn.next_sku;
+            for (int i = 0; i < S_MANY; i++) {
+                product_t *p = calloc(1, sizeof *p);
+                bool exists = catalog_product_get(f->store, ids[i], p) == CATALOG_OK;
+                if (exists && !zhash_lookup(seen, ids[i]))
+                    fail_msg("%s existed throughout and was skipped (sort %d)", ids[i], q.sort);
+                free(p);
+            }
+            zhash_destroy(&seen);
+        }
+    }
+    free(ids);
+}
+
+static void test_cursor_refused(void **state)
+{
+    fx_t *f = *state;
+    s_many(f->store, NULL, 30, 0);
+    s_result_t r;
+    catalog_query_t q = {.sort = SORT_NEWEST, .limit = 10};
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_true(r.next[0]);
+    char cursor[CATALOG_CURSOR_MAX + 1];
+    snprintf(cursor, sizeof cursor, "%s", r.next);
+    q.cursor = cursor;
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 10);
+    /* Another sort, another query, another filter. */
+    q.sort = SORT_PRICE_ASC;
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_CONFLICT);
+    q.sort = SORT_NEWEST;
+    q.q = "thing";
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_CONFLICT);
+    q.q = NULL;
+    q.in_stock_only = true;
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_CONFLICT);
+    q.in_stock_only = false;
+    /* Malformed. */
+    const char *bad[] = {"!!!", "AAAA", "x", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz"};
+    for (int i = 0; i < 4; i++) {
+        q.cursor = bad[i];
+        assert_int_equal(s_search(f->store, &q, &r), CATALOG_CONFLICT);
+    }
+    char tampered[CATALOG_CURSOR_MAX + 1];
+    snprintf(tampered, sizeof tampered, "%s", cursor);
+    tampered[3] = tampered[3] == 'A' ? 'B' : 'A';
+    q.cursor = tampered;
+    catalog_status_t status = s_search(f->store, &q, &r);
+    /* A changed byte is refused unless it only moved the position. */
+    assert_true(status == CATALOG_CONFLICT || status == CATALOG_OK);
+}
+
+/* ---- inventory ---- */
+
+static int64_t s_stock(catalog_store_t *store, const char *id)
+{
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(store, id, p), CATALOG_OK);
+    int64_t stock = p->stock;
+    free(p);
+    return stock;
+}
+
+static void test_reserve(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "A", "A", "", 100, NULL, 5, a);
+    s_product(f->store, "B", "B", "", 100, NULL, 1, b);
+    char short_product[CATALOG_ID_MAX + 1];
+
+    /* One short line: nothing changes, the short product is named. */
+    stock_line_t lines[2] = {{.qty = 2}, {.qty = 2}};
+    snprintf(lines[0].product_id, sizeof lines[0].product_id, "%s", a);
+    snprintf(lines[1].product_id, sizeof lines[1].product_id, "%s", b);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, short_product),
+                     CATALOG_OUT_OF_STOCK);
+    assert_string_equal(short_product, b);
+    assert_int_equal(s_stock(f->store, a), 5);
+    assert_int_equal(s_stock(f->store, b), 1);
+    assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_NOT_FOUND);
+    /* A missing product: NOT_FOUND and named. */
+    stock_line_t ghost = {.product_id = "pnothere", .qty = 1};
+    assert_int_equal(catalog_stock_reserve(f->store, "o0", &ghost, 1, short_product),
+                     CATALOG_NOT_FOUND);
+    assert_string_equal(short_product, "pnothere");
+
+    /* Reserve; a version bump per stock change. */
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
+    int64_t version = p->version;
+    lines[1].qty = 1;
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, short_product), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 3);
+    assert_int_equal(s_stock(f->store, b), 0);
+    assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
+    assert_int_equal(p->version, version + 1);
+    /* Again, lines in another order: OK, no change. */
+    stock_line_t swapped[2] = {lines[1], lines[0]};
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", swapped, 2, short_product), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 3);
+    /* Same order id, other lines: conflict. */
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 1, short_product),
+                     CATALOG_CONFLICT);
+    /* Same product twice in one order counts as the sum. */
+    stock_line_t twice[2] = {lines[0], lines[0]};
+    twice[0].qty = twice[1].qty = 1;
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", twice, 2, short_product), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 1);
+    stock_line_t merged = {.qty = 2};
+    snprintf(merged.product_id, sizeof merged.product_id, "%s", a);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", &merged, 1, short_product), CATALOG_OK);
+
+    /* Commit and release. */
+    assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_OK);
+    assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 1);
+    assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_OK); /* a cancel */
+    assert_int_equal(s_stock(f->store, a), 3);
+    assert_int_equal(s_stock(f->store, b), 1);
+    assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 3);
+    assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_CONFLICT);
+    assert_int_equal(catalog_stock_commit(f->store, "nothere"), CATALOG_NOT_FOUND);
+    /* A product deleted meanwhile is passed over on release. */
+    assert_int_equal(catalog_product_delete(f->store, a), CATALOG_OK);
+    assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK);
+    /* Bad arguments. */
+    assert_int_equal(catalog_stock_reserve(f->store, "", lines, 1, short_product), CATALOG_ERROR);
+    lines[0].qty = 0;
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, short_product), CATALOG_ERROR);
+    free(p);
+}
+
+#define S_THREADS 8
+#define S_ORDERS 100
+
+typedef struct {
+    kv_t *kv;
+    const char *product;
+    int index;
+    pthread_barrier_t *barrier;
+    int ok, out;
+} s_worker_t;
+
+static void *s_reserver(void *arg)
+{
+    s_worker_t *w = arg;
+    catalog_store_t *store = catalog_store_open(w->kv, 1);
+    pthread_barrier_wait(w->barrier);
+    for (int i = w->index; i < S_ORDERS; i += S_THREADS) {
+        char order[32], short_product[CATALOG_ID_MAX + 1];
+        snprintf(order, sizeof order, "order-%d", i);
+        stock_line_t line = {.qty = 1};
+        snprintf(line.product_id, sizeof line.product_id, "%s", w->product);
+        catalog_status_t status = catalog_stock_reserve(store, order, &line, 1, short_product);
+        if (status == CATALOG_OK)
+            w->ok++;
+        else if (status == CATALOG_OUT_OF_STOCK)
+            w->out++;
+    }
+    catalog_store_close(&store);
+    return NULL;
+}
+
+static void test_reserve_concurrent(void **state)
+{
+    fx_t *f = *state;
+    char id[CATALOG_ID_MAX + 1];
+    s_product(f->store, "HOT", "Hot item", "", 100, NULL, 50, id);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, S_THREADS);
+    pthread_t threads[S_THREADS];
+    s_worker_t workers[S_THREADS];
+    for (int i = 0; i < S_THREADS; i++) {
+        workers[i] = (s_worker_t){.kv = f->kv, .product = id, .index = i, .barrier = &barrier};
+        assert_int_equal(pthread_create(&threads[i], NULL, s_reserver, &workers[i]), 0);
+    }
+    int ok = 0, out = 0;
+    for (int i = 0; i < S_THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        ok += workers[i].ok;
+        out += workers[i].out;
+    }
+    pthread_barrier_destroy(&barrier);
+    assert_int_equal(ok, 50);
+    assert_int_equal(out, 50);
+    assert_int_equal(s_stock(f->store, id), 0);
+}
+
+#define TEST(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_words),
+        TEST(test_categories),
+        TEST(test_products),
+        TEST(test_attributes_round_trip),
+        TEST(test_search_words),
+        TEST(test_sort_orders),
+        TEST(test_filters),
+        TEST(test_pagination),
+        TEST(test_pagination_with_changes),
+        TEST(test_cursor_refused),
+        TEST(test_reserve),
+        TEST(test_reserve_concurrent),
+    };
+    int failed = cmocka_run_group_tests_name("catalog_store", tests, NULL, NULL);
+    zsys_shutdown();
+    return failed;
+}
