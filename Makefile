@@ -6,6 +6,7 @@
 #   make bench   the broker benchmark of docs/BENCHMARKS.md
 #   make bench-bridge  the HTTP bridge against nginx (docs/BENCHMARKS.md)
 #   make bench-users   /v1/users/me against a ping, and logins per second
+#   make bench-catalog product reads at 10k and 1M products, search, size
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -36,7 +37,7 @@ TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o
 
-.PHONY: all deps run test check bench bench-bridge bench-users clean format build-tests
+.PHONY: all deps run test check bench bench-bridge bench-users bench-catalog clean format build-tests
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -67,6 +68,10 @@ bench-bridge: deps
 bench-users: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/auth-bench
 	@bash tools/bench/users.sh $(BUILD)
+
+bench-catalog: deps
+	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed
+	@bash tools/bench/catalog.sh $(BUILD)
 
 build-tests: $(BINS) $(TEST_BINS)
 

@@ -468,45 +468,49 @@ static bool s_fits(int n, size_t size)
 
 /* Fills name, description, price, currency, attributes and stock of p for
  * the leaf spec; the caller sets category_id and sku. -1 if something
- * does not fit (a bug in the lists). */
+ * does not fit (a bug in the lists). Every draw is a statement of its own:
+ * C leaves the order of a call's arguments open, and two draws in one
+ * call could come out in another order with another compiler. */
 static int s_make_product(rng_t *rng, const category_spec_t *spec, product_t *p)
 {
     const char *type = s_pick(rng, spec->types);
     bool ok;
     if (spec->kind == KIND_BOOK) {
-        char author[64];
-        ok = s_fits(snprintf(author, sizeof author, "%s %s", s_pick(rng, s_first_names),
-                             s_pick(rng, s_last_names)),
-                    sizeof author);
-        ok = ok && s_fits(snprintf(p->name, sizeof p->name, "The %s %s: %s",
-                                   s_pick(rng, s_book_adjectives), s_pick(rng, s_book_nouns), type),
-                          sizeof p->name);
+        const char *first = s_pick(rng, s_first_names);
+        const char *last = s_pick(rng, s_last_names);
+        const char *adjective = s_pick(rng, s_book_adjectives);
+        const char *noun = s_pick(rng, s_book_nouns);
+        const char *theme = s_pick(rng, s_book_themes);
+        const char *praise = s_pick(rng, s_book_praise);
         bool third = rng_below(rng, 2);
-        ok = ok &&
-             s_fits(snprintf(p->description, sizeof p->description, "%s tells a story of %s. %s%s",
-                             author, s_pick(rng, s_book_themes), s_pick(rng, s_book_praise),
-                             third ? " Published by Oakhaven Press." : ""),
-                    sizeof p->description);
+        ok = s_fits(snprintf(p->name, sizeof p->name, "The %s %s: %s", adjective, noun, type),
+                    sizeof p->name);
+        ok = ok && s_fits(snprintf(p->description, sizeof p->description,
+                                   "%s %s tells a story of %s. %s%s", first, last, theme, praise,
+                                   third ? " Published by Oakhaven Press." : ""),
+                          sizeof p->description);
     } else {
         const char *brand = s_pick(rng, s_brands);
         const char *adjective = s_pick(rng, s_adjectives);
+        const char *prefix = s_pick(rng, s_model_prefixes);
+        int model = (int)rng_range(rng, 1, 99) * 10;
+        const char *purpose = s_pick(rng, s_purposes[spec->kind]);
+        const char *feature = s_pick(rng, s_features[spec->kind]);
+        const char *other = s_pick(rng, s_features[spec->kind]);
+        const char *closer = rng_below(rng, 2) ? s_pick(rng, s_closers) : NULL;
         char lower_adjective[32], lower_type[64];
         s_lower(lower_adjective, sizeof lower_adjective, adjective);
         s_lower(lower_type, sizeof lower_type, type);
         ok = s_fits(snprintf(p->name, sizeof p->name, "%s %s %s %s%d", brand, adjective, type,
-                             s_pick(rng, s_model_prefixes), (int)rng_range(rng, 1, 99) * 10),
+                             prefix, model),
                     sizeof p->name);
-        const char *feature = s_pick(rng, s_features[spec->kind]);
-        const char *other = s_pick(rng, s_features[spec->kind]);
-        bool third = rng_below(rng, 2);
         /* Two features, or one when the same was drawn twice. */
-        ok = ok &&
-             s_fits(snprintf(p->description, sizeof p->description,
-                             "From %s: the %s %s, %s. With %s%s%s.%s%s", brand, lower_adjective,
-                             lower_type, s_pick(rng, s_purposes[spec->kind]), feature,
-                             other != feature ? " and " : "", other != feature ? other : "",
-                             third ? " " : "", third ? s_pick(rng, s_closers) : ""),
-                    sizeof p->description);
+        ok = ok && s_fits(snprintf(p->description, sizeof p->description,
+                                   "From %s: the %s %s, %s. With %s%s%s.%s%s", brand,
+                                   lower_adjective, lower_type, purpose, feature,
+                                   other != feature ? " and " : "", other != feature ? other : "",
+                                   closer ? " " : "", closer ? closer : ""),
+                          sizeof p->description);
     }
     if (!ok)
         return -1;
