@@ -10,7 +10,13 @@
  *  first counted, the smallest posting set is gathered (ids and pointers
  *  into the map, sorted by id), and every other word, in rising count,
  *  marks the entries it also has; the unmarked go. Memory is that of the
- *  smallest set. Without words the source is, in this order: by_category
+ *  smallest set, in an array the handle keeps between calls. A single
+ *  word is not counted but gathered at once; when all its postings are
+ *  exact (no longer word matched) each product has one and the merge by
+ *  id (a sort) is skipped. With a category as well, every walk is of
+ *  cat_words instead ("category\0word" for each category of the subtree),
+ *  so only the postings inside the subtree are read and the category
+ *  needs no check per candidate. Without words the source is, in this order: by_category
  *  (for each category of the subtree) when a category is given; by_price
  *  when a price range is given or the sort is by price; else by_created.
  *
@@ -74,12 +80,17 @@ typedef struct {
 
 typedef char s_id_t[CATALOG_ID_MAX + 1];
 
+/* Bytes of candidate array a handle keeps between searches. */
+#define S_SCRATCH_KEEP ((size_t)8 << 20)
+
 typedef struct {
     catalog_store_t *store;
     MDB_txn *txn;
     const catalog_query_t *q;
     s_id_t *cats; /* the category subtree, sorted, when filtering by one */
     size_t n_cats;
+    bool by_cat_words; /* postings from cat_words: all within cats already */
+    bool saw_prefix;   /* a posting walked was a longer word than the query's */
     bool has_cursor;
     s_cand_t after; /* the cursor's position; strings in the two below */
     char after_id[CATALOG_ID_MAX + 1];
@@ -170,7 +181,7 @@ static int s_in_stock(s_search_t *s, const s_cand_t *c)
 static s_offer_t s_offer(s_search_t *s, const s_cand_t *c)
 {
     const catalog_query_t *q = s->q;
-    if (s->cats && !s_in_cats(s, c->meta.category, c->meta.category_len))
+    if (s->cats && !s->by_cat_words && !s_in_cats(s, c->meta.category, c->meta.category_len))
         return OFFER_SKIPPED;
     if ((q->has_min_price && c->meta.price < q->min_price) ||
         (q->has_max_price && c->meta.price > q->max_price))
@@ -366,36 +377,60 @@ static int s_contribution(size_t word_len, size_t matched_len, const uint8_t *me
 typedef bool (*s_posting_fn)(const char *id, size_t id_len, const MDB_val *meta, int score,
                              void *arg);
 
-static catalog_status_t s_postings(s_search_t *s, const s_qword_t *w, s_posting_fn fn, void *arg)
+/* Walks the postings of w with cursor (on db) under prefix (the
+ * category and its \0 in cat_words, nothing in words). */
+static catalog_status_t s_postings_in(s_search_t *s, MDB_cursor *cursor, int db, const char *prefix,
+                                      size_t prefix_len, const s_qword_t *w, s_posting_fn fn,
+                                      void *arg)
 {
-    MDB_cursor *cursor = NULL;
-    int rc = mdb_cursor_open(s->txn, s->store->dbi[CATALOG_DB_WORDS], &cursor);
-    if (rc != 0)
-        return catalog_fail("mdb_cursor_open words", rc);
-    catalog_status_t status = CATALOG_ERROR;
-    MDB_val key = {.mv_size = w->len, .mv_data = (void *)w->word}, val;
+    char start[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX];
+    if (prefix_len > CATALOG_ID_MAX + 1)
+        return CATALOG_ERROR;
+    memcpy(start, prefix, prefix_len);
+    memcpy(start + prefix_len, w->word, w->len);
+    size_t start_len = prefix_len + w->len;
+    MDB_val key = {.mv_size = start_len, .mv_data = start}, val;
+    int rc;
     for (rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
         const char *k = key.mv_data;
-        if (key.mv_size <= w->len || memcmp(k, w->word, w->len) != 0)
+        if (key.mv_size <= start_len || memcmp(k, start, start_len) != 0)
             break;
-        const char *end = memchr(k + w->len, '\0', key.mv_size - w->len);
+        const char *end = memchr(k + start_len, '\0', key.mv_size - start_len);
         if (!end || end + 1 == k + key.mv_size || val.mv_size < 1) {
-            zsys_error("catalog_store: words: malformed posting");
-            goto cleanup;
+            zsys_error("catalog_store: %s: malformed posting", catalog_store_names[db]);
+            return CATALOG_ERROR;
         }
-        size_t matched = (size_t)(end - k);
+        size_t matched = (size_t)(end - k) - prefix_len;
+        if (matched != w->len)
+            s->saw_prefix = true;
         const char *id = end + 1;
-        size_t id_len = key.mv_size - matched - 1;
+        size_t id_len = key.mv_size - prefix_len - matched - 1;
         if (!fn(id, id_len, &val, s_contribution(w->len, matched, val.mv_data), arg))
-            goto cleanup;
+            return CATALOG_ERROR;
     }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        catalog_fail("mdb_cursor_get words", rc);
-        goto cleanup;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return catalog_fail("mdb_cursor_get words", rc);
+    return CATALOG_OK;
+}
+
+/* The postings of w: from words, or with a category filter from
+ * cat_words under each category of the subtree (the same postings less
+ * those outside it). */
+static catalog_status_t s_postings(s_search_t *s, const s_qword_t *w, s_posting_fn fn, void *arg)
+{
+    int db = s->by_cat_words ? CATALOG_DB_CAT_WORDS : CATALOG_DB_WORDS;
+    MDB_cursor *cursor = NULL;
+    int rc = mdb_cursor_open(s->txn, s->store->dbi[db], &cursor);
+    if (rc != 0)
+        return catalog_fail("mdb_cursor_open words", rc);
+    catalog_status_t status = CATALOG_OK;
+    if (!s->by_cat_words)
+        status = s_postings_in(s, cursor, db, "", 0, w, fn, arg);
+    for (size_t i = 0; s->by_cat_words && i < s->n_cats && status == CATALOG_OK; i++) {
+        size_t len = strlen(s->cats[i]) + 1; /* with its \0 */
+        status = s_postings_in(s, cursor, db, s->cats[i], len, w, fn, arg);
     }
-    status = CATALOG_OK;
-cleanup:
     mdb_cursor_close(cursor);
     return status;
 }
@@ -410,11 +445,37 @@ static bool s_count_fn(const char *id, size_t id_len, const MDB_val *meta, int s
 typedef struct {
     s_entry_t *entries;
     size_t n, cap;
+    s_search_t *grow; /* non-NULL: the array grows (no count was taken) */
 } s_set_t;
+
+/* Makes room for n entries in the handle's scratch array (kept between
+ * calls); false when out of memory. */
+static bool s_set_reserve(s_search_t *s, s_set_t *set, size_t n)
+{
+    catalog_store_t *store = s->store;
+    if (n > store->scratch_cap / sizeof *set->entries) {
+        size_t cap = store->scratch_cap / sizeof *set->entries;
+        cap = cap ? cap : 1024;
+        while (cap < n)
+            cap *= 2;
+        s_entry_t *grown = realloc(store->scratch, cap * sizeof *grown);
+        if (!grown) {
+            zsys_error("catalog_store: out of memory for %zu postings", n);
+            return false;
+        }
+        store->scratch = grown;
+        store->scratch_cap = cap * sizeof *grown;
+    }
+    set->entries = store->scratch;
+    set->cap = store->scratch_cap / sizeof *set->entries;
+    return true;
+}
 
 static bool s_gather_fn(const char *id, size_t id_len, const MDB_val *meta, int score, void *arg)
 {
     s_set_t *set = arg;
+    if (set->n == set->cap && set->grow && !s_set_reserve(set->grow, set, set->n + 1))
+        return false;
     if (set->n == set->cap || id_len > CATALOG_ID_MAX || meta->mv_size > CATALOG_META_MAX)
         return false; /* the count said less: damage */
     set->entries[set->n++] = (s_entry_t){.id = id,
@@ -444,23 +505,27 @@ static int s_qword_cmp(const void *a, const void *b)
 
 static catalog_status_t s_source_words(s_search_t *s, s_qwords_t *qw)
 {
-    for (int i = 0; i < qw->n; i++) {
-        catalog_status_t status = s_postings(s, &qw->words[i], s_count_fn, &qw->words[i].count);
-        if (status != CATALOG_OK)
-            return status;
-        if (qw->words[i].count == 0)
-            return CATALOG_OK; /* a word nothing has: no match */
+    /* Several words: each is counted and the smallest set is gathered.
+     * One word: gathered at once, the array growing as it goes. */
+    if (qw->n > 1) {
+        for (int i = 0; i < qw->n; i++) {
+            catalog_status_t status = s_postings(s, &qw->words[i], s_count_fn, &qw->words[i].count);
+            if (status != CATALOG_OK)
+                return status;
+            if (qw->words[i].count == 0)
+                return CATALOG_OK; /* a word nothing has: no match */
+        }
+        qsort(qw->words, (size_t)qw->n, sizeof qw->words[0], s_qword_cmp);
     }
-    qsort(qw->words, (size_t)qw->n, sizeof qw->words[0], s_qword_cmp);
-    s_set_t set = {.cap = qw->words[0].count};
-    set.entries = malloc(set.cap * sizeof *set.entries);
-    if (!set.entries) {
-        zsys_error("catalog_store: out of memory for %zu postings", set.cap);
+    s_set_t set = {.grow = qw->n > 1 ? NULL : s};
+    if (!s_set_reserve(s, &set, qw->n > 1 ? qw->words[0].count : 0))
         return CATALOG_ERROR;
-    }
+    s->saw_prefix = false;
     catalog_status_t status = s_postings(s, &qw->words[0], s_gather_fn, &set);
     if (status != CATALOG_OK)
         goto cleanup;
+    if (!s->saw_prefix && qw->n == 1)
+        goto offer; /* exact postings only: one per product, nothing to merge */
     /* A prefix may match several words of one product: keep its best. */
     qsort(set.entries, set.n, sizeof *set.entries, s_entry_cmp);
     size_t n = 0;
@@ -486,6 +551,7 @@ static catalog_status_t s_source_words(s_search_t *s, s_qwords_t *qw)
             }
         set.n = n;
     }
+offer:
     for (size_t i = 0; i < set.n; i++) {
         const s_entry_t *e = &set.entries[i];
         s_cand_t c = {.id = e->id, .id_len = e->id_len, .score = e->score};
@@ -501,8 +567,7 @@ static catalog_status_t s_source_words(s_search_t *s, s_qwords_t *qw)
         }
     }
 cleanup:
-    free(set.entries);
-    return status;
+    return status; /* set.entries is the handle's scratch */
 }
 
 /* ---- category subtree ---- */
@@ -819,6 +884,7 @@ catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
         status = s_subtree(s, q->category_id);
         if (status != CATALOG_OK || s->n_cats == 0)
             goto cleanup; /* an unknown category has no products */
+        s->by_cat_words = qw.n > 0;
     }
     status = qw.n > 0 ? s_source_words(s, &qw) : s_source_indexes(s);
     if (status != CATALOG_OK)
@@ -843,6 +909,12 @@ cleanup:
         page->count = 0;
     if (reading)
         mdb_txn_reset(self->read_txn);
+    if (self->scratch_cap > S_SCRATCH_KEEP) {
+        /* A rare huge search does not pin its memory. */
+        free(self->scratch);
+        self->scratch = NULL;
+        self->scratch_cap = 0;
+    }
     free(s->cats);
     free(s);
     return status;

@@ -16,7 +16,8 @@
  *    category: see catalog_categories.c.
  *
  *  Index maintenance (catalog_store_impl.h lists the keys and values):
- *  a product's entries in by_category, by_created, by_price and words all
+ *  a product's entries in by_category, by_created, by_price, words and
+ *  cat_words all
  *  derive from its record, so a write that changes the record first
  *  deletes the entries of the stored version and then puts those of the
  *  new one (s_index). Stock is in no index, so stock
@@ -37,8 +38,8 @@
 #include <time.h>
 
 const char *const catalog_store_names[CATALOG_STORE_DBS] = {
-    "products", "by_sku",     "by_category", "by_created",  "by_price",
-    "words",    "categories", "by_slug",     "reservations"};
+    "products", "by_sku",     "by_category", "by_created",   "by_price",
+    "words",    "categories", "by_slug",     "reservations", "cat_words"};
 
 /* A product record's largest size: the field limits add up to about
  * 20.7 KiB, plus keys and headers. */
@@ -350,6 +351,7 @@ void catalog_store_close(catalog_store_t **self_p)
     catalog_store_t *self = *self_p;
     if (self->read_txn)
         mdb_txn_abort(self->read_txn);
+    free(self->scratch);
     free(self);
     *self_p = NULL;
 }
@@ -452,7 +454,44 @@ static int s_product_words(const product_t *p, s_word_set_t *set)
     return 0;
 }
 
-/* Puts (put true) or deletes p's entries in the four derived indexes. A
+/* Puts (put true) or deletes p's posting of one word in words and, when
+ * p has a category, in cat_words; meta[0] holds the word's flags. */
+static catalog_status_t s_index_word(catalog_store_t *self, MDB_txn *txn, const product_t *p,
+                                     const s_word_t *w, const uint8_t *meta, size_t meta_len,
+                                     bool put)
+{
+    uint8_t key[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX + 1 + CATALOG_ID_MAX];
+    size_t id_len = strlen(p->id), cat_len = strlen(p->category_id);
+    MDB_val v = {.mv_size = meta_len, .mv_data = (void *)meta};
+    /* words: word \0 id, then cat_words: category \0 word \0 id. */
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1 && cat_len == 0)
+            break;
+        size_t n = 0;
+        if (pass == 1) {
+            memcpy(key, p->category_id, cat_len);
+            key[cat_len] = 0;
+            n = cat_len + 1;
+        }
+        memcpy(key + n, w->word, w->len);
+        n += w->len;
+        key[n++] = 0;
+        memcpy(key + n, p->id, id_len);
+        n += id_len;
+        MDB_val k = {.mv_size = n, .mv_data = key};
+        int db = pass == 0 ? CATALOG_DB_WORDS : CATALOG_DB_CAT_WORDS;
+        int rc =
+            put ? mdb_put(txn, self->dbi[db], &k, &v, 0) : mdb_del(txn, self->dbi[db], &k, NULL);
+        if (rc == MDB_NOTFOUND && !put)
+            zsys_warning("catalog_store: %s: no entry %.*s for %s", catalog_store_names[db],
+                         (int)w->len, w->word, p->id);
+        else if (rc != 0)
+            return catalog_fail(put ? "mdb_put words" : "mdb_del words", rc);
+    }
+    return CATALOG_OK;
+}
+
+/* Puts (put true) or deletes p's entries in the five derived indexes. A
  * delete of a missing entry is logged and passed over, so a store whose
  * index was damaged can still delete or fix the product. */
 static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const product_t *p, bool put)
@@ -461,7 +500,6 @@ static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const produ
     size_t meta_len = catalog_meta_encode(p, 0, meta);
     size_t id_len = strlen(p->id);
     size_t cat_len = strlen(p->category_id);
-    uint8_t key[CATALOG_WORD_MAX + 1 + CATALOG_ID_MAX + 8 + 1];
     struct {
         int db;
         size_t len;
@@ -500,22 +538,9 @@ static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const produ
         status = CATALOG_ERROR;
         goto cleanup;
     }
-    for (size_t i = 0; i < set.count; i++) {
-        const s_word_t *w = &set.words[i];
-        memcpy(key, w->word, w->len);
-        key[w->len] = 0;
-        memcpy(key + w->len + 1, p->id, id_len);
-        MDB_val k = {.mv_size = w->len + 1 + id_len, .mv_data = key};
-        meta[0] = w->flags;
-        MDB_val v = {.mv_size = meta_len, .mv_data = meta};
-        int rc = put ? mdb_put(txn, self->dbi[CATALOG_DB_WORDS], &k, &v, 0)
-                     : mdb_del(txn, self->dbi[CATALOG_DB_WORDS], &k, NULL);
-        if (rc == MDB_NOTFOUND && !put)
-            zsys_warning("catalog_store: words: no entry %.*s for %s", (int)w->len, w->word, p->id);
-        else if (rc != 0) {
-            status = catalog_fail(put ? "mdb_put words" : "mdb_del words", rc);
-            goto cleanup;
-        }
+    for (size_t i = 0; i < set.count && status == CATALOG_OK; i++) {
+        meta[0] = set.words[i].flags;
+        status = s_index_word(self, txn, p, &set.words[i], meta, meta_len, put);
     }
 cleanup:
     free(set.words);

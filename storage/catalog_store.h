@@ -13,9 +13,16 @@
  *    by_created     created(8, BE) id -> ""
  *    by_price       price(8, BE, offset so negatives sort) id -> ""
  *    words          word \0 id -> posting (flags: in name / in description)
+ *    cat_words      category_id \0 word \0 id -> the same posting as in
+ *                   words (products with a category only), so a search
+ *                   with words and a category walks only the postings of
+ *                   the category's subtree
  *    categories     id -> category record (msgpack map)
  *    by_slug        slug -> id                        (unique)
  *    reservations   order_id -> reservation record (state + lines)
+ *  An environment made before cat_words existed opens (the database is
+ *  created empty) but its products are not found by word + category
+ *  searches until they are written again.
  *
  *  Words: a product's name and description are split on anything that is
  *  not a letter or digit (UTF-8 aware: non-ASCII letters are kept), and
@@ -91,7 +98,7 @@ typedef enum {
     CATALOG_CONFLICT,         /* reserve/commit/release in a state that forbids it */
 } catalog_status_t;
 
-#define CATALOG_STORE_DBS 9
+#define CATALOG_STORE_DBS 10
 extern const char *const catalog_store_names[CATALOG_STORE_DBS];
 
 typedef struct catalog_store_t catalog_store_t;

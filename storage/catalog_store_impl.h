@@ -5,7 +5,7 @@
  *  the word normaliser). Not for callers outside storage/.
  *
  *  Index values ("meta"). Every entry of by_category, by_created,
- *  by_price and words carries the same small binary value, so that search
+ *  by_price, words and cat_words carries the same small binary value, so that search
  *  can filter and sort a candidate without reading its record:
  *      flags(1) price(8) created(8) cat_len(1) category cat_name(1) name_key
  *  flags: CATALOG_IN_NAME / CATALOG_IN_DESCRIPTION for a word posting, 0
@@ -21,6 +21,7 @@
  *      by_created   created(8) id
  *      by_price     price(8) id
  *      words        word \0 id
+ *      cat_words    category_id \0 word \0 id   (category_id not "")
  *  with created and price biased (sign bit flipped) so that negative
  *  values sort before positive ones.
  */
@@ -43,12 +44,18 @@ enum {
     CATALOG_DB_CATEGORIES,
     CATALOG_DB_BY_SLUG,
     CATALOG_DB_RESERVATIONS,
+    CATALOG_DB_CAT_WORDS,
 };
 
 struct catalog_store_t {
     MDB_env *env;
     MDB_dbi dbi[CATALOG_STORE_DBS];
     MDB_txn *read_txn; /* reset between calls, renewed at the start of one */
+    /* Search's candidate array, kept between calls (one thread uses a
+     * handle) so a search allocates nothing once it has grown;
+     * catalog_search.c owns its layout. */
+    void *scratch;
+    size_t scratch_cap; /* bytes */
 };
 
 #define CATALOG_WORD_MAX 64     /* bytes; longer words are cut */

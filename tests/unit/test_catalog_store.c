@@ -616,6 +616,206 @@ static void test_filters(void **state)
     (void)none_left;
 }
 
+/* ---- words within a category ---- */
+
+/* Word + category searches read cat_words; they must give what the words
+ * index gives once filtered by the subtree (the path before cat_words),
+ * in the same order and pages, also after moves, rewrites and deletes. */
+
+#define S_EQ_PRODUCTS 160
+#define S_EQ_MAX 512
+
+static uint32_t s_rand_state = 12345;
+
+static uint32_t s_rand(uint32_t n)
+{
+    s_rand_state = s_rand_state * 1103515245u + 12345u;
+    return (s_rand_state >> 8) % n;
+}
+
+static const char *const s_eq_vocab[] = {"red",   "redo",    "reddish",  "blue", "blues",
+                                         "bl",    "green",   "greenish", "tan",  "gadget",
+                                         "gizmo", "compact", "compactor"};
+#define S_EQ_VOCAB (sizeof s_eq_vocab / sizeof s_eq_vocab[0])
+static const char *const s_eq_queries[] = {"red", "re", "blue", "bl",      "green", "gre",
+                                           "tan", "t",  "g",    "compact", "zzz"};
+#define S_EQ_QUERIES (sizeof s_eq_queries / sizeof s_eq_queries[0])
+
+typedef struct {
+    int count;
+    char ids[S_EQ_MAX][CATALOG_ID_MAX + 1];
+    char cats[S_EQ_MAX][CATALOG_ID_MAX + 1];
+} s_list_t;
+
+/* Every page of q (q->limit each) into out, in order. */
+static void s_collect(catalog_store_t *store, catalog_query_t *q, s_list_t *out)
+{
+    catalog_page_t page = {.items = calloc((size_t)q->limit, sizeof(product_t))};
+    char cursor[CATALOG_CURSOR_MAX + 1] = "";
+    out->count = 0;
+    for (;;) {
+        q->cursor = cursor[0] ? cursor : NULL;
+        assert_int_equal(catalog_search(store, q, &page), CATALOG_OK);
+        for (int i = 0; i < page.count; i++) {
+            assert_true(out->count < S_EQ_MAX);
+            snprintf(out->ids[out->count], sizeof out->ids[0], "%s", page.items[i].id);
+            snprintf(out->cats[out->count], sizeof out->cats[0], "%s", page.items[i].category_id);
+            out->count++;
+        }
+        if (!page.next_cursor[0])
+            break;
+        snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+    }
+    q->cursor = NULL;
+    free(page.items);
+}
+
+static void s_eq_text(char *out, size_t cap, int words)
+{
+    out[0] = '\0';
+    for (int i = 0; i < words; i++) {
+        size_t len = strlen(out);
+        snprintf(out + len, cap - len, "%s%s", i ? " " : "", s_eq_vocab[s_rand(S_EQ_VOCAB)]);
+    }
+}
+
+/* cats[0..5]: A, A1 < A, A2 < A, A1a < A1, B, B1 < B; in[c][d]: whether
+ * cats[d] is in the subtree of cats[c]. */
+static void s_eq_check(catalog_store_t *store, char cats[6][CATALOG_ID_MAX + 1],
+                       const bool in[6][6], int rounds)
+{
+    s_list_t *got = malloc(sizeof *got), *all = malloc(sizeof *all);
+    for (int r = 0; r < rounds; r++) {
+        char text[64];
+        snprintf(text, sizeof text, "%s", s_eq_queries[s_rand(S_EQ_QUERIES)]);
+        if (s_rand(3) == 0) {
+            size_t len = strlen(text);
+            snprintf(text + len, sizeof text - len, " %s", s_eq_queries[s_rand(S_EQ_QUERIES)]);
+        }
+        int c = (int)s_rand(6);
+        catalog_query_t q = {.q = text,
+                             .category_id = cats[c],
+                             .sort = s_all_sorts[s_rand(5)],
+                             .in_stock_only = s_rand(4) == 0,
+                             .limit = 1 + (int)s_rand(25)};
+        if (s_rand(4) == 0) {
+            q.has_min_price = true;
+            q.min_price = 200;
+        }
+        s_collect(store, &q, got);
+        q.category_id = NULL;
+        q.limit = 100;
+        s_collect(store, &q, all);
+        int n = 0;
+        for (int i = 0; i < all->count; i++) {
+            int d = -1;
+            for (int j = 0; j < 6; j++)
+                if (strcmp(all->cats[i], cats[j]) == 0)
+                    d = j;
+            if (d < 0 || !in[c][d])
+                continue;
+            if (n >= got->count)
+                fail_msg("q=\"%s\" cat %d sort %d: %s missing", text, c, q.sort, all->ids[i]);
+            if (strcmp(got->ids[n], all->ids[i]) != 0)
+                fail_msg("q=\"%s\" cat %d sort %d: #%d is %s, expected %s", text, c, q.sort, n,
+                         got->ids[n], all->ids[i]);
+            n++;
+        }
+        if (n != got->count)
+            fail_msg("q=\"%s\" cat %d sort %d: %d results, expected %d", text, c, q.sort,
+                     got->count, n);
+    }
+    free(got);
+    free(all);
+}
+
+static void test_search_words_in_category(void **state)
+{
+    fx_t *f = *state;
+    char cats[6][CATALOG_ID_MAX + 1];
+    s_category(f->store, "A", NULL, cats[0]);
+    s_category(f->store, "A1", cats[0], cats[1]);
+    s_category(f->store, "A2", cats[0], cats[2]);
+    s_category(f->store, "A1a", cats[1], cats[3]);
+    s_category(f->store, "B", NULL, cats[4]);
+    s_category(f->store, "B1", cats[4], cats[5]);
+    const bool in[6][6] = {{1, 1, 1, 1, 0, 0}, {0, 1, 0, 1, 0, 0}, {0, 0, 1, 0, 0, 0},
+                           {0, 0, 0, 1, 0, 0}, {0, 0, 0, 0, 1, 1}, {0, 0, 0, 0, 0, 1}};
+    char(*ids)[CATALOG_ID_MAX + 1] = calloc(S_EQ_PRODUCTS, sizeof *ids);
+    bool *gone = calloc(S_EQ_PRODUCTS, sizeof *gone);
+    for (int i = 0; i < S_EQ_PRODUCTS; i++) {
+        char sku[16], name[64], description[96];
+        snprintf(sku, sizeof sku, "E%d", i);
+        s_eq_text(name, sizeof name, 1 + (int)s_rand(3));
+        s_eq_text(description, sizeof description, (int)s_rand(4));
+        int c = (int)s_rand(7); /* 6: no category */
+        s_product(f->store, sku, name, description, (int64_t)s_rand(500), c < 6 ? cats[c] : NULL,
+                  (int64_t)s_rand(3), ids[i]);
+    }
+    s_eq_check(f->store, cats, in, 150);
+    /* Moves (also to and from no category), rewrites and deletes. */
+    product_t *p = calloc(1, sizeof *p);
+    for (int round = 0; round < 3; round++) {
+        for (int k = 0; k < 40; k++) {
+            int i = (int)s_rand(S_EQ_PRODUCTS);
+            if (gone[i])
+                continue;
+            int op = (int)s_rand(4);
+            if (op == 0) {
+                assert_int_equal(catalog_product_delete(f->store, ids[i]), CATALOG_OK);
+                gone[i] = true;
+                continue;
+            }
+            assert_int_equal(catalog_product_get(f->store, ids[i], p), CATALOG_OK);
+            int c = (int)s_rand(7);
+            snprintf(p->category_id, sizeof p->category_id, "%s", c < 6 ? cats[c] : "");
+            if (op >= 2)
+                s_eq_text(p->name, sizeof p->name, 1 + (int)s_rand(3));
+            if (op == 3)
+                p->price_cents = (int64_t)s_rand(500);
+            assert_int_equal(catalog_product_update(f->store, p, 0), CATALOG_OK);
+        }
+        s_eq_check(f->store, cats, in, 100);
+    }
+    free(p);
+    free(gone);
+    free(ids);
+}
+
+/* An environment made before cat_words (its other databases only) opens
+ * with the current list: the new database is created. */
+static void test_open_old_env(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("test-catalog-store-old");
+    const char *names[CATALOG_STORE_DBS];
+    int n = 0;
+    for (int i = 0; i < CATALOG_STORE_DBS; i++)
+        if (strcmp(catalog_store_names[i], "cat_words") != 0)
+            names[n++] = catalog_store_names[i];
+    assert_int_equal(n, CATALOG_STORE_DBS - 1);
+    char err[256];
+    kv_t *kv = kv_open(dir, (size_t)1 << 26, names, NULL, n, err, sizeof err);
+    assert_non_null(kv);
+    kv_close(&kv);
+    kv = kv_open(dir, (size_t)1 << 26, catalog_store_names, NULL, CATALOG_STORE_DBS, err,
+                 sizeof err);
+    assert_non_null(kv);
+    catalog_store_t *store = catalog_store_open(kv, 0);
+    assert_non_null(store);
+    char cat[CATALOG_ID_MAX + 1];
+    s_category(store, "Top", NULL, cat);
+    s_product(store, "X", "Compact thing", "", 100, cat, 1, NULL);
+    s_result_t r;
+    catalog_query_t q = {.q = "compact", .category_id = cat, .limit = 10};
+    assert_int_equal(s_search(store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 1);
+    catalog_store_close(&store);
+    kv_close(&kv);
+    tu_rmtree(dir);
+    zstr_free(&dir);
+}
+
 /* ---- pagination ---- */
 
 #define S_MANY 250
@@ -942,6 +1142,8 @@ int main(void)
         TEST(test_search_words),
         TEST(test_sort_orders),
         TEST(test_filters),
+        TEST(test_search_words_in_category),
+        cmocka_unit_test(test_open_old_env),
         TEST(test_pagination),
         TEST(test_pagination_with_changes),
         TEST(test_cursor_refused),
