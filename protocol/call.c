@@ -7,8 +7,10 @@
  */
 #include "protocol/call.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CALL_MAX_PROBLEMS 16
 
@@ -112,6 +114,18 @@ bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_le
     }
     *out = v->via.str.ptr;
     *out_len = v->via.str.size;
+    return true;
+}
+
+bool call_arg_text(call_t *self, const char *name, arg_need_t need, size_t max, char *out,
+                   size_t size)
+{
+    const char *s;
+    size_t n;
+    if (max >= size || !call_arg_str(self, name, need, max, &s, &n))
+        return false;
+    memcpy(out, s, n);
+    out[n] = '\0';
     return true;
 }
 
@@ -235,4 +249,20 @@ void call_fail_details(call_t *self, err_code_t code, const char *message, const
 void call_fail(call_t *self, err_code_t code, const char *message)
 {
     call_fail_details(self, code, message, NULL, 0);
+}
+
+void call_rfc3339(int64_t unix_ms, char out[32])
+{
+    time_t seconds = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&seconds, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(unix_ms % 1000));
+}
+
+int64_t call_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }

@@ -48,6 +48,9 @@ const msgpack_object *call_args(const call_t *self);
  * unchanged unless true. A nil value counts as absent. */
 bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len, const char **out,
                   size_t *out_len);
+/* Like call_arg_str, copied NUL-terminated into out[size] (max < size). */
+bool call_arg_text(call_t *self, const char *name, arg_need_t need, size_t max, char *out,
+                   size_t size);
 bool call_arg_int(call_t *self, const char *name, arg_need_t need, int64_t min, int64_t max,
                   int64_t *out);
 bool call_arg_bool(call_t *self, const char *name, arg_need_t need, bool *out);
@@ -64,6 +67,12 @@ bool call_args_ok(call_t *self);
 
 /* Starts the ok reply; the handler packs exactly one value. */
 msgpack_packer *call_reply(call_t *self);
+
+/* Time as the API writes it: RFC 3339 UTC with milliseconds
+ * ("2026-11-25T17:25:37.123Z"), from unix milliseconds. */
+void call_rfc3339(int64_t unix_ms, char out[32]);
+/* Now, in unix milliseconds. */
+int64_t call_now_ms(void);
 
 /* Answers an error; replaces any reply begun. message is copied. */
 void call_fail(call_t *self, err_code_t code, const char *message);

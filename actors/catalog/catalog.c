@@ -23,7 +23,7 @@ typedef struct {
     catalog_shared_t *shared;
     catalog_store_t *store;
     auth_verifier_t *verifier;
-    product_t product;      /* scratch: records are large */
+    product_t product; /* scratch: records are large */
     product_t page[CATALOG_PAGE_MAX];
     category_t categories[1024];
 } catalog_state_t;
@@ -38,8 +38,8 @@ catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir,
     }
     snprintf(self->public_pem, sizeof self->public_pem, "%s/jwt.pub.pem", keys_dir);
     char *path = zsys_sprintf("%s/catalog", data_dir);
-    self->env = kv_open(path, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS,
-                        err, errlen);
+    self->env =
+        kv_open(path, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS, err, errlen);
     zstr_free(&path);
     if (!self->env) {
         free(self);
@@ -88,15 +88,6 @@ void catalog_state_destroy(void **state)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 
-static void s_rfc3339(int64_t ms, char out[32])
-{
-    time_t seconds = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
 static void s_copy(char *out, size_t size, const char *s, size_t len)
 {
     if (len >= size)
@@ -108,8 +99,8 @@ static void s_copy(char *out, size_t size, const char *s, size_t len)
 static void s_pack_product(msgpack_packer *pk, const product_t *p)
 {
     char created[32], updated[32];
-    s_rfc3339(p->created_at_ms, created);
-    s_rfc3339(p->updated_at_ms, updated);
+    call_rfc3339(p->created_at_ms, created);
+    call_rfc3339(p->updated_at_ms, updated);
     msgpack_pack_map(pk, 12);
     mp_pack_str(pk, "id");
     mp_pack_str(pk, p->id);
@@ -213,17 +204,6 @@ static bool s_ok(call_t *call, catalog_status_t status, const char *what)
     return false;
 }
 
-static bool s_str_arg(call_t *call, const char *name, arg_need_t need, size_t max, char *out,
-                      size_t size)
-{
-    const char *s;
-    size_t n;
-    if (!call_arg_str(call, name, need, max, &s, &n))
-        return false;
-    s_copy(out, size, s, n);
-    return true;
-}
-
 static void s_check_currency(call_t *call, const char *currency)
 {
     if (strlen(currency) != 3 || currency[0] < 'A' || currency[0] > 'Z' || currency[1] < 'A' ||
@@ -259,8 +239,7 @@ static void s_category_list(call_t *call, void *state)
 {
     catalog_state_t *self = state;
     int count = 0;
-    if (!s_ok(call, catalog_category_list(self->store, self->categories, 1024, &count),
-              "category"))
+    if (!s_ok(call, catalog_category_list(self->store, self->categories, 1024, &count), "category"))
         return;
     msgpack_packer *pk = call_reply(call);
     msgpack_pack_map(pk, 2);
@@ -278,9 +257,9 @@ static void s_category_create(call_t *call, void *state)
     if (!auth_require_admin(self->verifier, call, NULL))
         return;
     category_t c = {0};
-    s_str_arg(call, "name", ARG_REQUIRED, CATALOG_NAME_MAX, c.name, sizeof c.name);
-    s_str_arg(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
-    s_str_arg(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id, sizeof c.parent_id);
+    call_arg_text(call, "name", ARG_REQUIRED, CATALOG_NAME_MAX, c.name, sizeof c.name);
+    call_arg_text(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
+    call_arg_text(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id, sizeof c.parent_id);
     if (!call_args_ok(call))
         return;
     if (s_ok(call, catalog_category_create(self->store, &c), "category"))
@@ -294,17 +273,17 @@ static void s_category_update(call_t *call, void *state)
         return;
     category_t c;
     char id[CATALOG_ID_MAX + 1] = "";
-    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     if (!call_args_ok(call) || !s_ok(call, catalog_category_get(self->store, id, &c), "category"))
         return;
-    s_str_arg(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, c.name, sizeof c.name);
-    s_str_arg(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
+    call_arg_text(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, c.name, sizeof c.name);
+    call_arg_text(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
     const msgpack_object *parent = mp_map_get(call_args(call), "parent_id");
     if (parent && parent->type == MSGPACK_OBJECT_NIL)
         c.parent_id[0] = '\0'; /* null makes it a root */
     else
-        s_str_arg(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id,
-                  sizeof c.parent_id);
+        call_arg_text(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id,
+                      sizeof c.parent_id);
     if (!call_args_ok(call))
         return;
     if (s_ok(call, catalog_category_update(self->store, &c), "category"))
@@ -317,7 +296,7 @@ static void s_category_delete(call_t *call, void *state)
     if (!auth_require_admin(self->verifier, call, NULL))
         return;
     char id[CATALOG_ID_MAX + 1] = "";
-    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     if (!call_args_ok(call))
         return;
     if (s_ok(call, catalog_category_delete(self->store, id), "category"))
@@ -331,7 +310,7 @@ static void s_product_get(call_t *call, void *state)
 {
     catalog_state_t *self = state;
     char id[CATALOG_ID_MAX + 1] = "";
-    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     if (!call_args_ok(call))
         return;
     if (s_ok(call, catalog_product_get(self->store, id, &self->product), "product"))
@@ -343,17 +322,17 @@ static void s_product_get(call_t *call, void *state)
 static void s_product_fields(call_t *call, product_t *p, bool create)
 {
     arg_need_t need = create ? ARG_REQUIRED : ARG_OPTIONAL;
-    if (s_str_arg(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku) && !p->sku[0])
+    if (call_arg_text(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku) && !p->sku[0])
         call_arg_invalid(call, "sku", "must not be empty");
-    if (s_str_arg(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name) && !p->name[0])
+    if (call_arg_text(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name) && !p->name[0])
         call_arg_invalid(call, "name", "must not be empty");
-    s_str_arg(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
-              sizeof p->description);
+    call_arg_text(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
+                  sizeof p->description);
     call_arg_int(call, "price_cents", need, 0, INT64_MAX / 4, &p->price_cents);
-    if (s_str_arg(call, "currency", need, 3, p->currency, sizeof p->currency))
+    if (call_arg_text(call, "currency", need, 3, p->currency, sizeof p->currency))
         s_check_currency(call, p->currency);
-    if (s_str_arg(call, "category_id", need, CATALOG_ID_MAX, p->category_id,
-                  sizeof p->category_id) &&
+    if (call_arg_text(call, "category_id", need, CATALOG_ID_MAX, p->category_id,
+                      sizeof p->category_id) &&
         !p->category_id[0])
         call_arg_invalid(call, "category_id", "must not be empty");
     s_attributes(call, p);
@@ -413,7 +392,7 @@ static void s_product_update(call_t *call, void *state)
         return;
     char id[CATALOG_ID_MAX + 1] = "";
     int64_t expected = 0;
-    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     s_if_match(call, &expected);
     if (!call_args_ok(call))
         return;
@@ -433,7 +412,7 @@ static void s_product_delete(call_t *call, void *state)
     if (!auth_require_admin(self->verifier, call, NULL))
         return;
     char id[CATALOG_ID_MAX + 1] = "";
-    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     if (!call_args_ok(call))
         return;
     if (s_ok(call, catalog_product_delete(self->store, id), "product"))
@@ -447,7 +426,7 @@ static void s_product_set_stock(call_t *call, void *state)
         return;
     char id[CATALOG_ID_MAX + 1] = "";
     int64_t stock = 0;
-    s_str_arg(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     call_arg_int(call, "stock", ARG_REQUIRED, 0, INT64_MAX / 4, &stock);
     if (!call_args_ok(call))
         return;
@@ -462,23 +441,25 @@ static void s_product_search(call_t *call, void *state)
          cursor[CATALOG_CURSOR_MAX + 1] = "";
     catalog_query_t query = {.limit = 20};
     int64_t limit = 20;
-    s_str_arg(call, "q", ARG_OPTIONAL, sizeof q - 1, q, sizeof q);
-    s_str_arg(call, "category", ARG_OPTIONAL, CATALOG_ID_MAX, category, sizeof category);
+    call_arg_text(call, "q", ARG_OPTIONAL, sizeof q - 1, q, sizeof q);
+    call_arg_text(call, "category", ARG_OPTIONAL, CATALOG_ID_MAX, category, sizeof category);
     query.has_min_price =
         call_arg_int(call, "min_price", ARG_OPTIONAL, 0, INT64_MAX / 4, &query.min_price);
     query.has_max_price =
         call_arg_int(call, "max_price", ARG_OPTIONAL, 0, INT64_MAX / 4, &query.max_price);
     call_arg_bool(call, "in_stock", ARG_OPTIONAL, &query.in_stock_only);
-    s_str_arg(call, "sort", ARG_OPTIONAL, sizeof sort - 1, sort, sizeof sort);
+    call_arg_text(call, "sort", ARG_OPTIONAL, sizeof sort - 1, sort, sizeof sort);
     call_arg_int(call, "limit", ARG_OPTIONAL, 1, CATALOG_PAGE_MAX, &limit);
-    s_str_arg(call, "cursor", ARG_OPTIONAL, CATALOG_CURSOR_MAX, cursor, sizeof cursor);
+    call_arg_text(call, "cursor", ARG_OPTIONAL, CATALOG_CURSOR_MAX, cursor, sizeof cursor);
     query.sort = q[0] ? SORT_RELEVANCE : SORT_NEWEST;
     if (sort[0]) {
         static const struct {
             const char *name;
             catalog_sort_t sort;
-        } sorts[] = {{"relevance", SORT_RELEVANCE}, {"newest", SORT_NEWEST},
-                     {"price_asc", SORT_PRICE_ASC}, {"price_desc", SORT_PRICE_DESC},
+        } sorts[] = {{"relevance", SORT_RELEVANCE},
+                     {"newest", SORT_NEWEST},
+                     {"price_asc", SORT_PRICE_ASC},
+                     {"price_desc", SORT_PRICE_DESC},
                      {"name", SORT_NAME}};
         bool known = false;
         for (size_t i = 0; i < sizeof sorts / sizeof sorts[0]; i++)
@@ -487,7 +468,8 @@ static void s_product_search(call_t *call, void *state)
                 known = true;
             }
         if (!known)
-            call_arg_invalid(call, "sort", "must be relevance, newest, price_asc, price_desc or name");
+            call_arg_invalid(call, "sort",
+                             "must be relevance, newest, price_asc, price_desc or name");
         else if (query.sort == SORT_RELEVANCE && !q[0])
             call_arg_invalid(call, "sort", "relevance needs q");
     }
@@ -539,8 +521,8 @@ static bool s_orders_only(call_t *call)
 
 static bool s_order_id(call_t *call, char *out)
 {
-    return s_str_arg(call, "order_id", ARG_REQUIRED, CATALOG_ORDER_ID_MAX, out,
-                     CATALOG_ORDER_ID_MAX + 1) &&
+    return call_arg_text(call, "order_id", ARG_REQUIRED, CATALOG_ORDER_ID_MAX, out,
+                         CATALOG_ORDER_ID_MAX + 1) &&
            out[0];
 }
 
@@ -633,20 +615,13 @@ static void s_stock_commit(call_t *call, void *state)
 }
 
 static const worker_op_t s_ops[] = {
-    {"category.list", s_category_list},
-    {"category.create", s_category_create},
-    {"category.update", s_category_update},
-    {"category.delete", s_category_delete},
-    {"product.get", s_product_get},
-    {"product.search", s_product_search},
-    {"product.create", s_product_create},
-    {"product.update", s_product_update},
-    {"product.delete", s_product_delete},
-    {"product.set_stock", s_product_set_stock},
-    {"stock.reserve", s_stock_reserve},
-    {"stock.release", s_stock_release},
-    {"stock.commit", s_stock_commit},
-    {NULL, NULL},
+    {"category.list", s_category_list},     {"category.create", s_category_create},
+    {"category.update", s_category_update}, {"category.delete", s_category_delete},
+    {"product.get", s_product_get},         {"product.search", s_product_search},
+    {"product.create", s_product_create},   {"product.update", s_product_update},
+    {"product.delete", s_product_delete},   {"product.set_stock", s_product_set_stock},
+    {"stock.reserve", s_stock_reserve},     {"stock.release", s_stock_release},
+    {"stock.commit", s_stock_commit},       {NULL, NULL},
 };
 
 const worker_op_t *catalog_ops(bool with_test_ops)

@@ -233,27 +233,11 @@ static size_t s_utf8_chars(const char *s, size_t len)
     return n;
 }
 
-static void s_rfc3339(int64_t ms, char out[32])
-{
-    time_t seconds = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&seconds, &tm);
-    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 32 - n, ".%03dZ", (int)(ms % 1000));
-}
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* {id, email, name, role, created_at}: never the hash. */
 static void s_pack_user(msgpack_packer *pk, const user_record_t *u)
 {
     char when[32];
-    s_rfc3339(u->created_at_ms, when);
+    call_rfc3339(u->created_at_ms, when);
     msgpack_pack_map(pk, 5);
     mp_pack_str(pk, "id");
     mp_pack_str(pk, u->id);
@@ -405,7 +389,7 @@ static void s_register(call_t *call, void *state)
     s_copy(user.email, sizeof user.email, normal, strlen(normal)); /* normalised: fits */
     s_copy(user.name, sizeof user.name, name, name_len);
     snprintf(user.role, sizeof user.role, "customer");
-    user.created_at_ms = s_now_ms();
+    user.created_at_ms = call_now_ms();
     if (s_hash(self, call, password, password_len, user.password_hash) != 1)
         return;
     if (s_store_ok(call, user_store_create(self->store, &user)))
@@ -431,7 +415,7 @@ static void s_login(call_t *call, void *state)
     snprintf(email_key, sizeof email_key, "email:%s", normal);
     if (ip && ip_len)
         snprintf(ip_key, sizeof ip_key, "ip:%.*s", (int)ip_len, ip);
-    int64_t now = s_now_ms() / 1000;
+    int64_t now = call_now_ms() / 1000;
     const int window = shared->config.login_window_s;
     int wait =
         sessions_login_blocked(self->sessions, email_key, now, shared->config.login_limit, window);
@@ -494,7 +478,7 @@ static void s_refresh(call_t *call, void *state)
     refresh_token_hash(token, len, old_hash);
     refresh_token_new(refresh);
     refresh_token_hash(refresh, strlen(refresh), new_hash);
-    int64_t now = s_now_ms() / 1000;
+    int64_t now = call_now_ms() / 1000;
     char user_id[USER_ID_MAX + 1] = "";
     rotate_result_t r = sessions_rotate(self->sessions, old_hash, new_hash, now,
                                         now + self->shared->config.refresh_ttl_s, user_id);
@@ -739,7 +723,7 @@ int users_create_admin(users_shared_t *shared, const char *email, const char *pa
     s_copy(user.email, sizeof user.email, normal, strlen(normal)); /* normalised: fits */
     snprintf(user.name, sizeof user.name, "%s", name && *name ? name : "Administrator");
     snprintf(user.role, sizeof user.role, "admin");
-    user.created_at_ms = s_now_ms();
+    user.created_at_ms = call_now_ms();
     if (crypto_pwhash_str(user.password_hash, password, strlen(password),
                           crypto_pwhash_OPSLIMIT_INTERACTIVE,
                           crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
