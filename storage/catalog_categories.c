@@ -148,40 +148,36 @@ static void s_category_slug(const category_t *c, char out[CATALOG_SLUG_MAX + 1])
         snprintf(out, CATALOG_SLUG_MAX + 1, "%s", c->id);
 }
 
+typedef struct {
+    catalog_store_t *self;
+    const category_t *c;
+} s_write_t;
+
+static int s_create_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    catalog_store_t *self = w->self;
+    const category_t *c = w->c;
+    if (c->parent_id[0]) {
+        category_t parent;
+        catalog_status_t status = catalog_category_read(self, txn, c->parent_id, &parent);
+        if (status != CATALOG_OK)
+            return status == CATALOG_NOT_FOUND ? CATALOG_NO_CATEGORY : status;
+    }
+    MDB_val slug = catalog_val(c->slug), id = catalog_val(c->id);
+    int rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, &id, MDB_NOOVERWRITE);
+    if (rc != 0)
+        return rc == MDB_KEYEXIST ? CATALOG_SLUG_TAKEN : catalog_fail("mdb_put by_slug", rc);
+    return s_category_write(self, txn, c);
+}
+
 catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c)
 {
     if (!self || !c || !s_category_valid(c))
         return CATALOG_ERROR;
     catalog_new_id('c', c->id);
     s_category_slug(c, c->slug);
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return catalog_fail("mdb_txn_begin", rc);
-    catalog_status_t status = CATALOG_OK;
-    if (c->parent_id[0]) {
-        category_t parent;
-        status = catalog_category_read(self, txn, c->parent_id, &parent);
-        if (status == CATALOG_NOT_FOUND)
-            status = CATALOG_NO_CATEGORY;
-        if (status != CATALOG_OK)
-            goto cleanup;
-    }
-    MDB_val slug = catalog_val(c->slug), id = catalog_val(c->id);
-    rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, &id, MDB_NOOVERWRITE);
-    if (rc != 0) {
-        status = rc == MDB_KEYEXIST ? CATALOG_SLUG_TAKEN : catalog_fail("mdb_put by_slug", rc);
-        goto cleanup;
-    }
-    status = s_category_write(self, txn, c);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    return catalog_write(self, s_create_txn, &(s_write_t){self, c});
 }
 
 catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, category_t *out)
@@ -195,61 +191,49 @@ catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, cat
     return status;
 }
 
+static int s_update_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    catalog_store_t *self = w->self;
+    const category_t *next = w->c;
+    category_t stored;
+    catalog_status_t status = catalog_category_read(self, txn, next->id, &stored);
+    if (status != CATALOG_OK)
+        return status;
+    /* Walk up from the new parent: meeting the id means the category
+     * would become its own ancestor. The tree is acyclic before, so the
+     * walk ends; the step bound only guards against a damaged store. */
+    char at[CATALOG_ID_MAX + 1];
+    snprintf(at, sizeof at, "%s", next->parent_id);
+    for (int steps = 0; at[0]; steps++) {
+        if (strcmp(at, next->id) == 0 || steps > 10000)
+            return CATALOG_CYCLE;
+        category_t up;
+        status = catalog_category_read(self, txn, at, &up);
+        if (status != CATALOG_OK)
+            return status == CATALOG_NOT_FOUND ? CATALOG_NO_CATEGORY : status;
+        memcpy(at, up.parent_id, sizeof at);
+    }
+    if (strcmp(stored.slug, next->slug) != 0) {
+        MDB_val old_slug = catalog_val(stored.slug), slug = catalog_val(next->slug),
+                id = catalog_val(next->id);
+        int rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SLUG], &old_slug, NULL);
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            return catalog_fail("mdb_del by_slug", rc);
+        rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, &id, MDB_NOOVERWRITE);
+        if (rc != 0)
+            return rc == MDB_KEYEXIST ? CATALOG_SLUG_TAKEN : catalog_fail("mdb_put by_slug", rc);
+    }
+    return s_category_write(self, txn, next);
+}
+
 catalog_status_t catalog_category_update(catalog_store_t *self, const category_t *c)
 {
     if (!self || !c || !s_category_valid(c) || !catalog_fits(c->id, CATALOG_ID_MAX))
         return CATALOG_ERROR;
     category_t next = *c;
     s_category_slug(c, next.slug);
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return catalog_fail("mdb_txn_begin", rc);
-    category_t stored;
-    catalog_status_t status = catalog_category_read(self, txn, c->id, &stored);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    /* Walk up from the new parent: meeting c->id means c would become its
-     * own ancestor. The tree is acyclic before, so the walk ends; the step
-     * bound only guards against a damaged store. */
-    char at[CATALOG_ID_MAX + 1];
-    snprintf(at, sizeof at, "%s", next.parent_id);
-    for (int steps = 0; at[0]; steps++) {
-        if (strcmp(at, c->id) == 0 || steps > 10000) {
-            status = CATALOG_CYCLE;
-            goto cleanup;
-        }
-        category_t up;
-        status = catalog_category_read(self, txn, at, &up);
-        if (status == CATALOG_NOT_FOUND)
-            status = CATALOG_NO_CATEGORY;
-        if (status != CATALOG_OK)
-            goto cleanup;
-        memcpy(at, up.parent_id, sizeof at);
-    }
-    if (strcmp(stored.slug, next.slug) != 0) {
-        MDB_val old_slug = catalog_val(stored.slug), slug = catalog_val(next.slug),
-                id = catalog_val(c->id);
-        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SLUG], &old_slug, NULL);
-        if (rc != 0 && rc != MDB_NOTFOUND) {
-            status = catalog_fail("mdb_del by_slug", rc);
-            goto cleanup;
-        }
-        rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, &id, MDB_NOOVERWRITE);
-        if (rc != 0) {
-            status = rc == MDB_KEYEXIST ? CATALOG_SLUG_TAKEN : catalog_fail("mdb_put by_slug", rc);
-            goto cleanup;
-        }
-    }
-    status = s_category_write(self, txn, &next);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    return catalog_write(self, s_update_txn, &(s_write_t){self, &next});
 }
 
 /* OK when no product and no child category uses id, IN_USE when one
@@ -308,35 +292,35 @@ cleanup:
     return status;
 }
 
+typedef struct {
+    catalog_store_t *self;
+    const char *id;
+} s_delete_t;
+
+static int s_delete_txn(MDB_txn *txn, void *arg)
+{
+    const s_delete_t *d = arg;
+    catalog_store_t *self = d->self;
+    category_t stored;
+    catalog_status_t status = catalog_category_read(self, txn, d->id, &stored);
+    if (status == CATALOG_OK)
+        status = s_category_unused(self, txn, d->id);
+    if (status != CATALOG_OK)
+        return status;
+    MDB_val key = catalog_val(d->id), slug = catalog_val(stored.slug);
+    int rc = mdb_del(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return catalog_fail("mdb_del category", rc);
+    return CATALOG_OK;
+}
+
 catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
 {
     if (!self || !id)
         return CATALOG_ERROR;
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return catalog_fail("mdb_txn_begin", rc);
-    category_t stored;
-    catalog_status_t status = catalog_category_read(self, txn, id, &stored);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = s_category_unused(self, txn, id);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    MDB_val key = catalog_val(id), slug = catalog_val(stored.slug);
-    rc = mdb_del(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, NULL);
-    if (rc == 0)
-        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SLUG], &slug, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        status = catalog_fail("mdb_del category", rc);
-        goto cleanup;
-    }
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    return catalog_write(self, s_delete_txn, &(s_delete_t){self, id});
 }
 
 catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count)

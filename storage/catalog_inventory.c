@@ -228,6 +228,34 @@ static catalog_status_t s_apply(catalog_store_t *self, MDB_txn *txn, const s_res
     return status;
 }
 
+typedef struct {
+    catalog_store_t *self;
+    const char *order_id;
+    s_reservation_t *want, *stored; /* reserve; transitions use stored */
+    s_state_t to;                   /* transitions */
+    char *short_product;
+} s_write_t;
+
+static int s_reserve_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    catalog_status_t status = s_read(w->self, txn, w->order_id, w->stored);
+    if (status == CATALOG_OK) {
+        /* A repeat: the same lines is the same request, whatever became
+         * of it since; other lines reuse the order id. */
+        const s_reservation_t *want = w->want, *stored = w->stored;
+        bool same = stored->n_lines == want->n_lines;
+        for (int i = 0; same && i < want->n_lines; i++)
+            same = strcmp(stored->lines[i].product_id, want->lines[i].product_id) == 0 &&
+                   stored->lines[i].qty == want->lines[i].qty;
+        return same ? CATALOG_OK : CATALOG_CONFLICT;
+    }
+    if (status != CATALOG_NOT_FOUND)
+        return status;
+    status = s_apply(w->self, txn, w->want, -1, w->short_product);
+    return status == CATALOG_OK ? s_write(w->self, txn, w->order_id, w->want) : status;
+}
+
 catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_id,
                                        const stock_line_t *lines, int n_lines,
                                        char short_product[CATALOG_ID_MAX + 1])
@@ -239,9 +267,7 @@ catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_
     s_reservation_t *want = malloc(2 * sizeof *want);
     if (!want)
         return CATALOG_ERROR;
-    s_reservation_t *stored = want + 1;
     catalog_status_t status = CATALOG_ERROR;
-    MDB_txn *txn = NULL;
     want->state = S_RESERVED;
     want->n_lines = n_lines;
     for (int i = 0; i < n_lines; i++) {
@@ -253,37 +279,35 @@ catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_
         want->lines[i] = lines[i];
     }
     s_canonical(want);
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0) {
-        status = catalog_fail("mdb_txn_begin", rc);
-        goto cleanup;
-    }
-    status = s_read(self, txn, order_id, stored);
-    if (status == CATALOG_OK) {
-        /* A repeat: the same lines is the same request, whatever became
-         * of it since; other lines reuse the order id. */
-        bool same = stored->n_lines == want->n_lines;
-        for (int i = 0; same && i < want->n_lines; i++)
-            same = strcmp(stored->lines[i].product_id, want->lines[i].product_id) == 0 &&
-                   stored->lines[i].qty == want->lines[i].qty;
-        status = same ? CATALOG_OK : CATALOG_CONFLICT;
-        goto cleanup; /* read only: the abort below ends it */
-    }
-    if (status != CATALOG_NOT_FOUND)
-        goto cleanup;
-    status = s_apply(self, txn, want, -1, short_product);
-    if (status == CATALOG_OK)
-        status = s_write(self, txn, order_id, want);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    rc = mdb_txn_commit(txn);
-    txn = NULL; /* freed by the commit, whatever its result */
-    status = rc == 0 ? CATALOG_OK : catalog_fail("mdb_txn_commit", rc);
+    status = catalog_write(self, s_reserve_txn,
+                           &(s_write_t){.self = self,
+                                        .order_id = order_id,
+                                        .want = want,
+                                        .stored = want + 1,
+                                        .short_product = short_product});
+    if (status != CATALOG_OUT_OF_STOCK && status != CATALOG_NOT_FOUND && short_product)
+        short_product[0] = '\0'; /* named by an attempt that a later step undid */
 cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
     free(want);
     return status;
+}
+
+static int s_transition_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    s_reservation_t *r = w->stored;
+    catalog_status_t status = s_read(w->self, txn, w->order_id, r);
+    if (status != CATALOG_OK || r->state == w->to)
+        return status; /* unknown, failed, or already there: no change */
+    if (r->state == S_RELEASED)
+        return CATALOG_CONFLICT; /* a released reservation is final */
+    if (w->to == S_RELEASED) {
+        status = s_apply(w->self, txn, r, +1, NULL);
+        if (status != CATALOG_OK)
+            return status;
+    }
+    r->state = w->to;
+    return s_write(w->self, txn, w->order_id, r);
 }
 
 /* Moves order_id's reservation to state `to` (S_COMMITTED or
@@ -295,35 +319,9 @@ static catalog_status_t s_transition(catalog_store_t *self, const char *order_id
     s_reservation_t *r = malloc(sizeof *r);
     if (!r)
         return CATALOG_ERROR;
-    MDB_txn *txn = NULL;
-    catalog_status_t status;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0) {
-        status = catalog_fail("mdb_txn_begin", rc);
-        goto cleanup;
-    }
-    status = s_read(self, txn, order_id, r);
-    if (status != CATALOG_OK || r->state == to)
-        goto cleanup; /* unknown, failed, or already there: no change */
-    if (r->state == S_RELEASED) {
-        status = CATALOG_CONFLICT; /* a released reservation is final */
-        goto cleanup;
-    }
-    if (to == S_RELEASED) {
-        status = s_apply(self, txn, r, +1, NULL);
-        if (status != CATALOG_OK)
-            goto cleanup;
-    }
-    r->state = to;
-    status = s_write(self, txn, order_id, r);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    status = rc == 0 ? CATALOG_OK : catalog_fail("mdb_txn_commit", rc);
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
+    catalog_status_t status =
+        catalog_write(self, s_transition_txn,
+                      &(s_write_t){.self = self, .order_id = order_id, .stored = r, .to = to});
     free(r);
     return status;
 }

@@ -16,8 +16,9 @@
  *  id (a sort) is skipped. With a category as well, every walk is of
  *  cat_words instead ("category\0word" for each category of the subtree),
  *  so only the postings inside the subtree are read and the category
- *  needs no check per candidate. Without words the source is, in this order: by_category
- *  (for each category of the subtree) when a category is given; by_price
+ *  needs no check per candidate. Without words the source is, in this
+ *  order: by_category (for each category of the subtree) when a category
+ *  is given; by_name for the name sort without a price range; by_price
  *  when a price range is given or the sort is by price; else by_created.
  *
  *  Every index value carries the candidate's meta (price, created,
@@ -30,16 +31,20 @@
  *  the best limit + 1 (the extra one says whether a next page exists).
  *  When the source is walked in the sort's own order (newest from
  *  by_created or within each category walked backwards; price from
- *  by_price), the walk starts at the cursor and stops at the first
- *  candidate worse than a full page: a page costs about limit reads.
+ *  by_price; name from by_name), the walk starts at the cursor and stops
+ *  at the first candidate worse than a full page: a page costs about
+ *  limit reads.
  *
  *  Sort orders (each a total order, ids breaking ties):
  *    relevance   score desc, created desc, id desc (without words every
  *                score is 0: newest)
  *    newest      created desc, id desc
  *    price_asc   price asc, id asc;  price_desc  price desc, id desc
- *    name        the lower-cased name's first CATALOG_NAME_KEY_MAX bytes
- *                asc, then id asc
+ *    name        the lower-cased name asc (bytewise, so a name before
+ *                its longer continuations), then id asc. Index values
+ *                carry the first CATALOG_NAME_KEY_MAX bytes, which decide
+ *                most comparisons; names that tie there are read whole
+ *                from their records (s_name_cmp).
  *  The score sums, over the query words, 2 for an exact word or 1 for a
  *  prefix, doubled when that word is in the name (the best posting of a
  *  product for each query word counts).
@@ -47,13 +52,12 @@
  *  Cursor: base64url (no padding) of the msgpack array
  *      [sort, query hash, a, b, name_key, id]
  *  a, b: relevance (score, created), newest (created, 0), price (price,
- *  0), name (0, 0) with name_key "" for the others. The hash is 32-bit
- *  FNV-1a over the query's normalised words, category, price bounds and
- *  in_stock, so a cursor replayed with another query or sort, or one that
- *  does not decode, is CATALOG_CONFLICT. At most 75 bytes encoded: 100
- *  base64 characters would be too many only for ids longer than the 21
- *  characters the store makes, and then there is no next cursor rather
- *  than an overflow (logged).
+ *  0), name (0, 0); name_key is the whole lower-cased name for the name
+ *  sort, "" for the others. The hash is 32-bit FNV-1a over the query's
+ *  normalised words, category, price bounds and in_stock, so a cursor
+ *  replayed with another query or sort, or one that does not decode, is
+ *  CATALOG_CONFLICT. At most S_CURSOR_RAW_MAX (260) bytes, 347 base64
+ *  characters: within CATALOG_CURSOR_MAX.
  */
 #include "storage/catalog_store_impl.h"
 
@@ -61,12 +65,16 @@
 #include <msgpack.h>
 #include <string.h>
 
-/* A candidate: id and meta point into the map of the read transaction. */
+/* A candidate: id and meta point into the map of the read transaction.
+ * name is its whole name for the name sort, lower-cased or not (it is
+ * folded when compared), or NULL until a comparison needs it. */
 typedef struct {
     const char *id;
     size_t id_len;
     catalog_meta_t meta;
     int score;
+    const char *name;
+    size_t name_len;
 } s_cand_t;
 
 /* A member of the smallest posting set (compact: there may be many). */
@@ -94,8 +102,9 @@ typedef struct {
     bool has_cursor;
     s_cand_t after; /* the cursor's position; strings in the two below */
     char after_id[CATALOG_ID_MAX + 1];
-    char after_name[CATALOG_NAME_KEY_MAX + 1];
-    int k; /* limit + 1 */
+    char after_name[CATALOG_NAME_MAX + 1]; /* lower-cased, whole */
+    bool failed; /* a comparison could not read a name: the search fails */
+    int k;       /* limit + 1 */
     int n_top;
     s_cand_t top[CATALOG_PAGE_MAX + 1];
 } s_search_t;
@@ -115,12 +124,62 @@ static int s_cmp_bytes(const char *a, size_t a_len, const char *b, size_t b_len)
     return c ? c : s_cmp_i64((int64_t)a_len, (int64_t)b_len);
 }
 
+/* Lower-cases name (len bytes) into out[CATALOG_NAME_MAX]; its length. */
+static size_t s_fold(const char *name, size_t len, char *out)
+{
+    char text[CATALOG_NAME_MAX + 1];
+    len = len < CATALOG_NAME_MAX ? len : CATALOG_NAME_MAX;
+    memcpy(text, name, len);
+    text[len] = '\0';
+    return catalog_lower(text, out, CATALOG_NAME_MAX);
+}
+
+/* Reads c's whole name from its record; false (logged) when it cannot. */
+static bool s_name_load(s_search_t *s, s_cand_t *c)
+{
+    MDB_val key = {.mv_size = c->id_len, .mv_data = (void *)c->id}, val;
+    int rc = mdb_get(s->txn, s->store->dbi[CATALOG_DB_PRODUCTS], &key, &val);
+    if (rc != 0) {
+        catalog_fail("mdb_get products (name)", rc);
+        return false;
+    }
+    if (catalog_record_name(&val, &c->name, &c->name_len) != 0) {
+        zsys_error("catalog_store: malformed product record %.*s", (int)c->id_len, c->id);
+        return false;
+    }
+    return true;
+}
+
+/* The name order of a and b (0 when the names are one). The index values
+ * carry only the lower-cased name's first CATALOG_NAME_KEY_MAX bytes,
+ * which decide unless one key is a prefix of the other and the shorter
+ * may have been cut (a cut on a character boundary drops at most 3
+ * bytes): then the whole names are compared, read from the records on
+ * first need (a tie of long names is the only case that reads). */
+static int s_name_cmp(s_search_t *s, s_cand_t *a, s_cand_t *b)
+{
+    size_t n =
+        a->meta.name_key_len < b->meta.name_key_len ? a->meta.name_key_len : b->meta.name_key_len;
+    int c = memcmp(a->meta.name_key, b->meta.name_key, n);
+    if (c)
+        return c;
+    if (n + 4 <= CATALOG_NAME_KEY_MAX) /* the shorter key is a whole name */
+        return s_cmp_i64((int64_t)a->meta.name_key_len, (int64_t)b->meta.name_key_len);
+    if ((!a->name && !s_name_load(s, a)) || (!b->name && !s_name_load(s, b))) {
+        s->failed = true;
+        return 0;
+    }
+    char x[CATALOG_NAME_MAX], y[CATALOG_NAME_MAX];
+    size_t x_len = s_fold(a->name, a->name_len, x), y_len = s_fold(b->name, b->name_len, y);
+    return s_cmp_bytes(x, x_len, y, y_len);
+}
+
 /* < 0 when a comes before b in the sort order, 0 when they are one. */
-static int s_order(catalog_sort_t sort, const s_cand_t *a, const s_cand_t *b)
+static int s_order(s_search_t *s, s_cand_t *a, s_cand_t *b)
 {
     int id = s_cmp_bytes(a->id, a->id_len, b->id, b->id_len);
     int c;
-    switch (sort) {
+    switch (s->q->sort) {
     case SORT_RELEVANCE:
         c = s_cmp_i64(b->score, a->score);
         if (!c)
@@ -136,8 +195,7 @@ static int s_order(catalog_sort_t sort, const s_cand_t *a, const s_cand_t *b)
         c = s_cmp_i64(b->meta.price, a->meta.price);
         return c ? c : -id;
     case SORT_NAME:
-        c = s_cmp_bytes(a->meta.name_key, a->meta.name_key_len, b->meta.name_key,
-                        b->meta.name_key_len);
+        c = s_name_cmp(s, a, b);
         return c ? c : id;
     }
     return id;
@@ -178,7 +236,7 @@ static int s_in_stock(s_search_t *s, const s_cand_t *c)
     return stock > 0;
 }
 
-static s_offer_t s_offer(s_search_t *s, const s_cand_t *c)
+static s_offer_t s_offer(s_search_t *s, s_cand_t *c)
 {
     const catalog_query_t *q = s->q;
     if (s->cats && !s->by_cat_words && !s_in_cats(s, c->meta.category, c->meta.category_len))
@@ -186,10 +244,10 @@ static s_offer_t s_offer(s_search_t *s, const s_cand_t *c)
     if ((q->has_min_price && c->meta.price < q->min_price) ||
         (q->has_max_price && c->meta.price > q->max_price))
         return OFFER_SKIPPED;
-    if (s->has_cursor && s_order(q->sort, &s->after, c) >= 0)
-        return OFFER_SKIPPED;
-    if (s->n_top == s->k && s_order(q->sort, c, &s->top[s->n_top - 1]) >= 0)
-        return OFFER_WORSE;
+    if (s->has_cursor && s_order(s, &s->after, c) >= 0)
+        return s->failed ? OFFER_FAILED : OFFER_SKIPPED;
+    if (s->n_top == s->k && s_order(s, c, &s->top[s->n_top - 1]) >= 0)
+        return s->failed ? OFFER_FAILED : OFFER_WORSE;
     if (q->in_stock_only) {
         int in = s_in_stock(s, c);
         if (in < 0)
@@ -200,7 +258,7 @@ static s_offer_t s_offer(s_search_t *s, const s_cand_t *c)
     int lo = 0, hi = s->n_top;
     while (lo < hi) {
         int mid = (lo + hi) / 2;
-        if (s_order(q->sort, c, &s->top[mid]) < 0)
+        if (s_order(s, c, &s->top[mid]) < 0)
             hi = mid;
         else
             lo = mid + 1;
@@ -210,7 +268,7 @@ static s_offer_t s_offer(s_search_t *s, const s_cand_t *c)
     memmove(&s->top[lo + 1], &s->top[lo], (size_t)(s->n_top - lo) * sizeof s->top[0]);
     s->top[lo] = *c;
     s->n_top++;
-    return OFFER_TAKEN;
+    return s->failed ? OFFER_FAILED : OFFER_TAKEN;
 }
 
 /* ---- index walks (no words) ---- */
@@ -290,6 +348,51 @@ cleanup:
     return status;
 }
 
+/* The name sort without words, category or price range: by_name in
+ * order from the cursor, a page costing about limit reads. */
+static catalog_status_t s_walk_names(s_search_t *s)
+{
+    MDB_cursor *cursor = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    int rc = mdb_cursor_open(s->txn, s->store->dbi[CATALOG_DB_BY_NAME], &cursor);
+    if (rc != 0)
+        return catalog_fail("mdb_cursor_open by_name", rc);
+    uint8_t start[CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX];
+    MDB_val key = {.mv_size = 0, .mv_data = start}, val;
+    if (s->has_cursor) {
+        memcpy(start, s->after.name, s->after.name_len);
+        start[s->after.name_len] = 0;
+        memcpy(start + s->after.name_len + 1, s->after.id, s->after.id_len);
+        key.mv_size = s->after.name_len + 1 + s->after.id_len;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+    } else
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        const char *k = key.mv_data, *end = memchr(k, '\0', key.mv_size);
+        s_cand_t c = {.name = k};
+        if (!end || end + 1 == k + key.mv_size || !catalog_meta_decode(&val, &c.meta)) {
+            zsys_error("catalog_store: by_name: malformed entry");
+            goto cleanup;
+        }
+        c.name_len = (size_t)(end - k);
+        c.id = end + 1;
+        c.id_len = key.mv_size - c.name_len - 1;
+        s_offer_t o = s_offer(s, &c);
+        if (o == OFFER_FAILED)
+            goto cleanup;
+        if (o == OFFER_WORSE)
+            break; /* everything after is worse still */
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND) {
+        catalog_fail("mdb_cursor_get by_name", rc);
+        goto cleanup;
+    }
+    status = CATALOG_OK;
+cleanup:
+    mdb_cursor_close(cursor);
+    return status;
+}
+
 static catalog_status_t s_source_indexes(s_search_t *s)
 {
     const catalog_query_t *q = s->q;
@@ -312,6 +415,8 @@ static catalog_status_t s_source_indexes(s_search_t *s)
         return CATALOG_OK;
     }
     bool by_price = q->sort == SORT_PRICE_ASC || q->sort == SORT_PRICE_DESC;
+    if (q->sort == SORT_NAME && !q->has_min_price && !q->has_max_price)
+        return s_walk_names(s);
     if (by_price || q->has_min_price || q->has_max_price) {
         w.db = CATALOG_DB_BY_PRICE;
         if (q->has_min_price)
@@ -731,8 +836,12 @@ static uint32_t s_query_hash(const catalog_query_t *q, const s_qwords_t *qw)
     return h;
 }
 
+/* A cursor's msgpack: the array, sort, hash, a, b (at most 1 + 1 + 5 +
+ * 9 + 9), the name (2 + CATALOG_NAME_MAX) and the id (1 + CATALOG_ID_MAX). */
+#define S_CURSOR_RAW_MAX (25 + 2 + CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX)
+
 typedef struct {
-    uint8_t data[80];
+    uint8_t data[S_CURSOR_RAW_MAX];
     size_t len;
 } s_raw_t;
 
@@ -746,7 +855,9 @@ static int s_raw_write(void *data, const char *buf, size_t len)
     return 0;
 }
 
+/* name: the item's whole name, lower-cased (used by the name sort). */
 static void s_cursor_encode(const catalog_query_t *q, uint32_t hash, const s_cand_t *c,
+                            const char *folded_name, size_t folded_len,
                             char out[CATALOG_CURSOR_MAX + 1])
 {
     int64_t a = 0, b = 0;
@@ -764,7 +875,7 @@ static void s_cursor_encode(const catalog_query_t *q, uint32_t hash, const s_can
         a = c->meta.price;
         break;
     case SORT_NAME:
-        name = c->meta.name_key, name_len = c->meta.name_key_len;
+        name = folded_name, name_len = folded_len;
         break;
     }
     s_raw_t raw = {.len = 0};
@@ -797,7 +908,7 @@ static bool s_obj_int(const msgpack_object *o, int64_t *v)
  * one of ours for this query. */
 static catalog_status_t s_cursor_decode(s_search_t *s, const char *text, uint32_t hash)
 {
-    uint8_t raw[80];
+    uint8_t raw[S_CURSOR_RAW_MAX];
     size_t len = 0;
     if (strnlen(text, CATALOG_CURSOR_MAX + 1) > CATALOG_CURSOR_MAX ||
         s_b64_decode(text, raw, sizeof raw, &len) != 0)
@@ -813,16 +924,24 @@ static catalog_status_t s_cursor_decode(s_search_t *s, const char *text, uint32_
     int64_t sort, h, a, b;
     if (!s_obj_int(&f[0], &sort) || !s_obj_int(&f[1], &h) || !s_obj_int(&f[2], &a) ||
         !s_obj_int(&f[3], &b) || f[4].type != MSGPACK_OBJECT_STR ||
-        f[4].via.str.size > CATALOG_NAME_KEY_MAX || f[5].type != MSGPACK_OBJECT_STR ||
-        f[5].via.str.size == 0 || f[5].via.str.size > CATALOG_ID_MAX)
+        f[4].via.str.size > CATALOG_NAME_MAX || memchr(f[4].via.str.ptr, 0, f[4].via.str.size) ||
+        f[5].type != MSGPACK_OBJECT_STR || f[5].via.str.size == 0 ||
+        f[5].via.str.size > CATALOG_ID_MAX)
         goto cleanup;
     if (sort != (int64_t)s->q->sort || h != (int64_t)hash)
         goto cleanup;
     memcpy(s->after_name, f[4].via.str.ptr, f[4].via.str.size);
+    s->after_name[f[4].via.str.size] = '\0';
     memcpy(s->after_id, f[5].via.str.ptr, f[5].via.str.size);
-    s->after = (s_cand_t){.id = s->after_id, .id_len = f[5].via.str.size};
+    s->after = (s_cand_t){.id = s->after_id,
+                          .id_len = f[5].via.str.size,
+                          .name = s->after_name,
+                          .name_len = f[4].via.str.size};
+    /* Its key as the index values have it: the (lower-cased) name cut on
+     * a character boundary. */
+    char key[CATALOG_NAME_KEY_MAX];
     s->after.meta.name_key = s->after_name;
-    s->after.meta.name_key_len = f[4].via.str.size;
+    s->after.meta.name_key_len = catalog_lower(s->after_name, key, CATALOG_NAME_KEY_MAX);
     switch (s->q->sort) {
     case SORT_RELEVANCE:
         if (a < 0 || a > INT32_MAX)
@@ -887,6 +1006,8 @@ catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
         s->by_cat_words = qw.n > 0;
     }
     status = qw.n > 0 ? s_source_words(s, &qw) : s_source_indexes(s);
+    if (status == CATALOG_OK && s->failed)
+        status = CATALOG_ERROR;
     if (status != CATALOG_OK)
         goto cleanup;
     int count = s->n_top < q->limit ? s->n_top : q->limit;
@@ -902,8 +1023,11 @@ catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
             goto cleanup;
     }
     page->count = count;
-    if (s->n_top > q->limit)
-        s_cursor_encode(q, hash, &s->top[q->limit - 1], page->next_cursor);
+    if (s->n_top > q->limit) {
+        char name[CATALOG_NAME_MAX];
+        size_t name_len = catalog_lower(page->items[q->limit - 1].name, name, CATALOG_NAME_MAX);
+        s_cursor_encode(q, hash, &s->top[q->limit - 1], name, name_len, page->next_cursor);
+    }
 cleanup:
     if (status != CATALOG_OK)
         page->count = 0;

@@ -16,12 +16,11 @@
  *    category: see catalog_categories.c.
  *
  *  Index maintenance (catalog_store_impl.h lists the keys and values):
- *  a product's entries in by_category, by_created, by_price, words and
- *  cat_words all
- *  derive from its record, so a write that changes the record first
- *  deletes the entries of the stored version and then puts those of the
- *  new one (s_index). Stock is in no index, so stock
- *  changes touch the record only. by_sku and by_slug are unique: their
+ *  a product's entries in by_category, by_created, by_price, by_name,
+ *  words and cat_words all derive from its record, so a write that
+ *  changes the record first deletes the entries of the stored version and
+ *  then puts those of the new one (s_index). Stock is in no index, so
+ *  stock changes touch the record only. by_sku and by_slug are unique: their
  *  puts use MDB_NOOVERWRITE and MDB_KEYEXIST is the "taken" answer; LMDB
  *  runs one writer at a time, so of two racing creates exactly one wins.
  *
@@ -29,6 +28,13 @@
  *  renewed at the start of the next (the environment has MDB_NOTLS).
  *  Reads that decide a write (the stored version, the category named)
  *  happen inside the write transaction.
+ *
+ *  Writes: each public write checks its arguments, then hands a function
+ *  of the transaction (s_*_txn) to catalog_write, which runs it through
+ *  kv_write: possibly on another handle's thread, inside a batch of
+ *  concurrent writes committed together. Such a function therefore
+ *  touches only the transaction and the caller's buffers it was given,
+ *  and returns a status; anything but CATALOG_OK undoes it alone.
  */
 #include "storage/catalog_store_impl.h"
 
@@ -38,8 +44,8 @@
 #include <time.h>
 
 const char *const catalog_store_names[CATALOG_STORE_DBS] = {
-    "products", "by_sku",     "by_category", "by_created",   "by_price",
-    "words",    "categories", "by_slug",     "reservations", "cat_words"};
+    "products",   "by_sku",  "by_category",  "by_created", "by_price", "words",
+    "categories", "by_slug", "reservations", "cat_words",  "by_name"};
 
 /* A product record's largest size: the field limits add up to about
  * 20.7 KiB, plus keys and headers. */
@@ -261,20 +267,49 @@ cleanup:
     return rc;
 }
 
+/* Finds the field named key of a record; the value's object into *out
+ * (valid while msg is). */
+static bool s_record_field(msgpack_unpacked *msg, const MDB_val *record, const char *key,
+                           msgpack_object *out)
+{
+    if (!catalog_unpack_map(msg, record->mv_data, record->mv_size))
+        return false;
+    const msgpack_object_map *map = &msg->data.via.map;
+    for (uint32_t i = 0; i < map->size; i++) {
+        const msgpack_object *k = &map->ptr[i].key;
+        if (k->type == MSGPACK_OBJECT_STR && catalog_key_is(k, key)) {
+            *out = map->ptr[i].val;
+            return true;
+        }
+    }
+    return false;
+}
+
 int catalog_record_stock(const MDB_val *record, int64_t *stock)
 {
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
+    msgpack_object v;
+    int rc = s_record_field(&msg, record, "stock", &v) && catalog_int_field(&v, stock) ? 0 : -1;
+    msgpack_unpacked_destroy(&msg);
+    return rc;
+}
+
+int catalog_record_name(const MDB_val *record, const char **name, size_t *len)
+{
+    msgpack_unpacked msg;
+    msgpack_unpacked_init(&msg);
+    msgpack_object v;
     int rc = -1;
-    if (catalog_unpack_map(&msg, record->mv_data, record->mv_size)) {
-        const msgpack_object_map *map = &msg.data.via.map;
-        for (uint32_t i = 0; i < map->size; i++) {
-            const msgpack_object *k = &map->ptr[i].key;
-            if (k->type == MSGPACK_OBJECT_STR && catalog_key_is(k, "stock")) {
-                rc = catalog_int_field(&map->ptr[i].val, stock) ? 0 : -1;
-                break;
-            }
-        }
+    /* A str object points into the unpacked bytes (msgpack-c does not
+     * copy them), here the record itself; checked rather than assumed. */
+    const char *lo = record->mv_data, *hi = lo + record->mv_size;
+    if (s_record_field(&msg, record, "name", &v) && v.type == MSGPACK_OBJECT_STR &&
+        v.via.str.size <= CATALOG_NAME_MAX && v.via.str.ptr >= lo &&
+        v.via.str.ptr + v.via.str.size <= hi) {
+        *name = v.via.str.ptr;
+        *len = v.via.str.size;
+        rc = 0;
     }
     msgpack_unpacked_destroy(&msg);
     return rc;
@@ -330,6 +365,7 @@ catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index)
     catalog_store_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->kv = env;
     self->env = kv_mdb(env);
     for (int i = 0; i < CATALOG_STORE_DBS; i++)
         self->dbi[i] = kv_dbi(env, first_dbi_index + i);
@@ -356,6 +392,89 @@ void catalog_store_close(catalog_store_t **self_p)
     *self_p = NULL;
 }
 
+/* by_name for every product, CATALOG_UPGRADE_BATCH to a transaction;
+ * each batch resumes after the last id of the one before. */
+catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index)
+{
+    MDB_env *mdb = kv_mdb(env);
+    MDB_dbi products = kv_dbi(env, first_dbi_index + CATALOG_DB_PRODUCTS);
+    MDB_dbi by_name = kv_dbi(env, first_dbi_index + CATALOG_DB_BY_NAME);
+    MDB_txn *txn = NULL;
+    MDB_cursor *cursor = NULL;
+    MDB_stat names, all;
+    int rc = mdb_txn_begin(mdb, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_stat(txn, by_name, &names);
+    if (rc == 0)
+        rc = mdb_stat(txn, products, &all);
+    if (txn)
+        mdb_txn_abort(txn);
+    txn = NULL;
+    if (rc != 0)
+        return catalog_fail("upgrade: mdb_stat", rc);
+    if (names.ms_entries > 0 || all.ms_entries == 0)
+        return CATALOG_OK;
+    zsys_info("catalog_store: indexing the names of %zu products", all.ms_entries);
+    catalog_store_t *self = catalog_store_open(env, first_dbi_index);
+    product_t *p = malloc(sizeof *p);
+    char after[CATALOG_ID_MAX + 1] = "";
+    catalog_status_t status = CATALOG_ERROR;
+    if (!self || !p)
+        goto cleanup;
+    for (bool more = true; more;) {
+        rc = mdb_txn_begin(mdb, NULL, 0, &txn);
+        if (rc == 0)
+            rc = mdb_cursor_open(txn, products, &cursor);
+        if (rc != 0)
+            goto lmdb_failed;
+        MDB_val key = catalog_val(after), val;
+        rc = mdb_cursor_get(cursor, &key, &val, after[0] ? MDB_SET_RANGE : MDB_FIRST);
+        if (rc == 0 && after[0] && key.mv_size == strlen(after) &&
+            memcmp(key.mv_data, after, key.mv_size) == 0)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+        for (int n = 0; rc == 0 && n < CATALOG_UPGRADE_BATCH; n++) {
+            if (key.mv_size == 0 || key.mv_size > CATALOG_ID_MAX)
+                goto cleanup;
+            memcpy(after, key.mv_data, key.mv_size);
+            after[key.mv_size] = '\0';
+            status = catalog_product_read(self, txn, after, key.mv_size, p);
+            if (status != CATALOG_OK)
+                goto cleanup;
+            status = CATALOG_ERROR;
+            uint8_t meta[CATALOG_META_MAX], name_key[CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX];
+            MDB_val v = {.mv_size = catalog_meta_encode(p, 0, meta), .mv_data = meta};
+            size_t len = catalog_lower(p->name, (char *)name_key, CATALOG_NAME_MAX);
+            name_key[len] = 0;
+            memcpy(name_key + len + 1, p->id, key.mv_size);
+            MDB_val k = {.mv_size = len + 1 + key.mv_size, .mv_data = name_key};
+            rc = mdb_put(txn, by_name, &k, &v, 0);
+            if (rc == 0)
+                rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+        }
+        more = rc == 0;
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            goto lmdb_failed;
+        mdb_cursor_close(cursor);
+        cursor = NULL;
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+        if (rc != 0)
+            goto lmdb_failed;
+    }
+    status = CATALOG_OK;
+    goto cleanup;
+lmdb_failed:
+    status = catalog_fail("upgrade", rc);
+cleanup:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    if (txn)
+        mdb_txn_abort(txn);
+    free(p);
+    catalog_store_close(&self);
+    return status;
+}
+
 bool catalog_read_begin(catalog_store_t *self)
 {
     int rc = mdb_txn_renew(self->read_txn);
@@ -364,11 +483,11 @@ bool catalog_read_begin(catalog_store_t *self)
     return rc == 0;
 }
 
-/* Commits txn (which is freed whatever the result). */
-catalog_status_t catalog_commit(MDB_txn *txn)
+catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg)
 {
-    int rc = mdb_txn_commit(txn);
-    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_txn_commit", rc);
+    int result = CATALOG_ERROR;
+    int rc = kv_write(self->kv, fn, arg, &result);
+    return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
 }
 
 void catalog_new_id(char prefix, char *out)
@@ -491,7 +610,7 @@ static catalog_status_t s_index_word(catalog_store_t *self, MDB_txn *txn, const 
     return CATALOG_OK;
 }
 
-/* Puts (put true) or deletes p's entries in the five derived indexes. A
+/* Puts (put true) or deletes p's entries in the six derived indexes. A
  * delete of a missing entry is logged and passed over, so a store whose
  * index was damaged can still delete or fix the product. */
 static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const product_t *p, bool put)
@@ -503,12 +622,12 @@ static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const produ
     struct {
         int db;
         size_t len;
-    } plain[3];
+    } plain[4];
     catalog_status_t status = CATALOG_OK;
     s_word_set_t set = {0};
 
-    /* by_category, by_created, by_price: built one after the other in key. */
-    uint8_t keys[3][CATALOG_ID_MAX + 1 + 8 + CATALOG_ID_MAX];
+    /* by_category, by_created, by_price, by_name: one key each. */
+    uint8_t keys[4][CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX];
     memcpy(keys[0], p->category_id, cat_len);
     keys[0][cat_len] = 0;
     catalog_be64_put(keys[0] + cat_len + 1, catalog_bias(p->created_at_ms));
@@ -520,7 +639,11 @@ static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const produ
     catalog_be64_put(keys[2], catalog_bias(p->price_cents));
     memcpy(keys[2] + 8, p->id, id_len);
     plain[2].db = CATALOG_DB_BY_PRICE, plain[2].len = 8 + id_len;
-    for (int i = 0; i < 3; i++) {
+    size_t name_len = catalog_lower(p->name, (char *)keys[3], CATALOG_NAME_MAX);
+    keys[3][name_len] = 0;
+    memcpy(keys[3] + name_len + 1, p->id, id_len);
+    plain[3].db = CATALOG_DB_BY_NAME, plain[3].len = name_len + 1 + id_len;
+    for (int i = 0; i < 4; i++) {
         MDB_val k = {.mv_size = plain[i].len, .mv_data = keys[i]};
         MDB_val v = {.mv_size = meta_len, .mv_data = meta};
         int rc = put ? mdb_put(txn, self->dbi[plain[i].db], &k, &v, 0)
@@ -581,6 +704,30 @@ static catalog_status_t s_category_exists(catalog_store_t *self, MDB_txn *txn, c
     return status == CATALOG_NOT_FOUND ? CATALOG_NO_CATEGORY : status;
 }
 
+typedef struct {
+    catalog_store_t *self;
+    product_t *p;
+    int64_t expected_version; /* update */
+    product_t *stored;        /* update, delete: the stored version */
+    const char *id;           /* delete */
+} s_write_t;
+
+static int s_create_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    catalog_store_t *self = w->self;
+    product_t *p = w->p;
+    catalog_status_t status = s_category_exists(self, txn, p->category_id);
+    if (status != CATALOG_OK)
+        return status;
+    MDB_val sku = catalog_val(p->sku), id = catalog_val(p->id);
+    int rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
+    if (rc != 0)
+        return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("mdb_put by_sku", rc);
+    status = catalog_product_write(self, txn, p);
+    return status == CATALOG_OK ? s_index(self, txn, p, true) : status;
+}
+
 catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
 {
     if (!self || !p || !s_product_valid(p))
@@ -588,30 +735,7 @@ catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
     catalog_new_id('p', p->id);
     p->version = 1;
     p->created_at_ms = p->updated_at_ms = catalog_now_ms();
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return catalog_fail("mdb_txn_begin", rc);
-    catalog_status_t status = s_category_exists(self, txn, p->category_id);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    MDB_val sku = catalog_val(p->sku), id = catalog_val(p->id);
-    rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
-    if (rc != 0) {
-        status = rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("mdb_put by_sku", rc);
-        goto cleanup;
-    }
-    status = catalog_product_write(self, txn, p);
-    if (status == CATALOG_OK)
-        status = s_index(self, txn, p, true);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    return catalog_write(self, s_create_txn, &(s_write_t){.self = self, .p = p});
 }
 
 catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, product_t *out)
@@ -653,43 +777,29 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
     return status;
 }
 
-catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
-                                        int64_t expected_version)
+static int s_update_txn(MDB_txn *txn, void *arg)
 {
-    if (!self || !p || !s_product_valid(p) || !catalog_fits(p->id, CATALOG_ID_MAX))
-        return CATALOG_ERROR;
-    product_t *stored = malloc(sizeof *stored);
-    if (!stored)
-        return CATALOG_ERROR;
-    MDB_txn *txn = NULL;
-    catalog_status_t status = CATALOG_ERROR;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0) {
-        status = catalog_fail("mdb_txn_begin", rc);
-        goto cleanup;
-    }
-    status = catalog_product_read(self, txn, p->id, strlen(p->id), stored);
+    const s_write_t *w = arg;
+    catalog_store_t *self = w->self;
+    product_t *p = w->p, *stored = w->stored;
+    catalog_status_t status = catalog_product_read(self, txn, p->id, strlen(p->id), stored);
     if (status != CATALOG_OK)
-        goto cleanup;
-    if (expected_version > 0 && expected_version != stored->version) {
-        status = CATALOG_VERSION_MISMATCH;
-        goto cleanup;
-    }
+        return status;
+    if (w->expected_version > 0 && w->expected_version != stored->version)
+        return CATALOG_VERSION_MISMATCH;
     if (strcmp(stored->category_id, p->category_id) != 0) {
         status = s_category_exists(self, txn, p->category_id);
         if (status != CATALOG_OK)
-            goto cleanup;
+            return status;
     }
     if (strcmp(stored->sku, p->sku) != 0) {
         MDB_val old_sku = catalog_val(stored->sku), sku = catalog_val(p->sku),
                 id = catalog_val(p->id);
-        rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
+        int rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
         if (rc == 0)
             rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &old_sku, NULL);
-        if (rc != 0) {
-            status = rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("by_sku", rc);
-            goto cleanup;
-        }
+        if (rc != 0)
+            return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("by_sku", rc);
     }
     p->created_at_ms = stored->created_at_ms;
     p->version = stored->version + 1;
@@ -701,52 +811,75 @@ catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
         status = catalog_product_write(self, txn, p);
     if (status == CATALOG_OK)
         status = s_index(self, txn, p, true);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    free(stored);
     return status;
 }
 
-catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id)
+catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
+                                        int64_t expected_version)
 {
-    if (!self || !id)
+    if (!self || !p || !s_product_valid(p) || !catalog_fits(p->id, CATALOG_ID_MAX))
         return CATALOG_ERROR;
     product_t *stored = malloc(sizeof *stored);
     if (!stored)
         return CATALOG_ERROR;
-    MDB_txn *txn = NULL;
-    catalog_status_t status = CATALOG_ERROR;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0) {
-        status = catalog_fail("mdb_txn_begin", rc);
-        goto cleanup;
-    }
-    status = catalog_product_read(self, txn, id, strlen(id), stored);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = s_index(self, txn, stored, false);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    MDB_val key = catalog_val(id), sku = catalog_val(stored->sku);
-    rc = mdb_del(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, NULL);
-    if (rc == 0)
-        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        status = catalog_fail("mdb_del product", rc);
-        goto cleanup;
-    }
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
+    catalog_status_t status = catalog_write(
+        self, s_update_txn,
+        &(s_write_t){.self = self, .p = p, .expected_version = expected_version, .stored = stored});
     free(stored);
     return status;
+}
+
+static int s_delete_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    catalog_store_t *self = w->self;
+    product_t *stored = w->stored;
+    catalog_status_t status = catalog_product_read(self, txn, w->id, strlen(w->id), stored);
+    if (status == CATALOG_OK)
+        status = s_index(self, txn, stored, false);
+    if (status != CATALOG_OK)
+        return status;
+    MDB_val key = catalog_val(w->id), sku = catalog_val(stored->sku);
+    int rc = mdb_del(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, NULL);
+    if (rc == 0)
+        rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return catalog_fail("mdb_del product", rc);
+    return CATALOG_OK;
+}
+
+catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id)
+{
+    if (!self || !id || !catalog_fits(id, CATALOG_ID_MAX))
+        return CATALOG_ERROR;
+    product_t *stored = malloc(sizeof *stored);
+    if (!stored)
+        return CATALOG_ERROR;
+    catalog_status_t status =
+        catalog_write(self, s_delete_txn, &(s_write_t){.self = self, .id = id, .stored = stored});
+    free(stored);
+    return status;
+}
+
+typedef struct {
+    catalog_store_t *self;
+    const char *id;
+    int64_t stock;
+    product_t *out;
+} s_stock_t;
+
+static int s_set_stock_txn(MDB_txn *txn, void *arg)
+{
+    const s_stock_t *w = arg;
+    product_t *out = w->out;
+    catalog_status_t status = catalog_product_read(w->self, txn, w->id, strlen(w->id), out);
+    if (status != CATALOG_OK)
+        return status;
+    out->stock = w->stock;
+    out->version++;
+    out->updated_at_ms = catalog_now_ms();
+    /* Stock is in no index: the record is all that changes. */
+    return catalog_product_write(w->self, txn, out);
 }
 
 catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id, int64_t stock,
@@ -754,24 +887,5 @@ catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id
 {
     if (!self || !id || !out || stock < 0)
         return CATALOG_ERROR;
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return catalog_fail("mdb_txn_begin", rc);
-    catalog_status_t status = catalog_product_read(self, txn, id, strlen(id), out);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    out->stock = stock;
-    out->version++;
-    out->updated_at_ms = catalog_now_ms();
-    /* Stock is in no index: the record is all that changes. */
-    status = catalog_product_write(self, txn, out);
-    if (status != CATALOG_OK)
-        goto cleanup;
-    status = catalog_commit(txn);
-    txn = NULL;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    return catalog_write(self, s_set_stock_txn, &(s_stock_t){self, id, stock, out});
 }

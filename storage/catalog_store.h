@@ -20,9 +20,13 @@
  *    categories     id -> category record (msgpack map)
  *    by_slug        slug -> id                        (unique)
  *    reservations   order_id -> reservation record (state + lines)
+ *    by_name        lower-cased name \0 id -> ""-like meta (the whole name:
+ *                   names are at most CATALOG_NAME_MAX bytes, well under
+ *                   LMDB's 511-byte keys), for the `name` sort
  *  An environment made before cat_words existed opens (the database is
  *  created empty) but its products are not found by word + category
- *  searches until they are written again.
+ *  searches until they are written again; by_name is filled at open by
+ *  catalog_store_upgrade.
  *
  *  Words: a product's name and description are split on anything that is
  *  not a letter or digit (UTF-8 aware: non-ASCII letters are kept), and
@@ -33,8 +37,11 @@
  *  ids): unique and in creation order. Timestamps are unix milliseconds.
  *  Money is an integer of minor units with a 3-letter currency.
  *
- *  Every write is one durable LMDB transaction. A write that breaks a rule
- *  changes nothing and says why (the status values below).
+ *  Every write is atomic and durable when its call returns; concurrent
+ *  writes from several handles share one LMDB transaction and one disk
+ *  flush (group commit, kv_write in kv.h), each in a nested transaction
+ *  of its own. A write that breaks a rule changes nothing and says why
+ *  (the status values below).
  *
  *  Ownership: strings in results point into out-structures owned by the
  *  caller; `attributes` is msgpack bytes copied into a caller buffer.
@@ -56,7 +63,7 @@
 #define CATALOG_ATTRIBUTES_MAX 16384 /* msgpack bytes */
 #define CATALOG_QUERY_WORDS_MAX 8
 #define CATALOG_PAGE_MAX 100
-#define CATALOG_CURSOR_MAX 96
+#define CATALOG_CURSOR_MAX 360 /* a name sort's cursor holds a whole name */
 #define CATALOG_ORDER_ID_MAX 64
 #define CATALOG_LINES_MAX 100
 
@@ -98,10 +105,17 @@ typedef enum {
     CATALOG_CONFLICT,         /* reserve/commit/release in a state that forbids it */
 } catalog_status_t;
 
-#define CATALOG_STORE_DBS 10
+#define CATALOG_STORE_DBS 11
 extern const char *const catalog_store_names[CATALOG_STORE_DBS];
 
 typedef struct catalog_store_t catalog_store_t;
+
+/* Fills the indexes that an environment made by an earlier version lacks
+ * (by_name), in write transactions of CATALOG_UPGRADE_BATCH products;
+ * does nothing when they are filled already. Call once after kv_open,
+ * before any handle writes. */
+#define CATALOG_UPGRADE_BATCH 10000
+catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index);
 
 /* env must have been opened with catalog_store_names at first_dbi_index. */
 catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index);

@@ -5,7 +5,7 @@
  *  the word normaliser). Not for callers outside storage/.
  *
  *  Index values ("meta"). Every entry of by_category, by_created,
- *  by_price, words and cat_words carries the same small binary value, so that search
+ *  by_price, by_name, words and cat_words carries the same small binary value, so that search
  *  can filter and sort a candidate without reading its record:
  *      flags(1) price(8) created(8) cat_len(1) category cat_name(1) name_key
  *  flags: CATALOG_IN_NAME / CATALOG_IN_DESCRIPTION for a word posting, 0
@@ -22,6 +22,7 @@
  *      by_price     price(8) id
  *      words        word \0 id
  *      cat_words    category_id \0 word \0 id   (category_id not "")
+ *      by_name      lower-cased name \0 id     (names hold no \0)
  *  with created and price biased (sign bit flipped) so that negative
  *  values sort before positive ones.
  */
@@ -45,9 +46,11 @@ enum {
     CATALOG_DB_BY_SLUG,
     CATALOG_DB_RESERVATIONS,
     CATALOG_DB_CAT_WORDS,
+    CATALOG_DB_BY_NAME,
 };
 
 struct catalog_store_t {
+    kv_t *kv; /* shared by every handle: group commit (kv_write) */
     MDB_env *env;
     MDB_dbi dbi[CATALOG_STORE_DBS];
     MDB_txn *read_txn; /* reset between calls, renewed at the start of one */
@@ -104,6 +107,9 @@ catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, cons
 /* The stock of a stored product record, without decoding all of it; -1
  * when the record is malformed. */
 int catalog_record_stock(const MDB_val *record, int64_t *stock);
+/* The name of a stored product record as it is stored (not lower-cased):
+ * *name points into record, *len bytes; -1 when malformed. */
+int catalog_record_name(const MDB_val *record, const char **name, size_t *len);
 
 /* The time now in unix milliseconds. */
 int64_t catalog_now_ms(void);
@@ -111,8 +117,12 @@ int64_t catalog_now_ms(void);
 void catalog_new_id(char prefix, char *out);
 /* Renews the handle's read transaction (logged on failure). */
 bool catalog_read_begin(catalog_store_t *self);
-/* Commits txn, which is freed whatever the result. */
-catalog_status_t catalog_commit(MDB_txn *txn);
+/* Runs fn(txn, arg) through kv_write (group commit with the other
+ * handles' writes) and returns its status once durable; fn returns a
+ * catalog_status_t, CATALOG_OK to keep its changes. fn may run on another
+ * handle's thread: it must use the store only for dbi and helpers taking
+ * the txn, never the read transaction or scratch. */
+catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg);
 /* True when s is terminated within s[cap + 1]. */
 bool catalog_fits(const char *s, size_t cap);
 /* s as an LMDB key or value, without its terminator. */

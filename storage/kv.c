@@ -14,19 +14,50 @@
  *  the MDB_txn, and a store handle may also move between threads.
  *
  *  No MDB_NOSYNC or MDB_NOMETASYNC: a commit is on disk when it returns.
+ *
+ *  kv_write (group commit): callers put a job on a queue under a mutex.
+ *  If no batch is being written, the caller becomes the leader: it takes
+ *  the whole queue, runs each job in a nested transaction of one write
+ *  transaction (child committed when the job returns 0, aborted
+ *  otherwise), commits once, marks every job done and wakes the waiters.
+ *  Callers that queue meanwhile wait; when the leader is done, one of
+ *  those not yet served leads the next batch. A job lives on its
+ *  caller's stack, which is safe because the caller waits until it is
+ *  marked done. A batch of one runs in the top transaction (no nested
+ *  transaction to pay for). If the commit fails, every job of the batch
+ *  gets the error, including those that refused: their answer may have
+ *  rested on a write of the batch that is now gone.
  */
 #include "storage/kv.h"
 
 #include <czmq.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+
+typedef struct kv_job_t {
+    kv_write_fn *fn;
+    void *arg;
+    int result; /* fn's */
+    int rc;     /* LMDB's for the transaction */
+    bool done;
+    struct kv_job_t *next;
+} kv_job_t;
 
 struct kv_t {
     MDB_env *env;
     MDB_dbi dbis[KV_MAX_DBS];
     int count;
+    /* group commit (kv_write) */
+    pthread_mutex_t lock;
+    pthread_cond_t served;
+    kv_job_t *head, *tail;
+    int pending;
+    bool leading; /* a batch is being written */
+    bool group;
+    unsigned long writes, commits;
 };
 
 /* mkdir -p with mode 0700 for what it creates; existing levels are left
@@ -82,6 +113,9 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
         return NULL;
     }
     self->count = count;
+    self->group = true;
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->served, NULL);
     MDB_txn *txn = NULL;
     const char *step = "mdb_env_create";
     int rc = mdb_env_create(&self->env);
@@ -132,6 +166,8 @@ cleanup:
         mdb_txn_abort(txn);
     if (self->env)
         mdb_env_close(self->env);
+    pthread_cond_destroy(&self->served);
+    pthread_mutex_destroy(&self->lock);
     free(self);
     return NULL;
 }
@@ -144,6 +180,8 @@ void kv_close(kv_t **self_p)
     /* Closing the environment closes the dbi handles too; every
      * transaction must have ended (the owner closes after its workers). */
     mdb_env_close(self->env);
+    pthread_cond_destroy(&self->served);
+    pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
 }
@@ -158,4 +196,120 @@ MDB_dbi kv_dbi(kv_t *self, int index)
 {
     assert(self && index >= 0 && index < self->count);
     return self->dbis[index];
+}
+
+/* ---- group commit ---- */
+
+/* Runs the n jobs from first in one transaction and commits it; sets
+ * each job's result and rc (not done: the caller marks that). Whether a
+ * commit was made. */
+static bool s_write_batch(kv_t *self, kv_job_t *first, int n)
+{
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
+    if (rc == 0 && n == 1) {
+        first->result = first->fn(txn, first->arg);
+        if (first->result != 0) {
+            mdb_txn_abort(txn); /* refused: nothing to write */
+            first->rc = 0;
+            return false;
+        }
+        rc = mdb_txn_commit(txn);
+    } else if (rc == 0) {
+        kv_job_t *job = first;
+        for (int i = 0; i < n && rc == 0; i++, job = job->next) {
+            MDB_txn *child = NULL;
+            rc = mdb_txn_begin(self->env, txn, 0, &child);
+            if (rc != 0)
+                break;
+            job->result = job->fn(child, job->arg);
+            if (job->result == 0)
+                rc = mdb_txn_commit(child);
+            else
+                mdb_txn_abort(child);
+        }
+        if (rc == 0)
+            rc = mdb_txn_commit(txn);
+        else
+            mdb_txn_abort(txn);
+    }
+    if (rc != 0)
+        zsys_error("kv: write transaction failed: %s", mdb_strerror(rc));
+    kv_job_t *job = first;
+    for (int i = 0; i < n; i++, job = job->next)
+        job->rc = rc;
+    return rc == 0;
+}
+
+int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result)
+{
+    assert(self && fn && result);
+    kv_job_t job = {.fn = fn, .arg = arg};
+    pthread_mutex_lock(&self->lock);
+    if (self->tail)
+        self->tail->next = &job;
+    else
+        self->head = &job;
+    self->tail = &job;
+    self->pending++;
+    for (;;) {
+        while (!job.done && self->leading)
+            pthread_cond_wait(&self->served, &self->lock);
+        if (job.done)
+            break;
+        /* Lead a batch: the whole queue, or its first job alone. */
+        self->leading = true;
+        kv_job_t *first = self->head;
+        int n = self->group ? self->pending : 1;
+        kv_job_t *last = first;
+        for (int i = 1; i < n; i++)
+            last = last->next;
+        self->head = last->next;
+        if (!self->head)
+            self->tail = NULL;
+        last->next = NULL;
+        self->pending -= n;
+        pthread_mutex_unlock(&self->lock);
+
+        bool committed = s_write_batch(self, first, n);
+
+        pthread_mutex_lock(&self->lock);
+        for (kv_job_t *j = first; j; j = j->next)
+            j->done = true;
+        self->writes += (unsigned long)n;
+        self->commits += committed;
+        self->leading = false;
+        pthread_cond_broadcast(&self->served);
+    }
+    pthread_mutex_unlock(&self->lock);
+    *result = job.result;
+    return job.rc;
+}
+
+void kv_write_stats(kv_t *self, unsigned long *writes, unsigned long *commits)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    if (writes)
+        *writes = self->writes;
+    if (commits)
+        *commits = self->commits;
+    pthread_mutex_unlock(&self->lock);
+}
+
+int kv_write_pending(kv_t *self)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    int n = self->pending;
+    pthread_mutex_unlock(&self->lock);
+    return n;
+}
+
+void kv_set_group_commit(kv_t *self, bool on)
+{
+    assert(self);
+    pthread_mutex_lock(&self->lock);
+    self->group = on;
+    pthread_mutex_unlock(&self->lock);
 }

@@ -15,6 +15,15 @@
  *  returns after the data is on disk; write ops are acknowledged only
  *  after their commit.
  *
+ *  Group commit (kv_write): LMDB runs one write transaction at a time and
+ *  a durable commit costs two disk flushes, so writers that arrive while
+ *  a commit is under way queue up, and the next of them to run takes the
+ *  whole queue into one transaction: each write in a nested transaction
+ *  of its own (a write that fails is undone alone), then one commit for
+ *  all. Every caller returns only after the commit holding its write is
+ *  on disk. A lone writer pays nothing extra: a batch of one runs in the
+ *  top transaction itself.
+ *
  *  Ownership: kv_t is shared by all the workers of a domain and closed by
  *  whoever opened it, after they have stopped.
  */
@@ -22,6 +31,7 @@
 #define RETAIL_KV_H
 
 #include <lmdb.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct kv_t kv_t;
@@ -38,5 +48,32 @@ void kv_close(kv_t **self_p);
 
 MDB_env *kv_mdb(kv_t *self);
 MDB_dbi kv_dbi(kv_t *self, int index);
+
+/* A write: runs in txn and returns 0 to keep what it did, anything else
+ * to have it undone (and that value handed back to its caller). It may
+ * run on another caller's thread, so it must use only txn and arg, and
+ * must not call kv_write itself nor end txn. */
+typedef int kv_write_fn(MDB_txn *txn, void *arg);
+
+/* Runs fn(txn, arg) in a write transaction, possibly shared with the
+ * concurrent writes of other threads (group commit, above), and returns
+ * once that transaction is on disk. *result gets fn's return value. The
+ * function returns 0 when the transaction committed (a write that fn
+ * refused changed nothing either way), or the LMDB error that stopped it
+ * (begin or commit): then nothing of fn is stored and *result must be
+ * ignored. Safe from any number of threads. */
+int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result);
+
+/* Counters since kv_open, for benchmarks and tests: calls of kv_write
+ * that ran (writes) and durable commits made for them (commits). */
+void kv_write_stats(kv_t *self, unsigned long *writes, unsigned long *commits);
+
+/* Writes queued for the next transaction now (not counting a batch being
+ * written); for tests that need a batch of a known size. */
+int kv_write_pending(kv_t *self);
+
+/* Off: every kv_write is a transaction of its own, as without group
+ * commit; for benchmarks that compare the two. On at kv_open. */
+void kv_set_group_commit(kv_t *self, bool on);
 
 #endif

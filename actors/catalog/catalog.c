@@ -41,6 +41,10 @@ catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir,
     self->env =
         kv_open(path, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS, err, errlen);
     zstr_free(&path);
+    if (self->env && catalog_store_upgrade(self->env, 0) != CATALOG_OK) {
+        snprintf(err, errlen, "cannot index the catalog's product names (see the log)");
+        kv_close(&self->env);
+    }
     if (!self->env) {
         free(self);
         return NULL;

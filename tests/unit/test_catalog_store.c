@@ -505,11 +505,11 @@ static int s_expect_cmp(catalog_sort_t sort, const product_t *a, const product_t
         c = (a->price_cents < b->price_cents) - (a->price_cents > b->price_cents);
         return c ? c : -id;
     case SORT_NAME: {
-        /* ASCII names in these tests: lower-case, first 24 bytes. */
-        char x[25] = "", y[25] = "";
-        for (int i = 0; i < 24 && a->name[i]; i++)
+        /* ASCII names in these tests: the whole name, lower-cased. */
+        char x[CATALOG_NAME_MAX + 1] = "", y[CATALOG_NAME_MAX + 1] = "";
+        for (int i = 0; a->name[i]; i++)
             x[i] = (char)tolower((unsigned char)a->name[i]);
-        for (int i = 0; i < 24 && b->name[i]; i++)
+        for (int i = 0; b->name[i]; i++)
             y[i] = (char)tolower((unsigned char)b->name[i]);
         c = strcmp(x, y);
         return c ? c : id;
@@ -816,6 +816,44 @@ static void test_open_old_env(void **state)
     zstr_free(&dir);
 }
 
+/* An environment whose by_name is empty (made before it existed) gets
+ * it filled by catalog_store_upgrade: until then the name sort without a
+ * filter finds nothing, after it every product in name order. */
+static void test_upgrade_fills_by_name(void **state)
+{
+    fx_t *f = *state;
+    const char *names[] = {"delta", "Alpha", "charlie", "Bravo", "echo"};
+    for (int i = 0; i < 5; i++) {
+        char sku[16];
+        snprintf(sku, sizeof sku, "U%d", i);
+        s_product(f->store, sku, names[i], "", 100, NULL, 1, NULL);
+    }
+    MDB_txn *txn = NULL;
+    assert_int_equal(mdb_txn_begin(kv_mdb(f->kv), NULL, 0, &txn), 0);
+    /* the fixture puts "other" first: the store's dbs start at 1 */
+    MDB_dbi by_name = kv_dbi(f->kv, 1 + CATALOG_STORE_DBS - 1);
+    assert_int_equal(mdb_drop(txn, by_name, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    s_result_t r;
+    catalog_query_t q = {.sort = SORT_NAME, .limit = 10};
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 0);
+    assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 5);
+    const int order[] = {1, 3, 2, 0, 4};
+    for (int i = 0; i < 5; i++) {
+        product_t *p = calloc(1, sizeof *p);
+        assert_int_equal(catalog_product_get(f->store, r.ids[i], p), CATALOG_OK);
+        assert_string_equal(p->name, names[order[i]]);
+        free(p);
+    }
+    /* filled: a second call changes nothing */
+    assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
+    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(r.count, 5);
+}
+
 /* ---- pagination ---- */
 
 #define S_MANY 250
@@ -862,8 +900,10 @@ static void s_many(catalog_store_t *store, char ids[][CATALOG_ID_MAX + 1], int n
     for (int i = 0; i < n; i++) {
         char sku[16], name[64];
         snprintf(sku, sizeof sku, "M%d", from + i);
-        /* Repeated names and prices, so ties are broken by id. */
-        snprintf(name, sizeof name, "Item %03d thing", (from + i) % 37);
+        /* Repeated names and prices, so ties are broken by id; names
+         * longer than the 24 bytes that index values carry, differing
+         * only after them, so the name sort must read whole names. */
+        snprintf(name, sizeof name, "Item of the long-named kind %03d thing", (from + i) % 37);
         s_product(store, sku, name, "bulk stuff", (from + i) * 7919 % 101 - 10, NULL, 1 + i % 2,
                   ids ? ids[i] : NULL);
     }
@@ -1144,6 +1184,7 @@ int main(void)
         TEST(test_filters),
         TEST(test_search_words_in_category),
         cmocka_unit_test(test_open_old_env),
+        TEST(test_upgrade_fills_by_name),
         TEST(test_pagination),
         TEST(test_pagination_with_changes),
         TEST(test_cursor_refused),
