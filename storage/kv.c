@@ -26,7 +26,9 @@
  *  marked done. A batch of one runs in the top transaction (no nested
  *  transaction to pay for). If the commit fails, every job of the batch
  *  gets the error, including those that refused: their answer may have
- *  rested on a write of the batch that is now gone.
+ *  rested on a write of the batch that is now gone. A batch holds at most
+ *  KV_WRITE_BATCH_MAX jobs, which bounds its latency and its dirty pages.
+ *  Nested transactions rule out MDB_WRITEMAP: never add it to kv_open.
  */
 #include "storage/kv.h"
 
@@ -36,6 +38,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#define KV_WRITE_BATCH_MAX 128
 
 typedef struct kv_job_t {
     kv_write_fn *fn;
@@ -260,7 +264,9 @@ int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result)
         /* Lead a batch: the whole queue, or its first job alone. */
         self->leading = true;
         kv_job_t *first = self->head;
-        int n = self->group ? self->pending : 1;
+        int n = !self->group                         ? 1
+                : self->pending < KV_WRITE_BATCH_MAX ? self->pending
+                                                     : KV_WRITE_BATCH_MAX;
         kv_job_t *last = first;
         for (int i = 1; i < n; i++)
             last = last->next;

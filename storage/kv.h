@@ -65,7 +65,8 @@ typedef int kv_write_fn(MDB_txn *txn, void *arg);
 int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result);
 
 /* Counters since kv_open, for benchmarks and tests: calls of kv_write
- * that ran (writes) and durable commits made for them (commits). */
+ * that ran (writes) and write transactions committed for them (commits;
+ * LMDB skips the disk flush of one that changed nothing). */
 void kv_write_stats(kv_t *self, unsigned long *writes, unsigned long *commits);
 
 /* Writes queued for the next transaction now (not counting a batch being
