@@ -608,8 +608,101 @@ static int s_qword_cmp(const void *a, const void *b)
     return (x->count > y->count) - (x->count < y->count);
 }
 
+/* The best score a posting can give one query word: exact, in the name. */
+#define S_SCORE_EXACT_MAX 4
+/* The best a posting of a longer word can give: a prefix, in the name. */
+#define S_SCORE_PREFIX_MAX 2
+/* How far a product's created_at may be past its id's time: 0 since the
+ * store derives one from the other, 1 ms for products written before
+ * that (the two clock readings were taken one after the other). */
+#define S_CREATED_SLACK_MS 2
+
+/* The fast path of one query word sorted by relevance or newest: the
+ * exact postings of the word ("word\0id", in each category's run of
+ * cat_words or in words) are in id order, which is creation order, so
+ * each run is walked newest first and left as soon as even a best-scored
+ * product of its remaining, older postings could not enter the page.
+ * Longer words (prefix matches) are not walked: *decided says whether
+ * they could change the page. They cannot when there are none, or, for
+ * relevance, when the page is full of scores above S_SCORE_PREFIX_MAX
+ * (a product with an exact posting scores by it alone: exact postings
+ * score 2 or 4, prefix ones 1 or 2). Otherwise the caller starts over
+ * with the full gather. */
+static catalog_status_t s_exact_newest_first(s_search_t *s, const s_qword_t *w, bool *decided)
+{
+    *decided = false;
+    int db = s->by_cat_words ? CATALOG_DB_CAT_WORDS : CATALOG_DB_WORDS;
+    MDB_cursor *cursor = NULL;
+    int rc = mdb_cursor_open(s->txn, s->store->dbi[db], &cursor);
+    if (rc != 0)
+        return catalog_fail("mdb_cursor_open words", rc);
+    catalog_status_t status = CATALOG_ERROR;
+    bool longer_words = false;
+    size_t runs = s->by_cat_words ? s->n_cats : 1;
+    for (size_t r = 0; r < runs; r++) {
+        /* start: [category \0] word \0, the prefix of every exact posting */
+        char start[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX + 2];
+        size_t n = 0;
+        if (s->by_cat_words) {
+            n = strlen(s->cats[r]) + 1;
+            memcpy(start, s->cats[r], n);
+        }
+        memcpy(start + n, w->word, w->len);
+        size_t word_end = n + w->len;
+        start[word_end] = '\0';
+        start[word_end + 1] = (char)0xff; /* past every exact posting: ids are ASCII */
+        MDB_val key = {.mv_size = word_end + 2, .mv_data = start}, val;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+        if (rc == 0) {
+            const char *k = key.mv_data;
+            if (key.mv_size > word_end && memcmp(k, start, word_end) == 0 && k[word_end] != '\0')
+                longer_words = true;
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV);
+        } else if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_LAST);
+        for (; rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV)) {
+            const char *k = key.mv_data;
+            if (key.mv_size <= word_end + 1 || memcmp(k, start, word_end + 1) != 0)
+                break; /* before this run's exact postings */
+            s_cand_t c = {.id = k + word_end + 1, .id_len = key.mv_size - word_end - 1};
+            if (val.mv_size < 1 || !catalog_meta_decode(&val, &c.meta)) {
+                zsys_error("catalog_store: %s: malformed posting", catalog_store_names[db]);
+                goto cleanup;
+            }
+            c.score = s_contribution(w->len, w->len, val.mv_data);
+            if (s->n_top == s->k) {
+                /* The best any posting from here on could be. */
+                s_cand_t best = c;
+                best.score = S_SCORE_EXACT_MAX;
+                best.meta.created += S_CREATED_SLACK_MS;
+                if (s_order(s, &best, &s->top[s->n_top - 1]) >= 0)
+                    break;
+            }
+            if (s_offer(s, &c) == OFFER_FAILED)
+                goto cleanup;
+        }
+        if (rc != 0 && rc != MDB_NOTFOUND) {
+            catalog_fail("mdb_cursor_get words", rc);
+            goto cleanup;
+        }
+    }
+    *decided = !longer_words || (s->q->sort == SORT_RELEVANCE && s->n_top == s->k &&
+                                 s->top[s->n_top - 1].score > S_SCORE_PREFIX_MAX);
+    status = CATALOG_OK;
+cleanup:
+    mdb_cursor_close(cursor);
+    return status;
+}
+
 static catalog_status_t s_source_words(s_search_t *s, s_qwords_t *qw)
 {
+    if (qw->n == 1 && (s->q->sort == SORT_RELEVANCE || s->q->sort == SORT_NEWEST)) {
+        bool decided = false;
+        catalog_status_t status = s_exact_newest_first(s, &qw->words[0], &decided);
+        if (status != CATALOG_OK || decided)
+            return status;
+        s->n_top = 0; /* longer words may change the page: the full gather */
+    }
     /* Several words: each is counted and the smallest set is gathered.
      * One word: gathered at once, the array growing as it goes. */
     if (qw->n > 1) {

@@ -734,7 +734,13 @@ catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
         return CATALOG_ERROR;
     catalog_new_id('p', p->id);
     p->version = 1;
-    p->created_at_ms = p->updated_at_ms = catalog_now_ms();
+    /* created_at is the id's own time, so that id order is creation order
+     * exactly (catalog_search's newest-first walks of postings rely on
+     * it); the id holds it as 12 hex digits after the prefix. */
+    char ms[13];
+    memcpy(ms, p->id + 1, 12);
+    ms[12] = '\0';
+    p->created_at_ms = p->updated_at_ms = (int64_t)strtoll(ms, NULL, 16);
     return catalog_write(self, s_create_txn, &(s_write_t){.self = self, .p = p});
 }
 

@@ -854,6 +854,182 @@ static void test_upgrade_fills_by_name(void **state)
     assert_int_equal(r.count, 5);
 }
 
+/* ---- relevance and newest against a reference ---- */
+
+/* Products of random words from a small vocabulary in which words are
+ * prefixes of others ("comp" < "compact" < "compactor"), in a small
+ * category tree, with ties of creation time (many per millisecond). Every
+ * one-page and paged search of a set of queries must give exactly the
+ * order computed here from the header's rules, whichever path the store
+ * takes (the newest-first walk of exact postings, or the full gather). */
+
+#define S_REF_N 240
+#define S_REF_CATS 4
+
+typedef struct {
+    char id[CATALOG_ID_MAX + 1];
+    char name[128], description[128];
+    int cat; /* -1: none */
+    int64_t price, stock, created;
+    int score;
+} s_ref_t;
+
+/* 0 Home, 1 Lamps (in Home), 2 Desk lamps (in Lamps), 3 Garden */
+static const int s_ref_parent[S_REF_CATS] = {-1, 0, 1, -1};
+
+static bool s_ref_in(int cat, int root)
+{
+    for (; cat >= 0; cat = s_ref_parent[cat])
+        if (cat == root)
+            return true;
+    return false;
+}
+
+/* The best contribution of one query word over a text's words. */
+typedef struct {
+    const char *q;
+    size_t q_len;
+    int factor; /* 2 in the name, 1 in the description */
+    int best;
+} s_ref_match_t;
+
+static void s_ref_match_fn(const char *word, size_t len, void *arg)
+{
+    s_ref_match_t *m = arg;
+    int c = 0;
+    if (len == m->q_len && memcmp(word, m->q, len) == 0)
+        c = 2;
+    else if (len > m->q_len && memcmp(word, m->q, m->q_len) == 0)
+        c = 1;
+    if (c * m->factor > m->best)
+        m->best = c * m->factor;
+}
+
+/* Sums the query words' best contributions into p->score; false when a
+ * query word matches nothing. */
+static bool s_ref_score(s_ref_t *p, const s_words_t *qw)
+{
+    p->score = 0;
+    for (int i = 0; i < qw->n; i++) {
+        s_ref_match_t m = {.q = qw->words[i], .q_len = strlen(qw->words[i]), .factor = 2};
+        catalog_words(p->name, s_ref_match_fn, &m);
+        m.factor = 1;
+        catalog_words(p->description, s_ref_match_fn, &m);
+        if (m.best == 0)
+            return false;
+        p->score += m.best;
+    }
+    return true;
+}
+
+static catalog_sort_t s_ref_sort;
+
+static int s_ref_cmp(const void *x, const void *y)
+{
+    const s_ref_t *a = *(const s_ref_t *const *)x, *b = *(const s_ref_t *const *)y;
+    if (s_ref_sort == SORT_RELEVANCE && a->score != b->score)
+        return b->score - a->score;
+    if (a->created != b->created)
+        return a->created < b->created ? 1 : -1;
+    return -strcmp(a->id, b->id);
+}
+
+static void test_search_against_reference(void **state)
+{
+    fx_t *f = *state;
+    static const char *const vocabulary[] = {"compact", "compactor", "comp",   "lamp",
+                                             "lamps",   "desk",      "garden", "light"};
+    char cats[S_REF_CATS][CATALOG_ID_MAX + 1];
+    s_category(f->store, "Home", NULL, cats[0]);
+    s_category(f->store, "Lamps", cats[0], cats[1]);
+    s_category(f->store, "Desk lamps", cats[1], cats[2]);
+    s_category(f->store, "Garden", NULL, cats[3]);
+    s_ref_t *ref = calloc(S_REF_N, sizeof *ref);
+    uint32_t seed = 12345;
+#define S_RAND() (seed = seed * 1103515245u + 12345u, (seed >> 16) & 0x7fff)
+    for (int i = 0; i < S_REF_N; i++) {
+        s_ref_t *r = &ref[i];
+        for (int t = 0; t < 2; t++) {
+            char *text = t == 0 ? r->name : r->description;
+            int words = 1 + (int)(S_RAND() % 3);
+            text[0] = '\0';
+            for (int w = 0; w < words; w++) {
+                strcat(text, w ? " " : "");
+                strcat(text, vocabulary[S_RAND() % 8]);
+            }
+        }
+        r->cat = (int)(S_RAND() % (S_REF_CATS + 1)) - 1;
+        r->price = (int64_t)(S_RAND() % 1000);
+        r->stock = S_RAND() % 3 == 0 ? 0 : 5;
+        char sku[16];
+        snprintf(sku, sizeof sku, "R%d", i);
+        product_t *p = s_new_product(sku, r->name, r->description, r->price,
+                                     r->cat >= 0 ? cats[r->cat] : NULL, r->stock);
+        assert_int_equal(catalog_product_create(f->store, p), CATALOG_OK);
+        snprintf(r->id, sizeof r->id, "%s", p->id);
+        r->created = p->created_at_ms;
+        free(p);
+    }
+#undef S_RAND
+    static const char *const queries[] = {"compact",      "comp",       "lamp", "desk",
+                                          "compact lamp", "light comp", "zzz"};
+    static const catalog_sort_t sorts[] = {SORT_RELEVANCE, SORT_NEWEST};
+    static const int limits[] = {1, 7, 100};
+    s_ref_t **want = calloc(S_REF_N, sizeof *want);
+    catalog_page_t page = {.items = calloc(100, sizeof(product_t))};
+    int checked = 0;
+    for (size_t qi = 0; qi < sizeof queries / sizeof queries[0]; qi++)
+        for (size_t si = 0; si < 2; si++)
+            for (int cat = -1; cat < S_REF_CATS; cat++)
+                for (int filters = 0; filters < 4; filters++)
+                    for (size_t li = 0; li < 3; li++) {
+                        catalog_query_t q = {.q = queries[qi],
+                                             .category_id = cat >= 0 ? cats[cat] : NULL,
+                                             .in_stock_only = filters & 1,
+                                             .has_min_price = filters & 2,
+                                             .has_max_price = filters & 2,
+                                             .min_price = 100,
+                                             .max_price = 600,
+                                             .sort = sorts[si],
+                                             .limit = limits[li]};
+                        s_words_t qw = {.n = 0};
+                        catalog_words(queries[qi], s_word_fn, &qw);
+                        size_t n_want = 0;
+                        for (int i = 0; i < S_REF_N; i++) {
+                            s_ref_t *r = &ref[i];
+                            if (s_ref_score(r, &qw) && (cat < 0 || s_ref_in(r->cat, cat)) &&
+                                (!q.in_stock_only || r->stock > 0) &&
+                                (!q.has_min_price || (r->price >= 100 && r->price <= 600)))
+                                want[n_want++] = r;
+                        }
+                        s_ref_sort = q.sort;
+                        qsort(want, n_want, sizeof *want, s_ref_cmp);
+                        char cursor[CATALOG_CURSOR_MAX + 1] = "";
+                        size_t got = 0;
+                        for (;;) {
+                            q.cursor = cursor[0] ? cursor : NULL;
+                            assert_int_equal(catalog_search(f->store, &q, &page), CATALOG_OK);
+                            for (int i = 0; i < page.count; i++, got++) {
+                                if (got >= n_want || strcmp(page.items[i].id, want[got]->id) != 0)
+                                    fail_msg("q=%s sort %d cat %d filters %d limit %d: item %zu "
+                                             "is %s, want %s",
+                                             queries[qi], q.sort, cat, filters, q.limit, got,
+                                             page.items[i].id,
+                                             got < n_want ? want[got]->id : "(none)");
+                            }
+                            if (!page.next_cursor[0])
+                                break;
+                            snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+                        }
+                        assert_int_equal(got, n_want);
+                        checked++;
+                    }
+    assert_true(checked > 0);
+    free(page.items);
+    free(want);
+    free(ref);
+}
+
 /* ---- pagination ---- */
 
 #define S_MANY 250
@@ -1183,6 +1359,7 @@ int main(void)
         TEST(test_sort_orders),
         TEST(test_filters),
         TEST(test_search_words_in_category),
+        TEST(test_search_against_reference),
         cmocka_unit_test(test_open_old_env),
         TEST(test_upgrade_fills_by_name),
         TEST(test_pagination),
