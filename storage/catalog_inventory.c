@@ -50,38 +50,20 @@ static void s_canonical(s_reservation_t *r)
     r->n_lines = n;
 }
 
-typedef struct {
-    char data[CATALOG_LINES_MAX * (CATALOG_ID_MAX + 16) + 64];
-    size_t len;
-} s_buf_t;
+/* A reservation record's largest size: every line at its longest. */
+#define S_RESERVATION_MAX (CATALOG_LINES_MAX * (CATALOG_ID_MAX + 16) + 64)
 
-static int s_buf_write(void *data, const char *buf, size_t len)
-{
-    s_buf_t *b = data;
-    if (len > sizeof b->data - b->len)
-        return -1;
-    memcpy(b->data + b->len, buf, len);
-    b->len += len;
-    return 0;
-}
-
-static int s_pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen(s);
-    return msgpack_pack_str(pk, len) != 0 || msgpack_pack_str_body(pk, s, len) != 0 ? -1 : 0;
-}
-
-static int s_encode(const s_reservation_t *r, s_buf_t *b)
+static int s_encode(const s_reservation_t *r, catalog_buf_t *b)
 {
     b->len = 0;
     msgpack_packer pk;
-    msgpack_packer_init(&pk, b, s_buf_write);
-    if (msgpack_pack_map(&pk, 2) != 0 || s_pack_str(&pk, "state") != 0 ||
-        s_pack_str(&pk, s_state_names[r->state]) != 0 || s_pack_str(&pk, "lines") != 0 ||
-        msgpack_pack_array(&pk, (size_t)r->n_lines) != 0)
+    msgpack_packer_init(&pk, b, catalog_buf_write);
+    if (msgpack_pack_map(&pk, 2) != 0 || catalog_pack_str(&pk, "state") != 0 ||
+        catalog_pack_str(&pk, s_state_names[r->state]) != 0 ||
+        catalog_pack_str(&pk, "lines") != 0 || msgpack_pack_array(&pk, (size_t)r->n_lines) != 0)
         return -1;
     for (int i = 0; i < r->n_lines; i++)
-        if (msgpack_pack_array(&pk, 2) != 0 || s_pack_str(&pk, r->lines[i].product_id) != 0 ||
+        if (msgpack_pack_array(&pk, 2) != 0 || catalog_pack_str(&pk, r->lines[i].product_id) != 0 ||
             msgpack_pack_int64(&pk, r->lines[i].qty) != 0)
             return -1;
     return 0;
@@ -89,9 +71,7 @@ static int s_encode(const s_reservation_t *r, s_buf_t *b)
 
 static bool s_str_is(const msgpack_object *o, const char *s)
 {
-    size_t len = strlen(s);
-    return o->type == MSGPACK_OBJECT_STR && o->via.str.size == len &&
-           memcmp(o->via.str.ptr, s, len) == 0;
+    return o->type == MSGPACK_OBJECT_STR && catalog_key_is(o, s);
 }
 
 static int s_decode_lines(const msgpack_object *v, s_reservation_t *r)
@@ -170,9 +150,10 @@ static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *
 static catalog_status_t s_write(catalog_store_t *self, MDB_txn *txn, const char *order_id,
                                 const s_reservation_t *r)
 {
-    s_buf_t *b = malloc(sizeof *b);
+    catalog_buf_t *b = malloc(sizeof *b + S_RESERVATION_MAX);
     if (!b)
         return CATALOG_ERROR;
+    *b = (catalog_buf_t){.data = (char *)(b + 1), .cap = S_RESERVATION_MAX};
     catalog_status_t status = CATALOG_OK;
     if (s_encode(r, b) != 0) {
         zsys_error("catalog_store: reservation %s does not encode", order_id);
