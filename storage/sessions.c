@@ -7,10 +7,25 @@
  *  Records are fixed-size structs in the machine's byte order: the
  *  environment never leaves the machine that wrote it.
  *
- *  Reads that decide a write (rotation, revocation) happen in the same
- *  write transaction as the write, so two refreshes racing with one token
- *  cannot both succeed: LMDB serialises writers, and the second sees the
- *  token already rotated (and revokes the family, as it should).
+ *  Writes go through kv_write (kv.h, group commit): each public write
+ *  checks its arguments, then hands a function of the transaction
+ *  (s_*_txn, with a small context struct) to kv_write, which may run it
+ *  on another handle's thread, in its own nested transaction inside one
+ *  transaction shared with concurrent writes, all made durable by one
+ *  commit; the caller returns only once that commit is on disk. Such a
+ *  function therefore touches only the transaction and its context (the
+ *  only handle fields it reads, the dbis, never change after open), and
+ *  returns 0 to keep its changes, anything else to have them undone.
+ *  Refusals (unknown token, wrong owner) change nothing, so they return
+ *  nonzero; a rotation of a spent token keeps the family's revocation and
+ *  reports ROTATE_REUSED through its context.
+ *
+ *  Reads that decide a write (rotation, revocation, a failure count)
+ *  happen in the same transaction as the write, so two refreshes racing
+ *  with one token cannot both succeed: writes run one after another, also
+ *  within a batch (a nested transaction sees those committed before it in
+ *  the batch), and the second sees the token already rotated (and revokes
+ *  the family, as it should).
  */
 #include "storage/sessions.h"
 
@@ -59,12 +74,34 @@ void sessions_close(sessions_t **self_p)
     *self_p = NULL;
 }
 
-static store_status_t s_commit(MDB_txn *txn)
+/* A write's outcome: kv_write's error is a storage error, else fn's
+ * status (STORE_OK = 0 = keep). */
+static store_status_t s_write(sessions_t *self, kv_write_fn *fn, void *arg)
 {
-    int rc = mdb_txn_commit(txn);
-    if (rc != 0)
-        return STORE_ERROR;
-    return STORE_OK;
+    int result = STORE_ERROR;
+    return kv_write(self->env, fn, arg, &result) == 0 ? (store_status_t)result : STORE_ERROR;
+}
+
+typedef struct {
+    const sessions_t *self;
+    const uint8_t *hash;
+    const refresh_rec_t *rec;
+    bool new_family;
+} s_issue_t;
+
+static int s_issue_txn(MDB_txn *txn, void *arg)
+{
+    const s_issue_t *w = arg;
+    MDB_val key = {SESSION_HASH_BYTES, (void *)w->hash};
+    MDB_val val = {sizeof *w->rec, (void *)w->rec};
+    int rc = mdb_put(txn, w->self->dbi[DB_REFRESH], &key, &val, MDB_NOOVERWRITE);
+    if (rc == 0 && w->new_family) {
+        uint8_t revoked = 0;
+        MDB_val fkey = {SESSION_FAMILY_BYTES, (void *)w->rec->family};
+        MDB_val fval = {1, &revoked};
+        rc = mdb_put(txn, w->self->dbi[DB_FAMILIES], &fkey, &fval, 0);
+    }
+    return rc == 0 ? STORE_OK : STORE_ERROR;
 }
 
 store_status_t sessions_issue(sessions_t *self, const uint8_t hash[SESSION_HASH_BYTES],
@@ -78,28 +115,13 @@ store_status_t sessions_issue(sessions_t *self, const uint8_t hash[SESSION_HASH_
         memcpy(rec.family, family, SESSION_FAMILY_BYTES);
     else
         randombytes_buf(rec.family, SESSION_FAMILY_BYTES);
-
-    MDB_txn *txn;
-    if (mdb_txn_begin(kv_mdb(self->env), NULL, 0, &txn) != 0)
-        return STORE_ERROR;
-    MDB_val key = {SESSION_HASH_BYTES, (void *)hash};
-    MDB_val val = {sizeof rec, &rec};
-    int rc = mdb_put(txn, self->dbi[DB_REFRESH], &key, &val, MDB_NOOVERWRITE);
-    if (rc == 0 && !family) {
-        uint8_t revoked = 0;
-        MDB_val fkey = {SESSION_FAMILY_BYTES, rec.family};
-        MDB_val fval = {1, &revoked};
-        rc = mdb_put(txn, self->dbi[DB_FAMILIES], &fkey, &fval, 0);
-    }
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        return STORE_ERROR;
-    }
-    return s_commit(txn);
+    return s_write(self, s_issue_txn,
+                   &(s_issue_t){.self = self, .hash = hash, .rec = &rec, .new_family = !family});
 }
 
 /* Reads a token's record inside txn; false when absent or malformed. */
-static bool s_get_refresh(sessions_t *self, MDB_txn *txn, const uint8_t *hash, refresh_rec_t *rec)
+static bool s_get_refresh(const sessions_t *self, MDB_txn *txn, const uint8_t *hash,
+                          refresh_rec_t *rec)
 {
     MDB_val key = {SESSION_HASH_BYTES, (void *)hash}, val;
     if (mdb_get(txn, self->dbi[DB_REFRESH], &key, &val) != 0 || val.mv_size != sizeof *rec)
@@ -109,7 +131,7 @@ static bool s_get_refresh(sessions_t *self, MDB_txn *txn, const uint8_t *hash, r
     return true;
 }
 
-static bool s_family_revoked(sessions_t *self, MDB_txn *txn, const uint8_t *family)
+static bool s_family_revoked(const sessions_t *self, MDB_txn *txn, const uint8_t *family)
 {
     MDB_val key = {SESSION_FAMILY_BYTES, (void *)family}, val;
     if (mdb_get(txn, self->dbi[DB_FAMILIES], &key, &val) != 0 || val.mv_size != 1)
@@ -117,7 +139,7 @@ static bool s_family_revoked(sessions_t *self, MDB_txn *txn, const uint8_t *fami
     return *(uint8_t *)val.mv_data != 0;
 }
 
-static int s_revoke_family(sessions_t *self, MDB_txn *txn, const uint8_t *family)
+static int s_revoke_family(const sessions_t *self, MDB_txn *txn, const uint8_t *family)
 {
     uint8_t revoked = 1;
     MDB_val key = {SESSION_FAMILY_BYTES, (void *)family};
@@ -125,76 +147,105 @@ static int s_revoke_family(sessions_t *self, MDB_txn *txn, const uint8_t *family
     return mdb_put(txn, self->dbi[DB_FAMILIES], &key, &val, 0);
 }
 
-rotate_result_t sessions_rotate(sessions_t *self, const uint8_t old_hash[SESSION_HASH_BYTES],
-                                const uint8_t new_hash[SESSION_HASH_BYTES], int64_t now,
-                                int64_t new_expires_at, char user_id[USER_ID_MAX + 1])
+typedef struct {
+    const sessions_t *self;
+    const uint8_t *old_hash, *new_hash;
+    int64_t now, new_expires_at;
+    char *user_id;          /* the caller's, USER_ID_MAX + 1 */
+    rotate_result_t result; /* set by s_rotate_txn */
+} s_rotate_t;
+
+/* Keeps its writes (returns 0) for ROTATE_OK and for ROTATE_REUSED,
+ * whose revocation of the family must stay: w->result tells them apart.
+ * Every other outcome changed nothing and is undone. */
+static int s_rotate_txn(MDB_txn *txn, void *arg)
 {
-    MDB_txn *txn;
-    if (mdb_txn_begin(kv_mdb(self->env), NULL, 0, &txn) != 0)
-        return ROTATE_FAILED;
-    rotate_result_t result;
+    s_rotate_t *w = arg;
+    const sessions_t *self = w->self;
     refresh_rec_t rec;
-    if (!s_get_refresh(self, txn, old_hash, &rec)) {
-        result = ROTATE_UNKNOWN;
-        goto abort;
+    if (!s_get_refresh(self, txn, w->old_hash, &rec)) {
+        w->result = ROTATE_UNKNOWN;
+        return -1;
     }
-    snprintf(user_id, USER_ID_MAX + 1, "%s", rec.user_id);
+    snprintf(w->user_id, USER_ID_MAX + 1, "%s", rec.user_id);
     if (s_family_revoked(self, txn, rec.family)) {
-        result = ROTATE_REVOKED;
-        goto abort;
+        w->result = ROTATE_REVOKED;
+        return -1;
     }
     if (rec.state == STATE_ROTATED) {
         /* Replay of a spent token: end the whole family. */
         if (s_revoke_family(self, txn, rec.family) != 0) {
-            result = ROTATE_FAILED;
-            goto abort;
+            w->result = ROTATE_FAILED;
+            return -1;
         }
-        return mdb_txn_commit(txn) == 0 ? ROTATE_REUSED : ROTATE_FAILED;
+        w->result = ROTATE_REUSED;
+        return 0;
     }
-    if (rec.expires_at <= now) {
-        result = ROTATE_EXPIRED;
-        goto abort;
+    if (rec.expires_at <= w->now) {
+        w->result = ROTATE_EXPIRED;
+        return -1;
     }
     rec.state = STATE_ROTATED;
-    MDB_val key = {SESSION_HASH_BYTES, (void *)old_hash};
+    MDB_val key = {SESSION_HASH_BYTES, (void *)w->old_hash};
     MDB_val val = {sizeof rec, &rec};
     refresh_rec_t next = rec;
     next.state = STATE_ACTIVE;
-    next.expires_at = new_expires_at;
-    MDB_val nkey = {SESSION_HASH_BYTES, (void *)new_hash};
+    next.expires_at = w->new_expires_at;
+    MDB_val nkey = {SESSION_HASH_BYTES, (void *)w->new_hash};
     MDB_val nval = {sizeof next, &next};
     if (mdb_put(txn, self->dbi[DB_REFRESH], &key, &val, 0) != 0 ||
         mdb_put(txn, self->dbi[DB_REFRESH], &nkey, &nval, MDB_NOOVERWRITE) != 0) {
-        result = ROTATE_FAILED;
-        goto abort;
+        w->result = ROTATE_FAILED;
+        return -1;
     }
-    return mdb_txn_commit(txn) == 0 ? ROTATE_OK : ROTATE_FAILED;
-abort:
-    mdb_txn_abort(txn);
-    return result;
+    w->result = ROTATE_OK;
+    return 0;
+}
+
+rotate_result_t sessions_rotate(sessions_t *self, const uint8_t old_hash[SESSION_HASH_BYTES],
+                                const uint8_t new_hash[SESSION_HASH_BYTES], int64_t now,
+                                int64_t new_expires_at, char user_id[USER_ID_MAX + 1])
+{
+    s_rotate_t w = {.self = self,
+                    .old_hash = old_hash,
+                    .new_hash = new_hash,
+                    .now = now,
+                    .new_expires_at = new_expires_at,
+                    .user_id = user_id,
+                    .result = ROTATE_FAILED};
+    int result;
+    /* A failed commit loses the REUSED revocation too: FAILED, as before
+     * group commit. */
+    if (kv_write(self->env, s_rotate_txn, &w, &result) != 0)
+        return ROTATE_FAILED;
+    return w.result;
+}
+
+typedef struct {
+    const sessions_t *self;
+    const uint8_t *hash;
+    const char *owner;
+} s_revoke_t;
+
+static int s_revoke_txn(MDB_txn *txn, void *arg)
+{
+    const s_revoke_t *w = arg;
+    refresh_rec_t rec;
+    if (!s_get_refresh(w->self, txn, w->hash, &rec) || strcmp(rec.user_id, w->owner) != 0)
+        return STORE_NOT_FOUND;
+    return s_revoke_family(w->self, txn, rec.family) == 0 ? STORE_OK : STORE_ERROR;
 }
 
 store_status_t sessions_revoke(sessions_t *self, const uint8_t hash[SESSION_HASH_BYTES],
                                const char *owner)
 {
-    MDB_txn *txn;
-    if (mdb_txn_begin(kv_mdb(self->env), NULL, 0, &txn) != 0)
-        return STORE_ERROR;
-    refresh_rec_t rec;
-    if (!s_get_refresh(self, txn, hash, &rec) || strcmp(rec.user_id, owner) != 0) {
-        mdb_txn_abort(txn);
-        return STORE_NOT_FOUND;
-    }
-    if (s_revoke_family(self, txn, rec.family) != 0) {
-        mdb_txn_abort(txn);
-        return STORE_ERROR;
-    }
-    return s_commit(txn);
+    return s_write(self, s_revoke_txn, &(s_revoke_t){.self = self, .hash = hash, .owner = owner});
 }
 
 /* ---- failed logins ---- */
 
-static bool s_get_failures(sessions_t *self, MDB_txn *txn, const char *key, failure_rec_t *rec)
+static bool s_get_failures(const sessions_t *self, MDB_txn *txn, const char *key,
+                           failure_rec_t *rec)
 {
     MDB_val k = {strlen(key), (void *)key}, v;
     if (mdb_get(txn, self->dbi[DB_FAILURES], &k, &v) != 0 || v.mv_size != sizeof *rec)
@@ -218,37 +269,46 @@ int sessions_login_blocked(sessions_t *self, const char *key, int64_t now, int l
     return wait;
 }
 
+typedef struct {
+    const sessions_t *self;
+    const char *key;
+    int64_t now;
+    int window_s;
+} s_failure_t;
+
+static int s_login_failed_txn(MDB_txn *txn, void *arg)
+{
+    const s_failure_t *w = arg;
+    failure_rec_t rec;
+    /* Read here, in the write: concurrent failures of one key, even in
+     * one batch, each count on top of the one before. */
+    if (!s_get_failures(w->self, txn, w->key, &rec) || w->now >= rec.window_start + w->window_s)
+        rec = (failure_rec_t){.window_start = w->now, .count = 0};
+    rec.count++;
+    MDB_val k = {strlen(w->key), (void *)w->key};
+    MDB_val v = {sizeof rec, &rec};
+    return mdb_put(txn, w->self->dbi[DB_FAILURES], &k, &v, 0) == 0 ? STORE_OK : STORE_ERROR;
+}
+
 store_status_t sessions_login_failed(sessions_t *self, const char *key, int64_t now, int window_s)
 {
     if (strlen(key) == 0 || strlen(key) > 500)
         return STORE_ERROR;
-    MDB_txn *txn;
-    if (mdb_txn_begin(kv_mdb(self->env), NULL, 0, &txn) != 0)
-        return STORE_ERROR;
-    failure_rec_t rec;
-    if (!s_get_failures(self, txn, key, &rec) || now >= rec.window_start + window_s)
-        rec = (failure_rec_t){.window_start = now, .count = 0};
-    rec.count++;
-    MDB_val k = {strlen(key), (void *)key};
-    MDB_val v = {sizeof rec, &rec};
-    if (mdb_put(txn, self->dbi[DB_FAILURES], &k, &v, 0) != 0) {
-        mdb_txn_abort(txn);
-        return STORE_ERROR;
-    }
-    return s_commit(txn);
+    return s_write(self, s_login_failed_txn,
+                   &(s_failure_t){.self = self, .key = key, .now = now, .window_s = window_s});
+}
+
+static int s_login_clear_txn(MDB_txn *txn, void *arg)
+{
+    const s_failure_t *w = arg;
+    MDB_val k = {strlen(w->key), (void *)w->key};
+    int rc = mdb_del(txn, w->self->dbi[DB_FAILURES], &k, NULL);
+    return rc == 0 || rc == MDB_NOTFOUND ? STORE_OK : STORE_ERROR;
 }
 
 store_status_t sessions_login_clear(sessions_t *self, const char *key)
 {
-    MDB_txn *txn;
-    if (strlen(key) == 0 || strlen(key) > 500 ||
-        mdb_txn_begin(kv_mdb(self->env), NULL, 0, &txn) != 0)
+    if (strlen(key) == 0 || strlen(key) > 500)
         return STORE_ERROR;
-    MDB_val k = {strlen(key), (void *)key};
-    int rc = mdb_del(txn, self->dbi[DB_FAILURES], &k, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        mdb_txn_abort(txn);
-        return STORE_ERROR;
-    }
-    return s_commit(txn);
+    return s_write(self, s_login_clear_txn, &(s_failure_t){.self = self, .key = key});
 }

@@ -8,8 +8,11 @@
  *  replayed: the whole family is revoked, so the thief's and the owner's
  *  tokens stop working together. Logout revokes the family.
  *
- *  Every change is one LMDB write transaction, durable on return.
- *  A sessions_t is used by one thread; the kv_t is shared.
+ *  Every change is one write through kv_write (kv.h): atomic, and durable
+ *  on return. Concurrent changes from the handles of several threads may
+ *  share one durable commit (group commit); each is acknowledged only once
+ *  that commit is on disk. A sessions_t is used by one thread at a time;
+ *  the kv_t is shared.
  */
 #ifndef RETAIL_SESSIONS_H
 #define RETAIL_SESSIONS_H

@@ -18,11 +18,23 @@
  *  above. A record at most 1 KiB (the longest fields, 254 + 200 + 16 + 128
  *  bytes, take about 650).
  *
+ *  Writes (create, update) go through kv_write (kv.h, group commit): the
+ *  public function checks and encodes, then hands a function of the
+ *  transaction (s_create_txn, s_update_txn) to kv_write, which may run it
+ *  on another handle's thread, in its own nested transaction inside one
+ *  transaction shared with concurrent writes, all made durable by one
+ *  commit; the caller returns only once that commit is on disk. Such a
+ *  function touches only the transaction and its context (the dbis of the
+ *  handle, which never change, and the caller's record), never the
+ *  handle's read transaction, and returns STORE_OK (0) to keep its
+ *  changes; any other status undoes them alone.
+ *
  *  create puts the record and the email index entry, both with
- *  MDB_NOOVERWRITE, in one write transaction: LMDB runs one writer at a time, so of two
- *  creates with the same email exactly one commits and the other sees
- *  MDB_KEYEXIST (STORE_EXISTS), and no reader ever sees a user without its
- *  index entry or the reverse.
+ *  MDB_NOOVERWRITE, in one such write: writes run one after another (also
+ *  within a batch, where a nested transaction sees those committed before
+ *  it), so of two creates with the same email exactly one is kept and the
+ *  other sees MDB_KEYEXIST (STORE_EXISTS, its record undone with it), and
+ *  no reader ever sees a user without its index entry or the reverse.
  *
  *  Reads: each handle keeps one read-only transaction, reset between calls
  *  and renewed at the start of the next (cheaper than begin/abort: the
@@ -39,7 +51,7 @@ const char *const user_store_lmdb_names[USER_STORE_LMDB_DBS] = {"users", "users_
 #define S_RECORD_MAX 1024
 
 typedef struct {
-    MDB_env *env;
+    kv_t *kv; /* writes: kv_write */
     MDB_dbi users;
     MDB_dbi by_email;
     MDB_txn *read_txn; /* reset between calls */
@@ -190,6 +202,46 @@ static store_status_t s_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, user_record
     return STORE_OK;
 }
 
+/* Runs fn(txn, arg) through kv_write: fn's status (STORE_OK = 0 keeps
+ * its changes), or STORE_ERROR when the transaction failed. */
+static store_status_t s_write(s_lmdb_t *self, kv_write_fn *fn, void *arg)
+{
+    int result = STORE_ERROR;
+    int rc = kv_write(self->kv, fn, arg, &result);
+    return rc == 0 ? (store_status_t)result : s_fail("write transaction", rc);
+}
+
+typedef struct {
+    const s_lmdb_t *self;
+    const user_record_t *user;
+    const s_buf_t *buf; /* create: the encoded record */
+} s_write_t;
+
+static int s_create_txn(MDB_txn *txn, void *arg)
+{
+    const s_write_t *w = arg;
+    MDB_val email = s_val(w->user->email);
+    MDB_val id = s_val(w->user->id);
+    MDB_val record = {.mv_size = w->buf->len, .mv_data = (void *)w->buf->data};
+    /* The id first, so that a create that repeats an existing record is
+     * an id collision, as in PostgreSQL (user_store_pg.c). */
+    int rc = mdb_put(txn, w->self->users, &id, &record, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST) {
+        /* Not STORE_EXISTS: the caller would tell a client the email is
+         * taken. Ids collide only by a caller reusing a record. */
+        zsys_error("user_store(lmdb): create: id %s exists", w->user->id);
+        return STORE_ERROR;
+    }
+    if (rc != 0)
+        return s_fail("mdb_put users", rc);
+    rc = mdb_put(txn, w->self->by_email, &email, &id, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return STORE_EXISTS; /* undone: the record put above goes too */
+    if (rc != 0)
+        return s_fail("mdb_put users_by_email", rc);
+    return STORE_OK;
+}
+
 static store_status_t s_create(void *impl, const user_record_t *user)
 {
     s_lmdb_t *self = impl;
@@ -198,47 +250,7 @@ static store_status_t s_create(void *impl, const user_record_t *user)
         zsys_error("user_store(lmdb): create: record does not encode");
         return STORE_ERROR;
     }
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return s_fail("mdb_txn_begin", rc);
-    store_status_t status = STORE_ERROR;
-    MDB_val email = s_val(user->email);
-    MDB_val id = s_val(user->id);
-    MDB_val record = {.mv_size = buf.len, .mv_data = buf.data};
-    /* The id first, so that a create that repeats an existing record is
-     * an id collision, as in PostgreSQL (user_store_pg.c). */
-    rc = mdb_put(txn, self->users, &id, &record, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) {
-        /* Not STORE_EXISTS: the caller would tell a client the email is
-         * taken. Ids collide only by a caller reusing a record. */
-        zsys_error("user_store(lmdb): create: id %s exists", user->id);
-        goto cleanup;
-    }
-    if (rc != 0) {
-        s_fail("mdb_put users", rc);
-        goto cleanup;
-    }
-    rc = mdb_put(txn, self->by_email, &email, &id, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST) {
-        status = STORE_EXISTS;
-        goto cleanup;
-    }
-    if (rc != 0) {
-        s_fail("mdb_put users_by_email", rc);
-        goto cleanup;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL; /* freed by the commit, whatever its result */
-    if (rc != 0) {
-        s_fail("mdb_txn_commit", rc);
-        goto cleanup;
-    }
-    status = STORE_OK;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    return s_write(self, s_create_txn, &(s_write_t){.self = self, .user = user, .buf = &buf});
 }
 
 static store_status_t s_get_by_id(void *impl, const char *id, user_record_t *out)
@@ -279,46 +291,36 @@ static store_status_t s_get_by_email(void *impl, const char *email, user_record_
     return status;
 }
 
-static store_status_t s_update(void *impl, const user_record_t *user)
+static int s_update_txn(MDB_txn *txn, void *arg)
 {
-    s_lmdb_t *self = impl;
-    MDB_txn *txn = NULL;
-    int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
-    if (rc != 0)
-        return s_fail("mdb_txn_begin", rc);
+    const s_write_t *w = arg;
+    const user_record_t *user = w->user;
     MDB_val id = s_val(user->id);
     user_record_t stored;
     /* Read inside the write transaction: the email and created_at kept
      * are the ones committed, not a copy a concurrent writer replaced. */
-    store_status_t status = s_get(txn, self->users, &id, &stored);
+    store_status_t status = s_get(txn, w->self->users, &id, &stored);
     if (status != STORE_OK)
-        goto cleanup;
-    status = STORE_ERROR;
+        return status;
     memcpy(stored.name, user->name, sizeof stored.name);
     memcpy(stored.role, user->role, sizeof stored.role);
     memcpy(stored.password_hash, user->password_hash, sizeof stored.password_hash);
     s_buf_t buf;
     if (s_encode(&stored, &buf) != 0) {
         zsys_error("user_store(lmdb): update: record does not encode");
-        goto cleanup;
+        return STORE_ERROR;
     }
     MDB_val record = {.mv_size = buf.len, .mv_data = buf.data};
-    rc = mdb_put(txn, self->users, &id, &record, 0);
-    if (rc != 0) {
-        s_fail("mdb_put users", rc);
-        goto cleanup;
-    }
-    rc = mdb_txn_commit(txn);
-    txn = NULL;
-    if (rc != 0) {
-        s_fail("mdb_txn_commit", rc);
-        goto cleanup;
-    }
-    status = STORE_OK;
-cleanup:
-    if (txn)
-        mdb_txn_abort(txn);
-    return status;
+    int rc = mdb_put(txn, w->self->users, &id, &record, 0);
+    if (rc != 0)
+        return s_fail("mdb_put users", rc);
+    return STORE_OK;
+}
+
+static store_status_t s_update(void *impl, const user_record_t *user)
+{
+    s_lmdb_t *self = impl;
+    return s_write(self, s_update_txn, &(s_write_t){.self = self, .user = user});
 }
 
 static store_status_t s_list(void *impl, const char *after, int limit, user_record_t *out,
@@ -399,10 +401,10 @@ user_store_t *user_store_open_lmdb(kv_t *env, int first_dbi_index)
     s_lmdb_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->env = kv_mdb(env);
+    self->kv = env;
     self->users = kv_dbi(env, first_dbi_index);
     self->by_email = kv_dbi(env, first_dbi_index + 1);
-    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &self->read_txn);
+    int rc = mdb_txn_begin(kv_mdb(env), NULL, MDB_RDONLY, &self->read_txn);
     if (rc != 0) {
         /* MDB_READERS_FULL: more handles than the environment's reader
          * slots (126 by default). */

@@ -18,7 +18,16 @@
  *  killed under the store (pg_terminate_backend, as a server restart
  *  does), a database that refuses connections for a while, a server that
  *  is not there at all, a malformed DSN, and the schema_version table.
+ *
+ *  LMDB writes go through kv_write (group commit): the LMDB-only tests
+ *  also have 8 threads, each with its own handle, write at once, to the
+ *  user store and to the sessions store (storage/sessions.h, which lives
+ *  in the same users environment), and check that every write is kept,
+ *  that writes deciding on what an earlier one wrote (failure counts of
+ *  one key, a rotation after a rotation) see it, and that the writes
+ *  took no more commits than there were writes.
  */
+#include "storage/sessions.h"
 #include "storage/user_store.h"
 #include "tests/testutil.h"
 
@@ -710,6 +719,182 @@ static void test_lmdb_durable(void **state)
     s_assert_same(&got, &user);
 }
 
+#define WRITERS 8
+#define WRITES 25
+
+typedef struct {
+    kv_t *kv;
+    user_store_t *store; /* users */
+    int index;
+    int64_t now; /* sessions */
+    pthread_barrier_t *go;
+    int errors;
+} writer_t;
+
+static void *s_user_writer(void *arg)
+{
+    writer_t *w = arg;
+    pthread_barrier_wait(w->go);
+    for (int i = 0; i < WRITES; i++) {
+        char email[64];
+        snprintf(email, sizeof email, "w%d-%d@example.com", w->index, i);
+        user_record_t user = s_user(email, "Writer");
+        if (user_store_create(w->store, &user) != STORE_OK)
+            w->errors++;
+    }
+    return NULL;
+}
+
+static void test_lmdb_concurrent_creates(void **state)
+{
+    fx_t *f = *state;
+    unsigned long writes0, commits0, writes, commits;
+    kv_write_stats(f->kv, &writes0, &commits0);
+    writer_t writers[WRITERS];
+    pthread_t threads[WRITERS];
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, WRITERS), 0);
+    for (int i = 0; i < WRITERS; i++) {
+        writers[i] = (writer_t){.store = s_open(f), .index = i, .go = &go};
+        assert_non_null(writers[i].store);
+        assert_int_equal(pthread_create(&threads[i], NULL, s_user_writer, &writers[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(writers[i].errors, 0);
+        user_store_close(&writers[i].store);
+    }
+    assert_int_equal(pthread_barrier_destroy(&go), 0);
+    kv_write_stats(f->kv, &writes, &commits);
+    assert_int_equal(writes - writes0, WRITERS * WRITES);
+    assert_true(commits - commits0 <= writes - writes0);
+    print_message("      %d concurrent creates in %lu commits\n", WRITERS * WRITES,
+                  commits - commits0);
+    /* Every one kept, with its index entry. */
+    for (int w = 0; w < WRITERS; w++)
+        for (int i = 0; i < WRITES; i++) {
+            char email[64];
+            snprintf(email, sizeof email, "w%d-%d@example.com", w, i);
+            user_record_t got;
+            assert_int_equal(user_store_get_by_email(f->store, email, &got), STORE_OK);
+            assert_string_equal(got.email, email);
+        }
+}
+
+#define FAIL_KEY "email:many@example.com"
+#define WINDOW_S 3600
+
+static void s_token(int writer, int i, uint8_t hash[SESSION_HASH_BYTES])
+{
+    memset(hash, 0, SESSION_HASH_BYTES);
+    hash[0] = (uint8_t)(writer + 1);
+    hash[1] = (uint8_t)i;
+}
+
+static void *s_session_writer(void *arg)
+{
+    writer_t *w = arg;
+    sessions_t *sessions = sessions_open(w->kv, 0);
+    if (!sessions) {
+        w->errors++;
+        return NULL;
+    }
+    pthread_barrier_wait(w->go);
+    for (int i = 0; i < WRITES; i++) {
+        uint8_t hash[SESSION_HASH_BYTES];
+        s_token(w->index, i, hash);
+        if (sessions_login_failed(sessions, FAIL_KEY, w->now, WINDOW_S) != STORE_OK)
+            w->errors++;
+        if (sessions_issue(sessions, hash, "u-writer", NULL, w->now + WINDOW_S) != STORE_OK)
+            w->errors++;
+    }
+    sessions_close(&sessions);
+    return NULL;
+}
+
+static void test_sessions_concurrent_writes(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("test-sessions");
+    char err[256];
+    kv_t *kv =
+        kv_open(dir, 64 << 20, sessions_lmdb_names, NULL, SESSIONS_LMDB_DBS, err, sizeof err);
+    assert_non_null(kv);
+    int64_t now = zclock_time() / 1000;
+    writer_t writers[WRITERS];
+    pthread_t threads[WRITERS];
+    pthread_barrier_t go;
+    assert_int_equal(pthread_barrier_init(&go, NULL, WRITERS), 0);
+    for (int i = 0; i < WRITERS; i++) {
+        writers[i] = (writer_t){.kv = kv, .index = i, .now = now, .go = &go};
+        assert_int_equal(pthread_create(&threads[i], NULL, s_session_writer, &writers[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(writers[i].errors, 0);
+    }
+    assert_int_equal(pthread_barrier_destroy(&go), 0);
+    unsigned long writes, commits;
+    kv_write_stats(kv, &writes, &commits);
+    assert_int_equal(writes, 2 * WRITERS * WRITES);
+    assert_true(commits <= writes);
+    print_message("      %d concurrent session writes in %lu commits\n", 2 * WRITERS * WRITES,
+                  commits);
+
+    sessions_t *sessions = sessions_open(kv, 0);
+    assert_non_null(sessions);
+    /* Every failure counted, in one window: blocked at exactly that many. */
+    int total = WRITERS * WRITES;
+    assert_true(sessions_login_blocked(sessions, FAIL_KEY, now, total, WINDOW_S) > 0);
+    assert_int_equal(sessions_login_blocked(sessions, FAIL_KEY, now, total + 1, WINDOW_S), 0);
+    assert_int_equal(sessions_login_clear(sessions, FAIL_KEY), STORE_OK);
+    assert_int_equal(sessions_login_blocked(sessions, FAIL_KEY, now, 1, WINDOW_S), 0);
+    assert_int_equal(sessions_login_clear(sessions, FAIL_KEY), STORE_OK); /* nothing to clear */
+
+    /* Every token kept: each rotates once. */
+    char user_id[USER_ID_MAX + 1];
+    for (int w = 0; w < WRITERS; w++)
+        for (int i = 0; i < WRITES; i++) {
+            uint8_t old_hash[SESSION_HASH_BYTES], new_hash[SESSION_HASH_BYTES];
+            s_token(w, i, old_hash);
+            memcpy(new_hash, old_hash, sizeof new_hash);
+            new_hash[2] = 1;
+            user_id[0] = '\0';
+            assert_int_equal(
+                sessions_rotate(sessions, old_hash, new_hash, now, now + WINDOW_S, user_id),
+                ROTATE_OK);
+            assert_string_equal(user_id, "u-writer");
+        }
+
+    /* The outcomes that change nothing, and the one that reports a refusal
+     * yet keeps a write: replaying a spent token revokes its family. */
+    uint8_t spent[SESSION_HASH_BYTES], next[SESSION_HASH_BYTES], other[SESSION_HASH_BYTES];
+    s_token(0, 0, spent);
+    memcpy(next, spent, sizeof next);
+    next[2] = 1;
+    memset(other, 0xee, sizeof other);
+    assert_int_equal(sessions_rotate(sessions, other, next, now, now + 1, user_id), ROTATE_UNKNOWN);
+    assert_int_equal(sessions_revoke(sessions, next, "someone-else"), STORE_NOT_FOUND);
+    assert_int_equal(sessions_rotate(sessions, spent, other, now, now + 1, user_id), ROTATE_REUSED);
+    assert_int_equal(sessions_rotate(sessions, next, other, now, now + 1, user_id), ROTATE_REVOKED);
+    /* A live token that expired; then logout of another family. */
+    s_token(1, 0, spent);
+    memcpy(next, spent, sizeof next);
+    next[2] = 1;
+    assert_int_equal(sessions_rotate(sessions, next, other, now + 2 * WINDOW_S, now, user_id),
+                     ROTATE_EXPIRED);
+    assert_int_equal(sessions_revoke(sessions, next, "u-writer"), STORE_OK);
+    assert_int_equal(sessions_rotate(sessions, next, other, now, now + 1, user_id), ROTATE_REVOKED);
+    /* other was never stored by the refused rotations. */
+    assert_int_equal(sessions_rotate(sessions, other, spent, now, now + 1, user_id),
+                     ROTATE_UNKNOWN);
+
+    sessions_close(&sessions);
+    kv_close(&kv);
+    tu_rmtree(dir);
+    zstr_free(&dir);
+}
+
 /* ---- PostgreSQL only -------------------------------------------------- */
 
 static void test_pg_reconnect(void **state)
@@ -981,6 +1166,8 @@ int main(void)
         CONTRACT(s_lmdb),
         TEST(test_lmdb_handles_share_a_thread, s_lmdb),
         TEST(test_lmdb_durable, s_lmdb),
+        TEST(test_lmdb_concurrent_creates, s_lmdb),
+        cmocka_unit_test(test_sessions_concurrent_writes),
     };
     const struct CMUnitTest pg_tests[] = {
         CONTRACT(s_pg),
