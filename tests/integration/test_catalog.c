@@ -593,14 +593,10 @@ static bool s_ready(system_t *s)
     return status == 200;
 }
 
-static int s_setup(void **state)
+/* Starts retaild on s's data directory and ports; false when it does
+ * not become ready. */
+static bool s_start(system_t *s)
 {
-    system_t *s = calloc(1, sizeof *s);
-    *state = s;
-    s->dir = tu_tempdir("retail-catalog");
-    snprintf(s->keys, sizeof s->keys, "%s/keys", s->dir);
-    s->http_port = tu_free_port();
-    snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
     char env_dir[1100], env_ep[96], env_http[48];
     snprintf(env_dir, sizeof env_dir, "RETAIL_DATA_DIR=%s", s->dir);
     snprintf(env_ep, sizeof env_ep, "RETAIL_BROKER_ENDPOINT=%s", s->endpoint);
@@ -621,10 +617,21 @@ static int s_setup(void **state)
         if (!ready)
             zclock_sleep(50);
     }
-    if (!ready) {
+    if (!ready)
         print_error("retaild did not become ready\n");
+    return ready;
+}
+
+static int s_setup(void **state)
+{
+    system_t *s = calloc(1, sizeof *s);
+    *state = s;
+    s->dir = tu_tempdir("retail-catalog");
+    snprintf(s->keys, sizeof s->keys, "%s/keys", s->dir);
+    s->http_port = tu_free_port();
+    snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
+    if (!s_start(s))
         return -1;
-    }
     if (keys_broker_public(s->keys, s->broker_key) != 0) {
         print_error("no broker certificate in %s\n", s->keys);
         return -1;
@@ -1840,6 +1847,104 @@ static void test_concurrent_writes(void **state)
     json_decref(p);
 }
 
+/* Acknowledged writes survive a kill: creators make products at once
+ * (their writes share commits), then retaild is killed with SIGKILL, no
+ * chance to flush anything, and restarted on the same data: every
+ * product that was answered 201 is there, whole. */
+
+#define SURVIVE_EACH 12
+
+typedef struct {
+    system_t *s;
+    int index;
+    const char *category;
+    char ids[SURVIVE_EACH][64];
+    int created;
+    long last_status;
+} creator_t;
+
+static void *s_creator(void *arg)
+{
+    creator_t *c = arg;
+    CURL *curl = curl_easy_init();
+    char url[256], auth[2048], body[512];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/products", c->s->http_port);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->s->admin);
+    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
+    headers = curl_slist_append(headers, auth);
+    for (int k = 0; k < SURVIVE_EACH; k++) {
+        snprintf(body, sizeof body,
+                 "{\"sku\":\"SURVIVE-%d-%d\",\"name\":\"Survivor %d %d\",\"description\":"
+                 "\"kept\",\"price_cents\":%d,\"currency\":\"EUR\",\"category_id\":\"%s\"}",
+                 c->index, k, c->index, k, 100 + k, c->category);
+        zchunk_t *sink = zchunk_new(NULL, 0);
+        curl_easy_setopt(curl, CURLOPT_URL, url);
+        curl_easy_setopt(curl, CURLOPT_POST, 1L);
+        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_write);
+        curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
+        curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
+        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+        c->last_status = 0;
+        if (curl_easy_perform(curl) == CURLE_OK)
+            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->last_status);
+        json_t *reply = json_loadb((const char *)zchunk_data(sink), zchunk_size(sink), 0, NULL);
+        const char *id =
+            json_string_value(json_object_get(json_object_get(reply, "product"), "id"));
+        if (c->last_status == 201 && id)
+            snprintf(c->ids[c->created++], sizeof c->ids[0], "%s", id);
+        json_decref(reply);
+        zchunk_destroy(&sink);
+        if (c->last_status != 201)
+            break;
+    }
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+    return NULL;
+}
+
+static void test_acknowledged_writes_survive_kill(void **state)
+{
+    system_t *s = *state;
+    char cat[64];
+    s_category(s, "Survivors", "cat-survivors", NULL, cat);
+    creator_t c[WRITERS];
+    pthread_t threads[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        c[i] = (creator_t){.s = s, .index = i, .category = cat};
+        assert_int_equal(pthread_create(&threads[i], NULL, s_creator, &c[i]), 0);
+    }
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < WRITERS; i++) {
+        if (c[i].created != SURVIVE_EACH)
+            print_error("creator %d: %d created, last status %ld\n", i, c[i].created,
+                        c[i].last_status);
+        assert_int_equal(c[i].created, SURVIVE_EACH);
+    }
+
+    int status = tu_stop(s->pid, SIGKILL, 5000);
+    assert_true(status != -1 && WIFSIGNALED(status));
+    s->pid = -1;
+    assert_true(s_start(s));
+
+    for (int i = 0; i < WRITERS; i++)
+        for (int k = 0; k < SURVIVE_EACH; k++) {
+            json_t *p = s_get(s, c[i].ids[k]);
+            char sku[32];
+            snprintf(sku, sizeof sku, "SURVIVE-%d-%d", i, k);
+            assert_string_equal(s_str(p, "sku"), sku);
+            assert_int_equal(s_int(p, "price_cents"), 100 + k);
+            json_decref(p);
+        }
+    char qs[128];
+    snprintf(qs, sizeof qs, "category=%s&q=survivor", cat);
+    json_t *items = s_collect(s, qs, 100, NULL);
+    assert_int_equal(json_array_size(items), WRITERS * SURVIVE_EACH);
+    json_decref(items);
+}
+
 /* ------------------------------------------------------------------ */
 /* Inventory over MDP                                                  */
 
@@ -2100,6 +2205,8 @@ int main(void)
         cmocka_unit_test(test_concurrent_writes),
         cmocka_unit_test(test_stock_ops),
         cmocka_unit_test(test_stock_race),
+        /* last: it kills and restarts the fixture's retaild */
+        cmocka_unit_test(test_acknowledged_writes_survive_kill),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();
