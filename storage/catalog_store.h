@@ -34,7 +34,9 @@
  *  word matches a product word equal to it or starting with it.
  *
  *  Ids: "p"/"c" + 12 hex digits of milliseconds + 8 hex digits (as user
- *  ids): unique and in creation order. Timestamps are unix milliseconds.
+ *  ids): unique and in creation order; a product's created_at is the
+ *  milliseconds of its id, so ordering by id is ordering by creation
+ *  (search relies on it). Timestamps are unix milliseconds.
  *  Money is an integer of minor units with a 3-letter currency.
  *
  *  Every write is atomic and durable when its call returns; concurrent
