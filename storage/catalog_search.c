@@ -49,15 +49,13 @@
  *  prefix, doubled when that word is in the name (the best posting of a
  *  product for each query word counts).
  *
- *  Cursor: base64url (no padding) of the msgpack array
- *      [sort, query hash, a, b, name_key, id]
- *  a, b: relevance (score, created), newest (created, 0), price (price,
- *  0), name (0, 0); name_key is the whole lower-cased name for the name
- *  sort, "" for the others. The hash is 32-bit FNV-1a over the query's
- *  normalised words, category, price bounds and in_stock, so a cursor
- *  replayed with another query or sort, or one that does not decode, is
- *  CATALOG_CONFLICT. At most S_CURSOR_RAW_MAX (260) bytes, 347 base64
- *  characters: within CATALOG_CURSOR_MAX.
+ *  Cursor: the sort, a 32-bit FNV-1a hash of the query (its normalised
+ *  words, category, price bounds and in_stock), and the last item's sort
+ *  key: a, b as relevance (score, created), newest (created, 0), price
+ *  (price, 0), name (0, 0) with the whole lower-cased name for the name
+ *  sort, and its id; encoded by catalog_cursor.c. A cursor replayed with
+ *  another query or sort, or one that does not decode, is
+ *  CATALOG_CONFLICT.
  */
 #include "storage/catalog_store_impl.h"
 
@@ -851,54 +849,7 @@ cleanup:
     return status;
 }
 
-/* ---- cursors ---- */
-
-static const char s_b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-static bool s_b64_encode(const uint8_t *in, size_t len, char *out, size_t cap)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        size_t chunk = len - i < 3 ? len - i : 3;
-        if (chunk > 1)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (chunk > 2)
-            v |= in[i + 2];
-        for (size_t j = 0; j <= chunk; j++) {
-            if (n + 1 >= cap)
-                return false;
-            out[n++] = s_b64[(v >> (18 - 6 * j)) & 63];
-        }
-    }
-    out[n] = '\0';
-    return true;
-}
-
-/* Strict: only the alphabet, no padding, zero spare bits. -1 if not. */
-static int s_b64_decode(const char *in, uint8_t *out, size_t cap, size_t *len)
-{
-    size_t n = 0, bits = 0;
-    uint32_t acc = 0;
-    for (const char *c = in; *c; c++) {
-        const char *p = strchr(s_b64, *c);
-        if (!p)
-            return -1;
-        acc = acc << 6 | (uint32_t)(p - s_b64);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap)
-                return -1;
-            out[n++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (bits >= 6 || acc != 0)
-        return -1;
-    *len = n;
-    return 0;
-}
+/* ---- cursors (the codec is catalog_cursor.c) ---- */
 
 static void s_hash_bytes(uint32_t *h, const void *data, size_t len)
 {
@@ -929,107 +880,47 @@ static uint32_t s_query_hash(const catalog_query_t *q, const s_qwords_t *qw)
     return h;
 }
 
-/* A cursor's msgpack: the array, sort, hash, a, b (at most 1 + 1 + 5 +
- * 9 + 9), the name (2 + CATALOG_NAME_MAX) and the id (1 + CATALOG_ID_MAX). */
-#define S_CURSOR_RAW_MAX (25 + 2 + CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX)
-
-typedef struct {
-    uint8_t data[S_CURSOR_RAW_MAX];
-    size_t len;
-} s_raw_t;
-
-static int s_raw_write(void *data, const char *buf, size_t len)
-{
-    s_raw_t *r = data;
-    if (len > sizeof r->data - r->len)
-        return -1;
-    memcpy(r->data + r->len, buf, len);
-    r->len += len;
-    return 0;
-}
-
 /* name: the item's whole name, lower-cased (used by the name sort). */
 static void s_cursor_encode(const catalog_query_t *q, uint32_t hash, const s_cand_t *c,
                             const char *folded_name, size_t folded_len,
                             char out[CATALOG_CURSOR_MAX + 1])
 {
-    int64_t a = 0, b = 0;
-    const char *name = "";
-    size_t name_len = 0;
+    catalog_cursor_t cursor = {.sort = (uint8_t)q->sort, .hash = hash};
     switch (q->sort) {
     case SORT_RELEVANCE:
-        a = c->score, b = c->meta.created;
+        cursor.a = c->score, cursor.b = c->meta.created;
         break;
     case SORT_NEWEST:
-        a = c->meta.created;
+        cursor.a = c->meta.created;
         break;
     case SORT_PRICE_ASC:
     case SORT_PRICE_DESC:
-        a = c->meta.price;
+        cursor.a = c->meta.price;
         break;
     case SORT_NAME:
-        name = folded_name, name_len = folded_len;
+        memcpy(cursor.name, folded_name, folded_len);
+        cursor.name_len = folded_len;
         break;
     }
-    s_raw_t raw = {.len = 0};
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &raw, s_raw_write);
-    out[0] = '\0';
-    if (msgpack_pack_array(&pk, 6) != 0 || msgpack_pack_uint8(&pk, (uint8_t)q->sort) != 0 ||
-        msgpack_pack_uint32(&pk, hash) != 0 || msgpack_pack_int64(&pk, a) != 0 ||
-        msgpack_pack_int64(&pk, b) != 0 || msgpack_pack_str(&pk, name_len) != 0 ||
-        msgpack_pack_str_body(&pk, name, name_len) != 0 || msgpack_pack_str(&pk, c->id_len) != 0 ||
-        msgpack_pack_str_body(&pk, c->id, c->id_len) != 0 ||
-        !s_b64_encode(raw.data, raw.len, out, CATALOG_CURSOR_MAX + 1)) {
+    memcpy(cursor.id, c->id, c->id_len);
+    cursor.id_len = c->id_len;
+    if (!catalog_cursor_encode(&cursor, out)) {
         zsys_error("catalog_store: cursor for %.*s does not fit", (int)c->id_len, c->id);
         out[0] = '\0';
     }
-}
-
-static bool s_obj_int(const msgpack_object *o, int64_t *v)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        *v = (int64_t)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *v = o->via.i64;
-    else
-        return false;
-    return true;
 }
 
 /* Sets s->after from the cursor text; CATALOG_CONFLICT when it is not
  * one of ours for this query. */
 static catalog_status_t s_cursor_decode(s_search_t *s, const char *text, uint32_t hash)
 {
-    uint8_t raw[S_CURSOR_RAW_MAX];
-    size_t len = 0;
-    if (strnlen(text, CATALOG_CURSOR_MAX + 1) > CATALOG_CURSOR_MAX ||
-        s_b64_decode(text, raw, sizeof raw, &len) != 0)
+    catalog_cursor_t c;
+    if (!catalog_cursor_decode(text, &c) || c.sort != (uint8_t)s->q->sort || c.hash != hash)
         return CATALOG_CONFLICT;
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    size_t offset = 0;
-    catalog_status_t status = CATALOG_CONFLICT;
-    if (msgpack_unpack_next(&msg, (const char *)raw, len, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        offset != len || msg.data.type != MSGPACK_OBJECT_ARRAY || msg.data.via.array.size != 6)
-        goto cleanup;
-    const msgpack_object *f = msg.data.via.array.ptr;
-    int64_t sort, h, a, b;
-    if (!s_obj_int(&f[0], &sort) || !s_obj_int(&f[1], &h) || !s_obj_int(&f[2], &a) ||
-        !s_obj_int(&f[3], &b) || f[4].type != MSGPACK_OBJECT_STR ||
-        f[4].via.str.size > CATALOG_NAME_MAX || memchr(f[4].via.str.ptr, 0, f[4].via.str.size) ||
-        f[5].type != MSGPACK_OBJECT_STR || f[5].via.str.size == 0 ||
-        f[5].via.str.size > CATALOG_ID_MAX)
-        goto cleanup;
-    if (sort != (int64_t)s->q->sort || h != (int64_t)hash)
-        goto cleanup;
-    memcpy(s->after_name, f[4].via.str.ptr, f[4].via.str.size);
-    s->after_name[f[4].via.str.size] = '\0';
-    memcpy(s->after_id, f[5].via.str.ptr, f[5].via.str.size);
-    s->after = (s_cand_t){.id = s->after_id,
-                          .id_len = f[5].via.str.size,
-                          .name = s->after_name,
-                          .name_len = f[4].via.str.size};
+    memcpy(s->after_name, c.name, c.name_len + 1);
+    memcpy(s->after_id, c.id, c.id_len + 1);
+    s->after = (s_cand_t){
+        .id = s->after_id, .id_len = c.id_len, .name = s->after_name, .name_len = c.name_len};
     /* Its key as the index values have it: the (lower-cased) name cut on
      * a character boundary. */
     char key[CATALOG_NAME_KEY_MAX];
@@ -1037,25 +928,22 @@ static catalog_status_t s_cursor_decode(s_search_t *s, const char *text, uint32_
     s->after.meta.name_key_len = catalog_lower(s->after_name, key, CATALOG_NAME_KEY_MAX);
     switch (s->q->sort) {
     case SORT_RELEVANCE:
-        if (a < 0 || a > INT32_MAX)
-            goto cleanup;
-        s->after.score = (int)a, s->after.meta.created = b;
+        if (c.a < 0 || c.a > INT32_MAX)
+            return CATALOG_CONFLICT;
+        s->after.score = (int)c.a, s->after.meta.created = c.b;
         break;
     case SORT_NEWEST:
-        s->after.meta.created = a;
+        s->after.meta.created = c.a;
         break;
     case SORT_PRICE_ASC:
     case SORT_PRICE_DESC:
-        s->after.meta.price = a;
+        s->after.meta.price = c.a;
         break;
     case SORT_NAME:
         break;
     }
     s->has_cursor = true;
-    status = CATALOG_OK;
-cleanup:
-    msgpack_unpacked_destroy(&msg);
-    return status;
+    return CATALOG_OK;
 }
 
 /* ---- the call ---- */

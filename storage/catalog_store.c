@@ -2,7 +2,8 @@
  *  products with their indexes (catalog_store.h), every index kept in the
  *  write transaction of the record. Categories are in
  *  catalog_categories.c, reservations in catalog_inventory.c, search in
- *  catalog_search.c, the word normaliser in catalog_words.c.
+ *  catalog_search.c (its cursors in catalog_cursor.c), the word normaliser in
+ *  catalog_words.c.
  *
  *  Records are msgpack maps with str keys; readers ignore keys they do
  *  not know, so a field is added later without rewriting old records.

@@ -1,8 +1,8 @@
 /*  catalog_store_impl.h - what the files of the catalog store share
  *  (catalog_store.c: the handle, records, products and their indexes;
  *  catalog_categories.c: the category tree; catalog_inventory.c:
- *  reservations; catalog_search.c: search and cursors; catalog_words.c:
- *  the word normaliser). Not for callers outside storage/.
+ *  reservations; catalog_search.c: search; catalog_cursor.c: the text of
+ *  its cursors; catalog_words.c: the word normaliser). Not for callers outside storage/.
  *
  *  Index values ("meta"). Every entry of by_category, by_created,
  *  by_price, by_name, words and cat_words carries the same small binary value, so that search
@@ -127,6 +127,23 @@ catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg
 bool catalog_fits(const char *s, size_t cap);
 /* s as an LMDB key or value, without its terminator. */
 MDB_val catalog_val(const char *s);
+
+/* A search cursor's content (catalog_cursor.c): the sort, the query's
+ * hash and the last item's sort key (a, b, name) and id. */
+typedef struct {
+    uint8_t sort;
+    uint32_t hash;
+    int64_t a, b;
+    char name[CATALOG_NAME_MAX + 1]; /* terminated; "" unless the name sort */
+    size_t name_len;
+    char id[CATALOG_ID_MAX + 1]; /* terminated */
+    size_t id_len;
+} catalog_cursor_t;
+
+/* c as cursor text into out; false (out "") when it does not fit. */
+bool catalog_cursor_encode(const catalog_cursor_t *c, char out[CATALOG_CURSOR_MAX + 1]);
+/* Reads cursor text into out; false when text is not a cursor. */
+bool catalog_cursor_decode(const char *text, catalog_cursor_t *out);
 
 /* msgpack into a caller's fixed buffer (records have known bounds). */
 typedef struct {
