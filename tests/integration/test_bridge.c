@@ -4,8 +4,8 @@
  *  a 400 ms HTTP deadline, the access log on) runs for the whole group on
  *  private ports and a private data directory, its stdout and stderr sent
  *  to files there so that the access log and sanitizer reports can be
- *  read. The tests talk to it with libcurl as any HTTP client would, and
- *  judge status, headers and bodies (jansson, msgpack).
+ *  read. The tests talk to it with libcurl (tests/httpc.h) as any HTTP
+ *  client would, and judge status, headers and bodies (jansson, msgpack).
  *
  *  Covers: the route table (ping, echo round trips of every JSON kind, an
  *  empty body); the error contract of API.md section 3 for 404, 405, 413
@@ -23,6 +23,7 @@
  *  handler and by SIGINT/SIGTERM/SIGHUP handlers, and dies with this
  *  process anyway (PR_SET_PDEATHSIG).
  */
+#include "tests/httpc.h"
 #include "tests/testutil.h"
 
 #include <arpa/inet.h>
@@ -252,75 +253,6 @@ static void s_assert_no_sanitizer_report(const daemon_t *d)
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
 
-typedef struct {
-    CURLcode rc;
-    long status;
-    char *body; /* NUL-terminated; len excludes the NUL */
-    size_t len;
-    char content_type[128];
-    char request_id[256];
-    char allow[128];
-    bool has_request_id;
-    int64_t elapsed_ms;
-} resp_t;
-
-static void s_resp_free(resp_t *r)
-{
-    free(r->body);
-    memset(r, 0, sizeof *r);
-}
-
-static size_t s_on_body(char *data, size_t size, size_t nmemb, void *userp)
-{
-    resp_t *r = userp;
-    size_t n = size * nmemb;
-    char *grown = realloc(r->body, r->len + n + 1);
-    if (!grown)
-        return 0;
-    r->body = grown;
-    memcpy(r->body + r->len, data, n);
-    r->len += n;
-    r->body[r->len] = '\0';
-    return n;
-}
-
-/* Copies the value of "Name: value\r\n" into out when line is that header. */
-static bool s_header_value(const char *line, size_t len, const char *name, char *out,
-                           size_t out_size)
-{
-    size_t name_len = strlen(name);
-    if (len <= name_len || strncasecmp(line, name, name_len) != 0 || line[name_len] != ':')
-        return false;
-    const char *v = line + name_len + 1;
-    const char *end = line + len;
-    while (v < end && (*v == ' ' || *v == '\t'))
-        v++;
-    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
-        end--;
-    size_t n = (size_t)(end - v);
-    if (n >= out_size)
-        n = out_size - 1;
-    memcpy(out, v, n);
-    out[n] = '\0';
-    return true;
-}
-
-static size_t s_on_header(char *line, size_t size, size_t nmemb, void *userp)
-{
-    resp_t *r = userp;
-    size_t n = size * nmemb;
-    if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
-        /* a new response (after a 100 Continue, say): forget the last one */
-        r->content_type[0] = r->request_id[0] = r->allow[0] = '\0';
-        r->has_request_id = false;
-    }
-    s_header_value(line, n, "Content-Type", r->content_type, sizeof r->content_type);
-    if (s_header_value(line, n, "X-Request-Id", r->request_id, sizeof r->request_id))
-        r->has_request_id = true;
-    s_header_value(line, n, "Allow", r->allow, sizeof r->allow);
-    return n;
-}
-
 /* A request body handed out by a read callback: curl sends it chunked. */
 typedef struct {
     size_t left;
@@ -340,105 +272,31 @@ static size_t s_on_read(char *buffer, size_t size, size_t nitems, void *userp)
     return n;
 }
 
-typedef struct {
-    const char *method;         /* "GET" when NULL */
-    const char *path;           /* with the query string */
-    const char *const *headers; /* NULL-terminated; "Content-Type: ..." overrides the default */
-    const void *body;           /* sent with Content-Length */
-    size_t body_len;
-    bool send_body;     /* false: no body (POST: Content-Length 0) */
-    bool no_length;     /* POST with no body and no Content-Length at all */
-    chunked_t *chunked; /* a body sent with chunked transfer encoding */
-} req_t;
-
-static bool s_has_header(const char *const *headers, const char *name)
+/* One request to d (q's url is d's), within CURL_TIMEOUT_MS. */
+static void s_http(const daemon_t *d, const hc_request_t *q, hc_response_t *r)
 {
-    size_t n = strlen(name);
-    for (int i = 0; headers && headers[i]; i++)
-        if (strncasecmp(headers[i], name, n) == 0 && headers[i][n] == ':')
-            return true;
-    return false;
+    hc_request_t to_d = *q;
+    to_d.url = d->base;
+    to_d.timeout_ms = CURL_TIMEOUT_MS;
+    *r = hc_send(&to_d);
 }
 
-/* Prepares an easy handle for req against d; the caller owns the list. */
-static CURL *s_easy(const daemon_t *d, const req_t *q, resp_t *r, struct curl_slist **list)
+static void s_get(const daemon_t *d, const char *path, hc_response_t *r)
 {
-    memset(r, 0, sizeof *r);
-    CURL *curl = curl_easy_init();
-    assert_non_null(curl);
-    char url[16384];
-    snprintf(url, sizeof url, "%s%s", d->base, q->path);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)CURL_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, s_on_header);
-    curl_easy_setopt(curl, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(curl, CURLOPT_FORBID_REUSE, 1L);
-    const char *method = q->method ? q->method : "GET";
-    bool post = strcmp(method, "POST") == 0;
-    *list = curl_slist_append(NULL, "Expect:"); /* no 100-continue round trip */
-    if (post && !s_has_header(q->headers, "Content-Type"))
-        *list = curl_slist_append(
-            *list, q->send_body || q->chunked ? "Content-Type: application/json" : "Content-Type:");
-    if (q->chunked)
-        *list = curl_slist_append(*list, "Transfer-Encoding: chunked");
-    for (int i = 0; q->headers && q->headers[i]; i++)
-        *list = curl_slist_append(*list, q->headers[i]);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, *list);
-    if (q->chunked) {
-        curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_READFUNCTION, s_on_read);
-        curl_easy_setopt(curl, CURLOPT_READDATA, q->chunked);
-    } else if (post && q->no_length) {
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "POST");
-    } else if (post) {
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                         (curl_off_t)(q->send_body ? q->body_len : 0));
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, q->send_body ? q->body : "");
-    } else if (strcmp(method, "GET") != 0)
-        curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    return curl;
-}
-
-static void s_http(const daemon_t *d, const req_t *q, resp_t *r)
-{
-    struct curl_slist *list = NULL;
-    CURL *curl = s_easy(d, q, r, &list);
-    int64_t start = zclock_mono();
-    r->rc = curl_easy_perform(curl);
-    r->elapsed_ms = zclock_mono() - start;
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
-    curl_easy_cleanup(curl);
-    curl_slist_free_all(list);
-    if (!r->body) {
-        r->body = calloc(1, 1);
-        assert_non_null(r->body);
-    }
-    if (r->rc != CURLE_OK)
-        print_error("%s %s: %s\n", q->method ? q->method : "GET", q->path,
-                    curl_easy_strerror(r->rc));
-    assert_int_equal(r->rc, CURLE_OK);
-}
-
-static void s_get(const daemon_t *d, const char *path, resp_t *r)
-{
-    req_t q = {.path = path};
+    hc_request_t q = {.path = path};
     s_http(d, &q, r);
 }
 
-static void s_post_json(const daemon_t *d, const char *path, const char *json, resp_t *r)
+static void s_post_json(const daemon_t *d, const char *path, const char *json, hc_response_t *r)
 {
-    req_t q = {
-        .method = "POST", .path = path, .body = json, .body_len = strlen(json), .send_body = true};
+    hc_request_t q = {.method = "POST", .path = path, .body = json, .body_len = strlen(json)};
     s_http(d, &q, r);
 }
 
-static void s_expect_status(const resp_t *r, long status)
+static void s_expect_status(const hc_response_t *r, long status)
 {
     if (r->status != status)
-        print_error("expected %ld, got %ld: %.500s\n", status, r->status, r->body);
+        print_error("expected %ld, got %ld: %.500s\n", status, r->status, r->text);
     assert_int_equal(r->status, status);
 }
 
@@ -448,12 +306,12 @@ static bool s_is_json_type(const char *content_type)
            (content_type[16] == '\0' || content_type[16] == ';');
 }
 
-static json_t *s_json(const resp_t *r)
+static json_t *s_json(const hc_response_t *r)
 {
     json_error_t error;
-    json_t *root = json_loadb(r->body, r->len, 0, &error);
+    json_t *root = json_loadb(r->text, r->len, 0, &error);
     if (!root)
-        print_error("not JSON (%s): %.500s\n", error.text, r->body);
+        print_error("not JSON (%s): %.500s\n", error.text, r->text);
     assert_non_null(root);
     return root;
 }
@@ -469,11 +327,11 @@ static bool s_valid_request_id(const char *id)
 /* Checks an error response: status, JSON, {"error": {code, message,
  * request_id (= X-Request-Id), details?}} and nothing else. Returns the
  * parsed body (json_decref it). */
-static json_t *s_expect_error(const resp_t *r, long status, const char *code)
+static json_t *s_expect_error(const hc_response_t *r, long status, const char *code)
 {
     s_expect_status(r, status);
     if (!s_is_json_type(r->content_type))
-        print_error("Content-Type '%s' for %.300s\n", r->content_type, r->body);
+        print_error("Content-Type '%s' for %.300s\n", r->content_type, r->text);
     assert_true(s_is_json_type(r->content_type));
     assert_true(r->has_request_id);
     assert_true(s_valid_request_id(r->request_id));
@@ -496,13 +354,13 @@ static json_t *s_expect_error(const resp_t *r, long status, const char *code)
     assert_true(strlen(json_string_value(json_object_get(error, "message"))) > 0);
     json_t *request_id = json_object_get(error, "request_id");
     if (!json_is_string(request_id))
-        print_error("no request_id in %.300s\n", r->body);
+        print_error("no request_id in %.300s\n", r->text);
     assert_true(json_is_string(request_id));
     assert_string_equal(json_string_value(request_id), r->request_id);
     return root;
 }
 
-static void s_expect_error_only(const resp_t *r, long status, const char *code)
+static void s_expect_error_only(const hc_response_t *r, long status, const char *code)
 {
     json_decref(s_expect_error(r, status, code));
 }
@@ -514,20 +372,10 @@ static bool s_wait_200(const daemon_t *d, const char *path)
     snprintf(url, sizeof url, "%s%s", d->base, path);
     int64_t deadline = zclock_mono() + READY_TIMEOUT_MS;
     while (zclock_mono() < deadline) {
-        CURL *curl = curl_easy_init();
-        if (!curl)
-            return false;
-        resp_t r = {0};
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 2000L);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, &r);
-        long status = 0;
-        if (curl_easy_perform(curl) == CURLE_OK)
-            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(curl);
-        free(r.body);
+        hc_request_t q = {.url = url, .timeout_ms = 2000};
+        hc_response_t r = hc_try(&q);
+        long status = r.rc == CURLE_OK ? r.status : 0;
+        hc_response_free(&r);
         if (status == 200)
             return true;
         int wstatus;
@@ -554,11 +402,11 @@ static long long s_metric(const char *text, const char *series)
 
 static long long s_read_metric(const daemon_t *d, const char *series)
 {
-    resp_t r;
+    hc_response_t r;
     s_get(d, "/metrics", &r);
     s_expect_status(&r, 200);
-    long long v = s_metric(r.body, series);
-    s_resp_free(&r);
+    long long v = s_metric(r.text, series);
+    hc_response_free(&r);
     return v;
 }
 
@@ -569,10 +417,10 @@ static bool s_wait_pings(const daemon_t *d, int want, int timeout_ms)
     int64_t deadline = zclock_mono() + timeout_ms;
     int in_a_row = 0;
     while (in_a_row < want && zclock_mono() < deadline) {
-        resp_t r;
+        hc_response_t r;
         s_get(d, "/v1/sys/ping", &r);
         in_a_row = r.status == 200 ? in_a_row + 1 : 0;
-        s_resp_free(&r);
+        hc_response_free(&r);
         if (in_a_row == 0)
             zclock_sleep(50);
     }
@@ -585,7 +433,7 @@ static bool s_wait_pings(const daemon_t *d, int want, int timeout_ms)
 static void test_routes_ping_and_echo(void **state)
 {
     (void)state;
-    resp_t r;
+    hc_response_t r;
     s_get(s_main, "/v1/sys/ping", &r);
     s_expect_status(&r, 200);
     assert_string_equal(r.content_type, "application/json");
@@ -595,7 +443,7 @@ static void test_routes_ping_and_echo(void **state)
     assert_true(json_equal(got, want));
     json_decref(got);
     json_decref(want);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* every JSON kind, escapes and non-ASCII text, the int64 extremes,
      * reals that must survive exactly, nesting within the depth limit */
@@ -617,7 +465,7 @@ static void test_routes_ping_and_echo(void **state)
     assert_non_null(want);
     got = s_json(&r);
     if (!json_equal(got, want))
-        print_error("sent %s\ngot  %s\n", doc, r.body);
+        print_error("sent %s\ngot  %s\n", doc, r.text);
     assert_true(json_equal(got, want));
     /* the int64 extremes stay integers, reals stay reals */
     assert_true(json_is_integer(json_object_get(got, "max")));
@@ -627,36 +475,35 @@ static void test_routes_ping_and_echo(void **state)
     assert_true(json_real_value(json_array_get(json_object_get(got, "reals"), 0)) == 0.1);
     json_decref(got);
     json_decref(want);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* with "; charset=utf-8" the type is still JSON */
     const char *const charset[] = {"Content-Type: application/json; charset=utf-8", NULL};
-    req_t q = {.method = "POST",
-               .path = "/v1/sys/echo",
-               .headers = charset,
-               .body = "{\"a\":1}",
-               .body_len = 7,
-               .send_body = true};
+    hc_request_t q = {.method = "POST",
+                      .path = "/v1/sys/echo",
+                      .headers = charset,
+                      .body = "{\"a\":1}",
+                      .body_len = 7};
     s_http(s_main, &q, &r);
     s_expect_status(&r, 200);
-    assert_string_equal(r.body, "{\"a\":1}");
-    s_resp_free(&r);
+    assert_string_equal(r.text, "{\"a\":1}");
+    hc_response_free(&r);
 
     /* no body: with Content-Length 0, and with no length at all */
-    req_t empty = {.method = "POST", .path = "/v1/sys/echo"};
+    hc_request_t empty = {.method = "POST", .path = "/v1/sys/echo"};
     s_http(s_main, &empty, &r);
     s_expect_status(&r, 200);
     got = s_json(&r);
     assert_true(json_is_object(got) && json_object_size(got) == 0);
     json_decref(got);
-    s_resp_free(&r);
-    req_t no_length = {.method = "POST", .path = "/v1/sys/echo", .no_length = true};
+    hc_response_free(&r);
+    hc_request_t no_length = {.method = "POST", .path = "/v1/sys/echo", .no_length = true};
     s_http(s_main, &no_length, &r);
     s_expect_status(&r, 200);
     got = s_json(&r);
     assert_true(json_is_object(got) && json_object_size(got) == 0);
     json_decref(got);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* a body of exactly 1 MiB is accepted and comes back whole */
     char *big = malloc(BODY_MAX + 1);
@@ -668,8 +515,8 @@ static void test_routes_ping_and_echo(void **state)
     s_post_json(s_main, "/v1/sys/echo", big, &r);
     s_expect_status(&r, 200);
     assert_int_equal(r.len, BODY_MAX);
-    assert_memory_equal(r.body, big, BODY_MAX);
-    s_resp_free(&r);
+    assert_memory_equal(r.text, big, BODY_MAX);
+    hc_response_free(&r);
     free(big);
 }
 
@@ -679,22 +526,22 @@ static void test_routes_ping_and_echo(void **state)
 static void test_errors_have_status_code_and_request_id(void **state)
 {
     (void)state;
-    resp_t r;
+    hc_response_t r;
     s_get(s_main, "/v1/nowhere", &r);
     s_expect_error_only(&r, 404, "not_found");
-    s_resp_free(&r);
+    hc_response_free(&r);
     s_get(s_main, "/v1/sys/ping/extra", &r);
     s_expect_error_only(&r, 404, "not_found");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
-    req_t del = {.method = "DELETE", .path = "/v1/sys/ping"};
+    hc_request_t del = {.method = "DELETE", .path = "/v1/sys/ping"};
     s_http(s_main, &del, &r);
     s_expect_error_only(&r, 405, "method_not_allowed");
-    s_resp_free(&r);
-    req_t get_echo = {.path = "/v1/sys/echo"};
+    hc_response_free(&r);
+    hc_request_t get_echo = {.path = "/v1/sys/echo"};
     s_http(s_main, &get_echo, &r);
     s_expect_error_only(&r, 405, "method_not_allowed");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* over 1 MiB, announced honestly in Content-Length */
     size_t over = BODY_MAX + 1;
@@ -703,60 +550,56 @@ static void test_errors_have_status_code_and_request_id(void **state)
     memset(big, ' ', over);
     big[0] = '{';
     big[over - 1] = '}';
-    req_t q = {
-        .method = "POST", .path = "/v1/sys/echo", .body = big, .body_len = over, .send_body = true};
+    hc_request_t q = {.method = "POST", .path = "/v1/sys/echo", .body = big, .body_len = over};
     s_http(s_main, &q, &r);
     s_expect_error_only(&r, 413, "payload_too_large");
-    s_resp_free(&r);
+    hc_response_free(&r);
     free(big);
 
     /* over 1 MiB in chunks: nothing announced, found while reading */
     chunked_t chunks = {.left = BODY_MAX + 512 * 1024, .fill = ' '};
-    req_t chunked = {.method = "POST", .path = "/v1/sys/echo", .chunked = &chunks};
+    hc_request_t chunked = {
+        .method = "POST", .path = "/v1/sys/echo", .read = s_on_read, .read_data = &chunks};
     s_http(s_main, &chunked, &r);
     s_expect_error_only(&r, 413, "payload_too_large");
     assert_int_equal(chunks.left, 0); /* it was read to the end, not cut off */
-    s_resp_free(&r);
+    hc_response_free(&r);
     /* and a small chunked body is fine */
     chunked_t small = {.left = 64, .fill = ' '};
-    req_t small_chunked = {.method = "POST", .path = "/v1/sys/echo", .chunked = &small};
+    hc_request_t small_chunked = {
+        .method = "POST", .path = "/v1/sys/echo", .read = s_on_read, .read_data = &small};
     s_http(s_main, &small_chunked, &r);
     s_expect_error_only(&r, 400, "malformed_body"); /* 64 spaces are no JSON value */
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     const char *const text_plain[] = {"Content-Type: text/plain", NULL};
-    req_t plain = {.method = "POST",
-                   .path = "/v1/sys/echo",
-                   .headers = text_plain,
-                   .body = "{}",
-                   .body_len = 2,
-                   .send_body = true};
+    hc_request_t plain = {.method = "POST",
+                          .path = "/v1/sys/echo",
+                          .headers = text_plain,
+                          .body = "{}",
+                          .body_len = 2};
     s_http(s_main, &plain, &r);
     s_expect_error_only(&r, 415, "unsupported_media_type");
-    s_resp_free(&r);
+    hc_response_free(&r);
     const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
-    req_t formq = {.method = "POST",
-                   .path = "/v1/sys/echo",
-                   .headers = form,
-                   .body = "a=1",
-                   .body_len = 3,
-                   .send_body = true};
+    hc_request_t formq = {
+        .method = "POST", .path = "/v1/sys/echo", .headers = form, .body = "a=1", .body_len = 3};
     s_http(s_main, &formq, &r);
     s_expect_error_only(&r, 415, "unsupported_media_type");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     s_post_json(s_main, "/v1/sys/echo", "{\"a\":", &r);
     s_expect_error_only(&r, 400, "malformed_body");
-    s_resp_free(&r);
+    hc_response_free(&r);
     s_post_json(s_main, "/v1/sys/echo", "[1,2,3]", &r);
     s_expect_error_only(&r, 400, "malformed_body");
-    s_resp_free(&r);
+    hc_response_free(&r);
     s_post_json(s_main, "/v1/sys/echo", "\"just a string\"", &r);
     s_expect_error_only(&r, 400, "malformed_body");
-    s_resp_free(&r);
+    hc_response_free(&r);
     s_post_json(s_main, "/v1/sys/echo", "{\"a\":1,\"a\":2}", &r); /* duplicate key */
     s_expect_error_only(&r, 400, "malformed_body");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* a query parameter of the wrong type, found by the bridge */
     s_get(s_main, "/v1/sys/sleep?ms=abc", &r);
@@ -768,7 +611,7 @@ static void test_errors_have_status_code_and_request_id(void **state)
     assert_string_equal(json_string_value(json_object_get(json_array_get(fields, 0), "field")),
                         "ms");
     json_decref(body);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* in range of the type but not of the op: found by the service */
     s_get(s_main, "/v1/sys/sleep?ms=99999", &r);
@@ -778,12 +621,12 @@ static void test_errors_have_status_code_and_request_id(void **state)
         assert_string_equal(json_string_value(json_object_get(json_array_get(fields, 0), "field")),
                             "ms");
     json_decref(body);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* a missing required argument */
     s_get(s_main, "/v1/sys/sleep", &r);
     s_expect_error_only(&r, 400, "invalid_argument");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* the bridge's deadline: 504 after ~400 ms, not after the 1 s sleep */
     s_get(s_main, "/v1/sys/sleep?ms=1000", &r);
@@ -792,15 +635,15 @@ static void test_errors_have_status_code_and_request_id(void **state)
                   HTTP_TIMEOUT_MS);
     assert_true(r.elapsed_ms >= HTTP_TIMEOUT_MS - 20);
     assert_true(r.elapsed_ms < 950);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* and it keeps serving: the other worker answers at once */
     s_get(s_main, "/v1/sys/ping", &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
     s_get(s_main, "/healthz", &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
     /* The sleeping worker misses heartbeats (3 x 200 ms < 1 s) and the
      * broker drops it; a ping routed to it meanwhile is answered 503 by
      * the broker. Wait for the pool to settle before the next tests. */
@@ -813,14 +656,14 @@ static void test_errors_have_status_code_and_request_id(void **state)
 static void test_405_has_allow_header(void **state)
 {
     (void)state;
-    resp_t r;
-    req_t del = {.method = "DELETE", .path = "/v1/sys/ping"};
+    hc_response_t r;
+    hc_request_t del = {.method = "DELETE", .path = "/v1/sys/ping"};
     s_http(s_main, &del, &r);
     s_expect_error_only(&r, 405, "method_not_allowed");
     bool allow_get = strstr(r.allow, "GET") != NULL;
     if (!allow_get)
         print_error("405 without 'Allow: GET' (Allow: '%s')\n", r.allow);
-    s_resp_free(&r);
+    hc_response_free(&r);
     assert_true(allow_get);
 }
 
@@ -853,11 +696,11 @@ static int s_no_pool_setup(void **state)
 static void test_no_worker_is_503_and_not_ready(void **state)
 {
     daemon_t *d = *state;
-    resp_t r;
+    hc_response_t r;
     s_get(d, "/v1/sys/ping", &r);
     s_expect_error_only(&r, 503, "unavailable");
     assert_true(r.elapsed_ms < HTTP_TIMEOUT_MS); /* at once, not at the deadline */
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     s_get(d, "/readyz", &r);
     s_expect_status(&r, 503);
@@ -871,14 +714,14 @@ static void test_no_worker_is_503_and_not_ready(void **state)
     json_array_foreach(missing, i, item) sys =
         sys || (json_is_string(item) && strcmp(json_string_value(item), "sys") == 0);
     if (!sys)
-        print_error("readyz: %s\n", r.body);
+        print_error("readyz: %s\n", r.text);
     assert_true(sys);
     json_decref(body);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     s_get(d, "/healthz", &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     int status = s_daemon_stop(d, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -888,10 +731,10 @@ static void test_no_worker_is_503_and_not_ready(void **state)
 /* ------------------------------------------------------------------ */
 /* 4. msgpack negotiation                                              */
 
-static void s_unpack(const resp_t *r, msgpack_zone *zone, msgpack_object *obj)
+static void s_unpack(const hc_response_t *r, msgpack_zone *zone, msgpack_object *obj)
 {
     size_t off = 0;
-    assert_int_equal(msgpack_unpack(r->body, r->len, &off, zone, obj), MSGPACK_UNPACK_SUCCESS);
+    assert_int_equal(msgpack_unpack(r->text, r->len, &off, zone, obj), MSGPACK_UNPACK_SUCCESS);
     assert_int_equal(off, r->len);
 }
 
@@ -926,10 +769,10 @@ static void test_msgpack_negotiation(void **state)
     msgpack_zone zone;
     msgpack_zone_init(&zone, 2048);
     msgpack_object obj;
-    resp_t r;
+    hc_response_t r;
 
     const char *const accept[] = {"Accept: application/msgpack", NULL};
-    req_t q = {.path = "/v1/sys/ping", .headers = accept};
+    hc_request_t q = {.path = "/v1/sys/ping", .headers = accept};
     s_http(s_main, &q, &r);
     s_expect_status(&r, 200);
     assert_string_equal(r.content_type, "application/msgpack");
@@ -940,10 +783,10 @@ static void test_msgpack_negotiation(void **state)
     assert_non_null(pong);
     assert_int_equal(pong->type, MSGPACK_OBJECT_BOOLEAN);
     assert_true(pong->via.boolean);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* errors are msgpack too for such a client, same shape */
-    req_t missing = {.path = "/v1/nowhere", .headers = accept};
+    hc_request_t missing = {.path = "/v1/nowhere", .headers = accept};
     s_http(s_main, &missing, &r);
     s_expect_status(&r, 404);
     assert_string_equal(r.content_type, "application/msgpack");
@@ -952,7 +795,7 @@ static void test_msgpack_negotiation(void **state)
     assert_non_null(error);
     assert_true(s_mp_str_is(s_mp_get(error, "code"), "not_found"));
     assert_true(s_mp_str_is(s_mp_get(error, "request_id"), r.request_id));
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* a msgpack body, a JSON answer */
     msgpack_sbuffer buf;
@@ -977,12 +820,11 @@ static void test_msgpack_negotiation(void **state)
     s_pack_str(&pk, "f");
     msgpack_pack_uint64(&pk, INT64_MAX);
     const char *const mp_type[] = {"Content-Type: application/msgpack", NULL};
-    req_t echo = {.method = "POST",
-                  .path = "/v1/sys/echo",
-                  .headers = mp_type,
-                  .body = buf.data,
-                  .body_len = buf.size,
-                  .send_body = true};
+    hc_request_t echo = {.method = "POST",
+                         .path = "/v1/sys/echo",
+                         .headers = mp_type,
+                         .body = buf.data,
+                         .body_len = buf.size};
     s_http(s_main, &echo, &r);
     s_expect_status(&r, 200);
     assert_true(s_is_json_type(r.content_type));
@@ -993,11 +835,11 @@ static void test_msgpack_negotiation(void **state)
     assert_non_null(want);
     json_t *got = s_json(&r);
     if (!json_equal(got, want))
-        print_error("got %s\n", r.body);
+        print_error("got %s\n", r.text);
     assert_true(json_equal(got, want));
     json_decref(got);
     json_decref(want);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* msgpack both ways: the same value comes back */
     const char *const both[] = {"Content-Type: application/msgpack", "Accept: application/msgpack",
@@ -1020,7 +862,7 @@ static void test_msgpack_negotiation(void **state)
         assert_non_null(v);
         assert_true(msgpack_object_equal(*v, sent.via.map.ptr[i].val));
     }
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* not a map: 400 */
     msgpack_sbuffer_clear(&buf);
@@ -1032,7 +874,7 @@ static void test_msgpack_negotiation(void **state)
     echo.body_len = buf.size;
     s_http(s_main, &echo, &r);
     s_expect_error_only(&r, 400, "malformed_body");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* invalid msgpack: the never-used byte, a map cut short, trailing
      * bytes, a map with a non-string key, an ext value */
@@ -1061,7 +903,7 @@ static void test_msgpack_negotiation(void **state)
         if (r.status != 400)
             print_error("bad msgpack #%zu\n", i);
         s_expect_error_only(&r, 400, "malformed_body");
-        s_resp_free(&r);
+        hc_response_free(&r);
     }
     msgpack_sbuffer_destroy(&buf);
     msgpack_zone_destroy(&zone);
@@ -1090,24 +932,23 @@ static void test_msgpack_without_json_form_is_400(void **state)
     const char *const mp_type[] = {"Content-Type: application/msgpack", NULL};
     int broken = 0;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        req_t q = {.method = "POST",
-                   .path = "/v1/sys/echo",
-                   .headers = mp_type,
-                   .body = cases[i].bytes,
-                   .body_len = cases[i].len,
-                   .send_body = true};
-        resp_t r;
+        hc_request_t q = {.method = "POST",
+                          .path = "/v1/sys/echo",
+                          .headers = mp_type,
+                          .body = cases[i].bytes,
+                          .body_len = cases[i].len};
+        hc_response_t r;
         s_http(s_main, &q, &r);
-        json_t *body = json_loadb(r.body, r.len, 0, NULL);
+        json_t *body = json_loadb(r.text, r.len, 0, NULL);
         json_t *rid = json_object_get(json_object_get(body, "error"), "request_id");
         bool ok = r.status >= 400 && r.status < 500 && json_is_string(rid) &&
                   strcmp(json_string_value(rid), r.request_id) == 0;
         if (!ok) {
-            print_error("msgpack case %zu: %ld %s\n", i, r.status, r.body);
+            print_error("msgpack case %zu: %ld %s\n", i, r.status, r.text);
             broken++;
         }
         json_decref(body);
-        s_resp_free(&r);
+        hc_response_free(&r);
     }
     assert_int_equal(broken, 0);
 }
@@ -1157,32 +998,32 @@ static json_t *s_access_line(const daemon_t *d, const char *request_id)
 static void test_request_ids_and_access_log(void **state)
 {
     (void)state;
-    resp_t r;
+    hc_response_t r;
     const char *const given[] = {"X-Request-Id: abc-123_X.y", NULL};
-    req_t q = {.path = "/v1/sys/ping", .headers = given};
+    hc_request_t q = {.path = "/v1/sys/ping", .headers = given};
     s_http(s_main, &q, &r);
     s_expect_status(&r, 200);
     assert_string_equal(r.request_id, "abc-123_X.y");
     size_t ping_bytes = r.len;
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* the client's id in an error body too */
     const char *const given_404[] = {"X-Request-Id: log-404.check", NULL};
-    req_t q404 = {.path = "/v1/nowhere", .headers = given_404};
+    hc_request_t q404 = {.path = "/v1/nowhere", .headers = given_404};
     s_http(s_main, &q404, &r);
     s_expect_error_only(&r, 404, "not_found");
     assert_string_equal(r.request_id, "log-404.check");
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* 64 characters is the longest accepted */
     char id64[80] = "X-Request-Id: ";
     memset(id64 + 14, 'b', 64);
     id64[78] = '\0';
     const char *const long_ok[] = {id64, NULL};
-    req_t q64 = {.path = "/v1/sys/ping", .headers = long_ok};
+    hc_request_t q64 = {.path = "/v1/sys/ping", .headers = long_ok};
     s_http(s_main, &q64, &r);
     assert_string_equal(r.request_id, id64 + 14);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* invalid ones are replaced by a made one */
     char id100[128] = "X-Request-Id: ";
@@ -1196,13 +1037,13 @@ static void test_request_ids_and_access_log(void **state)
         "X-Request-Id: caf\xc3\xa9"};
     for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
         const char *const headers[] = {invalid[i], NULL};
-        req_t qi = {.path = "/v1/sys/ping", .headers = headers};
+        hc_request_t qi = {.path = "/v1/sys/ping", .headers = headers};
         s_http(s_main, &qi, &r);
         s_expect_status(&r, 200);
         assert_true(r.has_request_id);
         assert_true(s_valid_request_id(r.request_id));
         assert_string_not_equal(r.request_id, invalid[i] + 14);
-        s_resp_free(&r);
+        hc_response_free(&r);
     }
 
     /* two without one: two different made ones */
@@ -1210,24 +1051,24 @@ static void test_request_ids_and_access_log(void **state)
     s_get(s_main, "/v1/sys/ping", &r);
     assert_true(s_valid_request_id(r.request_id));
     snprintf(first, sizeof first, "%s", r.request_id);
-    s_resp_free(&r);
+    hc_response_free(&r);
     s_get(s_main, "/v1/sys/ping", &r);
     assert_true(s_valid_request_id(r.request_id));
     assert_string_not_equal(first, r.request_id);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* a token must never reach the log */
     const char *const auth[] = {"Authorization: Bearer secret-token-xyz",
                                 "X-Request-Id: auth-log-check", NULL};
-    req_t qa = {.path = "/v1/sys/ping", .headers = auth};
+    hc_request_t qa = {.path = "/v1/sys/ping", .headers = auth};
     s_http(s_main, &qa, &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
     const char *const auth_404[] = {"Authorization: Bearer secret-token-xyz", NULL};
-    req_t qa404 = {.path = "/v1/secret-token-xyz-not-a-route", .headers = auth_404};
+    hc_request_t qa404 = {.path = "/v1/secret-token-xyz-not-a-route", .headers = auth_404};
     s_http(s_main, &qa404, &r);
     s_expect_status(&r, 404);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     json_t *line = s_access_line(s_main, "abc-123_X.y");
     assert_non_null(line);
@@ -1270,15 +1111,15 @@ static void test_metrics_count_requests_and_errors(void **state)
     long long pings = s_read_metric(s_main, PING_200);
     long long not_found = s_read_metric(s_main, NOT_FOUND);
     for (int i = 0; i < 5; i++) {
-        resp_t r;
+        hc_response_t r;
         s_get(s_main, "/v1/sys/ping", &r);
         s_expect_status(&r, 200);
-        s_resp_free(&r);
+        hc_response_free(&r);
     }
-    resp_t r;
+    hc_response_t r;
     s_get(s_main, "/v1/no/such/route", &r);
     s_expect_status(&r, 404);
-    s_resp_free(&r);
+    hc_response_free(&r);
     long long pings_after = s_read_metric(s_main, PING_200);
     long long not_found_after = s_read_metric(s_main, NOT_FOUND);
     print_message("      pings %lld -> %lld, not_found %lld -> %lld\n", pings, pings_after,
@@ -1287,9 +1128,9 @@ static void test_metrics_count_requests_and_errors(void **state)
     assert_true(not_found_after >= not_found + 1);
 
     s_get(s_main, "/metrics", &r);
-    assert_non_null(strstr(r.body, "# TYPE retail_http_requests_total counter"));
-    assert_non_null(strstr(r.body, "retail_http_requests_in_flight "));
-    s_resp_free(&r);
+    assert_non_null(strstr(r.text, "# TYPE retail_http_requests_total counter"));
+    assert_non_null(strstr(r.text, "retail_http_requests_in_flight "));
+    hc_response_free(&r);
 }
 
 /* /metrics is Prometheus text: Prometheus 3 refuses a scrape whose
@@ -1298,13 +1139,13 @@ static void test_metrics_count_requests_and_errors(void **state)
 static void test_metrics_content_type_is_prometheus_text(void **state)
 {
     (void)state;
-    resp_t r;
+    hc_response_t r;
     s_get(s_main, "/metrics", &r);
     s_expect_status(&r, 200);
     bool text = strncmp(r.content_type, "text/plain", 10) == 0;
     if (!text)
         print_error("/metrics Content-Type: '%s'\n", r.content_type);
-    s_resp_free(&r);
+    hc_response_free(&r);
     assert_true(text);
 }
 
@@ -1328,22 +1169,21 @@ static void s_hostile(const void *body, size_t len, const char *content_type, in
     char header[96];
     snprintf(header, sizeof header, "Content-Type: %s", content_type);
     const char *const headers[] = {header, NULL};
-    req_t q = {.method = "POST",
-               .path = "/v1/sys/echo",
-               .headers = headers,
-               .body = body,
-               .body_len = len,
-               .send_body = true};
-    resp_t r;
+    hc_request_t q = {.method = "POST",
+                      .path = "/v1/sys/echo",
+                      .headers = headers,
+                      .body = body,
+                      .body_len = len};
+    hc_response_t r;
     s_http(s_main, &q, &r); /* a dropped connection fails in there */
     if (r.status < 400 || r.status >= 500) {
         print_error("body #%d (%zu bytes, %s) got %ld: %.300s\n", *sent, len, content_type,
-                    r.status, r.body);
+                    r.status, r.text);
         fail();
     }
     json_decref(
         s_expect_error(&r, r.status, r.status == 413 ? "payload_too_large" : "malformed_body"));
-    s_resp_free(&r);
+    hc_response_free(&r);
     (*sent)++;
 }
 
@@ -1494,10 +1334,10 @@ static void test_malformed_input_battery(void **state)
     print_message("      %d hostile bodies, each answered 4xx\n", sent);
     assert_true(sent >= 300);
 
-    resp_t r;
+    hc_response_t r;
     s_get(s_main, "/v1/sys/ping", &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* raw-socket garbage: whatever comes back, then the bridge still serves */
     char reply[4096];
@@ -1538,8 +1378,8 @@ static void test_malformed_input_battery(void **state)
 
     s_get(s_main, "/v1/sys/ping", &r);
     s_expect_status(&r, 200);
-    assert_string_equal(r.body, "{\"pong\":true}");
-    s_resp_free(&r);
+    assert_string_equal(r.text, "{\"pong\":true}");
+    hc_response_free(&r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1586,13 +1426,13 @@ static void test_many_requests_in_flight(void **state)
     assert_non_null(multi);
     curl_multi_setopt(multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
     curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)IN_FLIGHT + 10);
-    resp_t *resps = calloc(IN_FLIGHT, sizeof *resps);
+    hc_response_t *resps = calloc(IN_FLIGHT, sizeof *resps);
     CURL **easies = calloc(IN_FLIGHT, sizeof *easies);
-    struct curl_slist **lists = calloc(IN_FLIGHT, sizeof *lists);
-    assert_true(resps && easies && lists);
-    req_t q = {.path = "/v1/sys/sleep?ms=50"};
+    assert_true(resps && easies);
+    hc_request_t q = {.url = d->base, .path = "/v1/sys/sleep?ms=50", .timeout_ms = CURL_TIMEOUT_MS};
     for (int i = 0; i < IN_FLIGHT; i++) {
-        easies[i] = s_easy(d, &q, &resps[i], &lists[i]);
+        easies[i] = hc_easy(&q, &resps[i]);
+        assert_non_null(easies[i]);
         curl_easy_setopt(easies[i], CURLOPT_PRIVATE, (void *)&resps[i]);
         assert_int_equal(curl_multi_add_handle(multi, easies[i]), CURLM_OK);
     }
@@ -1609,20 +1449,19 @@ static void test_many_requests_in_flight(void **state)
         while ((msg = curl_multi_info_read(multi, &left))) {
             if (msg->msg != CURLMSG_DONE)
                 continue;
-            resp_t *r;
+            hc_response_t *r;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
             r->rc = msg->data.result;
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &r->status);
             done++;
         }
         /* once all are sent and some are still waiting, look inside */
         if (!sampled && zclock_mono() - start > 100 && running > IN_FLIGHT / 4) {
             sampled = true;
             threads_during = s_threads(d->pid);
-            resp_t m;
+            hc_response_t m;
             s_get(d, "/metrics", &m);
-            in_flight_max = s_metric(m.body, "retail_http_requests_in_flight");
-            s_resp_free(&m);
+            in_flight_max = s_metric(m.text, "retail_http_requests_in_flight");
+            hc_response_free(&m);
         }
         if (running > 0)
             curl_multi_poll(multi, NULL, 0, 100, NULL);
@@ -1634,21 +1473,19 @@ static void test_many_requests_in_flight(void **state)
 
     int ok = 0;
     for (int i = 0; i < IN_FLIGHT; i++) {
-        if (resps[i].rc == CURLE_OK && resps[i].status == 200 && resps[i].body &&
-            strcmp(resps[i].body, "{\"slept_ms\":50}") == 0)
+        curl_multi_remove_handle(multi, easies[i]);
+        hc_finish(easies[i], resps[i].rc, &resps[i]);
+        if (resps[i].rc == CURLE_OK && resps[i].status == 200 &&
+            strcmp(resps[i].text, "{\"slept_ms\":50}") == 0)
             ok++;
         else if (ok + 5 > i) /* show a few */
             print_error("request %d: rc %d status %ld body %s\n", i, resps[i].rc, resps[i].status,
-                        resps[i].body ? resps[i].body : "");
-        curl_multi_remove_handle(multi, easies[i]);
-        curl_easy_cleanup(easies[i]);
-        curl_slist_free_all(lists[i]);
-        free(resps[i].body);
+                        resps[i].text);
+        hc_response_free(&resps[i]);
     }
     curl_multi_cleanup(multi);
     free(resps);
     free(easies);
-    free(lists);
     assert_int_equal(ok, IN_FLIGHT);
     /* concurrent, not one after another (200 x 50 ms = 10 s) */
     assert_true(elapsed < 5000);
@@ -1658,10 +1495,10 @@ static void test_many_requests_in_flight(void **state)
     if (sampled)
         assert_true(in_flight_max > 20);
 
-    resp_t r;
+    hc_response_t r;
     s_get(d, "/v1/sys/ping", &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
     int status = s_daemon_stop(d, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     s_assert_no_sanitizer_report(d);
@@ -1675,17 +1512,18 @@ static void test_many_requests_in_flight(void **state)
 static void test_main_daemon_stops_cleanly(void **state)
 {
     (void)state;
-    resp_t r;
+    hc_response_t r;
     s_get(s_main, "/healthz", &r);
     s_expect_status(&r, 200);
-    s_resp_free(&r);
+    hc_response_free(&r);
 
     /* 300 ms: under the 400 ms deadline and under 3 heartbeats */
     CURLM *multi = curl_multi_init();
     assert_non_null(multi);
-    struct curl_slist *list;
-    req_t q = {.path = "/v1/sys/sleep?ms=300"};
-    CURL *easy = s_easy(s_main, &q, &r, &list);
+    hc_request_t q = {
+        .url = s_main->base, .path = "/v1/sys/sleep?ms=300", .timeout_ms = CURL_TIMEOUT_MS};
+    CURL *easy = hc_easy(&q, &r);
+    assert_non_null(easy);
     curl_multi_add_handle(multi, easy);
     int running = 1;
     int64_t start = zclock_mono();
@@ -1704,19 +1542,16 @@ static void test_main_daemon_stops_cleanly(void **state)
     while ((msg = curl_multi_info_read(multi, &left)))
         if (msg->msg == CURLMSG_DONE)
             r.rc = msg->data.result;
-    curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &r.status);
     curl_multi_remove_handle(multi, easy);
-    curl_easy_cleanup(easy);
+    hc_finish(easy, r.rc, &r);
     curl_multi_cleanup(multi);
-    curl_slist_free_all(list);
     if (r.rc != CURLE_OK || r.status != 200)
-        print_error("in flight at SIGTERM: rc %d status %ld %s\n", r.rc, r.status,
-                    r.body ? r.body : "");
+        print_error("in flight at SIGTERM: rc %d status %ld %s\n", r.rc, r.status, r.text);
     assert_true(signalled);
     assert_int_equal(r.rc, CURLE_OK);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"slept_ms\":300}");
-    s_resp_free(&r);
+    assert_string_equal(r.text, "{\"slept_ms\":300}");
+    hc_response_free(&r);
 
     int status = s_daemon_stop(s_main, SIGTERM);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);

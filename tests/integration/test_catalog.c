@@ -34,6 +34,7 @@
  *  Each test works in categories of its own, so tests sharing the daemon
  *  do not see each other's products through a category filter.
  */
+#include "tests/httpc.h"
 #include "tests/testutil.h"
 
 #include "protocol/envelope.h"
@@ -60,6 +61,7 @@ typedef struct {
     char *dir;
     char keys[1100];
     int http_port;
+    char base[32]; /* http://127.0.0.1:PORT */
     char endpoint[64];
     char broker_key[KEYS_Z85_LEN + 1];
     pid_t pid;
@@ -67,84 +69,22 @@ typedef struct {
     char *customer;
 } system_t;
 
-typedef struct {
-    long status;
-    json_t *body;
-} response_t;
-
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
 
-static size_t s_write(char *data, size_t size, size_t n, void *user)
-{
-    zchunk_extend((zchunk_t *)user, data, size * n);
-    return size * n;
-}
-
-/* One HTTP request; body_json and extra_header may be NULL. The response
- * body is parsed when there is one. */
-static response_t s_http(system_t *s, const char *method, const char *path, const char *token,
-                         const char *body_json, const char *extra_header)
-{
-    response_t r = {0};
-    CURL *curl = curl_easy_init();
-    assert_non_null(curl);
-    char url[4096];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", s->http_port, path);
-    zchunk_t *chunk = zchunk_new(NULL, 0);
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    char auth[2048];
-    if (token) {
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
-        headers = curl_slist_append(headers, auth);
-    }
-    if (extra_header)
-        headers = curl_slist_append(headers, extra_header);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, chunk);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
-    if (body_json)
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body_json);
-    CURLcode rc = curl_easy_perform(curl);
-    if (rc != CURLE_OK)
-        print_error("%s %s: %s\n", method, path, curl_easy_strerror(rc));
-    assert_int_equal(rc, CURLE_OK);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r.status);
-    if (zchunk_size(chunk) > 0)
-        r.body = json_loadb((const char *)zchunk_data(chunk), zchunk_size(chunk), 0, NULL);
-    zchunk_destroy(&chunk);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-    return r;
-}
-
-/* Like s_http with a jansson body, which it takes (may be NULL). */
-static response_t s_send(system_t *s, const char *method, const char *path, const char *token,
-                         json_t *body, const char *extra_header)
+/* Like hc_request with a jansson body, which it takes (may be NULL). */
+static hc_response_t s_send(system_t *s, const char *method, const char *path, const char *token,
+                            json_t *body, const char *extra_header)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
-    response_t r = s_http(s, method, path, token, text, extra_header);
+    hc_response_t r = hc_request(s->base, method, path, token, text, extra_header);
     free(text);
     return r;
 }
 
-static void s_free(response_t *r)
-{
-    json_decref(r->body);
-    r->body = NULL;
-}
-
-static const char *s_error_code(const response_t *r)
-{
-    return json_string_value(json_object_get(json_object_get(r->body, "error"), "code"));
-}
-
 /* Asserts the status, printing the body when it differs. */
-static void s_expect(const response_t *r, long status, const char *what)
+static void s_expect(const hc_response_t *r, long status, const char *what)
 {
     if (r->status != status) {
         char *text = r->body ? json_dumps(r->body, JSON_COMPACT) : NULL;
@@ -156,20 +96,15 @@ static void s_expect(const response_t *r, long status, const char *what)
 }
 
 /* Asserts an error status and code. */
-static void s_expect_error(response_t *r, long status, const char *code, const char *what)
+static void s_expect_error(hc_response_t *r, long status, const char *code, const char *what)
 {
     s_expect(r, status, what);
-    const char *got = s_error_code(r);
+    const char *got = hc_error_code(r);
     if (!got || strcmp(got, code) != 0)
         print_error("%s: expected code %s, got %s\n", what, code, got ? got : "(none)");
     assert_non_null(got);
     assert_string_equal(got, code);
-    s_free(r);
-}
-
-static const char *s_str(json_t *obj, const char *key)
-{
-    return json_string_value(json_object_get(obj, key));
+    hc_response_free(r);
 }
 
 static json_int_t s_int(json_t *obj, const char *key)
@@ -211,19 +146,19 @@ static void s_category(system_t *s, const char *name, const char *slug, const ch
         json_object_set_new(body, "slug", json_string(slug));
     if (parent)
         json_object_set_new(body, "parent_id", json_string(parent));
-    response_t r = s_send(s, "POST", "/v1/categories", s->admin, body, NULL);
+    hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin, body, NULL);
     s_expect(&r, 201, "create category");
     json_t *c = json_object_get(r.body, "category");
-    assert_non_null(s_str(c, "id"));
-    assert_string_equal(s_str(c, "name"), name);
+    assert_non_null(hc_str(c, "id"));
+    assert_string_equal(hc_str(c, "name"), name);
     if (slug)
-        assert_string_equal(s_str(c, "slug"), slug);
+        assert_string_equal(hc_str(c, "slug"), slug);
     if (parent)
-        assert_string_equal(s_str(c, "parent_id"), parent);
+        assert_string_equal(hc_str(c, "parent_id"), parent);
     else
         assert_true(json_is_null(json_object_get(c, "parent_id")));
-    snprintf(id, 64, "%s", s_str(c, "id"));
-    s_free(&r);
+    snprintf(id, 64, "%s", hc_str(c, "id"));
+    hc_response_free(&r);
 }
 
 /* A product body; attributes (taken, may be NULL). stock < 0: omitted. */
@@ -248,14 +183,14 @@ static json_t *s_product(system_t *s, const char *name, const char *description,
 {
     char sku[64];
     s_sku(sku, sizeof sku, "SKU");
-    response_t r =
+    hc_response_t r =
         s_send(s, "POST", "/v1/products", s->admin,
                s_product_body(sku, name, description, price, category, stock, NULL), NULL);
     s_expect(&r, 201, "create product");
     json_t *p = json_incref(json_object_get(r.body, "product"));
     assert_non_null(p);
-    assert_string_equal(s_str(p, "sku"), sku);
-    s_free(&r);
+    assert_string_equal(hc_str(p, "sku"), sku);
+    hc_response_free(&r);
     return p;
 }
 
@@ -264,15 +199,15 @@ static json_t *s_get(system_t *s, const char *id)
 {
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", id);
-    response_t r = s_http(s, "GET", path, NULL, NULL, NULL);
+    hc_response_t r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
     if (r.status == 404) {
-        assert_string_equal(s_error_code(&r), "not_found");
-        s_free(&r);
+        assert_string_equal(hc_error_code(&r), "not_found");
+        hc_response_free(&r);
         return NULL;
     }
     s_expect(&r, 200, "get product");
     json_t *p = json_incref(json_object_get(r.body, "product"));
-    s_free(&r);
+    hc_response_free(&r);
     return p;
 }
 
@@ -290,12 +225,14 @@ static json_t *s_search(system_t *s, const char *qs)
 {
     char path[2048];
     snprintf(path, sizeof path, "/v1/products?%s", qs);
-    response_t r = s_http(s, "GET", path, NULL, NULL, NULL);
+    hc_response_t r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
     s_expect(&r, 200, qs);
     assert_true(json_is_array(json_object_get(r.body, "items")));
     json_t *next = json_object_get(r.body, "next_cursor");
     assert_true(json_is_null(next) || json_is_string(next));
-    return r.body;
+    json_t *body = json_incref(r.body);
+    hc_response_free(&r);
+    return body;
 }
 
 /* Follows next_cursor from GET /v1/products?<qs>&limit=<limit> to the
@@ -339,7 +276,7 @@ static bool s_has(json_t *items, const char *id)
     json_t *p;
     json_array_foreach(items, i, p)
     {
-        if (strcmp(s_str(p, "id"), id) == 0)
+        if (strcmp(hc_str(p, "id"), id) == 0)
             return true;
     }
     return false;
@@ -351,7 +288,7 @@ static bool s_same_ids(json_t *items, const char *const *ids, size_t n, const ch
 {
     bool same = json_array_size(items) == n;
     for (size_t i = 0; same && i < n; i++)
-        same = strcmp(s_str(json_array_get(items, i), "id"), ids[i]) == 0;
+        same = strcmp(hc_str(json_array_get(items, i), "id"), ids[i]) == 0;
     if (!same) {
         print_error("%s: expected %zu items:\n", what, n);
         for (size_t i = 0; i < n; i++)
@@ -361,7 +298,7 @@ static bool s_same_ids(json_t *items, const char *const *ids, size_t n, const ch
         json_t *p;
         json_array_foreach(items, i, p)
         {
-            print_error("    %s %s (%lld)\n", s_str(p, "id"), s_str(p, "name"),
+            print_error("    %s %s (%lld)\n", hc_str(p, "id"), hc_str(p, "name"),
                         (long long)s_int(p, "price_cents"));
         }
     }
@@ -395,8 +332,8 @@ static void s_expect_unique(json_t *items, const char *what)
     json_t *p;
     json_array_foreach(items, i, p)
     {
-        if (zhashx_insert(seen, s_str(p, "id"), (void *)1) != 0) {
-            print_error("%s: %s seen twice\n", what, s_str(p, "id"));
+        if (zhashx_insert(seen, hc_str(p, "id"), (void *)1) != 0) {
+            print_error("%s: %s seen twice\n", what, hc_str(p, "id"));
             fail();
         }
     }
@@ -432,19 +369,19 @@ static void s_expect_sorted(json_t *items, const char *sort)
         json_t *a = json_array_get(items, i - 1), *b = json_array_get(items, i);
         bool ok = true;
         if (strcmp(sort, "newest") == 0) {
-            int c = strcmp(s_str(a, "created_at"), s_str(b, "created_at"));
-            ok = c > 0 || (c == 0 && strcmp(s_str(a, "id"), s_str(b, "id")) > 0);
+            int c = strcmp(hc_str(a, "created_at"), hc_str(b, "created_at"));
+            ok = c > 0 || (c == 0 && strcmp(hc_str(a, "id"), hc_str(b, "id")) > 0);
         } else if (strcmp(sort, "price_asc") == 0)
             ok = s_int(a, "price_cents") <= s_int(b, "price_cents");
         else if (strcmp(sort, "price_desc") == 0)
             ok = s_int(a, "price_cents") >= s_int(b, "price_cents");
         else if (strcmp(sort, "name") == 0)
-            ok = s_casecmp_full(s_str(a, "name"), s_str(b, "name")) <= 0;
+            ok = s_casecmp_full(hc_str(a, "name"), hc_str(b, "name")) <= 0;
         if (!ok)
             print_error("sort %s broken at %zu: %s '%s' %lld %s, then %s '%s' %lld %s\n", sort, i,
-                        s_str(a, "id"), s_str(a, "name"), (long long)s_int(a, "price_cents"),
-                        s_str(a, "created_at"), s_str(b, "id"), s_str(b, "name"),
-                        (long long)s_int(b, "price_cents"), s_str(b, "created_at"));
+                        hc_str(a, "id"), hc_str(a, "name"), (long long)s_int(a, "price_cents"),
+                        hc_str(a, "created_at"), hc_str(b, "id"), hc_str(b, "name"),
+                        (long long)s_int(b, "price_cents"), hc_str(b, "created_at"));
         assert_true(ok);
     }
 }
@@ -453,9 +390,9 @@ static void s_delete_product(system_t *s, const char *id)
 {
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", id);
-    response_t r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    hc_response_t r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect(&r, 204, "delete product");
-    s_free(&r);
+    hc_response_free(&r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -518,7 +455,7 @@ static mdp_reply_t s_mdp_recv(mdpcli_t *client, uint64_t *id)
             jsonpack_to_json(&reply.data, &out.data, err, sizeof err);
         else {
             jsonpack_to_json(&reply.error, &out.error, err, sizeof err);
-            snprintf(out.code, sizeof out.code, "%s", s_str(out.error, "code"));
+            snprintf(out.code, sizeof out.code, "%s", hc_str(out.error, "code"));
         }
     }
     msgpack_zone_destroy(&zone);
@@ -572,25 +509,20 @@ static void s_call_error(mdpcli_t *client, const char *op, const char *args_json
 static char *s_token(system_t *s, const char *email, const char *password)
 {
     json_t *body = json_pack("{s:s, s:s}", "email", email, "password", password);
-    response_t r = s_send(s, "POST", "/v1/auth/login", NULL, body, NULL);
+    hc_response_t r = s_send(s, "POST", "/v1/auth/login", NULL, body, NULL);
     s_expect(&r, 200, "login");
     char *token = strdup(json_string_value(json_object_get(r.body, "access_token")));
-    s_free(&r);
+    hc_response_free(&r);
     return token;
 }
 
 static bool s_ready(system_t *s)
 {
-    CURL *curl = curl_easy_init();
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/readyz", s->http_port);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
-    long status = 0;
-    if (curl_easy_perform(curl) == CURLE_OK)
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(curl);
-    return status == 200;
+    hc_request_t q = {.url = s->base, .path = "/readyz", .timeout_ms = 2000};
+    hc_response_t r = hc_try(&q);
+    bool ready = r.status == 200;
+    hc_response_free(&r);
+    return ready;
 }
 
 /* Starts retaild on s's data directory and ports; false when it does
@@ -629,6 +561,7 @@ static int s_setup(void **state)
     s->dir = tu_tempdir("retail-catalog");
     snprintf(s->keys, sizeof s->keys, "%s/keys", s->dir);
     s->http_port = tu_free_port();
+    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->http_port);
     snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
     if (!s_start(s))
         return -1;
@@ -639,9 +572,9 @@ static int s_setup(void **state)
     s->admin = s_token(s, ADMIN_EMAIL, ADMIN_PASSWORD);
     json_t *reg = json_pack("{s:s, s:s, s:s}", "email", CUSTOMER_EMAIL, "password",
                             CUSTOMER_PASSWORD, "name", "Cathy Customer");
-    response_t r = s_send(s, "POST", "/v1/auth/register", NULL, reg, NULL);
+    hc_response_t r = s_send(s, "POST", "/v1/auth/register", NULL, reg, NULL);
     s_expect(&r, 201, "register customer");
-    s_free(&r);
+    hc_response_free(&r);
     s->customer = s_token(s, CUSTOMER_EMAIL, CUSTOMER_PASSWORD);
     return 0;
 }
@@ -671,7 +604,7 @@ static int s_teardown(void **state)
  * or NULL. */
 static json_t *s_listed_category(system_t *s, const char *id)
 {
-    response_t r = s_http(s, "GET", "/v1/categories", NULL, NULL, NULL);
+    hc_response_t r = hc_request(s->base, "GET", "/v1/categories", NULL, NULL, NULL);
     s_expect(&r, 200, "list categories");
     assert_true(json_is_null(json_object_get(r.body, "next_cursor")));
     json_t *found = NULL;
@@ -679,13 +612,13 @@ static json_t *s_listed_category(system_t *s, const char *id)
     json_t *c;
     json_array_foreach(json_object_get(r.body, "items"), i, c)
     {
-        assert_non_null(s_str(c, "name"));
-        assert_non_null(s_str(c, "slug"));
+        assert_non_null(hc_str(c, "name"));
+        assert_non_null(hc_str(c, "slug"));
         assert_non_null(json_object_get(c, "parent_id"));
-        if (strcmp(s_str(c, "id"), id) == 0)
+        if (strcmp(hc_str(c, "id"), id) == 0)
             found = json_incref(c);
     }
-    s_free(&r);
+    hc_response_free(&r);
     return found;
 }
 
@@ -701,19 +634,19 @@ static void test_categories(void **state)
     /* listed, with a slug made up when none was given */
     json_t *c = s_listed_category(s, knives);
     assert_non_null(c);
-    assert_string_equal(s_str(c, "name"), "Knives");
-    assert_string_equal(s_str(c, "slug"), "cat-knives");
-    assert_string_equal(s_str(c, "parent_id"), kitchen);
+    assert_string_equal(hc_str(c, "name"), "Knives");
+    assert_string_equal(hc_str(c, "slug"), "cat-knives");
+    assert_string_equal(hc_str(c, "parent_id"), kitchen);
     json_decref(c);
     c = s_listed_category(s, garden);
     assert_non_null(c);
-    assert_true(strlen(s_str(c, "slug")) > 0);
+    assert_true(strlen(hc_str(c, "slug")) > 0);
     assert_true(json_is_null(json_object_get(c, "parent_id")));
     json_decref(c);
 
     /* a duplicate slug, on create and on rename */
-    response_t r = s_send(s, "POST", "/v1/categories", s->admin,
-                          json_pack("{s:s, s:s}", "name", "Other", "slug", "cat-home"), NULL);
+    hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin,
+                             json_pack("{s:s, s:s}", "name", "Other", "slug", "cat-home"), NULL);
     s_expect_error(&r, 409, "conflict", "duplicate slug");
     snprintf(path, sizeof path, "/v1/categories/%s", garden);
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "slug", "cat-kitchen"), NULL);
@@ -724,7 +657,7 @@ static void test_categories(void **state)
                json_pack("{s:s, s:s}", "name", "Orphan", "parent_id", "c0000000000000000dead"),
                NULL);
     assert_true(r.status == 400 || r.status == 404);
-    s_free(&r);
+    hc_response_free(&r);
 
     /* rename, new slug, re-parent, back to the root */
     r = s_send(
@@ -733,20 +666,20 @@ static void test_categories(void **state)
         NULL);
     s_expect(&r, 200, "patch category");
     c = json_object_get(r.body, "category");
-    assert_string_equal(s_str(c, "id"), garden);
-    assert_string_equal(s_str(c, "name"), "Garden");
-    assert_string_equal(s_str(c, "slug"), "cat-garden");
-    assert_string_equal(s_str(c, "parent_id"), home);
-    s_free(&r);
-    r = s_http(s, "PATCH", path, s->admin, "{\"parent_id\":null}", NULL);
+    assert_string_equal(hc_str(c, "id"), garden);
+    assert_string_equal(hc_str(c, "name"), "Garden");
+    assert_string_equal(hc_str(c, "slug"), "cat-garden");
+    assert_string_equal(hc_str(c, "parent_id"), home);
+    hc_response_free(&r);
+    r = hc_request(s->base, "PATCH", path, s->admin, "{\"parent_id\":null}", NULL);
     s_expect(&r, 200, "patch category to the root");
     c = json_object_get(r.body, "category");
     assert_true(json_is_null(json_object_get(c, "parent_id")));
-    assert_string_equal(s_str(c, "name"), "Garden"); /* untouched fields stay */
-    assert_string_equal(s_str(c, "slug"), "cat-garden");
-    s_free(&r);
+    assert_string_equal(hc_str(c, "name"), "Garden"); /* untouched fields stay */
+    assert_string_equal(hc_str(c, "slug"), "cat-garden");
+    hc_response_free(&r);
     c = s_listed_category(s, garden);
-    assert_string_equal(s_str(c, "slug"), "cat-garden");
+    assert_string_equal(hc_str(c, "slug"), "cat-garden");
     assert_true(json_is_null(json_object_get(c, "parent_id")));
     json_decref(c);
 
@@ -754,10 +687,10 @@ static void test_categories(void **state)
     snprintf(path, sizeof path, "/v1/categories/%s", home);
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", knives), NULL);
     assert_true(r.status == 400 || r.status == 409);
-    s_free(&r);
+    hc_response_free(&r);
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", home), NULL);
     assert_true(r.status == 400 || r.status == 409);
-    s_free(&r);
+    hc_response_free(&r);
     c = s_listed_category(s, home);
     assert_true(json_is_null(json_object_get(c, "parent_id")));
     json_decref(c);
@@ -767,27 +700,27 @@ static void test_categories(void **state)
 
     /* delete: refused while a child or a product uses it */
     snprintf(path, sizeof path, "/v1/categories/%s", kitchen);
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect_error(&r, 409, "conflict", "delete a category with a child");
     json_t *knife = s_product(s, "Chef knife", "Forged steel", 4900, knives, 3);
     snprintf(path, sizeof path, "/v1/categories/%s", knives);
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect_error(&r, 409, "conflict", "delete a category with a product");
     c = s_listed_category(s, knives);
     assert_non_null(c);
     json_decref(c);
-    s_delete_product(s, s_str(knife, "id"));
+    s_delete_product(s, hc_str(knife, "id"));
     json_decref(knife);
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect(&r, 204, "delete an unused category");
-    s_free(&r);
+    hc_response_free(&r);
     assert_null(s_listed_category(s, knives));
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect_error(&r, 404, "not_found", "delete it again");
     snprintf(path, sizeof path, "/v1/categories/%s", kitchen);
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect(&r, 204, "delete the parent once the child is gone");
-    s_free(&r);
+    hc_response_free(&r);
     /* the slug is free again */
     char again[64];
     s_category(s, "Knives again", "cat-knives", home, again);
@@ -798,9 +731,9 @@ static void test_categories(void **state)
 
 static void s_expect_denied(system_t *s, const char *method, const char *path, const char *body)
 {
-    response_t r = s_http(s, method, path, NULL, body, NULL);
+    hc_response_t r = hc_request(s->base, method, path, NULL, body, NULL);
     s_expect_error(&r, 401, "unauthenticated", path);
-    r = s_http(s, method, path, s->customer, body, NULL);
+    r = hc_request(s->base, method, path, s->customer, body, NULL);
     s_expect_error(&r, 403, "forbidden", path);
 }
 
@@ -810,7 +743,7 @@ static void test_writes_need_admin(void **state)
     char cat[64], path[160], body[512];
     s_category(s, "Permissions", "cat-permissions", NULL, cat);
     json_t *p = s_product(s, "Guarded lamp", "Only admins change it", 1500, cat, 4);
-    const char *id = s_str(p, "id");
+    const char *id = hc_str(p, "id");
 
     s_expect_denied(s, "POST", "/v1/categories", "{\"name\":\"Nope\",\"slug\":\"cat-nope\"}");
     snprintf(path, sizeof path, "/v1/categories/%s", cat);
@@ -833,7 +766,7 @@ static void test_writes_need_admin(void **state)
     assert_true(json_equal(now, p));
     json_decref(now);
     json_t *c = s_listed_category(s, cat);
-    assert_string_equal(s_str(c, "name"), "Permissions");
+    assert_string_equal(hc_str(c, "name"), "Permissions");
     json_decref(c);
     json_t *found = s_search(s, "q=nope");
     assert_int_equal(json_array_size(json_object_get(found, "items")), 0);
@@ -859,13 +792,13 @@ static void test_product_crud(void **state)
     s_category(s, "Outdoor lighting", "cat-outdoor-lighting", NULL, other);
 
     /* create: every field of the contract, defaults for the optional ones */
-    response_t r = s_send(
+    hc_response_t r = s_send(
         s, "POST", "/v1/products", s->admin,
         s_product_body("LAMP-001", "Brass desk lamp", "A heavy brass lamp.", 8900, cat, -1, NULL),
         NULL);
     s_expect(&r, 201, "create product");
     json_t *p = json_incref(json_object_get(r.body, "product"));
-    s_free(&r);
+    hc_response_free(&r);
     const char *keys[] = {"id",          "sku",      "name",        "description",
                           "price_cents", "currency", "category_id", "attributes",
                           "stock",       "version",  "created_at",  "updated_at"};
@@ -873,19 +806,19 @@ static void test_product_crud(void **state)
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_non_null(json_object_get(p, keys[i]));
     char id[64];
-    snprintf(id, sizeof id, "%s", s_str(p, "id"));
-    assert_string_equal(s_str(p, "sku"), "LAMP-001");
-    assert_string_equal(s_str(p, "name"), "Brass desk lamp");
-    assert_string_equal(s_str(p, "description"), "A heavy brass lamp.");
+    snprintf(id, sizeof id, "%s", hc_str(p, "id"));
+    assert_string_equal(hc_str(p, "sku"), "LAMP-001");
+    assert_string_equal(hc_str(p, "name"), "Brass desk lamp");
+    assert_string_equal(hc_str(p, "description"), "A heavy brass lamp.");
     assert_int_equal(s_int(p, "price_cents"), 8900);
-    assert_string_equal(s_str(p, "currency"), "EUR");
-    assert_string_equal(s_str(p, "category_id"), cat);
+    assert_string_equal(hc_str(p, "currency"), "EUR");
+    assert_string_equal(hc_str(p, "category_id"), cat);
     assert_true(json_is_object(json_object_get(p, "attributes")));
     assert_int_equal(json_object_size(json_object_get(p, "attributes")), 0);
     assert_int_equal(s_int(p, "stock"), 0);
     assert_int_equal(s_int(p, "version"), 1);
-    assert_true(s_is_rfc3339(s_str(p, "created_at")));
-    assert_true(s_is_rfc3339(s_str(p, "updated_at")));
+    assert_true(s_is_rfc3339(hc_str(p, "created_at")));
+    assert_true(s_is_rfc3339(hc_str(p, "updated_at")));
     json_t *got = s_get(s, id);
     assert_true(json_equal(got, p));
     json_decref(got);
@@ -898,7 +831,7 @@ static void test_product_crud(void **state)
                s_product_body("LAMP-002", "Nowhere lamp", "x", 1, "c0000000000000000dead", 1, NULL),
                NULL);
     assert_true(r.status == 400 || r.status == 404);
-    s_free(&r);
+    hc_response_free(&r);
     r = s_send(s, "POST", "/v1/products", s->admin,
                s_product_body("LAMP-003", "Bad price", "x", -5, cat, 1, NULL), NULL);
     s_expect_error(&r, 400, "invalid_argument", "negative price");
@@ -909,7 +842,7 @@ static void test_product_crud(void **state)
                s_product_body("LAMP-002", "Somewhere lamp", "x", 1, cat, 1, NULL), NULL);
     s_expect(&r, 201, "the sku of a failed create is free");
     json_t *third = json_incref(json_object_get(r.body, "product"));
-    s_free(&r);
+    hc_response_free(&r);
 
     /* patch a subset without If-Match */
     snprintf(path, sizeof path, "/v1/products/%s", id);
@@ -919,19 +852,19 @@ static void test_product_crud(void **state)
     s_expect(&r, 200, "patch price and category");
     json_t *q = json_object_get(r.body, "product");
     assert_int_equal(s_int(q, "price_cents"), 7900);
-    assert_string_equal(s_str(q, "category_id"), other);
-    assert_string_equal(s_str(q, "name"), "Brass desk lamp");
-    assert_string_equal(s_str(q, "sku"), "LAMP-001");
-    assert_string_equal(s_str(q, "created_at"), s_str(p, "created_at"));
+    assert_string_equal(hc_str(q, "category_id"), other);
+    assert_string_equal(hc_str(q, "name"), "Brass desk lamp");
+    assert_string_equal(hc_str(q, "sku"), "LAMP-001");
+    assert_string_equal(hc_str(q, "created_at"), hc_str(p, "created_at"));
     assert_int_equal(s_int(q, "version"), 2);
-    s_free(&r);
+    hc_response_free(&r);
 
     /* If-Match: the current version (bare), then a stale one, then quoted */
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Brass reading lamp"),
                "If-Match: 2");
     s_expect(&r, 200, "If-Match current");
     assert_int_equal(s_int(json_object_get(r.body, "product"), "version"), 3);
-    s_free(&r);
+    hc_response_free(&r);
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Lost update"),
                "If-Match: 2");
     s_expect_error(&r, 412, "version_mismatch", "If-Match stale");
@@ -940,9 +873,9 @@ static void test_product_crud(void **state)
     s_expect(&r, 200, "If-Match quoted");
     q = json_object_get(r.body, "product");
     assert_int_equal(s_int(q, "version"), 4);
-    assert_string_equal(s_str(q, "name"), "Brass reading lamp"); /* not "Lost update" */
-    assert_string_equal(s_str(q, "description"), "Quoted.");
-    s_free(&r);
+    assert_string_equal(hc_str(q, "name"), "Brass reading lamp"); /* not "Lost update" */
+    assert_string_equal(hc_str(q, "description"), "Quoted.");
+    hc_response_free(&r);
     snprintf(header, sizeof header, "If-Match: \"%d\"", 1);
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Lost"), header);
     s_expect_error(&r, 412, "version_mismatch", "If-Match quoted stale");
@@ -953,19 +886,19 @@ static void test_product_crud(void **state)
     r = s_send(s, "PATCH", "/v1/products/p0000000000000000dead", s->admin,
                json_pack("{s:s}", "name", "x"), NULL);
     s_expect_error(&r, 404, "not_found", "patch a missing product");
-    r = s_http(s, "GET", "/v1/products/p0000000000000000dead", NULL, NULL, NULL);
+    r = hc_request(s->base, "GET", "/v1/products/p0000000000000000dead", NULL, NULL, NULL);
     s_expect_error(&r, 404, "not_found", "get a missing product");
 
     /* a new sku frees the old one */
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "sku", "LAMP-001B"), NULL);
     s_expect(&r, 200, "patch sku");
     assert_int_equal(s_int(json_object_get(r.body, "product"), "version"), 5);
-    s_free(&r);
+    hc_response_free(&r);
     json_t *reuse = s_product_body("LAMP-001", "Reused sku", "x", 1, cat, 0, NULL);
     r = s_send(s, "POST", "/v1/products", s->admin, reuse, NULL);
     s_expect(&r, 201, "the old sku is free");
     json_t *fourth = json_incref(json_object_get(r.body, "product"));
-    s_free(&r);
+    hc_response_free(&r);
 
     /* stock */
     snprintf(path, sizeof path, "/v1/products/%s/stock", id);
@@ -974,8 +907,8 @@ static void test_product_crud(void **state)
     q = json_object_get(r.body, "product");
     assert_int_equal(s_int(q, "stock"), 42);
     assert_int_equal(s_int(q, "version"), 6);
-    assert_string_equal(s_str(q, "sku"), "LAMP-001B");
-    s_free(&r);
+    assert_string_equal(hc_str(q, "sku"), "LAMP-001B");
+    hc_response_free(&r);
     assert_int_equal(s_stock_of(s, id), 42);
     r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)-1), NULL);
     s_expect_error(&r, 400, "invalid_argument", "negative stock");
@@ -991,12 +924,12 @@ static void test_product_crud(void **state)
     assert_true(s_has(json_object_get(before, "items"), id));
     json_decref(before);
     snprintf(path, sizeof path, "/v1/products/%s", id);
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect(&r, 204, "delete product");
     assert_null(r.body);
-    s_free(&r);
+    hc_response_free(&r);
     assert_null(s_get(s, id));
-    r = s_http(s, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
     s_expect_error(&r, 404, "not_found", "delete again");
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Ghost"), NULL);
     s_expect_error(&r, 404, "not_found", "patch a deleted product");
@@ -1023,7 +956,7 @@ static void test_product_crud(void **state)
     r = s_send(s, "POST", "/v1/products", s->admin,
                s_product_body("LAMP-001B", "Reborn", "x", 1, cat, 0, NULL), NULL);
     s_expect(&r, 201, "the deleted product's sku is free");
-    s_free(&r);
+    hc_response_free(&r);
     json_decref(p);
     json_decref(second);
     json_decref(third);
@@ -1054,7 +987,7 @@ static void test_attributes_round_trip(void **state)
         print_error("test data: %s\n", jerr.text);
     assert_non_null(attributes);
 
-    response_t r = s_send(
+    hc_response_t r = s_send(
         s, "POST", "/v1/products", s->admin,
         s_product_body("ATTR-1", "Attribute lamp", "x", 100, cat, 1, json_incref(attributes)),
         NULL);
@@ -1062,8 +995,8 @@ static void test_attributes_round_trip(void **state)
     json_t *back = json_object_get(json_object_get(r.body, "product"), "attributes");
     assert_true(json_equal(back, attributes));
     char id[64];
-    snprintf(id, sizeof id, "%s", s_str(json_object_get(r.body, "product"), "id"));
-    s_free(&r);
+    snprintf(id, sizeof id, "%s", hc_str(json_object_get(r.body, "product"), "id"));
+    hc_response_free(&r);
 
     json_t *p = s_get(s, id);
     back = json_object_get(p, "attributes");
@@ -1096,7 +1029,7 @@ static void test_attributes_round_trip(void **state)
     s_expect(&r, 200, "patch attributes");
     assert_true(
         json_equal(json_object_get(json_object_get(r.body, "product"), "attributes"), replacement));
-    s_free(&r);
+    hc_response_free(&r);
     p = s_get(s, id);
     assert_true(json_equal(json_object_get(p, "attributes"), replacement));
     json_decref(p);
@@ -1104,12 +1037,12 @@ static void test_attributes_round_trip(void **state)
     s_expect(&r, 200, "patch name only");
     assert_true(
         json_equal(json_object_get(json_object_get(r.body, "product"), "attributes"), replacement));
-    s_free(&r);
+    hc_response_free(&r);
 
     /* attributes must be an object */
-    r = s_http(s, "PATCH", path, s->admin, "{\"attributes\":[1,2]}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin, "{\"attributes\":[1,2]}", NULL);
     s_expect_error(&r, 400, "invalid_argument", "array attributes");
-    r = s_http(s, "PATCH", path, s->admin, "{\"attributes\":\"red\"}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin, "{\"attributes\":\"red\"}", NULL);
     s_expect_error(&r, 400, "invalid_argument", "string attributes");
     p = s_get(s, id);
     assert_true(json_equal(json_object_get(p, "attributes"), replacement));
@@ -1140,7 +1073,7 @@ static void test_search_words(void **state)
     json_t *other = s_product(s, "Travel mug", "Steel; not an animal.", 1100, cat, 5);
     json_t *torch =
         s_product(s, "Cr\xc3\xa8me br\xc3\xbb\x6c\xc3\xa9\x65 torch", "For sugar.", 3000, cat, 5);
-    const char *name_first[] = {s_str(mug, "id"), s_str(plush, "id"), s_str(gnome, "id")};
+    const char *name_first[] = {hc_str(mug, "id"), hc_str(plush, "id"), hc_str(gnome, "id")};
 
     /* relevance: the word in the name first, ties by newest */
     const char *words[] = {"quokka", "QUOKKA", "Quokka", "quok", "QuOk", "q"};
@@ -1171,17 +1104,17 @@ static void test_search_words(void **state)
     /* the description counts; punctuation splits words */
     snprintf(qs, sizeof qs, "q=ceramic&category=%s", cat);
     json_t *items = s_items_of(s, qs);
-    s_expect_ids(items, (const char *[]){s_str(mug, "id")}, 1, qs);
+    s_expect_ids(items, (const char *[]){hc_str(mug, "id")}, 1, qs);
     json_decref(items);
     snprintf(qs, sizeof qs, "q=steel&category=%s", cat);
     items = s_items_of(s, qs);
-    s_expect_ids(items, (const char *[]){s_str(other, "id")}, 1, qs);
+    s_expect_ids(items, (const char *[]){hc_str(other, "id")}, 1, qs);
     json_decref(items);
     /* two words: the product with both ranks first */
     snprintf(qs, sizeof qs, "q=quokka%%20mug&category=%s", cat);
     items = s_items_of(s, qs);
     assert_true(json_array_size(items) >= 1);
-    assert_string_equal(s_str(json_array_get(items, 0), "id"), s_str(mug, "id"));
+    assert_string_equal(hc_str(json_array_get(items, 0), "id"), hc_str(mug, "id"));
     json_decref(items);
     /* non-ASCII letters, upper and lower case, whole and prefix */
     const char *accented[] = {"cr\xc3\xa8me", "CR\xc3\x88ME", "Cr\xc3\x88m", "br\xc3\xbb",
@@ -1193,29 +1126,29 @@ static void test_search_words(void **state)
         items = s_items_of(s, qs);
         if (json_array_size(items) != 1)
             print_error("q=%s found %zu\n", accented[i], json_array_size(items));
-        s_expect_ids(items, (const char *[]){s_str(torch, "id")}, 1, accented[i]);
+        s_expect_ids(items, (const char *[]){hc_str(torch, "id")}, 1, accented[i]);
         json_decref(items);
     }
     /* q with other filters */
     snprintf(qs, sizeof qs, "q=quokka&category=%s&max_price=1200", cat);
     items = s_items_of(s, qs);
-    s_expect_ids(items, (const char *[]){s_str(mug, "id"), s_str(plush, "id")}, 2, qs);
+    s_expect_ids(items, (const char *[]){hc_str(mug, "id"), hc_str(plush, "id")}, 2, qs);
     json_decref(items);
     /* an edit moves the product between words */
     char path[128];
-    snprintf(path, sizeof path, "/v1/products/%s", s_str(other, "id"));
-    response_t r =
+    snprintf(path, sizeof path, "/v1/products/%s", hc_str(other, "id"));
+    hc_response_t r =
         s_send(s, "PATCH", path, s->admin,
                json_pack("{s:s, s:s}", "name", "Wombat mug", "description", "Enamel."), NULL);
     s_expect(&r, 200, "rename");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(qs, sizeof qs, "q=steel&category=%s", cat);
     items = s_items_of(s, qs);
     assert_int_equal(json_array_size(items), 0);
     json_decref(items);
     snprintf(qs, sizeof qs, "q=wombat&category=%s", cat);
     items = s_items_of(s, qs);
-    s_expect_ids(items, (const char *[]){s_str(other, "id")}, 1, qs);
+    s_expect_ids(items, (const char *[]){hc_str(other, "id")}, 1, qs);
     json_decref(items);
     snprintf(qs, sizeof qs, "q=travel&category=%s", cat);
     items = s_items_of(s, qs);
@@ -1243,7 +1176,7 @@ static void test_search_sorts_and_filters(void **state)
     p[3] = s_product(s, "cherry Pit", "Stone.", 700, cat, 0);
     p[4] = s_product(s, "apple Basket", "Wicker.", 301, cat, 9);
     p[5] = s_product(s, "Deluxe kettle, 1 L", "Steel.", 100, cat, 3);
-#define ID(i) s_str(p[i], "id")
+#define ID(i) hc_str(p[i], "id")
     struct {
         const char *sort;
         const char *ids[6];
@@ -1286,7 +1219,7 @@ static void test_search_sorts_and_filters(void **state)
     /* an empty range is a mistake, not an empty page */
     char bad[512];
     snprintf(bad, sizeof bad, "/v1/products?category=%s&min_price=800&max_price=200", cat);
-    response_t r = s_http(s, "GET", bad, NULL, NULL, NULL);
+    hc_response_t r = hc_request(s->base, "GET", bad, NULL, NULL, NULL);
     s_expect_error(&r, 400, "invalid_argument", bad);
 
     /* in stock only, alone and with a sort, a range and words */
@@ -1307,11 +1240,11 @@ static void test_search_sorts_and_filters(void **state)
     snprintf(path, sizeof path, "/v1/products/%s/stock", ID(3));
     r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)1), NULL);
     s_expect(&r, 200, "restock");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(path, sizeof path, "/v1/products/%s/stock", ID(5));
     r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)0), NULL);
     s_expect(&r, 200, "sold out");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s&in_stock=true&sort=price_asc", cat);
     items = s_items_of(s, qs);
     s_expect_ids(items, (const char *[]){ID(2), ID(4), ID(0), ID(3)}, 4, qs);
@@ -1320,7 +1253,7 @@ static void test_search_sorts_and_filters(void **state)
     snprintf(path, sizeof path, "/v1/products/%s", ID(1));
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:I}", "price_cents", (json_int_t)50), NULL);
     s_expect(&r, 200, "reprice");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s&sort=price_asc&max_price=300", cat);
     items = s_items_of(s, qs);
     s_expect_ids(items, (const char *[]){ID(1), ID(5), ID(2)}, 3, qs);
@@ -1329,15 +1262,15 @@ static void test_search_sorts_and_filters(void **state)
     /* bad arguments */
     snprintf(qs, sizeof qs, "category=%s&sort=cheapest", cat);
     snprintf(bad, sizeof bad, "/v1/products?%s", qs);
-    r = s_http(s, "GET", bad, NULL, NULL, NULL);
+    r = hc_request(s->base, "GET", bad, NULL, NULL, NULL);
     s_expect_error(&r, 400, "invalid_argument", qs);
-    r = s_http(s, "GET", "/v1/products?min_price=cheap", NULL, NULL, NULL);
+    r = hc_request(s->base, "GET", "/v1/products?min_price=cheap", NULL, NULL, NULL);
     s_expect_error(&r, 400, "invalid_argument", "min_price=cheap");
 
     /* a cursor belongs to its query */
     snprintf(qs, sizeof qs, "category=%s&sort=price_asc&limit=2", cat);
     json_t *body = s_search(s, qs);
-    const char *cursor = s_str(body, "next_cursor");
+    const char *cursor = hc_str(body, "next_cursor");
     assert_non_null(cursor);
     char enc[512], path2[1024];
     s_urlenc(cursor, enc, sizeof enc);
@@ -1346,14 +1279,14 @@ static void test_search_sorts_and_filters(void **state)
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
         snprintf(path2, sizeof path2, "/v1/products?category=%s&%s&limit=2&cursor=%s", cat,
                  others[i], enc);
-        r = s_http(s, "GET", path2, NULL, NULL, NULL);
+        r = hc_request(s->base, "GET", path2, NULL, NULL, NULL);
         s_expect_error(&r, 400, "invalid_argument", path2);
     }
     snprintf(path2, sizeof path2, "/v1/products?category=%s&sort=price_asc&limit=2&cursor=%s", cat,
              enc);
-    r = s_http(s, "GET", path2, NULL, NULL, NULL);
+    r = hc_request(s->base, "GET", path2, NULL, NULL, NULL);
     s_expect(&r, 200, "the cursor with its own query");
-    s_free(&r);
+    hc_response_free(&r);
     /* made-up and cut-short cursors */
     char cut[512];
     snprintf(cut, sizeof cut, "%.*s", (int)strlen(enc) / 2, enc);
@@ -1361,7 +1294,7 @@ static void test_search_sorts_and_filters(void **state)
     for (size_t i = 0; i < sizeof garbage / sizeof garbage[0]; i++) {
         snprintf(path2, sizeof path2, "/v1/products?category=%s&sort=price_asc&cursor=%s", cat,
                  garbage[i]);
-        r = s_http(s, "GET", path2, NULL, NULL, NULL);
+        r = hc_request(s->base, "GET", path2, NULL, NULL, NULL);
         s_expect_error(&r, 400, "invalid_argument", path2);
     }
     json_decref(body);
@@ -1378,7 +1311,7 @@ static void s_expect_subsequence(json_t *items, const char *const *ids, size_t n
     json_t *p;
     json_array_foreach(items, i, p)
     {
-        if (found < n && strcmp(s_str(p, "id"), ids[found]) == 0)
+        if (found < n && strcmp(hc_str(p, "id"), ids[found]) == 0)
             found++;
     }
     if (found != n)
@@ -1419,9 +1352,9 @@ static void test_search_sort_long_names(void **state)
         p[i] = s_product(s, names[i], text, 5000, cat, 1);
     p[N] = s_product(s, long_b, text, 5000, cat, 1);
     p[N + 1] = s_product(s, long_a, text, 5000, cat, 1);
-    const char *want[] = {s_str(p[N + 1], "id"), s_str(p[N], "id"), s_str(p[4], "id"),
-                          s_str(p[3], "id"),     s_str(p[2], "id"), s_str(p[1], "id"),
-                          s_str(p[0], "id"),     s_str(p[6], "id"), s_str(p[5], "id")};
+    const char *want[] = {hc_str(p[N + 1], "id"), hc_str(p[N], "id"), hc_str(p[4], "id"),
+                          hc_str(p[3], "id"),     hc_str(p[2], "id"), hc_str(p[1], "id"),
+                          hc_str(p[0], "id"),     hc_str(p[6], "id"), hc_str(p[5], "id")};
     bool ok = true;
     for (int i = 0; i < 3; i++) {
         if (i == 0)
@@ -1461,8 +1394,8 @@ static void test_search_category_subtree(void **state)
     json_t *pm = s_product(s, "Mid thing", "x", 200, mid, 1);
     json_t *pl = s_product(s, "Leaf thing", "x", 300, leaf, 1);
     json_t *ps = s_product(s, "Side thing", "x", 400, side, 1);
-    const char *t = s_str(pt, "id"), *m = s_str(pm, "id"), *l = s_str(pl, "id"),
-               *sd = s_str(ps, "id");
+    const char *t = hc_str(pt, "id"), *m = hc_str(pm, "id"), *l = hc_str(pl, "id"),
+               *sd = hc_str(ps, "id");
 
     struct {
         const char *category;
@@ -1483,9 +1416,10 @@ static void test_search_category_subtree(void **state)
 
     /* the subtree follows a move: mid (with leaf) under side */
     snprintf(path, sizeof path, "/v1/categories/%s", mid);
-    response_t r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", side), NULL);
+    hc_response_t r =
+        s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", side), NULL);
     s_expect(&r, 200, "move mid under side");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s", top);
     json_t *items = s_items_of(s, qs);
     s_expect_ids(items, (const char *[]){t}, 1, qs);
@@ -1504,9 +1438,9 @@ static void test_search_category_subtree(void **state)
     s_expect_ids(items, (const char *[]){t}, 1, qs);
     json_decref(items);
     /* and to the root */
-    r = s_http(s, "PATCH", path, s->admin, "{\"parent_id\":null}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin, "{\"parent_id\":null}", NULL);
     s_expect(&r, 200, "mid to the root");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s", side);
     items = s_items_of(s, qs);
     s_expect_ids(items, (const char *[]){sd}, 1, qs);
@@ -1523,7 +1457,7 @@ static void test_search_category_subtree(void **state)
     snprintf(path, sizeof path, "/v1/products/%s", l);
     r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "category_id", top), NULL);
     s_expect(&r, 200, "move leaf thing to top");
-    s_free(&r);
+    hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s", mid);
     items = s_items_of(s, qs);
     s_expect_ids(items, (const char *[]){m}, 1, qs);
@@ -1574,7 +1508,7 @@ static void test_pagination(void **state)
         snprintf(name, sizeof name, "%s %s", names[i % 5], i % 2 ? "pager" : "thing");
         snprintf(description, sizeof description, "%s number %d", i % 2 ? "plain" : "pager", i);
         made[i] = s_product(s, name, description, 100 * (i % 7), cat, i % 3 ? 5 : 0);
-        ids[i] = s_str(made[i], "id");
+        ids[i] = hc_str(made[i], "id");
         in_stock += i % 3 != 0;
     }
     const char *sorts[] = {"newest", "price_asc", "price_desc", "name"};
@@ -1591,8 +1525,8 @@ static void test_pagination(void **state)
         json_t *one = s_items_of(s, qs);
         assert_int_equal(json_array_size(one), PAGED);
         for (size_t i = 0; i < PAGED; i++)
-            assert_string_equal(s_str(json_array_get(one, i), "id"),
-                                s_str(json_array_get(all, i), "id"));
+            assert_string_equal(hc_str(json_array_get(one, i), "id"),
+                                hc_str(json_array_get(all, i), "id"));
         json_decref(one);
         json_decref(all);
         /* with a filter that drops a third of each page */
@@ -1607,7 +1541,7 @@ static void test_pagination(void **state)
     snprintf(qs, sizeof qs, "category=%s&sort=newest", cat);
     json_t *all = s_collect(s, qs, 7, NULL);
     for (int i = 0; i < PAGED; i++)
-        assert_string_equal(s_str(json_array_get(all, (size_t)i), "id"), ids[PAGED - 1 - i]);
+        assert_string_equal(hc_str(json_array_get(all, (size_t)i), "id"), ids[PAGED - 1 - i]);
     json_decref(all);
     /* relevance: every "pager" (half in names, half in descriptions) */
     snprintf(qs, sizeof qs, "q=pager&category=%s", cat);
@@ -1618,12 +1552,12 @@ static void test_pagination(void **state)
     json_t *one = s_items_of(s, qs);
     assert_int_equal(json_array_size(one), PAGED);
     for (size_t i = 0; i < PAGED; i++)
-        assert_string_equal(s_str(json_array_get(one, i), "id"),
-                            s_str(json_array_get(all, i), "id"));
+        assert_string_equal(hc_str(json_array_get(one, i), "id"),
+                            hc_str(json_array_get(all, i), "id"));
     /* names first (odd i, newest first), then descriptions */
     for (size_t i = 0; i < PAGED; i++) {
         int want = i < PAGED / 2 ? PAGED - 1 - 2 * (int)i : PAGED - 2 - 2 * (int)(i - PAGED / 2);
-        assert_string_equal(s_str(json_array_get(all, i), "id"), ids[want]);
+        assert_string_equal(hc_str(json_array_get(all, i), "id"), ids[want]);
     }
     json_decref(one);
     json_decref(all);
@@ -1643,7 +1577,7 @@ static void s_page_while_writing(system_t *s, const char *cat, const char *sort,
     json_t *p;
     json_array_foreach(live, i, p)
     {
-        zhashx_insert(start, s_str(p, "id"), (void *)1);
+        zhashx_insert(start, hc_str(p, "id"), (void *)1);
     }
     snprintf(qs, sizeof qs, "category=%s&sort=%s", cat, sort);
     int round = 0;
@@ -1656,7 +1590,7 @@ static void s_page_while_writing(system_t *s, const char *cat, const char *sort,
         assert_true(json_array_size(items) <= 7);
         json_array_foreach(items, i, p)
         {
-            const char *id = s_str(p, "id");
+            const char *id = hc_str(p, "id");
             if (zhashx_insert(seen, id, (void *)1) != 0) {
                 print_error("%s: %s seen twice\n", sort, id);
                 fail();
@@ -1692,7 +1626,7 @@ static void s_page_while_writing(system_t *s, const char *cat, const char *sort,
             json_array_append_new(live, fresh);
         }
         for (size_t j = 0; j < json_array_size(live); j++) {
-            const char *id = s_str(json_array_get(live, j), "id");
+            const char *id = hc_str(json_array_get(live, j), "id");
             if (zhashx_lookup(start, id) && !zhashx_lookup(seen, id) && round % 2 == 0) {
                 s_delete_product(s, id);
                 zhashx_insert(deleted, id, (void *)1);
@@ -1754,28 +1688,16 @@ typedef struct {
 static void *s_writer(void *arg)
 {
     writer_t *w = arg;
-    CURL *curl = curl_easy_init();
-    char url[256], auth[2048];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d%s", w->s->http_port, w->path);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", w->s->admin);
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    headers = curl_slist_append(headers, auth);
-    if (w->header)
-        headers = curl_slist_append(headers, w->header);
-    zchunk_t *sink = zchunk_new(NULL, 0);
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, w->method);
-    curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(curl, CURLOPT_POSTFIELDS, w->body);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_write);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(curl) == CURLE_OK)
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &w->status);
-    zchunk_destroy(&sink);
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
+    hc_request_t q = {.url = w->s->base,
+                      .path = w->path,
+                      .method = w->method,
+                      .token = w->s->admin,
+                      .body = w->body,
+                      .header = w->header};
+    hc_response_t r = hc_try(&q);
+    if (r.rc == CURLE_OK)
+        w->status = r.status;
+    hc_response_free(&r);
     return NULL;
 }
 
@@ -1795,7 +1717,7 @@ static void test_concurrent_writes(void **state)
     char cat[64];
     s_category(s, "Contended", "cat-contended", NULL, cat);
     json_t *p = s_product(s, "Contended lamp", "x", 1000, cat, 1);
-    const char *id = s_str(p, "id");
+    const char *id = hc_str(p, "id");
 
     /* eight PATCHes with If-Match: 1 at once: one wins, seven get 412 */
     writer_t w[WRITERS];
@@ -1842,7 +1764,7 @@ static void test_concurrent_writes(void **state)
     snprintf(qs, sizeof qs, "category=%s&q=racer", cat);
     json_t *items = s_items_of(s, qs);
     assert_int_equal(json_array_size(items), 1);
-    assert_string_equal(s_str(json_array_get(items, 0), "sku"), "RACE-SKU");
+    assert_string_equal(hc_str(json_array_get(items, 0), "sku"), "RACE-SKU");
     json_decref(items);
     json_decref(p);
 }
@@ -1866,41 +1788,26 @@ typedef struct {
 static void *s_creator(void *arg)
 {
     creator_t *c = arg;
-    CURL *curl = curl_easy_init();
-    char url[256], auth[2048], body[512];
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/products", c->s->http_port);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", c->s->admin);
-    struct curl_slist *headers = curl_slist_append(NULL, "Content-Type: application/json");
-    headers = curl_slist_append(headers, auth);
+    char body[512];
     for (int k = 0; k < SURVIVE_EACH; k++) {
         snprintf(body, sizeof body,
                  "{\"sku\":\"SURVIVE-%d-%d\",\"name\":\"Survivor %d %d\",\"description\":"
                  "\"kept\",\"price_cents\":%d,\"currency\":\"EUR\",\"category_id\":\"%s\"}",
                  c->index, k, c->index, k, 100 + k, c->category);
-        zchunk_t *sink = zchunk_new(NULL, 0);
-        curl_easy_setopt(curl, CURLOPT_URL, url);
-        curl_easy_setopt(curl, CURLOPT_POST, 1L);
-        curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_write);
-        curl_easy_setopt(curl, CURLOPT_WRITEDATA, sink);
-        curl_easy_setopt(curl, CURLOPT_TIMEOUT, 20L);
-        curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-        c->last_status = 0;
-        if (curl_easy_perform(curl) == CURLE_OK)
-            curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &c->last_status);
-        json_t *reply = json_loadb((const char *)zchunk_data(sink), zchunk_size(sink), 0, NULL);
-        const char *id =
-            json_string_value(json_object_get(json_object_get(reply, "product"), "id"));
+        hc_request_t q = {.url = c->s->base,
+                          .path = "/v1/products",
+                          .method = "POST",
+                          .token = c->s->admin,
+                          .body = body};
+        hc_response_t r = hc_try(&q);
+        c->last_status = r.rc == CURLE_OK ? r.status : 0;
+        const char *id = hc_str(r.body, "product.id");
         if (c->last_status == 201 && id)
             snprintf(c->ids[c->created++], sizeof c->ids[0], "%s", id);
-        json_decref(reply);
-        zchunk_destroy(&sink);
+        hc_response_free(&r);
         if (c->last_status != 201)
             break;
     }
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
     return NULL;
 }
 
@@ -1934,7 +1841,7 @@ static void test_acknowledged_writes_survive_kill(void **state)
             json_t *p = s_get(s, c[i].ids[k]);
             char sku[32];
             snprintf(sku, sizeof sku, "SURVIVE-%d-%d", i, k);
-            assert_string_equal(s_str(p, "sku"), sku);
+            assert_string_equal(hc_str(p, "sku"), sku);
             assert_int_equal(s_int(p, "price_cents"), 100 + k);
             json_decref(p);
         }
@@ -1955,7 +1862,7 @@ static void test_stock_ops(void **state)
     s_category(s, "Inventory", "cat-inventory", NULL, cat);
     json_t *pa = s_product(s, "Reserve me A", "x", 1000, cat, 10);
     json_t *pb = s_product(s, "Reserve me B", "x", 2000, cat, 5);
-    const char *a = s_str(pa, "id"), *b = s_str(pb, "id");
+    const char *a = hc_str(pa, "id"), *b = hc_str(pb, "id");
     mdpcli_t *orders = s_client(s, "orders");
 
     /* reserve twice: reserved once */
@@ -1966,8 +1873,8 @@ static void test_stock_ops(void **state)
         if (!r.ok)
             print_error("reserve: %s\n", r.code);
         assert_true(r.ok);
-        assert_string_equal(s_str(r.data, "order_id"), "ord-1");
-        assert_string_equal(s_str(r.data, "state"), "reserved");
+        assert_string_equal(hc_str(r.data, "order_id"), "ord-1");
+        assert_string_equal(hc_str(r.data, "state"), "reserved");
         s_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 7);
     }
@@ -1981,8 +1888,8 @@ static void test_stock_ops(void **state)
     for (int i = 0; i < 2; i++) {
         mdp_reply_t r = s_call(orders, "stock.release", "{\"order_id\":\"ord-1\"}");
         assert_true(r.ok);
-        assert_string_equal(s_str(r.data, "order_id"), "ord-1");
-        assert_string_equal(s_str(r.data, "state"), "released");
+        assert_string_equal(hc_str(r.data, "order_id"), "ord-1");
+        assert_string_equal(hc_str(r.data, "state"), "released");
         s_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 10);
     }
@@ -1999,8 +1906,8 @@ static void test_stock_ops(void **state)
     for (int i = 0; i < 2; i++) {
         mdp_reply_t r = s_call(orders, "stock.commit", "{\"order_id\":\"ord-2\"}");
         assert_true(r.ok);
-        assert_string_equal(s_str(r.data, "order_id"), "ord-2");
-        assert_string_equal(s_str(r.data, "state"), "committed");
+        assert_string_equal(hc_str(r.data, "order_id"), "ord-2");
+        assert_string_equal(hc_str(r.data, "state"), "committed");
         s_reply_free(&r);
     }
     assert_int_equal(s_stock_of(s, a), 8);
@@ -2025,9 +1932,9 @@ static void test_stock_ops(void **state)
         assert_false(r.ok);
         assert_string_equal(r.code, "out_of_stock");
         json_t *details = json_object_get(r.error, "details");
-        if (!s_str(details, "product_id"))
+        if (!hc_str(details, "product_id"))
             print_error("out_of_stock without details.product_id\n");
-        assert_string_equal(s_str(details, "product_id"), b);
+        assert_string_equal(hc_str(details, "product_id"), b);
         s_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 8);
         assert_int_equal(s_stock_of(s, b), 4);
@@ -2038,10 +1945,10 @@ static void test_stock_ops(void **state)
     /* after a restock the same order id goes through */
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s/stock", b);
-    response_t hr =
+    hc_response_t hr =
         s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)5), NULL);
     s_expect(&hr, 200, "restock");
-    s_free(&hr);
+    hc_response_free(&hr);
     s_call_ok(orders, "stock.reserve", args);
     assert_int_equal(s_stock_of(s, a), 7);
     assert_int_equal(s_stock_of(s, b), 0);
@@ -2059,7 +1966,7 @@ static void test_stock_ops(void **state)
     r = s_call(orders, "stock.reserve", args);
     assert_false(r.ok);
     assert_string_equal(r.code, "not_found");
-    assert_string_equal(s_str(json_object_get(r.error, "details"), "product_id"),
+    assert_string_equal(hc_str(json_object_get(r.error, "details"), "product_id"),
                         "p0000000000000000dead");
     s_reply_free(&r);
     assert_int_equal(s_stock_of(s, a), 8);
@@ -2083,7 +1990,7 @@ static void test_stock_ops(void **state)
     snprintf(args, sizeof args, "{\"id\":\"%s\"}", a);
     r = s_call(tester, "product.get", args);
     assert_true(r.ok);
-    assert_string_equal(s_str(json_object_get(r.data, "product"), "id"), a);
+    assert_string_equal(hc_str(json_object_get(r.data, "product"), "id"), a);
     assert_int_equal(s_int(json_object_get(r.data, "product"), "stock"), 8);
     s_reply_free(&r);
     snprintf(args, sizeof args,
@@ -2150,7 +2057,7 @@ static void test_stock_race(void **state)
     racer_t racers[RACERS];
     pthread_t threads[RACERS];
     for (int i = 0; i < RACERS; i++) {
-        racers[i] = (racer_t){.s = s, .product = s_str(p, "id"), .index = i};
+        racers[i] = (racer_t){.s = s, .product = hc_str(p, "id"), .index = i};
         assert_int_equal(pthread_create(&threads[i], NULL, s_racer, &racers[i]), 0);
     }
     int ok = 0, short_ = 0, other = 0;
@@ -2165,7 +2072,7 @@ static void test_stock_race(void **state)
     assert_int_equal(ok, RACE_STOCK);
     assert_int_equal(short_, RACERS * RACER_REQUESTS - RACE_STOCK);
     assert_int_equal(other, 0);
-    assert_int_equal(s_stock_of(s, s_str(p, "id")), 0);
+    assert_int_equal(s_stock_of(s, hc_str(p, "id")), 0);
     /* each winner holds one unit: releasing one gives exactly one back */
     int released = 0;
     for (int i = 0; i < RACERS && !released; i++)
@@ -2184,7 +2091,7 @@ static void test_stock_race(void **state)
             }
         }
     assert_true(released > 0);
-    assert_int_equal(s_stock_of(s, s_str(p, "id")), released);
+    assert_int_equal(s_stock_of(s, hc_str(p, "id")), released);
     mdpcli_destroy(&orders);
     json_decref(p);
 }

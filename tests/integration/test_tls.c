@@ -20,6 +20,7 @@
  *  the directory whatever the tests did; retaild also dies with the test
  *  process (tu_spawn_retaild sets PR_SET_PDEATHSIG).
  */
+#include "tests/httpc.h"
 #include "tests/testutil.h"
 
 #include <curl/curl.h>
@@ -47,16 +48,6 @@ typedef struct {
     pid_t pid;     /* the TLS retaild of the group */
     pid_t other;   /* a retaild a test expects to exit by itself */
 } fixture_t;
-
-/* What one HTTP request came to. */
-typedef struct {
-    CURLcode rc;
-    long status;
-    char body[4096];
-    size_t len;
-    char content_type[128];
-    char error[CURL_ERROR_SIZE];
-} reply_t;
 
 static const char *const s_env_vars[] = {
     "RETAIL_CONFIG",       "RETAIL_DATA_DIR",        "RETAIL_BROKER_ENDPOINT", "RETAIL_HTTP_PORT",
@@ -123,46 +114,14 @@ static bool s_sanitizer_report(const char *log)
     return found;
 }
 
-static size_t s_on_body(char *data, size_t size, size_t count, void *arg)
-{
-    reply_t *r = arg;
-    size_t n = size * count;
-    size_t room = sizeof r->body - 1 - r->len;
-    memcpy(r->body + r->len, data, n < room ? n : room);
-    r->len += n < room ? n : room;
-    r->body[r->len] = '\0';
-    return n;
-}
-
 /* GET url; cainfo: the CA file to verify with (NULL: libcurl's default
- * store); resolve: a "host:port:address" override, or NULL. */
-static void s_get(const char *url, const char *cainfo, const char *resolve, reply_t *r)
+ * store); resolve: a "host:port:address" override, or NULL. r is the
+ * caller's to hc_response_free. */
+static void s_get(const char *url, const char *cainfo, const char *resolve, hc_response_t *r)
 {
-    memset(r, 0, sizeof *r);
-    CURL *curl = curl_easy_init();
-    assert_non_null(curl);
-    struct curl_slist *hosts = resolve ? curl_slist_append(NULL, resolve) : NULL;
-    curl_easy_setopt(curl, CURLOPT_URL, url);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (cainfo)
-        curl_easy_setopt(curl, CURLOPT_CAINFO, cainfo);
-    if (hosts)
-        curl_easy_setopt(curl, CURLOPT_RESOLVE, hosts);
-    curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)REQUEST_TIMEOUT_MS);
-    curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, s_on_body);
-    curl_easy_setopt(curl, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, r->error);
-    r->rc = curl_easy_perform(curl);
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &r->status);
-    char *type = NULL;
-    if (curl_easy_getinfo(curl, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK && type)
-        snprintf(r->content_type, sizeof r->content_type, "%s", type);
-    if (!r->error[0])
-        snprintf(r->error, sizeof r->error, "%s", curl_easy_strerror(r->rc));
-    curl_easy_cleanup(curl);
-    curl_slist_free_all(hosts);
+    hc_request_t q = {
+        .url = url, .cainfo = cainfo, .resolve = resolve, .timeout_ms = REQUEST_TIMEOUT_MS};
+    *r = hc_try(&q);
 }
 
 /* Waits for pid to exit by itself; returns its wait status, or -1 (then
@@ -288,7 +247,7 @@ static int s_setup(void **state)
 
     /* ready: the pong comes back over verified TLS */
     int64_t start = s_now_ms();
-    reply_t r = {0};
+    hc_response_t r = {0};
     while (s_now_ms() - start < READY_TIMEOUT_MS) {
         int status;
         if (waitpid(f->pid, &status, WNOHANG) == f->pid) {
@@ -296,13 +255,17 @@ static int s_setup(void **state)
             print_error("retaild exited during start-up\n");
             break;
         }
+        hc_response_free(&r);
         s_get(f->url, f->cert, NULL, &r);
-        if (r.rc == CURLE_OK && r.status == 200)
+        if (r.rc == CURLE_OK && r.status == 200) {
+            hc_response_free(&r);
             return 0;
+        }
         usleep(50 * 1000);
     }
     print_error("retaild over TLS not ready after %d ms (last: %s, status %ld)\n", READY_TIMEOUT_MS,
                 r.error, r.status);
+    hc_response_free(&r);
     snprintf(log, sizeof log, "%s/main.log", f->dir);
     s_show(log);
     s_teardown(state);
@@ -314,14 +277,15 @@ static int s_setup(void **state)
 static void test_ping_over_verified_tls(void **state)
 {
     fixture_t *f = *state;
-    reply_t r;
+    hc_response_t r;
     s_get(f->url, f->cert, NULL, &r);
     if (r.rc != CURLE_OK)
         print_error("curl: %s\n", r.error);
     assert_int_equal(r.rc, CURLE_OK);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"pong\":true}");
+    assert_string_equal(r.text, "{\"pong\":true}");
     assert_int_equal(strncmp(r.content_type, "application/json", 16), 0);
+    hc_response_free(&r);
 
     /* by name: the certificate covers DNS:localhost as well */
     char url[128], resolve[64];
@@ -332,18 +296,20 @@ static void test_ping_over_verified_tls(void **state)
         print_error("curl: %s\n", r.error);
     assert_int_equal(r.rc, CURLE_OK);
     assert_int_equal(r.status, 200);
-    assert_string_equal(r.body, "{\"pong\":true}");
+    assert_string_equal(r.text, "{\"pong\":true}");
+    hc_response_free(&r);
 }
 
 static void test_unknown_ca_is_refused(void **state)
 {
     fixture_t *f = *state;
-    reply_t r;
+    hc_response_t r;
     s_get(f->url, NULL, NULL, &r);
     print_message("      without the CA: %s\n", r.error);
     assert_int_equal(r.rc, CURLE_PEER_FAILED_VERIFICATION);
     assert_non_null(strstr(r.error, "certificate"));
     assert_int_equal(r.len, 0);
+    hc_response_free(&r);
 }
 
 static void test_name_outside_certificate_is_refused(void **state)
@@ -352,11 +318,12 @@ static void test_name_outside_certificate_is_refused(void **state)
     char url[128], resolve[80];
     snprintf(url, sizeof url, "https://shop.example:%d/v1/sys/ping", f->http_port);
     snprintf(resolve, sizeof resolve, "shop.example:%d:127.0.0.1", f->http_port);
-    reply_t r;
+    hc_response_t r;
     s_get(url, f->cert, resolve, &r);
     print_message("      another name: %s\n", r.error);
     assert_int_equal(r.rc, CURLE_PEER_FAILED_VERIFICATION);
     assert_int_equal(r.len, 0);
+    hc_response_free(&r);
 }
 
 static void test_plain_http_to_tls_port_fails(void **state)
@@ -364,18 +331,20 @@ static void test_plain_http_to_tls_port_fails(void **state)
     fixture_t *f = *state;
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/sys/ping", f->http_port);
-    reply_t r;
+    hc_response_t r;
     s_get(url, NULL, NULL, &r);
     print_message("      plain HTTP: %s (status %ld)\n", r.error, r.status);
     assert_int_not_equal(r.rc, CURLE_OK);
     assert_int_not_equal(r.rc, CURLE_OPERATION_TIMEDOUT); /* refused, not ignored */
     assert_int_equal(r.status, 0);
-    assert_null(strstr(r.body, "pong"));
+    assert_null(strstr(r.text, "pong"));
+    hc_response_free(&r);
 
     /* the daemon is unharmed */
     s_get(f->url, f->cert, NULL, &r);
     assert_int_equal(r.rc, CURLE_OK);
     assert_int_equal(r.status, 200);
+    hc_response_free(&r);
 }
 
 /* Starts retaild with a bad TLS configuration; it must exit non-zero
