@@ -11,12 +11,16 @@
  *  into the map, sorted by id), and every other word, in rising count,
  *  marks the entries it also has; the unmarked go. Memory is that of the
  *  smallest set, in an array the handle keeps between calls. A single
- *  word is not counted but gathered at once; when all its postings are
- *  exact (no longer word matched) each product has one and the merge by
- *  id (a sort) is skipped. With a category as well, every walk is of
- *  cat_words instead ("category\0word" for each category of the subtree),
- *  so only the postings inside the subtree are read and the category
- *  needs no check per candidate. Without words the source is, in this
+ *  word sorted by relevance or newest is not gathered: its postings are
+ *  walked newest first, run by run, each run left as soon as nothing
+ *  older in it can enter the page (s_word_newest_first), so a page costs
+ *  about its size in postings per run rather than every posting of the
+ *  word. A single word under another sort is gathered at once; when all
+ *  its postings are exact (no longer word matched) each product has one
+ *  and the merge by id (a sort) is skipped. With a category as well,
+ *  every walk is of cat_words instead ("category\0word" for each category
+ *  of the subtree), so only the postings inside the subtree are read and
+ *  the category needs no check per candidate. Without words the source is, in this
  *  order: by_category (for each category of the subtree) when a category
  *  is given; by_name for the name sort without a price range; by_price
  *  when a price range is given or the sort is by price; else by_created.
@@ -73,6 +77,7 @@ typedef struct {
     int score;
     const char *name;
     size_t name_len;
+    bool from_longer; /* from a longer word's postings (s_word_newest_first) */
 } s_cand_t;
 
 /* A member of the smallest posting set (compact: there may be many). */
@@ -102,7 +107,10 @@ typedef struct {
     char after_id[CATALOG_ID_MAX + 1];
     char after_name[CATALOG_NAME_MAX + 1]; /* lower-cased, whole */
     bool failed; /* a comparison could not read a name: the search fails */
-    int k;       /* limit + 1 */
+    /* Set by s_word_newest_first: its query word. Candidates from_longer
+     * are rescored and the page holds a product once (s_offer). */
+    const struct s_qword_t *rescore;
+    int k; /* limit + 1 */
     int n_top;
     s_cand_t top[CATALOG_PAGE_MAX + 1];
 } s_search_t;
@@ -234,6 +242,41 @@ static int s_in_stock(s_search_t *s, const s_cand_t *c)
     return stock > 0;
 }
 
+/* The best contribution of the query word over a text's words. */
+typedef struct {
+    const struct s_qword_t *q;
+    int factor; /* 2 for the name, 1 for the description */
+    int best;
+} s_rescore_t;
+
+static void s_rescore_fn(const char *word, size_t len, void *arg);
+
+/* c's score for s->rescore from its record: the best posting of the
+ * product for the query word, as the index would give it. -1 on failure. */
+static int s_rescore(s_search_t *s, const s_cand_t *c)
+{
+    MDB_val key = {.mv_size = c->id_len, .mv_data = (void *)c->id}, val;
+    int rc = mdb_get(s->txn, s->store->dbi[CATALOG_DB_PRODUCTS], &key, &val);
+    if (rc != 0) {
+        catalog_fail("mdb_get products (score)", rc);
+        return -1;
+    }
+    const char *text[2];
+    size_t len[2];
+    if (catalog_record_texts(&val, &text[0], &len[0], &text[1], &len[1]) != 0) {
+        zsys_error("catalog_store: malformed product record %.*s", (int)c->id_len, c->id);
+        return -1;
+    }
+    s_rescore_t r = {.q = s->rescore, .factor = 2};
+    char buf[CATALOG_DESCRIPTION_MAX + 1];
+    for (int i = 0; i < 2; i++, r.factor = 1) {
+        memcpy(buf, text[i], len[i]); /* the splitter wants a terminated string */
+        buf[len[i]] = '\0';
+        catalog_words(buf, s_rescore_fn, &r);
+    }
+    return r.best;
+}
+
 static s_offer_t s_offer(s_search_t *s, s_cand_t *c)
 {
     const catalog_query_t *q = s->q;
@@ -246,6 +289,22 @@ static s_offer_t s_offer(s_search_t *s, s_cand_t *c)
         return s->failed ? OFFER_FAILED : OFFER_SKIPPED;
     if (s->n_top == s->k && s_order(s, c, &s->top[s->n_top - 1]) >= 0)
         return s->failed ? OFFER_FAILED : OFFER_WORSE;
+    if (s->rescore) {
+        /* It would enter the page at the score of this posting; its own
+         * may be higher (s_word_newest_first), which can put it before
+         * the cursor, and it may be in the page already. */
+        if (c->from_longer && q->sort == SORT_RELEVANCE) {
+            int score = s_rescore(s, c);
+            if (score < 0)
+                return OFFER_FAILED;
+            c->score = score;
+            if (s->has_cursor && s_order(s, &s->after, c) >= 0)
+                return OFFER_SKIPPED;
+        }
+        for (int i = 0; i < s->n_top; i++)
+            if (s->top[i].id_len == c->id_len && memcmp(s->top[i].id, c->id, c->id_len) == 0)
+                return OFFER_SKIPPED;
+    }
     if (q->in_stock_only) {
         int in = s_in_stock(s, c);
         if (in < 0)
@@ -438,7 +497,7 @@ static catalog_status_t s_source_indexes(s_search_t *s)
 
 /* ---- word postings ---- */
 
-typedef struct {
+typedef struct s_qword_t {
     char word[CATALOG_WORD_MAX];
     size_t len;
     size_t count; /* postings having it as a prefix */
@@ -473,6 +532,16 @@ static int s_entry_cmp(const void *a, const void *b)
 static int s_contribution(size_t word_len, size_t matched_len, const uint8_t *meta)
 {
     return (word_len == matched_len ? 2 : 1) * (meta[0] & CATALOG_IN_NAME ? 2 : 1);
+}
+
+static void s_rescore_fn(const char *word, size_t len, void *arg)
+{
+    s_rescore_t *r = arg;
+    if (len < r->q->len || memcmp(word, r->q->word, r->q->len) != 0)
+        return;
+    int score = (len == r->q->len ? 2 : 1) * r->factor;
+    if (score > r->best)
+        r->best = score;
 }
 
 /* Walks the postings of w calling fn on each (id, meta, contribution);
@@ -615,92 +684,125 @@ static int s_qword_cmp(const void *a, const void *b)
  * that (the two clock readings were taken one after the other). */
 #define S_CREATED_SLACK_MS 2
 
-/* The fast path of one query word sorted by relevance or newest: the
- * exact postings of the word ("word\0id", in each category's run of
- * cat_words or in words) are in id order, which is creation order, so
- * each run is walked newest first and left as soon as even a best-scored
- * product of its remaining, older postings could not enter the page.
- * Longer words (prefix matches) are not walked: *decided says whether
- * they could change the page. They cannot when there are none, or, for
- * relevance, when the page is full of scores above S_SCORE_PREFIX_MAX
- * (a product with an exact posting scores by it alone: exact postings
- * score 2 or 4, prefix ones 1 or 2). Otherwise the caller starts over
- * with the full gather. */
-static catalog_status_t s_exact_newest_first(s_search_t *s, const s_qword_t *w, bool *decided)
+/* Walks one run of postings newest first: the keys under run (a
+ * category's \0 in cat_words, the word, its \0), in id order, which is
+ * creation order. It stops as soon as even a best-scored posting of the
+ * rest (max_score, its created time plus the slack) could not enter the
+ * page. Candidates are marked from_longer when the run is of a longer
+ * word than the query's. */
+static catalog_status_t s_walk_run(s_search_t *s, MDB_cursor *cursor, int db, const char *run,
+                                   size_t run_len, const s_qword_t *w, bool longer)
 {
-    *decided = false;
+    char start[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX + 2];
+    memcpy(start, run, run_len);
+    start[run_len] = (char)0xff; /* past every posting of the run: ids are ASCII */
+    MDB_val key = {.mv_size = run_len + 1, .mv_data = start}, val;
+    int rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+    if (rc == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_LAST);
+    int max_score = longer ? S_SCORE_PREFIX_MAX : S_SCORE_EXACT_MAX;
+    size_t matched = run_len - 1 - (s->by_cat_words ? (size_t)(strchr(run, '\0') - run) + 1 : 0);
+    for (; rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV)) {
+        const char *k = key.mv_data;
+        if (key.mv_size <= run_len || memcmp(k, run, run_len) != 0)
+            break; /* before the run */
+        s_cand_t c = {.id = k + run_len, .id_len = key.mv_size - run_len, .from_longer = longer};
+        if (val.mv_size < 1 || !catalog_meta_decode(&val, &c.meta)) {
+            zsys_error("catalog_store: %s: malformed posting", catalog_store_names[db]);
+            return CATALOG_ERROR;
+        }
+        c.score = s_contribution(w->len, matched, val.mv_data);
+        if (s->n_top == s->k) {
+            s_cand_t best = c;
+            best.score = max_score;
+            best.meta.created += S_CREATED_SLACK_MS;
+            if (s_order(s, &best, &s->top[s->n_top - 1]) >= 0)
+                break;
+        }
+        if (s_offer(s, &c) == OFFER_FAILED)
+            return CATALOG_ERROR;
+    }
+    return rc == 0 || rc == MDB_NOTFOUND ? CATALOG_OK : catalog_fail("mdb_cursor_get words", rc);
+}
+
+/* One query word sorted by relevance or newest, without gathering its
+ * postings: each run (per category of the subtree in cat_words, or the
+ * one of words; per word matched: the query word itself, then each longer
+ * word starting with it) is walked newest first by s_walk_run and left
+ * early. The exact runs go first: their products score 2 or 4 and soon
+ * fill the page, after which a longer word's run (postings scoring 1 or
+ * 2) is mostly left at its first posting. A product found through a
+ * longer word may score more through another of its words, and may be in
+ * several runs: s_offer rescores such a candidate from its record when it
+ * would enter the page, and keeps a product in the page once. Leaving a
+ * run early is safe for such products too: each is offered at its true
+ * score by the run of its best word, unless that run was left because
+ * nothing of it could enter. */
+static catalog_status_t s_word_newest_first(s_search_t *s, const s_qword_t *w)
+{
     int db = s->by_cat_words ? CATALOG_DB_CAT_WORDS : CATALOG_DB_WORDS;
     MDB_cursor *cursor = NULL;
     int rc = mdb_cursor_open(s->txn, s->store->dbi[db], &cursor);
     if (rc != 0)
         return catalog_fail("mdb_cursor_open words", rc);
-    catalog_status_t status = CATALOG_ERROR;
-    bool longer_words = false;
-    size_t runs = s->by_cat_words ? s->n_cats : 1;
-    for (size_t r = 0; r < runs; r++) {
-        /* start: [category \0] word \0, the prefix of every exact posting */
-        char start[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX + 2];
-        size_t n = 0;
-        if (s->by_cat_words) {
-            n = strlen(s->cats[r]) + 1;
-            memcpy(start, s->cats[r], n);
-        }
-        memcpy(start + n, w->word, w->len);
-        size_t word_end = n + w->len;
-        start[word_end] = '\0';
-        start[word_end + 1] = (char)0xff; /* past every exact posting: ids are ASCII */
-        MDB_val key = {.mv_size = word_end + 2, .mv_data = start}, val;
-        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
-        if (rc == 0) {
-            const char *k = key.mv_data;
-            if (key.mv_size > word_end && memcmp(k, start, word_end) == 0 && k[word_end] != '\0')
-                longer_words = true;
-            rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV);
-        } else if (rc == MDB_NOTFOUND)
-            rc = mdb_cursor_get(cursor, &key, &val, MDB_LAST);
-        for (; rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_PREV)) {
-            const char *k = key.mv_data;
-            if (key.mv_size <= word_end + 1 || memcmp(k, start, word_end + 1) != 0)
-                break; /* before this run's exact postings */
-            s_cand_t c = {.id = k + word_end + 1, .id_len = key.mv_size - word_end - 1};
-            if (val.mv_size < 1 || !catalog_meta_decode(&val, &c.meta)) {
-                zsys_error("catalog_store: %s: malformed posting", catalog_store_names[db]);
-                goto cleanup;
+    s->rescore = w;
+    catalog_status_t status = CATALOG_OK;
+    size_t n_prefixes = s->by_cat_words ? s->n_cats : 1;
+    for (int pass = 0; pass < 2 && status == CATALOG_OK; pass++)
+        for (size_t r = 0; r < n_prefixes && status == CATALOG_OK; r++) {
+            /* run: [category \0] word \0 */
+            char run[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX + 1];
+            size_t n = 0;
+            if (s->by_cat_words) {
+                n = strlen(s->cats[r]) + 1;
+                memcpy(run, s->cats[r], n);
             }
-            c.score = s_contribution(w->len, w->len, val.mv_data);
-            if (s->n_top == s->k) {
-                /* The best any posting from here on could be. */
-                s_cand_t best = c;
-                best.score = S_SCORE_EXACT_MAX;
-                best.meta.created += S_CREATED_SLACK_MS;
-                if (s_order(s, &best, &s->top[s->n_top - 1]) >= 0)
+            memcpy(run + n, w->word, w->len);
+            run[n + w->len] = '\0';
+            if (pass == 0) {
+                status = s_walk_run(s, cursor, db, run, n + w->len + 1, w, false);
+                continue;
+            }
+            /* The longer words, in key order: from the query word's
+             * postings on, each word's run, then a seek past it. */
+            MDB_val key = {.mv_size = n + w->len, .mv_data = run}, val;
+            char next[CATALOG_ID_MAX + 1 + CATALOG_WORD_MAX + 2]; /* the seek key */
+            for (rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+                 rc == 0 && status == CATALOG_OK;
+                 rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE)) {
+                const char *k = key.mv_data;
+                if (key.mv_size <= n + w->len || memcmp(k, run, n + w->len) != 0)
+                    break; /* past the words starting with the query word */
+                const char *end = memchr(k + n, '\0', key.mv_size - n);
+                if (!end) {
+                    zsys_error("catalog_store: %s: malformed posting", catalog_store_names[db]);
+                    status = CATALOG_ERROR;
                     break;
+                }
+                size_t run_len = (size_t)(end - k) + 1;
+                if (run_len > sizeof next - 1) {
+                    status = CATALOG_ERROR;
+                    break;
+                }
+                memcpy(next, k, run_len);
+                if (run_len > n + w->len + 1) /* not the query word itself */
+                    status = s_walk_run(s, cursor, db, next, run_len, w, true);
+                next[run_len] = (char)0xff; /* the next word's first posting */
+                key = (MDB_val){.mv_size = run_len + 1, .mv_data = next};
             }
-            if (s_offer(s, &c) == OFFER_FAILED)
-                goto cleanup;
+            if (status == CATALOG_OK && rc != 0 && rc != MDB_NOTFOUND)
+                status = catalog_fail("mdb_cursor_get words", rc);
         }
-        if (rc != 0 && rc != MDB_NOTFOUND) {
-            catalog_fail("mdb_cursor_get words", rc);
-            goto cleanup;
-        }
-    }
-    *decided = !longer_words || (s->q->sort == SORT_RELEVANCE && s->n_top == s->k &&
-                                 s->top[s->n_top - 1].score > S_SCORE_PREFIX_MAX);
-    status = CATALOG_OK;
-cleanup:
     mdb_cursor_close(cursor);
     return status;
 }
 
 static catalog_status_t s_source_words(s_search_t *s, s_qwords_t *qw)
 {
-    if (qw->n == 1 && (s->q->sort == SORT_RELEVANCE || s->q->sort == SORT_NEWEST)) {
-        bool decided = false;
-        catalog_status_t status = s_exact_newest_first(s, &qw->words[0], &decided);
-        if (status != CATALOG_OK || decided)
-            return status;
-        s->n_top = 0; /* longer words may change the page: the full gather */
-    }
+    if (qw->n == 1 && (s->q->sort == SORT_RELEVANCE || s->q->sort == SORT_NEWEST))
+        return s_word_newest_first(s, &qw->words[0]);
     /* Several words: each is counted and the smallest set is gathered.
      * One word: gathered at once, the array growing as it goes. */
     if (qw->n > 1) {

@@ -296,24 +296,41 @@ int catalog_record_stock(const MDB_val *record, int64_t *stock)
     return rc;
 }
 
-int catalog_record_name(const MDB_val *record, const char **name, size_t *len)
+/* A str field of a record, pointing into the record; false when absent,
+ * not a str, longer than cap or (never, but checked) not inside it. */
+static bool s_record_str(const MDB_val *record, const char *key, size_t cap, const char **text,
+                         size_t *len)
 {
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
     msgpack_object v;
-    int rc = -1;
+    bool ok = false;
     /* A str object points into the unpacked bytes (msgpack-c does not
      * copy them), here the record itself; checked rather than assumed. */
     const char *lo = record->mv_data, *hi = lo + record->mv_size;
-    if (s_record_field(&msg, record, "name", &v) && v.type == MSGPACK_OBJECT_STR &&
-        v.via.str.size <= CATALOG_NAME_MAX && v.via.str.ptr >= lo &&
-        v.via.str.ptr + v.via.str.size <= hi) {
-        *name = v.via.str.ptr;
+    if (s_record_field(&msg, record, key, &v) && v.type == MSGPACK_OBJECT_STR &&
+        v.via.str.size <= cap && v.via.str.ptr >= lo && v.via.str.ptr + v.via.str.size <= hi) {
+        *text = v.via.str.ptr;
         *len = v.via.str.size;
-        rc = 0;
+        ok = true;
     }
     msgpack_unpacked_destroy(&msg);
-    return rc;
+    return ok;
+}
+
+int catalog_record_name(const MDB_val *record, const char **name, size_t *len)
+{
+    return s_record_str(record, "name", CATALOG_NAME_MAX, name, len) ? 0 : -1;
+}
+
+int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_len,
+                         const char **description, size_t *description_len)
+{
+    return s_record_str(record, "name", CATALOG_NAME_MAX, name, name_len) &&
+                   s_record_str(record, "description", CATALOG_DESCRIPTION_MAX, description,
+                                description_len)
+               ? 0
+               : -1;
 }
 
 catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,

@@ -110,6 +110,9 @@ int catalog_record_stock(const MDB_val *record, int64_t *stock);
 /* The name of a stored product record as it is stored (not lower-cased):
  * *name points into record, *len bytes; -1 when malformed. */
 int catalog_record_name(const MDB_val *record, const char **name, size_t *len);
+/* Its name and description the same way (the text search indexes). */
+int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_len,
+                         const char **description, size_t *description_len);
 
 /* The time now in unix milliseconds. */
 int64_t catalog_now_ms(void);
