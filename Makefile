@@ -7,6 +7,7 @@
 #   make bench-bridge  the HTTP bridge against nginx (docs/BENCHMARKS.md)
 #   make bench-users   /v1/users/me against a ping, and logins per second
 #   make bench-catalog product reads at 10k and 1M products, search, size
+#   make bench-catalog-writes  durable stock writes over HTTP by worker count
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -37,7 +38,8 @@ TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o
 
-.PHONY: all deps run test check bench bench-bridge bench-users bench-catalog clean format build-tests
+.PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes clean \
+        format build-tests
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -72,6 +74,10 @@ bench-users: deps
 bench-catalog: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed
 	@bash tools/bench/catalog.sh $(BUILD)
+
+bench-catalog-writes: deps
+	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed
+	@bash tools/bench/catalog_writes.sh $(BUILD)
 
 build-tests: $(BINS) $(TEST_BINS)
 

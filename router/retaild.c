@@ -75,6 +75,15 @@ static void s_catalog_destroy(void **shared)
     catalog_shared_destroy((catalog_shared_t **)shared);
 }
 
+static int s_catalog_extra_workers(void *shared)
+{
+    /* A worker waiting for a disk flush uses no CPU, and every write that
+     * waits joins the next commit (group commit): more workers, more
+     * writes per flush (docs/BENCHMARKS.md, bench-catalog-writes). */
+    (void)shared;
+    return CATALOG_WRITE_WORKERS;
+}
+
 /* Every service this daemon can run: its dispatch table, its shared state
  * and per-worker state. capacity 0 takes the configured worker capacity.
  * users takes 2: one request may wait behind an Argon2id hash (about 70
@@ -97,7 +106,7 @@ static const service_def_t s_services[] = {
     {"users", users_ops, 2, s_users_new, s_users_destroy, users_state_new, users_state_destroy,
      s_users_extra_workers},
     {"catalog", catalog_ops, 0, s_catalog_new, s_catalog_destroy, catalog_state_new,
-     catalog_state_destroy, NULL},
+     catalog_state_destroy, s_catalog_extra_workers},
 };
 #define SERVICE_COUNT (sizeof s_services / sizeof s_services[0])
 

@@ -19,6 +19,11 @@
 
 typedef struct catalog_shared_t catalog_shared_t;
 
+/* Workers retaild adds to the catalog pool beyond RETAIL_WORKERS: writes
+ * spend most of their time waiting for the disk, and those waiting
+ * together share one commit. */
+#define CATALOG_WRITE_WORKERS 4
+
 /* Opens the catalog environment under data_dir/catalog. NULL on error. */
 catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
                                      size_t errlen);
