@@ -410,29 +410,63 @@ void catalog_store_close(catalog_store_t **self_p)
     *self_p = NULL;
 }
 
-/* by_name for every product, CATALOG_UPGRADE_BATCH to a transaction;
+static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const product_t *p, bool put);
+
+/* Whether an index added after the environment was made is missing: an
+ * empty by_name while there are products, or an empty cat_words while a
+ * product has a category (by_category's last key starts with one: keys
+ * of products without one start with \0). -1 on failure. */
+static int s_upgrade_needed(MDB_env *mdb, kv_t *env, int first, size_t *products_out)
+{
+    MDB_txn *txn = NULL;
+    MDB_cursor *cursor = NULL;
+    MDB_stat names, cat_words, all;
+    int needed = -1;
+    int rc = mdb_txn_begin(mdb, NULL, MDB_RDONLY, &txn);
+    if (rc == 0)
+        rc = mdb_stat(txn, kv_dbi(env, first + CATALOG_DB_BY_NAME), &names);
+    if (rc == 0)
+        rc = mdb_stat(txn, kv_dbi(env, first + CATALOG_DB_CAT_WORDS), &cat_words);
+    if (rc == 0)
+        rc = mdb_stat(txn, kv_dbi(env, first + CATALOG_DB_PRODUCTS), &all);
+    if (rc == 0)
+        rc = mdb_cursor_open(txn, kv_dbi(env, first + CATALOG_DB_BY_CATEGORY), &cursor);
+    MDB_val key, val;
+    bool with_category = false;
+    if (rc == 0) {
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_LAST);
+        with_category = rc == 0 && key.mv_size > 0 && ((const char *)key.mv_data)[0] != '\0';
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    if (rc == 0) {
+        *products_out = all.ms_entries;
+        needed = (names.ms_entries == 0 && all.ms_entries > 0) ||
+                 (cat_words.ms_entries == 0 && with_category);
+    } else
+        catalog_fail("upgrade: reading the indexes", rc);
+    if (cursor)
+        mdb_cursor_close(cursor);
+    if (txn)
+        mdb_txn_abort(txn);
+    return needed;
+}
+
+/* Every product's derived entries put again (the puts of entries that
+ * exist change nothing), CATALOG_UPGRADE_BATCH products to a transaction;
  * each batch resumes after the last id of the one before. */
 catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index)
 {
     MDB_env *mdb = kv_mdb(env);
     MDB_dbi products = kv_dbi(env, first_dbi_index + CATALOG_DB_PRODUCTS);
-    MDB_dbi by_name = kv_dbi(env, first_dbi_index + CATALOG_DB_BY_NAME);
     MDB_txn *txn = NULL;
     MDB_cursor *cursor = NULL;
-    MDB_stat names, all;
-    int rc = mdb_txn_begin(mdb, NULL, MDB_RDONLY, &txn);
-    if (rc == 0)
-        rc = mdb_stat(txn, by_name, &names);
-    if (rc == 0)
-        rc = mdb_stat(txn, products, &all);
-    if (txn)
-        mdb_txn_abort(txn);
-    txn = NULL;
-    if (rc != 0)
-        return catalog_fail("upgrade: mdb_stat", rc);
-    if (names.ms_entries > 0 || all.ms_entries == 0)
-        return CATALOG_OK;
-    zsys_info("catalog_store: indexing the names of %zu products", all.ms_entries);
+    size_t count = 0;
+    int needed = s_upgrade_needed(mdb, env, first_dbi_index, &count);
+    if (needed <= 0)
+        return needed == 0 ? CATALOG_OK : CATALOG_ERROR;
+    zsys_info("catalog_store: indexing %zu products again (indexes added since)", count);
+    int rc;
     catalog_store_t *self = catalog_store_open(env, first_dbi_index);
     product_t *p = malloc(sizeof *p);
     char after[CATALOG_ID_MAX + 1] = "";
@@ -456,18 +490,12 @@ catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index)
             memcpy(after, key.mv_data, key.mv_size);
             after[key.mv_size] = '\0';
             status = catalog_product_read(self, txn, after, key.mv_size, p);
+            if (status == CATALOG_OK)
+                status = s_index(self, txn, p, true);
             if (status != CATALOG_OK)
                 goto cleanup;
             status = CATALOG_ERROR;
-            uint8_t meta[CATALOG_META_MAX], name_key[CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX];
-            MDB_val v = {.mv_size = catalog_meta_encode(p, 0, meta), .mv_data = meta};
-            size_t len = catalog_lower(p->name, (char *)name_key, CATALOG_NAME_MAX);
-            name_key[len] = 0;
-            memcpy(name_key + len + 1, p->id, key.mv_size);
-            MDB_val k = {.mv_size = len + 1 + key.mv_size, .mv_data = name_key};
-            rc = mdb_put(txn, by_name, &k, &v, 0);
-            if (rc == 0)
-                rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
         }
         more = rc == 0;
         if (rc != 0 && rc != MDB_NOTFOUND)

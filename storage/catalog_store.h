@@ -23,10 +23,8 @@
  *    by_name        lower-cased name \0 id -> ""-like meta (the whole name:
  *                   names are at most CATALOG_NAME_MAX bytes, well under
  *                   LMDB's 511-byte keys), for the `name` sort
- *  An environment made before cat_words existed opens (the database is
- *  created empty) but its products are not found by word + category
- *  searches until they are written again; by_name is filled at open by
- *  catalog_store_upgrade.
+ *  An environment made before cat_words or by_name existed opens (the
+ *  databases are created empty) and catalog_store_upgrade fills them.
  *
  *  Words: a product's name and description are split on anything that is
  *  not a letter or digit (UTF-8 aware: non-ASCII letters are kept), and
@@ -113,9 +111,9 @@ extern const char *const catalog_store_names[CATALOG_STORE_DBS];
 typedef struct catalog_store_t catalog_store_t;
 
 /* Fills the indexes that an environment made by an earlier version lacks
- * (by_name), in write transactions of CATALOG_UPGRADE_BATCH products;
- * does nothing when they are filled already. Call once after kv_open,
- * before any handle writes. */
+ * (by_name, cat_words) by indexing every product again, in write
+ * transactions of CATALOG_UPGRADE_BATCH products; does nothing when they
+ * are filled already. Call once after kv_open, before any handle writes. */
 #define CATALOG_UPGRADE_BATCH 10000
 catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index);
 

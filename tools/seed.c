@@ -861,10 +861,16 @@ int main(int argc, char **argv)
     }
     kv_t *env = kv_open(dir, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS, err,
                         sizeof err);
-    catalog_store_t *store = env ? catalog_store_open(env, 0) : NULL;
+    /* Indexes added since an older version made the store are filled
+     * first: once new products are in them, an empty index no longer
+     * tells that the old ones are missing. */
+    bool upgraded = env && catalog_store_upgrade(env, 0) == CATALOG_OK;
+    catalog_store_t *store = upgraded ? catalog_store_open(env, 0) : NULL;
     int status = EXIT_FAILED;
     if (!env)
         fprintf(stderr, "retail-seed: %s\n", err);
+    else if (!upgraded)
+        fprintf(stderr, "retail-seed: cannot index the older products of %s\n", dir);
     else if (!store)
         fprintf(stderr, "retail-seed: cannot open the catalog store in %s\n", dir);
     else {

@@ -816,30 +816,39 @@ static void test_open_old_env(void **state)
     zstr_free(&dir);
 }
 
-/* An environment whose by_name is empty (made before it existed) gets
- * it filled by catalog_store_upgrade: until then the name sort without a
- * filter finds nothing, after it every product in name order. */
-static void test_upgrade_fills_by_name(void **state)
+/* An environment whose by_name and cat_words are empty (made before they
+ * existed) gets them filled by catalog_store_upgrade: until then the name
+ * sort without a filter and a word search in a category find nothing,
+ * after it they find every product, in order. */
+static void test_upgrade_fills_new_indexes(void **state)
 {
     fx_t *f = *state;
-    const char *names[] = {"delta", "Alpha", "charlie", "Bravo", "echo"};
+    char cat[CATALOG_ID_MAX + 1];
+    s_category(f->store, "Top", NULL, cat);
+    const char *names[] = {"delta lamp", "Alpha lamp", "charlie lamp", "Bravo lamp", "echo lamp"};
     for (int i = 0; i < 5; i++) {
         char sku[16];
         snprintf(sku, sizeof sku, "U%d", i);
-        s_product(f->store, sku, names[i], "", 100, NULL, 1, NULL);
+        s_product(f->store, sku, names[i], "", 100, i % 2 ? cat : NULL, 1, NULL);
     }
     MDB_txn *txn = NULL;
     assert_int_equal(mdb_txn_begin(kv_mdb(f->kv), NULL, 0, &txn), 0);
     /* the fixture puts "other" first: the store's dbs start at 1 */
-    MDB_dbi by_name = kv_dbi(f->kv, 1 + CATALOG_STORE_DBS - 1);
-    assert_int_equal(mdb_drop(txn, by_name, 0), 0);
+    for (int i = 0; i < CATALOG_STORE_DBS; i++)
+        if (strcmp(catalog_store_names[i], "by_name") == 0 ||
+            strcmp(catalog_store_names[i], "cat_words") == 0)
+            assert_int_equal(mdb_drop(txn, kv_dbi(f->kv, 1 + i), 0), 0);
     assert_int_equal(mdb_txn_commit(txn), 0);
     s_result_t r;
-    catalog_query_t q = {.sort = SORT_NAME, .limit = 10};
-    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    catalog_query_t by_name = {.sort = SORT_NAME, .limit = 10};
+    catalog_query_t in_cat = {.q = "lamp", .category_id = cat, .limit = 10};
+    assert_int_equal(s_search(f->store, &by_name, &r), CATALOG_OK);
     assert_int_equal(r.count, 0);
+    assert_int_equal(s_search(f->store, &in_cat, &r), CATALOG_OK);
+    assert_int_equal(r.count, 0);
+
     assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
-    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(s_search(f->store, &by_name, &r), CATALOG_OK);
     assert_int_equal(r.count, 5);
     const int order[] = {1, 3, 2, 0, 4};
     for (int i = 0; i < 5; i++) {
@@ -848,9 +857,15 @@ static void test_upgrade_fills_by_name(void **state)
         assert_string_equal(p->name, names[order[i]]);
         free(p);
     }
+    assert_int_equal(s_search(f->store, &in_cat, &r), CATALOG_OK);
+    assert_int_equal(r.count, 2); /* the products of odd index */
+    /* the other indexes were put again, not doubled */
+    catalog_query_t all = {.q = "lamp", .limit = 10};
+    assert_int_equal(s_search(f->store, &all, &r), CATALOG_OK);
+    assert_int_equal(r.count, 5);
     /* filled: a second call changes nothing */
     assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
-    assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
+    assert_int_equal(s_search(f->store, &by_name, &r), CATALOG_OK);
     assert_int_equal(r.count, 5);
 }
 
@@ -1361,7 +1376,7 @@ int main(void)
         TEST(test_search_words_in_category),
         TEST(test_search_against_reference),
         cmocka_unit_test(test_open_old_env),
-        TEST(test_upgrade_fills_by_name),
+        TEST(test_upgrade_fills_new_indexes),
         TEST(test_pagination),
         TEST(test_pagination_with_changes),
         TEST(test_cursor_refused),
