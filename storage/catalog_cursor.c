@@ -67,26 +67,12 @@ static int s_b64_decode(const char *in, uint8_t *out, size_t cap, size_t *len)
     return 0;
 }
 
-typedef struct {
-    uint8_t data[S_RAW_MAX];
-    size_t len;
-} s_raw_t;
-
-static int s_raw_write(void *data, const char *buf, size_t len)
-{
-    s_raw_t *r = data;
-    if (len > sizeof r->data - r->len)
-        return -1;
-    memcpy(r->data + r->len, buf, len);
-    r->len += len;
-    return 0;
-}
-
 bool catalog_cursor_encode(const catalog_cursor_t *c, char out[CATALOG_CURSOR_MAX + 1])
 {
-    s_raw_t raw = {.len = 0};
+    char data[S_RAW_MAX];
+    catalog_buf_t raw = {.data = data, .cap = sizeof data};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &raw, s_raw_write);
+    msgpack_packer_init(&pk, &raw, catalog_buf_write);
     out[0] = '\0';
     return c->name_len <= CATALOG_NAME_MAX && c->id_len <= CATALOG_ID_MAX &&
            msgpack_pack_array(&pk, 6) == 0 && msgpack_pack_uint8(&pk, c->sort) == 0 &&
@@ -95,7 +81,7 @@ bool catalog_cursor_encode(const catalog_cursor_t *c, char out[CATALOG_CURSOR_MA
            msgpack_pack_str_body(&pk, c->name, c->name_len) == 0 &&
            msgpack_pack_str(&pk, c->id_len) == 0 &&
            msgpack_pack_str_body(&pk, c->id, c->id_len) == 0 &&
-           s_b64_encode(raw.data, raw.len, out, CATALOG_CURSOR_MAX + 1);
+           s_b64_encode((const uint8_t *)raw.data, raw.len, out, CATALOG_CURSOR_MAX + 1);
 }
 
 static bool s_obj_int(const msgpack_object *o, int64_t *v)
