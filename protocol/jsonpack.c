@@ -12,14 +12,21 @@
  *  msgpack -> JSON: a recursive walk builds a jansson tree, refusing what
  *  JSON cannot carry faithfully (see jsonpack.h), then json_dump_callback
  *  writes it into a buffer we malloc ourselves, so callers free() the text
- *  without caring which allocator jansson was configured with.
+ *  without caring which allocator jansson was configured with. Compact
+ *  text (what the bridge writes) skips the tree: one walk writes it.
+ *
+ *  Every pass is linear in its input, because the bridge runs them on its
+ *  one thread for bodies from outside: jansson finds duplicate keys with
+ *  its hash table (seeded at random per process); the compact writer with
+ *  a keyed hash set per map (below), never by comparing each key with
+ *  every earlier one, which made a 1 MiB map of 200,000 keys cost minutes.
  */
 #include "protocol/jsonpack.h"
 #include "protocol/envelope.h"
 #include "protocol/mpcheck.h"
 
-#include <inttypes.h>
 #include <math.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -421,8 +428,11 @@ static int s_put_string(text_t *t, const char *s, size_t n, const char *what, ch
         case '\t':
             memcpy(esc, "\\t", 3);
             break;
-        default:
-            snprintf(esc, sizeof esc, "\\u%04X", c);
+        default: /* what jansson writes: \u and four upper-case hex digits */
+            memcpy(esc, "\\u00", 4);
+            esc[4] = "0123456789ABCDEF"[c >> 4];
+            esc[5] = "0123456789ABCDEF"[c & 15];
+            esc[6] = '\0';
         }
         if (s_put(t, esc, strlen(esc), err, errlen) != 0)
             return -1;
@@ -456,9 +466,171 @@ static int s_put_real(text_t *t, double v, char *err, size_t errlen)
     return s_put(t, buf, (size_t)n, err, errlen);
 }
 
-static int s_write(text_t *t, const msgpack_object *o, int level, char *err, size_t errlen)
+/* ---- duplicate keys, in time linear in the keys ----
+ *
+ * A map's keys are checked one by one as they are written, so the first
+ * problem in document order is the one reported. A map of up to
+ * S_PAIRWISE_MAX keys compares each pair (at most 28 comparisons, cheaper
+ * than hashing). A larger one gets a region of an open-addressing table
+ * of cap slots, cap a power of two at least twice its keys, so a probe
+ * meets few occupied slots; the region is cleared when the map begins,
+ * which costs O(cap) = O(keys). Regions are a stack in one table: a map
+ * nested in a value takes the slots after its parent's and gives them
+ * back when it ends, so the table holds at most 4 slots per key of the
+ * maps open at once (bounded by the body), and grows by doubling. Slots
+ * hold offsets, not pointers, because growing moves the table.
+ *
+ * The hash is SipHash-2-4 (libsodium's crypto_shorthash) under a key
+ * drawn at random per conversion: a client cannot pick keys that collide,
+ * as it could for any fixed hash (and then the probes would be quadratic
+ * again). */
+
+#define S_PAIRWISE_MAX 8
+#define S_REGION_MIN 32
+
+_Static_assert(JSONPACK_HASH_KEY_BYTES == crypto_shorthash_KEYBYTES, "SipHash takes 16 key bytes");
+
+typedef struct {
+    uint32_t hash;  /* of the key, as kept (see hash_bits) */
+    uint32_t index; /* the key's index in its map plus 1; 0: empty */
+} slot_t;
+
+typedef struct {
+    slot_t *slots;
+    size_t used, cap; /* slots taken by the open maps; allocated */
+    unsigned char key[JSONPACK_HASH_KEY_BYTES];
+    bool keyed;            /* key holds the hash key (drawn when first needed) */
+    jsonpack_work_t *work; /* the caller's counters and knobs, or NULL */
+} keyset_t;
+
+/* The slots one map checks its keys in; cap 0: pairwise. */
+typedef struct {
+    size_t base, cap;
+} region_t;
+
+/* Opens the region of a map of n keys; -1 with a message in err. */
+static int s_region_begin(keyset_t *ks, uint32_t n, region_t *r, char *err, size_t errlen)
 {
-    char buf[32];
+    r->base = ks->used;
+    r->cap = 0;
+    if (n <= S_PAIRWISE_MAX)
+        return 0;
+    if (!ks->keyed) {
+        if (ks->work && ks->work->hash_key)
+            memcpy(ks->key, ks->work->hash_key, sizeof ks->key);
+        else {
+            if (sodium_init() < 0)
+                return s_fail(err, errlen, "libsodium did not start: no key for map keys");
+            randombytes_buf(ks->key, sizeof ks->key);
+        }
+        ks->keyed = true;
+    }
+    size_t cap = S_REGION_MIN;
+    while (cap < 2 * (size_t)n)
+        cap *= 2;
+    if (cap > SIZE_MAX / sizeof(slot_t) / 2 - ks->used)
+        return s_fail(err, errlen, "map has more keys than memory can check");
+    if (ks->used + cap > ks->cap) {
+        size_t grown_cap = ks->cap ? ks->cap : 1024;
+        while (grown_cap < ks->used + cap)
+            grown_cap *= 2;
+        slot_t *grown = realloc(ks->slots, grown_cap * sizeof *grown);
+        if (!grown)
+            return s_fail(err, errlen, "out of memory checking map keys");
+        ks->slots = grown;
+        ks->cap = grown_cap;
+    }
+    memset(ks->slots + ks->used, 0, cap * sizeof(slot_t));
+    ks->used += cap;
+    r->cap = cap;
+    return 0;
+}
+
+static void s_region_end(keyset_t *ks, const region_t *r)
+{
+    ks->used = r->base;
+}
+
+static bool s_same_key(const msgpack_object *a, const msgpack_object *b)
+{
+    return a->via.str.size == b->via.str.size &&
+           (a->via.str.size == 0 || memcmp(a->via.str.ptr, b->via.str.ptr, a->via.str.size) == 0);
+}
+
+/* Adds key i of the map pairs (a str, as are keys 0..i-1, all added
+ * before); true when an earlier key is the same. */
+static bool s_region_add(keyset_t *ks, const region_t *r, const msgpack_object_kv *pairs,
+                         uint32_t i)
+{
+    const msgpack_object *k = &pairs[i].key;
+    uint64_t compares = 0;
+    bool duplicate = false;
+    if (r->cap == 0) {
+        for (uint32_t j = 0; j < i && !duplicate; j++) {
+            compares++;
+            duplicate = s_same_key(&pairs[j].key, k);
+        }
+    } else {
+        unsigned char out[crypto_shorthash_BYTES];
+        const unsigned char *bytes =
+            k->via.str.size > 0 ? (const unsigned char *)k->via.str.ptr : (const unsigned char *)"";
+        crypto_shorthash(out, bytes, k->via.str.size, ks->key);
+        uint32_t hash;
+        memcpy(&hash, out, sizeof hash);
+        int bits = ks->work ? ks->work->hash_bits : 0;
+        if (bits > 0 && bits < 32)
+            hash &= ((uint32_t)1 << bits) - 1;
+        slot_t *slots = ks->slots + r->base;
+        size_t mask = r->cap - 1;
+        for (size_t at = hash & mask;; at = (at + 1) & mask) {
+            if (slots[at].index == 0) {
+                slots[at].hash = hash;
+                slots[at].index = i + 1;
+                break;
+            }
+            compares++;
+            if (slots[at].hash == hash && s_same_key(&pairs[slots[at].index - 1].key, k)) {
+                duplicate = true;
+                break;
+            }
+        }
+    }
+    if (ks->work) {
+        ks->work->keys++;
+        ks->work->key_compares += compares;
+    }
+    return duplicate;
+}
+
+/* The compact writer's state: the text, the key set, where errors go. */
+typedef struct {
+    text_t text;
+    keyset_t keys;
+    char *err;
+    size_t errlen;
+} writer_t;
+
+/* An integer in decimal, as printf's %lld would write it; by hand
+ * because printf costs as much as the rest of the writer for a body of
+ * small ints. */
+static int s_put_int(text_t *t, bool negative, uint64_t magnitude, char *err, size_t errlen)
+{
+    char buf[24];
+    char *p = buf + sizeof buf;
+    do {
+        *--p = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    if (negative)
+        *--p = '-';
+    return s_put(t, p, (size_t)(buf + sizeof buf - p), err, errlen);
+}
+
+static int s_write(writer_t *w, const msgpack_object *o, int level)
+{
+    text_t *t = &w->text;
+    char *err = w->err;
+    size_t errlen = w->errlen;
     switch (o->type) {
     case MSGPACK_OBJECT_NIL:
         return s_put(t, "null", 4, err, errlen);
@@ -469,11 +641,12 @@ static int s_write(text_t *t, const msgpack_object *o, int level, char *err, siz
         if (o->via.u64 > (uint64_t)INT64_MAX)
             return s_fail(err, errlen,
                           "unsigned integer above 9223372036854775807 has no JSON form");
-        return s_put(t, buf, (size_t)snprintf(buf, sizeof buf, "%" PRIu64, o->via.u64), err,
-                     errlen);
+        return s_put_int(t, false, o->via.u64, err, errlen);
     case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        return s_put(t, buf, (size_t)snprintf(buf, sizeof buf, "%" PRId64, o->via.i64), err,
-                     errlen);
+        /* The magnitude in unsigned arithmetic: -INT64_MIN overflows int64. */
+        return s_put_int(t, o->via.i64 < 0,
+                         o->via.i64 < 0 ? 0 - (uint64_t)o->via.i64 : (uint64_t)o->via.i64, err,
+                         errlen);
     case MSGPACK_OBJECT_FLOAT32:
     case MSGPACK_OBJECT_FLOAT64:
         if (!isfinite(o->via.f64))
@@ -499,46 +672,60 @@ static int s_write(text_t *t, const msgpack_object *o, int level, char *err, siz
             return -1;
         for (uint32_t i = 0; i < o->via.array.size; i++)
             if ((i && s_put(t, ",", 1, err, errlen) != 0) ||
-                s_write(t, &o->via.array.ptr[i], level + 1, err, errlen) != 0)
+                s_write(w, &o->via.array.ptr[i], level + 1) != 0)
                 return -1;
         return s_put(t, "]", 1, err, errlen);
     }
     if (s_put(t, "{", 1, err, errlen) != 0)
         return -1;
-    for (uint32_t i = 0; i < o->via.map.size; i++) {
+    region_t region;
+    if (s_region_begin(&w->keys, o->via.map.size, &region, err, errlen) != 0)
+        return -1;
+    int rc = 0;
+    for (uint32_t i = 0; i < o->via.map.size && rc == 0; i++) {
         const msgpack_object *k = &o->via.map.ptr[i].key;
         if (k->type != MSGPACK_OBJECT_STR)
-            return s_fail(err, errlen, "map key is not a string");
-        for (uint32_t j = 0; j < i; j++) {
-            const msgpack_object *other = &o->via.map.ptr[j].key;
-            if (other->via.str.size == k->via.str.size &&
-                (k->via.str.size == 0 ||
-                 memcmp(other->via.str.ptr, k->via.str.ptr, k->via.str.size) == 0))
-                return s_fail(err, errlen, "map has the same key twice");
-        }
-        if ((i && s_put(t, ",", 1, err, errlen) != 0) ||
-            s_put_string(t, k->via.str.ptr, k->via.str.size, "map key", err, errlen) != 0 ||
-            s_put(t, ":", 1, err, errlen) != 0 ||
-            s_write(t, &o->via.map.ptr[i].val, level + 1, err, errlen) != 0)
-            return -1;
+            rc = s_fail(err, errlen, "map key is not a string");
+        else if (s_region_add(&w->keys, &region, o->via.map.ptr, i))
+            rc = s_fail(err, errlen, "map has the same key twice");
+        else if ((i && s_put(t, ",", 1, err, errlen) != 0) ||
+                 s_put_string(t, k->via.str.ptr, k->via.str.size, "map key", err, errlen) != 0 ||
+                 s_put(t, ":", 1, err, errlen) != 0 ||
+                 s_write(w, &o->via.map.ptr[i].val, level + 1) != 0)
+            rc = -1;
     }
+    s_region_end(&w->keys, &region);
+    if (rc != 0)
+        return -1;
     return s_put(t, "}", 1, err, errlen);
+}
+
+/* The compact writer, counting into work when it is not NULL. */
+static char *s_compact_text(const msgpack_object *obj, jsonpack_work_t *work, char *err,
+                            size_t errlen)
+{
+    if (!obj) {
+        s_fail(err, errlen, "jsonpack_to_json: no input");
+        return NULL;
+    }
+    if (work) {
+        work->keys = 0;
+        work->key_compares = 0;
+    }
+    writer_t w = {.keys = {.work = work}, .err = err, .errlen = errlen};
+    int rc = s_write(&w, obj, 0);
+    free(w.keys.slots);
+    if (rc != 0) {
+        free(w.text.data);
+        return NULL;
+    }
+    return w.text.data;
 }
 
 char *jsonpack_to_json_text(const msgpack_object *obj, size_t flags, char *err, size_t errlen)
 {
-    if (flags == 0 || flags == JSON_COMPACT) {
-        if (!obj) {
-            s_fail(err, errlen, "jsonpack_to_json: no input");
-            return NULL;
-        }
-        text_t t = {0};
-        if (s_write(&t, obj, 0, err, errlen) != 0) {
-            free(t.data);
-            return NULL;
-        }
-        return t.data;
-    }
+    if (flags == 0 || flags == JSON_COMPACT)
+        return s_compact_text(obj, NULL, err, errlen);
     json_t *j;
     if (jsonpack_to_json(obj, &j, err, errlen) != 0)
         return NULL;
@@ -553,6 +740,16 @@ char *jsonpack_to_json_text(const msgpack_object *obj, size_t flags, char *err, 
         return NULL;
     }
     return t.data;
+}
+
+char *jsonpack_to_json_text_counted(const msgpack_object *obj, jsonpack_work_t *work, char *err,
+                                    size_t errlen)
+{
+    if (!work) {
+        s_fail(err, errlen, "jsonpack_to_json_text_counted: no counters");
+        return NULL;
+    }
+    return s_compact_text(obj, work, err, errlen);
 }
 
 char *jsonpack_bytes_to_json_text(const void *mp, size_t len, size_t flags, char *err,

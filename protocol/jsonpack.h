@@ -18,7 +18,8 @@
  *      map (str keys only) -> object   array -> array     str -> string
  *      int  -> integer                 float32/64 -> real
  *      bool -> true/false              nil -> null
- *    Refused: maps with non-str keys or with a key twice, bin (JSON has no
+ *    Refused: maps with non-str keys or with a key twice (found in time
+ *    linear in the keys: a keyed hash set per map), bin (JSON has no
  *    bytes type, and a base64 string would be indistinguishable from a
  *    real string, so the API never sends bytes to JSON clients), ext,
  *    uint64 above INT64_MAX (jansson's integers are long long), NaN and
@@ -43,6 +44,7 @@
 #include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The deepest nesting either direction follows, whatever the caller asks;
  * it bounds the recursion of the converters. */
@@ -72,6 +74,30 @@ int jsonpack_to_json(const msgpack_object *obj, json_t **out, char *err, size_t 
  * allocator jansson was given, which the caller frees with free(); or NULL
  * with a message in err. */
 char *jsonpack_to_json_text(const msgpack_object *obj, size_t flags, char *err, size_t errlen);
+
+/* The work of one compact conversion, for tests and benchmarks: counts
+ * that show the duplicate-key check linear in the keys without timing
+ * anything, and two knobs that make the counts repeatable or force hash
+ * collisions. The caller sets the inputs; the counts are reset by each
+ * call and hold its totals when it returns, whether or not it succeeded. */
+#define JSONPACK_HASH_KEY_BYTES 16
+typedef struct {
+    /* in: JSONPACK_HASH_KEY_BYTES bytes that key the hash of map keys, or
+     * NULL for a key drawn at random per call (what every other call does) */
+    const unsigned char *hash_key;
+    /* in: 1..31 keeps only that many low bits of each key's hash, so that
+     * unequal keys collide; 0 (or anything else) keeps all 32 */
+    int hash_bits;
+    /* out: map keys checked */
+    uint64_t keys;
+    /* out: times a key was compared with another one: a pair in a map of
+     * up to 8 keys, an occupied hash slot met while probing in a larger one */
+    uint64_t key_compares;
+} jsonpack_work_t;
+
+/* jsonpack_to_json_text(obj, 0, ...), counting into work (not NULL). */
+char *jsonpack_to_json_text_counted(const msgpack_object *obj, jsonpack_work_t *work, char *err,
+                                    size_t errlen);
 
 /* Like jsonpack_to_json_text() for msgpack bytes from outside: mp[0..len)
  * must hold exactly one value that passes mpcheck() with ENVELOPE_MAX_BYTES

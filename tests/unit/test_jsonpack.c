@@ -681,6 +681,393 @@ static void test_compact_writer_matches_jansson(void **state)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* Duplicate keys: the compact writer's hash set (jsonpack.c)           */
+
+#define NO_DUP UINT32_MAX
+#define DUP_MESSAGE "map has the same key twice"
+
+/* Four fixed hash keys, so that the counts below are the same on every
+ * run (the bridge's conversions draw a random key each). */
+static const unsigned char s_hash_keys[4][JSONPACK_HASH_KEY_BYTES] = {
+    {0},
+    {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
+    {0xff, 0xee, 0xdd, 0xcc, 0xbb, 0xaa, 0x99, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0},
+    {0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x5a, 0xa5, 0x3c, 0xc3, 0x3c, 0xc3, 0x3c, 0xc3, 0x3c,
+     0xc3},
+};
+
+/* A msgpack document a test packs, then reads as an object. */
+typedef struct {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_zone zone;
+    msgpack_object obj;
+} doc_t;
+
+static void s_doc_init(doc_t *d)
+{
+    msgpack_sbuffer_init(&d->sb);
+    msgpack_packer_init(&d->pk, &d->sb, msgpack_sbuffer_write);
+    assert_true(msgpack_zone_init(&d->zone, 4096));
+}
+
+static const msgpack_object *s_doc_object(doc_t *d)
+{
+    d->obj = s_unpack(&d->sb, &d->zone);
+    return &d->obj;
+}
+
+static void s_doc_destroy(doc_t *d)
+{
+    msgpack_zone_destroy(&d->zone);
+    msgpack_sbuffer_destroy(&d->sb);
+}
+
+static void s_pack_key(msgpack_packer *pk, const char *key, size_t len)
+{
+    assert_int_equal(msgpack_pack_str(pk, len), 0);
+    assert_int_equal(msgpack_pack_str_body(pk, key, len), 0);
+}
+
+/* Key i is "k<i>", except that key dup_at is "k<dup_of>". */
+static void s_pack_numbered_key(msgpack_packer *pk, uint32_t i, uint32_t dup_at, uint32_t dup_of)
+{
+    char key[16];
+    int len = snprintf(key, sizeof key, "k%u", (unsigned)(i == dup_at ? dup_of : i));
+    s_pack_key(pk, key, (size_t)len);
+}
+
+/* levels maps of n keys each, one inside the other: at every level the
+ * value of key n/2 is the next map, the others are ints. All levels use
+ * the same key names, so a check that mixed up a map's keys with its
+ * parent's would refuse the document. The map at dup_level (or none, when
+ * it is not below levels) has key dup_at renamed to key dup_of. */
+static void s_pack_nested(msgpack_packer *pk, int levels, uint32_t n, int dup_level,
+                          uint32_t dup_at, uint32_t dup_of)
+{
+    assert_int_equal(msgpack_pack_map(pk, n), 0);
+    for (uint32_t i = 0; i < n; i++) {
+        s_pack_numbered_key(pk, i, dup_level == 0 ? dup_at : NO_DUP, dup_of);
+        if (i == n / 2 && levels > 1)
+            s_pack_nested(pk, levels - 1, n, dup_level - 1, dup_at, dup_of);
+        else
+            assert_int_equal(msgpack_pack_uint32(pk, i), 0);
+    }
+}
+
+/* Asserts that every path refuses obj for a key given twice: the compact
+ * writer (random and fixed hash keys, all 32 bits of hash or one), the
+ * jansson tree, and (when bytes is not NULL) the bytes path. */
+static void s_assert_dup(const msgpack_object *obj, const msgpack_sbuffer *bytes)
+{
+    char err[256] = "";
+    char *text = jsonpack_to_json_text(obj, 0, err, sizeof err);
+    assert_null(text);
+    assert_string_equal(err, DUP_MESSAGE);
+    for (int bits = 0; bits <= 1; bits++) {
+        jsonpack_work_t work = {.hash_key = s_hash_keys[1], .hash_bits = bits};
+        err[0] = '\0';
+        assert_null(jsonpack_to_json_text_counted(obj, &work, err, sizeof err));
+        assert_string_equal(err, DUP_MESSAGE);
+    }
+    err[0] = '\0';
+    assert_null(jsonpack_to_json_text(obj, JSON_INDENT(1), err, sizeof err));
+    assert_string_equal(err, DUP_MESSAGE);
+    if (bytes) {
+        err[0] = '\0';
+        assert_null(jsonpack_bytes_to_json_text(bytes->data, bytes->size, 0, err, sizeof err));
+        assert_string_equal(err, DUP_MESSAGE);
+    }
+}
+
+/* Asserts that obj is written, the same by the compact writer (random
+ * key; fixed key with full or one-bit hashes) as by jansson's dump. */
+static void s_assert_no_dup(const msgpack_object *obj)
+{
+    char err[256] = "";
+    char *fast = jsonpack_to_json_text(obj, 0, err, sizeof err);
+    if (!fast)
+        fail_msg("refused: %s", err);
+    char *slow =
+        jsonpack_to_json_text(obj, JSON_COMPACT | JSON_REAL_PRECISION(17), err, sizeof err);
+    assert_non_null(slow);
+    assert_string_equal(fast, slow);
+    for (int bits = 0; bits <= 1; bits++) {
+        jsonpack_work_t work = {.hash_key = s_hash_keys[2], .hash_bits = bits};
+        char *counted = jsonpack_to_json_text_counted(obj, &work, err, sizeof err);
+        assert_non_null(counted);
+        assert_string_equal(counted, fast);
+        free(counted);
+    }
+    free(fast);
+    free(slow);
+}
+
+/* Maps of 2 and 8 keys take the pairwise check, 9 and more the hash set. */
+static const uint32_t s_map_sizes[] = {2, 8, 9, 100, 1500};
+#define MAP_SIZES (sizeof s_map_sizes / sizeof s_map_sizes[0])
+
+static void test_duplicate_keys_at_depths(void **state)
+{
+    (void)state;
+    for (size_t s = 0; s < MAP_SIZES; s++) {
+        uint32_t n = s_map_sizes[s];
+        for (int levels = 1; levels <= 4; levels++) {
+            doc_t d;
+            s_doc_init(&d);
+            s_pack_nested(&d.pk, levels, n, -1, NO_DUP, 0);
+            s_assert_no_dup(s_doc_object(&d));
+            s_doc_destroy(&d);
+            /* The last key repeats the first, the second the first, and
+             * (past the nested value, so after a child map used the
+             * table) the last repeats the one before. */
+            const uint32_t dups[3][2] = {{n - 1, 0}, {1, 0}, {n - 1, n - 2}};
+            for (int level = 0; level < levels; level++)
+                for (int k = 0; k < 3; k++) {
+                    s_doc_init(&d);
+                    s_pack_nested(&d.pk, levels, n, level, dups[k][0], dups[k][1]);
+                    s_assert_dup(s_doc_object(&d), &d.sb);
+                    s_doc_destroy(&d);
+                }
+        }
+    }
+}
+
+/* Keys that share bytes but not their length are different keys. */
+static void test_keys_differing_in_length(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *bytes;
+        size_t len;
+        const char *json; /* as the writer escapes it */
+    } keys[] = {
+        {"", 0, ""},
+        {"a", 1, "a"},
+        {"a\0", 2, "a\\u0000"},
+        {"a\0\0", 3, "a\\u0000\\u0000"},
+        {"ab", 2, "ab"},
+        {"abc", 3, "abc"},
+        {"\0", 1, "\\u0000"},
+        {"\0\0", 2, "\\u0000\\u0000"},
+        {"abcd", 4, "abcd"},
+        {"b", 1, "b"},
+        {"ab\0", 3, "ab\\u0000"},
+        {"abcde", 5, "abcde"},
+    };
+    const size_t n_keys = sizeof keys / sizeof keys[0];
+    /* The first 8 (pairwise), then all 12 (hash set). */
+    const size_t sizes[] = {8, n_keys};
+    for (size_t s = 0; s < 2; s++) {
+        size_t n = sizes[s];
+        doc_t d;
+        s_doc_init(&d);
+        assert_int_equal(msgpack_pack_map(&d.pk, n), 0);
+        char expected[512] = "{";
+        size_t used = 1;
+        for (size_t i = 0; i < n; i++) {
+            s_pack_key(&d.pk, keys[i].bytes, keys[i].len);
+            assert_int_equal(msgpack_pack_uint32(&d.pk, (uint32_t)i), 0);
+            used += (size_t)snprintf(expected + used, sizeof expected - used, "%s\"%s\":%zu",
+                                     i ? "," : "", keys[i].json, i);
+        }
+        snprintf(expected + used, sizeof expected - used, "}");
+        const msgpack_object *obj = s_doc_object(&d);
+        char err[256] = "";
+        char *text = jsonpack_to_json_text(obj, 0, err, sizeof err);
+        assert_non_null(text);
+        assert_string_equal(text, expected);
+        free(text);
+        /* Every hash the same but for one bit: the bytes decide. */
+        jsonpack_work_t work = {.hash_key = s_hash_keys[3], .hash_bits = 1};
+        text = jsonpack_to_json_text_counted(obj, &work, err, sizeof err);
+        assert_non_null(text);
+        assert_string_equal(text, expected);
+        free(text);
+        s_doc_destroy(&d);
+
+        /* Each key given twice (right after itself) is refused. */
+        for (size_t twice = 0; twice < n; twice++) {
+            s_doc_init(&d);
+            assert_int_equal(msgpack_pack_map(&d.pk, n + 1), 0);
+            for (size_t i = 0; i < n; i++) {
+                s_pack_key(&d.pk, keys[i].bytes, keys[i].len);
+                assert_int_equal(msgpack_pack_nil(&d.pk), 0);
+                if (i == twice) {
+                    s_pack_key(&d.pk, keys[i].bytes, keys[i].len);
+                    assert_int_equal(msgpack_pack_nil(&d.pk), 0);
+                }
+            }
+            s_assert_dup(s_doc_object(&d), &d.sb);
+            s_doc_destroy(&d);
+        }
+    }
+}
+
+/* With only a few bits of hash kept, unequal keys share hashes and slots:
+ * the answers stay right, and the comparisons show the collisions
+ * happened (so the other tests' counts are not vacuous). */
+static void test_forced_hash_collisions(void **state)
+{
+    (void)state;
+    const uint32_t n = 300;
+    doc_t d;
+    s_doc_init(&d);
+    s_pack_nested(&d.pk, 1, n, -1, NO_DUP, 0);
+    const msgpack_object *obj = s_doc_object(&d);
+    char err[256] = "";
+    char *expected = jsonpack_to_json_text(obj, 0, err, sizeof err);
+    assert_non_null(expected);
+    const int bits[] = {1, 2, 4, 31, 0};
+    for (size_t b = 0; b < sizeof bits / sizeof bits[0]; b++) {
+        jsonpack_work_t work = {.hash_key = s_hash_keys[0], .hash_bits = bits[b]};
+        char *text = jsonpack_to_json_text_counted(obj, &work, err, sizeof err);
+        assert_non_null(text);
+        assert_string_equal(text, expected);
+        free(text);
+        assert_int_equal(work.keys, n);
+        if (bits[b] == 1) /* two hash values: each key meets most earlier ones */
+            assert_true(work.key_compares >= (uint64_t)n * (n - 1) / 4);
+    }
+    free(expected);
+    s_doc_destroy(&d);
+
+    const uint32_t dups[][2] = {{n - 1, 0}, {150, 149}, {1, 0}, {n - 1, n - 2}};
+    for (size_t k = 0; k < sizeof dups / sizeof dups[0]; k++) {
+        s_doc_init(&d);
+        s_pack_nested(&d.pk, 1, n, 0, dups[k][0], dups[k][1]);
+        obj = s_doc_object(&d);
+        for (size_t b = 0; b < sizeof bits / sizeof bits[0]; b++) {
+            jsonpack_work_t work = {.hash_key = s_hash_keys[0], .hash_bits = bits[b]};
+            err[0] = '\0';
+            assert_null(jsonpack_to_json_text_counted(obj, &work, err, sizeof err));
+            assert_string_equal(err, DUP_MESSAGE);
+            assert_int_equal(work.keys, dups[k][0] + 1); /* it stops at the duplicate */
+        }
+        s_doc_destroy(&d);
+    }
+}
+
+/* Many maps of every size in one document, siblings with the same keys:
+ * each map's check starts empty, and one duplicate among thousands of
+ * maps is found. */
+static void test_many_maps(void **state)
+{
+    (void)state;
+    const uint32_t maps = 4000;
+    for (int with_dup = 0; with_dup <= 1; with_dup++) {
+        doc_t d;
+        s_doc_init(&d);
+        assert_int_equal(msgpack_pack_array(&d.pk, maps), 0);
+        for (uint32_t m = 0; m < maps; m++) {
+            uint32_t n = m % 13 + 1;               /* 1..13 keys */
+            bool dup_here = with_dup && m == 2999; /* 2999 % 13 + 1 = 10 keys */
+            assert_int_equal(msgpack_pack_map(&d.pk, n), 0);
+            for (uint32_t i = 0; i < n; i++) {
+                s_pack_numbered_key(&d.pk, i, dup_here ? n - 1 : NO_DUP, 3);
+                assert_int_equal(msgpack_pack_uint32(&d.pk, m), 0);
+            }
+        }
+        const msgpack_object *obj = s_doc_object(&d);
+        if (with_dup)
+            s_assert_dup(obj, &d.sb);
+        else
+            s_assert_no_dup(obj);
+        s_doc_destroy(&d);
+    }
+}
+
+/* The duplicate check does work linear in the keys: it compares a key
+ * with at most a few others, where comparing each key with every earlier
+ * one (the old check) makes n(n-1)/2 comparisons: 799,980,000 for the
+ * 40,000 keys here, against a bound of 4 per key. Counted, not timed, and
+ * with fixed hash keys, so the counts are the same on every run. */
+static void test_key_checks_linear(void **state)
+{
+    (void)state;
+    const uint32_t n = 40000;
+    for (int dup = 0; dup <= 1; dup++) {
+        doc_t d;
+        s_doc_init(&d);
+        s_pack_nested(&d.pk, 1, n, dup ? 0 : -1, n - 1, 0);
+        const msgpack_object *obj = s_doc_object(&d);
+        for (size_t k = 0; k < 4; k++) {
+            jsonpack_work_t work = {.hash_key = s_hash_keys[k]};
+            char err[256] = "";
+            char *text = jsonpack_to_json_text_counted(obj, &work, err, sizeof err);
+            if (dup) {
+                assert_null(text);
+                assert_string_equal(err, DUP_MESSAGE);
+            } else
+                assert_non_null(text);
+            free(text);
+            assert_int_equal(work.keys, n);
+            assert_true(work.key_compares <= 4 * (uint64_t)n);
+        }
+        s_doc_destroy(&d);
+    }
+    /* Nested maps (the table's regions stacked) and small maps (pairwise),
+     * many of each: still at most 4 comparisons per key. */
+    doc_t d;
+    s_doc_init(&d);
+    assert_int_equal(msgpack_pack_array(&d.pk, 2), 0);
+    s_pack_nested(&d.pk, 3, 30, -1, NO_DUP, 0); /* 90 keys in 3 maps */
+    assert_int_equal(msgpack_pack_array(&d.pk, 10000), 0);
+    for (uint32_t m = 0; m < 10000; m++)
+        s_pack_nested(&d.pk, 1, m % 2 ? 8 : 200, -1, NO_DUP, 0);
+    const msgpack_object *obj = s_doc_object(&d);
+    uint64_t keys = 90 + 5000 * 8 + 5000 * 200;
+    for (size_t k = 0; k < 4; k++) {
+        jsonpack_work_t work = {.hash_key = s_hash_keys[k]};
+        char err[256] = "";
+        char *text = jsonpack_to_json_text_counted(obj, &work, err, sizeof err);
+        assert_non_null(text);
+        free(text);
+        assert_int_equal(work.keys, keys);
+        assert_true(work.key_compares <= 4 * keys);
+    }
+    /* The random key of every other call gives the same answers. */
+    char err[256] = "";
+    jsonpack_work_t work = {0};
+    char *text = jsonpack_to_json_text_counted(obj, &work, err, sizeof err);
+    assert_non_null(text);
+    free(text);
+    assert_int_equal(work.keys, keys);
+    assert_null(jsonpack_to_json_text_counted(obj, NULL, err, sizeof err));
+    assert_true(err[0] != '\0');
+    s_doc_destroy(&d);
+}
+
+/* A key given twice is reported where it is, as before: a bad value
+ * earlier in the map is found first, a later one is never reached. */
+static void test_first_problem_reported(void **state)
+{
+    (void)state;
+    for (uint32_t n = 4; n <= 40; n += 36) { /* pairwise, then hashed */
+        for (int bin_first = 0; bin_first <= 1; bin_first++) {
+            doc_t d;
+            s_doc_init(&d);
+            assert_int_equal(msgpack_pack_map(&d.pk, n), 0);
+            for (uint32_t i = 0; i < n; i++) {
+                /* key n-2 repeats key 0; a bin value at 1 or at n-1 */
+                s_pack_numbered_key(&d.pk, i, n - 2, 0);
+                if (i == (bin_first ? 1 : n - 1)) {
+                    assert_int_equal(msgpack_pack_bin(&d.pk, 1), 0);
+                    assert_int_equal(msgpack_pack_bin_body(&d.pk, "x", 1), 0);
+                } else
+                    assert_int_equal(msgpack_pack_nil(&d.pk), 0);
+            }
+            const msgpack_object *obj = s_doc_object(&d);
+            char err[256] = "";
+            assert_null(jsonpack_to_json_text(obj, 0, err, sizeof err));
+            assert_string_equal(err,
+                                bin_first ? "binary (bin) value has no JSON form" : DUP_MESSAGE);
+            s_doc_destroy(&d);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -711,6 +1098,12 @@ int main(void)
         cmocka_unit_test(test_small_err_buffers),
         cmocka_unit_test(test_is_map),
         cmocka_unit_test(test_compact_writer_matches_jansson),
+        cmocka_unit_test(test_duplicate_keys_at_depths),
+        cmocka_unit_test(test_keys_differing_in_length),
+        cmocka_unit_test(test_forced_hash_collisions),
+        cmocka_unit_test(test_many_maps),
+        cmocka_unit_test(test_key_checks_linear),
+        cmocka_unit_test(test_first_problem_reported),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
