@@ -92,7 +92,7 @@ static bool s_role_ok(const char *role)
     return strcmp(role, "customer") == 0 || strcmp(role, "admin") == 0;
 }
 
-/* What both create and update need; create additionally needs email. */
+/* What a created record needs besides its email. */
 static bool s_record_ok(const user_record_t *user)
 {
     return s_fits(user->id, USER_ID_MAX) && user->id[0] && s_fits(user->email, USER_EMAIL_MAX) &&
@@ -131,17 +131,26 @@ store_status_t user_store_get_by_email(user_store_t *self, const char *email, us
     return self->ops->get_by_email(self->impl, email, out);
 }
 
-store_status_t user_store_update(user_store_t *self, const user_record_t *user)
+store_status_t user_store_patch(user_store_t *self, const char *id, const user_patch_t *patch,
+                                user_record_t *out)
 {
-    if (!self || !user)
+    if (!self || !id || !patch)
         return STORE_ERROR;
-    /* The email is not changed by update, so it is not checked beyond
-     * being a terminated string. */
-    if (!s_record_ok(user)) {
-        zsys_error("user_store(%s): update: malformed record", self->ops->name);
+    if ((patch->name && !s_fits(patch->name, USER_NAME_MAX)) ||
+        (patch->role && (!s_fits(patch->role, USER_ROLE_MAX) || !s_role_ok(patch->role))) ||
+        (patch->password_hash &&
+         (!s_fits(patch->password_hash, USER_HASH_MAX) || !patch->password_hash[0])) ||
+        (patch->expected_hash &&
+         (!patch->password_hash || !s_fits(patch->expected_hash, USER_HASH_MAX) ||
+          !patch->expected_hash[0]))) {
+        zsys_error("user_store(%s): patch: malformed", self->ops->name);
         return STORE_ERROR;
     }
-    return self->ops->update(self->impl, user);
+    /* No stored user has such an id. */
+    if (!*id || strlen(id) > USER_ID_MAX)
+        return STORE_NOT_FOUND;
+    user_record_t scratch;
+    return self->ops->patch(self->impl, id, patch, out ? out : &scratch);
 }
 
 store_status_t user_store_list(user_store_t *self, const char *after, int limit, user_record_t *out,

@@ -18,6 +18,10 @@
  *  see user_store.c), so listing by id is listing by age and a cursor is
  *  the last id seen.
  *
+ *  Updates are patches applied by the store (user_store_patch), never a
+ *  whole record read earlier and written back: that would undo whatever
+ *  committed in between (an admin's role change under a user's rename).
+ *
  *  Both implementations answer alike (the contract tests): a malformed
  *  record (a field not terminated within its array, an empty id, email or
  *  hash, a role other than customer/admin, a negative created_at) is
@@ -53,6 +57,7 @@ typedef enum {
     STORE_EXISTS,      /* create: the email is taken */
     STORE_UNAVAILABLE, /* the database cannot be reached now; try later */
     STORE_ERROR,       /* anything else; logged */
+    STORE_CONFLICT,    /* patch: the stored hash is not the one expected */
 } store_status_t;
 
 typedef struct user_store_t user_store_t;
@@ -78,10 +83,30 @@ void user_store_new_id(char *out);
 store_status_t user_store_create(user_store_t *self, const user_record_t *user);
 store_status_t user_store_get_by_id(user_store_t *self, const char *id, user_record_t *out);
 store_status_t user_store_get_by_email(user_store_t *self, const char *email, user_record_t *out);
-/* Replaces name, role and password_hash of the user with user->id; its
- * email and created_at stay as stored (user->email and created_at_ms are
- * ignored). STORE_NOT_FOUND when there is no such user. */
-store_status_t user_store_update(user_store_t *self, const user_record_t *user);
+/* A change of some fields of one account; NULL members stay as stored.
+ * Email and created_at never change. */
+typedef struct {
+    const char *name;
+    const char *role; /* "customer" or "admin" */
+    const char *password_hash;
+    /* With password_hash, NULL or the hash the caller checked the current
+     * password against: then the change is made only while that is still
+     * the stored hash (or the stored hash is password_hash already, which
+     * makes a retry of the same change succeed), else STORE_CONFLICT and
+     * nothing changes. A compare-and-set: the slow verify runs before the
+     * write, and a password changed meanwhile is not overwritten. */
+    const char *expected_hash;
+} user_patch_t;
+
+/* Applies patch to the user with this id atomically: the store reads the
+ * account and writes the fields given in one step (LMDB: one write
+ * transaction; PostgreSQL: one UPDATE of the current row), so concurrent
+ * patches of other fields (a rename, a role change) are never undone.
+ * out (may be NULL) gets the account as written. STORE_NOT_FOUND when
+ * there is no such user; STORE_ERROR for a malformed patch (a bad role,
+ * an over-long or empty-hash field, expected_hash without password_hash). */
+store_status_t user_store_patch(user_store_t *self, const char *id, const user_patch_t *patch,
+                                user_record_t *out);
 /* Up to limit users with id > after (after "" or NULL = from the start),
  * in id order (bytewise), into out[limit] (caller's array); *count
  * receives how many (0 on any error). limit 0 is an empty page. */

@@ -5,7 +5,10 @@
  *  user_store.c checks the arguments of every call (lengths, roles, NULLs)
  *  once, so an implementation receives only well-formed records: every
  *  string terminated within its field, ids and emails non-empty, role
- *  "customer" or "admin", limit >= 0 and after non-NULL.
+ *  "customer" or "admin", limit >= 0 and after non-NULL; a patch's
+ *  fields are terminated within their limits, its hashes non-empty, its
+ *  id non-empty, and expected_hash comes only with password_hash; out is
+ *  never NULL (user_store.c passes a scratch record).
  */
 #ifndef RETAIL_USER_STORE_IMPL_H
 #define RETAIL_USER_STORE_IMPL_H
@@ -17,7 +20,8 @@ typedef struct {
     store_status_t (*create)(void *impl, const user_record_t *user);
     store_status_t (*get_by_id)(void *impl, const char *id, user_record_t *out);
     store_status_t (*get_by_email)(void *impl, const char *email, user_record_t *out);
-    store_status_t (*update)(void *impl, const user_record_t *user);
+    store_status_t (*patch)(void *impl, const char *id, const user_patch_t *patch,
+                            user_record_t *out);
     store_status_t (*list)(void *impl, const char *after, int limit, user_record_t *out,
                            int *count);
     /* Frees impl and everything it owns. */

@@ -18,9 +18,9 @@
  *  above. A record at most 1 KiB (the longest fields, 254 + 200 + 16 + 128
  *  bytes, take about 650).
  *
- *  Writes (create, update) go through kv_write (kv.h, group commit): the
+ *  Writes (create, patch) go through kv_write (kv.h, group commit): the
  *  public function checks and encodes, then hands a function of the
- *  transaction (s_create_txn, s_update_txn) to kv_write, which may run it
+ *  transaction (s_create_txn, s_patch_txn) to kv_write, which may run it
  *  on another handle's thread, in its own nested transaction inside one
  *  transaction shared with concurrent writes, all made durable by one
  *  commit; the caller returns only once that commit is on disk. Such a
@@ -35,6 +35,11 @@
  *  it), so of two creates with the same email exactly one is kept and the
  *  other sees MDB_KEYEXIST (STORE_EXISTS, its record undone with it), and
  *  no reader ever sees a user without its index entry or the reverse.
+ *
+ *  patch reads the record in its write transaction, changes only the
+ *  fields given and puts it back; the compare-and-set of a password
+ *  change compares the hash read there. Since writes run one at a time,
+ *  no other write can come between that read and the put.
  *
  *  Reads: each handle keeps one read-only transaction, reset between calls
  *  and renewed at the start of the next (cheaper than begin/abort: the
@@ -291,23 +296,37 @@ static store_status_t s_get_by_email(void *impl, const char *email, user_record_
     return status;
 }
 
-static int s_update_txn(MDB_txn *txn, void *arg)
+typedef struct {
+    const s_lmdb_t *self;
+    const char *id;
+    const user_patch_t *patch;
+    user_record_t *out;
+} s_patch_t;
+
+/* The account is read inside the write transaction and only the fields
+ * of the patch change: a rename cannot write back a role that an admin
+ * changed since the caller last read it, nor the reverse. */
+static int s_patch_txn(MDB_txn *txn, void *arg)
 {
-    const s_write_t *w = arg;
-    const user_record_t *user = w->user;
-    MDB_val id = s_val(user->id);
-    user_record_t stored;
-    /* Read inside the write transaction: the email and created_at kept
-     * are the ones committed, not a copy a concurrent writer replaced. */
-    store_status_t status = s_get(txn, w->self->users, &id, &stored);
+    const s_patch_t *w = arg;
+    const user_patch_t *patch = w->patch;
+    MDB_val id = s_val(w->id);
+    user_record_t *user = w->out;
+    store_status_t status = s_get(txn, w->self->users, &id, user);
     if (status != STORE_OK)
         return status;
-    memcpy(stored.name, user->name, sizeof stored.name);
-    memcpy(stored.role, user->role, sizeof stored.role);
-    memcpy(stored.password_hash, user->password_hash, sizeof stored.password_hash);
+    if (patch->expected_hash && strcmp(user->password_hash, patch->expected_hash) != 0 &&
+        strcmp(user->password_hash, patch->password_hash) != 0)
+        return STORE_CONFLICT;
+    if (patch->name)
+        snprintf(user->name, sizeof user->name, "%s", patch->name);
+    if (patch->role)
+        snprintf(user->role, sizeof user->role, "%s", patch->role);
+    if (patch->password_hash)
+        snprintf(user->password_hash, sizeof user->password_hash, "%s", patch->password_hash);
     s_buf_t buf;
-    if (s_encode(&stored, &buf) != 0) {
-        zsys_error("user_store(lmdb): update: record does not encode");
+    if (s_encode(user, &buf) != 0) {
+        zsys_error("user_store(lmdb): patch: record does not encode");
         return STORE_ERROR;
     }
     MDB_val record = {.mv_size = buf.len, .mv_data = buf.data};
@@ -317,10 +336,12 @@ static int s_update_txn(MDB_txn *txn, void *arg)
     return STORE_OK;
 }
 
-static store_status_t s_update(void *impl, const user_record_t *user)
+static store_status_t s_patch(void *impl, const char *id, const user_patch_t *patch,
+                              user_record_t *out)
 {
     s_lmdb_t *self = impl;
-    return s_write(self, s_update_txn, &(s_write_t){.self = self, .user = user});
+    return s_write(self, s_patch_txn,
+                   &(s_patch_t){.self = self, .id = id, .patch = patch, .out = out});
 }
 
 static store_status_t s_list(void *impl, const char *after, int limit, user_record_t *out,
@@ -389,7 +410,7 @@ static const user_store_ops_t s_ops = {
     .create = s_create,
     .get_by_id = s_get_by_id,
     .get_by_email = s_get_by_email,
-    .update = s_update,
+    .patch = s_patch,
     .list = s_list,
     .destroy = s_destroy,
 };

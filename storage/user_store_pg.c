@@ -23,12 +23,18 @@
  *  deterministically: a taken id (a caller reusing a record) inserts no
  *  row and is STORE_ERROR, in both stores.
  *
+ *  A patch is one UPDATE ... RETURNING of the row: the columns not given
+ *  keep their value as the row has it when the UPDATE runs (coalesce of a
+ *  NULL parameter), and a password change's compare-and-set is in its
+ *  WHERE, so the check and the write are one atomic statement.
+ *
  *  Connection loss. A call that finds the connection broken (PQstatus
  *  bad, or SQLSTATE class 08 or 57P, e.g. pg_terminate_backend or a
  *  server restart) marks the handle not ready and answers
  *  STORE_UNAVAILABLE; the next call runs PQreset first, and on a new
  *  session checks the schema and prepares the statements again. Reads and
- *  update are idempotent, so a call that loses its connection reconnects
+ *  patch are idempotent (a password change accepts a stored hash that is
+ *  already its new one), so a call that loses its connection reconnects
  *  and retries once at once: after a restart only creates fail once. A
  *  create is never retried, since its insert may have committed before
  *  the connection broke. While the server is down every call tries one
@@ -77,7 +83,7 @@ static const char *const *const s_migrations[] = {s_migration_1};
     "id, email, name, role, password_hash, (extract(epoch FROM created_at) * 1000)::bigint"
 
 /* The prepared statements: name, text, number of parameters. */
-enum { S_CREATE, S_GET_ID, S_GET_EMAIL, S_UPDATE, S_LIST, S_STATEMENTS };
+enum { S_CREATE, S_GET_ID, S_GET_EMAIL, S_PATCH, S_LIST, S_STATEMENTS };
 static const struct {
     const char *name;
     const char *sql;
@@ -91,8 +97,19 @@ static const struct {
                   6},
     [S_GET_ID] = {"users_get_id", "SELECT " S_COLUMNS " FROM users WHERE id = $1", 1},
     [S_GET_EMAIL] = {"users_get_email", "SELECT " S_COLUMNS " FROM users WHERE email = $1", 1},
-    [S_UPDATE] = {"users_update",
-                  "UPDATE users SET name = $2, role = $3, password_hash = $4 WHERE id = $1", 4},
+    /* A NULL parameter keeps the column: coalesce reads the row this
+     * UPDATE locks, which under READ COMMITTED is the latest committed
+     * version (re-read after waiting for a concurrent writer), so a field
+     * not in the patch is never set from a stale copy. $5 is the hash a
+     * password change expects (or NULL); the stored hash being the new
+     * one already is this same change retried after a lost connection. */
+    [S_PATCH] = {"users_patch",
+                 "UPDATE users SET name = coalesce($2, name), role = coalesce($3, role),"
+                 " password_hash = coalesce($4, password_hash)"
+                 " WHERE id = $1 AND ($5::text IS NULL OR password_hash = $5"
+                 " OR password_hash = $4)"
+                 " RETURNING " S_COLUMNS,
+                 5},
     [S_LIST] = {"users_list", "SELECT " S_COLUMNS " FROM users WHERE id > $1 ORDER BY id LIMIT $2",
                 2},
 };
@@ -365,16 +382,25 @@ static store_status_t s_get_by_email(void *impl, const char *email, user_record_
     return s_lookup(impl, S_GET_EMAIL, email, out);
 }
 
-static store_status_t s_update(void *impl, const user_record_t *user)
+static store_status_t s_patch(void *impl, const char *id, const user_patch_t *patch,
+                              user_record_t *out)
 {
-    const char *params[] = {user->id, user->name, user->role, user->password_hash};
+    const char *params[] = {id, patch->name, patch->role, patch->password_hash,
+                            patch->expected_hash};
     PGresult *res = NULL;
-    store_status_t status = s_exec(impl, S_UPDATE, params, true, PGRES_COMMAND_OK, &res);
+    store_status_t status = s_exec(impl, S_PATCH, params, true, PGRES_TUPLES_OK, &res);
     if (status != STORE_OK)
         return status;
-    /* "1", or "0" when no row has that id. */
-    status = strcmp(PQcmdTuples(res), "0") == 0 ? STORE_NOT_FOUND : STORE_OK;
+    int rows = PQntuples(res);
+    status = rows == 1 ? s_row(res, 0, out) : STORE_NOT_FOUND;
     PQclear(res);
+    /* No row: no such id, or (with an expected hash) a hash that changed.
+     * Which one only shapes the answer; the write was not made either way. */
+    if (rows == 0 && patch->expected_hash) {
+        status = s_lookup(impl, S_GET_ID, id, out);
+        if (status == STORE_OK)
+            status = STORE_CONFLICT;
+    }
     return status;
 }
 
@@ -409,7 +435,7 @@ static const user_store_ops_t s_ops = {
     .create = s_create,
     .get_by_id = s_get_by_id,
     .get_by_email = s_get_by_email,
-    .update = s_update,
+    .patch = s_patch,
     .list = s_list,
     .destroy = s_destroy,
 };

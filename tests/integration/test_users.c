@@ -5,7 +5,8 @@
  *  admin from RETAIL_ADMIN_EMAIL, and walks API.md "Users and auth" as a
  *  client would: register, login, refresh rotation and reuse detection,
  *  logout, /users/me, password change, admin-only routes, failed-login
- *  limits with Retry-After, the JWK Set, and the same op over MDP. The
+ *  limits with Retry-After, the JWK Set, the same op over MDP, and an
+ *  admin's demotion racing the user's own renames (the demotion sticks). The
  *  whole group runs twice: accounts in LMDB, then in the PostgreSQL given
  *  by RETAIL_TEST_PG_DSN (tests/run.sh starts one).
  */
@@ -20,6 +21,7 @@
 #include <curl/curl.h>
 #include <czmq.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 
 #define ADMIN_EMAIL "root@shop.test"
@@ -362,6 +364,104 @@ static void test_jwks_and_mdp(void **state)
     json_decref(admin);
 }
 
+#define RENAME_THREADS 3
+#define RENAMES_EACH 8
+#define DEMOTE_ROUNDS 8
+
+typedef struct {
+    system_t *s;
+    const char *token;
+    const char *path; /* demoter: /v1/users/{id} */
+    bool demote;
+    int index;
+    int round;
+    int failed; /* requests not answered 200 */
+} patch_thread_t;
+
+/* Renames through PATCH /v1/users/me, or demotes through PATCH
+ * /v1/users/{id}, and counts what was not a 200 (no cmocka asserts off
+ * the main thread). */
+static void *s_patch_thread(void *arg)
+{
+    patch_thread_t *t = arg;
+    int n = t->demote ? 3 : RENAMES_EACH;
+    for (int i = 0; i < n; i++) {
+        char body[96];
+        if (t->demote)
+            snprintf(body, sizeof body, "{\"role\":\"customer\"}");
+        else
+            snprintf(body, sizeof body, "{\"name\":\"r%d round %d step %d\"}", t->index, t->round,
+                     i);
+        hc_request_t q = {.url = t->s->base,
+                          .path = t->demote ? t->path : "/v1/users/me",
+                          .method = "PATCH",
+                          .token = t->token,
+                          .body = body};
+        hc_response_t r = hc_try(&q);
+        if (r.rc != CURLE_OK || r.status != 200)
+            t->failed++;
+        hc_response_free(&r);
+    }
+    return NULL;
+}
+
+/* An admin demotes a user who is renaming themselves: the demotion must
+ * stick (update_me read the account, changed the name and wrote all of
+ * it back, so a rename that read before the demotion made the user an
+ * admin again). */
+static void test_rename_while_demoted(void **state)
+{
+    system_t *s = *state;
+    char email[128], path[128];
+    s_email(email, sizeof email, "frank");
+    s_register(s, email, "franks-password", 201);
+    json_t *user = s_login(s, email, "franks-password");
+    json_t *admin = s_login(s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    const char *admin_token = hc_str(admin, "access_token");
+    snprintf(path, sizeof path, "/v1/users/%s", hc_str(user, "user.id"));
+    int lost = 0;
+    for (int round = 0; round < DEMOTE_ROUNDS; round++) {
+        hc_response_t r =
+            hc_request(s->base, "PATCH", path, admin_token, "{\"role\":\"admin\"}", NULL);
+        assert_int_equal(r.status, 200);
+        hc_response_free(&r);
+        patch_thread_t t[RENAME_THREADS + 1];
+        pthread_t threads[RENAME_THREADS + 1];
+        for (int i = 0; i <= RENAME_THREADS; i++) {
+            bool demote = i == RENAME_THREADS;
+            /* the user's token still says admin: update_me needs only a
+             * user, and set_role reads the role from the store */
+            t[i] = (patch_thread_t){.s = s,
+                                    .token = demote ? admin_token : hc_str(user, "access_token"),
+                                    .path = path,
+                                    .demote = demote,
+                                    .index = i,
+                                    .round = round};
+            assert_int_equal(pthread_create(&threads[i], NULL, s_patch_thread, &t[i]), 0);
+        }
+        for (int i = 0; i <= RENAME_THREADS; i++)
+            pthread_join(threads[i], NULL);
+        for (int i = 0; i <= RENAME_THREADS; i++)
+            assert_int_equal(t[i].failed, 0);
+        r = hc_request(s->base, "GET", "/v1/users/me", hc_str(user, "access_token"), NULL, NULL);
+        assert_int_equal(r.status, 200);
+        if (strcmp(hc_str(r.body, "user.role"), "customer") != 0)
+            lost++;
+        /* the name is one renamer's last of this round */
+        int who = -1, in_round = -1, step = -1;
+        const char *name = hc_str(r.body, "user.name");
+        if (sscanf(name, "r%d round %d step %d", &who, &in_round, &step) != 3 ||
+            in_round != round || step != RENAMES_EACH - 1)
+            fail_msg("round %d: name '%s' is no renamer's last", round, name);
+        hc_response_free(&r);
+    }
+    if (lost)
+        print_error("the demotion was undone in %d of %d rounds\n", lost, DEMOTE_ROUNDS);
+    assert_int_equal(lost, 0);
+    json_decref(user);
+    json_decref(admin);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_admin_routes),
         cmocka_unit_test(test_failed_logins_are_limited),
         cmocka_unit_test(test_jwks_and_mdp),
+        cmocka_unit_test(test_rename_while_demoted),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();
