@@ -29,7 +29,7 @@ static const route_t s_routes[] = {
     {"PATCH", "/v1/users/me",     "users", "user.update_me", 200, NULL, NULL, true, LOCAL_NONE},
     {"GET", "/v1/users",          "users", "user.list", 200, "limit:int,cursor", NULL, false, LOCAL_NONE},
     {"PATCH", "/v1/users/{id}",   "users", "user.set_role", 200, NULL, NULL, true, LOCAL_NONE},
-    {"GET", "/v1/categories", "catalog", "category.list", 200, NULL, NULL, false, LOCAL_NONE},
+    {"GET", "/v1/categories", "catalog", "category.list", 200, "limit:int,cursor", NULL, false, LOCAL_NONE},
     {"POST", "/v1/categories", "catalog", "category.create", 201, NULL, NULL, true, LOCAL_NONE},
     {"PATCH", "/v1/categories/{id}", "catalog", "category.update", 200, NULL, NULL, true, LOCAL_NONE},
     {"DELETE", "/v1/categories/{id}", "catalog", "category.delete", 204, NULL, NULL, false, LOCAL_NONE},

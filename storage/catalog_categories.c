@@ -1,5 +1,7 @@
 /*  catalog_categories.c - the category tree of the catalog
- *  (catalog_store.h): create, get, update, delete, list.
+ *  (catalog_store.h): create, get, update, delete, and a list paged in
+ *  id order (ids are in creation order; a page starts after the id that
+ *  ended the one before, so one created meanwhile is never seen twice).
  *
  *  "categories" maps an id to a msgpack map {"name", "slug", "parent_id"}
  *  (str; parent_id "" for a root); "by_slug" maps a slug to the id and
@@ -14,7 +16,9 @@
  *  a parent must exist; an update may not make a category its own
  *  ancestor (walk up from the new parent); a delete is refused while a
  *  product (a by_category key starting "id\0") or a child category (a
- *  scan: categories are few) uses it.
+ *  scan: categories are few) uses it. An update is a patch: the fields
+ *  given are applied to the record as the write transaction reads it, so
+ *  two admins changing different fields at once both keep their change.
  */
 #include "storage/catalog_store_impl.h"
 
@@ -191,15 +195,34 @@ catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, cat
     return status;
 }
 
+typedef struct {
+    catalog_store_t *self;
+    const char *id;
+    unsigned fields;
+    const category_t *values;
+    category_t *out;
+} s_update_t;
+
+/* The patch is applied to the record this transaction reads, so a
+ * concurrent update of another field is kept; the slug, when given, is
+ * derived here too, since an empty one follows the name as it ends up. */
 static int s_update_txn(MDB_txn *txn, void *arg)
 {
-    const s_write_t *w = arg;
+    const s_update_t *w = arg;
     catalog_store_t *self = w->self;
-    const category_t *next = w->c;
-    category_t stored;
-    catalog_status_t status = catalog_category_read(self, txn, next->id, &stored);
+    category_t stored, *next = w->out;
+    catalog_status_t status = catalog_category_read(self, txn, w->id, &stored);
     if (status != CATALOG_OK)
         return status;
+    *next = stored;
+    if (w->fields & CATALOG_CATEGORY_NAME)
+        memcpy(next->name, w->values->name, sizeof next->name);
+    if (w->fields & CATALOG_CATEGORY_PARENT)
+        memcpy(next->parent_id, w->values->parent_id, sizeof next->parent_id);
+    if (w->fields & CATALOG_CATEGORY_SLUG) {
+        memcpy(next->slug, w->values->slug, sizeof next->slug);
+        s_category_slug(next, next->slug);
+    }
     /* Walk up from the new parent: meeting the id means the category
      * would become its own ancestor. The tree is acyclic before, so the
      * walk ends; the step bound only guards against a damaged store. */
@@ -227,13 +250,23 @@ static int s_update_txn(MDB_txn *txn, void *arg)
     return s_category_write(self, txn, next);
 }
 
-catalog_status_t catalog_category_update(catalog_store_t *self, const category_t *c)
+catalog_status_t catalog_category_update(catalog_store_t *self, const char *id, unsigned fields,
+                                         const category_t *values, category_t *out)
 {
-    if (!self || !c || !s_category_valid(c) || !catalog_fits(c->id, CATALOG_ID_MAX))
+    const unsigned all = CATALOG_CATEGORY_NAME | CATALOG_CATEGORY_SLUG | CATALOG_CATEGORY_PARENT;
+    if (!self || !id || !values || !out || out == values || (fields & ~all))
         return CATALOG_ERROR;
-    category_t next = *c;
-    s_category_slug(c, next.slug);
-    return catalog_write(self, s_update_txn, &(s_write_t){self, &next});
+    if (((fields & CATALOG_CATEGORY_NAME) &&
+         (!catalog_fits(values->name, CATALOG_NAME_MAX) || !values->name[0])) ||
+        ((fields & CATALOG_CATEGORY_SLUG) && !catalog_fits(values->slug, CATALOG_SLUG_MAX)) ||
+        ((fields & CATALOG_CATEGORY_PARENT) && !catalog_fits(values->parent_id, CATALOG_ID_MAX)))
+        return CATALOG_ERROR;
+    size_t id_len = strnlen(id, CATALOG_ID_MAX + 1);
+    if (id_len == 0 || id_len > CATALOG_ID_MAX)
+        return CATALOG_NOT_FOUND; /* no category has such an id */
+    return catalog_write(
+        self, s_update_txn,
+        &(s_update_t){.self = self, .id = id, .fields = fields, .values = values, .out = out});
 }
 
 /* OK when no product and no child category uses id, IN_USE when one
@@ -323,11 +356,17 @@ catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
     return catalog_write(self, s_delete_txn, &(s_delete_t){self, id});
 }
 
-catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count)
+catalog_status_t catalog_category_page(catalog_store_t *self, const char *after, int limit,
+                                       category_t *out, int *count, bool *more)
 {
-    if (!self || !count || max < 0 || (max > 0 && !out))
+    if (count)
+        *count = 0;
+    if (more)
+        *more = false;
+    if (!self || !count || limit < 0 || (limit > 0 && !out))
         return CATALOG_ERROR;
-    *count = 0;
+    if (!after)
+        after = "";
     if (!catalog_read_begin(self))
         return CATALOG_ERROR;
     MDB_cursor *cursor = NULL;
@@ -338,24 +377,46 @@ catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, i
         goto cleanup;
     }
     MDB_val key, val;
+    if (after[0]) {
+        /* Ids are at most CATALOG_ID_MAX bytes, so "id > after" is "id >
+         * after's first CATALOG_ID_MAX bytes" (an id equal to that prefix
+         * is shorter than after, so smaller, and is skipped like an equal
+         * one); the cut keeps the key within LMDB's limit too. */
+        MDB_val from = catalog_val(after);
+        if (from.mv_size > CATALOG_ID_MAX)
+            from.mv_size = CATALOG_ID_MAX;
+        key = from;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
+        if (rc == 0 && key.mv_size == from.mv_size &&
+            memcmp(key.mv_data, from.mv_data, from.mv_size) == 0)
+            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    } else
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
     int n = 0;
-    for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0 && n < max;
-         rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+    for (; rc == 0 && n < limit; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
         if (s_category_decode(&key, &val, &out[n]) != 0) {
             zsys_error("catalog_store: malformed category record");
             goto cleanup;
         }
         n++;
     }
+    /* The loop stops on the entry after the last one taken, if any. */
     if (rc != 0 && rc != MDB_NOTFOUND) {
         catalog_fail("mdb_cursor_get categories", rc);
         goto cleanup;
     }
     *count = n;
+    if (more)
+        *more = rc == 0;
     status = CATALOG_OK;
 cleanup:
     if (cursor)
         mdb_cursor_close(cursor);
     mdb_txn_reset(self->read_txn);
     return status;
+}
+
+catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count)
+{
+    return catalog_category_page(self, NULL, max, out, count, NULL);
 }

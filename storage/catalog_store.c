@@ -28,7 +28,10 @@
  *  Reads use the handle's read transaction, reset between calls and
  *  renewed at the start of the next (the environment has MDB_NOTLS).
  *  Reads that decide a write (the stored version, the category named)
- *  happen inside the write transaction.
+ *  happen inside the write transaction. An update is a patch (a field
+ *  mask and values) applied to the record that transaction reads, never a
+ *  whole record read earlier: written back, that would undo what
+ *  committed in between (a reservation's stock, another patch).
  *
  *  Writes: each public write checks its arguments, then hands a function
  *  of the transaction (s_*_txn) to catalog_write, which runs it through
@@ -718,15 +721,22 @@ cleanup:
 
 /* ---- products ---- */
 
-static bool s_product_valid(const product_t *p)
+/* Whether the fields of p named in `fields` (CATALOG_PRODUCT_*) are
+ * well-formed. */
+static bool s_fields_valid(const product_t *p, unsigned fields)
 {
-    if (!catalog_fits(p->sku, CATALOG_SKU_MAX) || !p->sku[0] ||
-        !catalog_fits(p->name, CATALOG_NAME_MAX) || !p->name[0] ||
-        !catalog_fits(p->description, CATALOG_DESCRIPTION_MAX) ||
-        !catalog_fits(p->category_id, CATALOG_ID_MAX) || p->stock < 0 ||
-        p->attributes_len > CATALOG_ATTRIBUTES_MAX)
+    if (((fields & CATALOG_PRODUCT_SKU) &&
+         (!catalog_fits(p->sku, CATALOG_SKU_MAX) || !p->sku[0])) ||
+        ((fields & CATALOG_PRODUCT_NAME) &&
+         (!catalog_fits(p->name, CATALOG_NAME_MAX) || !p->name[0])) ||
+        ((fields & CATALOG_PRODUCT_DESCRIPTION) &&
+         !catalog_fits(p->description, CATALOG_DESCRIPTION_MAX)) ||
+        ((fields & CATALOG_PRODUCT_CATEGORY) && !catalog_fits(p->category_id, CATALOG_ID_MAX)) ||
+        ((fields & CATALOG_PRODUCT_CURRENCY) && strnlen(p->currency, sizeof p->currency) != 3))
         return false;
-    if (strnlen(p->currency, sizeof p->currency) != 3)
+    if (!(fields & CATALOG_PRODUCT_ATTRIBUTES))
+        return true;
+    if (p->attributes_len > CATALOG_ATTRIBUTES_MAX)
         return false;
     if (p->attributes_len > 0) {
         /* One msgpack map and nothing else: it is handed back verbatim. */
@@ -738,6 +748,11 @@ static bool s_product_valid(const product_t *p)
             return false;
     }
     return true;
+}
+
+static bool s_product_valid(const product_t *p)
+{
+    return s_fields_valid(p, CATALOG_PRODUCT_FIELDS) && p->stock >= 0;
 }
 
 /* NO_CATEGORY unless id is "" or an existing category. */
@@ -752,10 +767,13 @@ static catalog_status_t s_category_exists(catalog_store_t *self, MDB_txn *txn, c
 
 typedef struct {
     catalog_store_t *self;
-    product_t *p;
+    product_t *p;             /* create */
+    const char *id;           /* update, delete */
+    unsigned fields;          /* update: which fields of values */
+    const product_t *values;  /* update */
     int64_t expected_version; /* update */
     product_t *stored;        /* update, delete: the stored version */
-    const char *id;           /* delete */
+    product_t *out;           /* update: the version written */
 } s_write_t;
 
 static int s_create_txn(MDB_txn *txn, void *arg)
@@ -829,54 +847,89 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
     return status;
 }
 
+/* Copies the fields named in `fields` from values into p. */
+static void s_patch(product_t *p, const product_t *values, unsigned fields)
+{
+    if (fields & CATALOG_PRODUCT_SKU)
+        memcpy(p->sku, values->sku, sizeof p->sku);
+    if (fields & CATALOG_PRODUCT_NAME)
+        memcpy(p->name, values->name, sizeof p->name);
+    if (fields & CATALOG_PRODUCT_DESCRIPTION)
+        memcpy(p->description, values->description, sizeof p->description);
+    if (fields & CATALOG_PRODUCT_PRICE)
+        p->price_cents = values->price_cents;
+    if (fields & CATALOG_PRODUCT_CURRENCY)
+        memcpy(p->currency, values->currency, sizeof p->currency);
+    if (fields & CATALOG_PRODUCT_CATEGORY)
+        memcpy(p->category_id, values->category_id, sizeof p->category_id);
+    if (fields & CATALOG_PRODUCT_ATTRIBUTES) {
+        memcpy(p->attributes, values->attributes, values->attributes_len);
+        p->attributes_len = values->attributes_len;
+    }
+}
+
+/* The patch is applied to the record as this transaction reads it, not
+ * to a copy read before: whatever committed in between (a reservation
+ * taking stock, another patch) is kept. */
 static int s_update_txn(MDB_txn *txn, void *arg)
 {
     const s_write_t *w = arg;
     catalog_store_t *self = w->self;
-    product_t *p = w->p, *stored = w->stored;
-    catalog_status_t status = catalog_product_read(self, txn, p->id, strlen(p->id), stored);
+    product_t *stored = w->stored, *next = w->out;
+    catalog_status_t status = catalog_product_read(self, txn, w->id, strlen(w->id), stored);
     if (status != CATALOG_OK)
         return status;
     if (w->expected_version > 0 && w->expected_version != stored->version)
         return CATALOG_VERSION_MISMATCH;
-    if (strcmp(stored->category_id, p->category_id) != 0) {
-        status = s_category_exists(self, txn, p->category_id);
+    memcpy(next, stored, sizeof *next);
+    s_patch(next, w->values, w->fields);
+    if (strcmp(stored->category_id, next->category_id) != 0) {
+        status = s_category_exists(self, txn, next->category_id);
         if (status != CATALOG_OK)
             return status;
     }
-    if (strcmp(stored->sku, p->sku) != 0) {
-        MDB_val old_sku = catalog_val(stored->sku), sku = catalog_val(p->sku),
-                id = catalog_val(p->id);
+    if (strcmp(stored->sku, next->sku) != 0) {
+        MDB_val old_sku = catalog_val(stored->sku), sku = catalog_val(next->sku),
+                id = catalog_val(next->id);
         int rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
         if (rc == 0)
             rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &old_sku, NULL);
         if (rc != 0)
             return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("by_sku", rc);
     }
-    p->created_at_ms = stored->created_at_ms;
-    p->version = stored->version + 1;
-    p->updated_at_ms = catalog_now_ms();
+    next->version = stored->version + 1;
+    next->updated_at_ms = catalog_now_ms();
     /* Every derived entry holds meta of the whole product (price, name,
      * category), so all are rewritten rather than diffed. */
     status = s_index(self, txn, stored, false);
     if (status == CATALOG_OK)
-        status = catalog_product_write(self, txn, p);
+        status = catalog_product_write(self, txn, next);
     if (status == CATALOG_OK)
-        status = s_index(self, txn, p, true);
+        status = s_index(self, txn, next, true);
     return status;
 }
 
-catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
-                                        int64_t expected_version)
+catalog_status_t catalog_product_update(catalog_store_t *self, const char *id, unsigned fields,
+                                        const product_t *values, int64_t expected_version,
+                                        product_t *out)
 {
-    if (!self || !p || !s_product_valid(p) || !catalog_fits(p->id, CATALOG_ID_MAX))
+    if (!self || !id || !values || !out || out == values || (fields & ~CATALOG_PRODUCT_FIELDS) ||
+        !s_fields_valid(values, fields) || expected_version < 0)
         return CATALOG_ERROR;
+    size_t id_len = strnlen(id, CATALOG_ID_MAX + 1);
+    if (id_len == 0 || id_len > CATALOG_ID_MAX)
+        return CATALOG_NOT_FOUND; /* no product has such an id */
     product_t *stored = malloc(sizeof *stored);
     if (!stored)
         return CATALOG_ERROR;
-    catalog_status_t status = catalog_write(
-        self, s_update_txn,
-        &(s_write_t){.self = self, .p = p, .expected_version = expected_version, .stored = stored});
+    catalog_status_t status = catalog_write(self, s_update_txn,
+                                            &(s_write_t){.self = self,
+                                                         .id = id,
+                                                         .fields = fields,
+                                                         .values = values,
+                                                         .expected_version = expected_version,
+                                                         .stored = stored,
+                                                         .out = out});
     free(stored);
     return status;
 }

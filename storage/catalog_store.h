@@ -124,10 +124,27 @@ void catalog_store_close(catalog_store_t **self_p);
 /* ---- categories ---- */
 catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c); /* sets c->id */
 catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, category_t *out);
-/* Replaces name, slug, parent_id of c->id. */
-catalog_status_t catalog_category_update(catalog_store_t *self, const category_t *c);
+/* The fields of a category that an update sets (a mask). */
+#define CATALOG_CATEGORY_NAME 1u
+#define CATALOG_CATEGORY_SLUG 2u   /* normalised; "" derives it from the name */
+#define CATALOG_CATEGORY_PARENT 4u /* "" makes it a root */
+/* Sets the fields of category id named in `fields` to their values in
+ * `values` (its other members are ignored); the others keep what is
+ * stored. The stored record is read, and the parent and the cycle rule
+ * checked, inside the write transaction, so a concurrent update of
+ * another field is never undone. out (not values) gets the category as
+ * written. */
+catalog_status_t catalog_category_update(catalog_store_t *self, const char *id, unsigned fields,
+                                         const category_t *values, category_t *out);
 catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id);
-/* All categories (there are few), ordered by id, into out[max]; *count. */
+/* A page of categories in id order (creation order): up to limit with an
+ * id after `after` (NULL or "": from the first; any string, not only an
+ * id, bytewise), into out[limit]; *count of them, and *more (may be NULL)
+ * true when others follow the last one. */
+catalog_status_t catalog_category_page(catalog_store_t *self, const char *after, int limit,
+                                       category_t *out, int *count, bool *more);
+/* The first max categories in id order into out[max]; *count (for tools:
+ * a full array may mean more, which catalog_category_page tells). */
 catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count);
 
 /* ---- products ---- */
@@ -137,13 +154,34 @@ catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, prod
 /* The id of the product with this sku into out; CATALOG_NOT_FOUND if none. */
 catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
                                         char out[CATALOG_ID_MAX + 1]);
-/* Replaces every field of p->id except id, created_at and version; when
- * expected_version > 0 it must equal the stored version. On success p gets
- * the new version and updated_at. */
-catalog_status_t catalog_product_update(catalog_store_t *self, product_t *p,
-                                        int64_t expected_version);
+/* The fields of a product that an update sets (a mask). Stock is not
+ * one: it moves only by catalog_product_set_stock and the inventory
+ * calls, each a read-modify-write in one transaction. */
+#define CATALOG_PRODUCT_SKU 1u
+#define CATALOG_PRODUCT_NAME 2u
+#define CATALOG_PRODUCT_DESCRIPTION 4u
+#define CATALOG_PRODUCT_PRICE 8u
+#define CATALOG_PRODUCT_CURRENCY 16u
+#define CATALOG_PRODUCT_CATEGORY 32u
+#define CATALOG_PRODUCT_ATTRIBUTES 64u
+#define CATALOG_PRODUCT_FIELDS 127u
+/* A patch: sets the fields of product id named in `fields` to their
+ * values in `values` (its other members are ignored) and keeps the rest
+ * as stored, stock included. The stored record is read, and
+ * expected_version (> 0: it must equal the stored version, else
+ * CATALOG_VERSION_MISMATCH; 0: any) checked, inside the write
+ * transaction, so no concurrent write (a reservation, another patch) is
+ * undone. Version +1, updated_at now. out (not values) gets the product
+ * as written. */
+catalog_status_t catalog_product_update(catalog_store_t *self, const char *id, unsigned fields,
+                                        const product_t *values, int64_t expected_version,
+                                        product_t *out);
 catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id);
-/* Sets the stock (>= 0) of a product; version +1. out gets the product. */
+/* Sets the stock (>= 0) of a product: the units free to reserve, read
+ * and written in one transaction; version +1. Units that reservations
+ * hold are not in stock (reserving took them out), so they are not
+ * touched, and a later release gives them back on top of the stock set
+ * here. out gets the product. */
 catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id, int64_t stock,
                                            product_t *out);
 

@@ -6,7 +6,8 @@
  *
  *    - categories: create, list, rename, re-parent (null = root), slug
  *      conflicts, cycles, delete refused (409) while a product or a child
- *      uses the category;
+ *      uses the category; the list paged (limit, cursor, next_cursor);
+ *      a rename and a move at once both kept;
  *    - products: create, read, patch any subset, If-Match (bare and quoted)
  *      with 412 on a stale version, sku_taken, set stock, delete (then 404
  *      and absent from every listing), attributes that come back exactly
@@ -29,7 +30,11 @@
  *      idempotent per order id, all-or-none reservations whose error names
  *      the short (or unknown) product, callers other than "orders" refused
  *      (a "tester" may still read), and 8 threads racing 80 one-unit
- *      reservations for 20 units.
+ *      reservations for 20 units;
+ *    - PATCHes never move stock: a reservation of everything survives a
+ *      PATCH, a PATCH naming stock is refused, and PATCHes over HTTP
+ *      racing reservations and releases over MDP leave the stock at what
+ *      the reservations hold.
  *
  *  Each test works in categories of its own, so tests sharing the daemon
  *  do not see each other's products through a category filter.
@@ -600,25 +605,67 @@ static int s_teardown(void **state)
 /* ------------------------------------------------------------------ */
 /* Categories                                                          */
 
-/* The category with this id in GET /v1/categories (caller json_decref),
- * or NULL. */
+/* Every category, following next_cursor from GET /v1/categories?limit=
+ * <limit> to the end (caller json_decref); asserts the pages' shape: at
+ * most limit items, full ones but the last, ids rising across pages. */
+static json_t *s_all_categories(system_t *s, int limit, int *pages_out)
+{
+    json_t *all = json_array();
+    char cursor[128] = "", path[256];
+    int pages = 0;
+    for (;;) {
+        snprintf(path, sizeof path, "/v1/categories?limit=%d%s%s", limit,
+                 cursor[0] ? "&cursor=" : "", cursor);
+        hc_response_t r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
+        s_expect(&r, 200, "list categories");
+        json_t *items = json_object_get(r.body, "items");
+        json_t *next = json_object_get(r.body, "next_cursor");
+        assert_true(json_is_array(items));
+        assert_true(json_array_size(items) <= (size_t)limit);
+        assert_true(json_is_null(next) || json_is_string(next));
+        size_t i;
+        json_t *c;
+        json_array_foreach(items, i, c)
+        {
+            assert_non_null(hc_str(c, "name"));
+            assert_non_null(hc_str(c, "slug"));
+            assert_non_null(json_object_get(c, "parent_id"));
+            size_t n = json_array_size(all);
+            if (n > 0 && strcmp(hc_str(json_array_get(all, n - 1), "id"), hc_str(c, "id")) >= 0)
+                fail_msg("categories out of order or twice at %s", hc_str(c, "id"));
+            json_array_append(all, c);
+        }
+        pages++;
+        assert_true(pages < 1000);
+        bool last = json_is_null(next);
+        if (!last) {
+            assert_int_equal(json_array_size(items), (size_t)limit);
+            assert_true(strlen(json_string_value(next)) < sizeof cursor);
+            snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+        }
+        hc_response_free(&r);
+        if (last)
+            break;
+    }
+    if (pages_out)
+        *pages_out = pages;
+    return all;
+}
+
+/* The category with this id in GET /v1/categories, every page (caller
+ * json_decref), or NULL. */
 static json_t *s_listed_category(system_t *s, const char *id)
 {
-    hc_response_t r = hc_request(s->base, "GET", "/v1/categories", NULL, NULL, NULL);
-    s_expect(&r, 200, "list categories");
-    assert_true(json_is_null(json_object_get(r.body, "next_cursor")));
+    json_t *all = s_all_categories(s, 100, NULL);
     json_t *found = NULL;
     size_t i;
     json_t *c;
-    json_array_foreach(json_object_get(r.body, "items"), i, c)
+    json_array_foreach(all, i, c)
     {
-        assert_non_null(hc_str(c, "name"));
-        assert_non_null(hc_str(c, "slug"));
-        assert_non_null(json_object_get(c, "parent_id"));
         if (strcmp(hc_str(c, "id"), id) == 0)
             found = json_incref(c);
     }
-    hc_response_free(&r);
+    json_decref(all);
     return found;
 }
 
@@ -724,6 +771,88 @@ static void test_categories(void **state)
     /* the slug is free again */
     char again[64];
     s_category(s, "Knives again", "cat-knives", home, again);
+}
+
+/* GET /v1/categories pages for real: limit (default 20, 1..100) and
+ * cursor, next_cursor null only on the last page (it stopped at 1,024
+ * and always said null). */
+static void test_category_pages(void **state)
+{
+    system_t *s = *state;
+    enum { MADE = 23 };
+    char ids[MADE][64];
+    for (int i = 0; i < MADE; i++) {
+        char name[32], slug[32];
+        snprintf(name, sizeof name, "Paged %d", i);
+        snprintf(slug, sizeof slug, "cat-paged-%d", i);
+        s_category(s, name, slug, NULL, ids[i]);
+    }
+    /* 7 at a time: every category once, in creation order, ours among
+     * them in the order made */
+    int pages = 0;
+    json_t *all = s_all_categories(s, 7, &pages);
+    size_t total = json_array_size(all);
+    assert_true(total >= MADE);
+    assert_int_equal(pages, (int)((total + 6) / 7));
+    int next_mine = 0;
+    size_t i;
+    json_t *c;
+    json_array_foreach(all, i, c)
+    {
+        if (next_mine < MADE && strcmp(hc_str(c, "id"), ids[next_mine]) == 0)
+            next_mine++;
+    }
+    assert_int_equal(next_mine, MADE);
+    json_decref(all);
+    /* pages of the most, 100: the same categories */
+    all = s_all_categories(s, 100, &pages);
+    assert_int_equal(pages, (int)((total + 99) / 100));
+    assert_int_equal(json_array_size(all), total);
+    json_decref(all);
+
+    /* the default is 20, with a cursor since there are more */
+    hc_response_t r = hc_request(s->base, "GET", "/v1/categories", NULL, NULL, NULL);
+    s_expect(&r, 200, "first page");
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 20);
+    assert_non_null(hc_str(r.body, "next_cursor"));
+    hc_response_free(&r);
+
+    /* a cursor stays a position: after the last one, a category made
+     * since is the next page */
+    char path[256], newest[64];
+    snprintf(path, sizeof path, "/v1/categories?cursor=%s", ids[MADE - 1]);
+    r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
+    s_expect(&r, 200, "after the last");
+    size_t after_last = json_array_size(json_object_get(r.body, "items"));
+    hc_response_free(&r);
+    s_category(s, "Paged late", "cat-paged-late", NULL, newest);
+    snprintf(path, sizeof path, "/v1/categories?limit=100&cursor=%s", ids[MADE - 1]);
+    r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
+    s_expect(&r, 200, "after the last, again");
+    json_t *items = json_object_get(r.body, "items");
+    assert_int_equal(json_array_size(items), after_last + 1);
+    assert_string_equal(hc_str(json_array_get(items, after_last), "id"), newest);
+    assert_true(json_is_null(json_object_get(r.body, "next_cursor")));
+    hc_response_free(&r);
+
+    /* bad limits and cursors are refused, naming the argument */
+    const char *bad[] = {"limit=0", "limit=101", "limit=-1", "limit=many",
+                         "cursor=c0123456789012345678901234567890123456789"};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        snprintf(path, sizeof path, "/v1/categories?%s", bad[k]);
+        r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
+        s_expect(&r, 400, bad[k]);
+        assert_string_equal(hc_error_code(&r), "invalid_argument");
+        const char *field =
+            hc_str(json_array_get(
+                       json_object_get(json_object_get(json_object_get(r.body, "error"), "details"),
+                                       "fields"),
+                       0),
+                   "field");
+        assert_non_null(field);
+        assert_true(strncmp(bad[k], field, strlen(field)) == 0);
+        hc_response_free(&r);
+    }
 }
 
 /* ------------------------------------------------------------------ */
@@ -2003,6 +2132,251 @@ static void test_stock_ops(void **state)
     json_decref(pb);
 }
 
+/* The issue's case in order: reserve all 5, PATCH the description: the
+ * stock stays 0; a PATCH that names stock is refused (stock moves only
+ * by PUT .../stock and reservations). */
+static void test_patch_keeps_reservations(void **state)
+{
+    system_t *s = *state;
+    char cat[64], path[128], args[256];
+    s_category(s, "Patched stock", "cat-patched-stock", NULL, cat);
+    json_t *p = s_product(s, "Last five", "before", 700, cat, 5);
+    const char *id = hc_str(p, "id");
+    mdpcli_t *orders = s_client(s, "orders");
+    snprintf(args, sizeof args,
+             "{\"order_id\":\"keep-1\",\"lines\":[{\"product_id\":\"%s\",\"qty\":5}]}", id);
+    s_call_ok(orders, "stock.reserve", args);
+    snprintf(path, sizeof path, "/v1/products/%s", id);
+    hc_response_t r =
+        s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "description", "after"), NULL);
+    s_expect(&r, 200, "patch the description");
+    assert_int_equal(s_int(json_object_get(r.body, "product"), "stock"), 0);
+    hc_response_free(&r);
+    assert_int_equal(s_stock_of(s, id), 0);
+
+    r = s_send(s, "PATCH", path, s->admin,
+               json_pack("{s:s, s:I}", "name", "Not renamed", "stock", (json_int_t)9), NULL);
+    s_expect(&r, 400, "patch with stock");
+    assert_string_equal(hc_error_code(&r), "invalid_argument");
+    assert_string_equal(
+        hc_str(json_array_get(
+                   json_object_get(json_object_get(json_object_get(r.body, "error"), "details"),
+                                   "fields"),
+                   0),
+               "field"),
+        "stock");
+    hc_response_free(&r);
+    json_t *now = s_get(s, id);
+    assert_int_equal(s_int(now, "stock"), 0);
+    assert_string_equal(hc_str(now, "name"), "Last five");
+    assert_string_equal(hc_str(now, "description"), "after");
+    json_decref(now);
+    s_call_ok(orders, "stock.release", "{\"order_id\":\"keep-1\"}");
+    assert_int_equal(s_stock_of(s, id), 5);
+    mdpcli_destroy(&orders);
+    json_decref(p);
+}
+
+#define PATCHERS 4
+#define PATCHES_EACH 15
+#define MOVERS 2
+#define MOVES_EACH 24
+#define MOVED_STOCK 500
+
+typedef struct {
+    system_t *s;
+    const char *product;
+    int index;
+    int ok, failed;
+    int held; /* movers: units still reserved at the end */
+} mover_t;
+
+/* PATCHes the description over HTTP. */
+static void *s_http_patcher(void *arg)
+{
+    mover_t *m = arg;
+    char path[128], body[128];
+    snprintf(path, sizeof path, "/v1/products/%s", m->product);
+    for (int i = 0; i < PATCHES_EACH; i++) {
+        snprintf(body, sizeof body, "{\"description\":\"patch %d of %d\"}", i, m->index);
+        hc_request_t q = {
+            .url = m->s->base, .path = path, .method = "PATCH", .token = m->s->admin, .body = body};
+        hc_response_t r = hc_try(&q);
+        if (r.rc == CURLE_OK && r.status == 200)
+            m->ok++;
+        else
+            m->failed++;
+        hc_response_free(&r);
+    }
+    return NULL;
+}
+
+/* One MDP call from a thread (no cmocka asserts there): true when ok. */
+static bool s_mdp_ok(mdpcli_t *client, uint64_t id, const char *op, const char *args)
+{
+    if (s_mdp_send(client, id, op, args) != 0)
+        return false;
+    uint64_t got = 0;
+    mdp_reply_t r = s_mdp_recv(client, &got);
+    bool ok = r.answered && r.ok && got == id;
+    s_reply_free(&r);
+    return ok;
+}
+
+/* Reserves 1 to 3 units per order as "orders" and releases every other
+ * order; m->held counts the units left reserved. */
+static void *s_mdp_mover(void *arg)
+{
+    mover_t *m = arg;
+    zcert_t *cert = keys_load(m->s->keys, "orders");
+    mdpcli_t *client = cert ? mdpcli_new(m->s->endpoint, cert, m->s->broker_key) : NULL;
+    zcert_destroy(&cert);
+    for (int i = 0; client && i < MOVES_EACH; i++) {
+        char args[256], release[96];
+        int qty = 1 + i % 3;
+        snprintf(args, sizeof args,
+                 "{\"order_id\":\"move-%d-%d\",\"lines\":[{\"product_id\":\"%s\",\"qty\":%d}]}",
+                 m->index, i, m->product, qty);
+        if (!s_mdp_ok(client, (uint64_t)(2 * i), "stock.reserve", args)) {
+            m->failed++;
+            continue;
+        }
+        m->ok++;
+        if (i % 2) {
+            m->held += qty;
+            continue;
+        }
+        snprintf(release, sizeof release, "{\"order_id\":\"move-%d-%d\"}", m->index, i);
+        if (s_mdp_ok(client, (uint64_t)(2 * i + 1), "stock.release", release))
+            m->ok++;
+        else
+            m->failed++;
+    }
+    if (!client)
+        m->failed++;
+    mdpcli_destroy(&client);
+    return NULL;
+}
+
+/* PATCHes over HTTP while the orders service reserves and releases over
+ * MDP: the stock must end at what the reservations left. PATCH read the
+ * product before its write and wrote the stock it had read back, so
+ * every reservation or release between the two was undone. */
+static void test_patch_while_reserving(void **state)
+{
+    system_t *s = *state;
+    char cat[64];
+    s_category(s, "Busy stock", "cat-busy-stock", NULL, cat);
+    json_t *p = s_product(s, "Busy lamp", "start", 1500, cat, MOVED_STOCK);
+    const char *id = hc_str(p, "id");
+    mdpcli_t *orders = s_client(s, "orders"); /* makes and allows the certificate */
+    mover_t m[PATCHERS + MOVERS];
+    pthread_t threads[PATCHERS + MOVERS];
+    for (int i = 0; i < PATCHERS + MOVERS; i++) {
+        m[i] = (mover_t){.s = s, .product = id, .index = i};
+        assert_int_equal(
+            pthread_create(&threads[i], NULL, i < PATCHERS ? s_http_patcher : s_mdp_mover, &m[i]),
+            0);
+    }
+    int held = 0, writes = 0;
+    for (int i = 0; i < PATCHERS + MOVERS; i++)
+        pthread_join(threads[i], NULL);
+    for (int i = 0; i < PATCHERS + MOVERS; i++) {
+        if (m[i].failed)
+            print_error("%s %d: %d requests failed\n", i < PATCHERS ? "patcher" : "mover", i,
+                        m[i].failed);
+        assert_int_equal(m[i].failed, 0);
+        held += m[i].held;
+        writes += m[i].ok;
+    }
+    json_t *now = s_get(s, id);
+    if (s_int(now, "stock") != MOVED_STOCK - held)
+        print_error("stock %lld with %d units held of %d: patches undid stock moves\n",
+                    (long long)s_int(now, "stock"), held, MOVED_STOCK);
+    assert_int_equal(s_int(now, "stock"), MOVED_STOCK - held);
+    assert_int_equal(s_int(now, "version"), 1 + writes);
+    assert_true(strncmp(hc_str(now, "description"), "patch ", 6) == 0);
+    json_decref(now);
+    for (int w = PATCHERS; w < PATCHERS + MOVERS; w++)
+        for (int i = 1; i < MOVES_EACH; i += 2) {
+            char args[96];
+            snprintf(args, sizeof args, "{\"order_id\":\"move-%d-%d\"}", w, i);
+            s_call_ok(orders, "stock.release", args);
+        }
+    assert_int_equal(s_stock_of(s, id), MOVED_STOCK);
+    mdpcli_destroy(&orders);
+    json_decref(p);
+}
+
+#define CATEGORY_STEPS 60
+
+typedef struct {
+    system_t *s;
+    const char *path;
+    char (*parents)[64]; /* mover: the parents in turn */
+    bool rename;
+    int failed;
+} category_patcher_t;
+
+static void *s_category_patcher(void *arg)
+{
+    category_patcher_t *c = arg;
+    for (int i = 0; i < CATEGORY_STEPS; i++) {
+        char body[128];
+        if (c->rename)
+            snprintf(body, sizeof body, "{\"name\":\"name %04d\"}", i);
+        else
+            snprintf(body, sizeof body, "{\"parent_id\":\"%s\"}", c->parents[i]);
+        hc_request_t q = {.url = c->s->base,
+                          .path = c->path,
+                          .method = "PATCH",
+                          .token = c->s->admin,
+                          .body = body};
+        hc_response_t r = hc_try(&q);
+        if (r.rc != CURLE_OK || r.status != 200)
+            c->failed++;
+        hc_response_free(&r);
+    }
+    return NULL;
+}
+
+/* One admin renames a category while another moves it: both changes
+ * stick (category.update read the category outside its write and wrote
+ * name, slug and parent back, undoing the other's change). */
+static void test_category_patch_concurrent(void **state)
+{
+    system_t *s = *state;
+    char id[64], path[128];
+    char(*parents)[64] = calloc(CATEGORY_STEPS, sizeof *parents);
+    s_category(s, "Wanderer", "cat-wanderer", NULL, id);
+    for (int i = 0; i < CATEGORY_STEPS; i++) {
+        char name[32], slug[48];
+        snprintf(name, sizeof name, "Home %d", i);
+        snprintf(slug, sizeof slug, "cat-wanderer-home-%d", i);
+        s_category(s, name, slug, NULL, parents[i]);
+    }
+    snprintf(path, sizeof path, "/v1/categories/%s", id);
+    category_patcher_t c[2];
+    pthread_t threads[2];
+    for (int i = 0; i < 2; i++) {
+        c[i] = (category_patcher_t){.s = s, .path = path, .parents = parents, .rename = i == 0};
+        assert_int_equal(pthread_create(&threads[i], NULL, s_category_patcher, &c[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(threads[i], NULL);
+    assert_int_equal(c[0].failed, 0);
+    assert_int_equal(c[1].failed, 0);
+    json_t *got = s_listed_category(s, id);
+    assert_non_null(got);
+    char want[32];
+    snprintf(want, sizeof want, "name %04d", CATEGORY_STEPS - 1);
+    assert_string_equal(hc_str(got, "name"), want);
+    assert_string_equal(hc_str(got, "parent_id"), parents[CATEGORY_STEPS - 1]);
+    assert_string_equal(hc_str(got, "slug"), "cat-wanderer");
+    json_decref(got);
+    free(parents);
+}
+
 #define RACERS 8
 #define RACER_REQUESTS 10
 #define RACE_STOCK 20
@@ -2112,6 +2486,10 @@ int main(void)
         cmocka_unit_test(test_concurrent_writes),
         cmocka_unit_test(test_stock_ops),
         cmocka_unit_test(test_stock_race),
+        cmocka_unit_test(test_patch_keeps_reservations),
+        cmocka_unit_test(test_patch_while_reserving),
+        cmocka_unit_test(test_category_patch_concurrent),
+        cmocka_unit_test(test_category_pages),
         /* last: it kills and restarts the fixture's retaild */
         cmocka_unit_test(test_acknowledged_writes_survive_kill),
     };

@@ -10,6 +10,12 @@
  *  checked for every sort order, also with products inserted and
  *  deleted between pages. Stock is reserved from 8 threads, each with
  *  its own handle, released together by a barrier.
+ *
+ *  Updates are patches: a product patch racing reservations and releases
+ *  (threads, own handles) must leave the stock at what the reservations
+ *  hold and the version counting every write; a category renamed by one
+ *  thread while another moves it must keep both changes, and a watcher
+ *  must never see either field go back. Categories page by id.
  */
 #include "storage/catalog_store.h"
 #include "tests/testutil.h"
@@ -18,6 +24,7 @@
 #include <czmq.h>
 #include <msgpack.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,14 +223,37 @@ static void test_categories(void **state)
     for (int i = 1; i < count; i++)
         assert_true(strcmp(list[i - 1].id, list[i].id) < 0);
 
-    /* Update: rename (the slug follows the name when none is given). */
-    assert_int_equal(catalog_category_get(f->store, child, &c), CATALOG_OK);
-    snprintf(c.name, sizeof c.name, "Cooking");
-    c.slug[0] = '\0';
-    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_OK);
+    /* Update: rename (the slug follows the name when given empty). */
+    category_t v = {.name = "Cooking"}, out;
+    assert_int_equal(catalog_category_update(
+                         f->store, child, CATALOG_CATEGORY_NAME | CATALOG_CATEGORY_SLUG, &v, &out),
+                     CATALOG_OK);
+    assert_string_equal(out.name, "Cooking");
+    assert_string_equal(out.slug, "cooking");
+    assert_string_equal(out.parent_id, root);
     assert_int_equal(catalog_category_get(f->store, child, &c), CATALOG_OK);
     assert_string_equal(c.name, "Cooking");
     assert_string_equal(c.slug, "cooking");
+    assert_string_equal(c.parent_id, root);
+    /* A rename alone keeps the slug; fields not named keep theirs even
+     * when values holds others. */
+    v = (category_t){.name = "Cookery", .slug = "ignored", .parent_id = "cignored"};
+    assert_int_equal(catalog_category_update(f->store, child, CATALOG_CATEGORY_NAME, &v, &out),
+                     CATALOG_OK);
+    assert_string_equal(out.name, "Cookery");
+    assert_string_equal(out.slug, "cooking");
+    assert_string_equal(out.parent_id, root);
+    v = (category_t){.name = "Cooking"};
+    assert_int_equal(catalog_category_update(f->store, child, CATALOG_CATEGORY_NAME, &v, &out),
+                     CATALOG_OK);
+    /* Bad patches: an empty name, an unknown field bit, values as out. */
+    v = (category_t){.name = ""};
+    assert_int_equal(catalog_category_update(f->store, child, CATALOG_CATEGORY_NAME, &v, &out),
+                     CATALOG_ERROR);
+    assert_int_equal(catalog_category_update(f->store, child, 8, &v, &out), CATALOG_ERROR);
+    assert_int_equal(catalog_category_update(f->store, child, 0, &out, &out), CATALOG_ERROR);
+    assert_int_equal(catalog_category_get(f->store, child, &c), CATALOG_OK);
+    assert_string_equal(c.name, "Cooking");
     /* The old slug is free again, the new one taken. */
     category_t again = {.name = "Kitchen"};
     assert_int_equal(catalog_category_create(f->store, &again), CATALOG_OK);
@@ -231,19 +261,30 @@ static void test_categories(void **state)
     assert_int_equal(catalog_category_create(f->store, &clash), CATALOG_SLUG_TAKEN);
 
     /* No cycles: root under its grandchild, or under itself. */
-    assert_int_equal(catalog_category_get(f->store, root, &c), CATALOG_OK);
-    snprintf(c.parent_id, sizeof c.parent_id, "%s", leaf);
-    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_CYCLE);
-    snprintf(c.parent_id, sizeof c.parent_id, "%s", root);
-    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_CYCLE);
-    snprintf(c.parent_id, sizeof c.parent_id, "cnothere");
-    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_NO_CATEGORY);
-    category_t missing = {.id = "cnothere", .name = "x"};
-    assert_int_equal(catalog_category_update(f->store, &missing), CATALOG_NOT_FOUND);
-    /* A legal move: the leaf under the root. */
-    assert_int_equal(catalog_category_get(f->store, leaf, &c), CATALOG_OK);
-    snprintf(c.parent_id, sizeof c.parent_id, "%s", root);
-    assert_int_equal(catalog_category_update(f->store, &c), CATALOG_OK);
+    const unsigned parent = CATALOG_CATEGORY_PARENT;
+    v = (category_t){0};
+    snprintf(v.parent_id, sizeof v.parent_id, "%s", leaf);
+    assert_int_equal(catalog_category_update(f->store, root, parent, &v, &out), CATALOG_CYCLE);
+    snprintf(v.parent_id, sizeof v.parent_id, "%s", root);
+    assert_int_equal(catalog_category_update(f->store, root, parent, &v, &out), CATALOG_CYCLE);
+    snprintf(v.parent_id, sizeof v.parent_id, "cnothere");
+    assert_int_equal(catalog_category_update(f->store, root, parent, &v, &out),
+                     CATALOG_NO_CATEGORY);
+    v = (category_t){.name = "x"};
+    assert_int_equal(catalog_category_update(f->store, "cnothere", CATALOG_CATEGORY_NAME, &v, &out),
+                     CATALOG_NOT_FOUND);
+    /* A legal move: the leaf under the root; then back under its parent. */
+    snprintf(v.parent_id, sizeof v.parent_id, "%s", root);
+    assert_int_equal(catalog_category_update(f->store, leaf, parent, &v, &out), CATALOG_OK);
+    assert_string_equal(out.parent_id, root);
+    assert_string_equal(out.name, "Knives");
+    snprintf(v.parent_id, sizeof v.parent_id, "%s", child);
+    assert_int_equal(catalog_category_update(f->store, leaf, parent, &v, &out), CATALOG_OK);
+    v.parent_id[0] = '\0'; /* a root, and back */
+    assert_int_equal(catalog_category_update(f->store, leaf, parent, &v, &out), CATALOG_OK);
+    assert_string_equal(out.parent_id, "");
+    snprintf(v.parent_id, sizeof v.parent_id, "%s", root);
+    assert_int_equal(catalog_category_update(f->store, leaf, parent, &v, &out), CATALOG_OK);
 
     /* In use: by children, then by a product. */
     assert_int_equal(catalog_category_delete(f->store, root), CATALOG_IN_USE);
@@ -301,14 +342,30 @@ static void test_products(void **state)
     assert_int_equal(s_find(f->store, "other", SORT_RELEVANCE, &r), 0);
 
     /* Update: new sku, name, price and category; the indexes follow. */
-    snprintf(got->sku, sizeof got->sku, "SKU-2");
-    snprintf(got->name, sizeof got->name, "Red Teapot");
-    got->price_cents = 4500;
-    snprintf(got->category_id, sizeof got->category_id, "%s", cat_b);
-    assert_int_equal(catalog_product_update(f->store, got, 7), CATALOG_VERSION_MISMATCH);
-    assert_int_equal(catalog_product_update(f->store, got, 1), CATALOG_OK);
+    const unsigned fields = CATALOG_PRODUCT_SKU | CATALOG_PRODUCT_NAME | CATALOG_PRODUCT_PRICE |
+                            CATALOG_PRODUCT_CATEGORY;
+    product_t *values = calloc(1, sizeof *values);
+    snprintf(values->sku, sizeof values->sku, "SKU-2");
+    snprintf(values->name, sizeof values->name, "Red Teapot");
+    values->price_cents = 4500;
+    snprintf(values->category_id, sizeof values->category_id, "%s", cat_b);
+    values->stock = 999; /* not a field of a patch: ignored */
+    assert_int_equal(catalog_product_update(f->store, id, fields, values, 7, got),
+                     CATALOG_VERSION_MISMATCH);
+    assert_int_equal(catalog_product_update(f->store, id, fields, values, 1, got), CATALOG_OK);
     assert_int_equal(got->version, 2);
-    assert_int_equal(catalog_product_update(f->store, got, 1), CATALOG_VERSION_MISMATCH);
+    assert_string_equal(got->sku, "SKU-2");
+    assert_string_equal(got->description, "Boils water fast");
+    assert_string_equal(got->currency, "EUR");
+    assert_int_equal(got->stock, 5);
+    assert_int_equal(got->created_at_ms, p->created_at_ms);
+    assert_true(got->updated_at_ms >= p->updated_at_ms);
+    assert_int_equal(catalog_product_update(f->store, id, fields, values, 1, got),
+                     CATALOG_VERSION_MISMATCH);
+    assert_int_equal(catalog_product_get(f->store, id, got), CATALOG_OK);
+    assert_int_equal(got->version, 2);
+    assert_string_equal(got->name, "Red Teapot");
+    assert_int_equal(got->stock, 5);
     assert_int_equal(catalog_product_by_sku(f->store, "SKU-1", by_sku), CATALOG_NOT_FOUND);
     assert_int_equal(catalog_product_by_sku(f->store, "SKU-2", by_sku), CATALOG_OK);
     assert_int_equal(s_find(f->store, "kettle", SORT_RELEVANCE, &r), 0);
@@ -332,25 +389,48 @@ static void test_products(void **state)
     q.max_price = 5000;
     assert_int_equal(s_search(f->store, &q, &r), CATALOG_OK);
     assert_int_equal(r.count, 1);
-    /* Unconditional update (expected 0), and the update of a missing id. */
-    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_OK);
+    /* Unconditional update (expected 0), an empty patch (a version
+     * bump), and the update of a missing id. */
+    assert_int_equal(catalog_product_update(f->store, id, fields, values, 0, got), CATALOG_OK);
     assert_int_equal(got->version, 3);
-    snprintf(p->id, sizeof p->id, "pnothere");
-    assert_int_equal(catalog_product_update(f->store, p, 0), CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_product_update(f->store, id, 0, values, 0, got), CATALOG_OK);
+    assert_int_equal(got->version, 4);
+    assert_string_equal(got->name, "Red Teapot");
+    assert_int_equal(catalog_product_update(f->store, "pnothere", fields, values, 0, got),
+                     CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_product_update(f->store, "", fields, values, 0, got),
+                     CATALOG_NOT_FOUND);
+    /* Malformed patches change nothing: an empty name, a short currency,
+     * a missing category, an unknown field bit, values as out. */
+    values->name[0] = '\0';
+    assert_int_equal(catalog_product_update(f->store, id, CATALOG_PRODUCT_NAME, values, 0, got),
+                     CATALOG_ERROR);
+    memcpy(values->currency, "EU", 3);
+    assert_int_equal(catalog_product_update(f->store, id, CATALOG_PRODUCT_CURRENCY, values, 0, got),
+                     CATALOG_ERROR);
+    snprintf(values->category_id, sizeof values->category_id, "cnothere");
+    assert_int_equal(catalog_product_update(f->store, id, CATALOG_PRODUCT_CATEGORY, values, 0, got),
+                     CATALOG_NO_CATEGORY);
+    assert_int_equal(catalog_product_update(f->store, id, 128, values, 0, got), CATALOG_ERROR);
+    assert_int_equal(catalog_product_update(f->store, id, 0, got, 0, got), CATALOG_ERROR);
+    assert_int_equal(catalog_product_get(f->store, id, got), CATALOG_OK);
+    assert_int_equal(got->version, 4);
+    assert_string_equal(got->name, "Red Teapot");
+    assert_string_equal(got->category_id, cat_b);
     /* Another product may not take a used sku by update either. */
     char other[CATALOG_ID_MAX + 1];
     s_product(f->store, "SKU-3", "Mug", "", 500, cat_a, 1, other);
-    product_t *mug = calloc(1, sizeof *mug);
-    assert_int_equal(catalog_product_get(f->store, other, mug), CATALOG_OK);
-    snprintf(mug->sku, sizeof mug->sku, "SKU-2");
-    assert_int_equal(catalog_product_update(f->store, mug, 0), CATALOG_SKU_TAKEN);
+    snprintf(values->sku, sizeof values->sku, "SKU-2");
+    assert_int_equal(catalog_product_update(f->store, other, CATALOG_PRODUCT_SKU, values, 0, got),
+                     CATALOG_SKU_TAKEN);
     assert_int_equal(catalog_product_by_sku(f->store, "SKU-3", by_sku), CATALOG_OK);
     assert_string_equal(by_sku, other);
+    free(values);
 
     /* Stock. */
     assert_int_equal(catalog_product_set_stock(f->store, id, 42, got), CATALOG_OK);
     assert_int_equal(got->stock, 42);
-    assert_int_equal(got->version, 4);
+    assert_int_equal(got->version, 5);
     assert_int_equal(catalog_product_set_stock(f->store, id, -1, got), CATALOG_ERROR);
     assert_int_equal(catalog_product_set_stock(f->store, "pnothere", 1, got), CATALOG_NOT_FOUND);
 
@@ -375,7 +455,6 @@ static void test_products(void **state)
     free(p);
     free(dup);
     free(got);
-    free(mug);
 }
 
 static void test_attributes_round_trip(void **state)
@@ -414,14 +493,27 @@ static void test_attributes_round_trip(void **state)
     assert_int_equal(catalog_product_get(f->store, p->id, got), CATALOG_OK);
     assert_int_equal(got->attributes_len, sb.size);
     assert_memory_equal(got->attributes, sb.data, sb.size);
-    /* Through an update too; and not a map, or trailing bytes: refused. */
-    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_OK);
+    /* Through an update too (of attributes, and of another field); and
+     * not a map, or trailing bytes: refused. */
+    const unsigned attrs = CATALOG_PRODUCT_ATTRIBUTES;
+    product_t *out = calloc(1, sizeof *out);
+    assert_int_equal(catalog_product_update(f->store, p->id, attrs, got, 0, out), CATALOG_OK);
+    assert_int_equal(out->attributes_len, sb.size);
+    assert_memory_equal(out->attributes, sb.data, sb.size);
+    assert_int_equal(catalog_product_update(f->store, p->id, CATALOG_PRODUCT_NAME, got, 0, out),
+                     CATALOG_OK);
     assert_int_equal(catalog_product_get(f->store, p->id, got), CATALOG_OK);
+    assert_int_equal(got->attributes_len, sb.size);
     assert_memory_equal(got->attributes, sb.data, sb.size);
     got->attributes[got->attributes_len++] = 1;
-    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_ERROR);
+    assert_int_equal(catalog_product_update(f->store, p->id, attrs, got, 0, out), CATALOG_ERROR);
     got->attributes[0] = 0x91, got->attributes[1] = 1, got->attributes_len = 2; /* [1] */
-    assert_int_equal(catalog_product_update(f->store, got, 0), CATALOG_ERROR);
+    assert_int_equal(catalog_product_update(f->store, p->id, attrs, got, 0, out), CATALOG_ERROR);
+    /* An empty map (length 0) clears them. */
+    got->attributes_len = 0;
+    assert_int_equal(catalog_product_update(f->store, p->id, attrs, got, 0, out), CATALOG_OK);
+    assert_int_equal(out->attributes_len, 0);
+    free(out);
     /* Empty stays empty. */
     product_t *empty = s_new_product("EMPTY", "Empty", "", 1, NULL, 0);
     assert_int_equal(catalog_product_create(f->store, empty), CATALOG_OK);
@@ -754,7 +846,7 @@ static void test_search_words_in_category(void **state)
     }
     s_eq_check(f->store, cats, in, 150);
     /* Moves (also to and from no category), rewrites and deletes. */
-    product_t *p = calloc(1, sizeof *p);
+    product_t *p = calloc(1, sizeof *p), *out = calloc(1, sizeof *out);
     for (int round = 0; round < 3; round++) {
         for (int k = 0; k < 40; k++) {
             int i = (int)s_rand(S_EQ_PRODUCTS);
@@ -766,18 +858,24 @@ static void test_search_words_in_category(void **state)
                 gone[i] = true;
                 continue;
             }
-            assert_int_equal(catalog_product_get(f->store, ids[i], p), CATALOG_OK);
+            unsigned fields = CATALOG_PRODUCT_CATEGORY;
             int c = (int)s_rand(7);
             snprintf(p->category_id, sizeof p->category_id, "%s", c < 6 ? cats[c] : "");
-            if (op >= 2)
+            if (op >= 2) {
+                fields |= CATALOG_PRODUCT_NAME;
                 s_eq_text(p->name, sizeof p->name, 1 + (int)s_rand(3));
-            if (op == 3)
+            }
+            if (op == 3) {
+                fields |= CATALOG_PRODUCT_PRICE;
                 p->price_cents = (int64_t)s_rand(500);
-            assert_int_equal(catalog_product_update(f->store, p, 0), CATALOG_OK);
+            }
+            assert_int_equal(catalog_product_update(f->store, ids[i], fields, p, 0, out),
+                             CATALOG_OK);
         }
         s_eq_check(f->store, cats, in, 100);
     }
     free(p);
+    free(out);
     free(gone);
     free(ids);
 }
@@ -1361,6 +1459,375 @@ static void test_reserve_concurrent(void **state)
     assert_int_equal(s_stock(f->store, id), 0);
 }
 
+/* ---- updates are patches: nothing they do not name changes ---- */
+
+/* The issue's case, step by step: reserve all 5, patch the description;
+ * the stock stays 0 (a whole record read before the reservation, written
+ * back, made it 5 again while the reservation still held 5). */
+static void test_patch_keeps_reservations(void **state)
+{
+    fx_t *f = *state;
+    char id[CATALOG_ID_MAX + 1], short_product[CATALOG_ID_MAX + 1];
+    s_product(f->store, "LAST-5", "Last five", "before", 700, NULL, 5, id);
+    product_t *p = calloc(1, sizeof *p), *values = calloc(1, sizeof *values);
+    assert_int_equal(catalog_product_get(f->store, id, p), CATALOG_OK);
+    int64_t seen_version = p->version; /* what a client read before */
+    stock_line_t line = {.qty = 5};
+    snprintf(line.product_id, sizeof line.product_id, "%s", id);
+    assert_int_equal(catalog_stock_reserve(f->store, "o-all", &line, 1, short_product), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, id), 0);
+
+    snprintf(values->description, sizeof values->description, "after");
+    values->stock = 5; /* what the client read: not a field of a patch */
+    assert_int_equal(
+        catalog_product_update(f->store, id, CATALOG_PRODUCT_DESCRIPTION, values, 0, p),
+        CATALOG_OK);
+    assert_int_equal(p->stock, 0);
+    assert_string_equal(p->description, "after");
+    assert_int_equal(p->version, seen_version + 2); /* the reservation, the patch */
+    assert_int_equal(s_stock(f->store, id), 0);
+    /* The version the client saw is stale: the reservation wrote since. */
+    assert_int_equal(
+        catalog_product_update(f->store, id, CATALOG_PRODUCT_DESCRIPTION, values, seen_version, p),
+        CATALOG_VERSION_MISMATCH);
+    /* Set-stock sets what is free to reserve; the reservation's 5 stay
+     * held and come back on release, on top. */
+    assert_int_equal(catalog_product_set_stock(f->store, id, 2, p), CATALOG_OK);
+    assert_int_equal(p->stock, 2);
+    assert_string_equal(p->description, "after");
+    assert_int_equal(catalog_stock_release(f->store, "o-all"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, id), 7);
+    free(p);
+    free(values);
+}
+
+#define S_PATCHERS 4
+#define S_PATCHES 60
+#define S_RESERVERS 4
+#define S_ROUNDS 40
+#define S_PATCH_STOCK 1000
+
+typedef struct {
+    kv_t *kv;
+    const char *product;
+    int index;
+    pthread_barrier_t *barrier;
+    int ok, failed; /* writes that succeeded / did not */
+    int held;       /* reserve: units still reserved at the end */
+} s_patcher_t;
+
+/* Patches the description (and price) S_PATCHES times, with and without
+ * an expected version read just before. */
+static void *s_patcher(void *arg)
+{
+    s_patcher_t *w = arg;
+    catalog_store_t *store = catalog_store_open(w->kv, 1);
+    product_t *values = calloc(1, sizeof *values), *out = calloc(1, sizeof *out);
+    pthread_barrier_wait(w->barrier);
+    for (int i = 0; store && values && out && i < S_PATCHES; i++) {
+        snprintf(values->description, sizeof values->description, "patch %d of writer %d", i,
+                 w->index);
+        values->price_cents = 100 + i;
+        int64_t expected = 0;
+        if (i % 2 && catalog_product_get(store, w->product, out) == CATALOG_OK)
+            expected = out->version;
+        catalog_status_t status = catalog_product_update(
+            store, w->product, CATALOG_PRODUCT_DESCRIPTION | CATALOG_PRODUCT_PRICE, values,
+            expected, out);
+        if (status == CATALOG_OK)
+            w->ok++;
+        else if (status != CATALOG_VERSION_MISMATCH)
+            w->failed++;
+    }
+    free(values);
+    free(out);
+    catalog_store_close(&store);
+    return NULL;
+}
+
+/* Reserves 1 to 3 units per order and releases every other order: each
+ * round moves stock both ways; w->held counts what stays reserved. */
+static void *s_stock_mover(void *arg)
+{
+    s_patcher_t *w = arg;
+    catalog_store_t *store = catalog_store_open(w->kv, 1);
+    pthread_barrier_wait(w->barrier);
+    for (int i = 0; store && i < S_ROUNDS; i++) {
+        char order[48], short_product[CATALOG_ID_MAX + 1];
+        snprintf(order, sizeof order, "mover-%d-%d", w->index, i);
+        stock_line_t line = {.qty = 1 + i % 3};
+        snprintf(line.product_id, sizeof line.product_id, "%s", w->product);
+        if (catalog_stock_reserve(store, order, &line, 1, short_product) != CATALOG_OK) {
+            w->failed++;
+            continue;
+        }
+        w->ok++;
+        if (i % 2 == 0) {
+            if (catalog_stock_release(store, order) == CATALOG_OK)
+                w->ok++;
+            else
+                w->failed++;
+        } else
+            w->held += (int)line.qty;
+    }
+    catalog_store_close(&store);
+    return NULL;
+}
+
+/* Patches from some threads while others reserve and release, each with
+ * its own handle, all let go at once: the stock must end at what the
+ * reservations left (a patch that wrote back the stock it read would
+ * have undone some), and the version must count every write. */
+static void test_patch_concurrent_with_reservations(void **state)
+{
+    fx_t *f = *state;
+    char id[CATALOG_ID_MAX + 1];
+    s_product(f->store, "BUSY", "Busy item", "start", 100, NULL, S_PATCH_STOCK, id);
+    pthread_barrier_t barrier;
+    assert_int_equal(pthread_barrier_init(&barrier, NULL, S_PATCHERS + S_RESERVERS), 0);
+    pthread_t threads[S_PATCHERS + S_RESERVERS];
+    s_patcher_t workers[S_PATCHERS + S_RESERVERS];
+    for (int i = 0; i < S_PATCHERS + S_RESERVERS; i++) {
+        workers[i] = (s_patcher_t){.kv = f->kv, .product = id, .index = i, .barrier = &barrier};
+        assert_int_equal(pthread_create(&threads[i], NULL,
+                                        i < S_PATCHERS ? s_patcher : s_stock_mover, &workers[i]),
+                         0);
+    }
+    int writes = 0, patches = 0, held = 0;
+    for (int i = 0; i < S_PATCHERS + S_RESERVERS; i++) {
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+        assert_int_equal(workers[i].failed, 0);
+        writes += workers[i].ok;
+        held += workers[i].held;
+        if (i < S_PATCHERS)
+            patches += workers[i].ok;
+    }
+    assert_int_equal(pthread_barrier_destroy(&barrier), 0);
+    /* Every unconditional patch goes through; conditional ones may lose
+     * to a write between their read and theirs (412), never silently. */
+    assert_true(patches >= S_PATCHERS * S_PATCHES / 2);
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(f->store, id, p), CATALOG_OK);
+    if (p->stock != S_PATCH_STOCK - held)
+        print_error("stock %lld, but %d units are held of %d: a patch undid stock moves\n",
+                    (long long)p->stock, held, S_PATCH_STOCK);
+    assert_int_equal(p->stock, S_PATCH_STOCK - held);
+    assert_int_equal(p->version, 1 + writes);
+    assert_non_null(strstr(p->description, "patch "));
+    /* Releasing what is held brings all of it back. */
+    for (int w = S_PATCHERS; w < S_PATCHERS + S_RESERVERS; w++)
+        for (int i = 1; i < S_ROUNDS; i += 2) {
+            char order[48];
+            snprintf(order, sizeof order, "mover-%d-%d", workers[w].index, i);
+            assert_int_equal(catalog_stock_release(f->store, order), CATALOG_OK);
+        }
+    assert_int_equal(s_stock(f->store, id), S_PATCH_STOCK);
+    free(p);
+}
+
+#define S_CATEGORY_STEPS 150
+
+typedef struct {
+    kv_t *kv;
+    const char *id;                      /* the category changed */
+    char (*parents)[CATALOG_ID_MAX + 1]; /* mover: the parents in turn */
+    bool rename;                         /* renamer, else mover */
+    atomic_bool *done;                   /* watcher: stop */
+    pthread_barrier_t *barrier;
+    int failed;
+    int regressions; /* watcher */
+    int reads;       /* watcher */
+} s_category_writer_t;
+
+/* A rename to "name <i>" with i rising, or a move to parents[i] in turn. */
+static void *s_category_writer(void *arg)
+{
+    s_category_writer_t *w = arg;
+    catalog_store_t *store = catalog_store_open(w->kv, 1);
+    pthread_barrier_wait(w->barrier);
+    for (int i = 0; store && i < S_CATEGORY_STEPS; i++) {
+        category_t values = {0}, out;
+        unsigned fields;
+        if (w->rename) {
+            snprintf(values.name, sizeof values.name, "name %04d", i);
+            fields = CATALOG_CATEGORY_NAME;
+        } else {
+            snprintf(values.parent_id, sizeof values.parent_id, "%s", w->parents[i]);
+            fields = CATALOG_CATEGORY_PARENT;
+        }
+        if (catalog_category_update(store, w->id, fields, &values, &out) != CATALOG_OK)
+            w->failed++;
+    }
+    catalog_store_close(&store);
+    return NULL;
+}
+
+/* The index of parent in parents, or -1 (the original one). */
+static int s_parent_index(char (*parents)[CATALOG_ID_MAX + 1], const char *parent)
+{
+    for (int i = 0; i < S_CATEGORY_STEPS; i++)
+        if (strcmp(parents[i], parent) == 0)
+            return i;
+    return -1;
+}
+
+/* Reads the category until told to stop: its name number and its
+ * parent's index must never go back (each field has one writer, in
+ * order; going back is a stale copy of that field written by the other
+ * writer). */
+static void *s_category_watcher(void *arg)
+{
+    s_category_writer_t *w = arg;
+    catalog_store_t *store = catalog_store_open(w->kv, 1);
+    int last_name = -1, last_parent = -1;
+    pthread_barrier_wait(w->barrier);
+    while (store && !atomic_load(w->done)) {
+        category_t c;
+        if (catalog_category_get(store, w->id, &c) != CATALOG_OK) {
+            w->failed++;
+            break;
+        }
+        w->reads++;
+        int name = -1, parent = s_parent_index(w->parents, c.parent_id);
+        sscanf(c.name, "name %d", &name);
+        if (name < last_name || parent < last_parent)
+            w->regressions++;
+        last_name = name > last_name ? name : last_name;
+        last_parent = parent > last_parent ? parent : last_parent;
+    }
+    catalog_store_close(&store);
+    return NULL;
+}
+
+/* One thread renames a category while another moves it from parent to
+ * parent: both changes must stick (category.update read the category
+ * outside its write and wrote all three fields back). */
+static void test_category_patch_concurrent(void **state)
+{
+    fx_t *f = *state;
+    char id[CATALOG_ID_MAX + 1], first[CATALOG_ID_MAX + 1];
+    s_category(f->store, "Wanderer", NULL, id);
+    s_category(f->store, "First home", NULL, first);
+    char(*parents)[CATALOG_ID_MAX + 1] = calloc(S_CATEGORY_STEPS, sizeof *parents);
+    for (int i = 0; i < S_CATEGORY_STEPS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "Home %d", i);
+        s_category(f->store, name, NULL, parents[i]);
+    }
+    category_t values = {0}, out;
+    snprintf(values.parent_id, sizeof values.parent_id, "%s", first);
+    assert_int_equal(catalog_category_update(f->store, id, CATALOG_CATEGORY_PARENT, &values, &out),
+                     CATALOG_OK);
+
+    atomic_bool done;
+    atomic_init(&done, false);
+    pthread_barrier_t barrier;
+    assert_int_equal(pthread_barrier_init(&barrier, NULL, 3), 0);
+    s_category_writer_t w[3];
+    pthread_t threads[3];
+    for (int i = 0; i < 3; i++) {
+        w[i] = (s_category_writer_t){.kv = f->kv,
+                                     .id = id,
+                                     .parents = parents,
+                                     .rename = i == 0,
+                                     .done = &done,
+                                     .barrier = &barrier};
+        assert_int_equal(pthread_create(&threads[i], NULL,
+                                        i < 2 ? s_category_writer : s_category_watcher, &w[i]),
+                         0);
+    }
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_join(threads[i], NULL), 0);
+    atomic_store(&done, true);
+    assert_int_equal(pthread_join(threads[2], NULL), 0);
+    assert_int_equal(pthread_barrier_destroy(&barrier), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(w[i].failed, 0);
+    if (w[2].regressions)
+        print_error("%d of %d reads saw a field go back\n", w[2].regressions, w[2].reads);
+    assert_int_equal(w[2].regressions, 0);
+    category_t c;
+    assert_int_equal(catalog_category_get(f->store, id, &c), CATALOG_OK);
+    char want[32];
+    snprintf(want, sizeof want, "name %04d", S_CATEGORY_STEPS - 1);
+    assert_string_equal(c.name, want);
+    assert_string_equal(c.parent_id, parents[S_CATEGORY_STEPS - 1]);
+    free(parents);
+}
+
+/* ---- category pages ---- */
+
+static void test_category_pages(void **state)
+{
+    fx_t *f = *state;
+    enum { MADE = 45 };
+    char ids[MADE][CATALOG_ID_MAX + 1];
+    for (int i = 0; i < MADE; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "Paged %d", i);
+        s_category(f->store, name, NULL, ids[i]);
+    }
+    /* Pages of 20: 20, 20, 5, in creation order, "more" on all but the
+     * last; the cursor is the last id. */
+    category_t page[20];
+    char after[CATALOG_ID_MAX + 1] = "";
+    int seen = 0, pages = 0;
+    bool more = true;
+    while (more) {
+        int count = -1;
+        assert_int_equal(catalog_category_page(f->store, after, 20, page, &count, &more),
+                         CATALOG_OK);
+        assert_int_equal(count, MADE - seen < 20 ? MADE - seen : 20);
+        for (int i = 0; i < count; i++)
+            assert_string_equal(page[i].id, ids[seen + i]);
+        seen += count;
+        pages++;
+        assert_int_equal(more, seen < MADE);
+        snprintf(after, sizeof after, "%s", page[count - 1].id);
+    }
+    assert_int_equal(seen, MADE);
+    assert_int_equal(pages, 3);
+    /* Exactly a page's worth left: no "more" after it. */
+    int count = -1;
+    assert_int_equal(catalog_category_page(f->store, ids[MADE - 21], 20, page, &count, &more),
+                     CATALOG_OK);
+    assert_int_equal(count, 20);
+    assert_false(more);
+    /* After the last: empty; NULL is the start; any string is a position. */
+    assert_int_equal(catalog_category_page(f->store, ids[MADE - 1], 20, page, &count, &more),
+                     CATALOG_OK);
+    assert_int_equal(count, 0);
+    assert_false(more);
+    assert_int_equal(catalog_category_page(f->store, NULL, 1, page, &count, NULL), CATALOG_OK);
+    assert_int_equal(count, 1);
+    assert_string_equal(page[0].id, ids[0]);
+    char between[CATALOG_ID_MAX + 2];
+    snprintf(between, sizeof between, "%s0", ids[9]);
+    assert_int_equal(catalog_category_page(f->store, between, 2, page, &count, &more), CATALOG_OK);
+    assert_int_equal(count, 2);
+    assert_string_equal(page[0].id, ids[10]);
+    assert_true(more);
+    char longer[128];
+    snprintf(longer, sizeof longer, "%s%s", ids[3], "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz");
+    assert_int_equal(catalog_category_page(f->store, longer, 1, page, &count, &more), CATALOG_OK);
+    assert_int_equal(count, 1);
+    assert_string_equal(page[0].id, ids[4]);
+    assert_int_equal(catalog_category_page(f->store, "d", 1, page, &count, &more), CATALOG_OK);
+    assert_int_equal(count, 0);
+    /* limit 0 is empty (more tells whether any exist); bad arguments. */
+    assert_int_equal(catalog_category_page(f->store, NULL, 0, NULL, &count, &more), CATALOG_OK);
+    assert_int_equal(count, 0);
+    assert_true(more);
+    assert_int_equal(catalog_category_page(f->store, NULL, -1, page, &count, &more), CATALOG_ERROR);
+    assert_int_equal(catalog_category_page(f->store, NULL, 1, page, NULL, &more), CATALOG_ERROR);
+    /* The whole list for tools, cut at its array. */
+    category_t all[MADE + 1];
+    assert_int_equal(catalog_category_list(f->store, all, MADE + 1, &count), CATALOG_OK);
+    assert_int_equal(count, MADE);
+    assert_int_equal(catalog_category_list(f->store, all, 10, &count), CATALOG_OK);
+    assert_int_equal(count, 10);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
 
 int main(void)
@@ -1382,6 +1849,10 @@ int main(void)
         TEST(test_cursor_refused),
         TEST(test_reserve),
         TEST(test_reserve_concurrent),
+        TEST(test_patch_keeps_reservations),
+        TEST(test_patch_concurrent_with_reservations),
+        TEST(test_category_patch_concurrent),
+        TEST(test_category_pages),
     };
     int failed = cmocka_run_group_tests_name("catalog_store", tests, NULL, NULL);
     zsys_shutdown();
