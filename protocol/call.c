@@ -4,6 +4,16 @@
  *  than failing on the first, so that invalid_argument's details can list
  *  every bad field. Field names and problems are static strings or the
  *  handler's own literals: they are stored as pointers, never copied.
+ *
+ *  The reply is packed through a checked output (protocol/mpout.h) limited
+ *  to ENVELOPE_MAX_BYTES, the most a peer decodes, so a handler packs
+ *  without checking each call. call_reply_bytes looks at the output once:
+ *  a reply that ran out of memory becomes `unavailable` "out of memory"
+ *  (a retry may find memory), one over the limit `internal` "the reply is
+ *  over the size limit" (a retry gets the same reply: the service's
+ *  fault, not the client's), each echoing the request's id; if even that
+ *  error cannot be packed, a pre-encoded one with a nil id. Never a
+ *  truncated reply.
  */
 #include "protocol/call.h"
 
@@ -19,8 +29,10 @@ typedef enum { REPLY_NONE, REPLY_OK, REPLY_ERROR } reply_state_t;
 struct call_t {
     const envelope_request_t *request;
     const char *caller;
-    msgpack_sbuffer reply;
-    msgpack_packer packer;
+    mpout_t reply;         /* checked, limited to ENVELOPE_MAX_BYTES */
+    msgpack_packer packer; /* writes through reply */
+    const char *fixed;     /* a static error reply when not even one could be packed */
+    size_t fixed_len;
     reply_state_t state;
     int problems;
     const char *field[CALL_MAX_PROBLEMS];
@@ -32,8 +44,8 @@ call_t *call_new(void)
     call_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    msgpack_sbuffer_init(&self->reply);
-    msgpack_packer_init(&self->packer, &self->reply, msgpack_sbuffer_write);
+    mpout_init(&self->reply, ENVELOPE_MAX_BYTES);
+    mpout_packer(&self->reply, &self->packer);
     return self;
 }
 
@@ -41,7 +53,7 @@ void call_destroy(call_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    msgpack_sbuffer_destroy(&(*self_p)->reply);
+    mpout_destroy(&(*self_p)->reply);
     free(*self_p);
     *self_p = NULL;
 }
@@ -50,17 +62,36 @@ void call_start(call_t *self, const envelope_request_t *request, const char *cal
 {
     self->request = request;
     self->caller = caller ? caller : "";
-    msgpack_sbuffer_clear(&self->reply);
+    mpout_clear(&self->reply);
+    self->fixed = NULL;
     self->state = REPLY_NONE;
     self->problems = 0;
+}
+
+/* Replaces a reply the output refused by the error that says why. */
+static void s_reply_refused(call_t *self)
+{
+    bool too_large = self->reply.over_limit;
+    call_fail(self, too_large ? ERR_INTERNAL : ERR_UNAVAILABLE,
+              too_large ? ENVELOPE_MSG_TOO_LARGE : ENVELOPE_MSG_OUT_OF_MEMORY);
+    /* Memory is still short, or the id alone is over the limit. */
+    if (self->reply.failed)
+        self->fixed = envelope_reply_fixed(
+            too_large ? ENVELOPE_FIXED_TOO_LARGE : ENVELOPE_FIXED_OUT_OF_MEMORY, &self->fixed_len);
 }
 
 const char *call_reply_bytes(call_t *self, size_t *len)
 {
     if (self->state == REPLY_NONE)
         call_fail(self, ERR_INTERNAL, "the handler gave no answer");
-    *len = self->reply.size;
-    return self->reply.data;
+    if (!self->fixed && self->reply.failed)
+        s_reply_refused(self);
+    if (self->fixed) {
+        *len = self->fixed_len;
+        return self->fixed;
+    }
+    *len = self->reply.buf.size;
+    return self->reply.buf.data;
 }
 
 const char *call_caller(const call_t *self)
@@ -206,11 +237,12 @@ bool call_args_ok(call_t *self)
 {
     if (self->problems == 0)
         return true;
-    msgpack_sbuffer details;
-    msgpack_sbuffer_init(&details);
+    mpout_t details;
+    mpout_init(&details, ENVELOPE_MAX_BYTES);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &details, msgpack_sbuffer_write);
+    mpout_packer(&details, &pk);
     int n = self->problems < CALL_MAX_PROBLEMS ? self->problems : CALL_MAX_PROBLEMS;
+    /* The output's sticky failure checks every pack below at once. */
     msgpack_pack_map(&pk, 1);
     mp_pack_str(&pk, "fields");
     msgpack_pack_array(&pk, n);
@@ -224,15 +256,17 @@ bool call_args_ok(call_t *self)
     char message[160];
     snprintf(message, sizeof message, "invalid argument: %s %s%s", self->field[0], self->problem[0],
              self->problems > 1 ? " (and more, see details)" : "");
-    call_fail_details(self, ERR_INVALID_ARGUMENT, message, details.data, details.size);
-    msgpack_sbuffer_destroy(&details);
+    call_fail_packed(self, ERR_INVALID_ARGUMENT, message, &details);
+    mpout_destroy(&details);
     return false;
 }
 
 msgpack_packer *call_reply(call_t *self)
 {
-    msgpack_sbuffer_clear(&self->reply);
-    envelope_reply_ok_begin(&self->packer, &self->request->id);
+    mpout_clear(&self->reply);
+    self->fixed = NULL;
+    /* A failure here stays in the output, seen by call_reply_bytes. */
+    (void)envelope_reply_ok_begin(&self->packer, &self->request->id);
     self->state = REPLY_OK;
     return &self->packer;
 }
@@ -240,15 +274,27 @@ msgpack_packer *call_reply(call_t *self)
 void call_fail_details(call_t *self, err_code_t code, const char *message, const void *details,
                        size_t details_len)
 {
-    msgpack_sbuffer_clear(&self->reply);
-    envelope_reply_error(&self->reply, self->request ? &self->request->id : NULL, code, message,
-                         details, details_len);
+    mpout_clear(&self->reply);
+    self->fixed = NULL;
+    /* A failure here stays in the output, seen by call_reply_bytes. */
+    (void)envelope_pack_error(&self->packer, self->request ? &self->request->id : NULL, code,
+                              message, details, details_len);
     self->state = REPLY_ERROR;
 }
 
 void call_fail(call_t *self, err_code_t code, const char *message)
 {
     call_fail_details(self, code, message, NULL, 0);
+}
+
+void call_fail_packed(call_t *self, err_code_t code, const char *message, const mpout_t *details)
+{
+    if (!details->failed)
+        call_fail_details(self, code, message, details->buf.data, details->buf.size);
+    else if (details->over_limit)
+        call_fail(self, ERR_INTERNAL, ENVELOPE_MSG_TOO_LARGE);
+    else
+        call_fail(self, ERR_UNAVAILABLE, ENVELOPE_MSG_OUT_OF_MEMORY);
 }
 
 void call_rfc3339(int64_t unix_ms, char out[32])

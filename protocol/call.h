@@ -14,6 +14,11 @@
  *      msgpack_packer *pk = call_reply(call);
  *      ... pack exactly one value ...
  *
+ *  The reply packer needs no checks: it writes through a checked output
+ *  (protocol/mpout.h) of at most ENVELOPE_MAX_BYTES, and a reply that runs
+ *  out of memory or over that size is answered as an error instead (see
+ *  call_reply_bytes), never sent truncated.
+ *
  *  Ownership: strings and objects handed out point into the request and
  *  stay valid until the handler returns. The call owns its reply buffer.
  */
@@ -25,6 +30,7 @@
 #include <stdint.h>
 
 #include "protocol/envelope.h"
+#include "protocol/mpout.h"
 
 typedef struct call_t call_t;
 
@@ -36,7 +42,10 @@ void call_destroy(call_t **self_p);
 /* Resets the call for a new request (keeps buffers). */
 void call_start(call_t *self, const envelope_request_t *request, const char *caller);
 /* The reply body; valid until the next call_start. Answers internal if the
- * handler neither replied nor failed. */
+ * handler neither replied nor failed; unavailable "out of memory" if its
+ * reply ran out of memory; internal "the reply is over the size limit" if
+ * it would pass ENVELOPE_MAX_BYTES; each with the request's id, or, when
+ * not even that error fits, the static one of envelope_reply_fixed. */
 const char *call_reply_bytes(call_t *self, size_t *len);
 
 const char *call_caller(const call_t *self);
@@ -65,7 +74,8 @@ void call_arg_invalid(call_t *self, const char *name, const char *problem);
  * read so far recorded a problem. */
 bool call_args_ok(call_t *self);
 
-/* Starts the ok reply; the handler packs exactly one value. */
+/* Starts the ok reply; the handler packs exactly one value. Raw msgpack
+ * goes in with mp_pack_raw, never straight into pk->data. */
 msgpack_packer *call_reply(call_t *self);
 
 /* Time as the API writes it: RFC 3339 UTC with milliseconds
@@ -80,5 +90,11 @@ void call_fail(call_t *self, err_code_t code, const char *message);
 /* Answers an error with details, one msgpack value (copied). */
 void call_fail_details(call_t *self, err_code_t code, const char *message, const void *details,
                        size_t details_len);
+
+/* The same with details packed into a checked output (copied; the caller
+ * still owns and destroys it). If the output failed, the details do not
+ * exist: answers unavailable "out of memory" instead (internal "the reply
+ * is over the size limit" if it failed on its limit). */
+void call_fail_packed(call_t *self, err_code_t code, const char *message, const mpout_t *details);
 
 #endif

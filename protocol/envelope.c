@@ -3,6 +3,10 @@
  *  Decoding runs mpcheck() first, so msgpack_unpack() only ever sees bytes
  *  whose every length has been proven to fit; then the top map is read key
  *  by key, refusing duplicates, unknown keys and wrong types.
+ *
+ *  Encoding stops at the first pack that fails: a later, smaller write
+ *  could succeed and leave a buffer that parses as something else. The
+ *  sbuffer encoders then cut the buffer back to where they began.
  */
 #include "protocol/envelope.h"
 #include "protocol/mpcheck.h"
@@ -30,15 +34,21 @@ bool mp_str_eq(const msgpack_object *o, const char *s)
            memcmp(o->via.str.ptr, s, n) == 0;
 }
 
-void mp_pack_strn(msgpack_packer *pk, const char *s, size_t n)
+int mp_pack_strn(msgpack_packer *pk, const char *s, size_t n)
 {
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s, n);
+    if (msgpack_pack_str(pk, n) != 0 || msgpack_pack_str_body(pk, s, n) != 0)
+        return -1;
+    return 0;
 }
 
-void mp_pack_str(msgpack_packer *pk, const char *s)
+int mp_pack_str(msgpack_packer *pk, const char *s)
 {
-    mp_pack_strn(pk, s, strlen(s));
+    return mp_pack_strn(pk, s, strlen(s));
+}
+
+int mp_pack_raw(msgpack_packer *pk, const void *bytes, size_t len)
+{
+    return pk->callback(pk->data, bytes, len) == 0 ? 0 : -1;
 }
 
 /* Validates and unpacks one value; the top must be a map. */
@@ -132,72 +142,108 @@ bool envelope_decode_request(const void *body, size_t len, msgpack_zone *zone,
     return true;
 }
 
-void envelope_pack_request(msgpack_sbuffer *out, uint64_t id, const char *op, const char *token,
-                           const void *args_packed, size_t args_len)
+int envelope_pack_request(msgpack_sbuffer *out, uint64_t id, const char *op, const char *token,
+                          const void *args_packed, size_t args_len)
 {
+    size_t start = out->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, token ? 4 : 3);
-    mp_pack_str(&pk, "id");
-    msgpack_pack_uint64(&pk, id);
-    mp_pack_str(&pk, "op");
-    mp_pack_str(&pk, op);
-    if (token) {
-        mp_pack_str(&pk, "token");
-        mp_pack_str(&pk, token);
+    if (msgpack_pack_map(&pk, token ? 4 : 3) != 0 || mp_pack_str(&pk, "id") != 0 ||
+        msgpack_pack_uint64(&pk, id) != 0 || mp_pack_str(&pk, "op") != 0 ||
+        mp_pack_str(&pk, op) != 0 ||
+        (token && (mp_pack_str(&pk, "token") != 0 || mp_pack_str(&pk, token) != 0)) ||
+        mp_pack_str(&pk, "args") != 0 ||
+        (args_packed ? mp_pack_raw(&pk, args_packed, args_len) : msgpack_pack_map(&pk, 0)) != 0) {
+        out->size = start;
+        return -1;
     }
-    mp_pack_str(&pk, "args");
-    if (args_packed)
-        msgpack_sbuffer_write(out, args_packed, args_len);
-    else
-        msgpack_pack_map(&pk, 0);
+    return 0;
 }
 
-void envelope_reply_ok_begin(msgpack_packer *pk, const msgpack_object *id)
+int envelope_reply_ok_begin(msgpack_packer *pk, const msgpack_object *id)
 {
-    msgpack_pack_map(pk, 3);
-    mp_pack_str(pk, "id");
-    msgpack_pack_object(pk, *id);
-    mp_pack_str(pk, "ok");
-    msgpack_pack_true(pk);
-    mp_pack_str(pk, "data");
+    if (msgpack_pack_map(pk, 3) != 0 || mp_pack_str(pk, "id") != 0 ||
+        msgpack_pack_object(pk, *id) != 0 || mp_pack_str(pk, "ok") != 0 ||
+        msgpack_pack_true(pk) != 0 || mp_pack_str(pk, "data") != 0)
+        return -1;
+    return 0;
 }
 
-void envelope_reply_error(msgpack_sbuffer *out, const msgpack_object *id, err_code_t code,
-                          const char *message, const void *details_packed, size_t details_len)
+int envelope_pack_error(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
+                        const char *message, const void *details_packed, size_t details_len)
 {
+    if (msgpack_pack_map(pk, 3) != 0 || mp_pack_str(pk, "id") != 0 ||
+        (id ? msgpack_pack_object(pk, *id) : msgpack_pack_nil(pk)) != 0 ||
+        mp_pack_str(pk, "ok") != 0 || msgpack_pack_false(pk) != 0 ||
+        mp_pack_str(pk, "error") != 0 || msgpack_pack_map(pk, details_packed ? 3 : 2) != 0 ||
+        mp_pack_str(pk, "code") != 0 || mp_pack_str(pk, err_code_name(code)) != 0 ||
+        mp_pack_str(pk, "message") != 0 ||
+        mp_pack_str(pk, message ? message : err_code_name(code)) != 0)
+        return -1;
+    if (details_packed &&
+        (mp_pack_str(pk, "details") != 0 || mp_pack_raw(pk, details_packed, details_len) != 0))
+        return -1;
+    return 0;
+}
+
+int envelope_reply_error(msgpack_sbuffer *out, const msgpack_object *id, err_code_t code,
+                         const char *message, const void *details_packed, size_t details_len)
+{
+    size_t start = out->size;
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 3);
-    mp_pack_str(&pk, "id");
-    if (id)
-        msgpack_pack_object(&pk, *id);
-    else
-        msgpack_pack_nil(&pk);
-    mp_pack_str(&pk, "ok");
-    msgpack_pack_false(&pk);
-    mp_pack_str(&pk, "error");
-    msgpack_pack_map(&pk, details_packed ? 3 : 2);
-    mp_pack_str(&pk, "code");
-    mp_pack_str(&pk, err_code_name(code));
-    mp_pack_str(&pk, "message");
-    mp_pack_str(&pk, message ? message : err_code_name(code));
-    if (details_packed) {
-        mp_pack_str(&pk, "details");
-        msgpack_sbuffer_write(out, details_packed, details_len);
+    if (envelope_pack_error(&pk, id, code, message, details_packed, details_len) != 0) {
+        out->size = start;
+        return -1;
     }
+    return 0;
 }
 
-void envelope_error_for(msgpack_sbuffer *out, const void *request, size_t len, err_code_t code,
-                        const char *message)
+int envelope_error_for(msgpack_sbuffer *out, const void *request, size_t len, err_code_t code,
+                       const char *message)
 {
     msgpack_zone zone;
-    msgpack_zone_init(&zone, 256);
+    if (!msgpack_zone_init(&zone, 256))
+        return -1;
     envelope_request_t rq;
     const char *why;
     bool decoded = request && envelope_decode_request(request, len, &zone, &rq, &why);
-    envelope_reply_error(out, decoded ? &rq.id : NULL, code, message, NULL, 0);
+    int rc = envelope_reply_error(out, decoded ? &rq.id : NULL, code, message, NULL, 0);
     msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+/* What envelope_reply_error packs for a nil id, written out by hand so
+ * that it exists without any allocation (test_envelope compares the two),
+ * one line per key and value. Each escape is its own literal: "\xa5"
+ * "error", not "\xa5error", which C would read as the hex escape \xa5e. */
+/* clang-format off */
+static const char s_fixed_out_of_memory[] =
+    "\x83"
+    "\xa2" "id" "\xc0"
+    "\xa2" "ok" "\xc2"
+    "\xa5" "error" "\x82"
+    "\xa4" "code" "\xab" "unavailable"
+    "\xa7" "message" "\xad" ENVELOPE_MSG_OUT_OF_MEMORY;
+static const char s_fixed_too_large[] =
+    "\x83"
+    "\xa2" "id" "\xc0"
+    "\xa2" "ok" "\xc2"
+    "\xa5" "error" "\x82"
+    "\xa4" "code" "\xa8" "internal"
+    "\xa7" "message" "\xd9\x20" ENVELOPE_MSG_TOO_LARGE;
+/* clang-format on */
+_Static_assert(sizeof ENVELOPE_MSG_OUT_OF_MEMORY - 1 == 0x0d, "the fixstr header above");
+_Static_assert(sizeof ENVELOPE_MSG_TOO_LARGE - 1 == 0x20, "the str8 header above");
+
+const char *envelope_reply_fixed(envelope_fixed_t which, size_t *len)
+{
+    if (which == ENVELOPE_FIXED_TOO_LARGE) {
+        *len = sizeof s_fixed_too_large - 1;
+        return s_fixed_too_large;
+    }
+    *len = sizeof s_fixed_out_of_memory - 1;
+    return s_fixed_out_of_memory;
 }
 
 bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone, envelope_reply_t *out,

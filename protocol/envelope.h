@@ -10,7 +10,13 @@
  *
  *  Ownership: a decoded request points into the caller's input bytes and
  *  into the caller's msgpack_zone; both must outlive it. Encoders append to
- *  a caller-owned msgpack_sbuffer.
+ *  a caller-owned msgpack_sbuffer or write through a caller's packer.
+ *
+ *  Encoders return 0, or -1 when a write failed (out of memory, or a
+ *  checked output's limit, protocol/mpout.h). An encoder into an sbuffer
+ *  then leaves it as it was (its size restored), so the caller never holds
+ *  half a message; an encoder into a packer leaves whatever the packer's
+ *  output kept, which for an mpout_t is a sticky failure.
  */
 #ifndef RETAIL_ENVELOPE_H
 #define RETAIL_ENVELOPE_H
@@ -44,22 +50,36 @@ bool envelope_decode_request(const void *body, size_t len, msgpack_zone *zone,
 
 /* Packs a whole request (used by clients and tests). args may be NULL (sent
  * as an empty map); args_packed is msgpack bytes of a map, or NULL. */
-void envelope_pack_request(msgpack_sbuffer *out, uint64_t id, const char *op, const char *token,
-                           const void *args_packed, size_t args_len);
+int envelope_pack_request(msgpack_sbuffer *out, uint64_t id, const char *op, const char *token,
+                          const void *args_packed, size_t args_len);
 
 /* Writes {"id":..,"ok":true,"data": and leaves the packer ready for
  * exactly one value, the data. */
-void envelope_reply_ok_begin(msgpack_packer *pk, const msgpack_object *id);
+int envelope_reply_ok_begin(msgpack_packer *pk, const msgpack_object *id);
 
 /* Writes a whole error reply. details_packed is one msgpack value or NULL. */
-void envelope_reply_error(msgpack_sbuffer *out, const msgpack_object *id, err_code_t code,
-                          const char *message, const void *details_packed, size_t details_len);
+int envelope_reply_error(msgpack_sbuffer *out, const msgpack_object *id, err_code_t code,
+                         const char *message, const void *details_packed, size_t details_len);
+/* The same through a packer (protocol/call.c writes through its mpout_t). */
+int envelope_pack_error(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
+                        const char *message, const void *details_packed, size_t details_len);
 
 /* An error reply to a request the caller did not decode (the broker's
  * timeouts and refusals): echoes the request's id when the body is a valid
  * envelope, nil otherwise. */
-void envelope_error_for(msgpack_sbuffer *out, const void *request, size_t len, err_code_t code,
-                        const char *message);
+int envelope_error_for(msgpack_sbuffer *out, const void *request, size_t len, err_code_t code,
+                       const char *message);
+
+/* The error messages of a reply that could not be built, and the last
+ * resort when not even its error reply can be: a pre-encoded reply with a
+ * nil id, ERR_UNAVAILABLE "out of memory" (ENVELOPE_FIXED_OUT_OF_MEMORY)
+ * or ERR_INTERNAL "the reply is over the size limit"
+ * (ENVELOPE_FIXED_TOO_LARGE, an id too large to echo). The bytes are
+ * static and constant: never freed, valid for the program's life. */
+#define ENVELOPE_MSG_OUT_OF_MEMORY "out of memory"
+#define ENVELOPE_MSG_TOO_LARGE "the reply is over the size limit"
+typedef enum { ENVELOPE_FIXED_OUT_OF_MEMORY, ENVELOPE_FIXED_TOO_LARGE } envelope_fixed_t;
+const char *envelope_reply_fixed(envelope_fixed_t which, size_t *len);
 
 /* A decoded reply, for clients. Points into the caller's bytes and zone. */
 typedef struct {
@@ -76,7 +96,11 @@ bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone, env
 /* Small helpers over msgpack objects, shared by all readers. */
 const msgpack_object *mp_map_get(const msgpack_object *map, const char *key);
 bool mp_str_eq(const msgpack_object *o, const char *s);
-void mp_pack_str(msgpack_packer *pk, const char *s);
-void mp_pack_strn(msgpack_packer *pk, const char *s, size_t n);
+/* Like msgpack_pack_*: 0, or -1 when the packer's output refused a write. */
+int mp_pack_str(msgpack_packer *pk, const char *s);
+int mp_pack_strn(msgpack_packer *pk, const char *s, size_t n);
+/* Appends bytes that already are msgpack (one whole value) through pk's
+ * own output, so a checked output's limit and sticky error apply. */
+int mp_pack_raw(msgpack_packer *pk, const void *bytes, size_t len);
 
 #endif

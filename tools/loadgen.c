@@ -176,15 +176,17 @@ static loadgen_t *loadgen_new(const options_t *opt, zcert_t *cert, const char *s
      * every request by envelope_pack_request. */
     msgpack_packer pk;
     msgpack_packer_init(&pk, &self->args, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    mp_pack_str(&pk, "pad");
-    msgpack_pack_str(&pk, opt->pad);
     char *pad = malloc(opt->pad + 1);
     if (!pad)
         goto fail;
     memset(pad, 'x', opt->pad);
-    msgpack_pack_str_body(&pk, pad, opt->pad);
+    bool packed = msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, "pad") == 0 &&
+                  mp_pack_strn(&pk, pad, opt->pad) == 0;
     free(pad);
+    if (!packed) {
+        zsys_error("loadgen: out of memory packing the arguments");
+        goto fail;
+    }
 
     for (size_t i = 0; i < opt->sockets; i++) {
         zsock_t *sock = zsock_new(ZMQ_DEALER);
@@ -223,8 +225,12 @@ static int s_send(loadgen_t *self, size_t slot_index, int64_t now)
     void *sock = self->raw[slot_index % self->opt->sockets];
     const char *service = self->opt->service;
     msgpack_sbuffer_clear(&self->body);
-    envelope_pack_request(&self->body, slot->id, self->opt->op, NULL, self->args.data,
-                          self->args.size);
+    if (envelope_pack_request(&self->body, slot->id, self->opt->op, NULL, self->args.data,
+                              self->args.size) != 0) {
+        zsys_error("loadgen: out of memory packing a request");
+        self->failed = true;
+        return -1;
+    }
     self->body_bytes = self->body.size; /* grows with the id's msgpack width */
     /* Nothing can block here (no HWM, and a connected DEALER always has a
      * pipe), so a failure is a real error rather than back-pressure. */

@@ -464,7 +464,10 @@ static int s_cmd_call(const settings_t *s, const conn_opts_t *o, const char *ser
         goto cleanup;
     }
     uint64_t id = s_request_id();
-    envelope_pack_request(&request, id, op, o->token, args.data, args.size);
+    if (envelope_pack_request(&request, id, op, o->token, args.data, args.size) != 0) {
+        fprintf(stderr, "retailctl: out of memory packing the request\n");
+        goto cleanup;
+    }
     if (request.size > ENVELOPE_MAX_BYTES) {
         status = s_usage_error("the request is larger than the broker accepts (%d bytes)",
                                ENVELOPE_MAX_BYTES);

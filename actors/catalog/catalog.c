@@ -4,18 +4,12 @@
  *  token verifier; the LMDB environment is shared. Handlers read and check
  *  arguments with call.h (all problems reported at once), call the store,
  *  and map its statuses to the error codes of API.md section 3.
- *
- *  Updates pass the store only the fields the caller sent (a mask and
- *  their values), never a record read here: the store applies them to
- *  the record it reads inside the write transaction, so nothing that
- *  commits between a read here and the write is undone.
  */
 #include "actors/catalog/catalog.h"
 #include "protocol/auth.h"
 #include "protocol/mdp.h"
 #include "storage/catalog_store.h"
 
-#include <stddef.h>
 #include <time.h>
 
 #define CATALOG_MAP_SIZE ((size_t)16 << 30) /* address space, not disk */
@@ -30,9 +24,8 @@ typedef struct {
     catalog_store_t *store;
     auth_verifier_t *verifier;
     product_t product; /* scratch: records are large */
-    product_t patch;   /* scratch: the fields an update sets */
     product_t page[CATALOG_PAGE_MAX];
-    category_t categories[CATALOG_PAGE_MAX];
+    category_t categories[1024];
 } catalog_state_t;
 
 catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
@@ -129,7 +122,7 @@ static void s_pack_product(msgpack_packer *pk, const product_t *p)
     mp_pack_str(pk, p->category_id);
     mp_pack_str(pk, "attributes");
     if (p->attributes_len)
-        msgpack_sbuffer_write(pk->data, (const char *)p->attributes, p->attributes_len);
+        mp_pack_raw(pk, p->attributes, p->attributes_len);
     else
         msgpack_pack_map(pk, 0);
     mp_pack_str(pk, "stock");
@@ -222,47 +215,49 @@ static void s_check_currency(call_t *call, const char *currency)
         call_arg_invalid(call, "currency", "must be 3 capital letters (ISO 4217)");
 }
 
+/* The product's attributes array as a msgpack output: packing straight
+ * into it allocates nothing, so the only way to fail is to be too large. */
+typedef struct {
+    uint8_t *data;
+    size_t len, cap;
+} fixed_out_t;
+
+static int s_fixed_write(void *data, const char *buf, size_t len)
+{
+    fixed_out_t *out = data;
+    if (len > out->cap - out->len)
+        return -1;
+    memcpy(out->data + out->len, buf, len);
+    out->len += len;
+    return 0;
+}
+
 /* Reads the optional `attributes` map into p (msgpack bytes, verbatim). */
 static bool s_attributes(call_t *call, product_t *p)
 {
     const msgpack_object *attrs;
     if (!call_arg_map(call, "attributes", ARG_OPTIONAL, &attrs))
         return false;
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
+    fixed_out_t out = {p->attributes, 0, sizeof p->attributes};
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    msgpack_pack_object(&pk, *attrs);
-    bool fits = buf.size <= CATALOG_ATTRIBUTES_MAX;
-    if (fits) {
-        memcpy(p->attributes, buf.data, buf.size);
-        p->attributes_len = buf.size;
-    } else
+    msgpack_packer_init(&pk, &out, s_fixed_write);
+    /* msgpack_pack_object stops at the first refused write. */
+    if (msgpack_pack_object(&pk, *attrs) != 0) {
         call_arg_invalid(call, "attributes", "is too large (16 KiB of msgpack at most)");
-    msgpack_sbuffer_destroy(&buf);
-    return fits;
+        return false;
+    }
+    p->attributes_len = out.len;
+    return true;
 }
 
 /* ------------------------------------------------------------------ */
 /* Categories                                                          */
 
-/* A page of categories in id order; the cursor is the last id of the
- * page before (opaque to clients, as API.md section 2 has it). */
 static void s_category_list(call_t *call, void *state)
 {
     catalog_state_t *self = state;
-    int64_t limit = 20;
-    char after[CATALOG_ID_MAX + 1] = "";
-    call_arg_int(call, "limit", ARG_OPTIONAL, 1, CATALOG_PAGE_MAX, &limit);
-    call_arg_text(call, "cursor", ARG_OPTIONAL, CATALOG_ID_MAX, after, sizeof after);
-    if (!call_args_ok(call))
-        return;
     int count = 0;
-    bool more = false;
-    if (!s_ok(
-            call,
-            catalog_category_page(self->store, after, (int)limit, self->categories, &count, &more),
-            "category"))
+    if (!s_ok(call, catalog_category_list(self->store, self->categories, 1024, &count), "category"))
         return;
     msgpack_packer *pk = call_reply(call);
     msgpack_pack_map(pk, 2);
@@ -271,10 +266,7 @@ static void s_category_list(call_t *call, void *state)
     for (int i = 0; i < count; i++)
         s_pack_category(pk, &self->categories[i]);
     mp_pack_str(pk, "next_cursor");
-    if (more && count > 0)
-        mp_pack_str(pk, self->categories[count - 1].id);
-    else
-        msgpack_pack_nil(pk);
+    msgpack_pack_nil(pk);
 }
 
 static void s_category_create(call_t *call, void *state)
@@ -292,36 +284,28 @@ static void s_category_create(call_t *call, void *state)
         s_reply_category(call, &c);
 }
 
-/* A patch: only the fields given change, applied by the store to the
- * record it reads in the write transaction. */
 static void s_category_update(call_t *call, void *state)
 {
     catalog_state_t *self = state;
     if (!auth_require_admin(self->verifier, call, NULL))
         return;
-    category_t values = {0}, out;
-    unsigned fields = 0;
+    category_t c;
     char id[CATALOG_ID_MAX + 1] = "";
     call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
-    if (call_arg_text(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, values.name,
-                      sizeof values.name)) {
-        fields |= CATALOG_CATEGORY_NAME;
-        if (!values.name[0])
-            call_arg_invalid(call, "name", "must not be empty");
-    }
-    if (call_arg_text(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, values.slug,
-                      sizeof values.slug))
-        fields |= CATALOG_CATEGORY_SLUG;
+    if (!call_args_ok(call) || !s_ok(call, catalog_category_get(self->store, id, &c), "category"))
+        return;
+    call_arg_text(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, c.name, sizeof c.name);
+    call_arg_text(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
     const msgpack_object *parent = mp_map_get(call_args(call), "parent_id");
     if (parent && parent->type == MSGPACK_OBJECT_NIL)
-        fields |= CATALOG_CATEGORY_PARENT; /* null makes it a root: values.parent_id is "" */
-    else if (call_arg_text(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, values.parent_id,
-                           sizeof values.parent_id))
-        fields |= CATALOG_CATEGORY_PARENT;
+        c.parent_id[0] = '\0'; /* null makes it a root */
+    else
+        call_arg_text(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id,
+                      sizeof c.parent_id);
     if (!call_args_ok(call))
         return;
-    if (s_ok(call, catalog_category_update(self->store, id, fields, &values, &out), "category"))
-        s_reply_category(call, &out);
+    if (s_ok(call, catalog_category_update(self->store, &c), "category"))
+        s_reply_category(call, &c);
 }
 
 static void s_category_delete(call_t *call, void *state)
@@ -352,42 +336,25 @@ static void s_product_get(call_t *call, void *state)
 }
 
 /* Reads the product fields present in args into p; required ones only
- * when `create`. The CATALOG_PRODUCT_* mask of those present and valid
- * (stock, which is no such field, is read only for a create). */
-static unsigned s_product_fields(call_t *call, product_t *p, bool create)
+ * when `create`. */
+static void s_product_fields(call_t *call, product_t *p, bool create)
 {
     arg_need_t need = create ? ARG_REQUIRED : ARG_OPTIONAL;
-    unsigned fields = 0;
-    if (call_arg_text(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku)) {
-        fields |= CATALOG_PRODUCT_SKU;
-        if (!p->sku[0])
-            call_arg_invalid(call, "sku", "must not be empty");
-    }
-    if (call_arg_text(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name)) {
-        fields |= CATALOG_PRODUCT_NAME;
-        if (!p->name[0])
-            call_arg_invalid(call, "name", "must not be empty");
-    }
-    if (call_arg_text(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
-                      sizeof p->description))
-        fields |= CATALOG_PRODUCT_DESCRIPTION;
-    if (call_arg_int(call, "price_cents", need, 0, INT64_MAX / 4, &p->price_cents))
-        fields |= CATALOG_PRODUCT_PRICE;
-    if (call_arg_text(call, "currency", need, 3, p->currency, sizeof p->currency)) {
-        fields |= CATALOG_PRODUCT_CURRENCY;
+    if (call_arg_text(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku) && !p->sku[0])
+        call_arg_invalid(call, "sku", "must not be empty");
+    if (call_arg_text(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name) && !p->name[0])
+        call_arg_invalid(call, "name", "must not be empty");
+    call_arg_text(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
+                  sizeof p->description);
+    call_arg_int(call, "price_cents", need, 0, INT64_MAX / 4, &p->price_cents);
+    if (call_arg_text(call, "currency", need, 3, p->currency, sizeof p->currency))
         s_check_currency(call, p->currency);
-    }
     if (call_arg_text(call, "category_id", need, CATALOG_ID_MAX, p->category_id,
-                      sizeof p->category_id)) {
-        fields |= CATALOG_PRODUCT_CATEGORY;
-        if (!p->category_id[0])
-            call_arg_invalid(call, "category_id", "must not be empty");
-    }
-    if (s_attributes(call, p))
-        fields |= CATALOG_PRODUCT_ATTRIBUTES;
-    if (create)
-        call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock);
-    return fields;
+                      sizeof p->category_id) &&
+        !p->category_id[0])
+        call_arg_invalid(call, "category_id", "must not be empty");
+    s_attributes(call, p);
+    call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock);
 }
 
 static void s_product_create(call_t *call, void *state)
@@ -436,10 +403,6 @@ static bool s_if_match(call_t *call, int64_t *version)
     return true;
 }
 
-/* A patch: only the fields given change, applied by the store to the
- * record it reads in the write transaction (If-Match checked there too).
- * Stock is refused rather than written: it moves only by PUT .../stock
- * and reservations, so a patch can never undo a reservation. */
 static void s_product_update(call_t *call, void *state)
 {
     catalog_state_t *self = state;
@@ -449,19 +412,16 @@ static void s_product_update(call_t *call, void *state)
     int64_t expected = 0;
     call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     s_if_match(call, &expected);
-    product_t *values = &self->patch;
-    memset(values, 0, offsetof(product_t, attributes));
-    values->attributes_len = 0;
-    unsigned fields = s_product_fields(call, values, false);
-    const msgpack_object *stock = mp_map_get(call_args(call), "stock");
-    if (stock && stock->type != MSGPACK_OBJECT_NIL)
-        call_arg_invalid(call, "stock", "is set with PUT /v1/products/{id}/stock");
     if (!call_args_ok(call))
         return;
-    if (s_ok(call,
-             catalog_product_update(self->store, id, fields, values, expected, &self->product),
-             "product"))
-        s_reply_product(call, &self->product);
+    product_t *p = &self->product;
+    if (!s_ok(call, catalog_product_get(self->store, id, p), "product"))
+        return;
+    s_product_fields(call, p, false);
+    if (!call_args_ok(call))
+        return;
+    if (s_ok(call, catalog_product_update(self->store, p, expected), "product"))
+        s_reply_product(call, p);
 }
 
 static void s_product_delete(call_t *call, void *state)
@@ -618,17 +578,18 @@ static void s_stock_reserve(call_t *call, void *state)
     char short_product[CATALOG_ID_MAX + 1] = "";
     catalog_status_t status = catalog_stock_reserve(self->store, order_id, lines, n, short_product);
     if (status == CATALOG_OUT_OF_STOCK || status == CATALOG_NOT_FOUND) {
-        msgpack_sbuffer buf;
-        msgpack_sbuffer_init(&buf);
+        mpout_t details;
+        mpout_init(&details, 0);
         msgpack_packer pk;
-        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        mpout_packer(&details, &pk);
+        /* Checked at once by call_fail_packed (the output's error sticks). */
         msgpack_pack_map(&pk, 1);
         mp_pack_str(&pk, "product_id");
         mp_pack_str(&pk, short_product);
-        call_fail_details(call, status == CATALOG_OUT_OF_STOCK ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
-                          status == CATALOG_OUT_OF_STOCK ? "not enough stock" : "no such product",
-                          buf.data, buf.size);
-        msgpack_sbuffer_destroy(&buf);
+        call_fail_packed(call, status == CATALOG_OUT_OF_STOCK ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
+                         status == CATALOG_OUT_OF_STOCK ? "not enough stock" : "no such product",
+                         &details);
+        mpout_destroy(&details);
         return;
     }
     if (!s_ok(call, status, "reservation"))

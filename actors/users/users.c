@@ -286,15 +286,16 @@ static bool s_store_ok(call_t *call, store_status_t status)
 
 static void s_fail_retry(call_t *call, err_code_t code, const char *message, int seconds)
 {
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
+    mpout_t details;
+    mpout_init(&details, 0);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    mpout_packer(&details, &pk);
+    /* Checked at once by call_fail_packed (the output's error sticks). */
     msgpack_pack_map(&pk, 1);
     mp_pack_str(&pk, "retry_after");
     msgpack_pack_int(&pk, seconds);
-    call_fail_details(call, code, message, buf.data, buf.size);
-    msgpack_sbuffer_destroy(&buf);
+    call_fail_packed(call, code, message, &details);
+    mpout_destroy(&details);
 }
 
 static void s_fail_busy(call_t *call)
@@ -561,7 +562,7 @@ static void s_jwks(call_t *call, void *state)
         }
     }
     msgpack_packer *pk = call_reply(call);
-    msgpack_sbuffer_write(pk->data, self->jwks, self->jwks_len);
+    mp_pack_raw(pk, self->jwks, self->jwks_len);
 }
 
 static void s_me(call_t *call, void *state)

@@ -8,6 +8,11 @@
  *  envelope_decode_reply(), as a client would, after passing mpcheck() with
  *  the envelope's limits, which proves the reply is one well-formed value
  *  with nothing left over from a reply that was replaced.
+ *
+ *  A reply that cannot be built whole (over ENVELOPE_MAX_BYTES, or out of
+ *  memory: a write of NO_MEMORY_LEN bytes, which realloc refuses) must
+ *  come out as an error envelope that decodes, with the request's id, or
+ *  the pre-encoded one when not even that fits; never a truncated reply.
  */
 #include "protocol/call.h"
 #include "protocol/envelope.h"
@@ -16,6 +21,18 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+/* More than any allocator gives: the write fails before a byte is copied. */
+#define NO_MEMORY_LEN (SIZE_MAX / 2)
+
+/* Under AddressSanitizer a refused allocation must return NULL, as the
+ * C library's does, instead of stopping the program (it still prints a
+ * warning for each refusal). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
 
 /* One request under test: its bytes, the decoded envelope, the call. */
 typedef struct {
@@ -473,6 +490,181 @@ static void test_caller_and_reuse(void **state)
     assert_true(f->reply.data.via.boolean);
 }
 
+/* ---- replies that cannot be built ---- */
+
+static void test_reply_over_limit(void **state)
+{
+    fx_t *f = *state;
+    /* The envelope around a nil sizes a reply that fills the limit. */
+    msgpack_pack_nil(call_reply(f->call));
+    size_t around = 0;
+    assert_non_null(call_reply_bytes(f->call, &around));
+    around -= 1;
+    size_t body = ENVELOPE_MAX_BYTES - around - 5; /* bin 32's header */
+    char *blob = calloc(1, ENVELOPE_MAX_BYTES + 1);
+    assert_non_null(blob);
+
+    msgpack_packer *pk = call_reply(f->call);
+    assert_int_equal(msgpack_pack_bin(pk, body), 0);
+    assert_int_equal(msgpack_pack_bin_body(pk, blob, body), 0);
+    size_t len = 0;
+    call_reply_bytes(f->call, &len);
+    assert_int_equal(len, ENVELOPE_MAX_BYTES);
+    s_reply(f);
+    assert_true(f->reply.ok);
+    assert_int_equal(f->reply.data.type, MSGPACK_OBJECT_BIN);
+    assert_int_equal(f->reply.data.via.bin.size, body);
+
+    /* One byte more: an error with the request's id, not a cut reply. */
+    pk = call_reply(f->call);
+    assert_int_equal(msgpack_pack_bin(pk, body + 1), 0);
+    assert_int_equal(msgpack_pack_bin_body(pk, blob, body + 1), -1);
+    /* A handler that packs on regardless changes nothing. */
+    assert_int_equal(msgpack_pack_nil(pk), -1);
+    s_assert_error(f, ERR_INTERNAL);
+    s_assert_message(f, ENVELOPE_MSG_TOO_LARGE);
+    /* Asked again, the same answer. */
+    s_assert_error(f, ERR_INTERNAL);
+
+    /* Far over, in many small values, as a long list would be. */
+    pk = call_reply(f->call);
+    msgpack_pack_array(pk, 100000);
+    for (int i = 0; i < 100000; i++)
+        mp_pack_strn(pk, blob, 100);
+    s_assert_error(f, ERR_INTERNAL);
+    s_assert_message(f, ENVELOPE_MSG_TOO_LARGE);
+
+    /* The next reply of the same call is whole again. */
+    msgpack_pack_true(call_reply(f->call));
+    s_reply(f);
+    assert_true(f->reply.ok);
+    assert_int_equal(f->reply.data.type, MSGPACK_OBJECT_BOOLEAN);
+
+    /* Details over the limit are refused the same way. */
+    assert_int_equal(msgpack_pack_nil(call_reply(f->call)), 0);
+    call_fail_details(f->call, ERR_CONFLICT, "big details", blob, ENVELOPE_MAX_BYTES);
+    s_assert_error(f, ERR_INTERNAL);
+    s_assert_message(f, ENVELOPE_MSG_TOO_LARGE);
+    free(blob);
+}
+
+static void test_fail_packed(void **state)
+{
+    fx_t *f = *state;
+    mpout_t details;
+    mpout_init(&details, 0);
+    msgpack_packer pk;
+    mpout_packer(&details, &pk);
+    msgpack_pack_map(&pk, 1);
+    mp_pack_str(&pk, "retry_after");
+    msgpack_pack_int(&pk, 2);
+    call_fail_packed(f->call, ERR_RATE_LIMITED, "slow down", &details);
+    s_assert_error(f, ERR_RATE_LIMITED);
+    s_assert_message(f, "slow down");
+    const msgpack_object *retry = mp_map_get(mp_map_get(&f->reply.error, "details"), "retry_after");
+    assert_non_null(retry);
+    assert_int_equal(retry->via.u64, 2);
+
+    /* Details that ran out of memory: unavailable, with the id. */
+    mpout_clear(&details);
+    msgpack_pack_map(&pk, 1);
+    assert_int_equal(mp_pack_raw(&pk, "\xc0", NO_MEMORY_LEN), -1);
+    assert_true(details.failed && !details.over_limit);
+    call_fail_packed(f->call, ERR_RATE_LIMITED, "slow down", &details);
+    s_assert_error(f, ERR_UNAVAILABLE);
+    s_assert_message(f, ENVELOPE_MSG_OUT_OF_MEMORY);
+    assert_null(mp_map_get(&f->reply.error, "details"));
+    mpout_destroy(&details);
+
+    /* Details over their output's limit: internal. */
+    mpout_init(&details, 4);
+    mpout_packer(&details, &pk);
+    mp_pack_str(&pk, "too long for four bytes");
+    call_fail_packed(f->call, ERR_RATE_LIMITED, "slow down", &details);
+    s_assert_error(f, ERR_INTERNAL);
+    s_assert_message(f, ENVELOPE_MSG_TOO_LARGE);
+    mpout_destroy(&details);
+}
+
+/* A request of exactly ENVELOPE_MAX_BYTES whose id is one long string:
+ * no error reply that echoes it fits the limit. */
+static void s_huge_id_request(msgpack_sbuffer *body, size_t id_len, char *id)
+{
+    msgpack_sbuffer_clear(body);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, body, msgpack_sbuffer_write);
+    assert_int_equal(msgpack_pack_map(&pk, 3), 0);
+    assert_int_equal(mp_pack_str(&pk, "id"), 0);
+    assert_int_equal(mp_pack_strn(&pk, id, id_len), 0);
+    assert_int_equal(mp_pack_str(&pk, "op"), 0);
+    assert_int_equal(mp_pack_str(&pk, "x"), 0);
+    assert_int_equal(mp_pack_str(&pk, "args"), 0);
+    assert_int_equal(msgpack_pack_map(&pk, 0), 0);
+}
+
+static void test_id_too_large_to_echo(void **state)
+{
+    (void)state;
+    size_t id_len = ENVELOPE_MAX_BYTES - 64;
+    char *id = malloc(ENVELOPE_MAX_BYTES);
+    assert_non_null(id);
+    memset(id, 'i', ENVELOPE_MAX_BYTES);
+    msgpack_sbuffer body;
+    msgpack_sbuffer_init(&body);
+    s_huge_id_request(&body, id_len, id);
+    id_len += ENVELOPE_MAX_BYTES - body.size;
+    s_huge_id_request(&body, id_len, id);
+    assert_int_equal(body.size, ENVELOPE_MAX_BYTES);
+    msgpack_zone zone;
+    assert_true(msgpack_zone_init(&zone, 1024));
+    envelope_request_t rq;
+    const char *why;
+    if (!envelope_decode_request(body.data, body.size, &zone, &rq, &why))
+        fail_msg("request refused: %s", why);
+    call_t *call = call_new();
+    assert_non_null(call);
+    call_start(call, &rq, "alice");
+
+    /* A small ok reply with that id still fits ({"id","ok","data"} is
+     * shorter than {"id","op","args"}). */
+    msgpack_pack_nil(call_reply(call));
+    size_t len = 0;
+    const char *bytes = call_reply_bytes(call, &len);
+    msgpack_zone reply_zone;
+    assert_true(msgpack_zone_init(&reply_zone, 1024));
+    envelope_reply_t reply;
+    assert_true(envelope_decode_reply(bytes, len, &reply_zone, &reply, &why));
+    assert_true(reply.ok);
+    assert_int_equal(reply.id.type, MSGPACK_OBJECT_STR);
+    assert_int_equal(reply.id.via.str.size, id_len);
+
+    /* A larger one does not, nor does its error: the fixed reply, nil id. */
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_bin(pk, 64);
+    msgpack_pack_bin_body(pk, id, 64);
+    bytes = call_reply_bytes(call, &len);
+    size_t fixed_len = 0;
+    const char *fixed = envelope_reply_fixed(ENVELOPE_FIXED_TOO_LARGE, &fixed_len);
+    assert_int_equal(len, fixed_len);
+    assert_memory_equal(bytes, fixed, len);
+    msgpack_zone_clear(&reply_zone);
+    assert_true(envelope_decode_reply(bytes, len, &reply_zone, &reply, &why));
+    assert_false(reply.ok);
+    assert_int_equal(reply.id.type, MSGPACK_OBJECT_NIL);
+    assert_int_equal(reply.code, ERR_INTERNAL);
+    /* Stable when asked again; gone at the next request. */
+    assert_ptr_equal(call_reply_bytes(call, &len), fixed);
+    call_start(call, &rq, "alice");
+    msgpack_pack_nil(call_reply(call));
+    assert_ptr_not_equal(call_reply_bytes(call, &len), fixed);
+
+    call_destroy(&call);
+    msgpack_zone_destroy(&reply_zone);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&body);
+    free(id);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +678,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fail_replaces, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_no_answer, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_caller_and_reuse, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_reply_over_limit, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_fail_packed, s_setup, s_teardown),
+        cmocka_unit_test(test_id_too_large_to_echo),
     };
     return cmocka_run_group_tests_name("call", tests, NULL, NULL);
 }

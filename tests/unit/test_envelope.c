@@ -12,10 +12,15 @@
  *  msgpack_unpack() accepts whole. The error table is checked against the
  *  status table of API.md section 3. Every test frees what it made, so the
  *  binary is meaningful under the leak checker.
+ *
+ *  The checked output (protocol/mpout.h) and the encoders are made to fail
+ *  for real: on its limit, and out of memory by asking for more than any
+ *  allocator gives (NO_MEMORY_LEN), which makes realloc return NULL.
  */
 #include "protocol/envelope.h"
 #include "protocol/errors.h"
 #include "protocol/mpcheck.h"
+#include "protocol/mpout.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>
@@ -24,7 +29,21 @@
 #include <string.h>
 
 #define BIG ((size_t)1 << 30) /* a max_len that never gets in the way */
-#define DEEP 16               /* a max_depth that never gets in the way */
+
+/* A write of this many bytes needs a buffer of half the address space:
+ * realloc refuses it, so the write fails as out of memory before any byte
+ * would be copied (the source may then be a short buffer). */
+#define NO_MEMORY_LEN (SIZE_MAX / 2)
+
+/* Under AddressSanitizer a refused allocation must return NULL, as the
+ * C library's does, instead of stopping the program (it still prints a
+ * warning for each refusal). */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "allocator_may_return_null=1";
+}
+#define DEEP 16 /* a max_depth that never gets in the way */
 
 /* ---- helpers ---- */
 
@@ -1260,6 +1279,181 @@ static void test_random_battery(void **state)
     mp_done(&valid);
 }
 
+/* ---- the checked output and failing encoders ---- */
+
+static void test_mpout_limit_sticky(void **state)
+{
+    (void)state;
+    mpout_t out;
+    mpout_init(&out, 16);
+    assert_int_equal(mpout_write(&out, "0123456789", 10), 0);
+    assert_false(out.failed);
+    /* Up to the limit exactly is fine. */
+    assert_int_equal(mpout_write(&out, "abcdef", 6), 0);
+    assert_int_equal(out.buf.size, 16);
+    assert_false(out.failed);
+    /* One byte past it is refused and appends nothing. */
+    assert_int_equal(mpout_write(&out, "x", 1), -1);
+    assert_true(out.failed);
+    assert_true(out.over_limit);
+    assert_int_equal(out.buf.size, 16);
+    assert_memory_equal(out.buf.data, "0123456789abcdef", 16);
+    /* Cleared: empty, failure forgotten, limit kept. */
+    mpout_clear(&out);
+    assert_false(out.failed);
+    assert_false(out.over_limit);
+    assert_int_equal(out.buf.size, 0);
+    assert_int_equal(mpout_write(&out, "0123456789", 10), 0);
+    assert_int_equal(mpout_write(&out, "0123456789", 10), -1);
+    assert_true(out.over_limit);
+    /* Sticky: a write that would fit is refused after a failure. */
+    assert_int_equal(mpout_write(&out, "y", 1), -1);
+    assert_int_equal(out.buf.size, 10);
+
+    /* Through a packer: the value that crosses the limit fails, and so
+     * does every value after it, small or not. */
+    mpout_clear(&out);
+    msgpack_packer pk;
+    mpout_packer(&out, &pk);
+    assert_int_equal(msgpack_pack_array(&pk, 3), 0);
+    assert_int_equal(mp_pack_str(&pk, "ab"), 0);
+    assert_int_equal(out.buf.size, 4);
+    /* The string's header fits (5 bytes), its 21-byte body does not. */
+    assert_int_equal(mp_pack_str(&pk, "a string of twenty ch"), -1);
+    assert_true(out.failed && out.over_limit);
+    assert_int_equal(out.buf.size, 5);
+    assert_int_equal(msgpack_pack_nil(&pk), -1);
+    assert_int_equal(mp_pack_raw(&pk, "\xc0", 1), -1);
+    assert_int_equal(out.buf.size, 5);
+    mpout_destroy(&out);
+
+    /* No limit: 0. */
+    mpout_init(&out, 0);
+    char *big = calloc(1, 3 << 20);
+    assert_non_null(big);
+    assert_int_equal(mpout_write(&out, big, 3 << 20), 0);
+    assert_int_equal(out.buf.size, 3 << 20);
+    assert_false(out.failed);
+    free(big);
+    mpout_destroy(&out);
+}
+
+static void test_mpout_out_of_memory(void **state)
+{
+    (void)state;
+    mpout_t out;
+    mpout_init(&out, 0);
+    msgpack_packer pk;
+    mpout_packer(&out, &pk);
+    assert_int_equal(msgpack_pack_map(&pk, 1), 0);
+    assert_int_equal(mp_pack_str(&pk, "k"), 0);
+    size_t before = out.buf.size;
+    /* A real realloc failure: flagged as memory, not as the limit. */
+    assert_int_equal(mp_pack_raw(&pk, "\xc0", NO_MEMORY_LEN), -1);
+    assert_true(out.failed);
+    assert_false(out.over_limit);
+    assert_int_equal(out.buf.size, before);
+    /* Memory for a nil is there, but the map is missing its value: the
+     * output stays refused. */
+    assert_int_equal(msgpack_pack_nil(&pk), -1);
+    assert_int_equal(out.buf.size, before);
+    mpout_clear(&out);
+    assert_int_equal(msgpack_pack_nil(&pk), 0);
+    assert_int_equal(out.buf.size, 1);
+    mpout_destroy(&out);
+}
+
+/* The bytes of out decode as an error reply with this id type and code. */
+static void s_assert_error_reply(const void *bytes, size_t len, msgpack_object_type id_type,
+                                 err_code_t code, const char *text)
+{
+    assert_int_equal(s_check(bytes, len, ENVELOPE_MAX_BYTES, ENVELOPE_MAX_DEPTH), MP_OK);
+    msgpack_zone zone;
+    assert_true(msgpack_zone_init(&zone, 256));
+    envelope_reply_t reply;
+    const char *message;
+    assert_true(envelope_decode_reply(bytes, len, &zone, &reply, &message));
+    assert_false(reply.ok);
+    assert_int_equal(reply.id.type, id_type);
+    assert_int_equal(reply.code, code);
+    assert_true(mp_str_eq(mp_map_get(&reply.error, "message"), text));
+    msgpack_zone_destroy(&zone);
+}
+
+static void test_encoders_fail_whole(void **state)
+{
+    (void)state;
+    msgpack_object id = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = 7};
+    msgpack_sbuffer out;
+    msgpack_sbuffer_init(&out);
+    /* Something already in the buffer stays; nothing of the failed
+     * message is left after it. */
+    assert_int_equal(msgpack_sbuffer_write(&out, "\xc0", 1), 0);
+    assert_int_equal(envelope_reply_error(&out, &id, ERR_CONFLICT, "m", "\xc0", NO_MEMORY_LEN), -1);
+    assert_int_equal(out.size, 1);
+    assert_int_equal(envelope_pack_request(&out, 1, "sys.echo", "tok", "\x80", NO_MEMORY_LEN), -1);
+    assert_int_equal(out.size, 1);
+    /* The same calls succeed when they can, and say so. */
+    assert_int_equal(envelope_reply_error(&out, &id, ERR_CONFLICT, "m", "\xc0", 1), 0);
+    s_assert_error_reply(out.data + 1, out.size - 1, MSGPACK_OBJECT_POSITIVE_INTEGER, ERR_CONFLICT,
+                         "m");
+    msgpack_sbuffer_clear(&out);
+    assert_int_equal(envelope_pack_request(&out, 1, "sys.echo", "tok", "\x80", 1), 0);
+    envelope_request_t rq;
+    const char *why;
+    assert_true(s_decode(out.data, out.size, &rq, &why));
+    msgpack_sbuffer_clear(&out);
+    assert_int_equal(envelope_error_for(&out, NULL, 0, ERR_TIMEOUT, "late"), 0);
+    s_assert_error_reply(out.data, out.size, MSGPACK_OBJECT_NIL, ERR_TIMEOUT, "late");
+    msgpack_sbuffer_destroy(&out);
+
+    /* Through a checked output: each encoder reports the refusal, and
+     * the output keeps it. */
+    mpout_t mo;
+    mpout_init(&mo, 8);
+    msgpack_packer pk;
+    mpout_packer(&mo, &pk);
+    assert_int_equal(envelope_reply_ok_begin(&pk, &id), -1);
+    assert_true(mo.failed && mo.over_limit);
+    mpout_clear(&mo);
+    assert_int_equal(envelope_pack_error(&pk, &id, ERR_CONFLICT, "m", NULL, 0), -1);
+    assert_true(mo.failed && mo.over_limit);
+    mpout_destroy(&mo);
+    mpout_init(&mo, ENVELOPE_MAX_BYTES);
+    mpout_packer(&mo, &pk);
+    assert_int_equal(envelope_pack_error(&pk, &id, ERR_CONFLICT, "m", "\xc0", 1), 0);
+    s_assert_error_reply(mo.buf.data, mo.buf.size, MSGPACK_OBJECT_POSITIVE_INTEGER, ERR_CONFLICT,
+                         "m");
+    mpout_destroy(&mo);
+}
+
+static void test_reply_fixed(void **state)
+{
+    (void)state;
+    static const struct {
+        envelope_fixed_t which;
+        err_code_t code;
+        const char *message;
+    } fixed[] = {
+        {ENVELOPE_FIXED_OUT_OF_MEMORY, ERR_UNAVAILABLE, ENVELOPE_MSG_OUT_OF_MEMORY},
+        {ENVELOPE_FIXED_TOO_LARGE, ERR_INTERNAL, ENVELOPE_MSG_TOO_LARGE},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        size_t len = 0;
+        const char *bytes = envelope_reply_fixed(fixed[i].which, &len);
+        assert_non_null(bytes);
+        s_assert_error_reply(bytes, len, MSGPACK_OBJECT_NIL, fixed[i].code, fixed[i].message);
+        /* Byte for byte what the encoder makes of the same error. */
+        msgpack_sbuffer out;
+        msgpack_sbuffer_init(&out);
+        assert_int_equal(envelope_reply_error(&out, NULL, fixed[i].code, fixed[i].message, NULL, 0),
+                         0);
+        assert_int_equal(out.size, len);
+        assert_memory_equal(out.data, bytes, len);
+        msgpack_sbuffer_destroy(&out);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1285,6 +1479,10 @@ int main(void)
         cmocka_unit_test(test_decode_reply),
         cmocka_unit_test(test_errors_table),
         cmocka_unit_test(test_random_battery),
+        cmocka_unit_test(test_mpout_limit_sticky),
+        cmocka_unit_test(test_mpout_out_of_memory),
+        cmocka_unit_test(test_encoders_fail_whole),
+        cmocka_unit_test(test_reply_fixed),
     };
     return cmocka_run_group_tests_name("envelope", tests, NULL, NULL);
 }

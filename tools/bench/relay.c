@@ -92,14 +92,21 @@ static int s_echo_one(void *dealer, msgpack_zone *zone, msgpack_sbuffer *reply)
     envelope_request_t request;
     const char *why;
     msgpack_sbuffer_clear(reply);
+    bool packed;
     if (envelope_decode_request(body, len, zone, &request, &why)) {
         msgpack_packer pk;
         msgpack_packer_init(&pk, reply, msgpack_sbuffer_write);
-        envelope_reply_ok_begin(&pk, &request.id);
-        msgpack_pack_object(&pk, request.args);
+        packed = envelope_reply_ok_begin(&pk, &request.id) == 0 &&
+                 msgpack_pack_object(&pk, request.args) == 0;
     } else
-        envelope_error_for(reply, body, len, ERR_MALFORMED_BODY, why);
+        packed = envelope_error_for(reply, body, len, ERR_MALFORMED_BODY, why) == 0;
     msgpack_zone_clear(zone);
+    /* Half a reply must not go out; the fixed one says why, with a nil id
+     * (the client times that request out, as it would with no answer). */
+    const char *reply_data = reply->data;
+    size_t reply_size = reply->size;
+    if (!packed)
+        reply_data = envelope_reply_fixed(ENVELOPE_FIXED_OUT_OF_MEMORY, &reply_size);
 
     /* The routing frames go back as they came; zmq_msg_send moves them. */
     for (size_t k = 0; k < REQUEST_FRAMES - 1; k++)
@@ -107,7 +114,7 @@ static int s_echo_one(void *dealer, msgpack_zone *zone, msgpack_sbuffer *reply)
             rc = -1;
             goto done;
         }
-    if (zmq_send(dealer, reply->data, reply->size, 0) == -1)
+    if (zmq_send(dealer, reply_data, reply_size, 0) == -1)
         rc = -1;
 done:
     if (rc < 0)
