@@ -4,12 +4,18 @@
  *  token verifier; the LMDB environment is shared. Handlers read and check
  *  arguments with call.h (all problems reported at once), call the store,
  *  and map its statuses to the error codes of API.md section 3.
+ *
+ *  Updates pass the store only the fields the caller sent (a mask and
+ *  their values), never a record read here: the store applies them to
+ *  the record it reads inside the write transaction, so nothing that
+ *  commits between a read here and the write is undone.
  */
 #include "actors/catalog/catalog.h"
 #include "protocol/auth.h"
 #include "protocol/mdp.h"
 #include "storage/catalog_store.h"
 
+#include <stddef.h>
 #include <time.h>
 
 #define CATALOG_MAP_SIZE ((size_t)16 << 30) /* address space, not disk */
@@ -24,8 +30,9 @@ typedef struct {
     catalog_store_t *store;
     auth_verifier_t *verifier;
     product_t product; /* scratch: records are large */
+    product_t patch;   /* scratch: the fields an update sets */
     product_t page[CATALOG_PAGE_MAX];
-    category_t categories[1024];
+    category_t categories[CATALOG_PAGE_MAX];
 } catalog_state_t;
 
 catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
@@ -253,11 +260,23 @@ static bool s_attributes(call_t *call, product_t *p)
 /* ------------------------------------------------------------------ */
 /* Categories                                                          */
 
+/* A page of categories in id order; the cursor is the last id of the
+ * page before (opaque to clients, as API.md section 2 has it). */
 static void s_category_list(call_t *call, void *state)
 {
     catalog_state_t *self = state;
+    int64_t limit = 20;
+    char after[CATALOG_ID_MAX + 1] = "";
+    call_arg_int(call, "limit", ARG_OPTIONAL, 1, CATALOG_PAGE_MAX, &limit);
+    call_arg_text(call, "cursor", ARG_OPTIONAL, CATALOG_ID_MAX, after, sizeof after);
+    if (!call_args_ok(call))
+        return;
     int count = 0;
-    if (!s_ok(call, catalog_category_list(self->store, self->categories, 1024, &count), "category"))
+    bool more = false;
+    if (!s_ok(
+            call,
+            catalog_category_page(self->store, after, (int)limit, self->categories, &count, &more),
+            "category"))
         return;
     msgpack_packer *pk = call_reply(call);
     msgpack_pack_map(pk, 2);
@@ -266,7 +285,10 @@ static void s_category_list(call_t *call, void *state)
     for (int i = 0; i < count; i++)
         s_pack_category(pk, &self->categories[i]);
     mp_pack_str(pk, "next_cursor");
-    msgpack_pack_nil(pk);
+    if (more && count > 0)
+        mp_pack_str(pk, self->categories[count - 1].id);
+    else
+        msgpack_pack_nil(pk);
 }
 
 static void s_category_create(call_t *call, void *state)
@@ -284,28 +306,36 @@ static void s_category_create(call_t *call, void *state)
         s_reply_category(call, &c);
 }
 
+/* A patch: only the fields given change, applied by the store to the
+ * record it reads in the write transaction. */
 static void s_category_update(call_t *call, void *state)
 {
     catalog_state_t *self = state;
     if (!auth_require_admin(self->verifier, call, NULL))
         return;
-    category_t c;
+    category_t values = {0}, out;
+    unsigned fields = 0;
     char id[CATALOG_ID_MAX + 1] = "";
     call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
-    if (!call_args_ok(call) || !s_ok(call, catalog_category_get(self->store, id, &c), "category"))
-        return;
-    call_arg_text(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, c.name, sizeof c.name);
-    call_arg_text(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, c.slug, sizeof c.slug);
+    if (call_arg_text(call, "name", ARG_OPTIONAL, CATALOG_NAME_MAX, values.name,
+                      sizeof values.name)) {
+        fields |= CATALOG_CATEGORY_NAME;
+        if (!values.name[0])
+            call_arg_invalid(call, "name", "must not be empty");
+    }
+    if (call_arg_text(call, "slug", ARG_OPTIONAL, CATALOG_SLUG_MAX, values.slug,
+                      sizeof values.slug))
+        fields |= CATALOG_CATEGORY_SLUG;
     const msgpack_object *parent = mp_map_get(call_args(call), "parent_id");
     if (parent && parent->type == MSGPACK_OBJECT_NIL)
-        c.parent_id[0] = '\0'; /* null makes it a root */
-    else
-        call_arg_text(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, c.parent_id,
-                      sizeof c.parent_id);
+        fields |= CATALOG_CATEGORY_PARENT; /* null makes it a root: values.parent_id is "" */
+    else if (call_arg_text(call, "parent_id", ARG_OPTIONAL, CATALOG_ID_MAX, values.parent_id,
+                           sizeof values.parent_id))
+        fields |= CATALOG_CATEGORY_PARENT;
     if (!call_args_ok(call))
         return;
-    if (s_ok(call, catalog_category_update(self->store, &c), "category"))
-        s_reply_category(call, &c);
+    if (s_ok(call, catalog_category_update(self->store, id, fields, &values, &out), "category"))
+        s_reply_category(call, &out);
 }
 
 static void s_category_delete(call_t *call, void *state)
@@ -336,25 +366,42 @@ static void s_product_get(call_t *call, void *state)
 }
 
 /* Reads the product fields present in args into p; required ones only
- * when `create`. */
-static void s_product_fields(call_t *call, product_t *p, bool create)
+ * when `create`. The CATALOG_PRODUCT_* mask of those present and valid
+ * (stock, which is no such field, is read only for a create). */
+static unsigned s_product_fields(call_t *call, product_t *p, bool create)
 {
     arg_need_t need = create ? ARG_REQUIRED : ARG_OPTIONAL;
-    if (call_arg_text(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku) && !p->sku[0])
-        call_arg_invalid(call, "sku", "must not be empty");
-    if (call_arg_text(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name) && !p->name[0])
-        call_arg_invalid(call, "name", "must not be empty");
-    call_arg_text(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
-                  sizeof p->description);
-    call_arg_int(call, "price_cents", need, 0, INT64_MAX / 4, &p->price_cents);
-    if (call_arg_text(call, "currency", need, 3, p->currency, sizeof p->currency))
+    unsigned fields = 0;
+    if (call_arg_text(call, "sku", need, CATALOG_SKU_MAX, p->sku, sizeof p->sku)) {
+        fields |= CATALOG_PRODUCT_SKU;
+        if (!p->sku[0])
+            call_arg_invalid(call, "sku", "must not be empty");
+    }
+    if (call_arg_text(call, "name", need, CATALOG_NAME_MAX, p->name, sizeof p->name)) {
+        fields |= CATALOG_PRODUCT_NAME;
+        if (!p->name[0])
+            call_arg_invalid(call, "name", "must not be empty");
+    }
+    if (call_arg_text(call, "description", need, CATALOG_DESCRIPTION_MAX, p->description,
+                      sizeof p->description))
+        fields |= CATALOG_PRODUCT_DESCRIPTION;
+    if (call_arg_int(call, "price_cents", need, 0, INT64_MAX / 4, &p->price_cents))
+        fields |= CATALOG_PRODUCT_PRICE;
+    if (call_arg_text(call, "currency", need, 3, p->currency, sizeof p->currency)) {
+        fields |= CATALOG_PRODUCT_CURRENCY;
         s_check_currency(call, p->currency);
+    }
     if (call_arg_text(call, "category_id", need, CATALOG_ID_MAX, p->category_id,
-                      sizeof p->category_id) &&
-        !p->category_id[0])
-        call_arg_invalid(call, "category_id", "must not be empty");
-    s_attributes(call, p);
-    call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock);
+                      sizeof p->category_id)) {
+        fields |= CATALOG_PRODUCT_CATEGORY;
+        if (!p->category_id[0])
+            call_arg_invalid(call, "category_id", "must not be empty");
+    }
+    if (s_attributes(call, p))
+        fields |= CATALOG_PRODUCT_ATTRIBUTES;
+    if (create)
+        call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock);
+    return fields;
 }
 
 static void s_product_create(call_t *call, void *state)
@@ -403,6 +450,10 @@ static bool s_if_match(call_t *call, int64_t *version)
     return true;
 }
 
+/* A patch: only the fields given change, applied by the store to the
+ * record it reads in the write transaction (If-Match checked there too).
+ * Stock is refused rather than written: it moves only by PUT .../stock
+ * and reservations, so a patch can never undo a reservation. */
 static void s_product_update(call_t *call, void *state)
 {
     catalog_state_t *self = state;
@@ -412,16 +463,19 @@ static void s_product_update(call_t *call, void *state)
     int64_t expected = 0;
     call_arg_text(call, "id", ARG_REQUIRED, CATALOG_ID_MAX, id, sizeof id);
     s_if_match(call, &expected);
+    product_t *values = &self->patch;
+    memset(values, 0, offsetof(product_t, attributes));
+    values->attributes_len = 0;
+    unsigned fields = s_product_fields(call, values, false);
+    const msgpack_object *stock = mp_map_get(call_args(call), "stock");
+    if (stock && stock->type != MSGPACK_OBJECT_NIL)
+        call_arg_invalid(call, "stock", "is set with PUT /v1/products/{id}/stock");
     if (!call_args_ok(call))
         return;
-    product_t *p = &self->product;
-    if (!s_ok(call, catalog_product_get(self->store, id, p), "product"))
-        return;
-    s_product_fields(call, p, false);
-    if (!call_args_ok(call))
-        return;
-    if (s_ok(call, catalog_product_update(self->store, p, expected), "product"))
-        s_reply_product(call, p);
+    if (s_ok(call,
+             catalog_product_update(self->store, id, fields, values, expected, &self->product),
+             "product"))
+        s_reply_product(call, &self->product);
 }
 
 static void s_product_delete(call_t *call, void *state)
