@@ -19,6 +19,8 @@
 
 #include <czmq.h>
 
+#include "router/routes.h"
+
 typedef struct {
     const char *bind_address;    /* NULL: 127.0.0.1 */
     int port;                    /* 0: any free port (see bridge_port) */
@@ -29,10 +31,16 @@ typedef struct {
     const char *tls_cert_file;   /* PEM; with tls_key_file turns on HTTPS */
     const char *tls_key_file;
     bool access_log; /* one JSON line per request on stdout */
+    /* The route table; NULL: the API's (routes_table). Not copied: it must
+     * outlive the bridge. Its size decides the bridge's (argument slots,
+     * metrics labels, the services /readyz checks): nothing is capped. */
+    const route_t *routes;
+    size_t n_routes;
 } bridge_config_t;
 
-/* Starts the bridge; NULL (reason logged) if it cannot listen or read its
- * TLS files. The config and what it points to are copied. */
+/* Starts the bridge; NULL (reason logged) if it cannot listen, read its
+ * TLS files, or serve every route of its table whole (routes_check). The
+ * config and what it points to are copied, but for the route table. */
 zactor_t *bridge_new(const bridge_config_t *config);
 
 /* The TCP port the bridge listens on. */

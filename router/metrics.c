@@ -117,6 +117,36 @@ metrics_t *metrics_new(const char *const *route_labels, size_t n_routes)
     return self;
 }
 
+metrics_t *metrics_new_for_routes(const route_t *table, size_t n_routes)
+{
+    if (n_routes > 0 && !table)
+        return NULL;
+    if (n_routes >= SIZE_MAX / sizeof(char *))
+        return NULL;
+    /* Labels live only until metrics_new has copied them. */
+    metrics_t *self = NULL;
+    char **labels = calloc(n_routes ? n_routes : 1, sizeof *labels);
+    if (!labels)
+        return NULL;
+    size_t made = 0;
+    for (; made < n_routes; made++) {
+        const route_t *r = &table[made];
+        if (!r->method || !r->path)
+            goto cleanup;
+        size_t len = strlen(r->method) + 1 + strlen(r->path) + 1;
+        labels[made] = malloc(len);
+        if (!labels[made])
+            goto cleanup;
+        snprintf(labels[made], len, "%s %s", r->method, r->path);
+    }
+    self = metrics_new((const char *const *)labels, n_routes);
+cleanup:
+    for (size_t i = 0; i < made; i++)
+        free(labels[i]);
+    free(labels);
+    return self;
+}
+
 void metrics_destroy(metrics_t **self_p)
 {
     if (!self_p || !*self_p)

@@ -10,16 +10,24 @@
  *      retail_http_errors_total{code}                   counter
  *      retail_process_start_time_seconds                gauge
  *
+ *  Every route of the table gets its own label, however many there are
+ *  (metrics_new_for_routes sizes itself from the table); only a request
+ *  that matched none counts as route="unmatched".
+ *
  *  Only series that have been observed are written (in_flight and
  *  start_time always are), so a scrape stays small. Memory is bounded:
  *  statuses are 100..599 per route, and at most METRICS_MAX_ERROR_CODES
- *  distinct error codes are kept, the rest counted as code="other".
+ *  distinct error codes are kept, the rest counted as code="other" (the
+ *  bridge only ever passes the names of protocol/errors.h, fewer than
+ *  that: bridge.c asserts it at compile time).
  *
  *  Not thread-safe: one thread (the bridge actor) owns a metrics_t.
  *
  *  Usage:
  *      static const char *const routes[] = {"GET /healthz", "GET /metrics"};
  *      metrics_t *m = metrics_new(routes, 2);       // NULL: out of memory
+ *      // or, one label "METHOD /path" per route of a table:
+ *      // metrics_t *m = metrics_new_for_routes(table, n);
  *      metrics_request_start(m);
  *      ...
  *      metrics_request_end(m, 0, 200, NULL, 153);
@@ -34,6 +42,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "router/routes.h"
+
 /* Distinct error codes counted by name; later new codes go to "other". */
 #define METRICS_MAX_ERROR_CODES 64
 
@@ -45,6 +55,11 @@ typedef struct metrics_t metrics_t;
  * same series twice. NULL on allocation failure or a NULL label;
  * route_labels may be NULL when n_routes is 0. */
 metrics_t *metrics_new(const char *const *route_labels, size_t n_routes);
+
+/* The same with one label per route of table[0..n_routes): its method,
+ * a space and its path template ("GET /v1/products/{id}"), so route
+ * index i of the table is label i. NULL on allocation failure. */
+metrics_t *metrics_new_for_routes(const route_t *table, size_t n_routes);
 
 /* Frees everything and sets *self_p to NULL; harmless on NULL. */
 void metrics_destroy(metrics_t **self_p);

@@ -10,6 +10,11 @@
  *    - the body: when `body` is set, a JSON (or msgpack) object whose
  *      fields become arguments too (path, query and header arguments win).
  *  Routes whose service is NULL are answered by the bridge itself.
+ *
+ *  Every function takes the table it works on, so that a bridge can be
+ *  given another one (tests give it more routes and services than the
+ *  API has); routes_check() refuses, at start, a table the matcher or the
+ *  bridge could only serve in part, instead of dropping what does not fit.
  */
 #ifndef RETAIL_ROUTES_H
 #define RETAIL_ROUTES_H
@@ -18,6 +23,8 @@
 #include <stddef.h>
 
 #define ROUTE_MAX_PARAMS 4
+/* Longest argument source (a header name) in a query or headers list. */
+#define ROUTE_SOURCE_MAX 63
 
 typedef enum {
     LOCAL_NONE = 0,
@@ -41,7 +48,7 @@ typedef struct {
 
 /* A matched route and the path parameters it captured. */
 typedef struct {
-    int index; /* into routes_table() */
+    int index; /* into the table */
     int n_params;
     const char *param_name[ROUTE_MAX_PARAMS]; /* points into the template */
     size_t param_name_len[ROUTE_MAX_PARAMS];
@@ -51,18 +58,37 @@ typedef struct {
 
 typedef enum { ROUTE_FOUND, ROUTE_NO_PATH, ROUTE_NO_METHOD } route_result_t;
 
-/* The table, and its size. */
+/* The API's table, and its size. */
 const route_t *routes_table(size_t *count);
 
+/* 0 when the bridge can serve every route of table[0..n) whole: each
+ * template starts with '/', has no empty segment and at most
+ * ROUTE_MAX_PARAMS "{name}" segments (names not empty); each query and
+ * headers entry has a source of 1..ROUTE_SOURCE_MAX characters, a name,
+ * and a type of str, int or bool, or none; each route has a method, an op
+ * when it has a service, and a local answer when it has none; no method
+ * and template come twice. Otherwise -1, with the first problem written
+ * into why. */
+int routes_check(const route_t *table, size_t n, char *why, size_t why_size);
+
+/* The most arguments one route of the table takes from its path, query
+ * and headers together (each entry yields at most one), so that a caller
+ * can size its argument array once. */
+size_t routes_max_args(const route_t *table, size_t n);
+
 /* Finds the route for method and path (no query string). */
-route_result_t routes_match(const char *method, const char *path, route_match_t *match);
+route_result_t routes_match(const route_t *table, size_t n, const char *method, const char *path,
+                            route_match_t *match);
 
 /* Writes the methods that path has routes for, as an Allow header value
- * ("GET, PATCH"), into out; returns its length. */
-size_t routes_allowed(const char *path, char *out, size_t size);
+ * ("GET, HEAD, PATCH"), into out (size bytes, may be 0 with out NULL);
+ * returns the length of the whole value, as snprintf does, so a result
+ * >= size means out holds only part of it. */
+size_t routes_allowed(const route_t *table, size_t n, const char *path, char *out, size_t size);
 
 /* Writes the services the table routes to, each once, into out (at most
- * max; the strings are static); returns how many. */
-size_t routes_services(const char **out, size_t max);
+ * max; the strings are the table's); returns how many there are in all,
+ * which may be more than max. */
+size_t routes_services(const route_t *table, size_t n, const char **out, size_t max);
 
 #endif

@@ -611,6 +611,67 @@ static void test_lifecycle(void **state)
     metrics_destroy(&m);
 }
 
+/* A table far past the 64 routes the bridge once labelled: every route
+ * gets its own "METHOD path" label, the last as much as the first, and
+ * only a request that matched none is "unmatched". */
+static void test_many_routes_from_a_table(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    route_t *table = calloc(N, sizeof *table);
+    char(*paths)[32] = calloc(N, sizeof *paths);
+    assert_non_null(table);
+    assert_non_null(paths);
+    for (int i = 0; i < N; i++) {
+        snprintf(paths[i], sizeof paths[i], "/r/%d/{id}", i);
+        table[i] = (route_t){.method = i % 2 ? "POST" : "GET",
+                             .path = paths[i],
+                             .service = "s",
+                             .op = "o",
+                             .ok_status = 200};
+    }
+    metrics_t *m = metrics_new_for_routes(table, N);
+    assert_non_null(m);
+    for (int i = 0; i < N; i++)
+        s_request(m, i, 200, NULL, 10);
+    s_request(m, -1, 404, "not_found", 10);
+    char *text = s_render(m);
+    for (int i = 0; i < N; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "%s /r/%d/{id}", i % 2 ? "POST" : "GET", i);
+        if (s_requests(text, label, 200) != 1)
+            print_error("route %d (%s) has no series of its own\n", i, label);
+        assert_int_equal(s_requests(text, label, 200), 1);
+    }
+    assert_int_equal(s_requests(text, "unmatched", 200), -1);
+    assert_int_equal(s_requests(text, "unmatched", 404), 1);
+    free(text);
+    metrics_destroy(&m);
+
+    /* the API's own table, label i for route i */
+    size_t n;
+    const route_t *api = routes_table(&n);
+    m = metrics_new_for_routes(api, n);
+    assert_non_null(m);
+    s_request(m, (int)n - 1, 200, NULL, 10);
+    text = s_render(m);
+    char label[128];
+    snprintf(label, sizeof label, "%s %s", api[n - 1].method, api[n - 1].path);
+    assert_int_equal(s_requests(text, label, 200), 1);
+    free(text);
+    metrics_destroy(&m);
+
+    /* a route without a method or a path cannot be labelled: refused */
+    table[N / 2].method = NULL;
+    assert_null(metrics_new_for_routes(table, N));
+    assert_null(metrics_new_for_routes(NULL, 1));
+    m = metrics_new_for_routes(NULL, 0);
+    assert_non_null(m);
+    metrics_destroy(&m);
+    free(paths);
+    free(table);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -626,6 +687,7 @@ int main(void)
         cmocka_unit_test(test_label_escaping),
         cmocka_unit_test_setup_teardown(test_exposition_valid, s_setup, s_teardown),
         cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_many_routes_from_a_table),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
