@@ -1937,7 +1937,6 @@ static void test_many_requests_in_flight(void **state)
 #define TABLE_PINGS 30
 #define TABLE_QUERY 20
 #define TABLE_HEADERS 5
-#define TABLE_INPROC "inproc://test-bridge-table"
 
 typedef struct {
     zactor_t *broker;
@@ -1948,6 +1947,8 @@ typedef struct {
     zlistx_t *strings; /* what the table's strings point to */
     char base[64];
     int port;
+    char endpoint[64]; /* each fixture its own: a closed inproc endpoint is
+                          released by libzmq's reaper, later */
 } table_fixture_t;
 
 static char *s_keep(table_fixture_t *f, char *text)
@@ -2014,13 +2015,15 @@ static int s_table_setup(void **state)
         false, LOCAL_NONE};
     f->n_routes = (size_t)(r - f->routes);
 
-    broker_config_t bc = {.inproc_endpoint = TABLE_INPROC};
-    f->broker = broker_new(&bc);
-    worker_config_t wc = {.service = "sys", .ops = sys_ops(false), .endpoint = TABLE_INPROC};
-    f->pool = f->broker ? pool_new(&wc, 1) : NULL;
     f->port = tu_free_port();
+    snprintf(f->endpoint, sizeof f->endpoint, "inproc://test-bridge-table-%d-%lld", f->port,
+             (long long)zclock_usecs());
+    broker_config_t bc = {.inproc_endpoint = f->endpoint};
+    f->broker = broker_new(&bc);
+    worker_config_t wc = {.service = "sys", .ops = sys_ops(false), .endpoint = f->endpoint};
+    f->pool = f->broker ? pool_new(&wc, 1) : NULL;
     bridge_config_t hc = {.port = f->port,
-                          .broker_endpoint = TABLE_INPROC,
+                          .broker_endpoint = f->endpoint,
                           .timeout_ms = 5000,
                           .routes = f->routes,
                           .n_routes = f->n_routes};
