@@ -6,6 +6,7 @@
 struct pool_t {
     int size;
     zactor_t **workers;
+    atomic_uint_fast64_t restarts; /* the workers count here */
 };
 
 pool_t *pool_new(const worker_config_t *config, int size)
@@ -18,8 +19,11 @@ pool_t *pool_new(const worker_config_t *config, int size)
         free(self);
         return NULL;
     }
+    atomic_init(&self->restarts, 0);
+    worker_config_t c = *config;
+    c.restarts = &self->restarts;
     for (int i = 0; i < size; i++) {
-        self->workers[i] = worker_new(config);
+        self->workers[i] = worker_new(&c);
         if (!self->workers[i]) {
             pool_destroy(&self);
             return NULL;
@@ -48,4 +52,9 @@ void pool_destroy(pool_t **self_p)
 int pool_size(const pool_t *self)
 {
     return self->size;
+}
+
+uint64_t pool_restarts(const pool_t *self)
+{
+    return atomic_load(&((pool_t *)self)->restarts);
 }

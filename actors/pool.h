@@ -19,4 +19,8 @@ void pool_destroy(pool_t **self_p);
 
 int pool_size(const pool_t *self);
 
+/* How many times a worker of this pool was restarted (actors/worker.h);
+ * safe from any thread. */
+uint64_t pool_restarts(const pool_t *self);
+
 #endif

@@ -10,6 +10,25 @@
  *  zero the broker is presumed gone: close the socket (linger 0, nothing
  *  to save: the broker answers or times out our in-flight client itself),
  *  wait `backoff`, open a new one and send READY again.
+ *
+ *  Start and restart. The actor signals twice: once when it has copied its
+ *  config (zactor_new returns), then with the outcome of its start (state
+ *  made, socket connected), which worker_new turns into NULL on failure.
+ *  After a good start the worker never ends on its own: when its session
+ *  fails (the poll fails, a reconnect fails, or a handler says its state
+ *  is broken with call_state_broken) it says DISCONNECT (so the broker
+ *  answers what it held at once), logs why, counts a restart in
+ *  config.restarts, drops its state, waits a doubling backoff (cut short by
+ *  $TERM) and starts again with new state; a failing start is retried the
+ *  same way. The backoff starts over once a session has served a request.
+ *
+ *  Stopping. On $TERM the worker (which has finished the handler it was
+ *  in: it is single-threaded) says DISCONNECT, and the broker answers
+ *  `unavailable` whatever it had given it beyond that: those requests
+ *  never run, so "unavailable" stays true. Requests are not lost this way
+ *  in a whole retaild: it drains the broker before it stops its pools
+ *  (router/retaild.c), so at $TERM a worker holds nothing the broker has
+ *  not already answered.
  */
 #include "actors/worker.h"
 #include "protocol/frames.h"
@@ -20,6 +39,7 @@
 
 #define MAX_FRAMES 8
 #define BACKOFF_MAX_MS 4000
+#define RESTART_BACKOFF_MS 100 /* the first wait before a restart */
 
 typedef struct {
     worker_config_t config;
@@ -36,6 +56,8 @@ typedef struct {
     int liveness;
     int backoff_ms;
     int64_t heartbeat_at;
+    bool served;       /* this session answered a request */
+    bool state_broken; /* a handler said call_state_broken */
 } worker_t;
 
 static void s_send_command(worker_t *self, uint8_t command, const char *arg, bool more_follows)
@@ -92,15 +114,17 @@ static const char *s_handle(worker_t *self, zmq_msg_t *body, const char *caller,
     if (!envelope_decode_request(zmq_msg_data(body), zmq_msg_size(body), &self->zone, &request,
                                  &why)) {
         msgpack_sbuffer_clear(&self->scratch);
-        envelope_reply_error(&self->scratch, NULL, ERR_MALFORMED_BODY, why, NULL, 0);
+        if (envelope_reply_error(&self->scratch, NULL, ERR_MALFORMED_BODY, why, NULL, 0) != 0)
+            return envelope_reply_fixed(ENVELOPE_FIXED_OUT_OF_MEMORY, len);
         *len = self->scratch.size;
         return self->scratch.data;
     }
     call_start(self->call, &request, caller);
     worker_handler_fn *handler = s_lookup(self, request.op, request.op_len);
-    if (handler)
+    if (handler) {
         handler(self->call, self->state);
-    else {
+        self->state_broken = self->state_broken || call_is_state_broken(self->call);
+    } else {
         char message[160];
         snprintf(message, sizeof message, "the %s service has no operation '%.*s'", self->service,
                  (int)request.op_len, request.op);
@@ -130,6 +154,7 @@ static void s_on_request(worker_t *self, zmq_msg_t *frames, int count)
     zmq_msg_send(&frames[3], sock, ZMQ_SNDMORE); /* the client address, moved */
     zmq_send(sock, "", 0, ZMQ_SNDMORE);
     zmq_send(sock, reply, len, 0);
+    self->served = true;
 }
 
 /* Reads and acts on one message from the broker. Returns false when the
@@ -168,46 +193,71 @@ static bool s_sleep(worker_t *self, int ms)
     return term || zsys_interrupted;
 }
 
-static void s_worker_actor(zsock_t *pipe, void *args)
+/* The next wait of a doubling backoff. */
+static int s_doubled(int ms)
 {
-    worker_t self_storage = {.config = *(worker_config_t *)args, .pipe = pipe};
-    worker_t *self = &self_storage;
-    snprintf(self->service, sizeof self->service, "%s", self->config.service);
-    snprintf(self->endpoint, sizeof self->endpoint, "%s", self->config.endpoint);
-    if (self->config.cert) {
-        self->cert = zcert_dup(self->config.cert);
-        snprintf(self->server_key, sizeof self->server_key, "%s", self->config.server_key);
-    }
-    zsock_signal(pipe, 0);
+    return ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : ms * 2;
+}
 
-    msgpack_zone_init(&self->zone, 4096);
-    msgpack_sbuffer_init(&self->scratch);
-    self->call = call_new();
-    if (self->config.state_new)
+/* Makes the session's state and connection; 0, or -1 (logged). */
+static int s_session_start(worker_t *self)
+{
+    self->state_broken = false;
+    self->served = false;
+    if (self->config.state_new) {
         self->state = self->config.state_new(self->config.shared);
+        if (!self->state) {
+            zsys_error("worker %s: its state could not be made", self->service);
+            return -1;
+        }
+    }
     self->backoff_ms = self->config.heartbeat_ms;
-    bool terminated =
-        !self->call || (self->config.state_new && !self->state) || s_connect(self) != 0;
-    if (terminated)
-        zsys_error("worker %s: could not start", self->service);
+    return s_connect(self);
+}
 
-    while (!terminated) {
-        zmq_pollitem_t items[] = {{zsock_resolve(pipe), 0, ZMQ_POLLIN, 0},
+/* Says DISCONNECT (when connected) and drops the socket and the state. */
+static void s_session_end(worker_t *self)
+{
+    if (self->dealer) {
+        s_send_command(self, MDP_DISCONNECT, NULL, false);
+        /* Let DISCONNECT leave before the socket closes. */
+        zsock_set_linger(self->dealer, 200);
+        zsock_destroy(&self->dealer);
+    }
+    if (self->config.state_destroy && self->state)
+        self->config.state_destroy(&self->state);
+    self->state = NULL;
+}
+
+typedef enum { SESSION_TERM, SESSION_FAILED } session_end_t;
+
+/* Serves until $TERM or a failure; *why names the failure. */
+static session_end_t s_serve(worker_t *self, const char **why)
+{
+    while (true) {
+        zmq_pollitem_t items[] = {{zsock_resolve(self->pipe), 0, ZMQ_POLLIN, 0},
                                   {zsock_resolve(self->dealer), 0, ZMQ_POLLIN, 0}};
         int64_t wait = self->heartbeat_at - zclock_mono();
-        int rc = zmq_poll(items, 2, wait > 0 ? (long)wait : 0);
-        if (rc < 0)
-            break;
+        if (zmq_poll(items, 2, wait > 0 ? (long)wait : 0) < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            *why = zmq_strerror(zmq_errno());
+            return SESSION_FAILED;
+        }
         if (items[0].revents & ZMQ_POLLIN) {
-            char *command = zstr_recv(pipe);
-            terminated = !command || streq(command, "$TERM");
+            char *command = zstr_recv(self->pipe);
+            bool term = !command || streq(command, "$TERM");
             zstr_free(&command);
-            if (terminated)
-                break;
+            if (term)
+                return SESSION_TERM;
         }
         bool reconnect = false;
         if (items[1].revents & ZMQ_POLLIN)
             reconnect = !s_on_broker(self);
+        if (self->state_broken) {
+            *why = "a handler found its state broken";
+            return SESSION_FAILED;
+        }
         int64_t now = zclock_mono();
         if (now >= self->heartbeat_at) {
             if (--self->liveness <= 0)
@@ -223,21 +273,59 @@ static void s_worker_actor(zsock_t *pipe, void *args)
                           self->backoff_ms);
             zsock_destroy(&self->dealer);
             if (s_sleep(self, self->backoff_ms))
-                break;
-            self->backoff_ms =
-                self->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : self->backoff_ms * 2;
-            if (s_connect(self) != 0)
-                break;
+                return SESSION_TERM;
+            self->backoff_ms = s_doubled(self->backoff_ms);
+            if (s_connect(self) != 0) {
+                *why = "it could not reconnect";
+                return SESSION_FAILED;
+            }
         }
     }
-    if (self->dealer) {
-        s_send_command(self, MDP_DISCONNECT, NULL, false);
-        /* Let DISCONNECT leave before the socket closes. */
-        zsock_set_linger(self->dealer, 200);
-        zsock_destroy(&self->dealer);
+}
+
+static void s_worker_actor(zsock_t *pipe, void *args)
+{
+    worker_t self_storage = {.config = *(worker_config_t *)args, .pipe = pipe};
+    worker_t *self = &self_storage;
+    snprintf(self->service, sizeof self->service, "%s", self->config.service);
+    snprintf(self->endpoint, sizeof self->endpoint, "%s", self->config.endpoint);
+    if (self->config.cert) {
+        self->cert = zcert_dup(self->config.cert);
+        snprintf(self->server_key, sizeof self->server_key, "%s", self->config.server_key);
     }
-    if (self->config.state_destroy && self->state)
-        self->config.state_destroy(&self->state);
+    zsock_signal(pipe, 0); /* zactor_new returns: the config is copied */
+
+    msgpack_zone_init(&self->zone, 4096);
+    msgpack_sbuffer_init(&self->scratch);
+    self->call = call_new();
+    bool started = self->call && (!self->config.cert || self->cert) && s_session_start(self) == 0;
+    zsock_signal(pipe, started ? 0 : 1); /* worker_new learns the outcome */
+
+    int restart_backoff = RESTART_BACKOFF_MS;
+    while (started) {
+        const char *why = "";
+        if (s_serve(self, &why) == SESSION_TERM)
+            break;
+        if (self->served)
+            restart_backoff = RESTART_BACKOFF_MS;
+        if (self->config.restarts)
+            atomic_fetch_add(self->config.restarts, 1);
+        zsys_error("worker %s: stopped unexpectedly (%s); restarting in %d ms", self->service, why,
+                   restart_backoff);
+        s_session_end(self);
+        bool term = s_sleep(self, restart_backoff);
+        while (!term && s_session_start(self) != 0) {
+            s_session_end(self);
+            restart_backoff = s_doubled(restart_backoff);
+            zsys_error("worker %s: restart failed; next try in %d ms", self->service,
+                       restart_backoff);
+            term = s_sleep(self, restart_backoff);
+        }
+        if (term)
+            break;
+        restart_backoff = s_doubled(restart_backoff);
+    }
+    s_session_end(self);
     call_destroy(&self->call);
     msgpack_sbuffer_destroy(&self->scratch);
     msgpack_zone_destroy(&self->zone);
@@ -252,7 +340,10 @@ zactor_t *worker_new(const worker_config_t *config)
     if (c.capacity <= 0 || c.capacity > MDP_CAPACITY_MAX)
         c.capacity = 1;
     /* The actor copies c before its first signal, so a stack copy is safe. */
-    return zactor_new(s_worker_actor, &c);
+    zactor_t *actor = zactor_new(s_worker_actor, &c);
+    if (actor && zsock_wait(actor) != 0)
+        zactor_destroy(&actor); /* the actor has ended: this only joins it */
+    return actor;
 }
 
 void worker_destroy(zactor_t **self_p)

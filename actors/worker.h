@@ -5,9 +5,14 @@
  *  for the envelope's op, exchanges heartbeats with the broker, and when
  *  the broker falls silent for MDP_LIVENESS beats it drops the socket and
  *  reconnects with a doubling backoff, so a restarted broker gets its
- *  workers back without restarting them. On $TERM it finishes the request
- *  it is handling (it is single-threaded, so it always has), says
- *  DISCONNECT and stops.
+ *  workers back without restarting them. On $TERM (after the handler it is
+ *  in) it says DISCONNECT and stops; see worker.c for what becomes of the
+ *  requests it was given but has not started.
+ *
+ *  A worker that cannot start (its state or its socket) makes worker_new
+ *  return NULL. One whose session fails later (see worker.c) is restarted
+ *  in place with new state, after a backoff, logged and counted in
+ *  config.restarts.
  *
  *  Handlers get a call_t (protocol/call.h) and the worker's own state,
  *  made by state_new in the worker's thread, so no state is shared
@@ -17,6 +22,7 @@
 #define RETAIL_WORKER_H
 
 #include <czmq.h>
+#include <stdatomic.h>
 
 #include "protocol/call.h"
 
@@ -41,10 +47,14 @@ typedef struct {
     void *(*state_new)(void *shared);
     void (*state_destroy)(void **state);
     void *shared; /* passed to state_new; owned by the caller */
+    /* Counts restarts (optional); owned by the caller, who keeps it alive
+     * as long as the worker, and may read it from any thread. */
+    atomic_uint_fast64_t *restarts;
     bool verbose;
 } worker_config_t;
 
-/* Starts one worker; the config is copied (strings and cert included). */
+/* Starts one worker; the config is copied (strings and cert included).
+ * NULL when it could not start (the reason is logged). */
 zactor_t *worker_new(const worker_config_t *config);
 void worker_destroy(zactor_t **self_p);
 

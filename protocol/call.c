@@ -35,6 +35,7 @@ struct call_t {
     size_t fixed_len;
     reply_state_t state;
     int problems;
+    bool state_broken; /* call_state_broken: the worker starts over */
     const char *field[CALL_MAX_PROBLEMS];
     const char *problem[CALL_MAX_PROBLEMS];
 };
@@ -66,6 +67,17 @@ void call_start(call_t *self, const envelope_request_t *request, const char *cal
     self->fixed = NULL;
     self->state = REPLY_NONE;
     self->problems = 0;
+    self->state_broken = false;
+}
+
+void call_state_broken(call_t *self)
+{
+    self->state_broken = true;
+}
+
+bool call_is_state_broken(const call_t *self)
+{
+    return self->state_broken;
 }
 
 /* Replaces a reply the output refused by the error that says why. */

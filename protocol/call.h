@@ -84,6 +84,13 @@ void call_rfc3339(int64_t unix_ms, char out[32]);
 /* Now, in unix milliseconds. */
 int64_t call_now_ms(void);
 
+/* Says that the worker's state can serve no further request (a store
+ * handle in a state it cannot leave): after this request is answered, the
+ * worker destroys its state, makes a new one and reconnects, counted as a
+ * restart (actors/worker.h). The handler still answers this request. */
+void call_state_broken(call_t *self);
+bool call_is_state_broken(const call_t *self);
+
 /* Answers an error; replaces any reply begun. message is copied. */
 void call_fail(call_t *self, err_code_t code, const char *message);
 
