@@ -732,7 +732,8 @@ static bool s_fields_valid(const product_t *p, unsigned fields)
         ((fields & CATALOG_PRODUCT_DESCRIPTION) &&
          !catalog_fits(p->description, CATALOG_DESCRIPTION_MAX)) ||
         ((fields & CATALOG_PRODUCT_CATEGORY) && !catalog_fits(p->category_id, CATALOG_ID_MAX)) ||
-        ((fields & CATALOG_PRODUCT_CURRENCY) && strnlen(p->currency, sizeof p->currency) != 3))
+        ((fields & CATALOG_PRODUCT_CURRENCY) && strnlen(p->currency, sizeof p->currency) != 3) ||
+        ((fields & CATALOG_PRODUCT_STOCK) && p->stock < 0))
         return false;
     if (!(fields & CATALOG_PRODUCT_ATTRIBUTES))
         return true;
@@ -866,6 +867,10 @@ static void s_patch(product_t *p, const product_t *values, unsigned fields)
         memcpy(p->attributes, values->attributes, values->attributes_len);
         p->attributes_len = values->attributes_len;
     }
+    /* the units free to reserve, as set_stock sets them: held units are
+     * not in p->stock, so they are not touched */
+    if (fields & CATALOG_PRODUCT_STOCK)
+        p->stock = values->stock;
 }
 
 /* The patch is applied to the record as this transaction reads it, not

@@ -154,9 +154,10 @@ catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, prod
 /* The id of the product with this sku into out; CATALOG_NOT_FOUND if none. */
 catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
                                         char out[CATALOG_ID_MAX + 1]);
-/* The fields of a product that an update sets (a mask). Stock is not
- * one: it moves only by catalog_product_set_stock and the inventory
- * calls, each a read-modify-write in one transaction. */
+/* The fields of a product that an update sets (a mask). A patch that
+ * leaves out CATALOG_PRODUCT_STOCK never touches stock; one that names it
+ * sets it as catalog_product_set_stock does (the units free to reserve,
+ * in the same transaction), so neither can undo a reservation. */
 #define CATALOG_PRODUCT_SKU 1u
 #define CATALOG_PRODUCT_NAME 2u
 #define CATALOG_PRODUCT_DESCRIPTION 4u
@@ -164,10 +165,11 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
 #define CATALOG_PRODUCT_CURRENCY 16u
 #define CATALOG_PRODUCT_CATEGORY 32u
 #define CATALOG_PRODUCT_ATTRIBUTES 64u
-#define CATALOG_PRODUCT_FIELDS 127u
+#define CATALOG_PRODUCT_STOCK 128u
+#define CATALOG_PRODUCT_FIELDS 255u
 /* A patch: sets the fields of product id named in `fields` to their
  * values in `values` (its other members are ignored) and keeps the rest
- * as stored, stock included. The stored record is read, and
+ * as stored (stock included, unless named). The stored record is read, and
  * expected_version (> 0: it must equal the stored version, else
  * CATALOG_VERSION_MISMATCH; 0: any) checked, inside the write
  * transaction, so no concurrent write (a reservation, another patch) is

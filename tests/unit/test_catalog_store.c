@@ -349,7 +349,7 @@ static void test_products(void **state)
     snprintf(values->name, sizeof values->name, "Red Teapot");
     values->price_cents = 4500;
     snprintf(values->category_id, sizeof values->category_id, "%s", cat_b);
-    values->stock = 999; /* not a field of a patch: ignored */
+    values->stock = 999; /* not named in the mask: ignored */
     assert_int_equal(catalog_product_update(f->store, id, fields, values, 7, got),
                      CATALOG_VERSION_MISMATCH);
     assert_int_equal(catalog_product_update(f->store, id, fields, values, 1, got), CATALOG_OK);
@@ -411,7 +411,10 @@ static void test_products(void **state)
     snprintf(values->category_id, sizeof values->category_id, "cnothere");
     assert_int_equal(catalog_product_update(f->store, id, CATALOG_PRODUCT_CATEGORY, values, 0, got),
                      CATALOG_NO_CATEGORY);
-    assert_int_equal(catalog_product_update(f->store, id, 128, values, 0, got), CATALOG_ERROR);
+    assert_int_equal(catalog_product_update(f->store, id, 256, values, 0, got), CATALOG_ERROR);
+    values->stock = -1;
+    assert_int_equal(catalog_product_update(f->store, id, CATALOG_PRODUCT_STOCK, values, 0, got),
+                     CATALOG_ERROR);
     assert_int_equal(catalog_product_update(f->store, id, 0, got, 0, got), CATALOG_ERROR);
     assert_int_equal(catalog_product_get(f->store, id, got), CATALOG_OK);
     assert_int_equal(got->version, 4);
@@ -1478,7 +1481,7 @@ static void test_patch_keeps_reservations(void **state)
     assert_int_equal(s_stock(f->store, id), 0);
 
     snprintf(values->description, sizeof values->description, "after");
-    values->stock = 5; /* what the client read: not a field of a patch */
+    values->stock = 5; /* what the client read: not named in the mask */
     assert_int_equal(
         catalog_product_update(f->store, id, CATALOG_PRODUCT_DESCRIPTION, values, 0, p),
         CATALOG_OK);
