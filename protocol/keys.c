@@ -6,6 +6,7 @@
 #include "protocol/keys.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,7 +57,11 @@ zcert_t *keys_ensure(const char *keys_dir, const char *name)
     }
     if (s_dir_create(keys_dir) != 0)
         return NULL;
-    chmod(keys_dir, 0700);
+    /* The directory holds secret keys: only its owner may list it. */
+    if (chmod(keys_dir, 0700) != 0) {
+        zsys_error("keys: cannot make %s private: %s", keys_dir, strerror(errno));
+        return NULL;
+    }
     zcert_t *cert = keys_load(keys_dir, name);
     if (cert)
         return cert;
@@ -127,4 +132,62 @@ void keys_apply_client(zsock_t *sock, zcert_t *cert, const char *server_public)
 bool keys_endpoint_needs_curve(const char *endpoint)
 {
     return strncmp(endpoint, "inproc://", 9) != 0;
+}
+
+bool keys_name_valid(const char *name, size_t len)
+{
+    if (len == 0 || len > KEYS_NAME_MAX || name[0] == '.')
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* The parts of the system whose names are roles. A service added later
+ * adds its name here (the catalog of services moves into one list with
+ * the service-shape work; until then this is that list for names). */
+static const char *const s_reserved[] = {"broker",  "bridge", "events",   "sys", "users",
+                                         "catalog", "orders", "payments", NULL};
+
+bool keys_name_reserved(const char *name)
+{
+    for (const char *const *r = s_reserved; *r; r++)
+        if (strcmp(*r, name) == 0)
+            return true;
+    return false;
+}
+
+#define INPROC_SUFFIX 17 /* "#" and 16 hex digits */
+
+int keys_name_inproc(zsock_t *sock, const char *name)
+{
+    size_t len = strlen(name);
+    if (!keys_name_valid(name, len))
+        return -1;
+    uint8_t nonce[8];
+    randombytes_buf(nonce, sizeof nonce);
+    char id[KEYS_NAME_MAX + INPROC_SUFFIX + 1];
+    int n = snprintf(id, sizeof id, "%s#", name);
+    for (size_t i = 0; i < sizeof nonce; i++)
+        n += snprintf(id + n, sizeof id - (size_t)n, "%02x", nonce[i]);
+    zsock_set_identity(sock, id);
+    return 0;
+}
+
+bool keys_inproc_caller(const void *routing_id, size_t len, char *out)
+{
+    const char *id = routing_id;
+    if (len <= INPROC_SUFFIX || id[len - INPROC_SUFFIX] != '#')
+        return false;
+    size_t name_len = len - INPROC_SUFFIX;
+    if (!keys_name_valid(id, name_len))
+        return false;
+    memcpy(out, id, name_len);
+    out[name_len] = '\0';
+    return true;
 }

@@ -38,4 +38,29 @@ void keys_apply_client(zsock_t *sock, zcert_t *cert, const char *server_public);
 /* True for endpoints that leave the process (tcp://, ipc://...). */
 bool keys_endpoint_needs_curve(const char *endpoint);
 
+/* The longest caller name (a certificate's or an in-process peer's). */
+#define KEYS_NAME_MAX 64
+
+/* True for a name a certificate or an in-process peer may carry: 1 to
+ * KEYS_NAME_MAX characters of A-Z a-z 0-9 _ . -, not starting with '.'. */
+bool keys_name_valid(const char *name, size_t len);
+
+/* True for names that grant a role: the broker's, the bridge's and every
+ * service's. A certificate with such a name is trusted as that part of
+ * the system (catalog moves stock only for "orders"), so tools make one
+ * only when told that it is for that part (retailctl keygen --service). */
+bool keys_name_reserved(const char *name);
+
+/* Names an in-process socket before it connects to the broker over
+ * inproc, where no handshake authenticates anyone: its routing id
+ * becomes NAME "#" and 16 random hex digits, unique per socket, and the
+ * broker reads the caller's name from it (only for peers without a
+ * network address; see protocol/SPEC.md section 1). 0, or -1 for an
+ * invalid name. */
+int keys_name_inproc(zsock_t *sock, const char *name);
+
+/* The caller name in an in-process peer's routing id (see above) into
+ * out[KEYS_NAME_MAX + 1]; false when the id carries none. */
+bool keys_inproc_caller(const void *routing_id, size_t len, char *out);
+
 #endif

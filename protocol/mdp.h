@@ -17,9 +17,11 @@
  *  request.
  *
  *  The [caller] frame after a REQUEST's body is this project's extension:
- *  the name the broker authenticated the client as (its certificate's
- *  "name" metadata via ZAP, or MDP_CALLER_INPROC for callers inside the
- *  broker's process). protocol/SPEC.md has the rest: timing, mmi.*.
+ *  the name the broker authenticated the client as: its certificate's
+ *  "name" metadata via ZAP over TCP, or for a peer inside the broker's
+ *  process the name it was given (keys_name_inproc). A peer with neither
+ *  is MDP_CALLER_UNNAMED, which no service trusts with anything.
+ *  protocol/SPEC.md has the rest: timing, mmi.*.
  */
 #ifndef RETAIL_MDP_H
 #define RETAIL_MDP_H
@@ -42,8 +44,8 @@
 
 /* The longest service name the broker accepts. */
 #define MDP_SERVICE_MAX 64
-/* The caller name the broker gives to in-process (inproc) clients. */
-#define MDP_CALLER_INPROC "inproc"
+/* The caller name of a peer that carries no name (see above). */
+#define MDP_CALLER_UNNAMED "unnamed"
 /* The in-process endpoint every broker also binds. */
 #define MDP_INPROC_ENDPOINT "inproc://retail-broker"
 

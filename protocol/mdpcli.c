@@ -12,7 +12,8 @@ struct mdpcli_t {
     zpoller_t *poller;
 };
 
-mdpcli_t *mdpcli_new(const char *endpoint, zcert_t *cert, const char *server_public)
+static mdpcli_t *s_new(const char *endpoint, zcert_t *cert, const char *server_public,
+                       const char *inproc_name)
 {
     mdpcli_t *self = calloc(1, sizeof *self);
     if (!self)
@@ -25,6 +26,8 @@ mdpcli_t *mdpcli_new(const char *endpoint, zcert_t *cert, const char *server_pub
     zsock_set_sndhwm(self->sock, 0);
     if (cert && server_public)
         keys_apply_client(self->sock, cert, server_public);
+    if (inproc_name && keys_name_inproc(self->sock, inproc_name) != 0)
+        goto fail;
     if (zsock_connect(self->sock, "%s", endpoint) != 0)
         goto fail;
     self->poller = zpoller_new(self->sock, NULL);
@@ -34,6 +37,16 @@ mdpcli_t *mdpcli_new(const char *endpoint, zcert_t *cert, const char *server_pub
 fail:
     mdpcli_destroy(&self);
     return NULL;
+}
+
+mdpcli_t *mdpcli_new(const char *endpoint, zcert_t *cert, const char *server_public)
+{
+    return s_new(endpoint, cert, server_public, NULL);
+}
+
+mdpcli_t *mdpcli_new_inproc(const char *endpoint, const char *name)
+{
+    return s_new(endpoint, NULL, NULL, name);
 }
 
 void mdpcli_destroy(mdpcli_t **self_p)

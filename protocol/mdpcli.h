@@ -17,6 +17,9 @@ typedef struct mdpcli_t mdpcli_t;
 /* Connects to a broker. For an endpoint outside the process, cert and
  * server_public (Z85) turn on CURVE; both NULL means plain (inproc). */
 mdpcli_t *mdpcli_new(const char *endpoint, zcert_t *cert, const char *server_public);
+/* Connects to a broker in this process as the caller `name` (see
+ * keys_name_inproc); NULL for an invalid name. */
+mdpcli_t *mdpcli_new_inproc(const char *endpoint, const char *name);
 void mdpcli_destroy(mdpcli_t **self_p);
 
 /* Queues one request. 0, or -1 when the socket refuses it. */

@@ -65,6 +65,7 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
     s->queue_limit = 1024;
     s->workers = 4;
     s->worker_capacity = 4;
+    s->drain_ms = 3000;
 
     /* data_dir leaves room for "/keys" so that keys_dir is never a
      * truncated path outside it (see settings_derive). */
@@ -91,6 +92,7 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
         {"retail/admin_password", "RETAIL_ADMIN_PASSWORD", s->admin_password,
          sizeof s->admin_password, NULL, 0, 0},
         {"retail/worker_capacity", "RETAIL_WORKER_CAPACITY", NULL, 0, &s->worker_capacity, 1, 64},
+        {"retail/drain_ms", "RETAIL_DRAIN_MS", NULL, 0, &s->drain_ms, 0, 600000},
     };
     const size_t n = sizeof table / sizeof table[0];
 

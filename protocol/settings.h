@@ -20,6 +20,8 @@
  *              queue_limit = 1024
  *          workers = 4
  *          worker_capacity = 4
+ *          drain_ms = 3000          (RETAIL_DRAIN_MS: at a stop signal, how long
+ *                                    requests in flight may take to finish)
  *          pg_dsn = ""              (RETAIL_PG_DSN)
  *          admin_email = ""         (RETAIL_ADMIN_EMAIL)
  *          admin_password = ""      (RETAIL_ADMIN_PASSWORD)
@@ -46,6 +48,7 @@ typedef struct {
     int queue_limit;
     int workers;
     int worker_capacity;            /* requests a worker may hold at once (READY credit) */
+    int drain_ms;                   /* at SIGINT/SIGTERM: time left to requests in flight */
     char pg_dsn[SETTINGS_PATH_MAX]; /* set: user accounts in PostgreSQL */
     char admin_email[256];          /* set: create this admin at start */
     char admin_password[256];

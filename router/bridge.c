@@ -71,7 +71,6 @@
 #define JSON_MAX_DEPTH 20
 #define REQUEST_ID_MAX 64
 #define READYZ_TIMEOUT_MS 1000
-#define DRAIN_MS 2000
 
 /* The request head. libmicrohttpd keeps a request's line, its headers and
  * a record per header and query argument (56 bytes each) in one pool per
@@ -753,6 +752,14 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
         s_set_oom(req);
         return false;
     }
+    /* A body under 1 MiB of JSON can grow past the envelope's limit as
+     * msgpack (a real takes 9 bytes, "1.5" 3): the broker would refuse it
+     * without an id to answer by, so it is refused here, at once. */
+    if (out->buf.size > ENVELOPE_MAX_BYTES) {
+        s_set_error(req, ERR_PAYLOAD_TOO_LARGE, "the request is over the size limit as msgpack",
+                    NULL, 0);
+        return false;
+    }
     return true;
 }
 
@@ -965,6 +972,21 @@ static void s_answer_local(bridge_t *self, request_t *req)
     case LOCAL_METRICS: {
         size_t len = 0;
         char *text = metrics_render(self->metrics, &len);
+        if (text && self->config.metrics_extra) {
+            /* the process's own series (worker restarts), after ours */
+            char *extra = self->config.metrics_extra(self->config.metrics_extra_arg);
+            size_t extra_len = extra ? strlen(extra) : 0;
+            char *whole = extra ? realloc(text, len + extra_len + 1) : NULL;
+            if (whole) {
+                memcpy(whole + len, extra, extra_len + 1);
+                len += extra_len;
+                text = whole;
+            } else {
+                free(text);
+                text = NULL;
+            }
+            free(extra);
+        }
         if (text)
             s_set_raw(req, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
         else
@@ -1505,9 +1527,13 @@ static zsock_t *s_broker_socket(bridge_t *self)
     zsock_set_linger(sock, 0);
     zsock_set_sndhwm(sock, 0);
     zsock_set_rcvhwm(sock, 0);
+    /* The bridge is its own caller: "bridge", by its certificate over TCP
+     * or by name in this process, never a default it shares. */
     if (self->config.cert)
         keys_apply_client(sock, self->config.cert, self->server_key);
-    if (zsock_connect(sock, "%s", self->broker_endpoint) != 0)
+    else if (keys_name_inproc(sock, "bridge") != 0)
+        zsock_destroy(&sock);
+    if (sock && zsock_connect(sock, "%s", self->broker_endpoint) != 0)
         zsock_destroy(&sock);
     return sock;
 }
@@ -1687,7 +1713,7 @@ static void s_bridge_actor(zsock_t *pipe, void *args)
                 /* stop accepting; give requests in flight time to finish */
                 self->stopping = true;
                 MHD_quiesce_daemon(self->daemon);
-                drain_until = zclock_mono() + DRAIN_MS;
+                drain_until = zclock_mono() + self->config.drain_ms;
             }
         }
         if (items[1].revents & ZMQ_POLLIN)
@@ -1707,6 +1733,10 @@ zactor_t *bridge_new(const bridge_config_t *config)
     bridge_config_t c = *config;
     if (c.timeout_ms <= 0)
         c.timeout_ms = 5000;
+    if (c.drain_ms == 0)
+        c.drain_ms = 2000;
+    else if (c.drain_ms < 0)
+        c.drain_ms = 0;
     zactor_t *actor = zactor_new(s_bridge_actor, &c);
     if (actor && zsock_wait(actor) != 0)
         zactor_destroy(&actor);

@@ -12,7 +12,7 @@
  *      zactor_t *bridge = bridge_new(&config);   // NULL: could not listen
  *      ...
  *      bridge_destroy(&bridge);   // stops accepting, lets requests in flight
- *                                 // finish (up to 2 s), answers the rest 503
+ *                                 // finish (up to drain_ms), answers the rest 503
  */
 #ifndef RETAIL_BRIDGE_H
 #define RETAIL_BRIDGE_H
@@ -31,6 +31,13 @@ typedef struct {
     const char *tls_cert_file;   /* PEM; with tls_key_file turns on HTTPS */
     const char *tls_key_file;
     bool access_log; /* one JSON line per request on stdout */
+    int drain_ms;    /* at destroy, time left to requests in flight; 0: 2000, <0: none */
+    /* More Prometheus text for /metrics (optional): called in the bridge's
+     * thread at each scrape with metrics_extra_arg, returns malloc'd text
+     * (whole lines) that the bridge frees, or NULL when out of memory. The
+     * arg must outlive the bridge. */
+    char *(*metrics_extra)(void *arg);
+    void *metrics_extra_arg;
     /* The route table; NULL: the API's (routes_table). Not copied: it must
      * outlive the bridge. Its size decides the bridge's (argument slots,
      * metrics labels, the services /readyz checks): nothing is capped. */

@@ -26,16 +26,31 @@
  *  head is checked. A request in flight that passes its deadline is
  *  answered timeout and marked abandoned; the worker's late reply is
  *  dropped. Workers are sent a heartbeat every heartbeat_ms and expire
- *  after MDP_LIVENESS intervals without hearing from them, busy or not (no
- *  handler should run for three heartbeats; one that does is presumed
- *  stuck). An expired worker's request in flight is
- *  answered unavailable: it may or may not have run, and replaying it on
- *  another worker could do it twice, so the client decides (every write
- *  op takes an idempotency key for that reason).
+ *  after MDP_LIVENESS intervals without hearing from them. A worker that
+ *  holds a request still within its deadline is not expired for silence:
+ *  a handler that runs longer than three beats (an Argon2id hash under a
+ *  short heartbeat, a slow disk flush) cannot beat meanwhile, and the
+ *  request's own deadline already bounds what its client waits. Its death
+ *  is still found at once: the ROUTER is in mandatory mode (a send to a
+ *  closed connection fails, and every beat is a send), and TCP peers get
+ *  ZMTP heartbeats from libzmq's I/O thread, which close a connection that
+ *  stops answering even while the worker's own thread is busy. An expired
+ *  or vanished worker's requests are answered unavailable: each may or may
+ *  not have run, and replaying it on another worker could do it twice, so
+ *  the client decides.
+ *
+ *  Draining (broker_drain, at shutdown). The broker keeps serving as usual
+ *  (services call each other while their own callers wait) and reports
+ *  back as soon as nothing is queued or held by a worker; at the deadline
+ *  whatever is left is answered unavailable, and late replies are dropped.
  *
  *  Identity. Each REQUEST carries one extra frame after the body: the
- *  caller's name, from the "name" metadata of the certificate ZAP
- *  accepted, or MDP_CALLER_INPROC for callers in this process.
+ *  caller's name. For a peer on the network it is the "name" metadata of
+ *  the certificate ZAP accepted, whatever routing id the peer chose; for a
+ *  peer in this process (no network address, no handshake) it is the name
+ *  in its routing id (keys_name_inproc), since only our own code runs
+ *  here. Neither: MDP_CALLER_UNNAMED. No default is shared by everyone in
+ *  the process: the bridge is "bridge", a pool calling out is its service.
  */
 #include "router/broker.h"
 #include "protocol/envelope.h"
@@ -47,7 +62,7 @@
 
 #define MAX_FRAMES 8
 #define ROUTING_ID_MAX 255
-#define CALLER_MAX 64
+#define CALLER_MAX (KEYS_NAME_MAX + 1)
 #define BATCH_MAX 256 /* messages handled between two timer checks */
 
 typedef struct service_t service_t;
@@ -95,6 +110,8 @@ typedef struct {
     request_t *free_requests;
     int64_t next_heartbeat;
     msgpack_sbuffer scratch; /* error replies */
+    bool draining;           /* a DRAIN command waits for an answer */
+    int64_t drain_deadline;
     bool terminated;
 } broker_t;
 
@@ -151,11 +168,11 @@ static service_t *s_service_require(broker_t *self, const char *name)
         return NULL;
     snprintf(service->name, sizeof service->name, "%s", name);
     service->idle = zlistx_new();
-    if (!service->idle) {
+    if (!service->idle || zhashx_insert(self->services, name, service) != 0) {
+        zlistx_destroy(&service->idle);
         free(service);
         return NULL;
     }
-    zhashx_insert(self->services, name, service);
     return service;
 }
 
@@ -224,8 +241,14 @@ static void s_reply_error(broker_t *self, const uint8_t *client, size_t client_l
                           const char *message)
 {
     msgpack_sbuffer_clear(&self->scratch);
-    envelope_error_for(&self->scratch, request_body ? zmq_msg_data(request_body) : NULL,
-                       request_body ? zmq_msg_size(request_body) : 0, code, message);
+    if (envelope_error_for(&self->scratch, request_body ? zmq_msg_data(request_body) : NULL,
+                           request_body ? zmq_msg_size(request_body) : 0, code, message) != 0) {
+        /* out of memory: a whole error without the id beats a cut one */
+        size_t len;
+        const char *fixed = envelope_reply_fixed(ENVELOPE_FIXED_OUT_OF_MEMORY, &len);
+        s_reply_client_bytes(self, client, client_len, service, fixed, len);
+        return;
+    }
     s_reply_client_bytes(self, client, client_len, service, self->scratch.data, self->scratch.size);
 }
 
@@ -386,17 +409,18 @@ static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconne
 /* ------------------------------------------------------------------ */
 /* Messages from clients                                               */
 
-/* The caller's authenticated name, from the connection's metadata. Only
- * frames that came off the wire carry it, not the ROUTER's routing frame. */
-static void s_caller_name(zmq_msg_t *frame, char *out)
+/* The caller's authenticated name (see Identity above). Only frames that
+ * came off the wire carry the connection's metadata, not the ROUTER's
+ * routing frame, so `frame` is a later one. */
+static void s_caller_name(const zmq_msg_t *routing_id, zmq_msg_t *frame, char *out)
 {
     const char *name = zmq_msg_gets(frame, "name");
-    if (name && *name)
-        snprintf(out, CALLER_MAX, "%s", name);
-    else if (zmq_msg_gets(frame, "Peer-Address"))
-        snprintf(out, CALLER_MAX, "unnamed");
-    else
-        snprintf(out, CALLER_MAX, "%s", MDP_CALLER_INPROC);
+    if (zmq_msg_gets(frame, "Peer-Address")) {
+        bool named = name && keys_name_valid(name, strlen(name));
+        snprintf(out, CALLER_MAX, "%s", named ? name : MDP_CALLER_UNNAMED);
+    } else if (!keys_inproc_caller(zmq_msg_data((zmq_msg_t *)routing_id), zmq_msg_size(routing_id),
+                                   out))
+        snprintf(out, CALLER_MAX, "%s", MDP_CALLER_UNNAMED);
 }
 
 static void s_mmi(broker_t *self, zmq_msg_t *frames, const char *service_name)
@@ -417,24 +441,24 @@ static void s_mmi(broker_t *self, zmq_msg_t *frames, const char *service_name)
         }
         s_reply_client_bytes(self, cid, cid_len, service_name, answer, 3);
     } else if (streq(service_name, "mmi.services")) {
-        /* An extension: every known service with its worker counts. */
+        /* An extension: every known service with its worker counts. A
+         * failed write stops the packing; the answer is then "503". */
         msgpack_sbuffer_clear(&self->scratch);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &self->scratch, msgpack_sbuffer_write);
-        msgpack_pack_array(&pk, zhashx_size(self->services));
-        for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
-            msgpack_pack_map(&pk, 4);
-            mp_pack_str(&pk, "name");
-            mp_pack_str(&pk, s->name);
-            mp_pack_str(&pk, "workers");
-            msgpack_pack_uint64(&pk, s->workers);
-            mp_pack_str(&pk, "idle");
-            msgpack_pack_uint64(&pk, zlistx_size(s->idle));
-            mp_pack_str(&pk, "queued");
-            msgpack_pack_uint64(&pk, s->queued);
-        }
-        s_reply_client_bytes(self, cid, cid_len, service_name, self->scratch.data,
-                             self->scratch.size);
+        int rc = msgpack_pack_array(&pk, zhashx_size(self->services));
+        for (service_t *s = zhashx_first(self->services); s && rc == 0;
+             s = zhashx_next(self->services))
+            rc = msgpack_pack_map(&pk, 4) || mp_pack_str(&pk, "name") ||
+                 mp_pack_str(&pk, s->name) || mp_pack_str(&pk, "workers") ||
+                 msgpack_pack_uint64(&pk, s->workers) || mp_pack_str(&pk, "idle") ||
+                 msgpack_pack_uint64(&pk, zlistx_size(s->idle)) || mp_pack_str(&pk, "queued") ||
+                 msgpack_pack_uint64(&pk, s->queued);
+        if (rc == 0)
+            s_reply_client_bytes(self, cid, cid_len, service_name, self->scratch.data,
+                                 self->scratch.size);
+        else
+            s_reply_client_bytes(self, cid, cid_len, service_name, "503", 3);
     } else
         s_reply_client_bytes(self, cid, cid_len, service_name, "501", 3);
 }
@@ -476,7 +500,7 @@ static void s_client_message(broker_t *self, zmq_msg_t *frames, int count)
     memcpy(request->client, cid, cid_len);
     request->client_len = cid_len;
     zmq_msg_move(&request->body, &frames[4]);
-    s_caller_name(&frames[2], request->caller); /* wire frames carry metadata */
+    s_caller_name(&frames[0], &frames[2], request->caller); /* wire frames carry metadata */
     request->deadline = zclock_mono() + self->config.request_timeout_ms;
 
     if (s_dispatch_one(self, service, request))
@@ -545,7 +569,10 @@ static void s_worker_message(broker_t *self, zmq_msg_t *frames, int count)
                 worker->capacity = capacity;
         }
         worker->expiry = zclock_mono() + (int64_t)self->config.heartbeat_ms * MDP_LIVENESS;
-        zhashx_insert(self->workers, key, worker);
+        if (zhashx_insert(self->workers, key, worker) != 0) {
+            free(worker); /* unknown to us: its next message makes it start over */
+            return;
+        }
         service->workers++;
         if (self->config.verbose)
             zsys_info("broker: worker %s ready for %s", key, name);
@@ -593,6 +620,16 @@ static void s_worker_message(broker_t *self, zmq_msg_t *frames, int count)
 /* ------------------------------------------------------------------ */
 /* Timers                                                              */
 
+/* True while the worker holds a request that is still within its
+ * deadline (see Timing above). */
+static bool s_worker_busy(const worker_t *worker)
+{
+    for (const request_t *request = worker->oldest; request; request = request->next)
+        if (!request->abandoned)
+            return true;
+    return false;
+}
+
 static void s_check_deadlines(broker_t *self, int64_t now)
 {
     for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
@@ -607,7 +644,8 @@ static void s_check_deadlines(broker_t *self, int64_t now)
             s_request_free(self, request);
         }
     }
-    /* Deleting while iterating a zhashx is not allowed: collect first. */
+    /* Deleting while iterating a zhashx is not allowed: collect first.
+     * Without memory for the list, expiry waits for the next tick. */
     zlistx_t *expired = zlistx_new();
     for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers)) {
         for (request_t *request = w->oldest; request; request = request->next) {
@@ -618,18 +656,52 @@ static void s_check_deadlines(broker_t *self, int64_t now)
                 request->abandoned = true;
             }
         }
-        if (w->expiry <= now)
+        if (expired && w->expiry <= now && !s_worker_busy(w))
             zlistx_add_end(expired, w);
     }
+    if (!expired)
+        return;
     for (worker_t *w = zlistx_first(expired); w; w = zlistx_next(expired))
         s_worker_delete(self, w, false, "expired: missed heartbeats");
     zlistx_destroy(&expired);
+}
+
+/* While draining: reports to the pipe once nothing is queued or held
+ * within its deadline, or at the drain deadline after answering what is
+ * left unavailable (held requests are marked abandoned, so the workers'
+ * late replies are dropped, not taken for protocol errors). */
+static void s_drain_check(broker_t *self, int64_t now)
+{
+    size_t left = 0;
+    for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+        left += s->queued;
+    for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+        for (request_t *r = w->oldest; r; r = r->next)
+            left += !r->abandoned;
+    if (left > 0 && now < self->drain_deadline)
+        return;
+    if (left > 0) {
+        for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+            for (request_t *r = w->oldest; r; r = r->next)
+                if (!r->abandoned) {
+                    s_reply_error(self, r->client, r->client_len, w->service->name, &r->body,
+                                  ERR_UNAVAILABLE, "the broker is stopping");
+                    r->abandoned = true;
+                }
+        for (service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+            s_service_flush(self, s, "the broker is stopping");
+        zsys_warning("broker: drain deadline passed; %zu requests answered unavailable", left);
+    }
+    self->draining = false;
+    zsock_send(self->pipe, "i", (int)left);
 }
 
 /* Beats every worker; one whose connection is gone is removed now. */
 static void s_send_heartbeats(broker_t *self)
 {
     zlistx_t *gone = zlistx_new();
+    if (!gone)
+        return; /* beaten at the next interval */
     for (worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
         if (!s_send_worker_command(self, w->id, w->id_len, MDP_HEARTBEAT))
             zlistx_add_end(gone, w);
@@ -672,6 +744,11 @@ static int s_setup(broker_t *self)
     /* Replies still queued when we stop get a second to leave. */
     zsock_set_linger(self->router_sock, 1000);
     zsock_set_router_mandatory(self->router_sock, 1);
+    /* ZMTP heartbeats, answered by libzmq's I/O threads: a TCP peer that
+     * stops answering is disconnected even while its own thread is busy
+     * in a handler (see Timing above). */
+    zsock_set_heartbeat_ivl(self->router_sock, c->heartbeat_ms);
+    zsock_set_heartbeat_timeout(self->router_sock, c->heartbeat_ms * MDP_LIVENESS);
 
     if (c->tcp_endpoint) {
         zcert_t *cert = keys_ensure(c->keys_dir, "broker");
@@ -776,14 +853,25 @@ static void s_broker_actor(zsock_t *pipe, void *args)
         if (zmq_poll(items, 2, wait) < 0)
             break; /* context terminated */
         if (items[0].revents & ZMQ_POLLIN) {
-            char *command = zstr_recv(pipe);
+            /* $TERM, or DRAIN with its timeout (broker_drain) */
+            zmsg_t *msg = zmsg_recv(pipe);
+            char *command = msg ? zmsg_popstr(msg) : NULL;
+            char *drain_ms = msg ? zmsg_popstr(msg) : NULL;
             if (!command || streq(command, "$TERM"))
                 self->terminated = true;
+            else if (streq(command, "DRAIN") && drain_ms) {
+                self->draining = true;
+                self->drain_deadline = zclock_mono() + atoi(drain_ms);
+            }
             zstr_free(&command);
+            zstr_free(&drain_ms);
+            zmsg_destroy(&msg);
         }
         if (items[1].revents & ZMQ_POLLIN)
             s_handle_router(self);
         now = zclock_mono();
+        if (self->draining)
+            s_drain_check(self, now);
         if (now >= next_check) {
             s_check_deadlines(self, now);
             if (now >= self->next_heartbeat) {
@@ -816,6 +904,16 @@ zactor_t *broker_new(const broker_config_t *config)
     if (status != 0)
         zactor_destroy(&actor);
     return actor;
+}
+
+int broker_drain(zactor_t *self, int timeout_ms)
+{
+    int left = -1;
+    char ms[16];
+    snprintf(ms, sizeof ms, "%d", timeout_ms < 0 ? 0 : timeout_ms);
+    if (zstr_sendx(self, "DRAIN", ms, NULL) != 0 || zsock_recv(self, "i", &left) != 0)
+        return -1;
+    return left;
 }
 
 void broker_destroy(zactor_t **self_p)

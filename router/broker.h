@@ -12,6 +12,7 @@
  *      broker_config_t config = {.tcp_endpoint = "tcp://127.0.0.1:5555", ...};
  *      zactor_t *broker = broker_new(&config);   // NULL: could not bind
  *      ...
+ *      broker_drain(broker, 3000);               // lets requests finish
  *      broker_destroy(&broker);                  // flushes replies, stops
  */
 #ifndef RETAIL_BROKER_H
@@ -32,6 +33,12 @@ typedef struct {
 /* Starts a broker; NULL if it could not bind or load its keys (the reason
  * is logged). The config is copied. */
 zactor_t *broker_new(const broker_config_t *config);
+
+/* Lets the requests queued and held by workers finish, serving as usual
+ * (new ones included) until none is left or timeout_ms has passed; then
+ * answers what is left unavailable. Returns how many that was (0: all
+ * were answered by their workers), or -1 if the broker did not answer. */
+int broker_drain(zactor_t *self, int timeout_ms);
 
 /* Stops the broker, sending replies still queued on its socket first. */
 void broker_destroy(zactor_t **self_p);

@@ -10,6 +10,11 @@
  *      retail_http_errors_total{code}                   counter
  *      retail_process_start_time_seconds                gauge
  *
+ *  retaild appends the series of its own pools after these through the
+ *  bridge's metrics_extra hook (bridge.h):
+ *
+ *      retail_worker_restarts_total{service}            counter
+ *
  *  Every route of the table gets its own label, however many there are
  *  (metrics_new_for_routes sizes itself from the table); only a request
  *  that matched none counts as route="unmatched".

@@ -13,12 +13,16 @@
  *  broker's own, as on one machine; elsewhere copy NAME.cert into the
  *  broker's keys/clients/).
  *
- *  Shutdown: SIGINT and SIGTERM are blocked in every thread and taken by
- *  sigwait() here, so no handler runs in an arbitrary thread. The bridge
- *  stops first (it stops accepting and waits up to 2 s for the requests in
- *  flight), then the pools (each worker finishes the request it is on and says DISCONNECT;
- *  the broker answers whatever is still queued), then the broker, whose
- *  socket lingers to deliver the last replies.
+ *  Shutdown drains: SIGINT and SIGTERM are blocked in every thread and
+ *  taken by sigwait() here, so no handler runs in an arbitrary thread.
+ *  Within one drain deadline (RETAIL_DRAIN_MS, 3 s by default): the bridge
+ *  stops accepting connections and waits for the HTTP requests in flight;
+ *  then the broker keeps handing queued and held requests to the live
+ *  workers (services still call each other meanwhile) until none is left
+ *  (broker_drain). Only then do the pools stop (each worker answers what it
+ *  was given and says DISCONNECT), and the broker last, its socket
+ *  lingering to deliver the final replies. What is still unanswered at the
+ *  deadline, and only that, is answered unavailable.
  */
 #include "actors/pool.h"
 #include "actors/sys/sys.h"
@@ -110,6 +114,32 @@ static const service_def_t s_services[] = {
 };
 #define SERVICE_COUNT (sizeof s_services / sizeof s_services[0])
 
+/* This process's pools, for the bridge's /metrics: how often a worker of
+ * each was restarted (actors/worker.h). Pools run on other hosts count
+ * in their own process only. */
+typedef struct {
+    pool_t *const *pools; /* SERVICE_COUNT entries, NULL when not running */
+} pool_metrics_t;
+
+static char *s_pool_metrics(void *arg)
+{
+    const pool_metrics_t *m = arg;
+    size_t size = 256 + SERVICE_COUNT * (MDP_SERVICE_MAX + 64);
+    char *text = malloc(size);
+    if (!text)
+        return NULL;
+    int n = snprintf(text, size,
+                     "# HELP retail_worker_restarts_total Workers started over after their "
+                     "session failed.\n"
+                     "# TYPE retail_worker_restarts_total counter\n");
+    for (size_t i = 0; i < SERVICE_COUNT; i++)
+        if (m->pools[i])
+            n += snprintf(text + n, size - (size_t)n,
+                          "retail_worker_restarts_total{service=\"%s\"} %llu\n", s_services[i].name,
+                          (unsigned long long)pool_restarts(m->pools[i]));
+    return text;
+}
+
 static void s_usage(FILE *out)
 {
     fprintf(out, "usage: retaild [ROLE...] [--broker ENDPOINT] [--workers N] [--config FILE]\n"
@@ -122,7 +152,8 @@ static void s_usage(FILE *out)
                  "             RETAIL_HTTP_ADDRESS RETAIL_HTTP_TIMEOUT_MS RETAIL_TLS_CERT\n"
                  "             RETAIL_TLS_KEY RETAIL_ACCESS_LOG\n"
                  "             RETAIL_WORKERS RETAIL_HEARTBEAT_MS RETAIL_REQUEST_TIMEOUT_MS\n"
-                 "             RETAIL_QUEUE_LIMIT RETAIL_WORKER_CAPACITY RETAIL_CONFIG\n"
+                 "             RETAIL_QUEUE_LIMIT RETAIL_WORKER_CAPACITY RETAIL_DRAIN_MS\n"
+                 "             RETAIL_CONFIG\n"
                  "             RETAIL_TEST_OPS\n");
 }
 
@@ -240,6 +271,7 @@ int main(int argc, char **argv)
     zactor_t *bridge = NULL;
     zcert_t *bridge_cert = NULL;
     pool_t *pools[SERVICE_COUNT] = {NULL};
+    pool_metrics_t pool_metrics = {.pools = pools};
     zcert_t *certs[SERVICE_COUNT] = {NULL};
     void *shared[SERVICE_COUNT] = {NULL};
 
@@ -313,6 +345,9 @@ int main(int argc, char **argv)
 
     if (run_bridge) {
         bridge_config_t hc = {
+            .drain_ms = settings.drain_ms > 0 ? settings.drain_ms : -1,
+            .metrics_extra = s_pool_metrics,
+            .metrics_extra_arg = &pool_metrics,
             .bind_address = settings.http_address,
             .port = settings.http_port,
             .broker_endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
@@ -347,8 +382,18 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&stop_signals, &sig);
-    zsys_info("retaild: %s, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    zsys_info("retaild: %s, draining (up to %d ms)", sig == SIGINT ? "SIGINT" : "SIGTERM",
+              settings.drain_ms);
     rc = 0;
+    int64_t drain_end = zclock_mono() + settings.drain_ms;
+    bridge_destroy(&bridge); /* waits for HTTP requests in flight */
+    if (broker) {
+        int64_t left_ms = drain_end - zclock_mono();
+        int unanswered = broker_drain(broker, left_ms > 0 ? (int)left_ms : 0);
+        if (unanswered != 0)
+            zsys_warning("retaild: %d requests were still unanswered at the drain deadline",
+                         unanswered);
+    }
 
 cleanup:
     bridge_destroy(&bridge);

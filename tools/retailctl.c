@@ -54,7 +54,7 @@ enum {
 #define DEFAULT_TIMEOUT_MS 10000
 #define MAX_TIMEOUT_MS 3600000
 #define DEFAULT_CERT "retailctl"
-#define NAME_MAX_LEN 64
+#define NAME_MAX_LEN KEYS_NAME_MAX
 #define MMI_SERVICE "mmi.service"
 
 /* The services `retailctl services` asks about (API.md section 1, plus the
@@ -84,6 +84,9 @@ static void s_usage(FILE *out)
             "  keygen NAME             create the key pair NAME in the keys directory (or\n"
             "                          show it, if it exists) and add its public certificate\n"
             "                          to the broker's allow-list\n"
+            "  keygen --service NAME   the same for a service's or the bridge's pair (NAME\n"
+            "                          one of: bridge events sys users catalog orders\n"
+            "                          payments); a plain keygen refuses these names\n"
             "  call SERVICE OP [JSON]  call one operation with JSON arguments (an object,\n"
             "                          default {}) and print the reply envelope as JSON\n"
             "      --token TOKEN       access token for the envelope (default $RETAIL_TOKEN;\n"
@@ -109,7 +112,7 @@ static void s_usage(FILE *out)
             "                          $RETAIL_DATA_DIR or ./var)\n"
             "\n"
             "NAME: 1 to %d characters of A-Z a-z 0-9 _ . -, not starting with '.', and\n"
-            "not \"broker\".\n"
+            "not \"broker\". --cert never creates a pair with a service's name.\n"
             "\n"
             "exit status: 0 success (call: the reply said ok:true), 1 the reply said\n"
             "ok:false, 2 usage or configuration error, 3 no usable reply (timeout, broker\n"
@@ -153,21 +156,11 @@ static int s_take_option(int argc, char **argv, int *i, const char *name, const 
     return 1;
 }
 
+/* A leading dot would make a hidden file (or "." and ".."); "broker" is
+ * the broker's own pair, which a client must never overwrite or share. */
 static bool s_valid_name(const char *name)
 {
-    size_t n = strlen(name);
-    /* A leading dot would make a hidden file (or "." and ".."); "broker" is
-     * the broker's own pair, which a client must never overwrite or share. */
-    if (n == 0 || n > NAME_MAX_LEN || name[0] == '.' || strcmp(name, "broker") == 0)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return keys_name_valid(name, strlen(name)) && strcmp(name, "broker") != 0;
 }
 
 static int s_parse_timeout(const char *text, int *out)
@@ -320,6 +313,16 @@ static zcert_t *s_client_cert(const char *keys_dir, const char *name)
     if (s_public_only(keys_dir, name)) {
         fprintf(stderr, "retailctl: %s/%s.cert has no secret file; use another --cert\n", keys_dir,
                 name);
+        return NULL;
+    }
+    /* A pair named after a part of the system is trusted as that part: an
+     * existing one may be used (the operator owns the keys), but only
+     * keygen --service makes one. */
+    if (keys_name_reserved(name)) {
+        fprintf(stderr,
+                "retailctl: there is no pair %s in %s, and %s names a part of the system; "
+                "make it with 'retailctl keygen --service %s' if it is for that part\n",
+                name, keys_dir, name, name);
         return NULL;
     }
     /* Only a pair we create is allow-listed here: if the operator removed an
@@ -622,11 +625,20 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
         return EXIT_REPLY_OK;
     }
     if (strcmp(command, "keygen") == 0) {
-        if (argc - first != 2)
-            return s_usage_error("keygen takes exactly one NAME");
-        const char *name = argv[first + 1];
+        bool for_service = argc - first == 3 && strcmp(argv[first + 1], "--service") == 0;
+        if (argc - first != 2 && !for_service)
+            return s_usage_error("keygen takes exactly one NAME (after --service for a service)");
+        const char *name = argv[argc - 1];
         if (!s_valid_name(name))
             return s_usage_error("invalid key name '%s'", name);
+        /* Whoever holds a certificate named "orders" moves stock. */
+        if (keys_name_reserved(name) && !for_service)
+            return s_usage_error("'%s' is the name of a part of the system; a certificate "
+                                 "with it is trusted as that part: say 'keygen --service %s' "
+                                 "if that is what it is for",
+                                 name, name);
+        if (!keys_name_reserved(name) && for_service)
+            return s_usage_error("'%s' is not the name of a service or the bridge", name);
         if ((status = s_load_settings(&s, g)) != 0)
             return status;
         return s_cmd_keygen(&s, name);

@@ -366,8 +366,8 @@ static void s_product_get(call_t *call, void *state)
 }
 
 /* Reads the product fields present in args into p; required ones only
- * when `create`. The CATALOG_PRODUCT_* mask of those present and valid
- * (stock, which is no such field, is read only for a create). */
+ * when `create` (stock is optional for both). The CATALOG_PRODUCT_* mask
+ * of those present and valid. */
 static unsigned s_product_fields(call_t *call, product_t *p, bool create)
 {
     arg_need_t need = create ? ARG_REQUIRED : ARG_OPTIONAL;
@@ -399,8 +399,8 @@ static unsigned s_product_fields(call_t *call, product_t *p, bool create)
     }
     if (s_attributes(call, p))
         fields |= CATALOG_PRODUCT_ATTRIBUTES;
-    if (create)
-        call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock);
+    if (call_arg_int(call, "stock", ARG_OPTIONAL, 0, INT64_MAX / 4, &p->stock))
+        fields |= CATALOG_PRODUCT_STOCK;
     return fields;
 }
 
@@ -452,8 +452,8 @@ static bool s_if_match(call_t *call, int64_t *version)
 
 /* A patch: only the fields given change, applied by the store to the
  * record it reads in the write transaction (If-Match checked there too).
- * Stock is refused rather than written: it moves only by PUT .../stock
- * and reservations, so a patch can never undo a reservation. */
+ * A patch without stock leaves it alone; with stock it sets the units free
+ * to reserve, as PUT .../stock does, so a patch never undoes a reservation. */
 static void s_product_update(call_t *call, void *state)
 {
     catalog_state_t *self = state;
@@ -467,9 +467,6 @@ static void s_product_update(call_t *call, void *state)
     memset(values, 0, offsetof(product_t, attributes));
     values->attributes_len = 0;
     unsigned fields = s_product_fields(call, values, false);
-    const msgpack_object *stock = mp_map_get(call_args(call), "stock");
-    if (stock && stock->type != MSGPACK_OBJECT_NIL)
-        call_arg_invalid(call, "stock", "is set with PUT /v1/products/{id}/stock");
     if (!call_args_ok(call))
         return;
     if (s_ok(call,
@@ -581,11 +578,11 @@ static void s_product_search(call_t *call, void *state)
 /* ------------------------------------------------------------------ */
 /* Inventory, for the orders service                                   */
 
-/* Only orders (by its certificate) or callers in this process. */
+/* Only the orders service: its certificate over TCP, or its pool in this
+ * process (the broker names callers; the bridge is "bridge"). */
 static bool s_orders_only(call_t *call)
 {
-    const char *caller = call_caller(call);
-    if (strcmp(caller, "orders") == 0 || strcmp(caller, MDP_CALLER_INPROC) == 0)
+    if (strcmp(call_caller(call), "orders") == 0)
         return true;
     call_fail(call, ERR_FORBIDDEN, "stock operations are for the orders service");
     return false;

@@ -6,7 +6,8 @@
  *  authenticated name, strangers refused, the allow-list re-read without a
  *  restart, a pool killed with SIGKILL noticed within three heartbeats
  *  while a second pool takes over, a restarted broker getting its workers
- *  back, and SIGTERM answering the request in flight.
+ *  back, SIGTERM draining the requests in flight and queued, and the drain
+ *  deadline.
  */
 #include "tests/testutil.h"
 
@@ -42,8 +43,11 @@ static void s_system_init(system_t *s, const char *name)
 
 static pid_t s_start(system_t *s, const char *const *roles)
 {
-    const char *env[] = {s->env_dir,         s->env_endpoint,     "RETAIL_HEARTBEAT_MS=100",
-                         "RETAIL_WORKERS=2", "RETAIL_TEST_OPS=1", NULL};
+    /* every port private: a bridge on the default 8080 would meet another
+     * test's, or a developer's own retaild */
+    const char *env[] = {
+        s->env_dir,         s->env_endpoint,     s->env_http, "RETAIL_HEARTBEAT_MS=100",
+        "RETAIL_WORKERS=2", "RETAIL_TEST_OPS=1", NULL};
     return tu_spawn_retaild(roles, env);
 }
 
@@ -119,11 +123,14 @@ static int s_sys_workers(mdpcli_t *c)
 static int64_t s_wait_workers(mdpcli_t *c, int want, int timeout_ms)
 {
     int64_t start = zclock_mono();
+    int seen = -1;
     while (zclock_mono() - start < timeout_ms) {
-        if (s_sys_workers(c) == want)
+        if ((seen = s_sys_workers(c)) == want)
             return zclock_mono() - start;
         zclock_sleep(10);
     }
+    print_error("waited %d ms for %d sys workers; the broker last said %d\n", timeout_ms, want,
+                seen);
     return -1;
 }
 
@@ -264,45 +271,112 @@ static void test_killed_pool_and_restarted_broker(void **state)
     mdpcli_destroy(&c);
 }
 
-static void test_sigterm_answers_request_in_flight(void **state)
+/* Sends `count` sys sleep requests of ms each, ids 1..count. */
+static void s_send_sleeps(mdpcli_t *c, int count, int ms)
 {
-    system_t *sys = *state;
-    sys->pids[0] = s_start(sys, NULL);
-    mdpcli_t *c = s_allowed_client(sys, "tester");
-    assert_true(s_wait_workers(c, 2, 5000) >= 0);
-
     msgpack_sbuffer args;
     msgpack_sbuffer_init(&args);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
     msgpack_pack_map(&pk, 1);
     mp_pack_str(&pk, "ms");
-    msgpack_pack_int(&pk, 250); /* under 3 heartbeats: a busy worker cannot beat */
-    msgpack_sbuffer request;
-    msgpack_sbuffer_init(&request);
-    envelope_pack_request(&request, 5, "sleep", NULL, args.data, args.size);
-    assert_int_equal(mdpcli_send(c, "sys", request.data, request.size), 0);
-    zclock_sleep(100); /* the worker is asleep in the handler */
+    msgpack_pack_int(&pk, ms);
+    for (int id = 1; id <= count; id++) {
+        msgpack_sbuffer request;
+        msgpack_sbuffer_init(&request);
+        envelope_pack_request(&request, (uint64_t)id, "sleep", NULL, args.data, args.size);
+        assert_int_equal(mdpcli_send(c, "sys", request.data, request.size), 0);
+        msgpack_sbuffer_destroy(&request);
+    }
+    msgpack_sbuffer_destroy(&args);
+}
+
+/* Receives `count` replies; counts the ok ones and the unavailable ones,
+ * and checks that no id is answered twice. */
+static void s_recv_sleeps(mdpcli_t *c, int count, int *ok, int *unavailable)
+{
+    bool seen[64] = {false};
+    *ok = *unavailable = 0;
+    for (int i = 0; i < count; i++) {
+        zframe_t *frame = mdpcli_recv(c, 10000, NULL);
+        assert_non_null(frame);
+        msgpack_zone zone;
+        msgpack_zone_init(&zone, 512);
+        envelope_reply_t reply;
+        const char *why;
+        assert_true(
+            envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+        uint64_t id = reply.id.via.u64;
+        assert_true(id >= 1 && id <= (uint64_t)count && !seen[id]);
+        seen[id] = true;
+        if (reply.ok)
+            (*ok)++;
+        else if (reply.code == ERR_UNAVAILABLE)
+            (*unavailable)++;
+        else {
+            const msgpack_object *m = mp_map_get(&reply.error, "message");
+            print_error("reply %llu: %s: %.*s\n", (unsigned long long)id, err_code_name(reply.code),
+                        m && m->type == MSGPACK_OBJECT_STR ? (int)m->via.str.size : 0,
+                        m && m->type == MSGPACK_OBJECT_STR ? m->via.str.ptr : "");
+        }
+        msgpack_zone_destroy(&zone);
+        zframe_destroy(&frame);
+    }
+    /* and nothing more */
+    zframe_t *extra = mdpcli_recv(c, 200, NULL);
+    assert_null(extra);
+}
+
+/* SIGTERM drains (API.md section 4): 2 workers holding 4 requests each
+ * and 4 more queued, each a 250 ms sleep (over two heartbeats, so a worker
+ * cannot beat while it sleeps): every one is answered by its worker, none
+ * "unavailable", and the process exits 0. */
+static void test_sigterm_answers_request_in_flight(void **state)
+{
+    system_t *sys = *state;
+    sys->pids[0] = s_start(sys, NULL);
+    mdpcli_t *c = s_allowed_client(sys, "tester");
+    assert_true(s_wait_workers(c, 2, 5000) >= 0);
+    s_send_sleeps(c, 12, 250);
+    zclock_sleep(100); /* the first two are asleep in their handlers */
     kill(sys->pids[0], SIGTERM);
-    zframe_t *frame = mdpcli_recv(c, 3000, NULL);
-    assert_non_null(frame);
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 512);
-    envelope_reply_t reply;
-    const char *why;
-    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
-    if (!reply.ok)
-        print_error("reply: %s\n", err_code_name(reply.code));
-    assert_true(reply.ok);
-    assert_int_equal(mp_map_get(&reply.data, "slept_ms")->via.i64, 250);
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
+    int ok, unavailable;
+    s_recv_sleeps(c, 12, &ok, &unavailable);
+    assert_int_equal(ok, 12);
+    assert_int_equal(unavailable, 0);
     int status = tu_stop(sys->pids[0], SIGTERM, 5000);
     sys->pids[0] = 0;
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    mdpcli_destroy(&c);
+}
 
-    msgpack_sbuffer_destroy(&args);
-    msgpack_sbuffer_destroy(&request);
+/* Past the drain deadline, and only then, what is left is answered
+ * unavailable, once each: 2 workers, 6 sleeps of 400 ms, 500 ms to drain.
+ * The two being handled finish; the others are answered unavailable at
+ * the deadline (the ones a worker started meanwhile may still finish). */
+static void test_drain_deadline(void **state)
+{
+    system_t *sys = *state;
+    const char *env[] = {
+        sys->env_dir,       sys->env_endpoint,   sys->env_http,         "RETAIL_HEARTBEAT_MS=100",
+        "RETAIL_WORKERS=2", "RETAIL_TEST_OPS=1", "RETAIL_DRAIN_MS=500", NULL};
+    sys->pids[0] = tu_spawn_retaild(NULL, env);
+    mdpcli_t *c = s_allowed_client(sys, "tester");
+    assert_true(s_wait_workers(c, 2, 5000) >= 0);
+    s_send_sleeps(c, 6, 400);
+    zclock_sleep(100);
+    int64_t start = zclock_mono();
+    kill(sys->pids[0], SIGTERM);
+    int ok, unavailable;
+    s_recv_sleeps(c, 6, &ok, &unavailable);
+    assert_true(ok >= 2);
+    assert_int_equal(ok + unavailable, 6);
+    assert_true(unavailable >= 2);
+    int status = tu_stop(sys->pids[0], SIGTERM, 5000);
+    sys->pids[0] = 0;
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    print_message("      drain of 500 ms: %d answered, %d unavailable, exit after %lld ms\n", ok,
+                  unavailable, (long long)(zclock_mono() - start));
     mdpcli_destroy(&c);
 }
 
@@ -333,6 +407,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_killed_pool_and_restarted_broker, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sigterm_answers_request_in_flight, s_setup,
                                         s_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_deadline, s_setup, s_teardown),
     };
     zsys_init();
     zsys_set_linger(0);

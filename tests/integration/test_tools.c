@@ -369,6 +369,41 @@ static void test_keygen_refuses_reserved_and_path_names(void **state)
     zstr_free(&broker_cert);
 }
 
+/* A certificate named after a part of the system is trusted as that part
+ * (the catalog moves stock for "orders"): plain keygen refuses the names,
+ * --cert never creates one, and keygen --service makes one on purpose. */
+static void test_keygen_refuses_service_names_unless_told(void **state)
+{
+    fixture_t *fx = *state;
+    const char *names[] = {"orders", "bridge", "catalog", "payments"};
+    run_t r;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        s_retailctl(&r, 2, (const char *[]){"keygen", names[i], NULL});
+        assert_string_equal(r.out, "");
+        assert_non_null(strstr(r.err, "--service"));
+        s_run_free(&r);
+        char *cert = zsys_sprintf("keys/%s.cert", names[i]);
+        char *listed = zsys_sprintf("keys/clients/%s.cert", names[i]);
+        assert_false(s_exists(fx, cert));
+        assert_false(s_exists(fx, listed));
+        zstr_free(&cert);
+        zstr_free(&listed);
+    }
+    s_retailctl(&r, 3, (const char *[]){"call", "--cert", "orders", "sys", "ping", NULL});
+    s_run_free(&r);
+    assert_false(s_exists(fx, "keys/orders.cert"));
+    assert_false(s_exists(fx, "keys/clients/orders.cert"));
+
+    /* --service is for those names only */
+    s_retailctl(&r, 2, (const char *[]){"keygen", "--service", "carol", NULL});
+    s_run_free(&r);
+    assert_false(s_exists(fx, "keys/carol.cert"));
+    s_retailctl(&r, 0, (const char *[]){"keygen", "--service", "orders", NULL});
+    s_run_free(&r);
+    assert_true(s_exists(fx, "keys/orders.cert"));
+    assert_true(s_exists(fx, "keys/clients/orders.cert"));
+}
+
 static void test_call_echo_round_trips_json(void **state)
 {
     (void)state;
@@ -668,6 +703,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keygen_creates_pair_and_hides_secret),
         cmocka_unit_test(test_keygen_refuses_reserved_and_path_names),
+        cmocka_unit_test(test_keygen_refuses_service_names_unless_told),
         cmocka_unit_test(test_call_echo_round_trips_json),
         cmocka_unit_test(test_call_ping),
         cmocka_unit_test(test_call_whoami_names_the_certificate),

@@ -1,4 +1,5 @@
-/*  test_broker.c - the broker's dispatch, queue bound, deadline, expiry.
+/*  test_broker.c - the broker's dispatch, queue bound, deadline, expiry,
+ *  drain, and the names of in-process callers.
  *
  *  Each test starts a broker on its own inproc endpoint and drives it with
  *  hand-made MDP workers (raw DEALER sockets), so the test decides exactly
@@ -212,7 +213,7 @@ static void test_dispatch_longest_idle_first(void **state)
         assert_non_null(req);
         assert_int_equal(fw_request_id(req), 100 + i);
         char *caller = zframe_strdup(zmsg_last(req));
-        assert_string_equal(caller, MDP_CALLER_INPROC);
+        assert_string_equal(caller, MDP_CALLER_UNNAMED); /* an in-process client without a name */
         zstr_free(&caller);
         fw_reply(w[who], &req);
         uint64_t id;
@@ -296,33 +297,165 @@ static void test_silent_worker_expires(void **state)
     fixture_t *f = *state;
     zsock_t *silent = fw_new(f, "t");
     zsock_t *alive = fw_new(f, "t");
-    s_send(f, "t", 1); /* to the silent one (longest idle) */
-    s_send(f, "t", 2); /* to the alive one */
-    s_send(f, "t", 3); /* queued */
-    zmsg_t *r1 = fw_request(silent, 1000);
-    zmsg_t *r2 = fw_request(alive, 1000);
-    assert_non_null(r1);
-    assert_non_null(r2);
+    assert_int_equal(s_workers_of(f, "t"), 2);
+    /* an idle worker that says nothing for three beats is gone */
     int64_t start = zclock_mono();
-    uint64_t id = 0;
-    err_code_t code = s_reply_beating(f, alive, 2000, &id);
+    while (s_workers_of(f, "t") != 1 && zclock_mono() - start < 2000) {
+        fw_beat(alive);
+        zclock_sleep(HB / 2);
+    }
     int64_t noticed = zclock_mono() - start;
-    assert_int_equal(code, ERR_UNAVAILABLE); /* its request in flight */
-    assert_int_equal(id, 1);
-    assert_true(noticed <= MDP_LIVENESS * HB + 2 * HB);
     assert_int_equal(s_workers_of(f, "t"), 1);
-    /* the queued request goes to the live worker */
+    assert_true(noticed <= MDP_LIVENESS * HB + 2 * HB);
+    /* requests go to the live worker */
+    s_send(f, "t", 2);
+    zmsg_t *r2 = fw_request(alive, 1000);
+    assert_non_null(r2);
     fw_reply(alive, &r2);
+    uint64_t id = 0;
     assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
     assert_int_equal(id, 2);
-    zmsg_t *r3 = fw_request(alive, 1000);
-    assert_non_null(r3);
-    assert_int_equal(fw_request_id(r3), 3);
-    fw_reply(alive, &r3);
-    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
-    zmsg_destroy(&r1);
     zsock_destroy(&silent);
     zsock_destroy(&alive);
+}
+
+/* A handler that runs longer than three beats cannot beat meanwhile: its
+ * worker is kept while the request is within its deadline, and the answer
+ * reaches the client (before, it was "unavailable" for a request that went
+ * on to run: a write reported as not done). */
+static void test_busy_worker_outlives_beats(void **state)
+{
+    fixture_t *f = *state; /* deadline 5 s */
+    zsock_t *busy = fw_new(f, "t");
+    s_send(f, "t", 1);
+    zmsg_t *r1 = fw_request(busy, 1000);
+    assert_non_null(r1);
+    uint64_t id = 0;
+    assert_int_equal(s_reply(f, 2 * MDP_LIVENESS * HB, &id), ERR__COUNT); /* silent 6 beats */
+    assert_int_equal(s_workers_of(f, "t"), 1);
+    fw_reply(busy, &r1);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 1);
+    zsock_destroy(&busy);
+}
+
+/* Past its request's deadline a silent worker is presumed stuck: the
+ * client has its timeout, the worker is expired, and the request queued
+ * behind it goes to a live worker. */
+static void test_stuck_worker_expires_after_deadline(void **state)
+{
+    fixture_t *f = *state; /* deadline 300 ms */
+    zsock_t *stuck = fw_new(f, "t");
+    s_send(f, "t", 1);
+    zmsg_t *r1 = fw_request(stuck, 1000);
+    assert_non_null(r1);
+    uint64_t id = 0;
+    assert_int_equal(s_reply(f, 2000, &id), ERR_TIMEOUT);
+    assert_int_equal(id, 1);
+    int64_t start = zclock_mono();
+    while (s_workers_of(f, "t") != 0 && zclock_mono() - start < 2000)
+        zclock_sleep(HB / 2);
+    assert_int_equal(s_workers_of(f, "t"), 0);
+    zmsg_destroy(&r1);
+    zsock_destroy(&stuck);
+}
+
+/* broker_drain: held and queued requests are still served by their
+ * workers, and the drain reports once nothing is left. */
+static void test_drain_waits_for_requests(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = fw_new(f, "t");
+    s_send(f, "t", 1); /* held */
+    s_send(f, "t", 2); /* queued */
+    zmsg_t *r1 = fw_request(w, 1000);
+    assert_non_null(r1);
+    /* the drain runs in the broker; answer both meanwhile from here */
+    zstr_sendx(f->broker, "DRAIN", "3000", NULL);
+    fw_reply(w, &r1);
+    zmsg_t *r2 = fw_request(w, 1000);
+    assert_non_null(r2);
+    fw_reply(w, &r2);
+    int left = -1;
+    assert_int_equal(zsock_recv(f->broker, "i", &left), 0);
+    assert_int_equal(left, 0);
+    uint64_t a = 0, b = 0;
+    assert_int_equal(s_reply(f, 1000, &a), ERR_NONE);
+    assert_int_equal(s_reply(f, 1000, &b), ERR_NONE);
+    assert_int_equal(a + b, 3);
+    /* nothing in flight: an immediate answer */
+    assert_int_equal(broker_drain(f->broker, 3000), 0);
+    zsock_destroy(&w);
+}
+
+/* At the drain deadline what is left is answered unavailable, once. */
+static void test_drain_deadline_answers_the_rest(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = fw_new(f, "t");
+    s_send(f, "t", 1);
+    zmsg_t *r1 = fw_request(w, 1000);
+    assert_non_null(r1);
+    int64_t start = zclock_mono();
+    assert_int_equal(broker_drain(f->broker, 200), 1);
+    assert_true(zclock_mono() - start >= 190);
+    uint64_t id = 0;
+    assert_int_equal(s_reply(f, 1000, &id), ERR_UNAVAILABLE);
+    assert_int_equal(id, 1);
+    fw_reply(w, &r1); /* late: dropped, not a second answer */
+    assert_int_equal(s_reply(f, 300, &id), ERR__COUNT);
+    zsock_destroy(&w);
+}
+
+/* An in-process client is the caller it was named, and a name-less one
+ * is nobody in particular: no shared default such as "inproc". */
+static void test_inproc_caller_names(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = fw_new(f, "t");
+    const char *names[] = {"bridge", "orders"};
+    for (int i = 0; i < 2; i++) {
+        mdpcli_t *c = mdpcli_new_inproc(f->endpoint, names[i]);
+        assert_non_null(c);
+        msgpack_sbuffer buf;
+        msgpack_sbuffer_init(&buf);
+        envelope_pack_request(&buf, 40 + i, "echo", NULL, NULL, 0);
+        assert_int_equal(mdpcli_send(c, "t", buf.data, buf.size), 0);
+        msgpack_sbuffer_destroy(&buf);
+        zmsg_t *req = fw_request(w, 1000);
+        assert_non_null(req);
+        char *caller = zframe_strdup(zmsg_last(req));
+        assert_string_equal(caller, names[i]);
+        zstr_free(&caller);
+        fw_reply(w, &req);
+        zframe_t *reply = mdpcli_recv(c, 1000, NULL);
+        assert_non_null(reply);
+        zframe_destroy(&reply);
+        mdpcli_destroy(&c);
+    }
+    assert_null(mdpcli_new_inproc(f->endpoint, "not a name"));
+    /* a routing id that only looks like a name is no name */
+    zsock_t *raw = zsock_new(ZMQ_DEALER);
+    zsock_set_identity(raw, "orders#123");
+    assert_int_equal(zsock_connect(raw, "%s", f->endpoint), 0);
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    envelope_pack_request(&buf, 50, "echo", NULL, NULL, 0);
+    zmsg_t *msg = zmsg_new();
+    zmsg_addmem(msg, "", 0);
+    zmsg_addstr(msg, MDP_CLIENT);
+    zmsg_addstr(msg, "t");
+    zmsg_addmem(msg, buf.data, buf.size);
+    zmsg_send(&msg, raw);
+    msgpack_sbuffer_destroy(&buf);
+    zmsg_t *req = fw_request(w, 1000);
+    assert_non_null(req);
+    char *caller = zframe_strdup(zmsg_last(req));
+    assert_string_equal(caller, MDP_CALLER_UNNAMED);
+    zstr_free(&caller);
+    zmsg_destroy(&req);
+    zsock_destroy(&raw);
+    zsock_destroy(&w);
 }
 
 static void test_closed_worker_is_skipped(void **state)
@@ -436,6 +569,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_queue_bound, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_deadline, s_setup_short_deadline, s_teardown),
         cmocka_unit_test_setup_teardown(test_silent_worker_expires, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_busy_worker_outlives_beats, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_stuck_worker_expires_after_deadline,
+                                        s_setup_short_deadline, s_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_waits_for_requests, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_drain_deadline_answers_the_rest, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_inproc_caller_names, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_closed_worker_is_skipped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_worker_capacity, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_mmi_service, s_setup, s_teardown),

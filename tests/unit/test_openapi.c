@@ -19,9 +19,9 @@
  *      (1 .. ERR__COUNT-1) and nothing else.
  *  Each check is a function that collects problems; besides running it on
  *  the real document, the test runs it on small inline documents with a
- *  known defect and sees it report exactly that defect, so a checker that
- *  has nothing to check today (there are no path parameters yet) is known
- *  to work the day there is. Local "$ref"s ("#/components/...") are
+ *  known defect and sees it report exactly that defect, so each checker is
+ *  known to catch what it looks for, whatever the real document holds
+ *  today. Local "$ref"s ("#/components/...") are
  *  followed wherever a parameter or schema may be one.
  */
 #include "protocol/errors.h"
