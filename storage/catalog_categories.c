@@ -376,22 +376,8 @@ catalog_status_t catalog_category_page(catalog_store_t *self, const char *after,
         catalog_fail("mdb_cursor_open categories", rc);
         goto cleanup;
     }
-    MDB_val key, val;
-    if (after[0]) {
-        /* Ids are at most CATALOG_ID_MAX bytes, so "id > after" is "id >
-         * after's first CATALOG_ID_MAX bytes" (an id equal to that prefix
-         * is shorter than after, so smaller, and is skipped like an equal
-         * one); the cut keeps the key within LMDB's limit too. */
-        MDB_val from = catalog_val(after);
-        if (from.mv_size > CATALOG_ID_MAX)
-            from.mv_size = CATALOG_ID_MAX;
-        key = from;
-        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
-        if (rc == 0 && key.mv_size == from.mv_size &&
-            memcmp(key.mv_data, from.mv_data, from.mv_size) == 0)
-            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
-    } else
-        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    MDB_val key = {0}, val = {0};
+    rc = kv_cursor_after(cursor, after, CATALOG_ID_MAX, &key, &val);
     int n = 0;
     for (; rc == 0 && n < limit; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
         if (s_category_decode(&key, &val, &out[n]) != 0) {

@@ -319,3 +319,17 @@ void kv_set_group_commit(kv_t *self, bool on)
     self->group = on;
     pthread_mutex_unlock(&self->lock);
 }
+
+int kv_cursor_after(MDB_cursor *cursor, const char *after, size_t max_key, MDB_val *key,
+                    MDB_val *val)
+{
+    if (!after[0])
+        return mdb_cursor_get(cursor, key, val, MDB_FIRST);
+    MDB_val from = {.mv_size = strnlen(after, max_key), .mv_data = (void *)after};
+    *key = from;
+    int rc = mdb_cursor_get(cursor, key, val, MDB_SET_RANGE);
+    if (rc == 0 && key->mv_size == from.mv_size &&
+        memcmp(key->mv_data, from.mv_data, from.mv_size) == 0)
+        rc = mdb_cursor_get(cursor, key, val, MDB_NEXT);
+    return rc;
+}

@@ -77,4 +77,13 @@ int kv_write_pending(kv_t *self);
  * commit; for benchmarks that compare the two. On at kv_open. */
 void kv_set_group_commit(kv_t *self, bool on);
 
+/* Keyset pagination: puts cursor on the first key after `after` (after
+ * "" : the first key), where keys are at most max_key bytes, and returns
+ * mdb_cursor_get's status (MDB_NOTFOUND past the end) with key and val
+ * set. "key > after" equals "key > after's first max_key bytes" (a key
+ * equal to that prefix is shorter than after, so smaller, and is skipped
+ * like an equal one), and the cut keeps the key within LMDB's limit. */
+int kv_cursor_after(MDB_cursor *cursor, const char *after, size_t max_key, MDB_val *key,
+                    MDB_val *val);
+
 #endif

@@ -358,21 +358,7 @@ static store_status_t s_list(void *impl, const char *after, int limit, user_reco
         goto cleanup;
     }
     MDB_val key = {0}, val = {0};
-    if (*after) {
-        /* Ids are at most USER_ID_MAX bytes, so "id > after" is "id >
-         * after's first USER_ID_MAX bytes" (an id equal to that prefix is
-         * shorter than after, hence smaller, and is skipped below like an
-         * equal key). The cut also keeps the key within LMDB's limit. */
-        MDB_val from = s_val(after);
-        if (from.mv_size > USER_ID_MAX)
-            from.mv_size = USER_ID_MAX;
-        key = from;
-        rc = mdb_cursor_get(cursor, &key, &val, MDB_SET_RANGE);
-        if (rc == 0 && key.mv_size == from.mv_size &&
-            memcmp(key.mv_data, from.mv_data, from.mv_size) == 0)
-            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
-    } else
-        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    rc = kv_cursor_after(cursor, after, USER_ID_MAX, &key, &val);
     int n = 0;
     while (rc == 0 && n < limit) {
         if (s_decode(&key, &val, &out[n]) != 0) {
