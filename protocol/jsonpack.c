@@ -780,3 +780,52 @@ char *jsonpack_bytes_to_json_text(const void *mp, size_t len, size_t flags, char
     msgpack_zone_destroy(&zone);
     return text;
 }
+
+/* jansson and the writers above say "out of memory..." when they are. */
+static bool s_is_oom_message(const char *err)
+{
+    return strncmp(err, "out of memory", 13) == 0;
+}
+
+jsonpack_body_t jsonpack_body_map(const char *body, size_t len, bool is_msgpack, size_t max_len,
+                                  int max_depth, msgpack_sbuffer *converted, msgpack_zone *zone,
+                                  msgpack_object *out, char *err, size_t errlen)
+{
+    const char *mp = body;
+    size_t mp_len = len;
+    err[0] = '\0';
+    if (!is_msgpack) {
+        if (jsonpack_from_json(body, len, converted, max_depth, err, errlen) != 0)
+            return s_is_oom_message(err) ? JSONPACK_BODY_OUT_OF_MEMORY : JSONPACK_BODY_REFUSED;
+        mp = converted->data;
+        mp_len = converted->size;
+    } else {
+        mp_status_t st = mpcheck((const uint8_t *)mp, mp_len, max_len, max_depth);
+        if (st != MP_OK) {
+            snprintf(err, errlen, "%s", mpcheck_strerror(st));
+            return JSONPACK_BODY_REFUSED;
+        }
+        char why[96];
+        char *json = jsonpack_bytes_to_json_text(mp, mp_len, 0, why, sizeof why);
+        if (!json) {
+            if (s_is_oom_message(why)) {
+                snprintf(err, errlen, "%s", why);
+                return JSONPACK_BODY_OUT_OF_MEMORY;
+            }
+            snprintf(err, errlen, "the body holds a value JSON cannot: %s", why);
+            return JSONPACK_BODY_REFUSED;
+        }
+        free(json);
+    }
+    size_t off = 0;
+    msgpack_unpack_return rc = msgpack_unpack(mp, mp_len, &off, zone, out);
+    if (rc == MSGPACK_UNPACK_NOMEM_ERROR) {
+        snprintf(err, errlen, "out of memory");
+        return JSONPACK_BODY_OUT_OF_MEMORY;
+    }
+    if (rc != MSGPACK_UNPACK_SUCCESS || out->type != MSGPACK_OBJECT_MAP) {
+        snprintf(err, errlen, "the body must be an object");
+        return JSONPACK_BODY_REFUSED;
+    }
+    return JSONPACK_BODY_OK;
+}

@@ -105,4 +105,20 @@ char *jsonpack_to_json_text_counted(const msgpack_object *obj, jsonpack_work_t *
 char *jsonpack_bytes_to_json_text(const void *mp, size_t len, size_t flags, char *err,
                                   size_t errlen);
 
+/* An HTTP request body as the map its envelope's args start from, as the
+ * bridge accepts one: JSON text converted into the caller-owned converted
+ * (max_depth as for jsonpack_from_json), or msgpack checked where it is
+ * (mpcheck with max_len and max_depth, and no value JSON cannot carry, so
+ * the API stays JSON-shaped for every client). On JSONPACK_BODY_OK *out is
+ * the map, unpacked into zone and pointing into body or converted. Every
+ * step is linear in len. Otherwise a message in err. */
+typedef enum {
+    JSONPACK_BODY_OK = 0,
+    JSONPACK_BODY_REFUSED,      /* not a valid object: malformed_body */
+    JSONPACK_BODY_OUT_OF_MEMORY /* nothing wrong with it: unavailable */
+} jsonpack_body_t;
+jsonpack_body_t jsonpack_body_map(const char *body, size_t len, bool is_msgpack, size_t max_len,
+                                  int max_depth, msgpack_sbuffer *converted, msgpack_zone *zone,
+                                  msgpack_object *out, char *err, size_t errlen);
+
 #endif

@@ -651,46 +651,14 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
     msgpack_sbuffer converted;
     msgpack_sbuffer_init(&converted);
     msgpack_zone_clear(&self->zone);
-    bool ok = true;
     char err[160] = "";
-    if (route->body && req->body_len > 0) {
-        const char *mp = req->body;
-        size_t mp_len = req->body_len;
-        if (!req->body_msgpack) {
-            if (jsonpack_from_json(req->body, req->body_len, &converted, JSON_MAX_DEPTH, err,
-                                   sizeof err) != 0)
-                ok = false;
-            mp = converted.data;
-            mp_len = converted.size;
-        } else {
-            mp_status_t st = mpcheck((const uint8_t *)mp, mp_len, BODY_MAX, JSON_MAX_DEPTH);
-            if (st != MP_OK) {
-                snprintf(err, sizeof err, "%s", mpcheck_strerror(st));
-                ok = false;
-            } else {
-                /* The API is JSON-shaped for every client: refuse values
-                 * JSON cannot hold (bin, NaN, uint64 over int64). */
-                char why[96];
-                char *json = jsonpack_bytes_to_json_text(mp, mp_len, 0, why, sizeof why);
-                if (!json && s_is_oom(why)) {
-                    snprintf(err, sizeof err, "%s", why);
-                    ok = false;
-                } else if (!json) {
-                    snprintf(err, sizeof err, "the body holds a value JSON cannot: %s", why);
-                    ok = false;
-                }
-                free(json);
-            }
-        }
-        size_t off = 0;
-        if (ok && (msgpack_unpack(mp, mp_len, &off, &self->zone, &body) != MSGPACK_UNPACK_SUCCESS ||
-                   body.type != MSGPACK_OBJECT_MAP)) {
-            snprintf(err, sizeof err, "the body must be an object");
-            ok = false;
-        }
-    }
-    if (!ok) {
-        if (s_is_oom(err))
+    jsonpack_body_t accepted = JSONPACK_BODY_OK;
+    if (route->body && req->body_len > 0)
+        accepted =
+            jsonpack_body_map(req->body, req->body_len, req->body_msgpack, BODY_MAX, JSON_MAX_DEPTH,
+                              &converted, &self->zone, &body, err, sizeof err);
+    if (accepted != JSONPACK_BODY_OK) {
+        if (accepted == JSONPACK_BODY_OUT_OF_MEMORY)
             s_set_oom(req);
         else
             s_set_error(req, ERR_MALFORMED_BODY, err, NULL, 0);

@@ -1068,6 +1068,61 @@ static void test_first_problem_reported(void **state)
     }
 }
 
+/* jsonpack_body_map: what the bridge accepts as a request body. */
+static void test_body_map(void **state)
+{
+    (void)state;
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    msgpack_sbuffer converted;
+    msgpack_sbuffer_init(&converted);
+    msgpack_object out;
+    char err[160];
+    const char *json_ok = "{\"a\":[1,2],\"b\":\"x\"}";
+    assert_int_equal(jsonpack_body_map(json_ok, strlen(json_ok), false, 1 << 20, 20, &converted,
+                                       &zone, &out, err, sizeof err),
+                     JSONPACK_BODY_OK);
+    assert_int_equal(out.type, MSGPACK_OBJECT_MAP);
+    assert_int_equal(out.via.map.size, 2);
+    const char *refused[] = {"[1,2]", "{\"a\":1,\"a\":2}", "{\"a\":", "7"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        msgpack_sbuffer_clear(&converted);
+        assert_int_equal(jsonpack_body_map(refused[i], strlen(refused[i]), false, 1 << 20, 20,
+                                           &converted, &zone, &out, err, sizeof err),
+                         JSONPACK_BODY_REFUSED);
+        assert_true(err[0] != '\0');
+    }
+    /* msgpack: a map is taken where it is; an array, a bin, trailing
+     * bytes are refused */
+    const char map[] = "\x81\xa1"
+                       "a"
+                       "\x01";
+    assert_int_equal(
+        jsonpack_body_map(map, 4, true, 1 << 20, 20, &converted, &zone, &out, err, sizeof err),
+        JSONPACK_BODY_OK);
+    assert_int_equal(out.via.map.size, 1);
+    const char array[] = "\x91\x01";
+    const char bin[] = "\x81\xa1"
+                       "a"
+                       "\xc4\x01"
+                       "z";
+    const char trailing[] = "\x81\xa1"
+                            "a"
+                            "\x01\x01";
+    assert_int_equal(
+        jsonpack_body_map(array, 2, true, 1 << 20, 20, &converted, &zone, &out, err, sizeof err),
+        JSONPACK_BODY_REFUSED);
+    assert_string_equal(err, "the body must be an object");
+    assert_int_equal(
+        jsonpack_body_map(bin, 6, true, 1 << 20, 20, &converted, &zone, &out, err, sizeof err),
+        JSONPACK_BODY_REFUSED);
+    assert_int_equal(
+        jsonpack_body_map(trailing, 5, true, 1 << 20, 20, &converted, &zone, &out, err, sizeof err),
+        JSONPACK_BODY_REFUSED);
+    msgpack_sbuffer_destroy(&converted);
+    msgpack_zone_destroy(&zone);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1104,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_many_maps),
         cmocka_unit_test(test_key_checks_linear),
         cmocka_unit_test(test_first_problem_reported),
+        cmocka_unit_test(test_body_map),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -379,36 +379,10 @@ static bool s_request(const body_t *b, const char *data, size_t len, msgpack_zon
 {
     msgpack_sbuffer converted;
     msgpack_sbuffer_init(&converted);
-    const char *mp = data;
-    size_t mp_len = len;
-    bool ok = true;
     char err[160] = "";
-    if (!b->msgpack) {
-        ok = jsonpack_from_json(data, len, &converted, S_JSON_MAX_DEPTH, err, sizeof err) == 0;
-        mp = converted.data;
-        mp_len = converted.size;
-    } else {
-        mp_status_t st = mpcheck((const uint8_t *)mp, mp_len, S_BODY_MAX, S_JSON_MAX_DEPTH);
-        if (st != MP_OK) {
-            snprintf(err, sizeof err, "%s", mpcheck_strerror(st));
-            ok = false;
-        } else {
-            char why[96];
-            char *json = jsonpack_bytes_to_json_text(mp, mp_len, 0, why, sizeof why);
-            if (!json) {
-                snprintf(err, sizeof err, "the body holds a value JSON cannot: %s", why);
-                ok = false;
-            }
-            free(json);
-        }
-    }
     msgpack_object body;
-    size_t off = 0;
-    if (ok && (msgpack_unpack(mp, mp_len, &off, zone, &body) != MSGPACK_UNPACK_SUCCESS ||
-               body.type != MSGPACK_OBJECT_MAP)) {
-        snprintf(err, sizeof err, "the body must be an object");
-        ok = false;
-    }
+    bool ok = jsonpack_body_map(data, len, b->msgpack, S_BODY_MAX, S_JSON_MAX_DEPTH, &converted,
+                                zone, &body, err, sizeof err) == JSONPACK_BODY_OK;
     if (ok) {
         /* As s_build_envelope packs it for a route without arguments. */
         msgpack_packer pk;
