@@ -746,9 +746,13 @@ static int s_setup(broker_t *self)
     zsock_set_router_mandatory(self->router_sock, 1);
     /* ZMTP heartbeats, answered by libzmq's I/O threads: a TCP peer that
      * stops answering is disconnected even while its own thread is busy
-     * in a handler (see Timing above). */
+     * in a handler (see Timing above). They are for silent network
+     * failures (a closed connection is seen at once anyway), so the
+     * timeout is never under 3 s: a loaded machine must not cut healthy
+     * connections when a test runs with 100 ms heartbeats. */
+    int zmtp_timeout = c->heartbeat_ms * MDP_LIVENESS;
     zsock_set_heartbeat_ivl(self->router_sock, c->heartbeat_ms);
-    zsock_set_heartbeat_timeout(self->router_sock, c->heartbeat_ms * MDP_LIVENESS);
+    zsock_set_heartbeat_timeout(self->router_sock, zmtp_timeout > 3000 ? zmtp_timeout : 3000);
 
     if (c->tcp_endpoint) {
         zcert_t *cert = keys_ensure(c->keys_dir, "broker");
