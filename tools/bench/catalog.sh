@@ -180,14 +180,27 @@ wait_ready() {
     return 1
 }
 
-# The id of the category with slug $2 on server $1.
+# The id of the category with slug $2 on server $1 (GET /v1/categories
+# pages: followed by next_cursor).
 category_id() {
-    curl -sf --max-time 5 "$(base_of "$1")/v1/categories" | python3 -c '
-import json, sys
-doc = json.load(sys.stdin)
-if isinstance(doc, dict):  # {"categories": [...]} or {"items": [...]}
-    doc = next((v for v in doc.values() if isinstance(v, list)), [])
-print(next(c["id"] for c in doc if c.get("slug") == sys.argv[1]))' "$2"
+    python3 - "$(base_of "$1")" "$2" <<'PY'
+import json, sys, urllib.parse, urllib.request
+base, slug = sys.argv[1], sys.argv[2]
+cursor = None
+while True:
+    url = base + "/v1/categories?limit=100"
+    if cursor:
+        url += "&cursor=" + urllib.parse.quote(cursor)
+    with urllib.request.urlopen(url, timeout=5) as r:
+        page = json.load(r)
+    for c in page["items"]:
+        if c.get("slug") == slug:
+            print(c["id"])
+            sys.exit(0)
+    cursor = page.get("next_cursor")
+    if not cursor:
+        sys.exit("no category " + slug)
+PY
 }
 
 # Items on the first page of search path $2 on server $1.
