@@ -24,6 +24,10 @@ static mdpcli_t *s_new(const char *endpoint, zcert_t *cert, const char *server_p
     zsock_set_linger(self->sock, 0);
     zsock_set_rcvhwm(self->sock, 0);
     zsock_set_sndhwm(self->sock, 0);
+    /* A DEALER with no connection blocks a send until one comes, and a
+     * handshake the broker refused (a certificate not on its allow-list)
+     * leaves none: a send gives up after this instead of hanging. */
+    zsock_set_sndtimeo(self->sock, MDPCLI_SEND_TIMEOUT_MS);
     if (cert && server_public)
         keys_apply_client(self->sock, cert, server_public);
     if (inproc_name && keys_name_inproc(self->sock, inproc_name) != 0)

@@ -22,7 +22,12 @@ mdpcli_t *mdpcli_new(const char *endpoint, zcert_t *cert, const char *server_pub
 mdpcli_t *mdpcli_new_inproc(const char *endpoint, const char *name);
 void mdpcli_destroy(mdpcli_t **self_p);
 
-/* Queues one request. 0, or -1 when the socket refuses it. */
+/* How long a send may wait for a connection to the broker. */
+#define MDPCLI_SEND_TIMEOUT_MS 2000
+
+/* Queues one request. 0, or -1 when the socket refuses it or has had no
+ * connection to send on for MDPCLI_SEND_TIMEOUT_MS (the broker refused
+ * the handshake, or is not there). */
 int mdpcli_send(mdpcli_t *self, const char *service, const void *body, size_t len);
 
 /* Waits up to timeout_ms (-1: forever) for the next reply body. NULL on
