@@ -614,17 +614,6 @@ bool auth_require_admin(auth_verifier_t *self, call_t *call, auth_identity_t *ou
  * Keys on disk
  */
 
-/* zsys_dir_create() checks then mkdir()s each level, and fails when another
- * process creates that level in between; a retry skips the levels that now
- * exist. */
-static int s_dir_create(const char *dir)
-{
-    for (int attempt = 0; attempt < 3; attempt++)
-        if (zsys_dir_create("%s", dir) == 0)
-            return 0;
-    return -1;
-}
-
 /* Writes data to a new file "DIR/.NAME.XXXXXX" with the given mode and
  * flushes it to disk; *tmp_path receives its name (caller frees). */
 static int s_write_temp(const char *dir, const char *name, const void *data, size_t len,
@@ -752,7 +741,7 @@ int auth_keys_ensure(const char *keys_dir, char *err, size_t errlen)
     size_t pem_len = 0;
     EVP_PKEY *pkey = NULL;
     BIO *bio = NULL;
-    if (!keys_dir || s_dir_create(keys_dir) != 0) {
+    if (!keys_dir || files_dir_create(keys_dir) != 0) {
         s_set_err(err, errlen, "cannot create %s", keys_dir ? keys_dir : "(null)");
         goto cleanup;
     }

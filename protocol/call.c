@@ -160,6 +160,14 @@ bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_le
     return true;
 }
 
+void call_copy_text(char *out, size_t size, const char *s, size_t len)
+{
+    if (len >= size)
+        len = size - 1;
+    memcpy(out, s, len);
+    out[len] = '\0';
+}
+
 bool call_arg_text(call_t *self, const char *name, arg_need_t need, size_t max, char *out,
                    size_t size)
 {

@@ -57,6 +57,10 @@ const msgpack_object *call_args(const call_t *self);
  * unchanged unless true. A nil value counts as absent. */
 bool call_arg_str(call_t *self, const char *name, arg_need_t need, size_t max_len, const char **out,
                   size_t *out_len);
+/* Copies s[0..len) NUL-terminated into out[size], cut to size - 1 bytes:
+ * for strings a handler has checked (call_arg_str's max) or made itself. */
+void call_copy_text(char *out, size_t size, const char *s, size_t len);
+
 /* Like call_arg_str, copied NUL-terminated into out[size] (max < size). */
 bool call_arg_text(call_t *self, const char *name, arg_need_t need, size_t max, char *out,
                    size_t size);

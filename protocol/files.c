@@ -1,6 +1,8 @@
 /*  files.c - see files.h. */
 #include "protocol/files.h"
 
+#include <czmq.h>
+
 #include <errno.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -35,4 +37,12 @@ char *files_read(const char *path, size_t max, size_t *len)
     data[n] = '\0';
     *len = n;
     return data;
+}
+
+int files_dir_create(const char *dir)
+{
+    for (int attempt = 0; attempt < 3; attempt++)
+        if (zsys_dir_create("%s", dir) == 0)
+            return 0;
+    return -1;
 }

@@ -1,4 +1,5 @@
-/*  files.h - reading small files that may hold secrets (keys, certificates).
+/*  files.h - reading small files that may hold secrets (keys, certificates),
+ *  and making the directories they live in.
  *
  *  One careful reader for every key and certificate file: bounded size,
  *  errors through errno, and the buffer wiped before it is freed on a
@@ -13,5 +14,11 @@
  * sodium_memzero when it is secret); *len gets its size. NULL with errno
  * set; EFBIG when the file has more than max bytes. */
 char *files_read(const char *path, size_t max, size_t *len);
+
+/* Makes dir and its parents; 0, or -1. Safe while other processes make
+ * the same directories (zsys_dir_create checks, then mkdir()s each level,
+ * and fails when another process made that level in between: it is
+ * retried, and then skips the levels that exist). */
+int files_dir_create(const char *dir);
 
 #endif

@@ -4,6 +4,7 @@
  *  secret file, then we tighten it to 0600 because it holds a private key.
  */
 #include "protocol/keys.h"
+#include "protocol/files.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -19,17 +20,6 @@
 static char *s_path(const char *dir, const char *name, const char *suffix)
 {
     return zsys_sprintf("%s/%s%s", dir, name, suffix);
-}
-
-/* zsys_dir_create() checks then mkdir()s each level, and fails when another
- * process creates that level in between; a retry skips the levels that now
- * exist. */
-static int s_dir_create(const char *dir)
-{
-    for (int attempt = 0; attempt < 3; attempt++)
-        if (zsys_dir_create("%s", dir) == 0)
-            return 0;
-    return -1;
 }
 
 zcert_t *keys_load(const char *keys_dir, const char *name)
@@ -55,7 +45,7 @@ zcert_t *keys_ensure(const char *keys_dir, const char *name)
         zsys_error("keys: %s/%s: path too long for a certificate", keys_dir, name);
         return NULL;
     }
-    if (s_dir_create(keys_dir) != 0)
+    if (files_dir_create(keys_dir) != 0)
         return NULL;
     /* The directory holds secret keys: only its owner may list it. */
     if (chmod(keys_dir, 0700) != 0) {
@@ -101,7 +91,7 @@ zcert_t *keys_ensure(const char *keys_dir, const char *name)
 int keys_allow(const char *keys_dir, zcert_t *cert, const char *name)
 {
     char *dir = zsys_sprintf("%s/clients", keys_dir);
-    int rc = s_dir_create(dir);
+    int rc = files_dir_create(dir);
     if (rc == 0) {
         char *path = s_path(dir, name, ".cert");
         rc = zcert_save_public(cert, path);

@@ -99,14 +99,6 @@ void catalog_state_destroy(void **state)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 
-static void s_copy(char *out, size_t size, const char *s, size_t len)
-{
-    if (len >= size)
-        len = size - 1;
-    memcpy(out, s, len);
-    out[len] = '\0';
-}
-
 static void s_pack_product(msgpack_packer *pk, const product_t *p)
 {
     char created[32], updated[32];
@@ -619,8 +611,8 @@ static void s_stock_reserve(call_t *call, void *state)
                 call_arg_invalid(call, "lines", "each line needs product_id and qty 1..1000000");
                 break;
             }
-            s_copy(lines[n].product_id, sizeof lines[n].product_id, pid->via.str.ptr,
-                   pid->via.str.size);
+            call_copy_text(lines[n].product_id, sizeof lines[n].product_id, pid->via.str.ptr,
+                           pid->via.str.size);
             lines[n++].qty = (int64_t)qty->via.u64;
         }
     }

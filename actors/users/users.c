@@ -322,15 +322,6 @@ static int s_hash(users_state_t *self, call_t *call, const char *password, size_
     return 1;
 }
 
-/* Copies a string argument into a NUL-terminated buffer. */
-static void s_copy(char *out, size_t size, const char *s, size_t len)
-{
-    if (len >= size)
-        len = size - 1;
-    memcpy(out, s, len);
-    out[len] = '\0';
-}
-
 /* Checks a new password; records the problem under `field`. */
 static void s_check_password(call_t *call, const char *field, const char *p, size_t len)
 {
@@ -377,7 +368,7 @@ static void s_register(call_t *call, void *state)
     size_t email_len, password_len, name_len;
     char normal[USER_EMAIL_MAX + 64];
     if (call_arg_str(call, "email", ARG_REQUIRED, USER_EMAIL_MAX + 32, &email, &email_len)) {
-        s_copy(normal, sizeof normal, email, email_len);
+        call_copy_text(normal, sizeof normal, email, email_len);
         if (!users_email_normalise(normal))
             call_arg_invalid(call, "email", "is not a valid email address");
     }
@@ -391,8 +382,8 @@ static void s_register(call_t *call, void *state)
 
     user_record_t user = {0};
     user_store_new_id(user.id);
-    s_copy(user.email, sizeof user.email, normal, strlen(normal)); /* normalised: fits */
-    s_copy(user.name, sizeof user.name, name, name_len);
+    call_copy_text(user.email, sizeof user.email, normal, strlen(normal)); /* normalised: fits */
+    call_copy_text(user.name, sizeof user.name, name, name_len);
     snprintf(user.role, sizeof user.role, "customer");
     user.created_at_ms = call_now_ms();
     if (s_hash(self, call, password, password_len, user.password_hash) != 1)
@@ -413,7 +404,7 @@ static void s_login(call_t *call, void *state)
     if (!call_args_ok(call))
         return;
     char normal[USER_EMAIL_MAX + 64];
-    s_copy(normal, sizeof normal, email, email_len);
+    call_copy_text(normal, sizeof normal, email, email_len);
     bool plausible = users_email_normalise(normal);
 
     char email_key[USER_EMAIL_MAX + 80], ip_key[80] = "";
@@ -600,7 +591,7 @@ static void s_update_me(call_t *call, void *state)
 
     char new_name[USER_NAME_MAX + 1] = "";
     if (has_name)
-        s_copy(new_name, sizeof new_name, name, name_len);
+        call_copy_text(new_name, sizeof new_name, name, name_len);
     user_patch_t patch = {.name = has_name ? new_name : NULL};
     user_record_t user;
     if (!has_password) {
@@ -662,7 +653,7 @@ static void s_list(call_t *call, void *state)
         return;
     char after[USER_ID_MAX + 1] = "";
     if (cursor)
-        s_copy(after, sizeof after, cursor, cursor_len);
+        call_copy_text(after, sizeof after, cursor, cursor_len);
     user_record_t users[101];
     int count = 0;
     if (!s_store_ok(call, user_store_list(self->store, after, (int)limit + 1, users, &count)))
@@ -699,8 +690,8 @@ static void s_set_role(call_t *call, void *state)
     if (!call_args_ok(call))
         return;
     char key[USER_ID_MAX + 1], new_role[USER_ROLE_MAX + 1];
-    s_copy(key, sizeof key, id, id_len);
-    s_copy(new_role, sizeof new_role, role, role_len);
+    call_copy_text(key, sizeof key, id, id_len);
+    call_copy_text(new_role, sizeof new_role, role, role_len);
     /* The role alone: the store changes it in the account as it is now. */
     user_record_t user;
     if (s_store_ok(call,
@@ -750,7 +741,7 @@ int users_create_admin(users_shared_t *shared, const char *email, const char *pa
         goto cleanup;
     }
     user_store_new_id(user.id);
-    s_copy(user.email, sizeof user.email, normal, strlen(normal)); /* normalised: fits */
+    call_copy_text(user.email, sizeof user.email, normal, strlen(normal)); /* normalised: fits */
     snprintf(user.name, sizeof user.name, "%s", name && *name ? name : "Administrator");
     snprintf(user.role, sizeof user.role, "admin");
     user.created_at_ms = call_now_ms();
