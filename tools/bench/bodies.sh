@@ -58,25 +58,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() {
-    # bash's /dev/tcp: succeeds only when something accepts on the port.
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-used_ports=" "
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 30000))
-        case "$used_ports" in *" $port "*) continue ;; esac
-        if ! port_open "$port"; then
-            used_ports="$used_ports$port "
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "bodies.sh: no free port found" >&2
-    return 1
-}
+. "$(dirname "$0")/ports.sh"
 
 # The median of the numbers on stdin, one a line.
 median() {
@@ -92,8 +74,8 @@ else
     "$build/bodies-bench" --write "$tmp/bodies"
 fi
 
-http=$(free_port)
-broker=$(free_port)
+free_port http
+free_port broker
 env -u RETAIL_CONFIG -u RETAIL_TLS_CERT -u RETAIL_TLS_KEY -u RETAIL_PG_DSN \
     RETAIL_DATA_DIR="$tmp/data" RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker" \
     RETAIL_HTTP_PORT="$http" RETAIL_ACCESS_LOG=0 "$build/retaild" \

@@ -97,32 +97,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() {
-    # bash's /dev/tcp: succeeds only when something accepts on the port.
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-used_ports=" "
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 30000))
-        case "$used_ports" in *" $port "*) continue ;; esac
-        if ! port_open "$port"; then
-            used_ports="$used_ports$port "
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "bridge.sh: no free port found" >&2
-    return 1
-}
+. "$(dirname "$0")/ports.sh"
 
 # Starts retaild number $1 (0 or 1) with RETAIL_ACCESS_LOG=$2.
 start_retaild() {
     local i=$1 log=$2 http broker
-    http=$(free_port)
-    broker=$(free_port)
+    free_port http
+    free_port broker
     mkdir -p "$tmp/data$i"
     env -u RETAIL_CONFIG -u RETAIL_TLS_CERT -u RETAIL_TLS_KEY RETAIL_DATA_DIR="$tmp/data$i" \
         RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker" RETAIL_HTTP_PORT="$http" \
@@ -133,7 +114,7 @@ start_retaild() {
 
 start_nginx() {
     local port
-    port=$(free_port)
+    free_port port
     mkdir -p "$tmp/nginx/www"
     printf '%s' "$body" >"$tmp/nginx/www/ping.json"
     # nginx's worker runs as nobody when started by root: let it read the file

@@ -69,28 +69,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() {
-    # bash's /dev/tcp: succeeds only when something accepts on the port.
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
+. "$(dirname "$0")/ports.sh"
 
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((20000 + RANDOM % 30000))
-        if ! port_open "$port"; then
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "broker.sh: no free port found" >&2
-    return 1
-}
-
-broker_port=$(free_port)
-relay_port=$(free_port)
-while [ "$relay_port" = "$broker_port" ]; do relay_port=$(free_port); done
-http_port=$(free_port)
+free_port broker_port
+free_port relay_port
+free_port http_port
 
 # Waits until the server on $1 answers a request; $2... are extra loadgen
 # options (the server certificate).

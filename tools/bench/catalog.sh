@@ -106,31 +106,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_open() {
-    # bash's /dev/tcp: succeeds only when something accepts on the port.
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
-}
-
-# Ports below the kernel's ephemeral range, so no outgoing connection
-# (curl, wrk) can be holding one between the check and retaild's bind.
-low=32768
-read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
-[ "$low" -gt 12000 ] || low=32768
-used_ports=" "
-free_port() {
-    local port
-    for _ in $(seq 100); do
-        port=$((10000 + RANDOM % (low - 10000)))
-        case "$used_ports" in *" $port "*) continue ;; esac
-        if ! port_open "$port"; then
-            used_ports="$used_ports$port "
-            echo "$port"
-            return 0
-        fi
-    done
-    echo "catalog.sh: no free port found" >&2
-    return 1
-}
+. "$(dirname "$0")/ports.sh"
 
 # ---- 1. seed --------------------------------------------------------------
 
@@ -146,8 +122,8 @@ done
 
 start_retaild() {
     local i=$1 http broker
-    http=$(free_port)
-    broker=$(free_port)
+    free_port http
+    free_port broker
     env -u RETAIL_CONFIG -u RETAIL_TLS_CERT -u RETAIL_TLS_KEY RETAIL_DATA_DIR="$tmp/${sets[$i]}" \
         RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker" RETAIL_HTTP_PORT="$http" \
         RETAIL_ACCESS_LOG=0 "$build/retaild" >>"$tmp/retaild-${sets[$i]}.log" 2>&1 &

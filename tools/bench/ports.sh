@@ -1,0 +1,35 @@
+# ports.sh - free TCP ports for the benchmark scripts (sourced, not run).
+#
+#   . "$(dirname "$0")/ports.sh"
+#   free_port http || exit 1      # sets $http to a port nothing listens on
+#
+# Ports come from below the kernel's ephemeral range, so no outgoing
+# connection (curl, wrk) can be holding one between the check and the
+# server's bind, and a port handed out once is not handed out again in the
+# same script. free_port sets a variable by name instead of printing,
+# because $(free_port) would run in a subshell and forget what it handed out.
+
+port_open() {
+    # bash's /dev/tcp: succeeds only when something accepts on the port.
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+_ports_low=32768
+read -r _ports_low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+[ "$_ports_low" -gt 12000 ] || _ports_low=32768
+_ports_used=" "
+
+free_port() {
+    local port
+    for _ in $(seq 100); do
+        port=$((10000 + RANDOM % (_ports_low - 10000)))
+        case "$_ports_used" in *" $port "*) continue ;; esac
+        if ! port_open "$port"; then
+            _ports_used="$_ports_used$port "
+            printf -v "$1" '%s' "$port"
+            return 0
+        fi
+    done
+    echo "$(basename "$0"): no free port found" >&2
+    return 1
+}
