@@ -17,6 +17,21 @@
  *  Handlers get a call_t (protocol/call.h) and the worker's own state,
  *  made by state_new in the worker's thread, so no state is shared
  *  between the workers of a pool unless the service shares it on purpose.
+ *
+ *  Replies that wait. A handler may ask another service (through the
+ *  broker) or an outside endpoint for something and return unanswered
+ *  (call_ask, call_ask_at in protocol/call.h): the worker holds the
+ *  request, serves others meanwhile and keeps beating, and runs the
+ *  handler's resume when the answer or the ask's deadline comes, all in
+ *  its own thread, so handlers and resumes never need a lock for the
+ *  worker's state. Up to `capacity` requests are held at once, and the
+ *  broker gives no more (READY's credit); their replies leave in whatever
+ *  order they finish, each tagged with the request it answers
+ *  (protocol/SPEC.md, "Held requests"). A worker that waits should have a
+ *  capacity of the requests it may wait on together (hundreds are fine:
+ *  a held request costs its body, a decoded envelope and a call_t); a
+ *  worker that never waits gains little above a few, since its requests
+ *  then wait for the disk or the CPU behind each other.
  */
 #ifndef RETAIL_WORKER_H
 #define RETAIL_WORKER_H
@@ -27,6 +42,9 @@
 #include "protocol/call.h"
 
 typedef void(worker_handler_fn)(call_t *call, void *state);
+
+/* Distinct outside endpoints one worker may ask (call_ask_at). */
+#define WORKER_ENDPOINTS_MAX 4
 
 typedef struct {
     const char *op;
@@ -40,9 +58,11 @@ typedef struct {
     zcert_t *cert;          /* CURVE client cert, or NULL for inproc */
     const char *server_key; /* the broker's public key (Z85) with cert */
     int heartbeat_ms;       /* 0: MDP_HEARTBEAT_MS_DEFAULT */
-    int capacity;           /* requests the broker may queue here; 0: 1. Above 1
-                               saves a round trip per request, but a slow
-                               request delays the ones queued behind it */
+    int capacity;           /* requests the worker may hold at once (waiting on
+                               asks, or queued behind the one it runs);
+                               0: 1; at most MDP_CAPACITY_MAX. Above 1 saves
+                               a round trip per request, but a slow request
+                               delays the ones queued behind it */
     /* Per-worker state, made and destroyed in the worker's thread. */
     void *(*state_new)(void *shared);
     void (*state_destroy)(void **state);

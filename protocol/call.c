@@ -38,6 +38,17 @@ struct call_t {
     bool state_broken; /* call_state_broken: the worker starts over */
     const char *field[CALL_MAX_PROBLEMS];
     const char *problem[CALL_MAX_PROBLEMS];
+    /* the pending ask (call_ask) */
+    bool asking;
+    enum { ASK_SERVICE, ASK_ENDPOINT, ASK_PAUSE } ask_kind;
+    char ask_to[CALL_ENDPOINT_MAX + 1];
+    char ask_op[ENVELOPE_MAX_OP + 1];
+    int ask_timeout_ms;
+    call_resume_fn *resume;
+    mpout_t ask_args;
+    msgpack_packer ask_packer;
+    void *context; /* call_context */
+    size_t context_size;
 };
 
 call_t *call_new(void)
@@ -47,6 +58,8 @@ call_t *call_new(void)
         return NULL;
     mpout_init(&self->reply, ENVELOPE_MAX_BYTES);
     mpout_packer(&self->reply, &self->packer);
+    mpout_init(&self->ask_args, ENVELOPE_MAX_BYTES - 4096); /* room for the envelope */
+    mpout_packer(&self->ask_args, &self->ask_packer);
     return self;
 }
 
@@ -55,6 +68,8 @@ void call_destroy(call_t **self_p)
     if (!self_p || !*self_p)
         return;
     mpout_destroy(&(*self_p)->reply);
+    mpout_destroy(&(*self_p)->ask_args);
+    free((*self_p)->context);
     free(*self_p);
     *self_p = NULL;
 }
@@ -68,6 +83,9 @@ void call_start(call_t *self, const envelope_request_t *request, const char *cal
     self->state = REPLY_NONE;
     self->problems = 0;
     self->state_broken = false;
+    self->asking = false;
+    if (self->context)
+        memset(self->context, 0, self->context_size);
 }
 
 void call_state_broken(call_t *self)
@@ -288,6 +306,7 @@ msgpack_packer *call_reply(call_t *self)
     /* A failure here stays in the output, seen by call_reply_bytes. */
     (void)envelope_reply_ok_begin(&self->packer, &self->request->id);
     self->state = REPLY_OK;
+    self->asking = false;
     return &self->packer;
 }
 
@@ -300,6 +319,7 @@ void call_fail_details(call_t *self, err_code_t code, const char *message, const
     (void)envelope_pack_error(&self->packer, self->request ? &self->request->id : NULL, code,
                               message, details, details_len);
     self->state = REPLY_ERROR;
+    self->asking = false;
 }
 
 void call_fail(call_t *self, err_code_t code, const char *message)
@@ -331,4 +351,79 @@ int64_t call_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Asks (see call.h): the call records one; the worker sends it. */
+
+msgpack_packer *call_ask_args(call_t *self)
+{
+    mpout_clear(&self->ask_args);
+    return &self->ask_packer;
+}
+
+static void s_ask(call_t *self, int kind, const char *to, const char *op, int timeout_ms,
+                  call_resume_fn *resume)
+{
+    mpout_clear(&self->reply);
+    self->fixed = NULL;
+    self->state = REPLY_NONE;
+    self->asking = true;
+    self->ask_kind = kind;
+    snprintf(self->ask_to, sizeof self->ask_to, "%s", to ? to : "");
+    snprintf(self->ask_op, sizeof self->ask_op, "%s", op ? op : "");
+    self->ask_timeout_ms = timeout_ms > 0 ? timeout_ms : 1;
+    self->resume = resume;
+}
+
+void call_ask(call_t *self, const char *service, const char *op, int timeout_ms,
+              call_resume_fn *resume)
+{
+    s_ask(self, ASK_SERVICE, service, op, timeout_ms, resume);
+}
+
+void call_ask_at(call_t *self, const char *endpoint, const char *op, int timeout_ms,
+                 call_resume_fn *resume)
+{
+    s_ask(self, ASK_ENDPOINT, endpoint, op, timeout_ms, resume);
+}
+
+void call_after(call_t *self, int ms, call_resume_fn *resume)
+{
+    s_ask(self, ASK_PAUSE, NULL, NULL, ms, resume);
+}
+
+void *call_context(call_t *self, size_t size)
+{
+    if (!self->context) {
+        self->context = calloc(1, size);
+        self->context_size = self->context ? size : 0;
+    }
+    return self->context_size == size ? self->context : NULL;
+}
+
+bool call_asking(const call_t *self, call_ask_t *out)
+{
+    if (!self->asking)
+        return false;
+    out->service = self->ask_kind == ASK_SERVICE ? self->ask_to : NULL;
+    out->endpoint = self->ask_kind == ASK_ENDPOINT ? self->ask_to : NULL;
+    out->op = self->ask_op;
+    out->timeout_ms = self->ask_timeout_ms;
+    bool has_args = self->ask_args.buf.size > 0 && !self->ask_args.failed;
+    out->args = has_args ? self->ask_args.buf.data : NULL;
+    out->args_len = has_args ? self->ask_args.buf.size : 0;
+    out->args_failed = self->ask_args.failed;
+    return true;
+}
+
+void call_resume(call_t *self, void *state, const call_answer_t *answer)
+{
+    call_resume_fn *resume = self->resume;
+    self->asking = false;
+    self->resume = NULL;
+    if (resume)
+        resume(self, state, answer);
+    else
+        call_fail(self, ERR_INTERNAL, "an ask had no resume");
 }

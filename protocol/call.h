@@ -95,6 +95,87 @@ int64_t call_now_ms(void);
 void call_state_broken(call_t *self);
 bool call_is_state_broken(const call_t *self);
 
+/* ------------------------------------------------------------------ */
+/* Waiting on another service without blocking the worker
+ *
+ * A handler that needs another service's answer (or an outside system's,
+ * reached at an endpoint that speaks envelopes) asks for it and returns
+ * without answering. The worker keeps the call, with its request, and
+ * serves other requests meanwhile, heartbeating as usual. When the answer
+ * comes, or timeout_ms passes first, resume runs in the worker's thread
+ * with the same call (its arguments still readable) and the worker's
+ * state; it answers, or asks again (a saga's next step):
+ *
+ *      static void s_reserved(call_t *call, void *state, const call_answer_t *a)
+ *      {
+ *          if (!a->ok) { call_fail(call, a->code, a->message); return; }
+ *          ... pack the reply from a->data ...
+ *      }
+ *      msgpack_packer *pk = call_ask_args(call);
+ *      ... pack exactly one map: the args ...
+ *      call_ask(call, "catalog", "stock.reserve", 500, s_reserved);
+ *      return;
+ *
+ * The callee sees this worker's service as the caller (in process: the
+ * routing id; over TCP: the pool's certificate). An ask that cannot be
+ * sent resumes at once with ERR_UNAVAILABLE; one whose deadline passes
+ * resumes with ERR_TIMEOUT, and its late answer is dropped, so resume runs
+ * exactly once per ask. A held call counts against the worker's capacity
+ * until it is answered. State that must survive from the handler to its
+ * resume goes in call_context(). Answering (call_reply, call_fail) after
+ * asking cancels the ask; asking after beginning a reply discards it. */
+
+typedef struct {
+    bool ok;
+    err_code_t code;             /* ERR_NONE when ok */
+    const msgpack_object *data;  /* ok: the reply's data */
+    const msgpack_object *error; /* !ok: the callee's error map {code,
+                                    message, details?}; NULL when the worker
+                                    or broker made the error up */
+    const char *message;         /* !ok: NUL-terminated */
+} call_answer_t;
+/* Everything in answer points into the reply and is valid during resume. */
+typedef void(call_resume_fn)(call_t *call, void *state, const call_answer_t *answer);
+
+#define CALL_ENDPOINT_MAX 255
+
+/* Clears and returns the packer of the next ask's args: pack one map, or
+ * nothing for none. Owned by the call. */
+msgpack_packer *call_ask_args(call_t *self);
+/* Asks service (through the broker) to run op with the packed args.
+ * service and op are copied. */
+void call_ask(call_t *self, const char *service, const char *op, int timeout_ms,
+              call_resume_fn *resume);
+/* The same, of an endpoint outside the broker (a ROUTER that answers each
+ * [empty][envelope] with [empty][reply envelope], such as a payment
+ * gateway's actor); plain, no CURVE: an endpoint in this process or on a
+ * trusted network. At most WORKER_ENDPOINTS_MAX (actors/worker.h) per
+ * worker. */
+void call_ask_at(call_t *self, const char *endpoint, const char *op, int timeout_ms,
+                 call_resume_fn *resume);
+/* Resumes after ms with an ok answer (data NULL): a pause that does not
+ * block the worker (a retry's backoff, a simulated latency). */
+void call_after(call_t *self, int ms, call_resume_fn *resume);
+/* Zeroed memory of size bytes that lives until the call is answered (the
+ * same block on every call with the same size; NULL out of memory or when
+ * asked for another size). */
+void *call_context(call_t *self, size_t size);
+
+/* For the worker framework. */
+typedef struct {
+    const char *service;  /* NULL with an endpoint or a pause */
+    const char *endpoint; /* NULL with a service or a pause */
+    const char *op;
+    int timeout_ms;
+    const void *args; /* msgpack map bytes, or NULL for none */
+    size_t args_len;
+    bool args_failed; /* packing the args ran out of memory or room */
+} call_ask_t;
+/* True when the handler (or resume) that just returned asked; fills out. */
+bool call_asking(const call_t *self, call_ask_t *out);
+/* Runs the pending ask's resume with answer, clearing the ask first. */
+void call_resume(call_t *self, void *state, const call_answer_t *answer);
+
 /* Answers an error; replaces any reply begun. message is copied. */
 void call_fail(call_t *self, err_code_t code, const char *message);
 

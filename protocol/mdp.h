@@ -4,17 +4,19 @@
  *  Broker to client:  [empty] ["MDPC01"] [service] [body]
  *  Worker to broker:  [empty] ["MDPW01"] [command] ...
  *    READY      0x01  [service] [capacity]   (capacity: optional, see below)
- *    REQUEST    0x02  [client address] [empty] [body] [caller]   (broker to worker)
- *    REPLY      0x03  [client address] [empty] [body]            (worker to broker)
+ *    REQUEST    0x02  [client address] [empty] [body] [caller] [tag]  (broker to worker)
+ *    REPLY      0x03  [client address] [empty] [body] [tag]     (worker to broker;
+ *                                                                [tag] optional)
  *    HEARTBEAT  0x04
  *    DISCONNECT 0x05
  *
  *  [capacity] is this project's extension to READY: how many requests the
  *  worker accepts at once (decimal, 1..MDP_CAPACITY_MAX; absent means 1,
- *  plain MDP). The worker still handles them one by one, in order, so the
- *  broker matches each REPLY to the oldest request it gave that worker;
- *  the credit only saves the round trip between a reply and the next
- *  request.
+ *  plain MDP). [tag] is the other half: the broker names each request it
+ *  gives a worker, and a worker that answers out of order (it holds
+ *  requests waiting on other services) echoes the tag after its reply's
+ *  body. A REPLY without one is for the oldest request the worker holds,
+ *  which is what a plain MDP worker, answering one at a time, means.
  *
  *  The [caller] frame after a REQUEST's body is this project's extension:
  *  the name the broker authenticated the client as: its certificate's
@@ -40,7 +42,10 @@
 #define MDP_HEARTBEAT_MS_DEFAULT 1000
 
 /* The most requests a worker may hold at once (READY's capacity). */
-#define MDP_CAPACITY_MAX 64
+#define MDP_CAPACITY_MAX 1024
+
+/* The [tag] frame after a REQUEST's caller: 8 bytes, opaque to workers. */
+#define MDP_TAG_LEN 8
 
 /* The longest service name the broker accepts. */
 #define MDP_SERVICE_MAX 64

@@ -73,8 +73,10 @@ typedef struct request_t {
     zmq_msg_t body;
     char caller[CALLER_MAX];
     int64_t deadline;
+    uint64_t tag;   /* names it to the worker that holds it (REQUEST's tag) */
     bool abandoned; /* answered timeout; the worker's reply is dropped */
     struct request_t *next;
+    struct request_t *prev; /* in a worker's held list */
 } request_t;
 
 typedef struct {
@@ -85,10 +87,18 @@ typedef struct {
     int64_t expiry;
     int capacity;        /* requests it may hold at once (READY's credit) */
     int inflight;        /* requests it holds now */
-    request_t *oldest;   /* the requests it holds, oldest first: a worker */
-    request_t *youngest; /* answers in order, so a reply is for `oldest` */
+    request_t *oldest;   /* the requests it holds, oldest first; a tagged */
+    request_t *youngest; /* REPLY names its own, an untagged one is `oldest` */
     void *idle_handle;   /* in service->idle while inflight < capacity */
 } worker_t;
+
+/* What became of a service's requests (mmi.services, /metrics). */
+typedef struct {
+    uint64_t ok;           /* a worker's reply was delivered */
+    uint64_t unavailable;  /* no worker, a full queue, a lost worker, a stop */
+    uint64_t timeout;      /* the deadline passed first */
+    uint64_t workers_lost; /* workers that expired, vanished or disconnected */
+} service_counts_t;
 
 struct service_t {
     char name[MDP_SERVICE_MAX + 1];
@@ -96,6 +106,8 @@ struct service_t {
     request_t *head, *tail;
     size_t queued;
     size_t workers;
+    size_t held; /* requests its workers hold, answered or not */
+    service_counts_t counts;
 };
 
 typedef struct {
@@ -108,6 +120,7 @@ typedef struct {
     zhashx_t *services;
     zhashx_t *workers;
     request_t *free_requests;
+    uint64_t next_tag;
     int64_t next_heartbeat;
     msgpack_sbuffer scratch; /* error replies */
     bool draining;           /* a DRAIN command waits for an answer */
@@ -142,6 +155,7 @@ static request_t *s_request_new(broker_t *self)
     zmq_msg_init(&r->body);
     r->abandoned = false;
     r->next = NULL;
+    r->prev = NULL;
     return r;
 }
 
@@ -240,6 +254,11 @@ static void s_reply_error(broker_t *self, const uint8_t *client, size_t client_l
                           const char *service, zmq_msg_t *request_body, err_code_t code,
                           const char *message)
 {
+    service_t *counted = zhashx_lookup(self->services, service);
+    if (counted && code == ERR_TIMEOUT)
+        counted->counts.timeout++;
+    else if (counted && code == ERR_UNAVAILABLE)
+        counted->counts.unavailable++;
     msgpack_sbuffer_clear(&self->scratch);
     if (envelope_error_for(&self->scratch, request_body ? zmq_msg_data(request_body) : NULL,
                            request_body ? zmq_msg_size(request_body) : 0, code, message) != 0) {
@@ -269,8 +288,8 @@ static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconne
                             const char *why);
 
 /* Sends a request to a worker: [worker][empty][MDPW01][REQUEST][client]
- * [empty][body][caller]. The request's body is kept (a shared copy) so
- * that a timeout can still echo its id. False if the worker is gone. */
+ * [empty][body][caller][tag]. The request's body is kept (a shared copy)
+ * so that a timeout can still echo its id. False if the worker is gone. */
 static bool s_worker_take(broker_t *self, worker_t *worker, request_t *request)
 {
     if (!s_send_to(self, worker->id, worker->id_len))
@@ -286,15 +305,22 @@ static bool s_worker_take(broker_t *self, worker_t *worker, request_t *request)
     zmq_msg_copy(&body, &request->body);
     if (zmq_msg_send(&body, self->router, ZMQ_SNDMORE) < 0)
         zmq_msg_close(&body);
-    zmq_send(self->router, request->caller, strlen(request->caller), 0);
+    zmq_send(self->router, request->caller, strlen(request->caller), ZMQ_SNDMORE);
+    request->tag = ++self->next_tag;
+    uint8_t tag[MDP_TAG_LEN];
+    for (int i = 0; i < MDP_TAG_LEN; i++)
+        tag[i] = (uint8_t)(request->tag >> (8 * i));
+    zmq_send(self->router, tag, sizeof tag, 0);
 
     request->next = NULL;
+    request->prev = worker->youngest;
     if (worker->youngest)
         worker->youngest->next = request;
     else
         worker->oldest = request;
     worker->youngest = request;
     worker->inflight++;
+    worker->service->held++;
     /* Served workers go to the back of the line, or leave it when full. */
     zlistx_delete(worker->service->idle, worker->idle_handle);
     worker->idle_handle =
@@ -342,14 +368,19 @@ static void s_service_dispatch(broker_t *self, service_t *service)
     }
 }
 
-/* A worker finished its oldest request: it has capacity again. */
-static void s_worker_done(broker_t *self, worker_t *worker)
+/* A worker answered one of its requests: it has capacity again. */
+static void s_worker_done(broker_t *self, worker_t *worker, request_t *request)
 {
-    request_t *request = worker->oldest;
-    worker->oldest = request->next;
-    if (!worker->oldest)
-        worker->youngest = NULL;
+    if (request->prev)
+        request->prev->next = request->next;
+    else
+        worker->oldest = request->next;
+    if (request->next)
+        request->next->prev = request->prev;
+    else
+        worker->youngest = request->prev;
     worker->inflight--;
+    worker->service->held--;
     s_request_free(self, request);
     if (!worker->idle_handle)
         worker->idle_handle = zlistx_add_end(worker->service->idle, worker);
@@ -366,6 +397,7 @@ static void s_worker_abandon_all(broker_t *self, worker_t *worker, const char *w
             s_reply_error(self, request->client, request->client_len, worker->service->name,
                           &request->body, ERR_UNAVAILABLE, why);
         s_request_free(self, request);
+        worker->service->held--;
     }
     worker->youngest = NULL;
     worker->inflight = 0;
@@ -397,6 +429,7 @@ static void s_worker_delete(broker_t *self, worker_t *worker, bool send_disconne
         if (worker->idle_handle)
             zlistx_delete(service->idle, worker->idle_handle);
         service->workers--;
+        service->counts.workers_lost++;
         if (service->workers == 0)
             s_service_flush(self, service, "no live worker for the service");
     }
@@ -449,11 +482,16 @@ static void s_mmi(broker_t *self, zmq_msg_t *frames, const char *service_name)
         int rc = msgpack_pack_array(&pk, zhashx_size(self->services));
         for (service_t *s = zhashx_first(self->services); s && rc == 0;
              s = zhashx_next(self->services))
-            rc = msgpack_pack_map(&pk, 4) || mp_pack_str(&pk, "name") ||
+            rc = msgpack_pack_map(&pk, 9) || mp_pack_str(&pk, "name") ||
                  mp_pack_str(&pk, s->name) || mp_pack_str(&pk, "workers") ||
                  msgpack_pack_uint64(&pk, s->workers) || mp_pack_str(&pk, "idle") ||
                  msgpack_pack_uint64(&pk, zlistx_size(s->idle)) || mp_pack_str(&pk, "queued") ||
-                 msgpack_pack_uint64(&pk, s->queued);
+                 msgpack_pack_uint64(&pk, s->queued) || mp_pack_str(&pk, "held") ||
+                 msgpack_pack_uint64(&pk, s->held) || mp_pack_str(&pk, "ok") ||
+                 msgpack_pack_uint64(&pk, s->counts.ok) || mp_pack_str(&pk, "unavailable") ||
+                 msgpack_pack_uint64(&pk, s->counts.unavailable) || mp_pack_str(&pk, "timeout") ||
+                 msgpack_pack_uint64(&pk, s->counts.timeout) || mp_pack_str(&pk, "workers_lost") ||
+                 msgpack_pack_uint64(&pk, s->counts.workers_lost);
         if (rc == 0)
             s_reply_client_bytes(self, cid, cid_len, service_name, self->scratch.data,
                                  self->scratch.size);
@@ -526,6 +564,22 @@ static void s_client_message(broker_t *self, zmq_msg_t *frames, int count)
 /* ------------------------------------------------------------------ */
 /* Messages from workers                                               */
 
+/* The request a worker holds under the tag in frame, or NULL. Replies
+ * mostly come in order, so the search from the oldest is short. */
+static request_t *s_held_by_tag(worker_t *worker, const zmq_msg_t *frame)
+{
+    if (zmq_msg_size(frame) != MDP_TAG_LEN)
+        return NULL;
+    const uint8_t *bytes = zmq_msg_data((zmq_msg_t *)frame);
+    uint64_t tag = 0;
+    for (int i = 0; i < MDP_TAG_LEN; i++)
+        tag |= (uint64_t)bytes[i] << (8 * i);
+    for (request_t *r = worker->oldest; r; r = r->next)
+        if (r->tag == tag)
+            return r;
+    return NULL;
+}
+
 /* [worker][empty][MDPW01][command]... */
 static void s_worker_message(broker_t *self, zmq_msg_t *frames, int count)
 {
@@ -593,18 +647,24 @@ static void s_worker_message(broker_t *self, zmq_msg_t *frames, int count)
 
     switch (command) {
     case MDP_REPLY: {
-        /* [client][empty][body] */
-        request_t *request = worker->oldest;
-        if (count != 7 || !request || zmq_msg_size(&frames[5]) != 0 ||
+        /* [client][empty][body] and, from a worker that answers out of
+         * order, [tag]: the REQUEST's, naming the request it answers.
+         * Without one, the reply is for the oldest (plain MDP). */
+        request_t *request = count == 7 || count == 8 ? worker->oldest : NULL;
+        if (count == 8)
+            request = s_held_by_tag(worker, &frames[7]);
+        if (!request || zmq_msg_size(&frames[5]) != 0 ||
             zmq_msg_size(&frames[4]) != request->client_len ||
             memcmp(zmq_msg_data(&frames[4]), request->client, request->client_len) != 0) {
             s_worker_delete(self, worker, true, "reply without a matching request");
             return;
         }
-        if (!request->abandoned)
+        if (!request->abandoned) {
             s_reply_client(self, request->client, request->client_len, worker->service->name,
                            &frames[6]);
-        s_worker_done(self, worker);
+            worker->service->counts.ok++;
+        }
+        s_worker_done(self, worker, request);
         break;
     }
     case MDP_HEARTBEAT:

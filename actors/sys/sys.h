@@ -5,6 +5,12 @@
  *        whoami          -> {"caller": <the broker-authenticated caller name>}
  *        sleep {ms}      -> {"slept_ms": ms}; only when test ops are enabled
  *                           (RETAIL_TEST_OPS=1), to exercise deadlines
+ *        wait {ms}       -> {"waited_ms": ms}, holding the request without
+ *                           blocking the worker (call_after); test ops only
+ *        ask {service, op, args?, timeout_ms? (1000)}
+ *                        -> {"answer": <the data>}, or the callee's error:
+ *                           asks through the broker as `sys` (call_ask);
+ *                           test ops only, since it lends sys's name
  */
 #ifndef RETAIL_SYS_H
 #define RETAIL_SYS_H

@@ -103,6 +103,17 @@ static zmsg_t *fw_request(zsock_t *w, int timeout_ms)
 
 static uint64_t fw_request_id(zmsg_t *req);
 
+/* The caller frame of a REQUEST: [empty][MDPW01][REQUEST][client][empty]
+ * [body][caller][tag]. Returns a string the caller frees. */
+static char *fw_caller(zmsg_t *req)
+{
+    zframe_t *frame = zmsg_first(req);
+    for (int i = 0; i < 6 && frame; i++)
+        frame = zmsg_next(req);
+    assert_non_null(frame);
+    return zframe_strdup(frame);
+}
+
 /* Answers a REQUEST message: {"id": <its id>, "ok": true, "data": nil}. */
 static void fw_reply(zsock_t *w, zmsg_t **request_p)
 {
@@ -126,6 +137,41 @@ static void fw_reply(zsock_t *w, zmsg_t **request_p)
     zmsg_append(reply, &client);
     zmsg_addmem(reply, "", 0);
     zmsg_addmem(reply, buf.data, buf.size);
+    zmsg_send(&reply, w);
+    msgpack_sbuffer_destroy(&buf);
+    zmsg_destroy(request_p);
+}
+
+/* Answers a REQUEST out of order: the reply ends with the REQUEST's tag
+ * (its last frame), or with `tag` when given (a wrong one). */
+static void fw_reply_tagged(zsock_t *w, zmsg_t **request_p, const uint8_t *tag)
+{
+    zmsg_t *req = *request_p;
+    uint64_t id = fw_request_id(req);
+    zframe_t *frame = zmsg_first(req);
+    for (int i = 0; i < 3; i++)
+        frame = zmsg_next(req);
+    zframe_t *client = zframe_dup(frame);
+    zframe_t *own_tag = zframe_dup(zmsg_last(req));
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_object oid = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = id};
+    envelope_reply_ok_begin(&pk, &oid);
+    msgpack_pack_nil(&pk);
+    zmsg_t *reply = zmsg_new();
+    zmsg_addmem(reply, "", 0);
+    zmsg_addstr(reply, MDP_WORKER);
+    zmsg_addmem(reply, "\x03", 1);
+    zmsg_append(reply, &client);
+    zmsg_addmem(reply, "", 0);
+    zmsg_addmem(reply, buf.data, buf.size);
+    if (tag)
+        zmsg_addmem(reply, tag, MDP_TAG_LEN);
+    else
+        zmsg_append(reply, &own_tag);
+    zframe_destroy(&own_tag);
     zmsg_send(&reply, w);
     msgpack_sbuffer_destroy(&buf);
     zmsg_destroy(request_p);
@@ -198,6 +244,17 @@ static int s_workers_of(fixture_t *f, const char *service)
     return workers;
 }
 
+/* Waits (up to 2 s) until the broker counts n workers of service: a
+ * READY and an mmi request travel on different sockets. */
+static int s_wait_workers(fixture_t *f, const char *service, int n)
+{
+    int64_t end = zclock_mono() + 2000;
+    int workers;
+    while ((workers = s_workers_of(f, service)) != n && zclock_mono() < end)
+        zclock_sleep(5);
+    return workers;
+}
+
 /* ---- tests ---- */
 
 static void test_dispatch_longest_idle_first(void **state)
@@ -212,7 +269,7 @@ static void test_dispatch_longest_idle_first(void **state)
         zmsg_t *req = fw_request(w[who], 1000);
         assert_non_null(req);
         assert_int_equal(fw_request_id(req), 100 + i);
-        char *caller = zframe_strdup(zmsg_last(req));
+        char *caller = fw_caller(req);
         assert_string_equal(caller, MDP_CALLER_UNNAMED); /* an in-process client without a name */
         zstr_free(&caller);
         fw_reply(w[who], &req);
@@ -424,7 +481,7 @@ static void test_inproc_caller_names(void **state)
         msgpack_sbuffer_destroy(&buf);
         zmsg_t *req = fw_request(w, 1000);
         assert_non_null(req);
-        char *caller = zframe_strdup(zmsg_last(req));
+        char *caller = fw_caller(req);
         assert_string_equal(caller, names[i]);
         zstr_free(&caller);
         fw_reply(w, &req);
@@ -450,7 +507,7 @@ static void test_inproc_caller_names(void **state)
     msgpack_sbuffer_destroy(&buf);
     zmsg_t *req = fw_request(w, 1000);
     assert_non_null(req);
-    char *caller = zframe_strdup(zmsg_last(req));
+    char *caller = fw_caller(req);
     assert_string_equal(caller, MDP_CALLER_UNNAMED);
     zstr_free(&caller);
     zmsg_destroy(&req);
@@ -509,6 +566,94 @@ static void test_worker_capacity(void **state)
     assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
     assert_int_equal(id, 3);
     zsock_destroy(&w);
+}
+
+/* A worker that holds several requests answers them in any order, each
+ * naming its own by the tag: every client gets its own reply, and each
+ * answer frees one unit of credit. */
+static void test_tagged_replies_out_of_order(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = zsock_new_dealer(f->endpoint);
+    zsock_set_linger(w, 0);
+    zstr_sendx(w, "", MDP_WORKER, "\x01", "t", "3", NULL);
+    assert_int_equal(s_wait_workers(f, "t", 1), 1);
+    for (uint64_t id = 1; id <= 4; id++)
+        s_send(f, "t", id);
+    zmsg_t *held[5] = {NULL};
+    for (uint64_t id = 1; id <= 3; id++) {
+        held[id] = fw_request(w, 1000);
+        assert_non_null(held[id]);
+        assert_int_equal(fw_request_id(held[id]), id);
+        assert_int_equal(zmsg_size(held[id]), 8); /* ... [caller] [tag] */
+        assert_int_equal(zframe_size(zmsg_last(held[id])), MDP_TAG_LEN);
+    }
+    assert_null(fw_request(w, 100)); /* 4 waits for credit */
+    uint64_t id;
+    fw_reply_tagged(w, &held[3], NULL);
+    assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+    assert_int_equal(id, 3);
+    held[4] = fw_request(w, 1000); /* the credit came back */
+    assert_non_null(held[4]);
+    assert_int_equal(fw_request_id(held[4]), 4);
+    const uint64_t order[] = {1, 4, 2};
+    for (int i = 0; i < 3; i++) {
+        fw_reply_tagged(w, &held[order[i]], NULL);
+        assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
+        assert_int_equal(id, order[i]);
+    }
+    assert_int_equal(s_workers_of(f, "t"), 1); /* no protocol error on the way */
+    zsock_destroy(&w);
+}
+
+/* A tag the worker was never given is a protocol error: the worker is
+ * dropped and what it held is answered unavailable. */
+static void test_unknown_tag_drops_the_worker(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = zsock_new_dealer(f->endpoint);
+    zsock_set_linger(w, 0);
+    zstr_sendx(w, "", MDP_WORKER, "\x01", "t", "2", NULL);
+    assert_int_equal(s_wait_workers(f, "t", 1), 1);
+    s_send(f, "t", 1);
+    zmsg_t *req = fw_request(w, 1000);
+    assert_non_null(req);
+    const uint8_t wrong[MDP_TAG_LEN] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
+    fw_reply_tagged(w, &req, wrong);
+    uint64_t id;
+    assert_int_equal(s_reply(f, 1000, &id), ERR_UNAVAILABLE);
+    assert_int_equal(id, 1);
+    assert_int_equal(s_wait_workers(f, "t", 0), 0);
+    zsock_destroy(&w);
+}
+
+/* A worker that vanishes while it holds requests: each is answered
+ * unavailable exactly once, and nothing else arrives. */
+static void test_vanished_worker_answers_each_held_once(void **state)
+{
+    fixture_t *f = *state;
+    zsock_t *w = zsock_new_dealer(f->endpoint);
+    zsock_set_linger(w, 0);
+    zstr_sendx(w, "", MDP_WORKER, "\x01", "t", "16", NULL);
+    assert_int_equal(s_wait_workers(f, "t", 1), 1);
+    for (uint64_t id = 1; id <= 16; id++)
+        s_send(f, "t", id);
+    for (int i = 0; i < 16; i++) {
+        zmsg_t *req = fw_request(w, 1000);
+        assert_non_null(req);
+        zmsg_destroy(&req);
+    }
+    zsock_destroy(&w); /* found at the next beat: the send to it fails */
+    int answered[17] = {0};
+    for (int i = 0; i < 16; i++) {
+        uint64_t id = 0;
+        assert_int_equal(s_reply(f, 2000, &id), ERR_UNAVAILABLE);
+        assert_true(id >= 1 && id <= 16);
+        answered[id]++;
+    }
+    for (int id = 1; id <= 16; id++)
+        assert_int_equal(answered[id], 1);
+    assert_int_equal(s_reply(f, 3 * HB, NULL), ERR__COUNT); /* no second answer */
 }
 
 static void test_mmi_service(void **state)
@@ -578,6 +723,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_closed_worker_is_skipped, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_worker_capacity, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_mmi_service, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_tagged_replies_out_of_order, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_unknown_tag_drops_the_worker, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_vanished_worker_answers_each_held_once, s_setup,
+                                        s_teardown),
         cmocka_unit_test_setup_teardown(test_unknown_worker_is_told_to_reconnect, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_bad_client_frames, s_setup, s_teardown),

@@ -50,17 +50,20 @@ static void test_bridge_calls_as_bridge(void **state)
     pthread_t thread;
     assert_int_equal(pthread_create(&thread, NULL, s_fetch, &fetch), 0);
 
-    /* [empty][MDPW01][REQUEST][client][empty][body][caller], heartbeats skipped */
+    /* [empty][MDPW01][REQUEST][client][empty][body][caller][tag], heartbeats skipped */
     zmsg_t *request = NULL;
     while (!request) {
         zmsg_t *msg = zmsg_recv(worker);
         assert_non_null(msg);
-        if (zmsg_size(msg) == 7)
+        if (zmsg_size(msg) == 8)
             request = msg;
         else
             zmsg_destroy(&msg);
     }
-    char *caller = zframe_strdup(zmsg_last(request));
+    zframe_t *frame = zmsg_first(request);
+    for (int i = 0; i < 6; i++)
+        frame = zmsg_next(request);
+    char *caller = zframe_strdup(frame);
     assert_string_equal(caller, "bridge");
     zstr_free(&caller);
 

@@ -1,0 +1,438 @@
+/*  test_held.c - a worker holding requests that wait on other services.
+ *
+ *  The worker (actors/worker.c) is real; the broker is the test: a ROUTER
+ *  on a private inproc endpoint that speaks the frames of protocol/SPEC.md
+ *  by hand, so the test sees exactly what the worker sends (its asks on
+ *  its client socket, its heartbeats and its tagged replies) and decides
+ *  when and in which order the asks are answered.
+ */
+#include "tests/testutil.h"
+
+#include "actors/worker.h"
+#include "protocol/envelope.h"
+#include "protocol/keys.h"
+#include "protocol/mdp.h"
+
+#include <czmq.h>
+
+#define HELD 256
+
+/* ---- the service under test ---- */
+
+static void s_relayed(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)state;
+    int64_t n = 0;
+    call_arg_int(call, "n", ARG_REQUIRED, 0, 1 << 30, &n);
+    if (!answer->ok) {
+        call_fail(call, answer->code, answer->message);
+        return;
+    }
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "n");
+    msgpack_pack_int64(pk, n);
+    mp_pack_str(pk, "slow");
+    msgpack_pack_object(pk, *answer->data);
+}
+
+/* Asks "slow" for n, with the timeout the request gives. */
+static void s_relay(call_t *call, void *state)
+{
+    (void)state;
+    int64_t n = 0, timeout_ms = 10000;
+    call_arg_int(call, "n", ARG_REQUIRED, 0, 1 << 30, &n);
+    call_arg_int(call, "timeout_ms", ARG_OPTIONAL, 1, 60000, &timeout_ms);
+    if (!call_args_ok(call))
+        return;
+    msgpack_packer *pk = call_ask_args(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "n");
+    msgpack_pack_int64(pk, n);
+    call_ask(call, "slow", "get", (int)timeout_ms, s_relayed);
+}
+
+static void s_paused(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)state;
+    msgpack_pack_int(call_reply(call), answer->ok ? 1 : 0);
+}
+
+static void s_pause(call_t *call, void *state)
+{
+    (void)state;
+    call_after(call, 30, s_paused);
+}
+
+static const worker_op_t s_ops[] = {{"relay", s_relay}, {"pause", s_pause}, {NULL, NULL}};
+
+/* ---- the hand-made broker ---- */
+
+typedef struct {
+    char endpoint[64];
+    zsock_t *router;
+    zactor_t *worker;
+    zframe_t *worker_id; /* the worker's DEALER */
+    int heartbeats;      /* HEARTBEATs seen from it */
+    int64_t beat_at;     /* when to beat the worker next */
+} fixture_t;
+
+static int s_setup(void **state)
+{
+    static int counter = 0; /* test-local */
+    fixture_t *f = calloc(1, sizeof *f);
+    snprintf(f->endpoint, sizeof f->endpoint, "inproc://test-held-%d", ++counter);
+    f->router = zsock_new_router(f->endpoint);
+    assert_non_null(f->router);
+    zsock_set_rcvtimeo(f->router, 5000);
+    worker_config_t config = {.service = "a",
+                              .ops = s_ops,
+                              .endpoint = f->endpoint,
+                              .heartbeat_ms = 50,
+                              .capacity = HELD};
+    f->worker = worker_new(&config);
+    assert_non_null(f->worker);
+    /* READY [service] [capacity] */
+    zmsg_t *ready = zmsg_recv(f->router);
+    assert_non_null(ready);
+    assert_int_equal(zmsg_size(ready), 6);
+    f->worker_id = zmsg_pop(ready);
+    zframe_t *frame = zmsg_first(ready);
+    frame = zmsg_next(ready);
+    frame = zmsg_next(ready);
+    assert_int_equal(zframe_data(frame)[0], MDP_READY);
+    char *capacity = zframe_strdup(zmsg_last(ready));
+    assert_string_equal(capacity, "256");
+    zstr_free(&capacity);
+    zmsg_destroy(&ready);
+    *state = f;
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    fixture_t *f = *state;
+    worker_destroy(&f->worker);
+    zframe_destroy(&f->worker_id);
+    zsock_destroy(&f->router);
+    free(f);
+    return 0;
+}
+
+/* Gives the worker a REQUEST for op with {n, timeout_ms?}, tagged n + 1000. */
+static void s_request(fixture_t *f, const char *op, int n, int timeout_ms)
+{
+    msgpack_sbuffer args, body;
+    msgpack_sbuffer_init(&args);
+    msgpack_sbuffer_init(&body);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, timeout_ms ? 2 : 1);
+    mp_pack_str(&pk, "n");
+    msgpack_pack_int(&pk, n);
+    if (timeout_ms) {
+        mp_pack_str(&pk, "timeout_ms");
+        msgpack_pack_int(&pk, timeout_ms);
+    }
+    assert_int_equal(envelope_pack_request(&body, (uint64_t)n, op, NULL, args.data, args.size), 0);
+    uint8_t tag[MDP_TAG_LEN] = {0};
+    uint64_t value = (uint64_t)n + 1000;
+    for (int i = 0; i < MDP_TAG_LEN; i++)
+        tag[i] = (uint8_t)(value >> (8 * i));
+    uint8_t command = MDP_REQUEST;
+    zmsg_t *msg = zmsg_new();
+    zmsg_append(msg, &(zframe_t *){zframe_dup(f->worker_id)});
+    zmsg_addmem(msg, "", 0);
+    zmsg_addstr(msg, MDP_WORKER);
+    zmsg_addmem(msg, &command, 1);
+    zmsg_addstr(msg, "client-1");
+    zmsg_addmem(msg, "", 0);
+    zmsg_addmem(msg, body.data, body.size);
+    zmsg_addstr(msg, "tester");
+    zmsg_addmem(msg, tag, sizeof tag);
+    assert_int_equal(zmsg_send(&msg, f->router), 0);
+    msgpack_sbuffer_destroy(&args);
+    msgpack_sbuffer_destroy(&body);
+}
+
+typedef enum { MSG_NONE, MSG_ASK, MSG_REPLY, MSG_HEARTBEAT, MSG_OTHER } msg_kind_t;
+
+/* One message from the worker or its client: an ask ([client id][empty]
+ * [MDPC01][service][body]), a REPLY or a HEARTBEAT. The message is kept
+ * in *out (the caller destroys it), without its routing frame for the
+ * worker's own commands. */
+static msg_kind_t s_next(fixture_t *f, int timeout_ms, zmsg_t **out)
+{
+    /* Beat as a broker does (every 50 ms), or the worker takes us for
+     * gone after three silent beats and reconnects. */
+    zpoller_t *poller = zpoller_new(f->router, NULL);
+    int64_t end = zclock_mono() + timeout_ms;
+    void *ready = NULL;
+    while (!ready && zclock_mono() < end) {
+        if (zclock_mono() >= f->beat_at) {
+            uint8_t command = MDP_HEARTBEAT;
+            zmsg_t *beat = zmsg_new();
+            zmsg_append(beat, &(zframe_t *){zframe_dup(f->worker_id)});
+            zmsg_addmem(beat, "", 0);
+            zmsg_addstr(beat, MDP_WORKER);
+            zmsg_addmem(beat, &command, 1);
+            assert_int_equal(zmsg_send(&beat, f->router), 0);
+            f->beat_at = zclock_mono() + 50;
+        }
+        int64_t wait = f->beat_at - zclock_mono();
+        ready = zpoller_wait(poller, wait > 0 ? (int)wait : 0);
+    }
+    zpoller_destroy(&poller);
+    if (!ready)
+        return MSG_NONE;
+    zmsg_t *msg = zmsg_recv(f->router);
+    assert_non_null(msg);
+    zframe_t *id = zmsg_first(msg);
+    zmsg_next(msg);
+    zframe_t *header = zmsg_next(msg);
+    msg_kind_t kind = MSG_OTHER;
+    if (header && zframe_streq(header, MDP_CLIENT))
+        kind = MSG_ASK;
+    else if (header && zframe_streq(header, MDP_WORKER) && zframe_eq(id, f->worker_id)) {
+        zframe_t *command = zmsg_next(msg);
+        if (command && zframe_data(command)[0] == MDP_HEARTBEAT)
+            kind = MSG_HEARTBEAT;
+        else if (command && zframe_data(command)[0] == MDP_REPLY)
+            kind = MSG_REPLY;
+    }
+    if (kind == MSG_HEARTBEAT)
+        f->heartbeats++;
+    *out = msg;
+    return kind;
+}
+
+/* The envelope in frame: its uint id, and its args' or data's "n" (or -1). */
+static void s_decode(zframe_t *frame, bool reply, uint64_t *id, int64_t *n, int64_t *slow_n,
+                     char *code, size_t code_size)
+{
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    const char *why;
+    *n = *slow_n = -1;
+    if (code_size)
+        code[0] = '\0';
+    if (!reply) {
+        envelope_request_t request;
+        assert_true(
+            envelope_decode_request(zframe_data(frame), zframe_size(frame), &zone, &request, &why));
+        *id = request.id.via.u64;
+        const msgpack_object *v = mp_map_get(&request.args, "n");
+        assert_non_null(v);
+        *n = v->via.i64;
+    } else {
+        envelope_reply_t r;
+        assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &r, &why));
+        *id = r.id.via.u64;
+        if (r.ok && r.data.type == MSGPACK_OBJECT_MAP) {
+            *n = mp_map_get(&r.data, "n")->via.i64;
+            const msgpack_object *slow = mp_map_get(&r.data, "slow");
+            if (slow && slow->type == MSGPACK_OBJECT_MAP)
+                *slow_n = mp_map_get(slow, "n")->via.i64;
+        } else if (!r.ok) {
+            const msgpack_object *c = mp_map_get(&r.error, "code");
+            snprintf(code, code_size, "%.*s", (int)c->via.str.size, c->via.str.ptr);
+        }
+    }
+    msgpack_zone_destroy(&zone);
+}
+
+/* Answers an ask: {"id": ticket, "ok": true, "data": {"n": n * 2}}. */
+static void s_answer(fixture_t *f, zframe_t *client, uint64_t ticket, int64_t n)
+{
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_object id = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = ticket};
+    envelope_reply_ok_begin(&pk, &id);
+    msgpack_pack_map(&pk, 1);
+    mp_pack_str(&pk, "n");
+    msgpack_pack_int64(&pk, n * 2);
+    zmsg_t *msg = zmsg_new();
+    zmsg_append(msg, &(zframe_t *){zframe_dup(client)});
+    zmsg_addmem(msg, "", 0);
+    zmsg_addstr(msg, MDP_CLIENT);
+    zmsg_addstr(msg, "slow");
+    zmsg_addmem(msg, buf.data, buf.size);
+    assert_int_equal(zmsg_send(&msg, f->router), 0);
+    msgpack_sbuffer_destroy(&buf);
+}
+
+/* The tag frame of a REPLY (after the body) as a number. */
+static uint64_t s_tag(zmsg_t *reply)
+{
+    zframe_t *tag = zmsg_last(reply);
+    assert_int_equal(zframe_size(tag), MDP_TAG_LEN);
+    uint64_t value = 0;
+    for (int i = 0; i < MDP_TAG_LEN; i++)
+        value |= (uint64_t)zframe_data(tag)[i] << (8 * i);
+    return value;
+}
+
+/* The body of a REPLY as s_next keeps it: [worker][empty][MDPW01][REPLY]
+ * [client][empty][body][tag]. */
+static zframe_t *s_reply_body(zmsg_t *msg)
+{
+    zframe_t *frame = zmsg_first(msg);
+    for (int k = 0; k < 6; k++)
+        frame = zmsg_next(msg);
+    return frame;
+}
+
+/* 256 requests wait on "slow" at once; the worker beats meanwhile and
+ * answers each, tagged, in the order the answers come (the reverse). */
+static void test_holds_many_and_answers_out_of_order(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < HELD; i++)
+        s_request(f, "relay", i, 0);
+
+    uint64_t ticket[HELD];
+    zframe_t *client = NULL;
+    int asks = 0, replies_early = 0;
+    int64_t end = zclock_mono() + 20000;
+    /* Every ask, and beats while they all wait (50 ms apart). */
+    f->heartbeats = 0;
+    while ((asks < HELD || f->heartbeats < 4) && zclock_mono() < end) {
+        zmsg_t *msg = NULL;
+        msg_kind_t kind = s_next(f, 1000, &msg);
+        if (kind == MSG_ASK) {
+            zframe_t *id = zmsg_first(msg);
+            char name[KEYS_NAME_MAX + 1];
+            assert_true(keys_inproc_caller(zframe_data(id), zframe_size(id), name));
+            assert_string_equal(name, "a"); /* asks go out as the service */
+            if (!client)
+                client = zframe_dup(id);
+            assert_true(zframe_eq(id, client)); /* one client socket */
+            zmsg_next(msg);
+            zmsg_next(msg);
+            assert_true(zframe_streq(zmsg_next(msg), "slow"));
+            uint64_t t;
+            int64_t n, unused;
+            s_decode(zmsg_last(msg), false, &t, &n, &unused, NULL, 0);
+            assert_true(n >= 0 && n < HELD);
+            ticket[n] = t;
+            asks++;
+        } else if (kind == MSG_REPLY)
+            replies_early++;
+        zmsg_destroy(&msg);
+    }
+    assert_int_equal(asks, HELD);
+    assert_true(f->heartbeats >= 4);
+    assert_int_equal(replies_early, 0);
+
+    for (int i = HELD - 1; i >= 0; i--)
+        s_answer(f, client, ticket[i], i);
+
+    bool seen[HELD] = {false};
+    int replies = 0, first = -1;
+    while (replies < HELD) {
+        zmsg_t *msg = NULL;
+        msg_kind_t kind = s_next(f, 5000, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        if (kind == MSG_REPLY) {
+            /* [empty][MDPW01][REPLY][client][empty][body][tag] */
+            assert_int_equal(zmsg_size(msg), 8);
+            zmsg_first(msg);
+            for (int k = 0; k < 3; k++)
+                zmsg_next(msg);
+            assert_true(zframe_streq(zmsg_next(msg), "client-1"));
+            uint64_t id;
+            int64_t n, slow_n;
+            s_decode(s_reply_body(msg), true, &id, &n, &slow_n, NULL, 0);
+            assert_true(id < HELD);
+            assert_false(seen[id]);
+            seen[id] = true;
+            assert_int_equal(n, (int64_t)id);
+            assert_int_equal(slow_n, 2 * (int64_t)id);
+            assert_int_equal(s_tag(msg), id + 1000); /* names its own request */
+            if (first < 0)
+                first = (int)id;
+            replies++;
+        }
+        zmsg_destroy(&msg);
+    }
+    assert_int_equal(first, HELD - 1); /* the last asked, answered first */
+    zframe_destroy(&client);
+}
+
+/* An ask whose deadline passes resumes once with timeout; its late answer
+ * is dropped, and the worker goes on serving. */
+static void test_ask_timeout_resumes_once(void **state)
+{
+    fixture_t *f = *state;
+    s_request(f, "relay", 7, 100);
+    zmsg_t *msg = NULL;
+    zframe_t *client = NULL;
+    uint64_t late_ticket = 0, id = 0;
+    int64_t n, unused;
+    while (!client) {
+        msg_kind_t kind = s_next(f, 5000, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        if (kind == MSG_ASK) {
+            client = zframe_dup(zmsg_first(msg));
+            s_decode(zmsg_last(msg), false, &late_ticket, &n, &unused, NULL, 0);
+        }
+        zmsg_destroy(&msg);
+    }
+    char code[32] = "";
+    while (!code[0]) {
+        msg_kind_t kind = s_next(f, 5000, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        if (kind == MSG_REPLY) {
+            s_decode(s_reply_body(msg), true, &id, &n, &unused, code, sizeof code);
+            assert_int_equal(id, 7);
+        }
+        zmsg_destroy(&msg);
+    }
+    assert_string_equal(code, "timeout");
+
+    /* The late answer, then a 30 ms pause: a reply to the late answer
+     * would leave before the pause's. */
+    s_answer(f, client, late_ticket, 7);
+    s_request(f, "pause", 8, 0);
+    int replies = 0;
+    while (replies == 0) {
+        msg_kind_t kind = s_next(f, 5000, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        if (kind == MSG_REPLY) {
+            s_decode(s_reply_body(msg), true, &id, &n, &unused, code, sizeof code);
+            assert_int_equal(id, 8);
+            replies++;
+        }
+        zmsg_destroy(&msg);
+    }
+    zframe_destroy(&client);
+}
+
+/* call_after: paused requests are held together and each ends ok. */
+static void test_pauses_are_held_together(void **state)
+{
+    fixture_t *f = *state;
+    for (int i = 0; i < 64; i++)
+        s_request(f, "pause", i, 0);
+    int replies = 0;
+    while (replies < 64) {
+        zmsg_t *msg = NULL;
+        msg_kind_t kind = s_next(f, 5000, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        replies += kind == MSG_REPLY;
+        zmsg_destroy(&msg);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_holds_many_and_answers_out_of_order, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_ask_timeout_resumes_once, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_pauses_are_held_together, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
