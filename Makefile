@@ -9,6 +9,7 @@
 #   make bench-catalog product reads at 10k and 1M products, search, size
 #   make bench-catalog-writes  durable stock writes over HTTP by worker count
 #   make bench-bodies  the worst 1 MiB request bodies, in process and over HTTP
+#   make bench-asks    a service asking another (replies that wait), by B's delay
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -33,14 +34,14 @@ LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 LIB     = $(BUILD)/libretail.a
 
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
-       $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench
+       $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench $(BUILD)/asks-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
-        bench-bodies clean \
+        bench-bodies bench-asks clean \
         format build-tests
 .DEFAULT_GOAL := all
 
@@ -80,6 +81,10 @@ bench-catalog: deps
 bench-catalog-writes: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed
 	@bash tools/bench/catalog_writes.sh $(BUILD)
+
+bench-asks: deps
+	@$(MAKE) --no-print-directory $(BUILD)/asks-bench
+	$(BUILD)/asks-bench
 
 bench-bodies: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/bodies-bench
@@ -136,6 +141,10 @@ $(BUILD)/relay: $(BUILD)/obj/tools/bench/relay.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/catalog-store-bench: $(BUILD)/obj/tools/bench/catalog_store.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/asks-bench: $(BUILD)/obj/tools/bench/asks.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
