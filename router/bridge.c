@@ -24,9 +24,11 @@
  *       the broker, suspend the connection, and file it under `seq`;
  *    4. the reply (or the deadline) prepares the response and resumes the
  *       connection; the handler's next call queues it.
- *  Local routes (/healthz, /metrics, /openapi.json) answer at step 3;
- *  /readyz asks the broker with mmi.services on its own socket, whose
- *  replies come back in order.
+ *  Local routes (/healthz, /openapi.json) answer at step 3; /readyz and
+ *  /metrics ask the broker with mmi.services on the bridge's own socket,
+ *  whose replies come back in order (readiness needs the broker's live
+ *  workers, and the metrics carry the broker's series, wherever the broker
+ *  runs).
  *
  *  Errors take the shape of API.md section 3 and their status from the
  *  table in protocol/errors.c, shared with the services; a client that
@@ -154,7 +156,7 @@ struct bridge_s {
     zsock_t *pipe;
     zsock_t *dealer;
     zsock_t *mmi;
-    zlistx_t *readyz_waiting; /* request_t * waiting for mmi replies, in order */
+    zlistx_t *mmi_waiting; /* request_t * waiting for mmi replies, in order */
     uint64_t mmi_sent, mmi_received;
     struct MHD_Daemon *daemon;
     int port;
@@ -845,17 +847,19 @@ static void s_set_raw(request_t *req, int status, char *text, size_t len, const 
     req->response_msgpack = false;
 }
 
-/* /readyz: one mmi.services request on the mmi socket. The broker answers
- * mmi requests at once and in order, so the k-th reply is for ticket k. */
-static void s_readyz_ask(bridge_t *self, request_t *req)
+static void s_mmi_answer(bridge_t *self, request_t *req, const msgpack_object *list);
+
+/* /readyz and /metrics: one mmi.services request on the mmi socket. The
+ * broker answers mmi requests at once and in order, so the k-th reply is
+ * for ticket k. */
+static void s_mmi_ask(bridge_t *self, request_t *req)
 {
     if (zstr_sendx(self->mmi, "", MDP_CLIENT, "mmi.services", "", NULL) != 0) {
-        s_set_json_text(req, 503, "{\"status\":\"unavailable\",\"missing\":[\"broker\"]}");
-        req->state = REQ_READY;
+        s_mmi_answer(self, req, NULL);
         return;
     }
     req->mmi_ticket = ++self->mmi_sent;
-    if (!zlistx_add_end(self->readyz_waiting, req)) {
+    if (!zlistx_add_end(self->mmi_waiting, req)) {
         /* its reply will come and find no one: skip its ticket then */
         s_set_oom(req);
         req->state = REQ_READY;
@@ -906,7 +910,49 @@ static void s_readyz_answer(bridge_t *self, request_t *req, const msgpack_object
         s_set_oom(req);
     else
         s_set_body(req, missing ? 503 : 200, out->buf.data, out->buf.size);
-    zlistx_delete(self->readyz_waiting, zlistx_find(self->readyz_waiting, req));
+}
+
+/* Answers a /metrics: the bridge's series, the broker's (from list, the
+ * mmi.services array, or NULL when the broker did not answer), then the
+ * process's own (worker restarts). */
+static void s_metrics_answer(bridge_t *self, request_t *req, const msgpack_object *list)
+{
+    size_t len = 0, broker_len = 0;
+    char *text = metrics_render(self->metrics, &len);
+    char *broker = metrics_render_broker(list, &broker_len);
+    char *extra = self->config.metrics_extra
+                      ? self->config.metrics_extra(self->config.metrics_extra_arg)
+                      : NULL;
+    size_t extra_len = extra ? strlen(extra) : 0;
+    char *whole = NULL;
+    bool complete = text && broker && (extra || !self->config.metrics_extra);
+    if (complete)
+        whole = realloc(text, len + broker_len + extra_len + 1);
+    if (whole) {
+        memcpy(whole + len, broker, broker_len);
+        if (extra)
+            memcpy(whole + len + broker_len, extra, extra_len);
+        len += broker_len + extra_len;
+        whole[len] = '\0';
+        s_set_raw(req, 200, whole, len, "text/plain; version=0.0.4; charset=utf-8");
+    } else {
+        free(text);
+        s_set_oom(req);
+    }
+    free(broker);
+    free(extra);
+}
+
+/* Answers a request waiting on mmi.services (list NULL: no answer). */
+static void s_mmi_answer(bridge_t *self, request_t *req, const msgpack_object *list)
+{
+    if (self->routes[req->route].local == LOCAL_METRICS)
+        s_metrics_answer(self, req, list);
+    else
+        s_readyz_answer(self, req, list);
+    void *handle = zlistx_find(self->mmi_waiting, req);
+    if (handle)
+        zlistx_delete(self->mmi_waiting, handle);
     s_ready(self, req);
 }
 
@@ -916,7 +962,7 @@ static void s_on_mmi(bridge_t *self)
     if (!msg)
         return;
     uint64_t ticket = ++self->mmi_received;
-    request_t *req = zlistx_first(self->readyz_waiting);
+    request_t *req = zlistx_first(self->mmi_waiting);
     if (req && req->mmi_ticket == ticket) {
         zframe_t *body = zmsg_last(msg);
         msgpack_zone_clear(&self->zone);
@@ -926,9 +972,9 @@ static void s_on_mmi(bridge_t *self)
                      msgpack_unpack((const char *)zframe_data(body), zframe_size(body), &off,
                                     &self->zone, &list) == MSGPACK_UNPACK_SUCCESS &&
                      list.type == MSGPACK_OBJECT_ARRAY;
-        s_readyz_answer(self, req, valid ? &list : NULL);
+        s_mmi_answer(self, req, valid ? &list : NULL);
     }
-    zmsg_destroy(&msg); /* else a reply for a readyz that gave up */
+    zmsg_destroy(&msg); /* else a reply for a request that gave up */
 }
 
 static void s_answer_local(bridge_t *self, request_t *req)
@@ -937,30 +983,6 @@ static void s_answer_local(bridge_t *self, request_t *req)
     case LOCAL_HEALTHZ:
         s_set_json_text(req, 200, "{\"status\":\"ok\"}");
         break;
-    case LOCAL_METRICS: {
-        size_t len = 0;
-        char *text = metrics_render(self->metrics, &len);
-        if (text && self->config.metrics_extra) {
-            /* the process's own series (worker restarts), after ours */
-            char *extra = self->config.metrics_extra(self->config.metrics_extra_arg);
-            size_t extra_len = extra ? strlen(extra) : 0;
-            char *whole = extra ? realloc(text, len + extra_len + 1) : NULL;
-            if (whole) {
-                memcpy(whole + len, extra, extra_len + 1);
-                len += extra_len;
-                text = whole;
-            } else {
-                free(text);
-                text = NULL;
-            }
-            free(extra);
-        }
-        if (text)
-            s_set_raw(req, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
-        else
-            s_set_oom(req);
-        break;
-    }
     case LOCAL_OPENAPI: {
         char *copy = malloc(openapi_json_len);
         if (copy) {
@@ -971,7 +993,8 @@ static void s_answer_local(bridge_t *self, request_t *req)
         break;
     }
     case LOCAL_READYZ:
-        s_readyz_ask(self, req);
+    case LOCAL_METRICS:
+        s_mmi_ask(self, req);
         return;
     case LOCAL_NONE:
         break;
@@ -1314,9 +1337,9 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         s_access_log(req, 0, duration);
     }
     s_unfile(self, req);
-    void *handle = zlistx_find(self->readyz_waiting, req);
+    void *handle = zlistx_find(self->mmi_waiting, req);
     if (handle)
-        zlistx_delete(self->readyz_waiting, handle);
+        zlistx_delete(self->mmi_waiting, handle);
     free(req->body);
     s_response_clear(req);
     free(req->allow);
@@ -1466,10 +1489,10 @@ static void s_check_deadlines(bridge_t *self)
         s_set_error(req, ERR_TIMEOUT, "the service did not answer within the deadline", NULL, 0);
         s_ready(self, req);
     }
-    request_t *req = zlistx_first(self->readyz_waiting);
+    request_t *req = zlistx_first(self->mmi_waiting);
     while (req && req->deadline <= now) {
-        s_readyz_answer(self, req, NULL);
-        req = zlistx_first(self->readyz_waiting);
+        s_mmi_answer(self, req, NULL);
+        req = zlistx_first(self->mmi_waiting);
     }
 }
 
@@ -1510,7 +1533,7 @@ static int s_setup(bridge_t *self)
 {
     const bridge_config_t *c = &self->config;
     self->pending = zhashx_new();
-    self->readyz_waiting = zlistx_new();
+    self->mmi_waiting = zlistx_new();
     if (c->routes) {
         self->routes = c->routes;
         self->n_routes = c->n_routes;
@@ -1532,8 +1555,8 @@ static int s_setup(bridge_t *self)
     self->metrics = metrics_new_for_routes(self->routes, self->n_routes);
     self->dealer = s_broker_socket(self);
     self->mmi = s_broker_socket(self);
-    if (!self->pending || !self->readyz_waiting || !self->args || !self->services ||
-        !self->metrics || !self->dealer || !self->mmi)
+    if (!self->pending || !self->mmi_waiting || !self->args || !self->services || !self->metrics ||
+        !self->dealer || !self->mmi)
         return -1;
 
     unsigned char random[8];
@@ -1600,8 +1623,8 @@ static void s_answer_all(bridge_t *self, err_code_t code, const char *message)
         s_ready(self, req);
     }
     request_t *req;
-    while ((req = zlistx_first(self->readyz_waiting)))
-        s_readyz_answer(self, req, NULL);
+    while ((req = zlistx_first(self->mmi_waiting)))
+        s_mmi_answer(self, req, NULL);
 }
 
 static void s_teardown(bridge_t *self)
@@ -1622,7 +1645,7 @@ static void s_teardown(bridge_t *self)
     }
     metrics_destroy(&self->metrics);
     zhashx_destroy(&self->pending);
-    zlistx_destroy(&self->readyz_waiting);
+    zlistx_destroy(&self->mmi_waiting);
     zsock_destroy(&self->dealer);
     zsock_destroy(&self->mmi);
     free(self->tls_cert);

@@ -22,6 +22,8 @@
  *  vsnprintf rather than anything cleverer.
  */
 #include "router/metrics.h"
+#include "protocol/envelope.h"
+#include "protocol/mdp.h"
 
 #include <inttypes.h>
 #include <stdarg.h>
@@ -389,6 +391,73 @@ char *metrics_render(const metrics_t *self, size_t *len)
     s_render_durations(&t, self);
     /* Every append reserved room for a NUL after it; an empty text cannot
      * happen since the headers are always written. */
+    if (t.failed || !t.data) {
+        free(t.data);
+        return NULL;
+    }
+    t.data[t.len] = '\0';
+    if (len)
+        *len = t.len;
+    return t.data;
+}
+
+/* The value of key in one mmi.services entry, or 0. */
+static uint64_t s_entry_u64(const msgpack_object *entry, const char *key)
+{
+    const msgpack_object *v = mp_map_get(entry, key);
+    return v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? v->via.u64 : 0;
+}
+
+/* One gauge or counter per service, from the entries' field key. */
+static void s_render_broker_series(text_t *t, const msgpack_object *list, const char *name,
+                                   const char *type, const char *help, const char *key,
+                                   const char *outcome)
+{
+    if (!outcome || strcmp(outcome, "ok") == 0)
+        s_header(t, name, type, help);
+    for (uint32_t i = 0; i < list->via.array.size; i++) {
+        const msgpack_object *entry = &list->via.array.ptr[i];
+        const msgpack_object *service = mp_map_get(entry, "name");
+        if (entry->type != MSGPACK_OBJECT_MAP || !service || service->type != MSGPACK_OBJECT_STR)
+            continue;
+        char label[MDP_SERVICE_MAX + 1];
+        size_t n =
+            service->via.str.size < MDP_SERVICE_MAX ? service->via.str.size : MDP_SERVICE_MAX;
+        memcpy(label, service->via.str.ptr, n);
+        label[n] = '\0';
+        s_printf(t, "%s{", name);
+        s_label(t, "service", label);
+        if (outcome)
+            s_printf(t, ",outcome=\"%s\"", outcome);
+        s_printf(t, "} %" PRIu64 "\n", s_entry_u64(entry, key));
+    }
+}
+
+char *metrics_render_broker(const msgpack_object *services, size_t *len)
+{
+    text_t t = {0};
+    bool up = services && services->type == MSGPACK_OBJECT_ARRAY;
+    s_header(&t, "retail_broker_up", "gauge",
+             "1 when the broker answered this scrape (mmi.services), else 0.");
+    s_printf(&t, "retail_broker_up %d\n", up ? 1 : 0);
+    if (up) {
+        s_render_broker_series(&t, services, "retail_broker_workers", "gauge",
+                               "Live workers the broker has, by service.", "workers", NULL);
+        s_render_broker_series(&t, services, "retail_broker_queue_depth", "gauge",
+                               "Requests waiting for a worker, by service.", "queued", NULL);
+        s_render_broker_series(&t, services, "retail_broker_held", "gauge",
+                               "Requests given to workers and not yet answered by them.", "held",
+                               NULL);
+        static const char *const outcomes[] = {"ok", "unavailable", "timeout"};
+        for (size_t k = 0; k < 3; k++)
+            s_render_broker_series(&t, services, "retail_broker_requests_total", "counter",
+                                   "Requests by outcome: ok (a worker's reply was delivered), "
+                                   "unavailable or timeout (answered so by the broker).",
+                                   outcomes[k], outcomes[k]);
+        s_render_broker_series(&t, services, "retail_broker_workers_lost_total", "counter",
+                               "Workers that expired, vanished or disconnected.", "workers_lost",
+                               NULL);
+    }
     if (t.failed || !t.data) {
         free(t.data);
         return NULL;

@@ -10,6 +10,17 @@
  *      retail_http_errors_total{code}                   counter
  *      retail_process_start_time_seconds                gauge
  *
+ *  Then the broker's, from its mmi.services answer at each scrape (so they
+ *  are the broker's whether or not it runs in the bridge's process):
+ *
+ *      retail_broker_up                                 gauge (0: no answer)
+ *      retail_broker_workers{service}                   gauge
+ *      retail_broker_queue_depth{service}               gauge
+ *      retail_broker_held{service}                      gauge
+ *      retail_broker_requests_total{service,outcome}    counter (ok,
+ *                                                       unavailable, timeout)
+ *      retail_broker_workers_lost_total{service}        counter
+ *
  *  retaild appends the series of its own pools after these through the
  *  bridge's metrics_extra hook (bridge.h):
  *
@@ -46,6 +57,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include <msgpack.h>
 
 #include "router/routes.h"
 
@@ -87,5 +100,11 @@ void metrics_request_end(metrics_t *self, int route, int status, const char *err
  * set (excluding the NUL) when len is non-NULL. NULL on allocation
  * failure. */
 char *metrics_render(const metrics_t *self, size_t *len);
+
+/* The broker's series from services, the msgpack array of an mmi.services
+ * answer (protocol/SPEC.md), or NULL when the broker did not answer (then
+ * only retail_broker_up 0). Entries that are not maps with a string name
+ * are skipped; a missing count is 0. Same ownership as metrics_render. */
+char *metrics_render_broker(const msgpack_object *services, size_t *len);
 
 #endif

@@ -7,6 +7,7 @@
  *  a small parser of the 0.0.4 format first (s_check_exposition), so that
  *  a malformed line in any test, not only in the dedicated one, is caught.
  */
+#include "protocol/envelope.h"
 #include "router/metrics.h"
 #include "tests/testutil.h"
 
@@ -672,6 +673,73 @@ static void test_many_routes_from_a_table(void **state)
     free(table);
 }
 
+/* The broker's series come from an mmi.services answer, every service
+ * and outcome labelled, names escaped; no answer is retail_broker_up 0. */
+static void test_broker_series(void **state)
+{
+    (void)state;
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+    msgpack_pack_array(&pk, 3);
+    msgpack_pack_map(&pk, 8);
+    const char *keys[] = {"workers",     "queued",  "held",        "ok",
+                          "unavailable", "timeout", "workers_lost"};
+    mp_pack_str(&pk, "name");
+    mp_pack_str(&pk, "catalog");
+    for (int k = 0; k < 7; k++) {
+        mp_pack_str(&pk, keys[k]);
+        msgpack_pack_uint64(&pk, (uint64_t)(k + 1) * 10);
+    }
+    msgpack_pack_map(&pk, 2);
+    mp_pack_str(&pk, "name");
+    mp_pack_str(&pk, "odd\"name");
+    mp_pack_str(&pk, "workers");
+    msgpack_pack_uint64(&pk, 1);
+    msgpack_pack_int(&pk, 7); /* not a map: skipped */
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    msgpack_object list;
+    size_t off = 0;
+    assert_int_equal(msgpack_unpack(buf.data, buf.size, &off, &zone, &list),
+                     MSGPACK_UNPACK_SUCCESS);
+    size_t len = 0;
+    char *text = metrics_render_broker(&list, &len);
+    assert_non_null(text);
+    assert_int_equal(strlen(text), len);
+    assert_non_null(strstr(text, "retail_broker_up 1\n"));
+    assert_non_null(strstr(text, "retail_broker_workers{service=\"catalog\"} 10\n"));
+    assert_non_null(strstr(text, "retail_broker_queue_depth{service=\"catalog\"} 20\n"));
+    assert_non_null(strstr(text, "retail_broker_held{service=\"catalog\"} 30\n"));
+    assert_non_null(
+        strstr(text, "retail_broker_requests_total{service=\"catalog\",outcome=\"ok\"} 40\n"));
+    assert_non_null(strstr(
+        text, "retail_broker_requests_total{service=\"catalog\",outcome=\"unavailable\"} 50\n"));
+    assert_non_null(
+        strstr(text, "retail_broker_requests_total{service=\"catalog\",outcome=\"timeout\"} 60\n"));
+    assert_non_null(strstr(text, "retail_broker_workers_lost_total{service=\"catalog\"} 70\n"));
+    assert_non_null(strstr(text, "retail_broker_workers{service=\"odd\\\"name\"} 1\n"));
+    assert_non_null(strstr(text, "retail_broker_held{service=\"odd\\\"name\"} 0\n"));
+    /* one HELP and TYPE per family, though requests_total has 3 outcomes */
+    const char *p = text;
+    int types = 0;
+    while ((p = strstr(p, "# TYPE retail_broker_requests_total counter"))) {
+        types++;
+        p++;
+    }
+    assert_int_equal(types, 1);
+    free(text);
+
+    text = metrics_render_broker(NULL, &len);
+    assert_non_null(text);
+    assert_non_null(strstr(text, "retail_broker_up 0\n"));
+    assert_null(strstr(text, "retail_broker_workers{"));
+    free(text);
+    msgpack_zone_destroy(&zone);
+    msgpack_sbuffer_destroy(&buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -688,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_exposition_valid, s_setup, s_teardown),
         cmocka_unit_test(test_lifecycle),
         cmocka_unit_test(test_many_routes_from_a_table),
+        cmocka_unit_test(test_broker_series),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }

@@ -139,9 +139,9 @@ static double s_run(mdpcli_t *client, const char *op, int inflight, double secon
         envelope_reply_t reply;
         const char *why;
         msgpack_zone_clear(&zone);
-        bool ok = envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply,
-                                        &why) &&
-                  reply.ok;
+        bool ok =
+            envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why) &&
+            reply.ok;
         zframe_destroy(&frame);
         if (!ok) {
             fprintf(stderr, "asks-bench: %s: an error reply\n", op);
@@ -175,8 +175,9 @@ static int s_wait_ready(mdpcli_t *client, const char *service, int workers)
         msgpack_object list;
         size_t off = 0;
         msgpack_zone_clear(&zone);
-        if (frame && msgpack_unpack((char *)zframe_data(frame), zframe_size(frame), &off, &zone,
-                                    &list) == MSGPACK_UNPACK_SUCCESS &&
+        if (frame &&
+            msgpack_unpack((char *)zframe_data(frame), zframe_size(frame), &off, &zone, &list) ==
+                MSGPACK_UNPACK_SUCCESS &&
             list.type == MSGPACK_OBJECT_ARRAY)
             for (uint32_t i = 0; i < list.via.array.size; i++) {
                 const msgpack_object *entry = &list.via.array.ptr[i];
@@ -238,8 +239,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (seconds <= 0 || inflight < 1 || runs < 1 || runs > 99 || a_workers < 1 ||
-        a_capacity < 1 || shared.delay_ms < 0) {
+    if (seconds <= 0 || inflight < 1 || runs < 1 || runs > 99 || a_workers < 1 || a_capacity < 1 ||
+        shared.delay_ms < 0) {
         fprintf(stderr, "asks-bench: bad arguments\n");
         return 2;
     }
@@ -250,8 +251,8 @@ int main(int argc, char **argv)
     char endpoint[64];
     snprintf(endpoint, sizeof endpoint, "inproc://asks-bench-%d", (int)getpid());
     /* A generous deadline: under this load a request waits its turn. */
-    broker_config_t bc = {.inproc_endpoint = endpoint, .request_timeout_ms = 30000,
-                          .queue_limit = 100000};
+    broker_config_t bc = {
+        .inproc_endpoint = endpoint, .request_timeout_ms = 30000, .queue_limit = 100000};
     zactor_t *broker = broker_new(&bc);
     worker_config_t b = {.service = "b",
                          .ops = s_b_ops,
@@ -277,8 +278,8 @@ int main(int argc, char **argv)
         goto cleanup;
     }
 
-    printf("A: %d workers of capacity %d; B: 2 workers; %d in flight; B's delay %d ms\n",
-           a_workers, a_capacity, inflight, shared.delay_ms);
+    printf("A: %d workers of capacity %d; B: 2 workers; %d in flight; B's delay %d ms\n", a_workers,
+           a_capacity, inflight, shared.delay_ms);
     const char *cases[] = {"ask-delayed", "ask-at-once", "echo"};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         double rates[99];
