@@ -422,8 +422,9 @@ bool fixture_sanitizer_report(const fixture_t *self)
     if (!self->err_path[0])
         return false;
     char *err = tu_slurp(self->err_path, NULL);
-    bool report = err && (strstr(err, "ERROR: AddressSanitizer") ||
-                          strstr(err, "ERROR: LeakSanitizer") || strstr(err, "runtime error:"));
+    /* "...Sanitizer" covers ASan's and LSan's reports and summaries;
+     * UBSan's start with "runtime error" */
+    bool report = err && (strstr(err, "Sanitizer") || strstr(err, "runtime error"));
     if (report)
         print_error("a sanitizer report in %s:\n%s\n", self->err_path, err);
     free(err);
