@@ -2,6 +2,7 @@
 #include "tests/fixture.h"
 
 #include "protocol/envelope.h"
+#include "protocol/jsonpack.h"
 #include "tests/httpc.h"
 #include "tests/testutil.h"
 
@@ -414,6 +415,11 @@ int fixture_stop(fixture_t *self)
     return rc;
 }
 
+void fixture_test_stop(void **state)
+{
+    assert_int_equal(fixture_stop(*state), 0);
+}
+
 /* ------------------------------------------------------------------ */
 /* Logs                                                                */
 
@@ -508,6 +514,66 @@ int64_t fixture_wait_workers(mdpcli_t *client, const char *service, int want, in
     print_error("waited %d ms for %d %s workers; the broker last said %d\n", timeout_ms, want,
                 service, seen);
     return -1;
+}
+
+int fixture_send(mdpcli_t *client, const char *service, uint64_t id, const char *op,
+                 const char *token, const char *args_json)
+{
+    msgpack_sbuffer args, request;
+    msgpack_sbuffer_init(&args);
+    msgpack_sbuffer_init(&request);
+    char err[256];
+    int rc = args_json
+                 ? jsonpack_from_json(args_json, strlen(args_json), &args, 16, err, sizeof err)
+                 : 0;
+    if (rc == 0 && args_json && !jsonpack_is_map(args.data, args.size))
+        rc = -1;
+    if (rc == 0 && envelope_pack_request(&request, id, op, token, args_json ? args.data : NULL,
+                                         args_json ? args.size : 0) != 0)
+        rc = -1;
+    if (rc == 0)
+        rc = mdpcli_send(client, service, request.data, request.size);
+    msgpack_sbuffer_destroy(&args);
+    msgpack_sbuffer_destroy(&request);
+    return rc;
+}
+
+fixture_reply_t fixture_recv(mdpcli_t *client, int timeout_ms)
+{
+    fixture_reply_t out = {0};
+    char *service = NULL;
+    zframe_t *frame = mdpcli_recv(client, timeout_ms, &service);
+    if (!frame)
+        return out;
+    snprintf(out.service, sizeof out.service, "%s", service ? service : "");
+    zstr_free(&service);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 1024);
+    envelope_reply_t reply;
+    const char *why;
+    char err[256];
+    if (envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why)) {
+        out.answered = true;
+        out.ok = reply.ok;
+        out.id = reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER ? reply.id.via.u64 : 0;
+        if (reply.ok)
+            jsonpack_to_json(&reply.data, &out.data, err, sizeof err);
+        else {
+            jsonpack_to_json(&reply.error, &out.error, err, sizeof err);
+            const char *code = hc_str(out.error, "code");
+            snprintf(out.code, sizeof out.code, "%s", code ? code : "");
+        }
+    }
+    msgpack_zone_destroy(&zone);
+    zframe_destroy(&frame);
+    return out;
+}
+
+void fixture_reply_free(fixture_reply_t *reply)
+{
+    json_decref(reply->data);
+    json_decref(reply->error);
+    reply->data = reply->error = NULL;
 }
 
 /* ------------------------------------------------------------------ */

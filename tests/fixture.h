@@ -45,14 +45,21 @@
  *  Every process dies with the test process too (PR_SET_PDEATHSIG), so a
  *  test that crashes leaves no daemon behind.
  *
- *  Threads: the fields may be read on any thread, and fixture_workers and
- *  fixture_wait_workers may run on any; every other function belongs on
- *  the cmocka thread (they assert, or report through cmocka's printing).
+ *  MDP: fixture_client makes a CURVE client of the broker; fixture_send
+ *  and fixture_recv carry a request with JSON arguments and its reply in
+ *  JSON (what most tests judge); fixture_workers counts a service's live
+ *  workers by mmi.services.
+ *
+ *  Threads: the fields may be read on any thread, and fixture_workers,
+ *  fixture_wait_workers, fixture_send, fixture_recv and fixture_reply_free
+ *  may run on any; every other function belongs on the cmocka thread (they
+ *  assert, or report through cmocka's printing).
  *
  *  Ownership: a fixture_t is the caller's, freed by fixture_destroy; its
  *  fields (tokens included) are the fixture's, read-only to the test and
  *  valid until then. The options' strings are copied by fixture_new.
- *  fixture_login's document, a client and a certificate are the caller's.
+ *  fixture_login's document, a client, a certificate and a reply are the
+ *  caller's.
  */
 #ifndef RETAIL_FIXTURE_H
 #define RETAIL_FIXTURE_H
@@ -145,6 +152,10 @@ int fixture_restart(fixture_t *self);
  * -1 otherwise (said why, with the logs' ends). The directory stays. */
 int fixture_stop(fixture_t *self);
 
+/* A cmocka test to end a group whose state is a fixture_t: fixture_stop
+ * must return 0 (every process exits 0 on SIGTERM, no sanitizer report). */
+void fixture_test_stop(void **state);
+
 /* True when an AddressSanitizer, LeakSanitizer or UBSan report is in the
  * error log (then it is printed); false without logs. */
 bool fixture_sanitizer_report(const fixture_t *self);
@@ -169,6 +180,30 @@ int fixture_workers(mdpcli_t *client, const char *service, int timeout_ms);
 /* Polls until the broker has `want` live workers for service; the ms it
  * took, or -1 after timeout_ms (what the broker last said is printed). */
 int64_t fixture_wait_workers(mdpcli_t *client, const char *service, int want, int timeout_ms);
+
+/* One reply to an MDP request, in JSON. */
+typedef struct {
+    char service[64]; /* who replied ("mmi.services" too); "" when nothing came */
+    bool answered;    /* a well-formed envelope reply came */
+    bool ok;
+    uint64_t id;   /* the envelope's id; 0 unless an unsigned integer */
+    char code[40]; /* error.code when !ok */
+    json_t *data;  /* when ok */
+    json_t *error; /* the error map when !ok */
+} fixture_reply_t;
+
+/* Sends request id: op of service with token (NULL: none) and the JSON
+ * object args_json as args (NULL: none). 0, or -1 when args_json is no
+ * JSON object or the request could not be sent. */
+int fixture_send(mdpcli_t *client, const char *service, uint64_t id, const char *op,
+                 const char *token, const char *args_json);
+
+/* The next reply within timeout_ms; answered is false when none came or
+ * it was no envelope (an mmi.* answer, say: service tells). The caller
+ * frees it with fixture_reply_free. */
+fixture_reply_t fixture_recv(mdpcli_t *client, int timeout_ms);
+
+void fixture_reply_free(fixture_reply_t *reply);
 
 /* POST /v1/auth/login; asserts 200 and returns the token pair document
  * (the caller's to json_decref). */

@@ -1842,9 +1842,7 @@ static int s_table_setup(void **state)
     long status = 0;
     while (status != 200 && zclock_mono() < deadline) {
         hc_request_t q = {.url = f->base, .path = "/r/00", .timeout_ms = 2000};
-        hc_response_t resp = hc_try(&q);
-        status = resp.rc == CURLE_OK ? resp.status : 0;
-        hc_response_free(&resp);
+        status = hc_status(&q);
         if (status != 200)
             zclock_sleep(20);
     }

@@ -392,98 +392,37 @@ static void s_delete_product(fixture_t *s, const char *id)
 /* ------------------------------------------------------------------ */
 /* MDP                                                                 */
 
-typedef struct {
-    bool answered;
-    bool ok;
-    char code[40];
-    json_t *data;  /* when ok */
-    json_t *error; /* the error map when !ok */
-} mdp_reply_t;
-
-/* Packs a request for service "catalog" with JSON args and sends it. */
-static int s_mdp_send(mdpcli_t *client, uint64_t id, const char *op, const char *args_json)
-{
-    msgpack_sbuffer args, buf;
-    msgpack_sbuffer_init(&args);
-    msgpack_sbuffer_init(&buf);
-    char err[256];
-    int rc = jsonpack_from_json(args_json, strlen(args_json), &args, 16, err, sizeof err);
-    if (rc == 0) {
-        envelope_pack_request(&buf, id, op, NULL, args.data, args.size);
-        rc = mdpcli_send(client, "catalog", buf.data, buf.size);
-    }
-    msgpack_sbuffer_destroy(&args);
-    msgpack_sbuffer_destroy(&buf);
-    return rc;
-}
-
-/* Receives one reply; *id gets the envelope's id. */
-static mdp_reply_t s_mdp_recv(mdpcli_t *client, uint64_t *id)
-{
-    mdp_reply_t out = {0};
-    zframe_t *frame = mdpcli_recv(client, MDP_TIMEOUT_MS, NULL);
-    if (!frame)
-        return out;
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 1024);
-    envelope_reply_t reply;
-    const char *why;
-    char err[256];
-    if (envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why)) {
-        out.answered = true;
-        out.ok = reply.ok;
-        if (id)
-            *id = reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER ? reply.id.via.u64 : 0;
-        if (reply.ok)
-            jsonpack_to_json(&reply.data, &out.data, err, sizeof err);
-        else {
-            jsonpack_to_json(&reply.error, &out.error, err, sizeof err);
-            snprintf(out.code, sizeof out.code, "%s", hc_str(out.error, "code"));
-        }
-    }
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
-    return out;
-}
-
-static void s_reply_free(mdp_reply_t *r)
-{
-    json_decref(r->data);
-    json_decref(r->error);
-    r->data = r->error = NULL;
-}
-
 /* One call; asserts an answer. */
-static mdp_reply_t s_call(mdpcli_t *client, const char *op, const char *args_json)
+static fixture_reply_t s_call(mdpcli_t *client, const char *op, const char *args_json)
 {
     static uint64_t seq = 0; /* test-local */
-    uint64_t id = ++seq, got = 0;
-    assert_int_equal(s_mdp_send(client, id, op, args_json), 0);
-    mdp_reply_t r = s_mdp_recv(client, &got);
+    uint64_t id = ++seq;
+    assert_int_equal(fixture_send(client, "catalog", id, op, NULL, args_json), 0);
+    fixture_reply_t r = fixture_recv(client, MDP_TIMEOUT_MS);
     if (!r.answered)
         print_error("%s %s: no answer\n", op, args_json);
     assert_true(r.answered);
-    assert_true(got == id);
+    assert_true(r.id == id);
     return r;
 }
 
 static void s_call_ok(mdpcli_t *client, const char *op, const char *args_json)
 {
-    mdp_reply_t r = s_call(client, op, args_json);
+    fixture_reply_t r = s_call(client, op, args_json);
     if (!r.ok)
         print_error("%s %s: %s\n", op, args_json, r.code);
     assert_true(r.ok);
-    s_reply_free(&r);
+    fixture_reply_free(&r);
 }
 
 static void s_call_error(mdpcli_t *client, const char *op, const char *args_json, const char *code)
 {
-    mdp_reply_t r = s_call(client, op, args_json);
+    fixture_reply_t r = s_call(client, op, args_json);
     if (r.ok || strcmp(r.code, code) != 0)
         print_error("%s %s: expected %s, got %s\n", op, args_json, code, r.ok ? "ok" : r.code);
     assert_false(r.ok);
     assert_string_equal(r.code, code);
-    s_reply_free(&r);
+    fixture_reply_free(&r);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1727,10 +1666,7 @@ static void *s_writer(void *arg)
                       .token = w->s->admin_token,
                       .body = w->body,
                       .header = w->header};
-    hc_response_t r = hc_try(&q);
-    if (r.rc == CURLE_OK)
-        w->status = r.status;
-    hc_response_free(&r);
+    w->status = hc_status(&q);
     return NULL;
 }
 
@@ -1901,13 +1837,13 @@ static void test_stock_ops(void **state)
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-1\",\"lines\":[{\"product_id\":\"%s\",\"qty\":3}]}", a);
     for (int i = 0; i < 2; i++) {
-        mdp_reply_t r = s_call(orders, "stock.reserve", args);
+        fixture_reply_t r = s_call(orders, "stock.reserve", args);
         if (!r.ok)
             print_error("reserve: %s\n", r.code);
         assert_true(r.ok);
         assert_string_equal(hc_str(r.data, "order_id"), "ord-1");
         assert_string_equal(hc_str(r.data, "state"), "reserved");
-        s_reply_free(&r);
+        fixture_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 7);
     }
     /* the same order with other lines is a conflict */
@@ -1918,11 +1854,11 @@ static void test_stock_ops(void **state)
 
     /* release twice: stock back once; then commit is a conflict */
     for (int i = 0; i < 2; i++) {
-        mdp_reply_t r = s_call(orders, "stock.release", "{\"order_id\":\"ord-1\"}");
+        fixture_reply_t r = s_call(orders, "stock.release", "{\"order_id\":\"ord-1\"}");
         assert_true(r.ok);
         assert_string_equal(hc_str(r.data, "order_id"), "ord-1");
         assert_string_equal(hc_str(r.data, "state"), "released");
-        s_reply_free(&r);
+        fixture_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 10);
     }
     assert_int_equal(s_stock_of(s, a), 10);
@@ -1936,11 +1872,11 @@ static void test_stock_ops(void **state)
              a, b);
     s_call_ok(orders, "stock.reserve", args);
     for (int i = 0; i < 2; i++) {
-        mdp_reply_t r = s_call(orders, "stock.commit", "{\"order_id\":\"ord-2\"}");
+        fixture_reply_t r = s_call(orders, "stock.commit", "{\"order_id\":\"ord-2\"}");
         assert_true(r.ok);
         assert_string_equal(hc_str(r.data, "order_id"), "ord-2");
         assert_string_equal(hc_str(r.data, "state"), "committed");
-        s_reply_free(&r);
+        fixture_reply_free(&r);
     }
     assert_int_equal(s_stock_of(s, a), 8);
     assert_int_equal(s_stock_of(s, b), 4);
@@ -1953,7 +1889,7 @@ static void test_stock_ops(void **state)
     assert_int_equal(s_stock_of(s, a), 8);
     assert_int_equal(s_stock_of(s, b), 4);
 
-    mdp_reply_t r;
+    fixture_reply_t r;
     /* all or none: one short line reserves nothing and names the product */
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-3\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1},"
@@ -1967,7 +1903,7 @@ static void test_stock_ops(void **state)
         if (!hc_str(details, "product_id"))
             print_error("out_of_stock without details.product_id\n");
         assert_string_equal(hc_str(details, "product_id"), b);
-        s_reply_free(&r);
+        fixture_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 8);
         assert_int_equal(s_stock_of(s, b), 4);
     }
@@ -2000,7 +1936,7 @@ static void test_stock_ops(void **state)
     assert_string_equal(r.code, "not_found");
     assert_string_equal(hc_str(json_object_get(r.error, "details"), "product_id"),
                         "p0000000000000000dead");
-    s_reply_free(&r);
+    fixture_reply_free(&r);
     assert_int_equal(s_stock_of(s, a), 8);
 
     /* bad arguments */
@@ -2029,7 +1965,7 @@ static void test_stock_ops(void **state)
     assert_true(r.ok);
     assert_string_equal(hc_str(json_object_get(r.data, "product"), "id"), a);
     assert_int_equal(s_int(json_object_get(r.data, "product"), "stock"), 8);
-    s_reply_free(&r);
+    fixture_reply_free(&r);
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-5\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1}]}", a);
     s_call_ok(orders, "stock.reserve", args);
@@ -2106,12 +2042,10 @@ static void *s_http_patcher(void *arg)
                           .method = "PATCH",
                           .token = m->s->admin_token,
                           .body = body};
-        hc_response_t r = hc_try(&q);
-        if (r.rc == CURLE_OK && r.status == 200)
+        if (hc_status(&q) == 200)
             m->ok++;
         else
             m->failed++;
-        hc_response_free(&r);
     }
     return NULL;
 }
@@ -2119,12 +2053,11 @@ static void *s_http_patcher(void *arg)
 /* One MDP call from a thread (no cmocka asserts there): true when ok. */
 static bool s_mdp_ok(mdpcli_t *client, uint64_t id, const char *op, const char *args)
 {
-    if (s_mdp_send(client, id, op, args) != 0)
+    if (fixture_send(client, "catalog", id, op, NULL, args) != 0)
         return false;
-    uint64_t got = 0;
-    mdp_reply_t r = s_mdp_recv(client, &got);
-    bool ok = r.answered && r.ok && got == id;
-    s_reply_free(&r);
+    fixture_reply_t r = fixture_recv(client, MDP_TIMEOUT_MS);
+    bool ok = r.answered && r.ok && r.id == id;
+    fixture_reply_free(&r);
     return ok;
 }
 
@@ -2237,10 +2170,8 @@ static void *s_category_patcher(void *arg)
                           .method = "PATCH",
                           .token = c->s->admin_token,
                           .body = body};
-        hc_response_t r = hc_try(&q);
-        if (r.rc != CURLE_OK || r.status != 200)
+        if (hc_status(&q) != 200)
             c->failed++;
-        hc_response_free(&r);
     }
     return NULL;
 }
@@ -2309,17 +2240,18 @@ static void *s_racer(void *arg)
         snprintf(args, sizeof args,
                  "{\"order_id\":\"race-%d-%d\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1}]}",
                  self->index, i, self->product);
-        sent += s_mdp_send(client, (uint64_t)(self->index * 100 + i), "stock.reserve", args) == 0;
+        sent += fixture_send(client, "catalog", (uint64_t)(self->index * 100 + i), "stock.reserve",
+                             NULL, args) == 0;
     }
     for (int i = 0; i < sent; i++) {
-        mdp_reply_t r = s_mdp_recv(client, NULL);
+        fixture_reply_t r = fixture_recv(client, MDP_TIMEOUT_MS);
         if (r.answered && r.ok)
             self->ok++;
         else if (r.answered && strcmp(r.code, "out_of_stock") == 0)
             self->short_++;
         else
             self->other++;
-        s_reply_free(&r);
+        fixture_reply_free(&r);
     }
     self->other += RACER_REQUESTS - sent;
     mdpcli_destroy(&client);
@@ -2361,12 +2293,12 @@ static void test_stock_race(void **state)
             for (int k = 0; k < RACER_REQUESTS; k++) {
                 char args[96];
                 snprintf(args, sizeof args, "{\"order_id\":\"race-%d-%d\"}", i, k);
-                mdp_reply_t r = s_call(orders, "stock.release", args);
+                fixture_reply_t r = s_call(orders, "stock.release", args);
                 if (r.ok)
                     released++;
                 else
                     assert_string_equal(r.code, "not_found");
-                s_reply_free(&r);
+                fixture_reply_free(&r);
             }
         }
     assert_true(released > 0);
@@ -2375,35 +2307,22 @@ static void test_stock_race(void **state)
     json_decref(p);
 }
 
-/* Last: SIGTERM, and exit 0. */
-static void test_stops_cleanly(void **state)
-{
-    assert_int_equal(fixture_stop(*state), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_categories),
-        cmocka_unit_test(test_writes_need_admin),
-        cmocka_unit_test(test_product_crud),
-        cmocka_unit_test(test_attributes_round_trip),
-        cmocka_unit_test(test_search_words),
-        cmocka_unit_test(test_search_sorts_and_filters),
+        cmocka_unit_test(test_categories), cmocka_unit_test(test_writes_need_admin),
+        cmocka_unit_test(test_product_crud), cmocka_unit_test(test_attributes_round_trip),
+        cmocka_unit_test(test_search_words), cmocka_unit_test(test_search_sorts_and_filters),
         cmocka_unit_test(test_search_sort_long_names),
-        cmocka_unit_test(test_search_category_subtree),
-        cmocka_unit_test(test_pagination),
-        cmocka_unit_test(test_pagination_while_writing),
-        cmocka_unit_test(test_concurrent_writes),
-        cmocka_unit_test(test_stock_ops),
-        cmocka_unit_test(test_stock_race),
+        cmocka_unit_test(test_search_category_subtree), cmocka_unit_test(test_pagination),
+        cmocka_unit_test(test_pagination_while_writing), cmocka_unit_test(test_concurrent_writes),
+        cmocka_unit_test(test_stock_ops), cmocka_unit_test(test_stock_race),
         cmocka_unit_test(test_patch_keeps_reservations),
         cmocka_unit_test(test_patch_while_reserving),
-        cmocka_unit_test(test_category_patch_concurrent),
-        cmocka_unit_test(test_category_pages),
+        cmocka_unit_test(test_category_patch_concurrent), cmocka_unit_test(test_category_pages),
         /* it kills and restarts the fixture's retaild */
         cmocka_unit_test(test_acknowledged_writes_survive_kill),
-        cmocka_unit_test(test_stops_cleanly),
+        cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();

@@ -10,9 +10,9 @@
  *  deadline.
  */
 #include "tests/fixture.h"
+#include "tests/httpc.h"
 #include "tests/testutil.h"
 
-#include "protocol/envelope.h"
 #include "protocol/keys.h"
 #include "protocol/mdpcli.h"
 
@@ -38,33 +38,28 @@ static fixture_t *s_start(void **state, const char *const *roles, const char *co
     return f;
 }
 
-/* Calls sys OP with args_json-free args (packed map or NULL); returns the
- * raw reply frame, or NULL after timeout_ms or when it could not be sent. */
-static zframe_t *s_call(mdpcli_t *c, const char *op, const void *args, size_t args_len, uint64_t id,
-                        int timeout_ms)
+/* Calls sys OP with the JSON object args_json (NULL: none) as request
+ * id; the reply, answered false after timeout_ms or when the request could
+ * not be sent (a refused client may have no connection to send on). The
+ * caller frees it with fixture_reply_free. */
+static fixture_reply_t s_call(mdpcli_t *c, const char *op, const char *args_json, uint64_t id,
+                              int timeout_ms)
 {
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
-    envelope_pack_request(&buf, id, op, NULL, args, args_len);
-    /* a refused client may have no connection to send on: no reply */
-    int sent = mdpcli_send(c, "sys", buf.data, buf.size);
-    msgpack_sbuffer_destroy(&buf);
-    return sent == 0 ? mdpcli_recv(c, timeout_ms, NULL) : NULL;
+    if (fixture_send(c, "sys", id, op, NULL, args_json) != 0)
+        return (fixture_reply_t){.answered = false};
+    return fixture_recv(c, timeout_ms);
 }
 
-static bool s_reply_ok(zframe_t *frame, uint64_t id, const char *caller_expected)
+/* Did sys answer request id ok (and, caller_expected set, say that is who
+ * called)? */
+static bool s_call_ok(mdpcli_t *c, const char *op, uint64_t id, int timeout_ms,
+                      const char *caller_expected)
 {
-    if (!frame)
-        return false;
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 512);
-    envelope_reply_t reply;
-    const char *why;
-    bool ok = envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why) &&
-              reply.ok && reply.id.via.u64 == id;
-    if (ok && caller_expected)
-        ok = mp_str_eq(mp_map_get(&reply.data, "caller"), caller_expected);
-    msgpack_zone_destroy(&zone);
+    fixture_reply_t r = s_call(c, op, NULL, id, timeout_ms);
+    const char *caller = hc_str(r.data, "caller");
+    bool ok = r.answered && r.ok && r.id == id &&
+              (!caller_expected || (caller && strcmp(caller, caller_expected) == 0));
+    fixture_reply_free(&r);
     return ok;
 }
 
@@ -77,34 +72,16 @@ static void test_echo_over_curve(void **state)
     mdpcli_t *c = fixture_client(f, "tester");
     assert_true(fixture_wait_workers(c, "sys", 2, 5000) >= 0);
 
-    msgpack_sbuffer args;
-    msgpack_sbuffer_init(&args);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 2);
-    mp_pack_str(&pk, "word");
-    mp_pack_str(&pk, "héllo");
-    mp_pack_str(&pk, "n");
-    msgpack_pack_int64(&pk, -42);
-    zframe_t *frame = s_call(c, "echo", args.data, args.size, 1, 2000);
-    assert_non_null(frame);
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 512);
-    envelope_reply_t reply;
-    const char *why;
-    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
-    assert_true(reply.ok);
-    assert_int_equal(reply.id.via.u64, 1);
-    assert_true(mp_str_eq(mp_map_get(&reply.data, "word"), "héllo"));
-    assert_int_equal(mp_map_get(&reply.data, "n")->via.i64, -42);
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
-    msgpack_sbuffer_destroy(&args);
+    fixture_reply_t r = s_call(c, "echo", "{\"word\":\"héllo\",\"n\":-42}", 1, 2000);
+    assert_true(r.answered);
+    assert_true(r.ok);
+    assert_int_equal(r.id, 1);
+    assert_string_equal(hc_str(r.data, "word"), "héllo");
+    assert_int_equal(json_integer_value(json_object_get(r.data, "n")), -42);
+    fixture_reply_free(&r);
 
     /* the worker learns who called, from the certificate ZAP accepted */
-    frame = s_call(c, "whoami", NULL, 0, 2, 2000);
-    assert_true(s_reply_ok(frame, 2, "tester"));
-    zframe_destroy(&frame);
+    assert_true(s_call_ok(c, "whoami", 2, 2000, "tester"));
 
     mdpcli_destroy(&c);
     assert_int_equal(fixture_stop(f), 0);
@@ -123,8 +100,9 @@ static void test_stranger_is_refused_until_allowed(void **state)
     zcert_t *cert = keys_ensure(elsewhere, "stranger");
     assert_non_null(cert);
     mdpcli_t *stranger = fixture_client_with(f, cert);
-    zframe_t *frame = s_call(stranger, "ping", NULL, 0, 1, 1000);
-    assert_null(frame);
+    fixture_reply_t r = s_call(stranger, "ping", NULL, 1, 1000);
+    assert_false(r.answered);
+    assert_string_equal(r.service, "");
     mdpcli_destroy(&stranger);
 
     /* allow-listed while the broker runs: admitted without a restart */
@@ -132,9 +110,7 @@ static void test_stranger_is_refused_until_allowed(void **state)
     bool admitted = false;
     for (int attempt = 0; attempt < 10 && !admitted; attempt++) {
         stranger = fixture_client_with(f, cert);
-        frame = s_call(stranger, "whoami", NULL, 0, 2, 500);
-        admitted = s_reply_ok(frame, 2, "stranger");
-        zframe_destroy(&frame);
+        admitted = s_call_ok(stranger, "whoami", 2, 500, "stranger");
         mdpcli_destroy(&stranger);
     }
     assert_true(admitted);
@@ -165,11 +141,8 @@ static void test_killed_pool_and_restarted_broker(void **state)
     print_message("      killed pool noticed after %lld ms (heartbeat %d ms)\n", (long long)noticed,
                   HB);
     assert_true(noticed >= 0 && noticed <= 3 * HB + 100);
-    for (uint64_t id = 1; id <= 20; id++) {
-        zframe_t *frame = s_call(c, "ping", NULL, 0, id, 2000);
-        assert_true(s_reply_ok(frame, id, NULL));
-        zframe_destroy(&frame);
-    }
+    for (uint64_t id = 1; id <= 20; id++)
+        assert_true(s_call_ok(c, "ping", id, 2000, NULL));
 
     /* restart the broker: the surviving pool comes back by itself */
     status = fixture_kill(f, f->pid, SIGKILL);
@@ -182,9 +155,7 @@ static void test_killed_pool_and_restarted_broker(void **state)
     print_message("      workers back %lld ms after the broker restarted\n",
                   (long long)(zclock_mono() - restarted));
     assert_int_equal(kill(pools[1], 0), 0); /* the same pool process */
-    zframe_t *frame = s_call(c, "ping", NULL, 0, 99, 2000);
-    assert_true(s_reply_ok(frame, 99, NULL));
-    zframe_destroy(&frame);
+    assert_true(s_call_ok(c, "ping", 99, 2000, NULL));
 
     mdpcli_destroy(&c);
     assert_int_equal(fixture_stop(f), 0);
@@ -197,38 +168,31 @@ typedef struct {
 } sleeps_t;
 
 /* Receives one reply; a sleep's is counted into t (ok or unavailable),
- * and no id may be answered twice. Returns the service that answered
- * (the caller's to zstr_free), NULL after timeout_ms. */
-static char *s_recv_sleep(mdpcli_t *c, int count, sleeps_t *t, int timeout_ms)
+ * and no id may be answered twice. Returns true when it was the answer to
+ * mmi.services; asserts that something came within timeout_ms. */
+static bool s_recv_sleep(mdpcli_t *c, int count, sleeps_t *t, int timeout_ms)
 {
-    char *service = NULL;
-    zframe_t *frame = mdpcli_recv(c, timeout_ms, &service);
-    if (!frame || strcmp(service, "sys") != 0) {
-        zframe_destroy(&frame);
-        return service;
+    fixture_reply_t r = fixture_recv(c, timeout_ms);
+    assert_string_not_equal(r.service, ""); /* no reply at all */
+    bool mmi = strcmp(r.service, "mmi.services") == 0;
+    if (!mmi) {
+        assert_string_equal(r.service, "sys");
+        assert_true(r.answered);
+        assert_true(r.id >= 1 && r.id <= (uint64_t)count && !t->seen[r.id]);
+        t->seen[r.id] = true;
+        t->answered++;
+        if (r.ok)
+            t->ok++;
+        else if (strcmp(r.code, "unavailable") == 0)
+            t->unavailable++;
+        else {
+            char *error = json_dumps(r.error, JSON_COMPACT);
+            print_error("reply %llu: %s\n", (unsigned long long)r.id, error ? error : r.code);
+            free(error);
+        }
     }
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 512);
-    envelope_reply_t reply;
-    const char *why;
-    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
-    uint64_t id = reply.id.via.u64;
-    assert_true(id >= 1 && id <= (uint64_t)count && !t->seen[id]);
-    t->seen[id] = true;
-    t->answered++;
-    if (reply.ok)
-        t->ok++;
-    else if (reply.code == ERR_UNAVAILABLE)
-        t->unavailable++;
-    else {
-        const msgpack_object *m = mp_map_get(&reply.error, "message");
-        print_error("reply %llu: %s: %.*s\n", (unsigned long long)id, err_code_name(reply.code),
-                    m && m->type == MSGPACK_OBJECT_STR ? (int)m->via.str.size : 0,
-                    m && m->type == MSGPACK_OBJECT_STR ? m->via.str.ptr : "");
-    }
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
-    return service;
+    fixture_reply_free(&r);
+    return mmi;
 }
 
 /* Sends `count` sys sleep requests of ms each, ids 1..count, then an
@@ -238,42 +202,43 @@ static char *s_recv_sleep(mdpcli_t *c, int count, sleeps_t *t, int timeout_ms)
  * must find. Replies that overtake the answer are counted into t. */
 static void s_send_sleeps(mdpcli_t *c, int count, int ms, sleeps_t *t)
 {
-    msgpack_sbuffer args;
-    msgpack_sbuffer_init(&args);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 1);
-    mp_pack_str(&pk, "ms");
-    msgpack_pack_int(&pk, ms);
-    for (int id = 1; id <= count; id++) {
-        msgpack_sbuffer request;
-        msgpack_sbuffer_init(&request);
-        envelope_pack_request(&request, (uint64_t)id, "sleep", NULL, args.data, args.size);
-        assert_int_equal(mdpcli_send(c, "sys", request.data, request.size), 0);
-        msgpack_sbuffer_destroy(&request);
-    }
-    msgpack_sbuffer_destroy(&args);
+    char args[32];
+    snprintf(args, sizeof args, "{\"ms\":%d}", ms);
+    for (int id = 1; id <= count; id++)
+        assert_int_equal(fixture_send(c, "sys", (uint64_t)id, "sleep", NULL, args), 0);
     assert_int_equal(mdpcli_send(c, "mmi.services", "", 0), 0);
     *t = (sleeps_t){0};
-    for (bool broker_has_them = false; !broker_has_them;) {
-        char *service = s_recv_sleep(c, count, t, 5000);
-        assert_non_null(service);
-        broker_has_them = strcmp(service, "mmi.services") == 0;
-        zstr_free(&service);
-    }
+    while (!s_recv_sleep(c, count, t, 5000))
+        ;
 }
 
 /* Receives the replies still due of `count` sleeps, then checks that
  * nothing more comes. */
 static void s_recv_sleeps(mdpcli_t *c, int count, sleeps_t *t)
 {
-    while (t->answered < count) {
-        char *service = s_recv_sleep(c, count, t, 10000);
-        assert_non_null(service);
-        zstr_free(&service);
-    }
+    while (t->answered < count)
+        assert_false(s_recv_sleep(c, count, t, 10000));
     zframe_t *extra = mdpcli_recv(c, 200, NULL);
     assert_null(extra);
+}
+
+/* Starts a system with env, sends `count` sleeps of ms each to its two
+ * sys workers, sends SIGTERM once the broker holds them all, collects
+ * every reply into t and asserts the exit 0. The ms from the SIGTERM to
+ * the exit. */
+static int64_t s_sleeps_through_sigterm(void **state, const char *const *env, int count, int ms,
+                                        sleeps_t *t)
+{
+    fixture_t *f = s_start(state, NULL, env);
+    mdpcli_t *c = fixture_client(f, "tester");
+    assert_true(fixture_wait_workers(c, "sys", 2, 5000) >= 0);
+    s_send_sleeps(c, count, ms, t);
+    int64_t start = zclock_mono();
+    assert_int_equal(kill(f->pid, SIGTERM), 0);
+    s_recv_sleeps(c, count, t);
+    assert_int_equal(fixture_stop(f), 0);
+    mdpcli_destroy(&c);
+    return zclock_mono() - start;
 }
 
 /* SIGTERM drains (API.md section 4): 2 workers holding 4 requests each
@@ -283,17 +248,10 @@ static void s_recv_sleeps(mdpcli_t *c, int count, sleeps_t *t)
 static void test_sigterm_answers_request_in_flight(void **state)
 {
     const char *const env[] = {ENV, "RETAIL_WORKER_CAPACITY=4", NULL};
-    fixture_t *f = s_start(state, NULL, env);
-    mdpcli_t *c = fixture_client(f, "tester");
-    assert_true(fixture_wait_workers(c, "sys", 2, 5000) >= 0);
     sleeps_t t;
-    s_send_sleeps(c, 12, 250, &t);
-    assert_int_equal(kill(f->pid, SIGTERM), 0);
-    s_recv_sleeps(c, 12, &t);
+    s_sleeps_through_sigterm(state, env, 12, 250, &t);
     assert_int_equal(t.ok, 12);
     assert_int_equal(t.unavailable, 0);
-    assert_int_equal(fixture_stop(f), 0);
-    mdpcli_destroy(&c);
 }
 
 /* Past the drain deadline, and only then, what is left is answered
@@ -303,21 +261,13 @@ static void test_sigterm_answers_request_in_flight(void **state)
 static void test_drain_deadline(void **state)
 {
     const char *const env[] = {ENV, "RETAIL_DRAIN_MS=500", NULL};
-    fixture_t *f = s_start(state, NULL, env);
-    mdpcli_t *c = fixture_client(f, "tester");
-    assert_true(fixture_wait_workers(c, "sys", 2, 5000) >= 0);
     sleeps_t t;
-    s_send_sleeps(c, 6, 400, &t);
-    int64_t start = zclock_mono();
-    assert_int_equal(kill(f->pid, SIGTERM), 0);
-    s_recv_sleeps(c, 6, &t);
+    int64_t took = s_sleeps_through_sigterm(state, env, 6, 400, &t);
     assert_true(t.ok >= 2);
     assert_int_equal(t.ok + t.unavailable, 6);
     assert_true(t.unavailable >= 2);
-    assert_int_equal(fixture_stop(f), 0);
     print_message("      drain of 500 ms: %d answered, %d unavailable, exit after %lld ms\n", t.ok,
-                  t.unavailable, (long long)(zclock_mono() - start));
-    mdpcli_destroy(&c);
+                  t.unavailable, (long long)took);
 }
 
 /* Every test starts its own fixture (a directory and ports of its own);

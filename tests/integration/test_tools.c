@@ -552,12 +552,6 @@ static void test_loadgen_respects_a_revoked_certificate(void **state)
     zstr_free(&allowed);
 }
 
-/* Last: SIGTERM, and exit 0. */
-static void test_stops_cleanly(void **state)
-{
-    assert_int_equal(fixture_stop(*state), 0);
-}
-
 /* ---- the shared retaild ---- */
 
 static int s_group_teardown(void **state)
@@ -602,7 +596,7 @@ int main(void)
         cmocka_unit_test(test_revoked_certificate_is_refused),
         cmocka_unit_test(test_loadgen_reports_requests_without_errors),
         cmocka_unit_test(test_loadgen_respects_a_revoked_certificate),
-        cmocka_unit_test(test_stops_cleanly),
+        cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     return cmocka_run_group_tests_name("tools", tests, s_group_setup, s_group_teardown);
 }

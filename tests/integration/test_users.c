@@ -15,8 +15,6 @@
 #include "tests/httpc.h"
 #include "tests/testutil.h"
 
-#include "protocol/envelope.h"
-#include "protocol/jsonpack.h"
 #include "protocol/mdpcli.h"
 
 #include <curl/curl.h>
@@ -268,23 +266,14 @@ static void test_jwks_and_mdp(void **state)
     /* the same op over MDP, with the token in the envelope */
     json_t *admin = fixture_login(s, FIXTURE_ADMIN_EMAIL, FIXTURE_ADMIN_PASSWORD);
     mdpcli_t *client = fixture_client(s, "tester");
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
-    envelope_pack_request(&buf, 7, "user.me", hc_str(admin, "access_token"), NULL, 0);
-    assert_int_equal(mdpcli_send(client, "users", buf.data, buf.size), 0);
-    zframe_t *frame = mdpcli_recv(client, 5000, NULL);
-    assert_non_null(frame);
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 1024);
-    envelope_reply_t reply;
-    const char *why;
-    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    assert_int_equal(
+        fixture_send(client, "users", 7, "user.me", hc_str(admin, "access_token"), NULL), 0);
+    fixture_reply_t reply = fixture_recv(client, 5000);
+    assert_true(reply.answered);
     assert_true(reply.ok);
-    const msgpack_object *user = mp_map_get(&reply.data, "user");
-    assert_true(mp_str_eq(mp_map_get(user, "email"), FIXTURE_ADMIN_EMAIL));
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
-    msgpack_sbuffer_destroy(&buf);
+    assert_int_equal(reply.id, 7);
+    assert_string_equal(hc_str(reply.data, "user.email"), FIXTURE_ADMIN_EMAIL);
+    fixture_reply_free(&reply);
     mdpcli_destroy(&client);
     json_decref(admin);
 }
@@ -322,10 +311,8 @@ static void *s_patch_thread(void *arg)
                           .method = "PATCH",
                           .token = t->token,
                           .body = body};
-        hc_response_t r = hc_try(&q);
-        if (r.rc != CURLE_OK || r.status != 200)
+        if (hc_status(&q) != 200)
             t->failed++;
-        hc_response_free(&r);
     }
     return NULL;
 }
@@ -387,12 +374,6 @@ static void test_rename_while_demoted(void **state)
     json_decref(admin);
 }
 
-/* Last: SIGTERM, and exit 0. */
-static void test_stops_cleanly(void **state)
-{
-    assert_int_equal(fixture_stop(*state), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -403,7 +384,7 @@ int main(void)
         cmocka_unit_test(test_failed_logins_are_limited),
         cmocka_unit_test(test_jwks_and_mdp),
         cmocka_unit_test(test_rename_while_demoted),
-        cmocka_unit_test(test_stops_cleanly),
+        cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();
