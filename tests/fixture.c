@@ -127,7 +127,10 @@ static long s_ask_ready(const fixture_t *self, char *error, size_t error_size)
  * has written its certificate. */
 static bool s_broker_key(fixture_t *self)
 {
-    return self->broker_key[0] || keys_broker_public(self->keys, self->broker_key) == 0;
+    if (self->broker_key[0] || keys_broker_public(self->keys, self->broker_key) == 0)
+        return true;
+    self->broker_key[0] = '\0'; /* nothing half-read stays */
+    return false;
 }
 
 /* A client with cert, or NULL (no broker certificate by deadline). */

@@ -115,7 +115,7 @@ typedef struct {
 
     /* the fixture's own */
     char **roles; /* opts.roles, copied; NULL: all */
-    char **env;   /* the whole environment given to tu_spawn */
+    char **env;   /* its entries for tu_spawn (on top of the clean inherited ones) */
     char *ready_path;
     char *cainfo; /* the certificate HTTPS is verified with */
     bool no_wait;
