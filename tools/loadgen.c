@@ -20,10 +20,10 @@
  *  server's public key comes from keys_dir/NAME.cert (--server-cert,
  *  "broker" by default; the bare relay uses "relay").
  *
- *  The hot path is raw libzmq (zmq_send, zmq_msg_recv): CZMQ's zmsg costs
- *  allocations per frame, and the harness must be cheaper than what it
- *  measures. Replies are decoded with one reused msgpack_zone, only far
- *  enough to check the id and ok and to count errors by code.
+ *  The hot path is raw libzmq (zmq_send, and zmq_msg_recv through
+ *  frames_recv): CZMQ's zmsg costs allocations per frame, and the harness
+ *  must be cheaper than what it measures. Replies are decoded with one reused msgpack_zone, only
+ * far enough to check the id and ok and to count errors by code.
  *
  *  Timeline: a warmup (default 1 s, not counted: CURVE handshakes, worker
  *  start-up), the measured window of D seconds, then a drain of at most 2 s
