@@ -1,6 +1,7 @@
 /*  frames.c - see frames.h. */
 #include "protocol/frames.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -10,7 +11,9 @@ int frames_recv(void *socket, zmq_msg_t *frames, int max, int flags)
     while (true) {
         zmq_msg_init(&frames[count]);
         if (zmq_msg_recv(&frames[count], socket, count == 0 ? flags : 0) < 0) {
+            int why = errno; /* for the caller, past the closes */
             frames_close(frames, count + 1);
+            errno = why;
             return 0;
         }
         bool more = zmq_msg_more(&frames[count]);

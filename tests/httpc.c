@@ -186,6 +186,14 @@ hc_response_t hc_try(const hc_request_t *q)
     return r;
 }
 
+long hc_status(const hc_request_t *q)
+{
+    hc_response_t r = hc_try(q);
+    long status = r.rc == CURLE_OK ? r.status : 0;
+    hc_response_free(&r);
+    return status;
+}
+
 hc_response_t hc_send(const hc_request_t *q)
 {
     hc_response_t r = hc_try(q);

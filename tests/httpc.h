@@ -11,8 +11,9 @@
  *  libcurl easy handle whose callbacks fill an hc_response_t, and
  *  hc_finish ends the transfer: status, the body parsed as JSON, the
  *  handle and header lists freed. hc_try does both around one
- *  curl_easy_perform; hc_send and hc_request do it with a cmocka assert
- *  that the transfer completed (any status is fine). hc_easy and
+ *  curl_easy_perform, and hc_status keeps only the status; hc_send and
+ *  hc_request do it with a cmocka assert that the transfer completed (any
+ *  status is fine). hc_easy and
  *  hc_finish are public for tests that run many transfers at once on a
  *  curl multi handle.
  *
@@ -21,7 +22,7 @@
  *  a body is sent and the caller names none (a POST without a body sends
  *  an empty one, so that libcurl adds no form type of its own), then the
  *  caller's lines. Every transfer has a deadline and uses no signals, so
- *  hc_try and hc_easy may run on threads; hc_send, hc_request and the
+ *  hc_try, hc_status and hc_easy may run on threads; hc_send, hc_request and the
  *  helpers that assert belong on the cmocka thread.
  *
  *  Ownership: an hc_response_t owns its body and text (and, between
@@ -88,6 +89,11 @@ hc_response_t hc_send(const hc_request_t *q);
 
 /* Any request, with no assert: rc and error tell how it went. */
 hc_response_t hc_try(const hc_request_t *q);
+
+/* Any request, with no assert: the status it was answered, 0 when no
+ * response came; the body is not kept. For threads that only count what
+ * was answered how. */
+long hc_status(const hc_request_t *q);
 
 /* Prepares the transfer of q into r and returns its easy handle without
  * running it; NULL (r->rc set) when libcurl has none to give. r must stay

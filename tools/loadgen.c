@@ -20,10 +20,10 @@
  *  server's public key comes from keys_dir/NAME.cert (--server-cert,
  *  "broker" by default; the bare relay uses "relay").
  *
- *  The hot path is raw libzmq (zmq_send, zmq_msg_recv): CZMQ's zmsg costs
- *  allocations per frame, and the harness must be cheaper than what it
- *  measures. Replies are decoded with one reused msgpack_zone, only far
- *  enough to check the id and ok and to count errors by code.
+ *  The hot path is raw libzmq (zmq_send, and zmq_msg_recv through
+ *  frames_recv): CZMQ's zmsg costs allocations per frame, and the harness
+ *  must be cheaper than what it measures. Replies are decoded with one reused msgpack_zone, only
+ * far enough to check the id and ok and to count errors by code.
  *
  *  Timeline: a warmup (default 1 s, not counted: CURVE handshakes, worker
  *  start-up), the measured window of D seconds, then a drain of at most 2 s
@@ -47,6 +47,7 @@
 
 #include "protocol/envelope.h"
 #include "protocol/errors.h"
+#include "protocol/frames.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
@@ -316,46 +317,27 @@ static int s_on_reply(loadgen_t *self, const void *body, size_t len, int64_t now
  * was handled, 0 when there was none, -1 on a socket error. */
 static int s_recv_one(loadgen_t *self, size_t i, bool resend)
 {
-    void *sock = self->raw[i];
     zmq_msg_t part[REPLY_FRAMES];
-    size_t n = 0;
-    bool too_long = false;
-    for (size_t k = 0; k < REPLY_FRAMES; k++)
-        zmq_msg_init(&part[k]);
-    while (true) {
-        zmq_msg_t *into = &part[n < REPLY_FRAMES ? n : REPLY_FRAMES - 1];
-        if (n >= REPLY_FRAMES) {
-            /* Extra frames are read into the last slot and thrown away. */
-            too_long = true;
-            zmq_msg_close(into);
-            zmq_msg_init(into);
-        }
-        if (zmq_msg_recv(into, sock, ZMQ_DONTWAIT) == -1) {
-            int err = zmq_errno();
-            for (size_t k = 0; k < REPLY_FRAMES; k++)
-                zmq_msg_close(&part[k]);
-            /* Later frames of a message are always there once the first
-             * is, so EAGAIN can only mean "no message". */
-            if (n == 0 && err == EAGAIN)
-                return 0;
-            zsys_error("loadgen: receive failed: %s", zmq_strerror(err));
-            self->failed = true;
-            return -1;
-        }
-        n++;
-        if (!zmq_msg_more(into))
-            break;
+    int n = frames_recv(self->raw[i], part, REPLY_FRAMES, ZMQ_DONTWAIT);
+    if (n == 0) {
+        int err = zmq_errno();
+        /* Later frames of a message are always there once the first is,
+         * so EAGAIN can only mean "no message". */
+        if (err == EAGAIN)
+            return 0;
+        zsys_error("loadgen: receive failed: %s", zmq_strerror(err));
+        self->failed = true;
+        return -1;
     }
     int64_t now = s_now_ns();
     int rc = 1;
-    if (too_long || n != REPLY_FRAMES || zmq_msg_size(&part[0]) != 0 ||
-        zmq_msg_size(&part[1]) != strlen(MDP_CLIENT) ||
-        memcmp(zmq_msg_data(&part[1]), MDP_CLIENT, strlen(MDP_CLIENT)) != 0)
+    /* one with more frames than a reply (-1, dropped already) is malformed too */
+    if (n != REPLY_FRAMES || zmq_msg_size(&part[0]) != 0 || !frames_is(&part[1], MDP_CLIENT))
         self->malformed++;
     else if (s_on_reply(self, zmq_msg_data(&part[3]), zmq_msg_size(&part[3]), now, resend) != 0)
         rc = -1;
-    for (size_t k = 0; k < REPLY_FRAMES; k++)
-        zmq_msg_close(&part[k]);
+    if (n > 0)
+        frames_close(part, n);
     return rc;
 }
 

@@ -29,10 +29,10 @@
  *  services and arguments than the bridge once had room for), and tables
  *  it must refuse to start with.
  *
- *  Every retaild started here is SIGKILLed by the teardowns, by an atexit
- *  handler and by SIGINT/SIGTERM/SIGHUP handlers, and dies with this
- *  process anyway (PR_SET_PDEATHSIG).
+ *  Every retaild started here (tests/fixture.h) is stopped by the
+ *  teardowns, and dies with this process anyway (PR_SET_PDEATHSIG).
  */
+#include "tests/fixture.h"
 #include "tests/httpc.h"
 #include "tests/testutil.h"
 
@@ -45,7 +45,6 @@
 #include <czmq.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <msgpack.h>
 #include <netinet/in.h>
@@ -55,214 +54,36 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
-
-#define READY_TIMEOUT_MS 10000
-#define HTTP_TIMEOUT_MS 400 /* RETAIL_HTTP_TIMEOUT_MS of the main retaild */
+#define READY_TIMEOUT_MS 10000 /* the in-process bridge of section 10 */
+#define HTTP_TIMEOUT_MS 400    /* RETAIL_HTTP_TIMEOUT_MS of the main retaild */
 #define CURL_TIMEOUT_MS 15000
 #define BODY_MAX (1024 * 1024)
-#define MAX_DAEMONS 4
 
 /* ------------------------------------------------------------------ */
 /* Daemons                                                             */
 
-typedef struct {
-    char *dir;
-    int http_port;
-    char endpoint[64];
-    char base[64]; /* http://127.0.0.1:PORT */
-    char out_path[1100], err_path[1100];
-    pid_t pid;
-} daemon_t;
-
-/* Every retaild alive, for the atexit and signal handlers. */
-static volatile pid_t s_pids[MAX_DAEMONS];
-
 /* The group's retaild. */
-static daemon_t *s_main;
+static fixture_t *s_main;
 
-static void s_kill_all(void)
+/* A retaild as the tests here want it (tests/fixture.h): test ops on,
+ * 200 ms heartbeats, the access log on, stdout and stderr kept in files
+ * (the access log and sanitizer reports are read), env on top; roles NULL
+ * for all of them. Ready when ready_path answers 200; NULL (said why)
+ * when it did not get there. */
+static fixture_t *s_daemon(const char *name, const char *const *roles, const char *const *env,
+                           const char *ready_path)
 {
-    for (int i = 0; i < MAX_DAEMONS; i++) {
-        pid_t pid = s_pids[i];
-        if (pid > 0) {
-            kill(pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-            s_pids[i] = 0;
-        }
-    }
-}
-
-static void s_on_signal(int sig)
-{
-    for (int i = 0; i < MAX_DAEMONS; i++)
-        if (s_pids[i] > 0)
-            kill(s_pids[i], SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-static void s_track(pid_t pid, bool add)
-{
-    for (int i = 0; i < MAX_DAEMONS; i++) {
-        if (add && s_pids[i] == 0) {
-            s_pids[i] = pid;
-            return;
-        }
-        if (!add && s_pids[i] == pid) {
-            s_pids[i] = 0;
-            return;
-        }
-    }
-}
-
-/* Starts $build/retaild with roles (NULL: all) and extra env entries on top
- * of the common ones, stdout and stderr to files in d->dir. The caller's
- * RETAIL_* variables are not passed on: only what is set here steers it. */
-static void s_daemon_start(daemon_t *d, const char *const *roles, const char *const *extra_env)
-{
-    char *path = zsys_sprintf("%s/retaild", tu_build_dir());
-    char env_dir[1200], env_endpoint[128], env_port[64];
-    snprintf(env_dir, sizeof env_dir, "RETAIL_DATA_DIR=%s", d->dir);
-    snprintf(env_endpoint, sizeof env_endpoint, "RETAIL_BROKER_ENDPOINT=%s", d->endpoint);
-    snprintf(env_port, sizeof env_port, "RETAIL_HTTP_PORT=%d", d->http_port);
-    const char *common[] = {env_dir,
-                            env_endpoint,
-                            env_port,
-                            "RETAIL_TEST_OPS=1",
-                            "RETAIL_HEARTBEAT_MS=200",
-                            "RETAIL_ACCESS_LOG=1",
-                            NULL};
-
-    /* the environment for execve, built before fork */
-    size_t n_environ = 0;
-    while (environ[n_environ])
-        n_environ++;
-    const char **envp = calloc(n_environ + 32, sizeof *envp);
-    assert_non_null(envp);
-    size_t n = 0;
-    for (size_t i = 0; i < n_environ; i++)
-        if (strncmp(environ[i], "RETAIL_", 7) != 0)
-            envp[n++] = environ[i];
-    for (int i = 0; common[i]; i++)
-        envp[n++] = common[i];
-    for (int i = 0; extra_env && extra_env[i] && n < n_environ + 30; i++)
-        envp[n++] = extra_env[i];
-    envp[n] = NULL;
-    const char *argv[16] = {path};
-    int argc = 1;
-    for (int i = 0; roles && roles[i] && argc < 15; i++)
-        argv[argc++] = roles[i];
-    argv[argc] = NULL;
-
-    fflush(NULL);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
-            _exit(127);
-        int out = open(d->out_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int err = open(d->err_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int null = open("/dev/null", O_RDONLY);
-        if (out < 0 || err < 0 || null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 ||
-            dup2(err, 2) < 0)
-            _exit(127);
-        execve(path, (char *const *)argv, (char *const *)envp);
-        perror("execve retaild");
-        _exit(127);
-    }
-    free(envp);
-    zstr_free(&path);
-    d->pid = pid;
-    s_track(pid, true);
-}
-
-static daemon_t *s_daemon_new(const char *name)
-{
-    daemon_t *d = calloc(1, sizeof *d);
-    assert_non_null(d);
-    d->dir = tu_tempdir(name);
-    d->http_port = tu_free_port();
-    int broker_port = tu_free_port();
-    while (broker_port == d->http_port)
-        broker_port = tu_free_port();
-    snprintf(d->endpoint, sizeof d->endpoint, "tcp://127.0.0.1:%d", broker_port);
-    snprintf(d->base, sizeof d->base, "http://127.0.0.1:%d", d->http_port);
-    snprintf(d->out_path, sizeof d->out_path, "%s/retaild.out", d->dir);
-    snprintf(d->err_path, sizeof d->err_path, "%s/retaild.err", d->dir);
-    return d;
-}
-
-/* Stops it with sig; returns the wait status, or -1 if it had to be killed. */
-static int s_daemon_stop(daemon_t *d, int sig)
-{
-    if (d->pid <= 0)
-        return -1;
-    int status = tu_stop(d->pid, sig, 10000);
-    s_track(d->pid, false);
-    d->pid = 0;
-    return status;
-}
-
-static void s_daemon_destroy(daemon_t **d_p)
-{
-    daemon_t *d = *d_p;
-    if (!d)
-        return;
-    if (d->pid > 0)
-        s_daemon_stop(d, SIGKILL);
-    if (getenv("TEST_BRIDGE_KEEP"))
-        fprintf(stderr, "kept %s\n", d->dir);
-    else
-        tu_rmtree(d->dir);
-    free(d->dir);
-    free(d);
-    *d_p = NULL;
-}
-
-/* A whole file, NUL-terminated ("" when it cannot be read). */
-static char *s_slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *text = NULL;
-    size_t len = 0;
-    if (f) {
-        size_t cap = 4096;
-        text = malloc(cap);
-        assert_non_null(text);
-        size_t got;
-        while ((got = fread(text + len, 1, cap - len - 1, f)) > 0) {
-            len += got;
-            if (cap - len - 1 == 0) {
-                cap *= 2;
-                text = realloc(text, cap);
-                assert_non_null(text);
-            }
-        }
-        fclose(f);
-    } else
-        text = malloc(1);
-    assert_non_null(text);
-    text[len] = '\0';
-    return text;
-}
-
-/* No sanitizer (ASan, LSan, UBSan) has written a report to its stderr. */
-static void s_assert_no_sanitizer_report(const daemon_t *d)
-{
-    char *err = s_slurp(d->err_path);
-    bool clean = !strstr(err, "ERROR: AddressSanitizer") && !strstr(err, "ERROR: LeakSanitizer") &&
-                 !strstr(err, "runtime error");
-    if (!clean)
-        print_error("retaild stderr (%s):\n%s\n", d->err_path, err);
-    free(err);
-    assert_true(clean);
+    const char *all[16] = {"RETAIL_TEST_OPS=1", "RETAIL_HEARTBEAT_MS=200", "RETAIL_ACCESS_LOG=1"};
+    size_t n = 3;
+    for (size_t i = 0; env && env[i] && n < 15; i++)
+        all[n++] = env[i];
+    fixture_opts_t opts = {
+        .name = name, .roles = roles, .env = all, .ready_path = ready_path, .logs = true};
+    return fixture_new(&opts);
 }
 
 /* ------------------------------------------------------------------ */
@@ -288,7 +109,7 @@ static size_t s_on_read(char *buffer, size_t size, size_t nitems, void *userp)
 }
 
 /* One request to d (q's url is d's), within CURL_TIMEOUT_MS. */
-static void s_http(const daemon_t *d, const hc_request_t *q, hc_response_t *r)
+static void s_http(const fixture_t *d, const hc_request_t *q, hc_response_t *r)
 {
     hc_request_t to_d = *q;
     to_d.url = d->base;
@@ -296,13 +117,13 @@ static void s_http(const daemon_t *d, const hc_request_t *q, hc_response_t *r)
     *r = hc_send(&to_d);
 }
 
-static void s_get(const daemon_t *d, const char *path, hc_response_t *r)
+static void s_get(const fixture_t *d, const char *path, hc_response_t *r)
 {
     hc_request_t q = {.path = path};
     s_http(d, &q, r);
 }
 
-static void s_post_json(const daemon_t *d, const char *path, const char *json, hc_response_t *r)
+static void s_post_json(const fixture_t *d, const char *path, const char *json, hc_response_t *r)
 {
     hc_request_t q = {.method = "POST", .path = path, .body = json, .body_len = strlen(json)};
     s_http(d, &q, r);
@@ -380,27 +201,6 @@ static void s_expect_error_only(const hc_response_t *r, long status, const char 
     json_decref(s_expect_error(r, status, code));
 }
 
-/* Waits until GET path answers 200; false after READY_TIMEOUT_MS. */
-static bool s_wait_200(const daemon_t *d, const char *path)
-{
-    char url[256];
-    snprintf(url, sizeof url, "%s%s", d->base, path);
-    int64_t deadline = zclock_mono() + READY_TIMEOUT_MS;
-    while (zclock_mono() < deadline) {
-        hc_request_t q = {.url = url, .timeout_ms = 2000};
-        hc_response_t r = hc_try(&q);
-        long status = r.rc == CURLE_OK ? r.status : 0;
-        hc_response_free(&r);
-        if (status == 200)
-            return true;
-        int wstatus;
-        if (d->pid > 0 && waitpid(d->pid, &wstatus, WNOHANG) == d->pid)
-            return false; /* it died */
-        zclock_sleep(50);
-    }
-    return false;
-}
-
 /* The value of one Prometheus series ("name{labels}"), 0 when absent. */
 static long long s_metric(const char *text, const char *series)
 {
@@ -415,7 +215,7 @@ static long long s_metric(const char *text, const char *series)
     return 0;
 }
 
-static long long s_read_metric(const daemon_t *d, const char *series)
+static long long s_read_metric(const fixture_t *d, const char *series)
 {
     hc_response_t r;
     s_get(d, "/metrics", &r);
@@ -427,7 +227,7 @@ static long long s_read_metric(const daemon_t *d, const char *series)
 
 /* Pings until `want` answers in a row are 200 (the pool has settled after
  * a worker was presumed stuck); false after timeout_ms. */
-static bool s_wait_pings(const daemon_t *d, int want, int timeout_ms)
+static bool s_wait_pings(const fixture_t *d, int want, int timeout_ms)
 {
     int64_t deadline = zclock_mono() + timeout_ms;
     int in_a_row = 0;
@@ -704,30 +504,22 @@ static void test_405_has_allow_header(void **state)
 
 static int s_own_daemon_teardown(void **state)
 {
-    daemon_t *d = *state;
-    s_daemon_destroy(&d);
-    *state = NULL;
+    fixture_destroy((fixture_t **)state);
     return 0;
 }
 
 static int s_no_pool_setup(void **state)
 {
-    daemon_t *d = s_daemon_new("bridge-nopool");
+    /* /readyz is 503 without a sys pool: /healthz says it serves */
     const char *const roles[] = {"broker", "bridge", NULL};
     const char *const env[] = {"RETAIL_WORKERS=2", "RETAIL_HTTP_TIMEOUT_MS=400", NULL};
-    s_daemon_start(d, roles, env);
-    *state = d;
-    if (!s_wait_200(d, "/healthz")) {
-        fprintf(stderr, "the broker+bridge retaild did not come up\n");
-        s_own_daemon_teardown(state);
-        return -1;
-    }
-    return 0;
+    *state = s_daemon("bridge-nopool", roles, env, "/healthz");
+    return *state ? 0 : -1;
 }
 
 static void test_no_worker_is_503_and_not_ready(void **state)
 {
-    daemon_t *d = *state;
+    fixture_t *d = *state;
     hc_response_t r;
     s_get(d, "/v1/sys/ping", &r);
     s_expect_error_only(&r, 503, "unavailable");
@@ -755,9 +547,7 @@ static void test_no_worker_is_503_and_not_ready(void **state)
     s_expect_status(&r, 200);
     hc_response_free(&r);
 
-    int status = s_daemon_stop(d, SIGTERM);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    s_assert_no_sanitizer_report(d);
+    assert_int_equal(fixture_stop(d), 0); /* exit 0, no sanitizer report */
 }
 
 /* ------------------------------------------------------------------ */
@@ -1032,12 +822,13 @@ static void test_msgpack_without_json_form_is_400(void **state)
 /* The access log line of request_id, parsed; NULL if there is none. Checks
  * on the way that every JSON line of the log is an object with the fields
  * and that request_id appears on at most one line. */
-static json_t *s_access_line(const daemon_t *d, const char *request_id)
+static json_t *s_access_line(const fixture_t *d, const char *request_id)
 {
     json_t *found = NULL;
     int64_t deadline = zclock_mono() + 2000;
     while (!found && zclock_mono() < deadline) {
-        char *log = s_slurp(d->out_path);
+        char *log = tu_slurp(d->out_path, NULL);
+        assert_non_null(log);
         int matches = 0;
         for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n")) {
             if (line[0] != '{')
@@ -1162,8 +953,9 @@ static void test_request_ids_and_access_log(void **state)
     assert_int_equal(json_integer_value(json_object_get(line, "status")), 200);
     json_decref(line);
 
-    char *out = s_slurp(s_main->out_path);
-    char *err = s_slurp(s_main->err_path);
+    char *out = tu_slurp(s_main->out_path, NULL);
+    char *err = tu_slurp(s_main->err_path, NULL);
+    assert_true(out && err);
     if (strstr(out, "secret-token-xyz") || strstr(err, "secret-token-xyz"))
         print_error("the token is in the log\n");
     assert_null(strstr(out, "secret-token-xyz"));
@@ -1264,7 +1056,7 @@ static void s_hostile(const void *body, size_t len, const char *content_type, in
     (*sent)++;
 }
 
-static void s_raw(const daemon_t *d, const void *data, size_t len, char *reply, size_t reply_size)
+static void s_raw(const fixture_t *d, const void *data, size_t len, char *reply, size_t reply_size)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
@@ -1589,7 +1381,7 @@ static void s_exchange_free(exchange_t *x)
     memset(x, 0, sizeof *x);
 }
 
-static void s_expect_still_serving(const daemon_t *d)
+static void s_expect_still_serving(const fixture_t *d)
 {
     hc_response_t r;
     s_get(d, "/v1/sys/ping", &r);
@@ -1834,24 +1626,17 @@ static int s_flight_setup(void **state)
     /* 200 sleeps of 50 ms on two workers would take 5 s, past any sane
      * deadline: this one has 20 workers (10 rounds, ~0.5 s) and a 10 s
      * deadline, so what is measured is the bridge. */
-    daemon_t *d = s_daemon_new("bridge-flight");
     const char *const env[] = {"RETAIL_WORKERS=20", "RETAIL_HTTP_TIMEOUT_MS=10000", NULL};
-    s_daemon_start(d, NULL, env);
-    *state = d;
-    if (!s_wait_200(d, "/readyz")) {
-        fprintf(stderr, "the retaild for in-flight tests did not become ready\n");
-        s_own_daemon_teardown(state);
-        return -1;
-    }
-    return 0;
+    *state = s_daemon("bridge-flight", NULL, env, NULL);
+    return *state ? 0 : -1;
 }
 
 static int s_threads(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    char *status = s_slurp(path);
-    char *line = strstr(status, "\nThreads:");
+    char *status = tu_slurp(path, NULL);
+    char *line = status ? strstr(status, "\nThreads:") : NULL;
     int threads = line ? atoi(line + 9) : -1;
     free(status);
     return threads;
@@ -1859,7 +1644,7 @@ static int s_threads(pid_t pid)
 
 static void test_many_requests_in_flight(void **state)
 {
-    daemon_t *d = *state;
+    fixture_t *d = *state;
     int threads_before = s_threads(d->pid);
     assert_true(threads_before > 0);
 
@@ -1940,9 +1725,7 @@ static void test_many_requests_in_flight(void **state)
     s_get(d, "/v1/sys/ping", &r);
     s_expect_status(&r, 200);
     hc_response_free(&r);
-    int status = s_daemon_stop(d, SIGTERM);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    s_assert_no_sanitizer_report(d);
+    assert_int_equal(fixture_stop(d), 0); /* exit 0, no sanitizer report */
 }
 
 /* ------------------------------------------------------------------ */
@@ -2059,9 +1842,7 @@ static int s_table_setup(void **state)
     long status = 0;
     while (status != 200 && zclock_mono() < deadline) {
         hc_request_t q = {.url = f->base, .path = "/r/00", .timeout_ms = 2000};
-        hc_response_t resp = hc_try(&q);
-        status = resp.rc == CURLE_OK ? resp.status : 0;
-        hc_response_free(&resp);
+        status = hc_status(&q);
         if (status != 200)
             zclock_sleep(20);
     }
@@ -2247,9 +2028,7 @@ static void test_main_daemon_stops_cleanly(void **state)
     assert_string_equal(r.text, "{\"slept_ms\":300}");
     hc_response_free(&r);
 
-    int status = s_daemon_stop(s_main, SIGTERM);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    s_assert_no_sanitizer_report(s_main);
+    assert_int_equal(fixture_stop(s_main), 0); /* exit 0, no sanitizer report */
 }
 
 /* ------------------------------------------------------------------ */
@@ -2257,36 +2036,23 @@ static void test_main_daemon_stops_cleanly(void **state)
 static int s_group_teardown(void **state)
 {
     (void)state;
-    s_daemon_destroy(&s_main);
-    s_kill_all();
+    fixture_destroy(&s_main);
     return 0;
 }
 
 static int s_group_setup(void **state)
 {
     (void)state;
-    s_main = s_daemon_new("bridge-it");
     const char *const env[] = {"RETAIL_WORKERS=2", "RETAIL_HTTP_TIMEOUT_MS=400", NULL};
-    s_daemon_start(s_main, NULL, env);
-    if (!s_wait_200(s_main, "/readyz")) {
-        char *err = s_slurp(s_main->err_path);
-        fprintf(stderr, "retaild did not become ready within %d ms\n%s\n", READY_TIMEOUT_MS, err);
-        free(err);
-        s_group_teardown(state);
-        return -1;
-    }
-    return 0;
+    s_main = s_daemon("bridge-it", NULL, env, NULL);
+    return s_main ? 0 : -1;
 }
 
 int main(void)
 {
-    /* the in-process actors must not take SIGINT/SIGTERM from the handlers
-     * below, which kill the daemons first */
+    /* a SIGINT or SIGTERM ends the test process, and the daemons with it
+     * (PR_SET_PDEATHSIG): the in-process actors must not swallow it */
     zsys_handler_set(NULL);
-    atexit(s_kill_all);
-    signal(SIGINT, s_on_signal);
-    signal(SIGTERM, s_on_signal);
-    signal(SIGHUP, s_on_signal);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 

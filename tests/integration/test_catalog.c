@@ -1,8 +1,9 @@
 /*  test_catalog.c - the catalog service through HTTP and MDP.
  *
- *  Starts a real retaild (broker, bridge and every pool) on private ports
- *  and a private data directory, with an admin from RETAIL_ADMIN_EMAIL and
- *  a registered customer, and walks API.md "Catalog" as a client would:
+ *  Starts a real retaild (tests/fixture.h: broker, bridge and every pool)
+ *  on private ports and a private data directory, with an admin from
+ *  RETAIL_ADMIN_EMAIL and a registered customer, and walks API.md
+ *  "Catalog" as a client would:
  *
  *    - categories: create, list, rename, re-parent (null = root), slug
  *      conflicts, cycles, delete refused (409) while a product or a child
@@ -35,11 +36,14 @@
  *      survives a PATCH, a PATCH naming stock sets the free units as
  *      PUT .../stock does, and PATCHes over HTTP
  *      racing reservations and releases over MDP leave the stock at what
- *      the reservations hold.
+ *      the reservations hold;
+ *    - last, writes acknowledged before a SIGKILL are there after a restart
+ *      on the same data, and SIGTERM stops the daemon with exit 0.
  *
  *  Each test works in categories of its own, so tests sharing the daemon
  *  do not see each other's products through a category filter.
  */
+#include "tests/fixture.h"
 #include "tests/httpc.h"
 #include "tests/testutil.h"
 
@@ -57,29 +61,13 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ADMIN_EMAIL "catalog-admin@shop.test"
-#define ADMIN_PASSWORD "catalog admin password"
-#define CUSTOMER_EMAIL "catalog-customer@shop.test"
-#define CUSTOMER_PASSWORD "customer password"
 #define MDP_TIMEOUT_MS 10000
-
-typedef struct {
-    char *dir;
-    char keys[1100];
-    int http_port;
-    char base[32]; /* http://127.0.0.1:PORT */
-    char endpoint[64];
-    char broker_key[KEYS_Z85_LEN + 1];
-    pid_t pid;
-    char *admin; /* access tokens */
-    char *customer;
-} system_t;
 
 /* ------------------------------------------------------------------ */
 /* HTTP                                                                */
 
 /* Like hc_request with a jansson body, which it takes (may be NULL). */
-static hc_response_t s_send(system_t *s, const char *method, const char *path, const char *token,
+static hc_response_t s_send(fixture_t *s, const char *method, const char *path, const char *token,
                             json_t *body, const char *extra_header)
 {
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -144,7 +132,7 @@ static void s_sku(char *out, size_t size, const char *prefix)
 /* Catalog helpers                                                     */
 
 /* Creates a category (slug and parent may be NULL); writes its id. */
-static void s_category(system_t *s, const char *name, const char *slug, const char *parent,
+static void s_category(fixture_t *s, const char *name, const char *slug, const char *parent,
                        char id[64])
 {
     json_t *body = json_pack("{s:s}", "name", name);
@@ -152,7 +140,7 @@ static void s_category(system_t *s, const char *name, const char *slug, const ch
         json_object_set_new(body, "slug", json_string(slug));
     if (parent)
         json_object_set_new(body, "parent_id", json_string(parent));
-    hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin, body, NULL);
+    hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin_token, body, NULL);
     s_expect(&r, 201, "create category");
     json_t *c = json_object_get(r.body, "category");
     assert_non_null(hc_str(c, "id"));
@@ -184,13 +172,13 @@ static json_t *s_product_body(const char *sku, const char *name, const char *des
 }
 
 /* Creates a product; returns it (caller json_decref). */
-static json_t *s_product(system_t *s, const char *name, const char *description, json_int_t price,
+static json_t *s_product(fixture_t *s, const char *name, const char *description, json_int_t price,
                          const char *category, json_int_t stock)
 {
     char sku[64];
     s_sku(sku, sizeof sku, "SKU");
     hc_response_t r =
-        s_send(s, "POST", "/v1/products", s->admin,
+        s_send(s, "POST", "/v1/products", s->admin_token,
                s_product_body(sku, name, description, price, category, stock, NULL), NULL);
     s_expect(&r, 201, "create product");
     json_t *p = json_incref(json_object_get(r.body, "product"));
@@ -201,7 +189,7 @@ static json_t *s_product(system_t *s, const char *name, const char *description,
 }
 
 /* GET /v1/products/{id}: the product (caller json_decref), or NULL on 404. */
-static json_t *s_get(system_t *s, const char *id)
+static json_t *s_get(fixture_t *s, const char *id)
 {
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", id);
@@ -217,7 +205,7 @@ static json_t *s_get(system_t *s, const char *id)
     return p;
 }
 
-static json_int_t s_stock_of(system_t *s, const char *id)
+static json_int_t s_stock_of(fixture_t *s, const char *id)
 {
     json_t *p = s_get(s, id);
     assert_non_null(p);
@@ -227,7 +215,7 @@ static json_int_t s_stock_of(system_t *s, const char *id)
 }
 
 /* GET /v1/products?<qs>: the body (caller json_decref); asserts 200. */
-static json_t *s_search(system_t *s, const char *qs)
+static json_t *s_search(fixture_t *s, const char *qs)
 {
     char path[2048];
     snprintf(path, sizeof path, "/v1/products?%s", qs);
@@ -244,7 +232,7 @@ static json_t *s_search(system_t *s, const char *qs)
 /* Follows next_cursor from GET /v1/products?<qs>&limit=<limit> to the
  * end; returns every item in order (caller json_decref). No page is over
  * the limit or empty unless it is the only one. */
-static json_t *s_collect(system_t *s, const char *qs, int limit, int *pages_out)
+static json_t *s_collect(fixture_t *s, const char *qs, int limit, int *pages_out)
 {
     json_t *all = json_array();
     char cursor[512] = "";
@@ -392,11 +380,11 @@ static void s_expect_sorted(json_t *items, const char *sort)
     }
 }
 
-static void s_delete_product(system_t *s, const char *id)
+static void s_delete_product(fixture_t *s, const char *id)
 {
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", id);
-    hc_response_t r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    hc_response_t r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect(&r, 204, "delete product");
     hc_response_free(&r);
 }
@@ -404,202 +392,53 @@ static void s_delete_product(system_t *s, const char *id)
 /* ------------------------------------------------------------------ */
 /* MDP                                                                 */
 
-typedef struct {
-    bool answered;
-    bool ok;
-    char code[40];
-    json_t *data;  /* when ok */
-    json_t *error; /* the error map when !ok */
-} mdp_reply_t;
-
-static mdpcli_t *s_client(system_t *s, const char *name)
-{
-    zcert_t *cert = keys_ensure(s->keys, name);
-    assert_non_null(cert);
-    assert_int_equal(keys_allow(s->keys, cert, name), 0);
-    mdpcli_t *client = mdpcli_new(s->endpoint, cert, s->broker_key);
-    zcert_destroy(&cert);
-    assert_non_null(client);
-    return client;
-}
-
-/* Packs a request for service "catalog" with JSON args and sends it. */
-static int s_mdp_send(mdpcli_t *client, uint64_t id, const char *op, const char *args_json)
-{
-    msgpack_sbuffer args, buf;
-    msgpack_sbuffer_init(&args);
-    msgpack_sbuffer_init(&buf);
-    char err[256];
-    int rc = jsonpack_from_json(args_json, strlen(args_json), &args, 16, err, sizeof err);
-    if (rc == 0) {
-        envelope_pack_request(&buf, id, op, NULL, args.data, args.size);
-        rc = mdpcli_send(client, "catalog", buf.data, buf.size);
-    }
-    msgpack_sbuffer_destroy(&args);
-    msgpack_sbuffer_destroy(&buf);
-    return rc;
-}
-
-/* Receives one reply; *id gets the envelope's id. */
-static mdp_reply_t s_mdp_recv(mdpcli_t *client, uint64_t *id)
-{
-    mdp_reply_t out = {0};
-    zframe_t *frame = mdpcli_recv(client, MDP_TIMEOUT_MS, NULL);
-    if (!frame)
-        return out;
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 1024);
-    envelope_reply_t reply;
-    const char *why;
-    char err[256];
-    if (envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why)) {
-        out.answered = true;
-        out.ok = reply.ok;
-        if (id)
-            *id = reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER ? reply.id.via.u64 : 0;
-        if (reply.ok)
-            jsonpack_to_json(&reply.data, &out.data, err, sizeof err);
-        else {
-            jsonpack_to_json(&reply.error, &out.error, err, sizeof err);
-            snprintf(out.code, sizeof out.code, "%s", hc_str(out.error, "code"));
-        }
-    }
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
-    return out;
-}
-
-static void s_reply_free(mdp_reply_t *r)
-{
-    json_decref(r->data);
-    json_decref(r->error);
-    r->data = r->error = NULL;
-}
-
 /* One call; asserts an answer. */
-static mdp_reply_t s_call(mdpcli_t *client, const char *op, const char *args_json)
+static fixture_reply_t s_call(mdpcli_t *client, const char *op, const char *args_json)
 {
     static uint64_t seq = 0; /* test-local */
-    uint64_t id = ++seq, got = 0;
-    assert_int_equal(s_mdp_send(client, id, op, args_json), 0);
-    mdp_reply_t r = s_mdp_recv(client, &got);
+    uint64_t id = ++seq;
+    assert_int_equal(fixture_send(client, "catalog", id, op, NULL, args_json), 0);
+    fixture_reply_t r = fixture_recv(client, MDP_TIMEOUT_MS);
     if (!r.answered)
         print_error("%s %s: no answer\n", op, args_json);
     assert_true(r.answered);
-    assert_true(got == id);
+    assert_true(r.id == id);
     return r;
 }
 
 static void s_call_ok(mdpcli_t *client, const char *op, const char *args_json)
 {
-    mdp_reply_t r = s_call(client, op, args_json);
+    fixture_reply_t r = s_call(client, op, args_json);
     if (!r.ok)
         print_error("%s %s: %s\n", op, args_json, r.code);
     assert_true(r.ok);
-    s_reply_free(&r);
+    fixture_reply_free(&r);
 }
 
 static void s_call_error(mdpcli_t *client, const char *op, const char *args_json, const char *code)
 {
-    mdp_reply_t r = s_call(client, op, args_json);
+    fixture_reply_t r = s_call(client, op, args_json);
     if (r.ok || strcmp(r.code, code) != 0)
         print_error("%s %s: expected %s, got %s\n", op, args_json, code, r.ok ? "ok" : r.code);
     assert_false(r.ok);
     assert_string_equal(r.code, code);
-    s_reply_free(&r);
+    fixture_reply_free(&r);
 }
 
 /* ------------------------------------------------------------------ */
 /* Fixture                                                             */
 
-static char *s_token(system_t *s, const char *email, const char *password)
-{
-    json_t *body = json_pack("{s:s, s:s}", "email", email, "password", password);
-    hc_response_t r = s_send(s, "POST", "/v1/auth/login", NULL, body, NULL);
-    s_expect(&r, 200, "login");
-    char *token = strdup(json_string_value(json_object_get(r.body, "access_token")));
-    hc_response_free(&r);
-    return token;
-}
-
-static bool s_ready(system_t *s)
-{
-    hc_request_t q = {.url = s->base, .path = "/readyz", .timeout_ms = 2000};
-    hc_response_t r = hc_try(&q);
-    bool ready = r.status == 200;
-    hc_response_free(&r);
-    return ready;
-}
-
-/* Starts retaild on s's data directory and ports; false when it does
- * not become ready. */
-static bool s_start(system_t *s)
-{
-    char env_dir[1100], env_ep[96], env_http[48];
-    snprintf(env_dir, sizeof env_dir, "RETAIL_DATA_DIR=%s", s->dir);
-    snprintf(env_ep, sizeof env_ep, "RETAIL_BROKER_ENDPOINT=%s", s->endpoint);
-    snprintf(env_http, sizeof env_http, "RETAIL_HTTP_PORT=%d", s->http_port);
-    const char *env[] = {env_dir,
-                         env_ep,
-                         env_http,
-                         "RETAIL_PG_DSN=",
-                         "RETAIL_WORKERS=4",
-                         "RETAIL_ACCESS_LOG=0",
-                         "RETAIL_ADMIN_EMAIL=" ADMIN_EMAIL,
-                         "RETAIL_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-                         NULL};
-    s->pid = tu_spawn_retaild(NULL, env);
-    bool ready = false;
-    for (int i = 0; i < 300 && !ready; i++) {
-        ready = s_ready(s);
-        if (!ready)
-            zclock_sleep(50);
-    }
-    if (!ready)
-        print_error("retaild did not become ready\n");
-    return ready;
-}
-
 static int s_setup(void **state)
 {
-    system_t *s = calloc(1, sizeof *s);
-    *state = s;
-    s->dir = tu_tempdir("retail-catalog");
-    snprintf(s->keys, sizeof s->keys, "%s/keys", s->dir);
-    s->http_port = tu_free_port();
-    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->http_port);
-    snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
-    if (!s_start(s))
-        return -1;
-    if (keys_broker_public(s->keys, s->broker_key) != 0) {
-        print_error("no broker certificate in %s\n", s->keys);
-        return -1;
-    }
-    s->admin = s_token(s, ADMIN_EMAIL, ADMIN_PASSWORD);
-    json_t *reg = json_pack("{s:s, s:s, s:s}", "email", CUSTOMER_EMAIL, "password",
-                            CUSTOMER_PASSWORD, "name", "Cathy Customer");
-    hc_response_t r = s_send(s, "POST", "/v1/auth/register", NULL, reg, NULL);
-    s_expect(&r, 201, "register customer");
-    hc_response_free(&r);
-    s->customer = s_token(s, CUSTOMER_EMAIL, CUSTOMER_PASSWORD);
-    return 0;
+    const char *const env[] = {"RETAIL_WORKERS=4", NULL};
+    fixture_opts_t opts = {.name = "retail-catalog", .env = env, .accounts = true};
+    *state = fixture_new(&opts);
+    return *state ? 0 : -1;
 }
 
 static int s_teardown(void **state)
 {
-    system_t *s = *state;
-    if (s) {
-        if (s->pid > 0) {
-            int status = tu_stop(s->pid, SIGTERM, 8000);
-            if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                print_error("retaild did not exit cleanly (status %d)\n", status);
-        }
-        tu_rmtree(s->dir);
-        free(s->dir);
-        free(s->admin);
-        free(s->customer);
-        free(s);
-    }
+    fixture_destroy((fixture_t **)state);
     return 0;
 }
 
@@ -609,7 +448,7 @@ static int s_teardown(void **state)
 /* Every category, following next_cursor from GET /v1/categories?limit=
  * <limit> to the end (caller json_decref); asserts the pages' shape: at
  * most limit items, full ones but the last, ids rising across pages. */
-static json_t *s_all_categories(system_t *s, int limit, int *pages_out)
+static json_t *s_all_categories(fixture_t *s, int limit, int *pages_out)
 {
     json_t *all = json_array();
     char cursor[128] = "", path[256];
@@ -655,7 +494,7 @@ static json_t *s_all_categories(system_t *s, int limit, int *pages_out)
 
 /* The category with this id in GET /v1/categories, every page (caller
  * json_decref), or NULL. */
-static json_t *s_listed_category(system_t *s, const char *id)
+static json_t *s_listed_category(fixture_t *s, const char *id)
 {
     json_t *all = s_all_categories(s, 100, NULL);
     json_t *found = NULL;
@@ -672,7 +511,7 @@ static json_t *s_listed_category(system_t *s, const char *id)
 
 static void test_categories(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char home[64], kitchen[64], knives[64], garden[64], path[128];
     s_category(s, "Home", "cat-home", NULL, home);
     s_category(s, "Kitchen", "cat-kitchen", home, kitchen);
@@ -693,15 +532,15 @@ static void test_categories(void **state)
     json_decref(c);
 
     /* a duplicate slug, on create and on rename */
-    hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin,
+    hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin_token,
                              json_pack("{s:s, s:s}", "name", "Other", "slug", "cat-home"), NULL);
     s_expect_error(&r, 409, "conflict", "duplicate slug");
     snprintf(path, sizeof path, "/v1/categories/%s", garden);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "slug", "cat-kitchen"), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "slug", "cat-kitchen"), NULL);
     s_expect_error(&r, 409, "conflict", "rename onto a taken slug");
 
     /* a missing parent */
-    r = s_send(s, "POST", "/v1/categories", s->admin,
+    r = s_send(s, "POST", "/v1/categories", s->admin_token,
                json_pack("{s:s, s:s}", "name", "Orphan", "parent_id", "c0000000000000000dead"),
                NULL);
     assert_true(r.status == 400 || r.status == 404);
@@ -709,7 +548,7 @@ static void test_categories(void **state)
 
     /* rename, new slug, re-parent, back to the root */
     r = s_send(
-        s, "PATCH", path, s->admin,
+        s, "PATCH", path, s->admin_token,
         json_pack("{s:s, s:s, s:s}", "name", "Garden", "slug", "cat-garden", "parent_id", home),
         NULL);
     s_expect(&r, 200, "patch category");
@@ -719,7 +558,7 @@ static void test_categories(void **state)
     assert_string_equal(hc_str(c, "slug"), "cat-garden");
     assert_string_equal(hc_str(c, "parent_id"), home);
     hc_response_free(&r);
-    r = hc_request(s->base, "PATCH", path, s->admin, "{\"parent_id\":null}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin_token, "{\"parent_id\":null}", NULL);
     s_expect(&r, 200, "patch category to the root");
     c = json_object_get(r.body, "category");
     assert_true(json_is_null(json_object_get(c, "parent_id")));
@@ -733,40 +572,40 @@ static void test_categories(void **state)
 
     /* a cycle is refused and changes nothing */
     snprintf(path, sizeof path, "/v1/categories/%s", home);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", knives), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "parent_id", knives), NULL);
     assert_true(r.status == 400 || r.status == 409);
     hc_response_free(&r);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", home), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "parent_id", home), NULL);
     assert_true(r.status == 400 || r.status == 409);
     hc_response_free(&r);
     c = s_listed_category(s, home);
     assert_true(json_is_null(json_object_get(c, "parent_id")));
     json_decref(c);
-    r = s_send(s, "PATCH", "/v1/categories/c0000000000000000dead", s->admin,
+    r = s_send(s, "PATCH", "/v1/categories/c0000000000000000dead", s->admin_token,
                json_pack("{s:s}", "name", "Nobody"), NULL);
     s_expect_error(&r, 404, "not_found", "patch a missing category");
 
     /* delete: refused while a child or a product uses it */
     snprintf(path, sizeof path, "/v1/categories/%s", kitchen);
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect_error(&r, 409, "conflict", "delete a category with a child");
     json_t *knife = s_product(s, "Chef knife", "Forged steel", 4900, knives, 3);
     snprintf(path, sizeof path, "/v1/categories/%s", knives);
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect_error(&r, 409, "conflict", "delete a category with a product");
     c = s_listed_category(s, knives);
     assert_non_null(c);
     json_decref(c);
     s_delete_product(s, hc_str(knife, "id"));
     json_decref(knife);
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect(&r, 204, "delete an unused category");
     hc_response_free(&r);
     assert_null(s_listed_category(s, knives));
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect_error(&r, 404, "not_found", "delete it again");
     snprintf(path, sizeof path, "/v1/categories/%s", kitchen);
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect(&r, 204, "delete the parent once the child is gone");
     hc_response_free(&r);
     /* the slug is free again */
@@ -779,7 +618,7 @@ static void test_categories(void **state)
  * and always said null). */
 static void test_category_pages(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     enum { MADE = 23 };
     char ids[MADE][64];
     for (int i = 0; i < MADE; i++) {
@@ -859,17 +698,17 @@ static void test_category_pages(void **state)
 /* ------------------------------------------------------------------ */
 /* Who may write                                                       */
 
-static void s_expect_denied(system_t *s, const char *method, const char *path, const char *body)
+static void s_expect_denied(fixture_t *s, const char *method, const char *path, const char *body)
 {
     hc_response_t r = hc_request(s->base, method, path, NULL, body, NULL);
     s_expect_error(&r, 401, "unauthenticated", path);
-    r = hc_request(s->base, method, path, s->customer, body, NULL);
+    r = hc_request(s->base, method, path, s->customer_token, body, NULL);
     s_expect_error(&r, 403, "forbidden", path);
 }
 
 static void test_writes_need_admin(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], path[160], body[512];
     s_category(s, "Permissions", "cat-permissions", NULL, cat);
     json_t *p = s_product(s, "Guarded lamp", "Only admins change it", 1500, cat, 4);
@@ -916,14 +755,14 @@ static bool s_is_rfc3339(const char *t)
 
 static void test_product_crud(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], other[64], path[160], header[64];
     s_category(s, "Lighting", "cat-lighting", NULL, cat);
     s_category(s, "Outdoor lighting", "cat-outdoor-lighting", NULL, other);
 
     /* create: every field of the contract, defaults for the optional ones */
     hc_response_t r = s_send(
-        s, "POST", "/v1/products", s->admin,
+        s, "POST", "/v1/products", s->admin_token,
         s_product_body("LAMP-001", "Brass desk lamp", "A heavy brass lamp.", 8900, cat, -1, NULL),
         NULL);
     s_expect(&r, 201, "create product");
@@ -954,21 +793,22 @@ static void test_product_crud(void **state)
     json_decref(got);
 
     /* sku_taken, and a failed create leaves nothing behind */
-    r = s_send(s, "POST", "/v1/products", s->admin,
+    r = s_send(s, "POST", "/v1/products", s->admin_token,
                s_product_body("LAMP-001", "Copy", "x", 1, cat, 1, NULL), NULL);
     s_expect_error(&r, 409, "sku_taken", "duplicate sku");
-    r = s_send(s, "POST", "/v1/products", s->admin,
+    r = s_send(s, "POST", "/v1/products", s->admin_token,
                s_product_body("LAMP-002", "Nowhere lamp", "x", 1, "c0000000000000000dead", 1, NULL),
                NULL);
     assert_true(r.status == 400 || r.status == 404);
     hc_response_free(&r);
-    r = s_send(s, "POST", "/v1/products", s->admin,
+    r = s_send(s, "POST", "/v1/products", s->admin_token,
                s_product_body("LAMP-003", "Bad price", "x", -5, cat, 1, NULL), NULL);
     s_expect_error(&r, 400, "invalid_argument", "negative price");
-    r = s_send(s, "POST", "/v1/products", s->admin, json_pack("{s:s}", "sku", "LAMP-004"), NULL);
+    r = s_send(s, "POST", "/v1/products", s->admin_token, json_pack("{s:s}", "sku", "LAMP-004"),
+               NULL);
     s_expect_error(&r, 400, "invalid_argument", "missing fields");
     json_t *second = s_product(s, "Second lamp", "x", 100, cat, 1);
-    r = s_send(s, "POST", "/v1/products", s->admin,
+    r = s_send(s, "POST", "/v1/products", s->admin_token,
                s_product_body("LAMP-002", "Somewhere lamp", "x", 1, cat, 1, NULL), NULL);
     s_expect(&r, 201, "the sku of a failed create is free");
     json_t *third = json_incref(json_object_get(r.body, "product"));
@@ -976,7 +816,7 @@ static void test_product_crud(void **state)
 
     /* patch a subset without If-Match */
     snprintf(path, sizeof path, "/v1/products/%s", id);
-    r = s_send(s, "PATCH", path, s->admin,
+    r = s_send(s, "PATCH", path, s->admin_token,
                json_pack("{s:I, s:s}", "price_cents", (json_int_t)7900, "category_id", other),
                NULL);
     s_expect(&r, 200, "patch price and category");
@@ -990,15 +830,15 @@ static void test_product_crud(void **state)
     hc_response_free(&r);
 
     /* If-Match: the current version (bare), then a stale one, then quoted */
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Brass reading lamp"),
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "name", "Brass reading lamp"),
                "If-Match: 2");
     s_expect(&r, 200, "If-Match current");
     assert_int_equal(s_int(json_object_get(r.body, "product"), "version"), 3);
     hc_response_free(&r);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Lost update"),
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "name", "Lost update"),
                "If-Match: 2");
     s_expect_error(&r, 412, "version_mismatch", "If-Match stale");
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "description", "Quoted."),
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "description", "Quoted."),
                "If-Match: \"3\"");
     s_expect(&r, 200, "If-Match quoted");
     q = json_object_get(r.body, "product");
@@ -1007,32 +847,32 @@ static void test_product_crud(void **state)
     assert_string_equal(hc_str(q, "description"), "Quoted.");
     hc_response_free(&r);
     snprintf(header, sizeof header, "If-Match: \"%d\"", 1);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Lost"), header);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "name", "Lost"), header);
     s_expect_error(&r, 412, "version_mismatch", "If-Match quoted stale");
 
     /* sku_taken on patch; unknown product */
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "sku", "LAMP-002"), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "sku", "LAMP-002"), NULL);
     s_expect_error(&r, 409, "sku_taken", "patch onto a taken sku");
-    r = s_send(s, "PATCH", "/v1/products/p0000000000000000dead", s->admin,
+    r = s_send(s, "PATCH", "/v1/products/p0000000000000000dead", s->admin_token,
                json_pack("{s:s}", "name", "x"), NULL);
     s_expect_error(&r, 404, "not_found", "patch a missing product");
     r = hc_request(s->base, "GET", "/v1/products/p0000000000000000dead", NULL, NULL, NULL);
     s_expect_error(&r, 404, "not_found", "get a missing product");
 
     /* a new sku frees the old one */
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "sku", "LAMP-001B"), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "sku", "LAMP-001B"), NULL);
     s_expect(&r, 200, "patch sku");
     assert_int_equal(s_int(json_object_get(r.body, "product"), "version"), 5);
     hc_response_free(&r);
     json_t *reuse = s_product_body("LAMP-001", "Reused sku", "x", 1, cat, 0, NULL);
-    r = s_send(s, "POST", "/v1/products", s->admin, reuse, NULL);
+    r = s_send(s, "POST", "/v1/products", s->admin_token, reuse, NULL);
     s_expect(&r, 201, "the old sku is free");
     json_t *fourth = json_incref(json_object_get(r.body, "product"));
     hc_response_free(&r);
 
     /* stock */
     snprintf(path, sizeof path, "/v1/products/%s/stock", id);
-    r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)42), NULL);
+    r = s_send(s, "PUT", path, s->admin_token, json_pack("{s:I}", "stock", (json_int_t)42), NULL);
     s_expect(&r, 200, "set stock");
     q = json_object_get(r.body, "product");
     assert_int_equal(s_int(q, "stock"), 42);
@@ -1040,9 +880,9 @@ static void test_product_crud(void **state)
     assert_string_equal(hc_str(q, "sku"), "LAMP-001B");
     hc_response_free(&r);
     assert_int_equal(s_stock_of(s, id), 42);
-    r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)-1), NULL);
+    r = s_send(s, "PUT", path, s->admin_token, json_pack("{s:I}", "stock", (json_int_t)-1), NULL);
     s_expect_error(&r, 400, "invalid_argument", "negative stock");
-    r = s_send(s, "PUT", "/v1/products/p0000000000000000dead/stock", s->admin,
+    r = s_send(s, "PUT", "/v1/products/p0000000000000000dead/stock", s->admin_token,
                json_pack("{s:I}", "stock", (json_int_t)1), NULL);
     s_expect_error(&r, 404, "not_found", "stock of a missing product");
     assert_int_equal(s_stock_of(s, id), 42);
@@ -1054,14 +894,14 @@ static void test_product_crud(void **state)
     assert_true(s_has(json_object_get(before, "items"), id));
     json_decref(before);
     snprintf(path, sizeof path, "/v1/products/%s", id);
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect(&r, 204, "delete product");
     assert_null(r.body);
     hc_response_free(&r);
     assert_null(s_get(s, id));
-    r = hc_request(s->base, "DELETE", path, s->admin, NULL, NULL);
+    r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
     s_expect_error(&r, 404, "not_found", "delete again");
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Ghost"), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "name", "Ghost"), NULL);
     s_expect_error(&r, 404, "not_found", "patch a deleted product");
     const char *listings[] = {"q=reading",
                               "q=brass",
@@ -1083,7 +923,7 @@ static void test_product_crud(void **state)
     assert_int_equal(json_array_size(json_object_get(left, "items")), 0);
     json_decref(left);
     /* its sku is free */
-    r = s_send(s, "POST", "/v1/products", s->admin,
+    r = s_send(s, "POST", "/v1/products", s->admin_token,
                s_product_body("LAMP-001B", "Reborn", "x", 1, cat, 0, NULL), NULL);
     s_expect(&r, 201, "the deleted product's sku is free");
     hc_response_free(&r);
@@ -1095,7 +935,7 @@ static void test_product_crud(void **state)
 
 static void test_attributes_round_trip(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], path[160];
     s_category(s, "Attributes", "cat-attributes", NULL, cat);
     const char *text =
@@ -1118,7 +958,7 @@ static void test_attributes_round_trip(void **state)
     assert_non_null(attributes);
 
     hc_response_t r = s_send(
-        s, "POST", "/v1/products", s->admin,
+        s, "POST", "/v1/products", s->admin_token,
         s_product_body("ATTR-1", "Attribute lamp", "x", 100, cat, 1, json_incref(attributes)),
         NULL);
     s_expect(&r, 201, "create with attributes");
@@ -1155,7 +995,8 @@ static void test_attributes_round_trip(void **state)
     /* a patch replaces them whole, and other fields keep theirs */
     snprintf(path, sizeof path, "/v1/products/%s", id);
     json_t *replacement = json_loads("{\"only\":[1.5,\"two\",{\"three\":3}]}", 0, NULL);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:O}", "attributes", replacement), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:O}", "attributes", replacement),
+               NULL);
     s_expect(&r, 200, "patch attributes");
     assert_true(
         json_equal(json_object_get(json_object_get(r.body, "product"), "attributes"), replacement));
@@ -1163,16 +1004,16 @@ static void test_attributes_round_trip(void **state)
     p = s_get(s, id);
     assert_true(json_equal(json_object_get(p, "attributes"), replacement));
     json_decref(p);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "name", "Renamed lamp"), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "name", "Renamed lamp"), NULL);
     s_expect(&r, 200, "patch name only");
     assert_true(
         json_equal(json_object_get(json_object_get(r.body, "product"), "attributes"), replacement));
     hc_response_free(&r);
 
     /* attributes must be an object */
-    r = hc_request(s->base, "PATCH", path, s->admin, "{\"attributes\":[1,2]}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin_token, "{\"attributes\":[1,2]}", NULL);
     s_expect_error(&r, 400, "invalid_argument", "array attributes");
-    r = hc_request(s->base, "PATCH", path, s->admin, "{\"attributes\":\"red\"}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin_token, "{\"attributes\":\"red\"}", NULL);
     s_expect_error(&r, 400, "invalid_argument", "string attributes");
     p = s_get(s, id);
     assert_true(json_equal(json_object_get(p, "attributes"), replacement));
@@ -1184,7 +1025,7 @@ static void test_attributes_round_trip(void **state)
 /* ------------------------------------------------------------------ */
 /* Search                                                              */
 
-static json_t *s_items_of(system_t *s, const char *qs)
+static json_t *s_items_of(fixture_t *s, const char *qs)
 {
     json_t *body = s_search(s, qs);
     json_t *items = json_incref(json_object_get(body, "items"));
@@ -1194,7 +1035,7 @@ static json_t *s_items_of(system_t *s, const char *qs)
 
 static void test_search_words(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], qs[256];
     s_category(s, "Words", "cat-words", NULL, cat);
     json_t *plush = s_product(s, "Quokka plush", "A soft toy.", 1200, cat, 5);
@@ -1268,7 +1109,7 @@ static void test_search_words(void **state)
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", hc_str(other, "id"));
     hc_response_t r =
-        s_send(s, "PATCH", path, s->admin,
+        s_send(s, "PATCH", path, s->admin_token,
                json_pack("{s:s, s:s}", "name", "Wombat mug", "description", "Enamel."), NULL);
     s_expect(&r, 200, "rename");
     hc_response_free(&r);
@@ -1294,7 +1135,7 @@ static void test_search_words(void **state)
 
 static void test_search_sorts_and_filters(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], qs[256];
     s_category(s, "Sorting", "cat-sorting", NULL, cat);
     /* created in this order; equal prices and names differing in case or
@@ -1368,11 +1209,11 @@ static void test_search_sorts_and_filters(void **state)
     /* stock changes move products in and out */
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s/stock", ID(3));
-    r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)1), NULL);
+    r = s_send(s, "PUT", path, s->admin_token, json_pack("{s:I}", "stock", (json_int_t)1), NULL);
     s_expect(&r, 200, "restock");
     hc_response_free(&r);
     snprintf(path, sizeof path, "/v1/products/%s/stock", ID(5));
-    r = s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)0), NULL);
+    r = s_send(s, "PUT", path, s->admin_token, json_pack("{s:I}", "stock", (json_int_t)0), NULL);
     s_expect(&r, 200, "sold out");
     hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s&in_stock=true&sort=price_asc", cat);
@@ -1381,7 +1222,8 @@ static void test_search_sorts_and_filters(void **state)
     json_decref(items);
     /* a price change moves it in the price order */
     snprintf(path, sizeof path, "/v1/products/%s", ID(1));
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:I}", "price_cents", (json_int_t)50), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:I}", "price_cents", (json_int_t)50),
+               NULL);
     s_expect(&r, 200, "reprice");
     hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s&sort=price_asc&max_price=300", cat);
@@ -1456,7 +1298,7 @@ static void s_expect_subsequence(json_t *items, const char *const *ids, size_t n
  * (no filter). */
 static void test_search_sort_long_names(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], qs[256];
     s_category(s, "Long names", "cat-long-names", NULL, cat);
     char long_a[201], long_b[201];
@@ -1514,7 +1356,7 @@ static void test_search_sort_long_names(void **state)
 
 static void test_search_category_subtree(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char top[64], mid[64], leaf[64], side[64], qs[256], path[128];
     s_category(s, "Tree top", "tree-top", NULL, top);
     s_category(s, "Tree mid", "tree-mid", top, mid);
@@ -1547,7 +1389,7 @@ static void test_search_category_subtree(void **state)
     /* the subtree follows a move: mid (with leaf) under side */
     snprintf(path, sizeof path, "/v1/categories/%s", mid);
     hc_response_t r =
-        s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "parent_id", side), NULL);
+        s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "parent_id", side), NULL);
     s_expect(&r, 200, "move mid under side");
     hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s", top);
@@ -1568,7 +1410,7 @@ static void test_search_category_subtree(void **state)
     s_expect_ids(items, (const char *[]){t}, 1, qs);
     json_decref(items);
     /* and to the root */
-    r = hc_request(s->base, "PATCH", path, s->admin, "{\"parent_id\":null}", NULL);
+    r = hc_request(s->base, "PATCH", path, s->admin_token, "{\"parent_id\":null}", NULL);
     s_expect(&r, 200, "mid to the root");
     hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s", side);
@@ -1585,7 +1427,7 @@ static void test_search_category_subtree(void **state)
     json_decref(items);
     /* a product moved to another category moves in the filter */
     snprintf(path, sizeof path, "/v1/products/%s", l);
-    r = s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "category_id", top), NULL);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "category_id", top), NULL);
     s_expect(&r, 200, "move leaf thing to top");
     hc_response_free(&r);
     snprintf(qs, sizeof qs, "category=%s", mid);
@@ -1624,7 +1466,7 @@ static void test_search_category_subtree(void **state)
 
 static void test_pagination(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], qs[256];
     s_category(s, "Paging", "cat-paging", NULL, cat);
     const char *ids[PAGED];
@@ -1697,7 +1539,7 @@ static void test_pagination(void **state)
 
 /* Pages through one query (limit 7) while inserting three matching
  * products and deleting one not yet seen after every page. */
-static void s_page_while_writing(system_t *s, const char *cat, const char *sort, json_t *live)
+static void s_page_while_writing(fixture_t *s, const char *cat, const char *sort, json_t *live)
 {
     char qs[256], cursor[512] = "", enc[1024], page_qs[1536];
     zhashx_t *seen = zhashx_new();
@@ -1783,7 +1625,7 @@ static void s_page_while_writing(system_t *s, const char *cat, const char *sort,
 
 static void test_pagination_while_writing(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64];
     s_category(s, "Churn", "cat-churn", NULL, cat);
     json_t *live = json_array();
@@ -1805,7 +1647,7 @@ static void test_pagination_while_writing(void **state)
 #define WRITERS 8
 
 typedef struct {
-    system_t *s;
+    fixture_t *s;
     const char *method;
     char path[128];
     char body[512];
@@ -1821,13 +1663,10 @@ static void *s_writer(void *arg)
     hc_request_t q = {.url = w->s->base,
                       .path = w->path,
                       .method = w->method,
-                      .token = w->s->admin,
+                      .token = w->s->admin_token,
                       .body = w->body,
                       .header = w->header};
-    hc_response_t r = hc_try(&q);
-    if (r.rc == CURLE_OK)
-        w->status = r.status;
-    hc_response_free(&r);
+    w->status = hc_status(&q);
     return NULL;
 }
 
@@ -1843,7 +1682,7 @@ static void s_run_writers(writer_t *w, int n)
 
 static void test_concurrent_writes(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64];
     s_category(s, "Contended", "cat-contended", NULL, cat);
     json_t *p = s_product(s, "Contended lamp", "x", 1000, cat, 1);
@@ -1907,7 +1746,7 @@ static void test_concurrent_writes(void **state)
 #define SURVIVE_EACH 12
 
 typedef struct {
-    system_t *s;
+    fixture_t *s;
     int index;
     const char *category;
     char ids[SURVIVE_EACH][64];
@@ -1927,7 +1766,7 @@ static void *s_creator(void *arg)
         hc_request_t q = {.url = c->s->base,
                           .path = "/v1/products",
                           .method = "POST",
-                          .token = c->s->admin,
+                          .token = c->s->admin_token,
                           .body = body};
         hc_response_t r = hc_try(&q);
         c->last_status = r.rc == CURLE_OK ? r.status : 0;
@@ -1943,7 +1782,7 @@ static void *s_creator(void *arg)
 
 static void test_acknowledged_writes_survive_kill(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64];
     s_category(s, "Survivors", "cat-survivors", NULL, cat);
     creator_t c[WRITERS];
@@ -1961,10 +1800,9 @@ static void test_acknowledged_writes_survive_kill(void **state)
         assert_int_equal(c[i].created, SURVIVE_EACH);
     }
 
-    int status = tu_stop(s->pid, SIGKILL, 5000);
+    int status = fixture_kill(s, s->pid, SIGKILL);
     assert_true(status != -1 && WIFSIGNALED(status));
-    s->pid = -1;
-    assert_true(s_start(s));
+    assert_int_equal(fixture_restart(s), 0);
 
     for (int i = 0; i < WRITERS; i++)
         for (int k = 0; k < SURVIVE_EACH; k++) {
@@ -1987,25 +1825,25 @@ static void test_acknowledged_writes_survive_kill(void **state)
 
 static void test_stock_ops(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], args[512];
     s_category(s, "Inventory", "cat-inventory", NULL, cat);
     json_t *pa = s_product(s, "Reserve me A", "x", 1000, cat, 10);
     json_t *pb = s_product(s, "Reserve me B", "x", 2000, cat, 5);
     const char *a = hc_str(pa, "id"), *b = hc_str(pb, "id");
-    mdpcli_t *orders = s_client(s, "orders");
+    mdpcli_t *orders = fixture_client(s, "orders");
 
     /* reserve twice: reserved once */
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-1\",\"lines\":[{\"product_id\":\"%s\",\"qty\":3}]}", a);
     for (int i = 0; i < 2; i++) {
-        mdp_reply_t r = s_call(orders, "stock.reserve", args);
+        fixture_reply_t r = s_call(orders, "stock.reserve", args);
         if (!r.ok)
             print_error("reserve: %s\n", r.code);
         assert_true(r.ok);
         assert_string_equal(hc_str(r.data, "order_id"), "ord-1");
         assert_string_equal(hc_str(r.data, "state"), "reserved");
-        s_reply_free(&r);
+        fixture_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 7);
     }
     /* the same order with other lines is a conflict */
@@ -2016,11 +1854,11 @@ static void test_stock_ops(void **state)
 
     /* release twice: stock back once; then commit is a conflict */
     for (int i = 0; i < 2; i++) {
-        mdp_reply_t r = s_call(orders, "stock.release", "{\"order_id\":\"ord-1\"}");
+        fixture_reply_t r = s_call(orders, "stock.release", "{\"order_id\":\"ord-1\"}");
         assert_true(r.ok);
         assert_string_equal(hc_str(r.data, "order_id"), "ord-1");
         assert_string_equal(hc_str(r.data, "state"), "released");
-        s_reply_free(&r);
+        fixture_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 10);
     }
     assert_int_equal(s_stock_of(s, a), 10);
@@ -2034,11 +1872,11 @@ static void test_stock_ops(void **state)
              a, b);
     s_call_ok(orders, "stock.reserve", args);
     for (int i = 0; i < 2; i++) {
-        mdp_reply_t r = s_call(orders, "stock.commit", "{\"order_id\":\"ord-2\"}");
+        fixture_reply_t r = s_call(orders, "stock.commit", "{\"order_id\":\"ord-2\"}");
         assert_true(r.ok);
         assert_string_equal(hc_str(r.data, "order_id"), "ord-2");
         assert_string_equal(hc_str(r.data, "state"), "committed");
-        s_reply_free(&r);
+        fixture_reply_free(&r);
     }
     assert_int_equal(s_stock_of(s, a), 8);
     assert_int_equal(s_stock_of(s, b), 4);
@@ -2051,7 +1889,7 @@ static void test_stock_ops(void **state)
     assert_int_equal(s_stock_of(s, a), 8);
     assert_int_equal(s_stock_of(s, b), 4);
 
-    mdp_reply_t r;
+    fixture_reply_t r;
     /* all or none: one short line reserves nothing and names the product */
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-3\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1},"
@@ -2065,7 +1903,7 @@ static void test_stock_ops(void **state)
         if (!hc_str(details, "product_id"))
             print_error("out_of_stock without details.product_id\n");
         assert_string_equal(hc_str(details, "product_id"), b);
-        s_reply_free(&r);
+        fixture_reply_free(&r);
         assert_int_equal(s_stock_of(s, a), 8);
         assert_int_equal(s_stock_of(s, b), 4);
     }
@@ -2076,7 +1914,7 @@ static void test_stock_ops(void **state)
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s/stock", b);
     hc_response_t hr =
-        s_send(s, "PUT", path, s->admin, json_pack("{s:I}", "stock", (json_int_t)5), NULL);
+        s_send(s, "PUT", path, s->admin_token, json_pack("{s:I}", "stock", (json_int_t)5), NULL);
     s_expect(&hr, 200, "restock");
     hc_response_free(&hr);
     s_call_ok(orders, "stock.reserve", args);
@@ -2098,7 +1936,7 @@ static void test_stock_ops(void **state)
     assert_string_equal(r.code, "not_found");
     assert_string_equal(hc_str(json_object_get(r.error, "details"), "product_id"),
                         "p0000000000000000dead");
-    s_reply_free(&r);
+    fixture_reply_free(&r);
     assert_int_equal(s_stock_of(s, a), 8);
 
     /* bad arguments */
@@ -2110,14 +1948,14 @@ static void test_stock_ops(void **state)
     s_call_error(orders, "stock.reserve", "{\"lines\":[]}", "invalid_argument");
 
     /* the caller's name decides: "tester" may read, not move stock */
-    mdpcli_t *tester = s_client(s, "tester");
+    mdpcli_t *tester = fixture_client(s, "tester");
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-5\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1}]}", a);
     s_call_error(tester, "stock.reserve", args, "forbidden");
     s_call_error(tester, "stock.release", "{\"order_id\":\"ord-2\"}", "forbidden");
     s_call_error(tester, "stock.commit", "{\"order_id\":\"ord-2\"}", "forbidden");
     /* the bridge neither: it calls on behalf of anyone on the internet */
-    mdpcli_t *bridge = s_client(s, "bridge");
+    mdpcli_t *bridge = fixture_client(s, "bridge");
     s_call_error(bridge, "stock.reserve", args, "forbidden");
     s_call_error(bridge, "stock.commit", "{\"order_id\":\"ord-2\"}", "forbidden");
     mdpcli_destroy(&bridge);
@@ -2127,7 +1965,7 @@ static void test_stock_ops(void **state)
     assert_true(r.ok);
     assert_string_equal(hc_str(json_object_get(r.data, "product"), "id"), a);
     assert_int_equal(s_int(json_object_get(r.data, "product"), "stock"), 8);
-    s_reply_free(&r);
+    fixture_reply_free(&r);
     snprintf(args, sizeof args,
              "{\"order_id\":\"ord-5\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1}]}", a);
     s_call_ok(orders, "stock.reserve", args);
@@ -2144,24 +1982,24 @@ static void test_stock_ops(void **state)
  * units still come back on release on top of it. */
 static void test_patch_keeps_reservations(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64], path[128], args[256];
     s_category(s, "Patched stock", "cat-patched-stock", NULL, cat);
     json_t *p = s_product(s, "Last five", "before", 700, cat, 5);
     const char *id = hc_str(p, "id");
-    mdpcli_t *orders = s_client(s, "orders");
+    mdpcli_t *orders = fixture_client(s, "orders");
     snprintf(args, sizeof args,
              "{\"order_id\":\"keep-1\",\"lines\":[{\"product_id\":\"%s\",\"qty\":5}]}", id);
     s_call_ok(orders, "stock.reserve", args);
     snprintf(path, sizeof path, "/v1/products/%s", id);
     hc_response_t r =
-        s_send(s, "PATCH", path, s->admin, json_pack("{s:s}", "description", "after"), NULL);
+        s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "description", "after"), NULL);
     s_expect(&r, 200, "patch the description");
     assert_int_equal(s_int(json_object_get(r.body, "product"), "stock"), 0);
     hc_response_free(&r);
     assert_int_equal(s_stock_of(s, id), 0);
 
-    r = s_send(s, "PATCH", path, s->admin,
+    r = s_send(s, "PATCH", path, s->admin_token,
                json_pack("{s:s, s:I}", "name", "Renamed", "stock", (json_int_t)9), NULL);
     s_expect(&r, 200, "patch with stock");
     assert_int_equal(s_int(json_object_get(r.body, "product"), "stock"), 9);
@@ -2184,7 +2022,7 @@ static void test_patch_keeps_reservations(void **state)
 #define MOVED_STOCK 500
 
 typedef struct {
-    system_t *s;
+    fixture_t *s;
     const char *product;
     int index;
     int ok, failed;
@@ -2199,14 +2037,15 @@ static void *s_http_patcher(void *arg)
     snprintf(path, sizeof path, "/v1/products/%s", m->product);
     for (int i = 0; i < PATCHES_EACH; i++) {
         snprintf(body, sizeof body, "{\"description\":\"patch %d of %d\"}", i, m->index);
-        hc_request_t q = {
-            .url = m->s->base, .path = path, .method = "PATCH", .token = m->s->admin, .body = body};
-        hc_response_t r = hc_try(&q);
-        if (r.rc == CURLE_OK && r.status == 200)
+        hc_request_t q = {.url = m->s->base,
+                          .path = path,
+                          .method = "PATCH",
+                          .token = m->s->admin_token,
+                          .body = body};
+        if (hc_status(&q) == 200)
             m->ok++;
         else
             m->failed++;
-        hc_response_free(&r);
     }
     return NULL;
 }
@@ -2214,12 +2053,11 @@ static void *s_http_patcher(void *arg)
 /* One MDP call from a thread (no cmocka asserts there): true when ok. */
 static bool s_mdp_ok(mdpcli_t *client, uint64_t id, const char *op, const char *args)
 {
-    if (s_mdp_send(client, id, op, args) != 0)
+    if (fixture_send(client, "catalog", id, op, NULL, args) != 0)
         return false;
-    uint64_t got = 0;
-    mdp_reply_t r = s_mdp_recv(client, &got);
-    bool ok = r.answered && r.ok && got == id;
-    s_reply_free(&r);
+    fixture_reply_t r = fixture_recv(client, MDP_TIMEOUT_MS);
+    bool ok = r.answered && r.ok && r.id == id;
+    fixture_reply_free(&r);
     return ok;
 }
 
@@ -2229,7 +2067,7 @@ static void *s_mdp_mover(void *arg)
 {
     mover_t *m = arg;
     zcert_t *cert = keys_load(m->s->keys, "orders");
-    mdpcli_t *client = cert ? mdpcli_new(m->s->endpoint, cert, m->s->broker_key) : NULL;
+    mdpcli_t *client = cert ? mdpcli_new(m->s->broker_endpoint, cert, m->s->broker_key) : NULL;
     zcert_destroy(&cert);
     for (int i = 0; client && i < MOVES_EACH; i++) {
         char args[256], release[96];
@@ -2264,12 +2102,12 @@ static void *s_mdp_mover(void *arg)
  * every reservation or release between the two was undone. */
 static void test_patch_while_reserving(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64];
     s_category(s, "Busy stock", "cat-busy-stock", NULL, cat);
     json_t *p = s_product(s, "Busy lamp", "start", 1500, cat, MOVED_STOCK);
     const char *id = hc_str(p, "id");
-    mdpcli_t *orders = s_client(s, "orders"); /* makes and allows the certificate */
+    mdpcli_t *orders = fixture_client(s, "orders"); /* makes and allows the certificate */
     mover_t m[PATCHERS + MOVERS];
     pthread_t threads[PATCHERS + MOVERS];
     for (int i = 0; i < PATCHERS + MOVERS; i++) {
@@ -2311,7 +2149,7 @@ static void test_patch_while_reserving(void **state)
 #define CATEGORY_STEPS 60
 
 typedef struct {
-    system_t *s;
+    fixture_t *s;
     const char *path;
     char (*parents)[64]; /* mover: the parents in turn */
     bool rename;
@@ -2330,12 +2168,10 @@ static void *s_category_patcher(void *arg)
         hc_request_t q = {.url = c->s->base,
                           .path = c->path,
                           .method = "PATCH",
-                          .token = c->s->admin,
+                          .token = c->s->admin_token,
                           .body = body};
-        hc_response_t r = hc_try(&q);
-        if (r.rc != CURLE_OK || r.status != 200)
+        if (hc_status(&q) != 200)
             c->failed++;
-        hc_response_free(&r);
     }
     return NULL;
 }
@@ -2345,7 +2181,7 @@ static void *s_category_patcher(void *arg)
  * name, slug and parent back, undoing the other's change). */
 static void test_category_patch_concurrent(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char id[64], path[128];
     char(*parents)[64] = calloc(CATEGORY_STEPS, sizeof *parents);
     s_category(s, "Wanderer", "cat-wanderer", NULL, id);
@@ -2382,7 +2218,7 @@ static void test_category_patch_concurrent(void **state)
 #define RACE_STOCK 20
 
 typedef struct {
-    system_t *s;
+    fixture_t *s;
     const char *product;
     int index;
     int ok, short_, other;
@@ -2396,7 +2232,7 @@ static void *s_racer(void *arg)
         self->other = RACER_REQUESTS;
         return NULL;
     }
-    mdpcli_t *client = mdpcli_new(self->s->endpoint, cert, self->s->broker_key);
+    mdpcli_t *client = mdpcli_new(self->s->broker_endpoint, cert, self->s->broker_key);
     zcert_destroy(&cert);
     char args[256];
     int sent = 0;
@@ -2404,17 +2240,18 @@ static void *s_racer(void *arg)
         snprintf(args, sizeof args,
                  "{\"order_id\":\"race-%d-%d\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1}]}",
                  self->index, i, self->product);
-        sent += s_mdp_send(client, (uint64_t)(self->index * 100 + i), "stock.reserve", args) == 0;
+        sent += fixture_send(client, "catalog", (uint64_t)(self->index * 100 + i), "stock.reserve",
+                             NULL, args) == 0;
     }
     for (int i = 0; i < sent; i++) {
-        mdp_reply_t r = s_mdp_recv(client, NULL);
+        fixture_reply_t r = fixture_recv(client, MDP_TIMEOUT_MS);
         if (r.answered && r.ok)
             self->ok++;
         else if (r.answered && strcmp(r.code, "out_of_stock") == 0)
             self->short_++;
         else
             self->other++;
-        s_reply_free(&r);
+        fixture_reply_free(&r);
     }
     self->other += RACER_REQUESTS - sent;
     mdpcli_destroy(&client);
@@ -2423,11 +2260,11 @@ static void *s_racer(void *arg)
 
 static void test_stock_race(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char cat[64];
     s_category(s, "Race", "cat-race", NULL, cat);
     json_t *p = s_product(s, "Limited edition", "Only twenty.", 9900, cat, RACE_STOCK);
-    mdpcli_t *orders = s_client(s, "orders"); /* makes and allows the certificate */
+    mdpcli_t *orders = fixture_client(s, "orders"); /* makes and allows the certificate */
     racer_t racers[RACERS];
     pthread_t threads[RACERS];
     for (int i = 0; i < RACERS; i++) {
@@ -2456,12 +2293,12 @@ static void test_stock_race(void **state)
             for (int k = 0; k < RACER_REQUESTS; k++) {
                 char args[96];
                 snprintf(args, sizeof args, "{\"order_id\":\"race-%d-%d\"}", i, k);
-                mdp_reply_t r = s_call(orders, "stock.release", args);
+                fixture_reply_t r = s_call(orders, "stock.release", args);
                 if (r.ok)
                     released++;
                 else
                     assert_string_equal(r.code, "not_found");
-                s_reply_free(&r);
+                fixture_reply_free(&r);
             }
         }
     assert_true(released > 0);
@@ -2473,25 +2310,19 @@ static void test_stock_race(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_categories),
-        cmocka_unit_test(test_writes_need_admin),
-        cmocka_unit_test(test_product_crud),
-        cmocka_unit_test(test_attributes_round_trip),
-        cmocka_unit_test(test_search_words),
-        cmocka_unit_test(test_search_sorts_and_filters),
+        cmocka_unit_test(test_categories), cmocka_unit_test(test_writes_need_admin),
+        cmocka_unit_test(test_product_crud), cmocka_unit_test(test_attributes_round_trip),
+        cmocka_unit_test(test_search_words), cmocka_unit_test(test_search_sorts_and_filters),
         cmocka_unit_test(test_search_sort_long_names),
-        cmocka_unit_test(test_search_category_subtree),
-        cmocka_unit_test(test_pagination),
-        cmocka_unit_test(test_pagination_while_writing),
-        cmocka_unit_test(test_concurrent_writes),
-        cmocka_unit_test(test_stock_ops),
-        cmocka_unit_test(test_stock_race),
+        cmocka_unit_test(test_search_category_subtree), cmocka_unit_test(test_pagination),
+        cmocka_unit_test(test_pagination_while_writing), cmocka_unit_test(test_concurrent_writes),
+        cmocka_unit_test(test_stock_ops), cmocka_unit_test(test_stock_race),
         cmocka_unit_test(test_patch_keeps_reservations),
         cmocka_unit_test(test_patch_while_reserving),
-        cmocka_unit_test(test_category_patch_concurrent),
-        cmocka_unit_test(test_category_pages),
-        /* last: it kills and restarts the fixture's retaild */
+        cmocka_unit_test(test_category_patch_concurrent), cmocka_unit_test(test_category_pages),
+        /* it kills and restarts the fixture's retaild */
         cmocka_unit_test(test_acknowledged_writes_survive_kill),
+        cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();

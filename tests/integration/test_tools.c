@@ -1,7 +1,8 @@
 /*  test_tools.c - the command-line tools against a real retaild.
  *
- *  One retaild (broker plus a sys pool of two workers) runs for the whole
- *  group on a private port and data directory. The tests then run
+ *  One retaild (tests/fixture.h: every role, two workers a pool) runs for
+ *  the whole group on private ports and a private data directory. The
+ *  tests then run
  *  build/retailctl and build/loadgen as an operator would: a fresh process
  *  each time, configured only through RETAIL_DATA_DIR and
  *  RETAIL_BROKER_ENDPOINT, judged by exit status and output.
@@ -13,11 +14,13 @@
  *  or non-object arguments are usage errors; services says up and down; an
  *  unreachable broker and a revoked certificate end in a timeout (exit 3);
  *  loadgen --json reports requests and no errors, and gets no replies (exit
- *  1) once its own certificate is revoked, without re-admitting itself.
+ *  1) once its own certificate is revoked, without re-admitting itself;
+ *  last, retaild stops with exit 0 on SIGTERM.
  *
- *  The group teardown kills retaild whatever happened; an atexit handler
- *  and SIGINT/SIGTERM/SIGHUP handlers do the same for exits that skip it.
+ *  The group teardown stops retaild whatever happened, and it dies with
+ *  the test process anyway (PR_SET_PDEATHSIG).
  */
+#include "tests/fixture.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>
@@ -33,21 +36,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define READY_TIMEOUT_MS 20000
 #define RUN_TIMEOUT_MS 30000 /* per tool run; generous for sanitizer builds */
 #define RUN_TIMED_OUT -1
 #define RUN_SIGNALLED -2
-
-typedef struct {
-    char *dir;
-    char keys[1100];
-    char endpoint[64];
-    char env_dir[1100], env_endpoint[96], env_http[48];
-    pid_t pid;
-} fixture_t;
-
-/* The retaild to kill if the process leaves without the teardown. */
-static volatile pid_t s_retaild_pid;
 
 /* The outcome of one tool run. */
 typedef struct {
@@ -55,25 +46,6 @@ typedef struct {
     char *out;  /* stdout, NUL-terminated */
     char *err;  /* stderr, NUL-terminated */
 } run_t;
-
-static void s_kill_retaild(void)
-{
-    pid_t pid = s_retaild_pid;
-    if (pid > 0) {
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        s_retaild_pid = 0;
-    }
-}
-
-static void s_on_signal(int sig)
-{
-    pid_t pid = s_retaild_pid;
-    if (pid > 0)
-        kill(pid, SIGKILL);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
 
 /* ---- running a tool ---- */
 
@@ -250,25 +222,10 @@ static void s_expect_error_code(const run_t *r, const char *code)
     json_decref(reply);
 }
 
-static char *s_slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    buf_t b = {0};
-    s_buf_append(&b, "", 0);
-    char chunk[1024];
-    size_t n;
-    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-        s_buf_append(&b, chunk, n);
-    fclose(f);
-    return b.data;
-}
-
 /* The quoted value of `key = "..."` in a ZPL certificate file. */
 static char *s_cert_value(const char *path, const char *key)
 {
-    char *text = s_slurp(path);
+    char *text = tu_slurp(path, NULL);
     assert_non_null(text);
     char *value = NULL;
     char *at = strstr(text, key);
@@ -312,7 +269,7 @@ static void test_keygen_creates_pair_and_hides_secret(void **state)
     char *public_key = s_cert_value(pub, "public-key");
     char *listed_key = s_cert_value(allowed, "public-key");
     assert_string_equal(public_key, listed_key);
-    char *listed = s_slurp(allowed);
+    char *listed = tu_slurp(allowed, NULL);
     assert_null(strstr(listed, "secret-key"));
 
     /* the output names the files and the public key, never the secret */
@@ -346,14 +303,14 @@ static void test_keygen_refuses_reserved_and_path_names(void **state)
 {
     fixture_t *fx = *state;
     char *broker_cert = zsys_sprintf("%s/broker.cert", fx->keys);
-    char *before = s_slurp(broker_cert);
+    char *before = tu_slurp(broker_cert, NULL);
     assert_non_null(before);
 
     run_t r;
     s_retailctl(&r, 2, (const char *[]){"keygen", "broker", NULL});
     assert_string_equal(r.out, "");
     s_run_free(&r);
-    char *after = s_slurp(broker_cert);
+    char *after = tu_slurp(broker_cert, NULL);
     assert_string_equal(after, before);
     assert_false(s_exists(fx, "keys/clients/broker.cert"));
 
@@ -599,105 +556,29 @@ static void test_loadgen_respects_a_revoked_certificate(void **state)
 
 static int s_group_teardown(void **state)
 {
-    fixture_t *fx = *state;
-    if (!fx)
-        return 0;
-    if (fx->pid > 0) {
-        /* SIGTERM for a clean stop (sanitizer reports included); tu_stop
-         * falls back to SIGKILL after the timeout. */
-        int status = tu_stop(fx->pid, SIGTERM, 5000);
-        if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            fprintf(stderr, "retaild did not stop cleanly on SIGTERM (wait status %d)\n", status);
-        fx->pid = 0;
-        s_retaild_pid = 0;
-    }
-    tu_rmtree(fx->dir);
-    free(fx->dir);
-    free(fx);
-    *state = NULL;
+    fixture_destroy((fixture_t **)state);
     return 0;
-}
-
-/* True when retaild has exited (it is then reaped). */
-static bool s_retaild_died(fixture_t *fx)
-{
-    int status;
-    if (waitpid(fx->pid, &status, WNOHANG) != fx->pid)
-        return false;
-    fprintf(stderr, "retaild exited early (%s %d)\n", WIFEXITED(status) ? "exit status" : "signal",
-            WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
-    fx->pid = 0;
-    s_retaild_pid = 0;
-    return true;
-}
-
-/* Waits until the broker wrote its certificate and sys has a live worker. */
-static bool s_wait_ready(fixture_t *fx)
-{
-    int64_t deadline = zclock_mono() + READY_TIMEOUT_MS;
-    char *cert = zsys_sprintf("%s/broker.cert", fx->keys);
-    bool have_cert = false;
-    while (!have_cert && zclock_mono() < deadline && !s_retaild_died(fx)) {
-        have_cert = access(cert, F_OK) == 0;
-        if (!have_cert)
-            zclock_sleep(20);
-    }
-    zstr_free(&cert);
-    bool up = false;
-    while (have_cert && !up && zclock_mono() < deadline && !s_retaild_died(fx)) {
-        run_t r;
-        s_run(&r, "retailctl", (const char *[]){"services", "--timeout", "1000", NULL});
-        up = r.status == 0 && s_has_line(r.out, "sys up");
-        s_run_free(&r);
-        if (!up)
-            zclock_sleep(50);
-    }
-    return up;
 }
 
 static int s_group_setup(void **state)
 {
-    fixture_t *fx = calloc(1, sizeof *fx);
+    const char *const env[] = {"RETAIL_HEARTBEAT_MS=200", NULL};
+    fixture_opts_t opts = {.name = "retail-tools", .env = env};
+    fixture_t *fx = fixture_new(&opts);
     if (!fx)
         return -1;
     *state = fx;
-    fx->dir = tu_tempdir("retail-tools");
-    snprintf(fx->keys, sizeof fx->keys, "%s/keys", fx->dir);
-    snprintf(fx->endpoint, sizeof fx->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
-    snprintf(fx->env_dir, sizeof fx->env_dir, "RETAIL_DATA_DIR=%s", fx->dir);
-    snprintf(fx->env_endpoint, sizeof fx->env_endpoint, "RETAIL_BROKER_ENDPOINT=%s", fx->endpoint);
-    snprintf(fx->env_http, sizeof fx->env_http, "RETAIL_HTTP_PORT=%d", tu_free_port());
-
     /* The tools read the same two variables, inherited from this process;
      * nothing else from the caller's environment may steer them. */
     setenv("RETAIL_DATA_DIR", fx->dir, 1);
-    setenv("RETAIL_BROKER_ENDPOINT", fx->endpoint, 1);
+    setenv("RETAIL_BROKER_ENDPOINT", fx->broker_endpoint, 1);
     unsetenv("RETAIL_CONFIG");
     unsetenv("RETAIL_TOKEN");
-
-    const char *env[] = {fx->env_dir,        fx->env_endpoint,          fx->env_http,
-                         "RETAIL_WORKERS=2", "RETAIL_HEARTBEAT_MS=200", NULL};
-    fx->pid = tu_spawn_retaild(NULL, env);
-    if (fx->pid <= 0) {
-        fx->pid = 0;
-        s_group_teardown(state);
-        return -1;
-    }
-    s_retaild_pid = fx->pid;
-    if (!s_wait_ready(fx)) {
-        fprintf(stderr, "retaild did not become ready (waited at most %d ms)\n", READY_TIMEOUT_MS);
-        s_group_teardown(state);
-        return -1;
-    }
     return 0;
 }
 
 int main(void)
 {
-    atexit(s_kill_retaild);
-    signal(SIGINT, s_on_signal);
-    signal(SIGTERM, s_on_signal);
-    signal(SIGHUP, s_on_signal);
     signal(SIGPIPE, SIG_IGN);
 
     const struct CMUnitTest tests[] = {
@@ -715,6 +596,7 @@ int main(void)
         cmocka_unit_test(test_revoked_certificate_is_refused),
         cmocka_unit_test(test_loadgen_reports_requests_without_errors),
         cmocka_unit_test(test_loadgen_respects_a_revoked_certificate),
+        cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     return cmocka_run_group_tests_name("tools", tests, s_group_setup, s_group_teardown);
 }

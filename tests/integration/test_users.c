@@ -1,102 +1,39 @@
 /*  test_users.c - accounts and auth through HTTP and MDP, on LMDB and on
  *  PostgreSQL.
  *
- *  Starts a real retaild (bridge, broker, users and sys pools) with an
- *  admin from RETAIL_ADMIN_EMAIL, and walks API.md "Users and auth" as a
- *  client would: register, login, refresh rotation and reuse detection,
- *  logout, /users/me, password change, admin-only routes, failed-login
- *  limits with Retry-After, the JWK Set, the same op over MDP, and an
- *  admin's demotion racing the user's own renames (the demotion sticks). The
- *  whole group runs twice: accounts in LMDB, then in the PostgreSQL given
- *  by RETAIL_TEST_PG_DSN (tests/run.sh starts one).
+ *  Starts a real retaild (tests/fixture.h: bridge, broker, users and sys
+ *  pools) with an admin from RETAIL_ADMIN_EMAIL, and walks API.md "Users
+ *  and auth" as a client would: register, login, refresh rotation and
+ *  reuse detection, logout, /users/me, password change, admin-only routes,
+ *  failed-login limits with Retry-After, the JWK Set, the same op over
+ *  MDP, and an admin's demotion racing the user's own renames (the
+ *  demotion sticks); last, SIGTERM stops it with exit 0. The whole group
+ *  runs twice: accounts in LMDB, then in the PostgreSQL given by
+ *  RETAIL_TEST_PG_DSN (tests/run.sh starts one).
  */
+#include "tests/fixture.h"
 #include "tests/httpc.h"
 #include "tests/testutil.h"
 
-#include "protocol/envelope.h"
-#include "protocol/jsonpack.h"
-#include "protocol/keys.h"
 #include "protocol/mdpcli.h"
 
 #include <curl/curl.h>
 #include <czmq.h>
 #include <jansson.h>
 #include <pthread.h>
-#include <signal.h>
 
-#define ADMIN_EMAIL "root@shop.test"
-#define ADMIN_PASSWORD "correct horse battery"
-
-typedef struct {
-    char *dir;
-    int http_port;
-    char base[32]; /* http://127.0.0.1:PORT */
-    char endpoint[64];
-    pid_t pid;
-    const char *pg_dsn; /* NULL: LMDB */
-} system_t;
-
-/* Logs in; returns the parsed token pair (caller json_decref). */
-static json_t *s_login(system_t *s, const char *email, const char *password)
+static void s_register(fixture_t *s, const char *email, const char *password, long expect)
 {
-    char body[512];
-    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
-    hc_response_t r = hc_request(s->base, "POST", "/v1/auth/login", NULL, body, NULL);
-    if (r.status != 200)
-        print_error("login %s: %ld %s\n", email, r.status, hc_error_code(&r));
-    assert_int_equal(r.status, 200);
-    json_t *pair = json_incref(r.body);
-    hc_response_free(&r);
-    return pair;
-}
-
-static void s_register(system_t *s, const char *email, const char *password, long expect)
-{
-    char body[512];
-    snprintf(body, sizeof body, "{\"email\":\"%s\",\"password\":\"%s\",\"name\":\"Test User\"}",
-             email, password);
-    hc_response_t r = hc_request(s->base, "POST", "/v1/auth/register", NULL, body, NULL);
-    assert_int_equal(r.status, expect);
-    hc_response_free(&r);
+    assert_int_equal(fixture_register(s, email, password, "Test User"), expect);
 }
 
 /* ---- fixture ---- */
 
 static int s_start(void **state, const char *pg_dsn)
 {
-    system_t *s = calloc(1, sizeof *s);
-    s->dir = tu_tempdir("retail-users");
-    s->http_port = tu_free_port();
-    snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->http_port);
-    s->pg_dsn = pg_dsn;
-    snprintf(s->endpoint, sizeof s->endpoint, "tcp://127.0.0.1:%d", tu_free_port());
-    char env_dir[1100], env_ep[96], env_http[48], env_pg[1100];
-    snprintf(env_dir, sizeof env_dir, "RETAIL_DATA_DIR=%s", s->dir);
-    snprintf(env_ep, sizeof env_ep, "RETAIL_BROKER_ENDPOINT=%s", s->endpoint);
-    snprintf(env_http, sizeof env_http, "RETAIL_HTTP_PORT=%d", s->http_port);
-    snprintf(env_pg, sizeof env_pg, "RETAIL_PG_DSN=%s", pg_dsn ? pg_dsn : "");
-    const char *env[] = {env_dir,
-                         env_ep,
-                         env_http,
-                         env_pg,
-                         "RETAIL_WORKERS=2",
-                         "RETAIL_ACCESS_LOG=0",
-                         "RETAIL_ADMIN_EMAIL=" ADMIN_EMAIL,
-                         "RETAIL_ADMIN_PASSWORD=" ADMIN_PASSWORD,
-                         NULL};
-    s->pid = tu_spawn_retaild(NULL, env);
-    *state = s;
-    for (int i = 0; i < 200; i++) {
-        hc_request_t q = {.url = s->base, .path = "/readyz", .timeout_ms = 2000};
-        hc_response_t r = hc_try(&q);
-        long status = r.status;
-        hc_response_free(&r);
-        if (status == 200)
-            return 0;
-        zclock_sleep(50);
-    }
-    print_error("retaild did not become ready\n");
-    return -1;
+    fixture_opts_t opts = {.name = "retail-users", .pg_dsn = pg_dsn, .accounts = true};
+    *state = fixture_new(&opts);
+    return *state ? 0 : -1;
 }
 
 static int s_setup_lmdb(void **state)
@@ -111,20 +48,12 @@ static int s_setup_pg(void **state)
         print_error("RETAIL_TEST_PG_DSN is not set (tests/run.sh starts a PostgreSQL)\n");
         return -1;
     }
-    /* a clean schema for this run */
     return s_start(state, dsn);
 }
 
 static int s_teardown(void **state)
 {
-    system_t *s = *state;
-    if (s) {
-        if (s->pid > 0)
-            tu_stop(s->pid, SIGTERM, 5000);
-        tu_rmtree(s->dir);
-        free(s->dir);
-        free(s);
-    }
+    fixture_destroy((fixture_t **)state);
     return 0;
 }
 
@@ -140,7 +69,7 @@ static void s_email(char *out, size_t size, const char *who)
 
 static void test_register_and_login(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char email[128];
     s_email(email, sizeof email, "Alice");
     s_register(s, email, "s3cret-password", 201);
@@ -162,7 +91,7 @@ static void test_register_and_login(void **state)
     snprintf(shouted, sizeof shouted, "  %s ", email);
     for (char *c = shouted; *c; c++)
         *c = (char)toupper((unsigned char)*c);
-    json_t *pair = s_login(s, shouted, "s3cret-password");
+    json_t *pair = fixture_login(s, shouted, "s3cret-password");
     assert_string_equal(hc_str(pair, "token_type"), "Bearer");
     assert_non_null(hc_str(pair, "access_token"));
     assert_non_null(hc_str(pair, "refresh_token"));
@@ -194,11 +123,11 @@ static void test_register_and_login(void **state)
 
 static void test_refresh_rotation_and_reuse(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char email[128], body[256];
     s_email(email, sizeof email, "bob");
     s_register(s, email, "bobs-password", 201);
-    json_t *first = s_login(s, email, "bobs-password");
+    json_t *first = fixture_login(s, email, "bobs-password");
 
     snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", hc_str(first, "refresh_token"));
     hc_response_t second = hc_request(s->base, "POST", "/v1/auth/refresh", NULL, body, NULL);
@@ -219,7 +148,7 @@ static void test_refresh_rotation_and_reuse(void **state)
     json_decref(first);
 
     /* logout ends a session */
-    json_t *pair = s_login(s, email, "bobs-password");
+    json_t *pair = fixture_login(s, email, "bobs-password");
     snprintf(body, sizeof body, "{\"refresh_token\":\"%s\"}", hc_str(pair, "refresh_token"));
     hc_response_t out = hc_request(s->base, "POST", "/v1/auth/logout", NULL, body, NULL);
     assert_int_equal(out.status, 401); /* logout needs the access token */
@@ -235,11 +164,11 @@ static void test_refresh_rotation_and_reuse(void **state)
 
 static void test_password_change(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char email[128];
     s_email(email, sizeof email, "carol");
     s_register(s, email, "first-password", 201);
-    json_t *pair = s_login(s, email, "first-password");
+    json_t *pair = fixture_login(s, email, "first-password");
     const char *token = hc_str(pair, "access_token");
     hc_response_t r = hc_request(s->base, "PATCH", "/v1/users/me", token,
                                  "{\"password\":\"second-password\"}", NULL);
@@ -257,18 +186,18 @@ static void test_password_change(void **state)
     assert_string_equal(hc_str(r.body, "user.name"), "Carol C");
     hc_response_free(&r);
     json_decref(pair);
-    pair = s_login(s, email, "second-password");
+    pair = fixture_login(s, email, "second-password");
     json_decref(pair);
 }
 
 static void test_admin_routes(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char email[128];
     s_email(email, sizeof email, "dave");
     s_register(s, email, "daves-password", 201);
-    json_t *customer = s_login(s, email, "daves-password");
-    json_t *admin = s_login(s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    json_t *customer = fixture_login(s, email, "daves-password");
+    json_t *admin = fixture_login(s, FIXTURE_ADMIN_EMAIL, FIXTURE_ADMIN_PASSWORD);
     assert_string_equal(hc_str(admin, "user.role"), "admin");
 
     hc_response_t r =
@@ -304,7 +233,7 @@ static void test_admin_routes(void **state)
 
 static void test_failed_logins_are_limited(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char email[128], body[256];
     s_email(email, sizeof email, "eve");
     s_register(s, email, "eves-password", 201);
@@ -325,7 +254,7 @@ static void test_failed_logins_are_limited(void **state)
 
 static void test_jwks_and_mdp(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     hc_response_t r = hc_request(s->base, "GET", "/v1/auth/jwks.json", NULL, NULL, NULL);
     assert_int_equal(r.status, 200);
     json_t *key = json_array_get(json_object_get(r.body, "keys"), 0);
@@ -335,31 +264,16 @@ static void test_jwks_and_mdp(void **state)
     hc_response_free(&r);
 
     /* the same op over MDP, with the token in the envelope */
-    json_t *admin = s_login(s, ADMIN_EMAIL, ADMIN_PASSWORD);
-    char keys[1100], broker_key[KEYS_Z85_LEN + 1];
-    snprintf(keys, sizeof keys, "%s/keys", s->dir);
-    assert_int_equal(keys_broker_public(keys, broker_key), 0);
-    zcert_t *cert = keys_ensure(keys, "tester");
-    assert_int_equal(keys_allow(keys, cert, "tester"), 0);
-    mdpcli_t *client = mdpcli_new(s->endpoint, cert, broker_key);
-    zcert_destroy(&cert);
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
-    envelope_pack_request(&buf, 7, "user.me", hc_str(admin, "access_token"), NULL, 0);
-    assert_int_equal(mdpcli_send(client, "users", buf.data, buf.size), 0);
-    zframe_t *frame = mdpcli_recv(client, 5000, NULL);
-    assert_non_null(frame);
-    msgpack_zone zone;
-    msgpack_zone_init(&zone, 1024);
-    envelope_reply_t reply;
-    const char *why;
-    assert_true(envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why));
+    json_t *admin = fixture_login(s, FIXTURE_ADMIN_EMAIL, FIXTURE_ADMIN_PASSWORD);
+    mdpcli_t *client = fixture_client(s, "tester");
+    assert_int_equal(
+        fixture_send(client, "users", 7, "user.me", hc_str(admin, "access_token"), NULL), 0);
+    fixture_reply_t reply = fixture_recv(client, 5000);
+    assert_true(reply.answered);
     assert_true(reply.ok);
-    const msgpack_object *user = mp_map_get(&reply.data, "user");
-    assert_true(mp_str_eq(mp_map_get(user, "email"), ADMIN_EMAIL));
-    msgpack_zone_destroy(&zone);
-    zframe_destroy(&frame);
-    msgpack_sbuffer_destroy(&buf);
+    assert_int_equal(reply.id, 7);
+    assert_string_equal(hc_str(reply.data, "user.email"), FIXTURE_ADMIN_EMAIL);
+    fixture_reply_free(&reply);
     mdpcli_destroy(&client);
     json_decref(admin);
 }
@@ -369,7 +283,7 @@ static void test_jwks_and_mdp(void **state)
 #define DEMOTE_ROUNDS 8
 
 typedef struct {
-    system_t *s;
+    fixture_t *s;
     const char *token;
     const char *path; /* demoter: /v1/users/{id} */
     bool demote;
@@ -397,10 +311,8 @@ static void *s_patch_thread(void *arg)
                           .method = "PATCH",
                           .token = t->token,
                           .body = body};
-        hc_response_t r = hc_try(&q);
-        if (r.rc != CURLE_OK || r.status != 200)
+        if (hc_status(&q) != 200)
             t->failed++;
-        hc_response_free(&r);
     }
     return NULL;
 }
@@ -411,12 +323,12 @@ static void *s_patch_thread(void *arg)
  * admin again). */
 static void test_rename_while_demoted(void **state)
 {
-    system_t *s = *state;
+    fixture_t *s = *state;
     char email[128], path[128];
     s_email(email, sizeof email, "frank");
     s_register(s, email, "franks-password", 201);
-    json_t *user = s_login(s, email, "franks-password");
-    json_t *admin = s_login(s, ADMIN_EMAIL, ADMIN_PASSWORD);
+    json_t *user = fixture_login(s, email, "franks-password");
+    json_t *admin = fixture_login(s, FIXTURE_ADMIN_EMAIL, FIXTURE_ADMIN_PASSWORD);
     const char *admin_token = hc_str(admin, "access_token");
     snprintf(path, sizeof path, "/v1/users/%s", hc_str(user, "user.id"));
     int lost = 0;
@@ -472,6 +384,7 @@ int main(void)
         cmocka_unit_test(test_failed_logins_are_limited),
         cmocka_unit_test(test_jwks_and_mdp),
         cmocka_unit_test(test_rename_while_demoted),
+        cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
     zsys_init();

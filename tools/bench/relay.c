@@ -35,6 +35,7 @@
 #include <string.h>
 
 #include "protocol/envelope.h"
+#include "protocol/frames.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
@@ -60,31 +61,14 @@
 static int s_echo_one(void *dealer, msgpack_zone *zone, msgpack_sbuffer *reply)
 {
     zmq_msg_t part[REQUEST_FRAMES];
-    size_t n = 0;
-    bool too_long = false;
-    for (size_t k = 0; k < REQUEST_FRAMES; k++)
-        zmq_msg_init(&part[k]);
-    int rc = 1;
-    while (true) {
-        zmq_msg_t *into = &part[n < REQUEST_FRAMES ? n : REQUEST_FRAMES - 1];
-        if (n >= REQUEST_FRAMES) {
-            too_long = true;
-            zmq_msg_close(into);
-            zmq_msg_init(into);
-        }
-        if (zmq_msg_recv(into, dealer, ZMQ_DONTWAIT) == -1) {
-            rc = n == 0 && zmq_errno() == EAGAIN ? 0 : -1;
-            goto done;
-        }
-        n++;
-        if (!zmq_msg_more(into))
-            break;
-    }
+    int n = frames_recv(dealer, part, REQUEST_FRAMES, ZMQ_DONTWAIT);
+    if (n == 0 && zmq_errno() == EAGAIN)
+        return 0;
+    int rc = n == 0 ? -1 : 1;
     /* Anything that is not an MDP client request is dropped, as a broker
-     * would drop it. */
-    if (too_long || n != REQUEST_FRAMES || zmq_msg_size(&part[1]) != 0 ||
-        zmq_msg_size(&part[2]) != strlen(MDP_CLIENT) ||
-        memcmp(zmq_msg_data(&part[2]), MDP_CLIENT, strlen(MDP_CLIENT)) != 0)
+     * would drop it (one with more frames than that frames_recv has
+     * dropped already: -1). */
+    if (n != REQUEST_FRAMES || zmq_msg_size(&part[1]) != 0 || !frames_is(&part[2], MDP_CLIENT))
         goto done;
 
     const void *body = zmq_msg_data(&part[4]);
@@ -119,8 +103,8 @@ static int s_echo_one(void *dealer, msgpack_zone *zone, msgpack_sbuffer *reply)
 done:
     if (rc < 0)
         zsys_error("relay: echo worker: %s", zmq_strerror(zmq_errno()));
-    for (size_t k = 0; k < REQUEST_FRAMES; k++)
-        zmq_msg_close(&part[k]);
+    if (n > 0)
+        frames_close(part, n);
     return rc;
 }
 
