@@ -94,7 +94,7 @@ typedef struct {
 
 /* What became of a service's requests (mmi.services, /metrics). */
 typedef struct {
-    uint64_t ok;           /* a worker's reply was delivered */
+    uint64_t ok;           /* answered by a worker, whatever it said */
     uint64_t unavailable;  /* no worker, a full queue, a lost worker, a stop */
     uint64_t timeout;      /* the deadline passed first */
     uint64_t workers_lost; /* workers that expired, vanished or disconnected */

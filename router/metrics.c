@@ -451,7 +451,7 @@ char *metrics_render_broker(const msgpack_object *services, size_t *len)
         static const char *const outcomes[] = {"ok", "unavailable", "timeout"};
         for (size_t k = 0; k < 3; k++)
             s_render_broker_series(&t, services, "retail_broker_requests_total", "counter",
-                                   "Requests by outcome: ok (a worker's reply was delivered), "
+                                   "Requests by outcome: ok (answered by a worker), "
                                    "unavailable or timeout (answered so by the broker).",
                                    outcomes[k], outcomes[k]);
         s_render_broker_series(&t, services, "retail_broker_workers_lost_total", "counter",
