@@ -21,6 +21,7 @@
  *  two admins changing different fields at once both keep their change.
  */
 #include "storage/catalog_store_impl.h"
+#include "storage/ids.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -179,7 +180,7 @@ catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c)
 {
     if (!self || !c || !s_category_valid(c))
         return CATALOG_ERROR;
-    catalog_new_id('c', c->id);
+    store_new_id('c', c->id);
     s_category_slug(c, c->slug);
     return catalog_write(self, s_create_txn, &(s_write_t){self, c});
 }

@@ -41,6 +41,7 @@
  *  and returns a status; anything but CATALOG_OK undoes it alone.
  */
 #include "storage/catalog_store_impl.h"
+#include "storage/ids.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -539,12 +540,6 @@ catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg
     return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
 }
 
-void catalog_new_id(char prefix, char *out)
-{
-    user_store_new_id(out); /* the same scheme as user ids (header) */
-    out[0] = prefix;
-}
-
 bool catalog_fits(const char *s, size_t cap)
 {
     return memchr(s, '\0', cap + 1) != NULL;
@@ -797,7 +792,7 @@ catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
 {
     if (!self || !p || !s_product_valid(p))
         return CATALOG_ERROR;
-    catalog_new_id('p', p->id);
+    store_new_id('p', p->id);
     p->version = 1;
     /* created_at is the id's own time, so that id order is creation order
      * exactly (catalog_search's newest-first walks of postings rely on

@@ -116,8 +116,6 @@ int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_
 
 /* The time now in unix milliseconds. */
 int64_t catalog_now_ms(void);
-/* A new id: prefix + the user id scheme (catalog_store.h) into out[33]. */
-void catalog_new_id(char prefix, char *out);
 /* Renews the handle's read transaction (logged on failure). */
 bool catalog_read_begin(catalog_store_t *self);
 /* Runs fn(txn, arg) through kv_write (group commit with the other
