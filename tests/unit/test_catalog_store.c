@@ -1,4 +1,4 @@
-/*  test_catalog_store.c - the catalog store (storage/catalog_store.h):
+/*  test_catalog_store.c - the catalog store (storage/catalog/catalog_store.h):
  *  categories, products and their indexes, search, keyset pagination and
  *  stock reservations, on a fresh LMDB environment per test.
  *
@@ -17,7 +17,7 @@
  *  thread while another moves it must keep both changes, and a watcher
  *  must never see either field go back. Categories page by id.
  */
-#include "storage/catalog_store.h"
+#include "storage/catalog/catalog_store.h"
 #include "tests/testutil.h"
 
 #include <ctype.h>

@@ -1,4 +1,4 @@
-/*  test_user_store.c - the user store contract (storage/user_store.h),
+/*  test_user_store.c - the user store contract (storage/users/user_store.h),
  *  the same test functions run against LMDB and against PostgreSQL.
  *
  *  The users service is written against the interface only, so what one
@@ -25,14 +25,14 @@
  *
  *  LMDB writes go through kv_write (group commit): the LMDB-only tests
  *  also have 8 threads, each with its own handle, write at once, to the
- *  user store and to the sessions store (storage/sessions.h, which lives
+ *  user store and to the sessions store (storage/users/sessions.h, which lives
  *  in the same users environment), and check that every write is kept,
  *  that writes deciding on what an earlier one wrote (failure counts of
  *  one key, a rotation after a rotation) see it, and that the writes
  *  took no more commits than there were writes.
  */
-#include "storage/sessions.h"
-#include "storage/user_store.h"
+#include "storage/users/sessions.h"
+#include "storage/users/user_store.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>

@@ -45,7 +45,7 @@
  *  and renewed at the start of the next (cheaper than begin/abort: the
  *  reader slot is kept). This needs the environment's MDB_NOTLS (kv.c).
  */
-#include "storage/user_store_impl.h"
+#include "storage/users/user_store_impl.h"
 
 #include <czmq.h>
 #include <msgpack.h>

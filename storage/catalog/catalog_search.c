@@ -61,7 +61,7 @@
  *  another query or sort, or one that does not decode, is
  *  CATALOG_CONFLICT.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 
 #include <czmq.h>
 #include <msgpack.h>

@@ -20,7 +20,7 @@
  *  given are applied to the record as the write transaction reads it, so
  *  two admins changing different fields at once both keep their change.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 #include "storage/ids.h"
 
 #include <czmq.h>

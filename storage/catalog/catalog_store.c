@@ -40,7 +40,7 @@
  *  touches only the transaction and the caller's buffers it was given,
  *  and returns a status; anything but CATALOG_OK undoes it alone.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 #include "storage/ids.h"
 
 #include <czmq.h>

@@ -8,7 +8,7 @@
  *
  *  Ids: "u" + storage/ids.h's scheme; a collision is refused by the store.
  */
-#include "storage/user_store_impl.h"
+#include "storage/users/user_store_impl.h"
 
 #include <czmq.h>
 #include <stdio.h>

@@ -15,7 +15,7 @@
  *  updated_at now. Stock is in no index (catalog_store_impl.h), so only
  *  the records change.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 
 #include <czmq.h>
 #include <msgpack.h>

@@ -2,7 +2,8 @@
  *  (catalog_store.c: the handle, records, products and their indexes;
  *  catalog_categories.c: the category tree; catalog_inventory.c:
  *  reservations; catalog_search.c: search; catalog_cursor.c: the text of
- *  its cursors; catalog_words.c: the word normaliser). Not for callers outside storage/.
+ *  its cursors; catalog_words.c: the word normaliser). Not for callers
+ *  outside storage/catalog/.
  *
  *  Index values ("meta"). Every entry of by_category, by_created,
  *  by_price, by_name, words and cat_words carries the same small binary value, so that search
@@ -29,7 +30,7 @@
 #ifndef RETAIL_CATALOG_STORE_IMPL_H
 #define RETAIL_CATALOG_STORE_IMPL_H
 
-#include "storage/catalog_store.h"
+#include "storage/catalog/catalog_store.h"
 
 #include <msgpack.h>
 #include <stddef.h>
