@@ -16,6 +16,7 @@
  *  the records change.
  */
 #include "storage/catalog/catalog_store_impl.h"
+#include "protocol/clock.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -185,7 +186,7 @@ static catalog_status_t s_apply(catalog_store_t *self, MDB_txn *txn, const s_res
     if (!p)
         return CATALOG_ERROR;
     catalog_status_t status = CATALOG_OK;
-    int64_t now = catalog_now_ms();
+    int64_t now = clock_now_ms();
     for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
         const stock_line_t *line = &r->lines[i];
         status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);

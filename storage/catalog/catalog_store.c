@@ -41,12 +41,12 @@
  *  and returns a status; anything but CATALOG_OK undoes it alone.
  */
 #include "storage/catalog/catalog_store_impl.h"
+#include "protocol/clock.h"
 #include "storage/ids.h"
 
 #include <czmq.h>
 #include <msgpack.h>
 #include <string.h>
-#include <time.h>
 
 const char *const catalog_store_names[CATALOG_STORE_DBS] = {
     "products",   "by_sku",  "by_category",  "by_created", "by_price", "words",
@@ -83,13 +83,6 @@ uint64_t catalog_be64_get(const uint8_t *in)
     for (int i = 0; i < 8; i++)
         v = v << 8 | in[i];
     return v;
-}
-
-int64_t catalog_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 size_t catalog_meta_encode(const product_t *p, uint8_t flags, uint8_t *out)
@@ -898,7 +891,7 @@ static int s_update_txn(MDB_txn *txn, void *arg)
             return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("by_sku", rc);
     }
     next->version = stored->version + 1;
-    next->updated_at_ms = catalog_now_ms();
+    next->updated_at_ms = clock_now_ms();
     /* Every derived entry holds meta of the whole product (price, name,
      * category), so all are rewritten rather than diffed. */
     status = s_index(self, txn, stored, false);
@@ -982,7 +975,7 @@ static int s_set_stock_txn(MDB_txn *txn, void *arg)
         return status;
     out->stock = w->stock;
     out->version++;
-    out->updated_at_ms = catalog_now_ms();
+    out->updated_at_ms = clock_now_ms();
     /* Stock is in no index: the record is all that changes. */
     return catalog_product_write(w->self, txn, out);
 }

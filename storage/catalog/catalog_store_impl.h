@@ -115,8 +115,6 @@ int catalog_record_name(const MDB_val *record, const char **name, size_t *len);
 int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_len,
                          const char **description, size_t *description_len);
 
-/* The time now in unix milliseconds. */
-int64_t catalog_now_ms(void);
 /* Renews the handle's read transaction (logged on failure). */
 bool catalog_read_begin(catalog_store_t *self);
 /* Runs fn(txn, arg) through kv_write (group commit with the other
