@@ -189,10 +189,11 @@ catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, cat
 {
     if (!self || !id || !out)
         return CATALOG_ERROR;
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
-    catalog_status_t status = catalog_category_read(self, self->read_txn, id, out);
-    mdb_txn_reset(self->read_txn);
+    catalog_status_t status = catalog_category_read(self, txn, id, out);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -357,6 +358,17 @@ catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
     return catalog_write(self, s_delete_txn, &(s_delete_t){self, id});
 }
 
+/* store_page's callback: the category of one entry into out[index]. */
+static int s_page_entry(const MDB_val *key, const MDB_val *val, int index, void *arg)
+{
+    category_t *out = arg;
+    if (s_category_decode(key, val, &out[index]) != 0) {
+        zsys_error("catalog_store: malformed category record");
+        return -1;
+    }
+    return 0;
+}
+
 catalog_status_t catalog_category_page(catalog_store_t *self, const char *after, int limit,
                                        category_t *out, int *count, bool *more)
 {
@@ -366,41 +378,13 @@ catalog_status_t catalog_category_page(catalog_store_t *self, const char *after,
         *more = false;
     if (!self || !count || limit < 0 || (limit > 0 && !out))
         return CATALOG_ERROR;
-    if (!after)
-        after = "";
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
-    MDB_cursor *cursor = NULL;
-    catalog_status_t status = CATALOG_ERROR;
-    int rc = mdb_cursor_open(self->read_txn, self->dbi[CATALOG_DB_CATEGORIES], &cursor);
-    if (rc != 0) {
-        catalog_fail("mdb_cursor_open categories", rc);
-        goto cleanup;
-    }
-    MDB_val key = {0}, val = {0};
-    rc = kv_cursor_after(cursor, after, CATALOG_ID_MAX, &key, &val);
-    int n = 0;
-    for (; rc == 0 && n < limit; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
-        if (s_category_decode(&key, &val, &out[n]) != 0) {
-            zsys_error("catalog_store: malformed category record");
-            goto cleanup;
-        }
-        n++;
-    }
-    /* The loop stops on the entry after the last one taken, if any. */
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        catalog_fail("mdb_cursor_get categories", rc);
-        goto cleanup;
-    }
-    *count = n;
-    if (more)
-        *more = rc == 0;
-    status = CATALOG_OK;
-cleanup:
-    if (cursor)
-        mdb_cursor_close(cursor);
-    mdb_txn_reset(self->read_txn);
-    return status;
+    int rc = store_page(txn, self->dbi[CATALOG_DB_CATEGORIES], after ? after : "", CATALOG_ID_MAX,
+                        limit, s_page_entry, out, count, more, "catalog_store", "categories page");
+    store_reader_end(&self->reader);
+    return rc == 0 ? CATALOG_OK : CATALOG_ERROR;
 }
 
 catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count)

@@ -26,7 +26,7 @@
  *  runs one writer at a time, so of two racing creates exactly one wins.
  *
  *  Reads use the handle's read transaction, reset between calls and
- *  renewed at the start of the next (the environment has MDB_NOTLS).
+ *  renewed at the start of the next (store_reader_t, storage/reader.h).
  *  Reads that decide a write (the stored version, the category named)
  *  happen inside the write transaction. An update is a patch (a field
  *  mask and values) applied to the record that transaction reads, never a
@@ -384,14 +384,10 @@ catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index)
     self->env = kv_mdb(env);
     for (int i = 0; i < CATALOG_STORE_DBS; i++)
         self->dbi[i] = kv_dbi(env, first_dbi_index + i);
-    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &self->read_txn);
-    if (rc != 0) {
-        /* MDB_READERS_FULL: more handles than reader slots. */
-        catalog_fail("mdb_txn_begin read", rc);
+    if (!store_reader_open(&self->reader, env, "catalog_store")) {
         free(self);
         return NULL;
     }
-    mdb_txn_reset(self->read_txn);
     return self;
 }
 
@@ -400,8 +396,7 @@ void catalog_store_close(catalog_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     catalog_store_t *self = *self_p;
-    if (self->read_txn)
-        mdb_txn_abort(self->read_txn);
+    store_reader_close(&self->reader);
     free(self->scratch);
     free(self);
     *self_p = NULL;
@@ -516,14 +511,6 @@ cleanup:
     free(p);
     catalog_store_close(&self);
     return status;
-}
-
-bool catalog_read_begin(catalog_store_t *self)
-{
-    int rc = mdb_txn_renew(self->read_txn);
-    if (rc != 0)
-        catalog_fail("mdb_txn_renew", rc);
-    return rc == 0;
 }
 
 catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg)
@@ -801,10 +788,11 @@ catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, prod
 {
     if (!self || !id || !out)
         return CATALOG_ERROR;
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
-    catalog_status_t status = catalog_product_read(self, self->read_txn, id, strlen(id), out);
-    mdb_txn_reset(self->read_txn);
+    catalog_status_t status = catalog_product_read(self, txn, id, strlen(id), out);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -817,11 +805,12 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
     size_t len = strlen(sku);
     if (len == 0 || len > CATALOG_SKU_MAX)
         return CATALOG_NOT_FOUND;
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
     MDB_val key = catalog_val(sku), val;
     catalog_status_t status = CATALOG_OK;
-    int rc = mdb_get(self->read_txn, self->dbi[CATALOG_DB_BY_SKU], &key, &val);
+    int rc = mdb_get(txn, self->dbi[CATALOG_DB_BY_SKU], &key, &val);
     if (rc == MDB_NOTFOUND)
         status = CATALOG_NOT_FOUND;
     else if (rc != 0)
@@ -832,7 +821,7 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
         memcpy(out, val.mv_data, val.mv_size);
         out[val.mv_size] = '\0';
     }
-    mdb_txn_reset(self->read_txn);
+    store_reader_end(&self->reader);
     return status;
 }
 

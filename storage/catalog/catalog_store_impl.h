@@ -31,6 +31,7 @@
 #define RETAIL_CATALOG_STORE_IMPL_H
 
 #include "storage/catalog/catalog_store.h"
+#include "storage/reader.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -54,7 +55,7 @@ struct catalog_store_t {
     kv_t *kv; /* shared by every handle: group commit (kv_write) */
     MDB_env *env;
     MDB_dbi dbi[CATALOG_STORE_DBS];
-    MDB_txn *read_txn; /* reset between calls, renewed at the start of one */
+    store_reader_t reader; /* reset between calls, renewed at the start of one */
     /* Search's candidate array, kept between calls (one thread uses a
      * handle) so a search allocates nothing once it has grown;
      * catalog_search.c owns its layout. */
@@ -115,8 +116,6 @@ int catalog_record_name(const MDB_val *record, const char **name, size_t *len);
 int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_len,
                          const char **description, size_t *description_len);
 
-/* Renews the handle's read transaction (logged on failure). */
-bool catalog_read_begin(catalog_store_t *self);
 /* Runs fn(txn, arg) through kv_write (group commit with the other
  * handles' writes) and returns its status once durable; fn returns a
  * catalog_status_t, CATALOG_OK to keep its changes. fn may run on another

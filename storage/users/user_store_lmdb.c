@@ -42,10 +42,11 @@
  *  no other write can come between that read and the put.
  *
  *  Reads: each handle keeps one read-only transaction, reset between calls
- *  and renewed at the start of the next (cheaper than begin/abort: the
- *  reader slot is kept). This needs the environment's MDB_NOTLS (kv.c).
+ *  and renewed at the start of the next (store_reader_t, storage/reader.h);
+ *  a page of users is store_page's walk from `after`.
  */
 #include "storage/users/user_store_impl.h"
+#include "storage/reader.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -59,7 +60,7 @@ typedef struct {
     kv_t *kv; /* writes: kv_write */
     MDB_dbi users;
     MDB_dbi by_email;
-    MDB_txn *read_txn; /* reset between calls */
+    store_reader_t reader; /* reset between calls */
 } s_lmdb_t;
 
 /* A msgpack write callback into a fixed buffer: records are small, so
@@ -182,14 +183,6 @@ static store_status_t s_fail(const char *what, int rc)
     return STORE_ERROR;
 }
 
-static bool s_read_begin(s_lmdb_t *self)
-{
-    int rc = mdb_txn_renew(self->read_txn);
-    if (rc != 0)
-        s_fail("mdb_txn_renew", rc);
-    return rc == 0;
-}
-
 /* The user stored under key, within txn. */
 static store_status_t s_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, user_record_t *out)
 {
@@ -261,29 +254,31 @@ static store_status_t s_create(void *impl, const user_record_t *user)
 static store_status_t s_get_by_id(void *impl, const char *id, user_record_t *out)
 {
     s_lmdb_t *self = impl;
-    if (!s_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return STORE_ERROR;
     MDB_val key = s_val(id);
-    store_status_t status = s_get(self->read_txn, self->users, &key, out);
-    mdb_txn_reset(self->read_txn);
+    store_status_t status = s_get(txn, self->users, &key, out);
+    store_reader_end(&self->reader);
     return status;
 }
 
 static store_status_t s_get_by_email(void *impl, const char *email, user_record_t *out)
 {
     s_lmdb_t *self = impl;
-    if (!s_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return STORE_ERROR;
     MDB_val key = s_val(email);
     MDB_val id;
     store_status_t status = STORE_OK;
-    int rc = mdb_get(self->read_txn, self->by_email, &key, &id);
+    int rc = mdb_get(txn, self->by_email, &key, &id);
     if (rc == MDB_NOTFOUND)
         status = STORE_NOT_FOUND;
     else if (rc != 0)
         status = s_fail("mdb_get users_by_email", rc);
     else {
-        status = s_get(self->read_txn, self->users, &id, out);
+        status = s_get(txn, self->users, &id, out);
         /* Both are written in one transaction; one without the other is
          * damage, not a missing user. */
         if (status == STORE_NOT_FOUND) {
@@ -292,7 +287,7 @@ static store_status_t s_get_by_email(void *impl, const char *email, user_record_
             status = STORE_ERROR;
         }
     }
-    mdb_txn_reset(self->read_txn);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -344,50 +339,35 @@ static store_status_t s_patch(void *impl, const char *id, const user_patch_t *pa
                    &(s_patch_t){.self = self, .id = id, .patch = patch, .out = out});
 }
 
+/* store_page's callback: the user of one entry into out[index]. */
+static int s_list_entry(const MDB_val *key, const MDB_val *val, int index, void *arg)
+{
+    user_record_t *out = arg;
+    if (s_decode(key, val, &out[index]) != 0) {
+        zsys_error("user_store(lmdb): malformed record for %.*s", (int)key->mv_size,
+                   (const char *)key->mv_data);
+        return -1;
+    }
+    return 0;
+}
+
 static store_status_t s_list(void *impl, const char *after, int limit, user_record_t *out,
                              int *count)
 {
     s_lmdb_t *self = impl;
-    if (!s_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return STORE_ERROR;
-    MDB_cursor *cursor = NULL;
-    store_status_t status = STORE_ERROR;
-    int rc = mdb_cursor_open(self->read_txn, self->users, &cursor);
-    if (rc != 0) {
-        s_fail("mdb_cursor_open", rc);
-        goto cleanup;
-    }
-    MDB_val key = {0}, val = {0};
-    rc = kv_cursor_after(cursor, after, USER_ID_MAX, &key, &val);
-    int n = 0;
-    while (rc == 0 && n < limit) {
-        if (s_decode(&key, &val, &out[n]) != 0) {
-            zsys_error("user_store(lmdb): malformed record for %.*s", (int)key.mv_size,
-                       (const char *)key.mv_data);
-            goto cleanup;
-        }
-        n++;
-        if (n < limit)
-            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        s_fail("mdb_cursor_get", rc);
-        goto cleanup;
-    }
-    *count = n;
-    status = STORE_OK;
-cleanup:
-    if (cursor)
-        mdb_cursor_close(cursor);
-    mdb_txn_reset(self->read_txn);
-    return status;
+    int rc = store_page(txn, self->users, after, USER_ID_MAX, limit, s_list_entry, out, count, NULL,
+                        "user_store(lmdb)", "users page");
+    store_reader_end(&self->reader);
+    return rc == 0 ? STORE_OK : STORE_ERROR;
 }
 
 static void s_destroy(void *impl)
 {
     s_lmdb_t *self = impl;
-    if (self->read_txn)
-        mdb_txn_abort(self->read_txn);
+    store_reader_close(&self->reader);
     free(self);
 }
 
@@ -411,14 +391,11 @@ user_store_t *user_store_open_lmdb(kv_t *env, int first_dbi_index)
     self->kv = env;
     self->users = kv_dbi(env, first_dbi_index);
     self->by_email = kv_dbi(env, first_dbi_index + 1);
-    int rc = mdb_txn_begin(kv_mdb(env), NULL, MDB_RDONLY, &self->read_txn);
-    if (rc != 0) {
-        /* MDB_READERS_FULL: more handles than the environment's reader
-         * slots (126 by default). */
-        s_fail("mdb_txn_begin read", rc);
+    /* Fails with MDB_READERS_FULL for more handles than the environment's
+     * reader slots (126 by default). */
+    if (!store_reader_open(&self->reader, env, "user_store(lmdb)")) {
         free(self);
         return NULL;
     }
-    mdb_txn_reset(self->read_txn);
     return user_store_wrap(&s_ops, self);
 }
