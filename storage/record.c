@@ -554,6 +554,14 @@ int record_encode(const record_table_t *table, const void *record, msgpack_packe
     return 0;
 }
 
+int record_pack(const record_table_t *table, const void *record, mpout_t *out)
+{
+    mpout_clear(out);
+    msgpack_packer pk;
+    mpout_packer(out, &pk);
+    return record_encode(table, record, &pk) == 0 && !out->failed ? 0 : -1;
+}
+
 const char *record_strerror(record_status_t status)
 {
     switch (status) {

@@ -81,6 +81,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol/mpout.h"
+
 typedef enum {
     RECORD_STR,
     RECORD_STR_VIEW,
@@ -220,6 +222,11 @@ record_status_t record_decode(const record_table_t *table, const uint8_t *bytes,
  * terminated within its array, a BIN length over its capacity, an ENUM
  * out of range, a hook's -1). */
 int record_encode(const record_table_t *table, const void *record, msgpack_packer *pk);
+
+/* record_encode into out, cleared first (the bytes are out->buf's): 0,
+ * or -1 when the record cannot be written or out refused a write (its
+ * limit, memory). */
+int record_pack(const record_table_t *table, const void *record, mpout_t *out);
 
 /* A short English phrase for a status ("a required field is missing"). */
 const char *record_strerror(record_status_t status);
