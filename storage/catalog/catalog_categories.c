@@ -4,7 +4,8 @@
  *  ended the one before, so one created meanwhile is never seen twice).
  *
  *  "categories" maps an id to a msgpack map {"name", "slug", "parent_id"}
- *  (str; parent_id "" for a root); "by_slug" maps a slug to the id and
+ *  (str; parent_id "" for a root), read and written by the record codec
+ *  (storage/record.h, table s_category_fields); "by_slug" maps a slug to the id and
  *  makes slugs unique (MDB_NOOVERWRITE in the write transaction of the
  *  record). A slug is normalised like a word list (catalog_words: lower
  *  case, letters and digits, runs of anything else one '-', none at the
@@ -22,57 +23,33 @@
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "storage/ids.h"
+#include "storage/record.h"
 
 #include <czmq.h>
-#include <msgpack.h>
 #include <string.h>
 
 /* ---- category records ---- */
 
-static int s_category_encode(const category_t *c, catalog_buf_t *b)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, catalog_buf_write);
-    if (msgpack_pack_map(&pk, 3) != 0 || catalog_pack_kv_str(&pk, "name", c->name) != 0 ||
-        catalog_pack_kv_str(&pk, "slug", c->slug) != 0 ||
-        catalog_pack_kv_str(&pk, "parent_id", c->parent_id) != 0)
-        return -1;
-    return 0;
-}
+/* The record's fields (storage/record.h); the id is the LMDB key. */
+static const record_field_t s_category_fields[] = {
+    RECORD_STR_FIELD(category_t, name, "name", RECORD_REQUIRED),
+    RECORD_STR_FIELD(category_t, slug, "slug", RECORD_REQUIRED),
+    RECORD_STR_FIELD(category_t, parent_id, "parent_id", RECORD_REQUIRED),
+};
+static const record_table_t s_category_table = RECORD_TABLE(s_category_fields);
 
-static int s_category_decode(const MDB_val *key, const MDB_val *val, category_t *out)
+/* A category record's largest size: the field limits add up to 333
+ * bytes, plus keys and headers. */
+#define S_CATEGORY_MAX 1024
+
+/* The category under key into out; why not when it is malformed. */
+static record_status_t s_category_decode(const MDB_val *key, const MDB_val *val, category_t *out)
 {
     memset(out, 0, sizeof *out);
     if (key->mv_size == 0 || key->mv_size > CATALOG_ID_MAX)
-        return -1;
+        return RECORD_BAD_VALUE;
     memcpy(out->id, key->mv_data, key->mv_size);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    int rc = -1;
-    if (!catalog_unpack_map(&msg, val->mv_data, val->mv_size))
-        goto cleanup;
-    unsigned seen = 0;
-    const msgpack_object_map *map = &msg.data.via.map;
-    for (uint32_t i = 0; i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key;
-        const msgpack_object *v = &map->ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR)
-            goto cleanup;
-        bool ok = true;
-        if (catalog_key_is(k, "name"))
-            seen |= 1, ok = catalog_str_field(v, out->name, CATALOG_NAME_MAX);
-        else if (catalog_key_is(k, "slug"))
-            seen |= 2, ok = catalog_str_field(v, out->slug, CATALOG_SLUG_MAX);
-        else if (catalog_key_is(k, "parent_id"))
-            seen |= 4, ok = catalog_str_field(v, out->parent_id, CATALOG_ID_MAX);
-        if (!ok)
-            goto cleanup;
-    }
-    if (seen == 7)
-        rc = 0;
-cleanup:
-    msgpack_unpacked_destroy(&msg);
-    return rc;
+    return record_decode(&s_category_table, val->mv_data, val->mv_size, out);
 }
 
 catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, const char *id,
@@ -87,8 +64,9 @@ catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, cons
         return CATALOG_NOT_FOUND;
     if (rc != 0)
         return catalog_fail("mdb_get categories", rc);
-    if (s_category_decode(&key, &val, out) != 0) {
-        zsys_error("catalog_store: malformed category record %s", id);
+    record_status_t decoded = s_category_decode(&key, &val, out);
+    if (decoded != RECORD_OK) {
+        zsys_error("catalog_store: malformed category record %s: %s", id, record_strerror(decoded));
         return CATALOG_ERROR;
     }
     return CATALOG_OK;
@@ -96,16 +74,21 @@ catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, cons
 
 static catalog_status_t s_category_write(catalog_store_t *self, MDB_txn *txn, const category_t *c)
 {
-    char data[1024];
-    catalog_buf_t b = {.data = data, .cap = sizeof data};
-    if (s_category_encode(c, &b) != 0) {
+    mpout_t out;
+    mpout_init(&out, S_CATEGORY_MAX);
+    catalog_status_t status = CATALOG_OK;
+    if (record_pack(&s_category_table, c, &out) != 0) {
         zsys_error("catalog_store: category %s does not encode", c->id);
-        return CATALOG_ERROR;
+        status = CATALOG_ERROR;
+    } else {
+        MDB_val key = catalog_val(c->id);
+        MDB_val val = {.mv_size = out.buf.size, .mv_data = out.buf.data};
+        int rc = mdb_put(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, &val, 0);
+        if (rc != 0)
+            status = catalog_fail("mdb_put categories", rc);
     }
-    MDB_val key = catalog_val(c->id);
-    MDB_val val = {.mv_size = b.len, .mv_data = data};
-    int rc = mdb_put(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, &val, 0);
-    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_put categories", rc);
+    mpout_destroy(&out);
+    return status;
 }
 
 /* ---- categories ---- */
@@ -307,8 +290,9 @@ static catalog_status_t s_category_unused(catalog_store_t *self, MDB_txn *txn, c
     for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
         category_t child;
-        if (s_category_decode(&key, &val, &child) != 0) {
-            zsys_error("catalog_store: malformed category record");
+        record_status_t decoded = s_category_decode(&key, &val, &child);
+        if (decoded != RECORD_OK) {
+            zsys_error("catalog_store: malformed category record: %s", record_strerror(decoded));
             goto cleanup;
         }
         if (strcmp(child.parent_id, id) == 0) {
@@ -362,8 +346,9 @@ catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
 static int s_page_entry(const MDB_val *key, const MDB_val *val, int index, void *arg)
 {
     category_t *out = arg;
-    if (s_category_decode(key, val, &out[index]) != 0) {
-        zsys_error("catalog_store: malformed category record");
+    record_status_t decoded = s_category_decode(key, val, &out[index]);
+    if (decoded != RECORD_OK) {
+        zsys_error("catalog_store: malformed category record: %s", record_strerror(decoded));
         return -1;
     }
     return 0;
