@@ -144,21 +144,11 @@ bool catalog_cursor_encode(const catalog_cursor_t *c, char out[CATALOG_CURSOR_MA
 /* Reads cursor text into out; false when text is not a cursor. */
 bool catalog_cursor_decode(const char *text, catalog_cursor_t *out);
 
-/* msgpack into a caller's fixed buffer (records have known bounds). */
+/* msgpack into a caller's fixed buffer (a search cursor has known bounds). */
 typedef struct {
     char *data;
     size_t len, cap;
 } catalog_buf_t;
 int catalog_buf_write(void *data, const char *buf, size_t len); /* msgpack_packer_write */
-int catalog_pack_str(msgpack_packer *pk, const char *s);
-int catalog_pack_kv_str(msgpack_packer *pk, const char *key, const char *value);
-int catalog_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value);
-/* Readers: key is a str object equal to name; v a str without NULs that
- * fits dst[cap + 1] (copied, terminated); v an int64. */
-bool catalog_key_is(const msgpack_object *key, const char *name);
-bool catalog_str_field(const msgpack_object *v, char *dst, size_t cap);
-bool catalog_int_field(const msgpack_object *v, int64_t *out);
-/* Unpacks data, which must be exactly one msgpack map, into msg. */
-bool catalog_unpack_map(msgpack_unpacked *msg, const void *data, size_t size);
 
 #endif
