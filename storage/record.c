@@ -1,12 +1,20 @@
 /*  record.c - the table-driven record codec (record.h).
  *
- *  record_decode runs mpcheck over the whole input first, so what the
- *  second pass reads is known to be well-formed; the readers below check
- *  their bounds all the same (they are also what custom hooks read with,
- *  and a check costs a compare), so even a wrong mpcheck could not make
- *  them read past the input. Both passes are linear: mpcheck touches each
- *  byte once, and the map walk reads each key once and compares it with
- *  the table's few keys.
+ *  Every reader below checks its bounds before it reads a byte, and
+ *  refuses a count or length that cannot fit in what is left, so no input
+ *  can make one read past its end or loop on a claimed count. record_decode
+ *  first passes over the whole value with record_skip (the structure
+ *  only: headers and lengths, payloads jumped over), so a value cut short
+ *  or followed by more bytes is RECORD_MALFORMED whatever field it is in;
+ *  then it walks the map, each key read once and compared with the
+ *  table's few keys. Both passes are linear.
+ *
+ *  UTF-8 is checked (mpcheck's utf8_valid) in the strs that a table reads,
+ *  and a RAW value, which is handed on as msgpack, is checked whole by
+ *  mpcheck; the values of unknown keys are only passed over. Not the
+ *  whole record through mpcheck: that would check a 4 KB description's
+ *  UTF-8 on each of the many reads (search's stock filter) that want one
+ *  int, at several times the cost of the rest of the decode.
  *
  *  The msgpack formats read here: positive fixint 0x00-0x7f, fixmap
  *  0x80-0x8f, fixarray 0x90-0x9f, fixstr 0xa0-0xbf, nil 0xc0, false 0xc2,
@@ -118,10 +126,12 @@ static bool s_read_bytes(record_reader_t *r, bool bin, const uint8_t **bytes, si
 
 bool record_read_str(record_reader_t *r, const char **s, size_t *len)
 {
+    record_reader_t at = *r;
     const uint8_t *bytes;
-    if (!s_read_bytes(r, false, &bytes, len))
+    if (!s_read_bytes(&at, false, &bytes, len) || !utf8_valid(bytes, *len))
         return false;
     *s = (const char *)bytes;
+    *r = at;
     return true;
 }
 
@@ -330,21 +340,23 @@ static record_status_t s_decode_field(const record_field_t *f, record_reader_t *
     size_t len;
     switch (f->type) {
     case RECORD_STR:
-        if (!record_read_str(r, &s, &len))
+        if (!s_read_bytes(r, false, &bytes, &len))
             return RECORD_WRONG_TYPE;
+        s = (const char *)bytes;
         if (f->size == 0 || len > f->size - 1)
             return RECORD_TOO_LONG;
-        if (memchr(s, '\0', len))
+        if (memchr(s, '\0', len) || !utf8_valid(bytes, len))
             return RECORD_BAD_VALUE;
         memcpy(member, s, len);
         member[len] = '\0';
         return RECORD_OK;
     case RECORD_STR_VIEW:
-        if (!record_read_str(r, &s, &len))
+        if (!s_read_bytes(r, false, &bytes, &len))
             return RECORD_WRONG_TYPE;
+        s = (const char *)bytes;
         if (len > f->size)
             return RECORD_TOO_LONG;
-        if (memchr(s, '\0', len))
+        if (memchr(s, '\0', len) || !utf8_valid(bytes, len))
             return RECORD_BAD_VALUE;
         memcpy(member, &(record_view_t){.ptr = (const uint8_t *)s, .len = len},
                sizeof(record_view_t));
@@ -384,8 +396,10 @@ static record_status_t s_decode_field(const record_field_t *f, record_reader_t *
         memcpy(record + f->len_offset, &len, sizeof len);
         return RECORD_OK;
     case RECORD_ENUM:
-        if (!record_read_str(r, &s, &len))
+        /* Compared byte for byte with the names: no other str matches. */
+        if (!s_read_bytes(r, false, &bytes, &len))
             return RECORD_WRONG_TYPE;
+        s = (const char *)bytes;
         for (size_t i = 0; i < f->size; i++)
             if (s_key_is(f->names[i], s, len)) {
                 int v = (int)i;
@@ -397,6 +411,11 @@ static record_status_t s_decode_field(const record_field_t *f, record_reader_t *
         const uint8_t *start = r->pos;
         if (!record_skip(r))
             return RECORD_MALFORMED;
+        /* Handed on as msgpack: as valid as any message the project
+         * accepts from outside. */
+        size_t raw_len = (size_t)(r->pos - start);
+        if (mpcheck(start, raw_len, raw_len, MPCHECK_DEPTH_LIMIT) != MP_OK)
+            return RECORD_BAD_VALUE;
         memcpy(member, &(record_view_t){.ptr = start, .len = (size_t)(r->pos - start)},
                sizeof(record_view_t));
         return RECORD_OK;
@@ -422,9 +441,13 @@ record_status_t record_decode(const record_table_t *table, const uint8_t *bytes,
 {
     if (table->count > RECORD_FIELDS_MAX)
         return RECORD_BAD_TABLE;
-    if (!bytes || mpcheck(bytes, len, len, MPCHECK_DEPTH_LIMIT) != MP_OK)
+    if (!bytes || len == 0)
         return RECORD_MALFORMED;
     record_reader_t r = {.pos = bytes, .end = bytes + len};
+    /* Exactly one value, every count and length of it within the bytes. */
+    record_reader_t whole = r;
+    if (!record_skip(&whole) || whole.pos != whole.end)
+        return RECORD_MALFORMED;
     uint32_t count;
     if (!record_read_map(&r, &count))
         return RECORD_NOT_MAP;
@@ -433,10 +456,11 @@ record_status_t record_decode(const record_table_t *table, const uint8_t *bytes,
         if (table->fields[i].flags & RECORD_REQUIRED)
             required |= (uint64_t)1 << i;
     for (uint32_t k = 0; k < count; k++) {
-        const char *key;
+        const uint8_t *key_bytes;
         size_t key_len;
-        if (!record_read_str(&r, &key, &key_len))
-            return RECORD_MALFORMED; /* mpcheck refuses non-str keys */
+        if (!s_read_bytes(&r, false, &key_bytes, &key_len))
+            return RECORD_MALFORMED; /* keys are strs */
+        const char *key = (const char *)key_bytes;
         size_t i = 0;
         while (i < table->count && !s_key_is(table->fields[i].key, key, key_len))
             i++;

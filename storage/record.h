@@ -17,21 +17,25 @@
  *      ... record_decode(&s_table, bytes, len, &user) == RECORD_OK ...
  *
  *  Decoding is strict, and linear in the input:
- *    - the bytes are checked first by mpcheck (one pass, protocol/mpcheck.h):
- *      exactly one well-formed value, no trailing bytes, str keys, strs of
- *      valid UTF-8, no ext types; and that value must be a map;
+ *    - the bytes must be exactly one msgpack value, every header, count
+ *      and length of it within them, no ext types, nothing after it
+ *      (else RECORD_MALFORMED: one pass over the structure first); and
+ *      that value must be a map (RECORD_NOT_MAP) with str keys;
  *    - then one more pass reads the map: each key is looked up in the
  *      table (a few fields); every read checks its bounds, so no byte
  *      past the input is ever read, whatever the input claims;
  *    - a known key whose value has another type than its field is
  *      refused (RECORD_WRONG_TYPE; an int is never read as a str, nor a
  *      float as an int, nor nil as anything); an int out of its field's
- *      range, a str with a NUL, an enum name not in the list or a custom
- *      field its hook refuses is RECORD_BAD_VALUE; a str or bin longer
- *      than its field is RECORD_TOO_LONG;
+ *      range, a str with a NUL or not valid UTF-8 (utf8_valid of
+ *      protocol/mpcheck.h), an enum name not in the list, a RAW value
+ *      that mpcheck refuses, or a custom field its hook refuses is
+ *      RECORD_BAD_VALUE; a str or bin longer than its field is
+ *      RECORD_TOO_LONG;
  *    - a known key given twice is refused (RECORD_DUPLICATE): no encoder
  *      writes one, and "the last one wins" would hide damage;
- *    - unknown keys are skipped (their value still checked by mpcheck).
+ *    - unknown keys are skipped: their values are passed over (their
+ *      structure checked as above, their strs' text not looked at).
  *      That is how a field is added without rewriting stored records: a
  *      newer version's record still loads in older code, and a field that
  *      older records lack is made optional;
@@ -129,7 +133,7 @@ typedef struct {
 
 bool record_read_map(record_reader_t *r, uint32_t *count);
 bool record_read_array(record_reader_t *r, uint32_t *count);
-/* A str; *s points into the bytes (not terminated). */
+/* A str of valid UTF-8; *s points into the bytes (not terminated). */
 bool record_read_str(record_reader_t *r, const char **s, size_t *len);
 bool record_read_bin(record_reader_t *r, const uint8_t **bytes, size_t *len);
 /* Any int: false for one above INT64_MAX. */

@@ -9,7 +9,8 @@
  *  absent optional one; a wrong type for each field; every truncation of
  *  a valid record, each in a buffer of exactly that many bytes so that
  *  AddressSanitizer catches a read past it; strs and bins one byte over
- *  their fields; unknown keys (skipped, nested ones too); duplicates;
+ *  their fields; UTF-8 in the strs read; unknown keys (skipped, nested
+ *  ones too); duplicates;
  *  bytes that are not a map or not msgpack; custom hooks that read too
  *  much or too little; and encodes that must fail.
  *
@@ -632,18 +633,56 @@ static void test_not_a_record(void **state)
     /* A map that claims 2^32 - 1 entries in six bytes. */
     const uint8_t liar[] = {0xdf, 0xff, 0xff, 0xff, 0xff, 0x80};
     assert_int_equal(s_decode_exact(liar, sizeof liar, &back), RECORD_MALFORMED);
-    /* A str that is not UTF-8. */
-    hand_t h;
-    h_init(&h);
-    msgpack_pack_map(&h.pk, 1);
-    h_str(&h, "name");
-    msgpack_pack_str(&h.pk, 2);
-    msgpack_pack_str_body(&h.pk, "\xc3\x28", 2);
-    assert_int_equal(s_decode_exact(h.out.buf.data, h.out.buf.size, &back), RECORD_MALFORMED);
-    mpout_destroy(&h.out);
     /* An empty map lacks every required field. */
     const uint8_t empty[] = {0x80};
     assert_int_equal(s_decode_exact(empty, sizeof empty, &back), RECORD_MISSING);
+}
+
+static void w_bad_utf8(msgpack_packer *pk)
+{
+    msgpack_pack_str(pk, 2);
+    msgpack_pack_str_body(pk, "\xc3\x28", 2);
+}
+static void w_int_key_map(msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 1);
+    msgpack_pack_int64(pk, 1);
+    msgpack_pack_nil(pk);
+}
+
+/* The strs a table reads must be UTF-8 (a RAW value must pass mpcheck);
+ * the values of unknown keys are only passed over. */
+static void test_utf8(void **state)
+{
+    (void)state;
+    const char *fields[] = {"name", "label"};
+    for (int i = 0; i < 2; i++) {
+        hand_t h;
+        h_sample(&h, NULL, fields[i], w_bad_utf8);
+        thing_t back;
+        assert_int_equal(s_decode_exact(h.out.buf.data, h.out.buf.size, &back), RECORD_BAD_VALUE);
+        mpout_destroy(&h.out);
+    }
+    hand_t h;
+    thing_t back;
+    h_sample(&h, NULL, "extra", w_int_key_map);
+    assert_int_equal(s_decode_exact(h.out.buf.data, h.out.buf.size, &back), RECORD_BAD_VALUE);
+    mpout_destroy(&h.out);
+    /* The sample with one more key, unknown, whose str is not UTF-8. */
+    h_sample(&h, NULL, NULL, NULL);
+    h.out.buf.data[0]++;
+    h_str(&h, "unknown");
+    w_bad_utf8(&h.pk);
+    assert_int_equal(s_decode_exact(h.out.buf.data, h.out.buf.size, &back), RECORD_OK);
+    assert_string_equal(back.name, "seven!!");
+    mpout_destroy(&h.out);
+    /* The hooks' reader refuses it. */
+    const uint8_t bad[] = {0xa2, 0xc3, 0x28};
+    record_reader_t r = {.pos = bad, .end = bad + sizeof bad};
+    const char *text;
+    size_t len;
+    assert_false(record_read_str(&r, &text, &len));
+    assert_ptr_equal(r.pos, bad);
 }
 
 /* A hook reads only its own value: reading on runs into the end of it,
@@ -787,13 +826,13 @@ static void test_encode_refuses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip),     cmocka_unit_test(test_same_bytes),
-        cmocka_unit_test(test_int_widths),     cmocka_unit_test(test_missing),
-        cmocka_unit_test(test_wrong_type),     cmocka_unit_test(test_truncated),
-        cmocka_unit_test(test_too_long),       cmocka_unit_test(test_unknown_keys),
-        cmocka_unit_test(test_duplicate),      cmocka_unit_test(test_not_a_record),
-        cmocka_unit_test(test_hooks_bounded),  cmocka_unit_test(test_readers),
-        cmocka_unit_test(test_encode_refuses),
+        cmocka_unit_test(test_round_trip), cmocka_unit_test(test_same_bytes),
+        cmocka_unit_test(test_int_widths), cmocka_unit_test(test_missing),
+        cmocka_unit_test(test_wrong_type), cmocka_unit_test(test_truncated),
+        cmocka_unit_test(test_too_long),   cmocka_unit_test(test_unknown_keys),
+        cmocka_unit_test(test_duplicate),  cmocka_unit_test(test_not_a_record),
+        cmocka_unit_test(test_utf8),       cmocka_unit_test(test_hooks_bounded),
+        cmocka_unit_test(test_readers),    cmocka_unit_test(test_encode_refuses),
     };
     return cmocka_run_group_tests_name("record", tests, NULL, NULL);
 }
