@@ -277,7 +277,6 @@ catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index)
     if (!self)
         return NULL;
     self->kv = env;
-    self->env = kv_mdb(env);
     for (int i = 0; i < CATALOG_STORE_DBS; i++)
         self->dbi[i] = kv_dbi(env, first_dbi_index + i);
     if (!store_reader_open(&self->reader, env, "catalog_store")) {

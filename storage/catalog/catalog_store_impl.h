@@ -53,7 +53,6 @@ enum {
 
 struct catalog_store_t {
     kv_t *kv; /* shared by every handle: group commit (kv_write) */
-    MDB_env *env;
     MDB_dbi dbi[CATALOG_STORE_DBS];
     store_reader_t reader; /* reset between calls, renewed at the start of one */
     /* Search's candidate array, kept between calls (one thread uses a

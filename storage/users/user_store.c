@@ -9,6 +9,7 @@
  *  Ids: "u" + storage/ids.h's scheme; a collision is refused by the store.
  */
 #include "storage/users/user_store_impl.h"
+#include "storage/ids.h"
 
 #include <czmq.h>
 #include <stdio.h>

@@ -32,7 +32,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "storage/ids.h"
 #include "storage/kv.h"
 #include "storage/status.h"
 
