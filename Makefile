@@ -29,7 +29,8 @@ OPT = -O1
 endif
 
 LIB_SRC = $(wildcard protocol/*.c) $(filter-out router/retaild.c,$(wildcard router/*.c)) \
-          $(wildcard actors/*.c) $(wildcard actors/*/*.c) $(wildcard storage/*.c)
+          $(wildcard actors/*.c) $(wildcard actors/*/*.c) $(wildcard storage/*.c) \
+          $(wildcard storage/*/*.c)
 LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
 LIB     = $(BUILD)/libretail.a
 

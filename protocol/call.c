@@ -16,6 +16,7 @@
  *  truncated reply.
  */
 #include "protocol/call.h"
+#include "protocol/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,9 +349,7 @@ void call_rfc3339(int64_t unix_ms, char out[32])
 
 int64_t call_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_now_ms();
 }
 
 /* ------------------------------------------------------------------ */

@@ -85,7 +85,7 @@ msgpack_packer *call_reply(call_t *self);
 /* Time as the API writes it: RFC 3339 UTC with milliseconds
  * ("2026-11-25T17:25:37.123Z"), from unix milliseconds. */
 void call_rfc3339(int64_t unix_ms, char out[32]);
-/* Now, in unix milliseconds. */
+/* Now, in unix milliseconds (clock_now_ms, protocol/clock.h). */
 int64_t call_now_ms(void);
 
 /* Says that the worker's state can serve no further request (a store

@@ -3,7 +3,7 @@
  *      retail-seed [--data-dir DIR] [-n N] [--seed S] [--ids FILE] [-q]
  *
  *  It writes straight into the LMDB environment DIR/catalog through
- *  storage/catalog_store (the same calls, rules and indexes as the catalog
+ *  storage/catalog/catalog_store (the same calls, rules and indexes as the catalog
  *  service), not over HTTP: a million products through the API would take
  *  far longer and measure the API, not fill a store. Run it while retaild
  *  is stopped. LMDB would let both write (writers are serialised across
@@ -49,7 +49,7 @@
  *  it stays), 2 usage or configuration error.
  */
 #include "protocol/settings.h"
-#include "storage/catalog_store.h"
+#include "storage/catalog/catalog_store.h"
 #include "storage/kv.h"
 
 #include <czmq.h>

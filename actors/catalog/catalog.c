@@ -13,7 +13,7 @@
 #include "actors/catalog/catalog.h"
 #include "protocol/auth.h"
 #include "protocol/mdp.h"
-#include "storage/catalog_store.h"
+#include "storage/catalog/catalog_store.h"
 
 #include <stddef.h>
 #include <time.h>

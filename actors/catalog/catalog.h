@@ -9,7 +9,7 @@
  *
  *  Reads are open to anyone; writes to categories and products need an
  *  admin access token; the stock ops accept only the orders service (or
- *  callers inside this process). The store (storage/catalog_store.h) does
+ *  callers inside this process). The store (storage/catalog/catalog_store.h) does
  *  the indexing; this file checks arguments and maps results to errors.
  */
 #ifndef RETAIL_CATALOG_H

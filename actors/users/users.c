@@ -17,7 +17,7 @@
 #include "actors/users/tokens.h"
 #include "protocol/auth.h"
 #include "protocol/jsonpack.h"
-#include "storage/sessions.h"
+#include "storage/users/sessions.h"
 
 #include <semaphore.h>
 #include <sodium.h>

@@ -22,7 +22,7 @@
 #define RETAIL_USERS_H
 
 #include "actors/worker.h"
-#include "storage/user_store.h"
+#include "storage/users/user_store.h"
 
 typedef struct users_shared_t users_shared_t;
 

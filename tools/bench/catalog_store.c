@@ -27,7 +27,7 @@
  *  kv_write_stats' counters over the timed loop only (the commits, and
  *  the writes per commit: 1 when nothing was grouped).
  */
-#include "storage/catalog_store.h"
+#include "storage/catalog/catalog_store.h"
 
 #include <czmq.h>
 #include <inttypes.h>

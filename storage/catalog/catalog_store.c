@@ -5,8 +5,10 @@
  *  catalog_search.c (its cursors in catalog_cursor.c), the word normaliser in
  *  catalog_words.c.
  *
- *  Records are msgpack maps with str keys; readers ignore keys they do
- *  not know, so a field is added later without rewriting old records.
+ *  Records are msgpack maps with str keys, read and written by the record
+ *  codec (storage/record.h) through a table of their fields
+ *  (s_product_fields here); it skips keys it does not know, so a field is
+ *  added later without rewriting old records.
  *    product:  "sku", "name", "description", "currency", "category_id":
  *              str; "price_cents", "stock", "version", "created_at",
  *              "updated_at": int; "attributes": bin holding the caller's
@@ -26,7 +28,7 @@
  *  runs one writer at a time, so of two racing creates exactly one wins.
  *
  *  Reads use the handle's read transaction, reset between calls and
- *  renewed at the start of the next (the environment has MDB_NOTLS).
+ *  renewed at the start of the next (store_reader_t, storage/reader.h).
  *  Reads that decide a write (the stored version, the category named)
  *  happen inside the write transaction. An update is a patch (a field
  *  mask and values) applied to the record that transaction reads, never a
@@ -40,12 +42,14 @@
  *  touches only the transaction and the caller's buffers it was given,
  *  and returns a status; anything but CATALOG_OK undoes it alone.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
+#include "protocol/clock.h"
+#include "storage/ids.h"
+#include "storage/record.h"
 
 #include <czmq.h>
 #include <msgpack.h>
 #include <string.h>
-#include <time.h>
 
 const char *const catalog_store_names[CATALOG_STORE_DBS] = {
     "products",   "by_sku",  "by_category",  "by_created", "by_price", "words",
@@ -82,13 +86,6 @@ uint64_t catalog_be64_get(const uint8_t *in)
     for (int i = 0; i < 8; i++)
         v = v << 8 | in[i];
     return v;
-}
-
-int64_t catalog_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 size_t catalog_meta_encode(const product_t *p, uint8_t flags, uint8_t *out)
@@ -142,53 +139,8 @@ int catalog_buf_write(void *data, const char *buf, size_t len)
     return 0;
 }
 
-int catalog_pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen(s);
-    if (msgpack_pack_str(pk, len) != 0)
-        return -1;
-    return msgpack_pack_str_body(pk, s, len);
-}
-
-int catalog_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
-{
-    return catalog_pack_str(pk, key) != 0 || catalog_pack_str(pk, value) != 0 ? -1 : 0;
-}
-
-int catalog_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
-{
-    return catalog_pack_str(pk, key) != 0 || msgpack_pack_int64(pk, value) != 0 ? -1 : 0;
-}
-
-bool catalog_key_is(const msgpack_object *key, const char *name)
-{
-    size_t len = strlen(name);
-    return key->via.str.size == len && memcmp(key->via.str.ptr, name, len) == 0;
-}
-
-bool catalog_str_field(const msgpack_object *v, char *dst, size_t cap)
-{
-    if (v->type != MSGPACK_OBJECT_STR || v->via.str.size > cap ||
-        memchr(v->via.str.ptr, '\0', v->via.str.size))
-        return false;
-    memcpy(dst, v->via.str.ptr, v->via.str.size);
-    dst[v->via.str.size] = '\0';
-    return true;
-}
-
-bool catalog_int_field(const msgpack_object *v, int64_t *out)
-{
-    if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
-        *out = (int64_t)v->via.u64;
-    else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *out = v->via.i64;
-    else
-        return false;
-    return true;
-}
-
 /* Unpacks a whole value that must be one msgpack map; false otherwise. */
-bool catalog_unpack_map(msgpack_unpacked *msg, const void *data, size_t size)
+static bool s_unpack_map(msgpack_unpacked *msg, const void *data, size_t size)
 {
     size_t offset = 0;
     return msgpack_unpack_next(msg, data, size, &offset) == MSGPACK_UNPACK_SUCCESS &&
@@ -197,143 +149,74 @@ bool catalog_unpack_map(msgpack_unpacked *msg, const void *data, size_t size)
 
 /* ---- product records ---- */
 
-static int s_product_encode(const product_t *p, catalog_buf_t *b)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, catalog_buf_write);
-    if (msgpack_pack_map(&pk, 11) != 0 || catalog_pack_kv_str(&pk, "sku", p->sku) != 0 ||
-        catalog_pack_kv_str(&pk, "name", p->name) != 0 ||
-        catalog_pack_kv_str(&pk, "description", p->description) != 0 ||
-        catalog_pack_kv_int(&pk, "price_cents", p->price_cents) != 0 ||
-        catalog_pack_kv_str(&pk, "currency", p->currency) != 0 ||
-        catalog_pack_kv_str(&pk, "category_id", p->category_id) != 0 ||
-        catalog_pack_str(&pk, "attributes") != 0 || msgpack_pack_bin(&pk, p->attributes_len) != 0 ||
-        msgpack_pack_bin_body(&pk, p->attributes, p->attributes_len) != 0 ||
-        catalog_pack_kv_int(&pk, "stock", p->stock) != 0 ||
-        catalog_pack_kv_int(&pk, "version", p->version) != 0 ||
-        catalog_pack_kv_int(&pk, "created_at", p->created_at_ms) != 0 ||
-        catalog_pack_kv_int(&pk, "updated_at", p->updated_at_ms) != 0)
-        return -1;
-    return 0;
-}
+/* The record's fields (storage/record.h); the id is the LMDB key. */
+static const record_field_t s_product_fields[] = {
+    RECORD_STR_FIELD(product_t, sku, "sku", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, name, "name", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, description, "description", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, price_cents, "price_cents", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, currency, "currency", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, category_id, "category_id", RECORD_REQUIRED),
+    RECORD_BIN_FIELD(product_t, attributes, attributes_len, "attributes", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, stock, "stock", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, version, "version", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, created_at_ms, "created_at", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, updated_at_ms, "updated_at", RECORD_REQUIRED),
+};
+static const record_table_t s_product_table = RECORD_TABLE(s_product_fields);
 
-/* Decodes a product record into *out (whose id the caller sets); -1 if
- * it is not a well-formed record. */
-static int s_product_decode(const MDB_val *val, product_t *out)
-{
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    int rc = -1;
-    if (!catalog_unpack_map(&msg, val->mv_data, val->mv_size))
-        goto cleanup;
-    unsigned seen = 0;
-    const msgpack_object_map *map = &msg.data.via.map;
-    for (uint32_t i = 0; i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key;
-        const msgpack_object *v = &map->ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR)
-            goto cleanup;
-        bool ok = true;
-        if (catalog_key_is(k, "sku"))
-            seen |= 1, ok = catalog_str_field(v, out->sku, CATALOG_SKU_MAX);
-        else if (catalog_key_is(k, "name"))
-            seen |= 2, ok = catalog_str_field(v, out->name, CATALOG_NAME_MAX);
-        else if (catalog_key_is(k, "description"))
-            seen |= 4, ok = catalog_str_field(v, out->description, CATALOG_DESCRIPTION_MAX);
-        else if (catalog_key_is(k, "price_cents"))
-            seen |= 8, ok = catalog_int_field(v, &out->price_cents);
-        else if (catalog_key_is(k, "currency"))
-            seen |= 16, ok = catalog_str_field(v, out->currency, 3);
-        else if (catalog_key_is(k, "category_id"))
-            seen |= 32, ok = catalog_str_field(v, out->category_id, CATALOG_ID_MAX);
-        else if (catalog_key_is(k, "attributes")) {
-            seen |= 64;
-            ok = v->type == MSGPACK_OBJECT_BIN && v->via.bin.size <= CATALOG_ATTRIBUTES_MAX;
-            if (ok) {
-                memcpy(out->attributes, v->via.bin.ptr, v->via.bin.size);
-                out->attributes_len = v->via.bin.size;
-            }
-        } else if (catalog_key_is(k, "stock"))
-            seen |= 128, ok = catalog_int_field(v, &out->stock);
-        else if (catalog_key_is(k, "version"))
-            seen |= 256, ok = catalog_int_field(v, &out->version);
-        else if (catalog_key_is(k, "created_at"))
-            seen |= 512, ok = catalog_int_field(v, &out->created_at_ms);
-        else if (catalog_key_is(k, "updated_at"))
-            seen |= 1024, ok = catalog_int_field(v, &out->updated_at_ms);
-        if (!ok)
-            goto cleanup;
-    }
-    if (seen == 2047)
-        rc = 0;
-cleanup:
-    msgpack_unpacked_destroy(&msg);
-    return rc;
-}
+/* Search reads a field or two of many records that it may never show:
+ * tables of just those fields decode them without copying the rest (the
+ * codec skips keys a table does not name). */
+typedef struct {
+    int64_t stock;
+    record_view_t name, description;
+} s_product_part_t;
 
-/* Finds the field named key of a record; the value's object into *out
- * (valid while msg is). */
-static bool s_record_field(msgpack_unpacked *msg, const MDB_val *record, const char *key,
-                           msgpack_object *out)
-{
-    if (!catalog_unpack_map(msg, record->mv_data, record->mv_size))
-        return false;
-    const msgpack_object_map *map = &msg->data.via.map;
-    for (uint32_t i = 0; i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key;
-        if (k->type == MSGPACK_OBJECT_STR && catalog_key_is(k, key)) {
-            *out = map->ptr[i].val;
-            return true;
-        }
-    }
-    return false;
-}
+static const record_field_t s_stock_fields[] = {
+    RECORD_INT64_FIELD(s_product_part_t, stock, "stock", RECORD_REQUIRED),
+};
+static const record_table_t s_stock_table = RECORD_TABLE(s_stock_fields);
+
+static const record_field_t s_text_fields[] = {
+    RECORD_STR_VIEW_FIELD(s_product_part_t, name, "name", CATALOG_NAME_MAX, RECORD_REQUIRED),
+    RECORD_STR_VIEW_FIELD(s_product_part_t, description, "description", CATALOG_DESCRIPTION_MAX,
+                          RECORD_REQUIRED),
+};
+static const record_table_t s_text_table = RECORD_TABLE(s_text_fields);
+/* Only the name: the first field of s_text_fields. */
+static const record_table_t s_name_table = {.fields = s_text_fields, .count = 1};
 
 int catalog_record_stock(const MDB_val *record, int64_t *stock)
 {
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    msgpack_object v;
-    int rc = s_record_field(&msg, record, "stock", &v) && catalog_int_field(&v, stock) ? 0 : -1;
-    msgpack_unpacked_destroy(&msg);
-    return rc;
-}
-
-/* A str field of a record, pointing into the record; false when absent,
- * not a str, longer than cap or (never, but checked) not inside it. */
-static bool s_record_str(const MDB_val *record, const char *key, size_t cap, const char **text,
-                         size_t *len)
-{
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    msgpack_object v;
-    bool ok = false;
-    /* A str object points into the unpacked bytes (msgpack-c does not
-     * copy them), here the record itself; checked rather than assumed. */
-    const char *lo = record->mv_data, *hi = lo + record->mv_size;
-    if (s_record_field(&msg, record, key, &v) && v.type == MSGPACK_OBJECT_STR &&
-        v.via.str.size <= cap && v.via.str.ptr >= lo && v.via.str.ptr + v.via.str.size <= hi) {
-        *text = v.via.str.ptr;
-        *len = v.via.str.size;
-        ok = true;
-    }
-    msgpack_unpacked_destroy(&msg);
-    return ok;
+    s_product_part_t part;
+    if (record_decode(&s_stock_table, record->mv_data, record->mv_size, &part) != RECORD_OK)
+        return -1;
+    *stock = part.stock;
+    return 0;
 }
 
 int catalog_record_name(const MDB_val *record, const char **name, size_t *len)
 {
-    return s_record_str(record, "name", CATALOG_NAME_MAX, name, len) ? 0 : -1;
+    s_product_part_t part;
+    if (record_decode(&s_name_table, record->mv_data, record->mv_size, &part) != RECORD_OK)
+        return -1;
+    *name = (const char *)part.name.ptr;
+    *len = part.name.len;
+    return 0;
 }
 
 int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_len,
                          const char **description, size_t *description_len)
 {
-    return s_record_str(record, "name", CATALOG_NAME_MAX, name, name_len) &&
-                   s_record_str(record, "description", CATALOG_DESCRIPTION_MAX, description,
-                                description_len)
-               ? 0
-               : -1;
+    s_product_part_t part;
+    if (record_decode(&s_text_table, record->mv_data, record->mv_size, &part) != RECORD_OK)
+        return -1;
+    *name = (const char *)part.name.ptr;
+    *name_len = part.name.len;
+    *description = (const char *)part.description.ptr;
+    *description_len = part.description.len;
+    return 0;
 }
 
 catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,
@@ -351,8 +234,10 @@ catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const
     out->attributes_len = 0;
     memcpy(out->id, id, id_len);
     out->id[id_len] = '\0';
-    if (s_product_decode(&val, out) != 0) {
-        zsys_error("catalog_store: malformed product record %.*s", (int)id_len, id);
+    record_status_t decoded = record_decode(&s_product_table, val.mv_data, val.mv_size, out);
+    if (decoded != RECORD_OK) {
+        zsys_error("catalog_store: malformed product record %.*s: %s", (int)id_len, id,
+                   record_strerror(decoded));
         return CATALOG_ERROR;
     }
     return CATALOG_OK;
@@ -360,16 +245,21 @@ catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const
 
 catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, const product_t *p)
 {
-    char data[S_RECORD_MAX];
-    catalog_buf_t b = {.data = data, .cap = sizeof data};
-    if (s_product_encode(p, &b) != 0) {
+    mpout_t out;
+    mpout_init(&out, S_RECORD_MAX);
+    catalog_status_t status = CATALOG_OK;
+    if (record_pack(&s_product_table, p, &out) != 0) {
         zsys_error("catalog_store: product %s does not encode", p->id);
-        return CATALOG_ERROR;
+        status = CATALOG_ERROR;
+    } else {
+        MDB_val key = {.mv_size = strlen(p->id), .mv_data = (void *)p->id};
+        MDB_val val = {.mv_size = out.buf.size, .mv_data = out.buf.data};
+        int rc = mdb_put(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, &val, 0);
+        if (rc != 0)
+            status = catalog_fail("mdb_put products", rc);
     }
-    MDB_val key = {.mv_size = strlen(p->id), .mv_data = (void *)p->id};
-    MDB_val val = {.mv_size = b.len, .mv_data = data};
-    int rc = mdb_put(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, &val, 0);
-    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_put products", rc);
+    mpout_destroy(&out);
+    return status;
 }
 
 MDB_val catalog_val(const char *s)
@@ -387,17 +277,12 @@ catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index)
     if (!self)
         return NULL;
     self->kv = env;
-    self->env = kv_mdb(env);
     for (int i = 0; i < CATALOG_STORE_DBS; i++)
         self->dbi[i] = kv_dbi(env, first_dbi_index + i);
-    int rc = mdb_txn_begin(self->env, NULL, MDB_RDONLY, &self->read_txn);
-    if (rc != 0) {
-        /* MDB_READERS_FULL: more handles than reader slots. */
-        catalog_fail("mdb_txn_begin read", rc);
+    if (!store_reader_open(&self->reader, env, "catalog_store")) {
         free(self);
         return NULL;
     }
-    mdb_txn_reset(self->read_txn);
     return self;
 }
 
@@ -406,8 +291,7 @@ void catalog_store_close(catalog_store_t **self_p)
     if (!self_p || !*self_p)
         return;
     catalog_store_t *self = *self_p;
-    if (self->read_txn)
-        mdb_txn_abort(self->read_txn);
+    store_reader_close(&self->reader);
     free(self->scratch);
     free(self);
     *self_p = NULL;
@@ -524,25 +408,11 @@ cleanup:
     return status;
 }
 
-bool catalog_read_begin(catalog_store_t *self)
-{
-    int rc = mdb_txn_renew(self->read_txn);
-    if (rc != 0)
-        catalog_fail("mdb_txn_renew", rc);
-    return rc == 0;
-}
-
 catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg)
 {
     int result = CATALOG_ERROR;
     int rc = kv_write(self->kv, fn, arg, &result);
     return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
-}
-
-void catalog_new_id(char prefix, char *out)
-{
-    user_store_new_id(out); /* the same scheme as user ids (header) */
-    out[0] = prefix;
 }
 
 bool catalog_fits(const char *s, size_t cap)
@@ -743,7 +613,7 @@ static bool s_fields_valid(const product_t *p, unsigned fields)
         /* One msgpack map and nothing else: it is handed back verbatim. */
         msgpack_unpacked msg;
         msgpack_unpacked_init(&msg);
-        bool ok = catalog_unpack_map(&msg, p->attributes, p->attributes_len);
+        bool ok = s_unpack_map(&msg, p->attributes, p->attributes_len);
         msgpack_unpacked_destroy(&msg);
         if (!ok)
             return false;
@@ -797,7 +667,7 @@ catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
 {
     if (!self || !p || !s_product_valid(p))
         return CATALOG_ERROR;
-    catalog_new_id('p', p->id);
+    store_new_id('p', p->id);
     p->version = 1;
     /* created_at is the id's own time, so that id order is creation order
      * exactly (catalog_search's newest-first walks of postings rely on
@@ -813,10 +683,11 @@ catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, prod
 {
     if (!self || !id || !out)
         return CATALOG_ERROR;
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
-    catalog_status_t status = catalog_product_read(self, self->read_txn, id, strlen(id), out);
-    mdb_txn_reset(self->read_txn);
+    catalog_status_t status = catalog_product_read(self, txn, id, strlen(id), out);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -829,11 +700,12 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
     size_t len = strlen(sku);
     if (len == 0 || len > CATALOG_SKU_MAX)
         return CATALOG_NOT_FOUND;
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
     MDB_val key = catalog_val(sku), val;
     catalog_status_t status = CATALOG_OK;
-    int rc = mdb_get(self->read_txn, self->dbi[CATALOG_DB_BY_SKU], &key, &val);
+    int rc = mdb_get(txn, self->dbi[CATALOG_DB_BY_SKU], &key, &val);
     if (rc == MDB_NOTFOUND)
         status = CATALOG_NOT_FOUND;
     else if (rc != 0)
@@ -844,7 +716,7 @@ catalog_status_t catalog_product_by_sku(catalog_store_t *self, const char *sku,
         memcpy(out, val.mv_data, val.mv_size);
         out[val.mv_size] = '\0';
     }
-    mdb_txn_reset(self->read_txn);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -903,7 +775,7 @@ static int s_update_txn(MDB_txn *txn, void *arg)
             return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("by_sku", rc);
     }
     next->version = stored->version + 1;
-    next->updated_at_ms = catalog_now_ms();
+    next->updated_at_ms = clock_now_ms();
     /* Every derived entry holds meta of the whole product (price, name,
      * category), so all are rewritten rather than diffed. */
     status = s_index(self, txn, stored, false);
@@ -987,7 +859,7 @@ static int s_set_stock_txn(MDB_txn *txn, void *arg)
         return status;
     out->stock = w->stock;
     out->version++;
-    out->updated_at_ms = catalog_now_ms();
+    out->updated_at_ms = clock_now_ms();
     /* Stock is in no index: the record is all that changes. */
     return catalog_product_write(w->self, txn, out);
 }

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #include "storage/kv.h"
-#include "storage/user_store.h"
+#include "storage/users/user_store.h"
 
 #define SESSIONS_LMDB_DBS 3
 extern const char *const sessions_lmdb_names[SESSIONS_LMDB_DBS];

@@ -8,13 +8,14 @@
  *  (LMDB's default), so the users database is in id order and id order is
  *  creation order (user_store.h): listing is a cursor walk from `after`.
  *
- *  A record is a msgpack map with str keys:
+ *  A record is a msgpack map with str keys, read and written by the
+ *  record codec (storage/record.h) through the table s_user_fields:
  *      "email": str, "name": str, "role": str, "hash": str,
  *      "created_at": int (unix ms)
  *  The id is the key and is not repeated in the value. A map rather than
  *  a fixed layout because that is how every LMDB value of the project is
  *  stored, and because a later field is then added without rewriting old
- *  records: the reader ignores keys it does not know and requires the five
+ *  records: the codec skips keys it does not know and requires the five
  *  above. A record at most 1 KiB (the longest fields, 254 + 200 + 16 + 128
  *  bytes, take about 650).
  *
@@ -42,13 +43,14 @@
  *  no other write can come between that read and the put.
  *
  *  Reads: each handle keeps one read-only transaction, reset between calls
- *  and renewed at the start of the next (cheaper than begin/abort: the
- *  reader slot is kept). This needs the environment's MDB_NOTLS (kv.c).
+ *  and renewed at the start of the next (store_reader_t, storage/reader.h);
+ *  a page of users is store_page's walk from `after`.
  */
-#include "storage/user_store_impl.h"
+#include "storage/users/user_store_impl.h"
+#include "storage/reader.h"
+#include "storage/record.h"
 
 #include <czmq.h>
-#include <msgpack.h>
 #include <string.h>
 
 const char *const user_store_lmdb_names[USER_STORE_LMDB_DBS] = {"users", "users_by_email"};
@@ -59,116 +61,39 @@ typedef struct {
     kv_t *kv; /* writes: kv_write */
     MDB_dbi users;
     MDB_dbi by_email;
-    MDB_txn *read_txn; /* reset between calls */
+    store_reader_t reader; /* reset between calls */
 } s_lmdb_t;
 
-/* A msgpack write callback into a fixed buffer: records are small, so
- * encoding needs no allocation. */
-typedef struct {
-    char data[S_RECORD_MAX];
-    size_t len;
-} s_buf_t;
+/* The record's fields (storage/record.h). All are required: every
+ * record ever written has the five. */
+static const record_field_t s_user_fields[] = {
+    RECORD_STR_FIELD(user_record_t, email, "email", RECORD_REQUIRED),
+    RECORD_STR_FIELD(user_record_t, name, "name", RECORD_REQUIRED),
+    RECORD_STR_FIELD(user_record_t, role, "role", RECORD_REQUIRED),
+    RECORD_STR_FIELD(user_record_t, password_hash, "hash", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(user_record_t, created_at_ms, "created_at", RECORD_REQUIRED),
+};
+static const record_table_t s_user_table = RECORD_TABLE(s_user_fields);
 
-static int s_buf_write(void *data, const char *buf, size_t len)
+/* Encodes everything of user but its id into out; -1 if it does not
+ * fit S_RECORD_MAX, which the field limits rule out. */
+static int s_encode(const user_record_t *user, mpout_t *out)
 {
-    s_buf_t *b = data;
-    if (len > sizeof b->data - b->len)
-        return -1;
-    memcpy(b->data + b->len, buf, len);
-    b->len += len;
-    return 0;
+    return record_pack(&s_user_table, user, out);
 }
 
-static int s_pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t len = strlen(s);
-    if (msgpack_pack_str(pk, len) != 0)
-        return -1;
-    return msgpack_pack_str_body(pk, s, len);
-}
-
-/* Encodes everything of user but its id into b; -1 if it does not fit,
- * which the field limits rule out. */
-static int s_encode(const user_record_t *user, s_buf_t *b)
-{
-    b->len = 0;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, s_buf_write);
-    if (msgpack_pack_map(&pk, 5) != 0 || s_pack_str(&pk, "email") != 0 ||
-        s_pack_str(&pk, user->email) != 0 || s_pack_str(&pk, "name") != 0 ||
-        s_pack_str(&pk, user->name) != 0 || s_pack_str(&pk, "role") != 0 ||
-        s_pack_str(&pk, user->role) != 0 || s_pack_str(&pk, "hash") != 0 ||
-        s_pack_str(&pk, user->password_hash) != 0 || s_pack_str(&pk, "created_at") != 0 ||
-        msgpack_pack_int64(&pk, user->created_at_ms) != 0)
-        return -1;
-    return 0;
-}
-
-static bool s_key_is(const msgpack_object *key, const char *name)
-{
-    size_t len = strlen(name);
-    return key->via.str.size == len && memcmp(key->via.str.ptr, name, len) == 0;
-}
-
-static bool s_str_field(const msgpack_object *value, char *dst, size_t cap)
-{
-    return value->type == MSGPACK_OBJECT_STR &&
-           user_store_copy_field(dst, cap, value->via.str.ptr, value->via.str.size);
-}
-
-/* Decodes the record stored under id into *out; -1 if it is not a
- * well-formed record (corruption, or a value of another program). */
-static int s_decode(const MDB_val *key, const MDB_val *val, user_record_t *out)
+/* Decodes the record stored under key into *out, which is left as it was
+ * unless the record is well-formed (not corruption, nor a value of
+ * another program); why not otherwise. */
+static record_status_t s_decode(const MDB_val *key, const MDB_val *val, user_record_t *out)
 {
     user_record_t user = {0};
     if (!user_store_copy_field(user.id, USER_ID_MAX, key->mv_data, key->mv_size))
-        return -1;
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    size_t offset = 0;
-    int rc = -1;
-    if (msgpack_unpack_next(&msg, val->mv_data, val->mv_size, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        offset != val->mv_size || msg.data.type != MSGPACK_OBJECT_MAP)
-        goto cleanup;
-    unsigned seen = 0; /* one bit per required field */
-    const msgpack_object_map *map = &msg.data.via.map;
-    for (uint32_t i = 0; i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key;
-        const msgpack_object *v = &map->ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR)
-            goto cleanup;
-        bool ok = true;
-        if (s_key_is(k, "email")) {
-            seen |= 1;
-            ok = s_str_field(v, user.email, USER_EMAIL_MAX);
-        } else if (s_key_is(k, "name")) {
-            seen |= 2;
-            ok = s_str_field(v, user.name, USER_NAME_MAX);
-        } else if (s_key_is(k, "role")) {
-            seen |= 4;
-            ok = s_str_field(v, user.role, USER_ROLE_MAX);
-        } else if (s_key_is(k, "hash")) {
-            seen |= 8;
-            ok = s_str_field(v, user.password_hash, USER_HASH_MAX);
-        } else if (s_key_is(k, "created_at")) {
-            seen |= 16;
-            if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
-                user.created_at_ms = (int64_t)v->via.u64;
-            else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-                user.created_at_ms = v->via.i64;
-            else
-                ok = false;
-        }
-        if (!ok)
-            goto cleanup;
-    }
-    if (seen != 31)
-        goto cleanup;
-    *out = user;
-    rc = 0;
-cleanup:
-    msgpack_unpacked_destroy(&msg);
-    return rc;
+        return RECORD_BAD_VALUE;
+    record_status_t status = record_decode(&s_user_table, val->mv_data, val->mv_size, &user);
+    if (status == RECORD_OK)
+        *out = user;
+    return status;
 }
 
 static MDB_val s_val(const char *s)
@@ -182,14 +107,6 @@ static store_status_t s_fail(const char *what, int rc)
     return STORE_ERROR;
 }
 
-static bool s_read_begin(s_lmdb_t *self)
-{
-    int rc = mdb_txn_renew(self->read_txn);
-    if (rc != 0)
-        s_fail("mdb_txn_renew", rc);
-    return rc == 0;
-}
-
 /* The user stored under key, within txn. */
 static store_status_t s_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, user_record_t *out)
 {
@@ -199,9 +116,10 @@ static store_status_t s_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, user_record
         return STORE_NOT_FOUND;
     if (rc != 0)
         return s_fail("mdb_get users", rc);
-    if (s_decode(key, &val, out) != 0) {
-        zsys_error("user_store(lmdb): malformed record for %.*s", (int)key->mv_size,
-                   (const char *)key->mv_data);
+    record_status_t decoded = s_decode(key, &val, out);
+    if (decoded != RECORD_OK) {
+        zsys_error("user_store(lmdb): malformed record for %.*s: %s", (int)key->mv_size,
+                   (const char *)key->mv_data, record_strerror(decoded));
         return STORE_ERROR;
     }
     return STORE_OK;
@@ -219,7 +137,7 @@ static store_status_t s_write(s_lmdb_t *self, kv_write_fn *fn, void *arg)
 typedef struct {
     const s_lmdb_t *self;
     const user_record_t *user;
-    const s_buf_t *buf; /* create: the encoded record */
+    const mpout_t *buf; /* create: the encoded record */
 } s_write_t;
 
 static int s_create_txn(MDB_txn *txn, void *arg)
@@ -227,7 +145,7 @@ static int s_create_txn(MDB_txn *txn, void *arg)
     const s_write_t *w = arg;
     MDB_val email = s_val(w->user->email);
     MDB_val id = s_val(w->user->id);
-    MDB_val record = {.mv_size = w->buf->len, .mv_data = (void *)w->buf->data};
+    MDB_val record = {.mv_size = w->buf->buf.size, .mv_data = w->buf->buf.data};
     /* The id first, so that a create that repeats an existing record is
      * an id collision, as in PostgreSQL (user_store_pg.c). */
     int rc = mdb_put(txn, w->self->users, &id, &record, MDB_NOOVERWRITE);
@@ -250,40 +168,45 @@ static int s_create_txn(MDB_txn *txn, void *arg)
 static store_status_t s_create(void *impl, const user_record_t *user)
 {
     s_lmdb_t *self = impl;
-    s_buf_t buf;
-    if (s_encode(user, &buf) != 0) {
+    mpout_t buf;
+    mpout_init(&buf, S_RECORD_MAX);
+    store_status_t status = STORE_ERROR;
+    if (s_encode(user, &buf) != 0)
         zsys_error("user_store(lmdb): create: record does not encode");
-        return STORE_ERROR;
-    }
-    return s_write(self, s_create_txn, &(s_write_t){.self = self, .user = user, .buf = &buf});
+    else
+        status = s_write(self, s_create_txn, &(s_write_t){.self = self, .user = user, .buf = &buf});
+    mpout_destroy(&buf);
+    return status;
 }
 
 static store_status_t s_get_by_id(void *impl, const char *id, user_record_t *out)
 {
     s_lmdb_t *self = impl;
-    if (!s_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return STORE_ERROR;
     MDB_val key = s_val(id);
-    store_status_t status = s_get(self->read_txn, self->users, &key, out);
-    mdb_txn_reset(self->read_txn);
+    store_status_t status = s_get(txn, self->users, &key, out);
+    store_reader_end(&self->reader);
     return status;
 }
 
 static store_status_t s_get_by_email(void *impl, const char *email, user_record_t *out)
 {
     s_lmdb_t *self = impl;
-    if (!s_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return STORE_ERROR;
     MDB_val key = s_val(email);
     MDB_val id;
     store_status_t status = STORE_OK;
-    int rc = mdb_get(self->read_txn, self->by_email, &key, &id);
+    int rc = mdb_get(txn, self->by_email, &key, &id);
     if (rc == MDB_NOTFOUND)
         status = STORE_NOT_FOUND;
     else if (rc != 0)
         status = s_fail("mdb_get users_by_email", rc);
     else {
-        status = s_get(self->read_txn, self->users, &id, out);
+        status = s_get(txn, self->users, &id, out);
         /* Both are written in one transaction; one without the other is
          * damage, not a missing user. */
         if (status == STORE_NOT_FOUND) {
@@ -292,7 +215,7 @@ static store_status_t s_get_by_email(void *impl, const char *email, user_record_
             status = STORE_ERROR;
         }
     }
-    mdb_txn_reset(self->read_txn);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -324,16 +247,19 @@ static int s_patch_txn(MDB_txn *txn, void *arg)
         snprintf(user->role, sizeof user->role, "%s", patch->role);
     if (patch->password_hash)
         snprintf(user->password_hash, sizeof user->password_hash, "%s", patch->password_hash);
-    s_buf_t buf;
+    mpout_t buf;
+    mpout_init(&buf, S_RECORD_MAX);
     if (s_encode(user, &buf) != 0) {
         zsys_error("user_store(lmdb): patch: record does not encode");
-        return STORE_ERROR;
+        status = STORE_ERROR;
+    } else {
+        MDB_val record = {.mv_size = buf.buf.size, .mv_data = buf.buf.data};
+        int rc = mdb_put(txn, w->self->users, &id, &record, 0);
+        if (rc != 0)
+            status = s_fail("mdb_put users", rc);
     }
-    MDB_val record = {.mv_size = buf.len, .mv_data = buf.data};
-    int rc = mdb_put(txn, w->self->users, &id, &record, 0);
-    if (rc != 0)
-        return s_fail("mdb_put users", rc);
-    return STORE_OK;
+    mpout_destroy(&buf);
+    return status;
 }
 
 static store_status_t s_patch(void *impl, const char *id, const user_patch_t *patch,
@@ -344,50 +270,36 @@ static store_status_t s_patch(void *impl, const char *id, const user_patch_t *pa
                    &(s_patch_t){.self = self, .id = id, .patch = patch, .out = out});
 }
 
+/* store_page's callback: the user of one entry into out[index]. */
+static int s_list_entry(const MDB_val *key, const MDB_val *val, int index, void *arg)
+{
+    user_record_t *out = arg;
+    record_status_t decoded = s_decode(key, val, &out[index]);
+    if (decoded != RECORD_OK) {
+        zsys_error("user_store(lmdb): malformed record for %.*s: %s", (int)key->mv_size,
+                   (const char *)key->mv_data, record_strerror(decoded));
+        return -1;
+    }
+    return 0;
+}
+
 static store_status_t s_list(void *impl, const char *after, int limit, user_record_t *out,
                              int *count)
 {
     s_lmdb_t *self = impl;
-    if (!s_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return STORE_ERROR;
-    MDB_cursor *cursor = NULL;
-    store_status_t status = STORE_ERROR;
-    int rc = mdb_cursor_open(self->read_txn, self->users, &cursor);
-    if (rc != 0) {
-        s_fail("mdb_cursor_open", rc);
-        goto cleanup;
-    }
-    MDB_val key = {0}, val = {0};
-    rc = kv_cursor_after(cursor, after, USER_ID_MAX, &key, &val);
-    int n = 0;
-    while (rc == 0 && n < limit) {
-        if (s_decode(&key, &val, &out[n]) != 0) {
-            zsys_error("user_store(lmdb): malformed record for %.*s", (int)key.mv_size,
-                       (const char *)key.mv_data);
-            goto cleanup;
-        }
-        n++;
-        if (n < limit)
-            rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
-    }
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        s_fail("mdb_cursor_get", rc);
-        goto cleanup;
-    }
-    *count = n;
-    status = STORE_OK;
-cleanup:
-    if (cursor)
-        mdb_cursor_close(cursor);
-    mdb_txn_reset(self->read_txn);
-    return status;
+    int rc = store_page(txn, self->users, after, USER_ID_MAX, limit, s_list_entry, out, count, NULL,
+                        "user_store(lmdb)", "users page");
+    store_reader_end(&self->reader);
+    return rc == 0 ? STORE_OK : STORE_ERROR;
 }
 
 static void s_destroy(void *impl)
 {
     s_lmdb_t *self = impl;
-    if (self->read_txn)
-        mdb_txn_abort(self->read_txn);
+    store_reader_close(&self->reader);
     free(self);
 }
 
@@ -411,14 +323,11 @@ user_store_t *user_store_open_lmdb(kv_t *env, int first_dbi_index)
     self->kv = env;
     self->users = kv_dbi(env, first_dbi_index);
     self->by_email = kv_dbi(env, first_dbi_index + 1);
-    int rc = mdb_txn_begin(kv_mdb(env), NULL, MDB_RDONLY, &self->read_txn);
-    if (rc != 0) {
-        /* MDB_READERS_FULL: more handles than the environment's reader
-         * slots (126 by default). */
-        s_fail("mdb_txn_begin read", rc);
+    /* Fails with MDB_READERS_FULL for more handles than the environment's
+     * reader slots (126 by default). */
+    if (!store_reader_open(&self->reader, env, "user_store(lmdb)")) {
         free(self);
         return NULL;
     }
-    mdb_txn_reset(self->read_txn);
     return user_store_wrap(&s_ops, self);
 }

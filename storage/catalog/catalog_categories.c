@@ -4,7 +4,8 @@
  *  ended the one before, so one created meanwhile is never seen twice).
  *
  *  "categories" maps an id to a msgpack map {"name", "slug", "parent_id"}
- *  (str; parent_id "" for a root); "by_slug" maps a slug to the id and
+ *  (str; parent_id "" for a root), read and written by the record codec
+ *  (storage/record.h, table s_category_fields); "by_slug" maps a slug to the id and
  *  makes slugs unique (MDB_NOOVERWRITE in the write transaction of the
  *  record). A slug is normalised like a word list (catalog_words: lower
  *  case, letters and digits, runs of anything else one '-', none at the
@@ -20,58 +21,35 @@
  *  given are applied to the record as the write transaction reads it, so
  *  two admins changing different fields at once both keep their change.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
+#include "storage/ids.h"
+#include "storage/record.h"
 
 #include <czmq.h>
-#include <msgpack.h>
 #include <string.h>
 
 /* ---- category records ---- */
 
-static int s_category_encode(const category_t *c, catalog_buf_t *b)
-{
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, catalog_buf_write);
-    if (msgpack_pack_map(&pk, 3) != 0 || catalog_pack_kv_str(&pk, "name", c->name) != 0 ||
-        catalog_pack_kv_str(&pk, "slug", c->slug) != 0 ||
-        catalog_pack_kv_str(&pk, "parent_id", c->parent_id) != 0)
-        return -1;
-    return 0;
-}
+/* The record's fields (storage/record.h); the id is the LMDB key. */
+static const record_field_t s_category_fields[] = {
+    RECORD_STR_FIELD(category_t, name, "name", RECORD_REQUIRED),
+    RECORD_STR_FIELD(category_t, slug, "slug", RECORD_REQUIRED),
+    RECORD_STR_FIELD(category_t, parent_id, "parent_id", RECORD_REQUIRED),
+};
+static const record_table_t s_category_table = RECORD_TABLE(s_category_fields);
 
-static int s_category_decode(const MDB_val *key, const MDB_val *val, category_t *out)
+/* A category record's largest size: the field limits add up to 333
+ * bytes, plus keys and headers. */
+#define S_CATEGORY_MAX 1024
+
+/* The category under key into out; why not when it is malformed. */
+static record_status_t s_category_decode(const MDB_val *key, const MDB_val *val, category_t *out)
 {
     memset(out, 0, sizeof *out);
     if (key->mv_size == 0 || key->mv_size > CATALOG_ID_MAX)
-        return -1;
+        return RECORD_BAD_VALUE;
     memcpy(out->id, key->mv_data, key->mv_size);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    int rc = -1;
-    if (!catalog_unpack_map(&msg, val->mv_data, val->mv_size))
-        goto cleanup;
-    unsigned seen = 0;
-    const msgpack_object_map *map = &msg.data.via.map;
-    for (uint32_t i = 0; i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key;
-        const msgpack_object *v = &map->ptr[i].val;
-        if (k->type != MSGPACK_OBJECT_STR)
-            goto cleanup;
-        bool ok = true;
-        if (catalog_key_is(k, "name"))
-            seen |= 1, ok = catalog_str_field(v, out->name, CATALOG_NAME_MAX);
-        else if (catalog_key_is(k, "slug"))
-            seen |= 2, ok = catalog_str_field(v, out->slug, CATALOG_SLUG_MAX);
-        else if (catalog_key_is(k, "parent_id"))
-            seen |= 4, ok = catalog_str_field(v, out->parent_id, CATALOG_ID_MAX);
-        if (!ok)
-            goto cleanup;
-    }
-    if (seen == 7)
-        rc = 0;
-cleanup:
-    msgpack_unpacked_destroy(&msg);
-    return rc;
+    return record_decode(&s_category_table, val->mv_data, val->mv_size, out);
 }
 
 catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, const char *id,
@@ -86,8 +64,9 @@ catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, cons
         return CATALOG_NOT_FOUND;
     if (rc != 0)
         return catalog_fail("mdb_get categories", rc);
-    if (s_category_decode(&key, &val, out) != 0) {
-        zsys_error("catalog_store: malformed category record %s", id);
+    record_status_t decoded = s_category_decode(&key, &val, out);
+    if (decoded != RECORD_OK) {
+        zsys_error("catalog_store: malformed category record %s: %s", id, record_strerror(decoded));
         return CATALOG_ERROR;
     }
     return CATALOG_OK;
@@ -95,16 +74,21 @@ catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, cons
 
 static catalog_status_t s_category_write(catalog_store_t *self, MDB_txn *txn, const category_t *c)
 {
-    char data[1024];
-    catalog_buf_t b = {.data = data, .cap = sizeof data};
-    if (s_category_encode(c, &b) != 0) {
+    mpout_t out;
+    mpout_init(&out, S_CATEGORY_MAX);
+    catalog_status_t status = CATALOG_OK;
+    if (record_pack(&s_category_table, c, &out) != 0) {
         zsys_error("catalog_store: category %s does not encode", c->id);
-        return CATALOG_ERROR;
+        status = CATALOG_ERROR;
+    } else {
+        MDB_val key = catalog_val(c->id);
+        MDB_val val = {.mv_size = out.buf.size, .mv_data = out.buf.data};
+        int rc = mdb_put(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, &val, 0);
+        if (rc != 0)
+            status = catalog_fail("mdb_put categories", rc);
     }
-    MDB_val key = catalog_val(c->id);
-    MDB_val val = {.mv_size = b.len, .mv_data = data};
-    int rc = mdb_put(txn, self->dbi[CATALOG_DB_CATEGORIES], &key, &val, 0);
-    return rc == 0 ? CATALOG_OK : catalog_fail("mdb_put categories", rc);
+    mpout_destroy(&out);
+    return status;
 }
 
 /* ---- categories ---- */
@@ -179,7 +163,7 @@ catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c)
 {
     if (!self || !c || !s_category_valid(c))
         return CATALOG_ERROR;
-    catalog_new_id('c', c->id);
+    store_new_id('c', c->id);
     s_category_slug(c, c->slug);
     return catalog_write(self, s_create_txn, &(s_write_t){self, c});
 }
@@ -188,10 +172,11 @@ catalog_status_t catalog_category_get(catalog_store_t *self, const char *id, cat
 {
     if (!self || !id || !out)
         return CATALOG_ERROR;
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
-    catalog_status_t status = catalog_category_read(self, self->read_txn, id, out);
-    mdb_txn_reset(self->read_txn);
+    catalog_status_t status = catalog_category_read(self, txn, id, out);
+    store_reader_end(&self->reader);
     return status;
 }
 
@@ -305,8 +290,9 @@ static catalog_status_t s_category_unused(catalog_store_t *self, MDB_txn *txn, c
     for (rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
         category_t child;
-        if (s_category_decode(&key, &val, &child) != 0) {
-            zsys_error("catalog_store: malformed category record");
+        record_status_t decoded = s_category_decode(&key, &val, &child);
+        if (decoded != RECORD_OK) {
+            zsys_error("catalog_store: malformed category record: %s", record_strerror(decoded));
             goto cleanup;
         }
         if (strcmp(child.parent_id, id) == 0) {
@@ -356,6 +342,18 @@ catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
     return catalog_write(self, s_delete_txn, &(s_delete_t){self, id});
 }
 
+/* store_page's callback: the category of one entry into out[index]. */
+static int s_page_entry(const MDB_val *key, const MDB_val *val, int index, void *arg)
+{
+    category_t *out = arg;
+    record_status_t decoded = s_category_decode(key, val, &out[index]);
+    if (decoded != RECORD_OK) {
+        zsys_error("catalog_store: malformed category record: %s", record_strerror(decoded));
+        return -1;
+    }
+    return 0;
+}
+
 catalog_status_t catalog_category_page(catalog_store_t *self, const char *after, int limit,
                                        category_t *out, int *count, bool *more)
 {
@@ -365,41 +363,13 @@ catalog_status_t catalog_category_page(catalog_store_t *self, const char *after,
         *more = false;
     if (!self || !count || limit < 0 || (limit > 0 && !out))
         return CATALOG_ERROR;
-    if (!after)
-        after = "";
-    if (!catalog_read_begin(self))
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
         return CATALOG_ERROR;
-    MDB_cursor *cursor = NULL;
-    catalog_status_t status = CATALOG_ERROR;
-    int rc = mdb_cursor_open(self->read_txn, self->dbi[CATALOG_DB_CATEGORIES], &cursor);
-    if (rc != 0) {
-        catalog_fail("mdb_cursor_open categories", rc);
-        goto cleanup;
-    }
-    MDB_val key = {0}, val = {0};
-    rc = kv_cursor_after(cursor, after, CATALOG_ID_MAX, &key, &val);
-    int n = 0;
-    for (; rc == 0 && n < limit; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
-        if (s_category_decode(&key, &val, &out[n]) != 0) {
-            zsys_error("catalog_store: malformed category record");
-            goto cleanup;
-        }
-        n++;
-    }
-    /* The loop stops on the entry after the last one taken, if any. */
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        catalog_fail("mdb_cursor_get categories", rc);
-        goto cleanup;
-    }
-    *count = n;
-    if (more)
-        *more = rc == 0;
-    status = CATALOG_OK;
-cleanup:
-    if (cursor)
-        mdb_cursor_close(cursor);
-    mdb_txn_reset(self->read_txn);
-    return status;
+    int rc = store_page(txn, self->dbi[CATALOG_DB_CATEGORIES], after ? after : "", CATALOG_ID_MAX,
+                        limit, s_page_entry, out, count, more, "catalog_store", "categories page");
+    store_reader_end(&self->reader);
+    return rc == 0 ? CATALOG_OK : CATALOG_ERROR;
 }
 
 catalog_status_t catalog_category_list(catalog_store_t *self, category_t *out, int max, int *count)

@@ -31,9 +31,9 @@
  *  lower-cased (ASCII and Latin-1 supplement letters at least). A query
  *  word matches a product word equal to it or starting with it.
  *
- *  Ids: "p"/"c" + 12 hex digits of milliseconds + 8 hex digits (as user
- *  ids): unique and in creation order; a product's created_at is the
- *  milliseconds of its id, so ordering by id is ordering by creation
+ *  Ids: "p"/"c" + the scheme of storage/ids.h (as user ids): unique and
+ *  in creation order; a product's created_at is the milliseconds of its
+ *  id, so ordering by id is ordering by creation
  *  (search relies on it). Timestamps are unix milliseconds.
  *  Money is an integer of minor units with a 3-letter currency.
  *
@@ -53,7 +53,7 @@
 #include <stdint.h>
 
 #include "storage/kv.h"
-#include "storage/user_store.h" /* store_status_t */
+#include "storage/status.h"
 
 #define CATALOG_ID_MAX 32
 #define CATALOG_SKU_MAX 64

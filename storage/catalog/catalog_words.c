@@ -21,7 +21,7 @@
  *  matches). Words of one character are kept: sizes ("s", "m") and
  *  model letters are searched for.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 
 #include <string.h>
 

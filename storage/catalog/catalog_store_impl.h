@@ -2,7 +2,8 @@
  *  (catalog_store.c: the handle, records, products and their indexes;
  *  catalog_categories.c: the category tree; catalog_inventory.c:
  *  reservations; catalog_search.c: search; catalog_cursor.c: the text of
- *  its cursors; catalog_words.c: the word normaliser). Not for callers outside storage/.
+ *  its cursors; catalog_words.c: the word normaliser). Not for callers
+ *  outside storage/catalog/.
  *
  *  Index values ("meta"). Every entry of by_category, by_created,
  *  by_price, by_name, words and cat_words carries the same small binary value, so that search
@@ -29,7 +30,8 @@
 #ifndef RETAIL_CATALOG_STORE_IMPL_H
 #define RETAIL_CATALOG_STORE_IMPL_H
 
-#include "storage/catalog_store.h"
+#include "storage/catalog/catalog_store.h"
+#include "storage/reader.h"
 
 #include <msgpack.h>
 #include <stddef.h>
@@ -51,9 +53,8 @@ enum {
 
 struct catalog_store_t {
     kv_t *kv; /* shared by every handle: group commit (kv_write) */
-    MDB_env *env;
     MDB_dbi dbi[CATALOG_STORE_DBS];
-    MDB_txn *read_txn; /* reset between calls, renewed at the start of one */
+    store_reader_t reader; /* reset between calls, renewed at the start of one */
     /* Search's candidate array, kept between calls (one thread uses a
      * handle) so a search allocates nothing once it has grown;
      * catalog_search.c owns its layout. */
@@ -114,12 +115,6 @@ int catalog_record_name(const MDB_val *record, const char **name, size_t *len);
 int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_len,
                          const char **description, size_t *description_len);
 
-/* The time now in unix milliseconds. */
-int64_t catalog_now_ms(void);
-/* A new id: prefix + the user id scheme (catalog_store.h) into out[33]. */
-void catalog_new_id(char prefix, char *out);
-/* Renews the handle's read transaction (logged on failure). */
-bool catalog_read_begin(catalog_store_t *self);
 /* Runs fn(txn, arg) through kv_write (group commit with the other
  * handles' writes) and returns its status once durable; fn returns a
  * catalog_status_t, CATALOG_OK to keep its changes. fn may run on another
@@ -148,21 +143,11 @@ bool catalog_cursor_encode(const catalog_cursor_t *c, char out[CATALOG_CURSOR_MA
 /* Reads cursor text into out; false when text is not a cursor. */
 bool catalog_cursor_decode(const char *text, catalog_cursor_t *out);
 
-/* msgpack into a caller's fixed buffer (records have known bounds). */
+/* msgpack into a caller's fixed buffer (a search cursor has known bounds). */
 typedef struct {
     char *data;
     size_t len, cap;
 } catalog_buf_t;
 int catalog_buf_write(void *data, const char *buf, size_t len); /* msgpack_packer_write */
-int catalog_pack_str(msgpack_packer *pk, const char *s);
-int catalog_pack_kv_str(msgpack_packer *pk, const char *key, const char *value);
-int catalog_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value);
-/* Readers: key is a str object equal to name; v a str without NULs that
- * fits dst[cap + 1] (copied, terminated); v an int64. */
-bool catalog_key_is(const msgpack_object *key, const char *name);
-bool catalog_str_field(const msgpack_object *v, char *dst, size_t cap);
-bool catalog_int_field(const msgpack_object *v, int64_t *out);
-/* Unpacks data, which must be exactly one msgpack map, into msg. */
-bool catalog_unpack_map(msgpack_unpacked *msg, const void *data, size_t size);
 
 #endif

@@ -45,7 +45,7 @@
  *  PGAPPNAME) names another, so the service's sessions can be found in
  *  pg_stat_activity.
  */
-#include "storage/user_store_impl.h"
+#include "storage/users/user_store_impl.h"
 
 #include <czmq.h>
 #include <errno.h>

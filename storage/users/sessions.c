@@ -27,7 +27,7 @@
  *  the batch), and the second sees the token already rotated (and revokes
  *  the family, as it should).
  */
-#include "storage/sessions.h"
+#include "storage/users/sessions.h"
 
 #include <sodium.h>
 #include <stdlib.h>

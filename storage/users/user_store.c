@@ -6,23 +6,14 @@
  *  malformed record, STORE_NOT_FOUND for a key that no stored user can
  *  have) and the contract tests hold for both.
  *
- *  Ids: "u" + 12 hex digits of the unix time in ms + 8 hex digits whose
- *  first 10 bits are the microsecond within that millisecond and whose
- *  other 22 bits are random (libsodium). The time part makes ids sort in
- *  creation order; the microseconds keep that order for ids made in the
- *  same millisecond, which a fast store does (LMDB creates in tens of
- *  microseconds), without any shared counter. Ids made in the same
- *  microsecond sort in random order; a collision needs the same
- *  microsecond and the same 22 random bits and is refused by the store.
+ *  Ids: "u" + storage/ids.h's scheme; a collision is refused by the store.
  */
-#include "storage/user_store_impl.h"
+#include "storage/users/user_store_impl.h"
+#include "storage/ids.h"
 
 #include <czmq.h>
-#include <inttypes.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 struct user_store_t {
     const user_store_ops_t *ops;
@@ -62,23 +53,7 @@ bool user_store_copy_field(char *dst, size_t cap, const char *src, size_t len)
 
 void user_store_new_id(char *out)
 {
-    /* sodium_init is idempotent and thread-safe; randombytes works
-     * without it on Linux, so a failure is only worth a log line. */
-    if (sodium_init() < 0)
-        zsys_error("user_store: sodium_init failed");
-    struct timespec ts;
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0) {
-        /* Never happens for CLOCK_REALTIME; time(NULL) keeps order to
-         * the second rather than writing a zero time. */
-        ts.tv_sec = time(NULL);
-        ts.tv_nsec = 0;
-    }
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    uint32_t us_in_ms = (uint32_t)(ts.tv_nsec / 1000 % 1000); /* < 1024: 10 bits */
-    uint32_t tail = us_in_ms << 22 | (randombytes_random() & 0x3fffffu);
-    /* 12 hex digits of ms last until the year 10889. */
-    snprintf(out, USER_ID_MAX + 1, "u%012" PRIx64 "%08" PRIx32, (uint64_t)(ms & 0xffffffffffffu),
-             tail);
+    store_new_id('u', out);
 }
 
 /* True when s is terminated within field[cap + 1] (its length <= cap). */

@@ -12,11 +12,9 @@
  *  lower-cased). Uniqueness of email is enforced by the store (PostgreSQL:
  *  a unique index; LMDB: the email index, in the same write transaction).
  *
- *  Ids are "u" + 12 hex digits of the creation time in ms + 8 hex digits
- *  (10 bits of the microsecond within that ms, then 22 random bits):
- *  unique, opaque to clients, and in creation order (to the microsecond;
- *  see user_store.c), so listing by id is listing by age and a cursor is
- *  the last id seen.
+ *  Ids are "u" + the scheme of storage/ids.h: unique, opaque to clients,
+ *  and in creation order (to the microsecond), so listing by id is
+ *  listing by age and a cursor is the last id seen.
  *
  *  Updates are patches applied by the store (user_store_patch), never a
  *  whole record read earlier and written back: that would undo whatever
@@ -35,6 +33,7 @@
 #include <stdint.h>
 
 #include "storage/kv.h"
+#include "storage/status.h"
 
 #define USER_ID_MAX 32
 #define USER_EMAIL_MAX 254
@@ -50,15 +49,6 @@ typedef struct {
     char password_hash[USER_HASH_MAX + 1];
     int64_t created_at_ms; /* unix time in milliseconds */
 } user_record_t;
-
-typedef enum {
-    STORE_OK = 0,
-    STORE_NOT_FOUND,
-    STORE_EXISTS,      /* create: the email is taken */
-    STORE_UNAVAILABLE, /* the database cannot be reached now; try later */
-    STORE_ERROR,       /* anything else; logged */
-    STORE_CONFLICT,    /* patch: the stored hash is not the one expected */
-} store_status_t;
 
 typedef struct user_store_t user_store_t;
 
@@ -77,7 +67,7 @@ user_store_t *user_store_open_pg(const char *dsn, char *err, size_t errlen);
 
 void user_store_close(user_store_t **self_p);
 
-/* Makes a new id (see above) into out[USER_ID_MAX + 1]. */
+/* Makes a new user id (see above) into out[USER_ID_MAX + 1]. */
 void user_store_new_id(char *out);
 
 store_status_t user_store_create(user_store_t *self, const user_record_t *user);

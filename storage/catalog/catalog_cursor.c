@@ -11,7 +11,7 @@
  *  than read as a position. At most S_RAW_MAX bytes of msgpack, so at most
  *  347 characters: within CATALOG_CURSOR_MAX.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 
 #include <msgpack.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /*  user_store_impl.h - the private interface between user_store.c and its
  *  two implementations (user_store_lmdb.c, user_store_pg.c). Not for
- *  callers outside storage/.
+ *  callers outside storage/users/.
  *
  *  user_store.c checks the arguments of every call (lengths, roles, NULLs)
  *  once, so an implementation receives only well-formed records: every
@@ -13,7 +13,7 @@
 #ifndef RETAIL_USER_STORE_IMPL_H
 #define RETAIL_USER_STORE_IMPL_H
 
-#include "storage/user_store.h"
+#include "storage/users/user_store.h"
 
 typedef struct {
     const char *name; /* for log lines: "lmdb", "pg" */

@@ -1,8 +1,9 @@
 /*  catalog_inventory.c - stock reservations for orders (catalog_store.h).
  *
- *  The reservations database maps an order id to a msgpack map
- *      "state": "reserved" | "committed" | "released"
- *      "lines": [[product_id str, qty int], ...]
+ *  The reservations database maps an order id to a msgpack map, read and
+ *  written by the record codec (storage/record.h, s_reservation_fields):
+ *      "state": "reserved" | "committed" | "released"  (an enum field)
+ *      "lines": [[product_id str, qty int], ...]        (a custom field)
  *  with the lines in canonical form: sorted by product id, one line per
  *  product (repeated products summed). Comparing canonical forms makes a
  *  repeated reserve match whatever order the caller lists its lines in.
@@ -15,7 +16,9 @@
  *  updated_at now. Stock is in no index (catalog_store_impl.h), so only
  *  the records change.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
+#include "protocol/clock.h"
+#include "storage/record.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -26,7 +29,7 @@ typedef enum { S_RESERVED, S_COMMITTED, S_RELEASED } s_state_t;
 static const char *const s_state_names[] = {"reserved", "committed", "released"};
 
 typedef struct {
-    s_state_t state;
+    int state; /* s_state_t (an int: the record codec's enum member) */
     int n_lines;
     stock_line_t lines[CATALOG_LINES_MAX];
 } s_reservation_t;
@@ -53,82 +56,54 @@ static void s_canonical(s_reservation_t *r)
 /* A reservation record's largest size: every line at its longest. */
 #define S_RESERVATION_MAX (CATALOG_LINES_MAX * (CATALOG_ID_MAX + 16) + 64)
 
-static int s_encode(const s_reservation_t *r, catalog_buf_t *b)
+/* "lines": [[product_id, qty], ...], at most CATALOG_LINES_MAX, each id
+ * non-empty and qty >= 0 (a custom field: the codec has no lists). */
+static bool s_lines_decode(record_reader_t *rd, void *record)
 {
-    b->len = 0;
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, b, catalog_buf_write);
-    if (msgpack_pack_map(&pk, 2) != 0 || catalog_pack_str(&pk, "state") != 0 ||
-        catalog_pack_str(&pk, s_state_names[r->state]) != 0 ||
-        catalog_pack_str(&pk, "lines") != 0 || msgpack_pack_array(&pk, (size_t)r->n_lines) != 0)
-        return -1;
-    for (int i = 0; i < r->n_lines; i++)
-        if (msgpack_pack_array(&pk, 2) != 0 || catalog_pack_str(&pk, r->lines[i].product_id) != 0 ||
-            msgpack_pack_int64(&pk, r->lines[i].qty) != 0)
-            return -1;
-    return 0;
+    s_reservation_t *r = record;
+    uint32_t n;
+    if (!record_read_array(rd, &n) || n > CATALOG_LINES_MAX)
+        return false;
+    for (uint32_t j = 0; j < n; j++) {
+        uint32_t pair;
+        const char *pid;
+        size_t pid_len;
+        int64_t qty;
+        if (!record_read_array(rd, &pair) || pair != 2 || !record_read_str(rd, &pid, &pid_len) ||
+            pid_len == 0 || pid_len > CATALOG_ID_MAX || memchr(pid, '\0', pid_len) ||
+            !record_read_int64(rd, &qty) || qty < 0)
+            return false;
+        memcpy(r->lines[j].product_id, pid, pid_len);
+        r->lines[j].product_id[pid_len] = '\0';
+        r->lines[j].qty = qty;
+    }
+    r->n_lines = (int)n;
+    return true;
 }
 
-static bool s_str_is(const msgpack_object *o, const char *s)
+static int s_lines_encode(msgpack_packer *pk, const void *record)
 {
-    return o->type == MSGPACK_OBJECT_STR && catalog_key_is(o, s);
-}
-
-static int s_decode_lines(const msgpack_object *v, s_reservation_t *r)
-{
-    if (v->type != MSGPACK_OBJECT_ARRAY || v->via.array.size > CATALOG_LINES_MAX)
+    const s_reservation_t *r = record;
+    if (r->n_lines < 0 || r->n_lines > CATALOG_LINES_MAX ||
+        msgpack_pack_array(pk, (size_t)r->n_lines) != 0)
         return -1;
-    r->n_lines = (int)v->via.array.size;
-    for (uint32_t j = 0; j < v->via.array.size; j++) {
-        const msgpack_object *line = &v->via.array.ptr[j];
-        if (line->type != MSGPACK_OBJECT_ARRAY || line->via.array.size != 2)
+    for (int i = 0; i < r->n_lines; i++) {
+        const char *pid = r->lines[i].product_id;
+        size_t len = strnlen(pid, CATALOG_ID_MAX + 1);
+        if (len > CATALOG_ID_MAX || msgpack_pack_array(pk, 2) != 0 ||
+            msgpack_pack_str(pk, len) != 0 || msgpack_pack_str_body(pk, pid, len) != 0 ||
+            msgpack_pack_int64(pk, r->lines[i].qty) != 0)
             return -1;
-        const msgpack_object *pid = &line->via.array.ptr[0], *qty = &line->via.array.ptr[1];
-        if (pid->type != MSGPACK_OBJECT_STR || pid->via.str.size == 0 ||
-            pid->via.str.size > CATALOG_ID_MAX || qty->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
-            qty->via.u64 > INT64_MAX)
-            return -1;
-        memcpy(r->lines[j].product_id, pid->via.str.ptr, pid->via.str.size);
-        r->lines[j].product_id[pid->via.str.size] = '\0';
-        r->lines[j].qty = (int64_t)qty->via.u64;
     }
     return 0;
 }
 
-static int s_decode(const MDB_val *val, s_reservation_t *r)
-{
-    memset(r, 0, sizeof *r);
-    msgpack_unpacked msg;
-    msgpack_unpacked_init(&msg);
-    size_t offset = 0;
-    int rc = -1;
-    if (msgpack_unpack_next(&msg, val->mv_data, val->mv_size, &offset) != MSGPACK_UNPACK_SUCCESS ||
-        offset != val->mv_size || msg.data.type != MSGPACK_OBJECT_MAP)
-        goto cleanup;
-    unsigned seen = 0;
-    const msgpack_object_map *map = &msg.data.via.map;
-    for (uint32_t i = 0; i < map->size; i++) {
-        const msgpack_object *k = &map->ptr[i].key, *v = &map->ptr[i].val;
-        if (s_str_is(k, "state")) {
-            seen |= 1;
-            int s = 0;
-            while (s < 3 && !s_str_is(v, s_state_names[s]))
-                s++;
-            if (s == 3)
-                goto cleanup;
-            r->state = (s_state_t)s;
-        } else if (s_str_is(k, "lines")) {
-            seen |= 2;
-            if (s_decode_lines(v, r) != 0)
-                goto cleanup;
-        }
-    }
-    if (seen == 3)
-        rc = 0;
-cleanup:
-    msgpack_unpacked_destroy(&msg);
-    return rc;
-}
+/* The record's fields (storage/record.h); the order id is the key. */
+static const record_field_t s_reservation_fields[] = {
+    RECORD_ENUM_FIELD(s_reservation_t, state, "state", s_state_names, 3, RECORD_REQUIRED),
+    RECORD_CUSTOM_FIELD("lines", s_lines_decode, s_lines_encode, RECORD_REQUIRED),
+};
+static const record_table_t s_reservation_table = RECORD_TABLE(s_reservation_fields);
 
 /* Reads order_id's reservation within txn into r. */
 static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *order_id,
@@ -140,8 +115,11 @@ static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *
         return CATALOG_NOT_FOUND;
     if (rc != 0)
         return catalog_fail("mdb_get reservations", rc);
-    if (s_decode(&val, r) != 0) {
-        zsys_error("catalog_store: malformed reservation %s", order_id);
+    memset(r, 0, sizeof *r);
+    record_status_t decoded = record_decode(&s_reservation_table, val.mv_data, val.mv_size, r);
+    if (decoded != RECORD_OK) {
+        zsys_error("catalog_store: malformed reservation %s: %s", order_id,
+                   record_strerror(decoded));
         return CATALOG_ERROR;
     }
     return CATALOG_OK;
@@ -150,22 +128,20 @@ static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *
 static catalog_status_t s_write(catalog_store_t *self, MDB_txn *txn, const char *order_id,
                                 const s_reservation_t *r)
 {
-    catalog_buf_t *b = malloc(sizeof *b + S_RESERVATION_MAX);
-    if (!b)
-        return CATALOG_ERROR;
-    *b = (catalog_buf_t){.data = (char *)(b + 1), .cap = S_RESERVATION_MAX};
+    mpout_t out;
+    mpout_init(&out, S_RESERVATION_MAX);
     catalog_status_t status = CATALOG_OK;
-    if (s_encode(r, b) != 0) {
+    if (record_pack(&s_reservation_table, r, &out) != 0) {
         zsys_error("catalog_store: reservation %s does not encode", order_id);
         status = CATALOG_ERROR;
     } else {
         MDB_val key = {.mv_size = strlen(order_id), .mv_data = (void *)order_id};
-        MDB_val val = {.mv_size = b->len, .mv_data = b->data};
+        MDB_val val = {.mv_size = out.buf.size, .mv_data = out.buf.data};
         int rc = mdb_put(txn, self->dbi[CATALOG_DB_RESERVATIONS], &key, &val, 0);
         if (rc != 0)
             status = catalog_fail("mdb_put reservations", rc);
     }
-    free(b);
+    mpout_destroy(&out);
     return status;
 }
 
@@ -185,7 +161,7 @@ static catalog_status_t s_apply(catalog_store_t *self, MDB_txn *txn, const s_res
     if (!p)
         return CATALOG_ERROR;
     catalog_status_t status = CATALOG_OK;
-    int64_t now = catalog_now_ms();
+    int64_t now = clock_now_ms();
     for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
         const stock_line_t *line = &r->lines[i];
         status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
@@ -278,7 +254,7 @@ static int s_transition_txn(MDB_txn *txn, void *arg)
     const s_write_t *w = arg;
     s_reservation_t *r = w->stored;
     catalog_status_t status = s_read(w->self, txn, w->order_id, r);
-    if (status != CATALOG_OK || r->state == w->to)
+    if (status != CATALOG_OK || r->state == (int)w->to)
         return status; /* unknown, failed, or already there: no change */
     if (r->state == S_RELEASED)
         return CATALOG_CONFLICT; /* a released reservation is final */
@@ -287,7 +263,7 @@ static int s_transition_txn(MDB_txn *txn, void *arg)
         if (status != CATALOG_OK)
             return status;
     }
-    r->state = w->to;
+    r->state = (int)w->to;
     return s_write(w->self, txn, w->order_id, r);
 }
 

@@ -61,7 +61,7 @@
  *  another query or sort, or one that does not decode, is
  *  CATALOG_CONFLICT.
  */
-#include "storage/catalog_store_impl.h"
+#include "storage/catalog/catalog_store_impl.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -1075,13 +1075,12 @@ catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
         if (status != CATALOG_OK)
             goto cleanup;
     }
-    int rc = mdb_txn_renew(self->read_txn);
-    if (rc != 0) {
-        status = catalog_fail("mdb_txn_renew", rc);
+    s->txn = store_reader_begin(&self->reader);
+    if (!s->txn) {
+        status = CATALOG_ERROR;
         goto cleanup;
     }
     reading = true;
-    s->txn = self->read_txn;
     if (q->category_id) {
         status = s_subtree(s, q->category_id);
         if (status != CATALOG_OK || s->n_cats == 0)
@@ -1115,7 +1114,7 @@ cleanup:
     if (status != CATALOG_OK)
         page->count = 0;
     if (reading)
-        mdb_txn_reset(self->read_txn);
+        store_reader_end(&self->reader);
     if (self->scratch_cap > S_SCRATCH_KEEP) {
         /* A rare huge search does not pin its memory. */
         free(self->scratch);
