@@ -29,11 +29,15 @@ endif
 
 LIB_SRC = $(wildcard protocol/*.c) $(filter-out router/retaild.c,$(wildcard router/*.c)) \
           $(wildcard actors/*.c) $(wildcard actors/*/*.c) $(wildcard storage/*.c)
-LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
+# Every OpenAPI document of the tree, compiled in (router/openapi.h).
+OPENAPI_JSON = router/openapi.json $(wildcard actors/*/openapi.json)
+OPENAPI_OBJ = $(OPENAPI_JSON:%.json=$(BUILD)/obj/gen/%.o)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(OPENAPI_OBJ)
 LIB     = $(BUILD)/libretail.a
 
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
-       $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench
+       $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
+       $(BUILD)/retail-openapi
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -96,12 +100,14 @@ $(BUILD)/obj/%.o: %.c
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# The OpenAPI document is compiled in as a byte array (router/openapi.h).
-$(BUILD)/gen/openapi.c: router/openapi.json
+# Each OpenAPI document is compiled in as a NUL-terminated byte array
+# named after its path: actors/users/openapi.json -> actors_users_openapi_json
+# (router/openapi.h).
+$(BUILD)/gen/%.c: %.json
 	@mkdir -p $(dir $@)
-	@{ echo '#include <stddef.h>'; echo 'const char openapi_json[] = {'; \
+	@{ echo 'const char $(subst /,_,$*)_json[] = {'; \
 	   od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
-	   echo '0};'; echo 'const size_t openapi_json_len = sizeof openapi_json - 1;'; } > $@
+	   echo '0};'; } > $@
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
@@ -140,6 +146,10 @@ $(BUILD)/catalog-store-bench: $(BUILD)/obj/tools/bench/catalog_store.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bodies-bench: $(BUILD)/obj/tools/bench/bodies.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/retail-openapi: $(BUILD)/obj/tools/openapi.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

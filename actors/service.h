@@ -5,8 +5,10 @@
  *
  *      extern const service_def_t users_service;     // actors/users/users.h
  *
- *  that says everything a process needs to run it: its name and
- *  operations, its own settings, and the hooks that make its state.
+ *  that says everything a process needs to run it or route to it: its
+ *  name and operations, its routes and its part of the OpenAPI document
+ *  (router/api.h assembles those into the bridge's table and
+ *  /openapi.json), its own settings, and the hooks that make its state.
  *  actors/services.h lists every definition; nothing else names a service.
  *
  *  service_start() runs one, in this order, and service_stop() undoes it
@@ -34,6 +36,7 @@
 
 #include "actors/pool.h"
 #include "protocol/settings.h"
+#include "router/routes.h"
 
 /* Where and how a service runs, given to each of its hooks at start. */
 typedef struct {
@@ -52,6 +55,13 @@ typedef struct {
     const worker_op_t *(*ops)(bool with_test_ops);
     /* Requests a worker may hold at once; 0: the configured worker_capacity. */
     int capacity;
+
+    /* Its HTTP routes (every one to this service), and its part of the
+     * OpenAPI document: a JSON object with "paths" and, optionally,
+     * "components" that only it uses (router/api.h). */
+    const route_t *routes;
+    size_t n_routes;
+    const char *openapi; /* NUL-terminated JSON text */
 
     /* Its own settings: rows that fill a struct of settings_size bytes,
      * after settings_defaults (optional) set what an unset row leaves. */
