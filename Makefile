@@ -9,6 +9,7 @@
 #   make bench-catalog product reads at 10k and 1M products, search, size
 #   make bench-catalog-writes  durable stock writes over HTTP by worker count
 #   make bench-bodies  the worst 1 MiB request bodies, in process and over HTTP
+#   make lint    the served OpenAPI document through two OpenAPI checkers
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -45,7 +46,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
         bench-bodies clean \
-        format build-tests
+        format build-tests lint
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -60,6 +61,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory build-tests
 	@bash tests/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory lint
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 build-tests
@@ -91,6 +93,24 @@ bench-bodies: deps
 	@bash tools/bench/bodies.sh $(BUILD)
 
 build-tests: $(BINS) $(TEST_BINS)
+
+# The document the bridge serves (retail-openapi prints the same
+# assembly), linted by @redocly/cli (its recommended rules: any error
+# fails) and validated by @apidevtools/swagger-parser. Both are pinned in
+# tools/lint/package-lock.json and installed by `npm ci` into
+# tools/lint/node_modules the first time, or again when the lock changes.
+LINT_DIR = tools/lint
+$(LINT_DIR)/node_modules/.installed: $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
+	@command -v npm >/dev/null || bash tools/install-deps.sh
+	cd $(LINT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: $(BUILD)/retail-openapi $(LINT_DIR)/node_modules/.installed
+	@mkdir -p $(BUILD)/gen
+	$(BUILD)/retail-openapi > $(BUILD)/gen/openapi.json
+	cd $(LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	    node_modules/.bin/redocly lint --format=stylish $(abspath $(BUILD))/gen/openapi.json
+	node $(LINT_DIR)/validate.js $(BUILD)/gen/openapi.json
 
 # V=1 shows the full commands.
 Q = $(if $(V),,@)
