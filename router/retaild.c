@@ -7,14 +7,14 @@
  *
  *  Roles are "broker", "bridge" and the names of the services that
  *  actors/services.h lists: retaild knows a service only as an entry of
- *  that list (actors/service.h says what an entry holds), so nothing here
- *  changes when one is added. Pools in
- *  the same process as the broker attach over inproc (no CURVE needed, and
- *  about twice the throughput); pools without a local broker connect over
- *  TCP with CURVE, using a certificate named after their service that is
- *  made on first start (and allow-listed when the keys directory is the
- *  broker's own, as on one machine; elsewhere copy NAME.cert into the
- *  broker's keys/clients/).
+ *  that list (actors/service.h says what an entry holds and how it starts),
+ *  so nothing here changes when one is added. Pools in the same process as
+ *  the broker attach over inproc (no CURVE needed, and about twice the
+ *  throughput); pools without a local broker connect over TCP with CURVE,
+ *  using a certificate named after their service that is made on first
+ *  start (and allow-listed when the keys directory is the broker's own, as
+ *  on one machine; elsewhere copy NAME.cert into the broker's
+ *  keys/clients/).
  *
  *  Shutdown drains: SIGINT and SIGTERM are blocked in every thread and
  *  taken by sigwait() here, so no handler runs in an arbitrary thread.
@@ -22,10 +22,12 @@
  *  stops accepting connections and waits for the HTTP requests in flight;
  *  then the broker keeps handing queued and held requests to the live
  *  workers (services still call each other meanwhile) until none is left
- *  (broker_drain). Only then do the pools stop (each worker answers what it
- *  was given and says DISCONNECT), and the broker last, its socket
- *  lingering to deliver the final replies. What is still unanswered at the
- *  deadline, and only that, is answered unavailable.
+ *  (broker_drain). Only then do the services stop, in the reverse of the
+ *  list's order (each its pool, whose workers answer what they were given
+ *  and say DISCONNECT, then its background actor and its shared state),
+ *  and the broker last, its socket lingering to deliver the final replies.
+ *  What is still unanswered at the deadline, and only that, is answered
+ *  unavailable.
  */
 #include "actors/services.h"
 #include "protocol/keys.h"

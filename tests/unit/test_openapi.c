@@ -30,7 +30,7 @@
  *  known defect and sees it report exactly that defect, so each checker is
  *  known to catch what it looks for, whatever the real document holds
  *  today. Local "$ref"s ("#/components/...") are
- *  followed wherever a parameter, schema or response may be one.
+ *  followed wherever a parameter or schema may be one.
  */
 #include "actors/services.h"
 #include "protocol/errors.h"
