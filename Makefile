@@ -10,6 +10,7 @@
 #   make bench-catalog-writes  durable stock writes over HTTP by worker count
 #   make bench-bodies  the worst 1 MiB request bodies, in process and over HTTP
 #   make bench-asks    a service asking another (replies that wait), by B's delay
+#   make lint    the served OpenAPI document through two OpenAPI checkers
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -31,11 +32,15 @@ endif
 LIB_SRC = $(wildcard protocol/*.c) $(filter-out router/retaild.c,$(wildcard router/*.c)) \
           $(wildcard actors/*.c) $(wildcard actors/*/*.c) $(wildcard storage/*.c) \
           $(wildcard storage/*/*.c)
-LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/openapi.o
+# Every OpenAPI document of the tree, compiled in (router/openapi.h).
+OPENAPI_JSON = router/openapi.json $(wildcard actors/*/openapi.json)
+OPENAPI_OBJ = $(OPENAPI_JSON:%.json=$(BUILD)/obj/gen/%.o)
+LIB_OBJ = $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(OPENAPI_OBJ)
 LIB     = $(BUILD)/libretail.a
 
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
-       $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench $(BUILD)/asks-bench
+       $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
+       $(BUILD)/retail-openapi $(BUILD)/asks-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -43,7 +48,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
         bench-bodies bench-asks clean \
-        format build-tests
+        format build-tests lint
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -58,6 +63,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory build-tests
 	@bash tests/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory lint
 
 check: deps
 	@$(MAKE) --no-print-directory BUILD=build/san SAN=1 build-tests
@@ -94,6 +100,24 @@ bench-bodies: deps
 
 build-tests: $(BINS) $(TEST_BINS)
 
+# The document the bridge serves (retail-openapi prints the same
+# assembly), linted by @redocly/cli (its recommended rules: any error
+# fails) and validated by @apidevtools/swagger-parser. Both are pinned in
+# tools/lint/package-lock.json and installed by `npm ci` into
+# tools/lint/node_modules the first time, or again when the lock changes.
+LINT_DIR = tools/lint
+$(LINT_DIR)/node_modules/.installed: $(LINT_DIR)/package.json $(LINT_DIR)/package-lock.json
+	@command -v npm >/dev/null || bash tools/install-deps.sh
+	cd $(LINT_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: $(BUILD)/retail-openapi $(LINT_DIR)/node_modules/.installed
+	@mkdir -p $(BUILD)/gen
+	$(BUILD)/retail-openapi > $(BUILD)/gen/openapi.json
+	cd $(LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
+	    node_modules/.bin/redocly lint --format=stylish $(abspath $(BUILD))/gen/openapi.json
+	node $(LINT_DIR)/validate.js $(BUILD)/gen/openapi.json
+
 # V=1 shows the full commands.
 Q = $(if $(V),,@)
 
@@ -102,12 +126,14 @@ $(BUILD)/obj/%.o: %.c
 	@$(if $(V),,echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-# The OpenAPI document is compiled in as a byte array (router/openapi.h).
-$(BUILD)/gen/openapi.c: router/openapi.json
+# Each OpenAPI document is compiled in as a NUL-terminated byte array
+# named after its path: actors/users/openapi.json -> actors_users_openapi_json
+# (router/openapi.h).
+$(BUILD)/gen/%.c: %.json
 	@mkdir -p $(dir $@)
-	@{ echo '#include <stddef.h>'; echo 'const char openapi_json[] = {'; \
+	@{ echo 'const char $(subst /,_,$*)_json[] = {'; \
 	   od -An -v -tx1 $< | sed 's/\([0-9a-f][0-9a-f]\)/0x\1,/g'; \
-	   echo '0};'; echo 'const size_t openapi_json_len = sizeof openapi_json - 1;'; } > $@
+	   echo '0};'; } > $@
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(dir $@)
@@ -150,6 +176,10 @@ $(BUILD)/asks-bench: $(BUILD)/obj/tools/bench/asks.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bodies-bench: $(BUILD)/obj/tools/bench/bodies.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/retail-openapi: $(BUILD)/obj/tools/openapi.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

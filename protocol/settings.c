@@ -2,13 +2,49 @@
  *
  *  Numbers are parsed strictly (whole string, in range) so that a typo in
  *  a config file stops the process with a message instead of running with
- *  a zero.
+ *  a zero. Every setting, the shared ones here and each service's own, is
+ *  a row of a table read by one loop (settings_read), so they all follow
+ *  the same precedence and the same refusals.
  */
 #include "protocol/settings.h"
 
 #include <czmq.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
+
+struct settings_source_t {
+    zconfig_t *config; /* NULL: no file */
+};
+
+settings_source_t *settings_source_new(const char *config_path, char *err, size_t errlen)
+{
+    settings_source_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (!config_path)
+        config_path = getenv("RETAIL_CONFIG");
+    if (config_path) {
+        self->config = zconfig_load(config_path);
+        if (!self->config) {
+            snprintf(err, errlen, "cannot read config file %s", config_path);
+            free(self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void settings_source_destroy(settings_source_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    zconfig_destroy(&(*self_p)->config);
+    free(*self_p);
+    *self_p = NULL;
+}
 
 static int s_set_int(int *out, const char *text, int min, int max, const char *what, char *err,
                      size_t errlen)
@@ -35,23 +71,81 @@ static int s_set_str(char *out, size_t size, const char *text, const char *what,
     return 0;
 }
 
+/* The file's value at a ZPL path, or NULL. */
+static const char *s_from_file(const settings_source_t *source, const char *zpl)
+{
+    return source && source->config && zpl ? zconfig_get(source->config, zpl, NULL) : NULL;
+}
+
+/* The variable's value, or NULL when it is unset or empty. */
+static const char *s_from_env(const char *name)
+{
+    const char *value = name ? getenv(name) : NULL;
+    return value && *value ? value : NULL;
+}
+
+int settings_read(const settings_source_t *source, const setting_t *table, size_t n, void *into,
+                  char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        const setting_t *t = &table[i];
+        /* lowest first: each value found replaces the one before */
+        const char *names[4] = {t->old_zpl, t->zpl, t->old_env, t->env};
+        const char *values[4] = {s_from_file(source, t->old_zpl), s_from_file(source, t->zpl),
+                                 s_from_env(t->old_env), s_from_env(t->env)};
+        for (int k = 0; k < 4; k++) {
+            if (!values[k])
+                continue;
+            char *field = (char *)into + t->offset;
+            int rc = t->type == SETTING_STR
+                         ? s_set_str(field, t->size, values[k], names[k], err, errlen)
+                         : s_set_int((int *)(void *)field, values[k], t->min, t->max, names[k], err,
+                                     errlen);
+            if (rc != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 void settings_derive(settings_t *s)
 {
     snprintf(s->keys_dir, sizeof s->keys_dir, "%.*s/keys", (int)sizeof s->data_dir - 6,
              s->data_dir);
 }
 
-/* One setting: its ZPL path, its environment variable, where it goes. */
-typedef struct {
-    const char *zpl;
-    const char *env;
-    char *str;
-    size_t str_size;
-    int *num;
-    int min, max;
-} setting_t;
+#define STR(zpl, env, field, size)                                                                 \
+    {                                                                                              \
+        zpl, env, SETTING_STR, offsetof(settings_t, field), size, 0, 0, NULL, NULL                 \
+    }
+#define INT(zpl, env, field, min, max)                                                             \
+    {                                                                                              \
+        zpl, env, SETTING_INT, offsetof(settings_t, field), 0, min, max, NULL, NULL                \
+    }
 
-int settings_load(settings_t *s, const char *config_path, char *err, size_t errlen)
+/* data_dir leaves room for "/keys" so that keys_dir is never a truncated
+ * path outside it (see settings_derive). */
+static const setting_t s_table[] = {
+    STR("retail/data_dir", "RETAIL_DATA_DIR", data_dir, SETTINGS_PATH_MAX - 5),
+    STR("retail/broker/endpoint", "RETAIL_BROKER_ENDPOINT", broker_endpoint,
+        sizeof((settings_t *)0)->broker_endpoint),
+    INT("retail/http_port", "RETAIL_HTTP_PORT", http_port, 1, 65535),
+    STR("retail/http_address", "RETAIL_HTTP_ADDRESS", http_address,
+        sizeof((settings_t *)0)->http_address),
+    INT("retail/http_timeout_ms", "RETAIL_HTTP_TIMEOUT_MS", http_timeout_ms, 10, 600000),
+    STR("retail/tls_cert", "RETAIL_TLS_CERT", tls_cert, SETTINGS_PATH_MAX),
+    STR("retail/tls_key", "RETAIL_TLS_KEY", tls_key, SETTINGS_PATH_MAX),
+    INT("retail/access_log", "RETAIL_ACCESS_LOG", access_log, 0, 1),
+    INT("retail/broker/heartbeat_ms", "RETAIL_HEARTBEAT_MS", heartbeat_ms, 10, 60000),
+    INT("retail/broker/request_timeout_ms", "RETAIL_REQUEST_TIMEOUT_MS", request_timeout_ms, 10,
+        600000),
+    INT("retail/broker/queue_limit", "RETAIL_QUEUE_LIMIT", queue_limit, 1, 1000000),
+    INT("retail/workers", "RETAIL_WORKERS", workers, 1, 256),
+    INT("retail/worker_capacity", "RETAIL_WORKER_CAPACITY", worker_capacity, 1, 64),
+    INT("retail/drain_ms", "RETAIL_DRAIN_MS", drain_ms, 0, 600000),
+};
+
+int settings_load_from(settings_t *s, const settings_source_t *source, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
     snprintf(s->data_dir, sizeof s->data_dir, "./var");
@@ -66,61 +160,17 @@ int settings_load(settings_t *s, const char *config_path, char *err, size_t errl
     s->workers = 4;
     s->worker_capacity = 4;
     s->drain_ms = 3000;
-
-    /* data_dir leaves room for "/keys" so that keys_dir is never a
-     * truncated path outside it (see settings_derive). */
-    const setting_t table[] = {
-        {"retail/data_dir", "RETAIL_DATA_DIR", s->data_dir, sizeof s->data_dir - 5, NULL, 0, 0},
-        {"retail/broker/endpoint", "RETAIL_BROKER_ENDPOINT", s->broker_endpoint,
-         sizeof s->broker_endpoint, NULL, 0, 0},
-        {"retail/http_port", "RETAIL_HTTP_PORT", NULL, 0, &s->http_port, 1, 65535},
-        {"retail/http_address", "RETAIL_HTTP_ADDRESS", s->http_address, sizeof s->http_address,
-         NULL, 0, 0},
-        {"retail/http_timeout_ms", "RETAIL_HTTP_TIMEOUT_MS", NULL, 0, &s->http_timeout_ms, 10,
-         600000},
-        {"retail/tls_cert", "RETAIL_TLS_CERT", s->tls_cert, sizeof s->tls_cert, NULL, 0, 0},
-        {"retail/tls_key", "RETAIL_TLS_KEY", s->tls_key, sizeof s->tls_key, NULL, 0, 0},
-        {"retail/access_log", "RETAIL_ACCESS_LOG", NULL, 0, &s->access_log, 0, 1},
-        {"retail/broker/heartbeat_ms", "RETAIL_HEARTBEAT_MS", NULL, 0, &s->heartbeat_ms, 10, 60000},
-        {"retail/broker/request_timeout_ms", "RETAIL_REQUEST_TIMEOUT_MS", NULL, 0,
-         &s->request_timeout_ms, 10, 600000},
-        {"retail/broker/queue_limit", "RETAIL_QUEUE_LIMIT", NULL, 0, &s->queue_limit, 1, 1000000},
-        {"retail/workers", "RETAIL_WORKERS", NULL, 0, &s->workers, 1, 256},
-        {"retail/pg_dsn", "RETAIL_PG_DSN", s->pg_dsn, sizeof s->pg_dsn, NULL, 0, 0},
-        {"retail/admin_email", "RETAIL_ADMIN_EMAIL", s->admin_email, sizeof s->admin_email, NULL, 0,
-         0},
-        {"retail/admin_password", "RETAIL_ADMIN_PASSWORD", s->admin_password,
-         sizeof s->admin_password, NULL, 0, 0},
-        {"retail/worker_capacity", "RETAIL_WORKER_CAPACITY", NULL, 0, &s->worker_capacity, 1, 64},
-        {"retail/drain_ms", "RETAIL_DRAIN_MS", NULL, 0, &s->drain_ms, 0, 600000},
-    };
-    const size_t n = sizeof table / sizeof table[0];
-
-    if (!config_path)
-        config_path = getenv("RETAIL_CONFIG");
-    zconfig_t *config = NULL;
-    if (config_path) {
-        config = zconfig_load(config_path);
-        if (!config) {
-            snprintf(err, errlen, "cannot read config file %s", config_path);
-            return -1;
-        }
-    }
-    int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const setting_t *t = &table[i];
-        const char *from_file = config ? zconfig_get(config, t->zpl, NULL) : NULL;
-        const char *from_env = getenv(t->env);
-        const char *sources[2] = {from_file, from_env && *from_env ? from_env : NULL};
-        for (int k = 0; k < 2 && rc == 0; k++) {
-            if (!sources[k])
-                continue;
-            const char *what = k == 0 ? t->zpl : t->env;
-            rc = t->str ? s_set_str(t->str, t->str_size, sources[k], what, err, errlen)
-                        : s_set_int(t->num, sources[k], t->min, t->max, what, err, errlen);
-        }
-    }
-    zconfig_destroy(&config);
+    int rc = settings_read(source, s_table, sizeof s_table / sizeof s_table[0], s, err, errlen);
     settings_derive(s);
+    return rc;
+}
+
+int settings_load(settings_t *s, const char *config_path, char *err, size_t errlen)
+{
+    settings_source_t *source = settings_source_new(config_path, err, errlen);
+    if (!source)
+        return -1;
+    int rc = settings_load_from(s, source, err, errlen);
+    settings_source_destroy(&source);
     return rc;
 }

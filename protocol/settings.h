@@ -4,7 +4,13 @@
  *  (retaild --config FILE, or $RETAIL_CONFIG), the RETAIL_* environment
  *  variables, then command-line flags (applied by the caller).
  *
- *  ZPL keys (all optional):
+ *  The settings every process shares are settings_t below. A service's own
+ *  settings are its own: it describes them with a table of setting_t rows
+ *  (its ZPL section retail/<service>/... and its RETAIL_<SERVICE>_*
+ *  variables; see actors/service.h), and settings_read() fills its struct
+ *  from the same source, so no service's field is known here.
+ *
+ *  ZPL keys of settings_t (all optional):
  *      retail
  *          data_dir = "./var"
  *          http_port = 8080
@@ -22,9 +28,10 @@
  *          worker_capacity = 4
  *          drain_ms = 3000          (RETAIL_DRAIN_MS: at a stop signal, how long
  *                                    requests in flight may take to finish)
- *          pg_dsn = ""              (RETAIL_PG_DSN)
- *          admin_email = ""         (RETAIL_ADMIN_EMAIL)
- *          admin_password = ""      (RETAIL_ADMIN_PASSWORD)
+ *
+ *  A value from the file or the environment is parsed strictly (a whole
+ *  integer in range, a string that is not empty and fits) and refused with
+ *  its key or variable named, even when a later source would override it.
  */
 #ifndef RETAIL_SETTINGS_H
 #define RETAIL_SETTINGS_H
@@ -47,15 +54,51 @@ typedef struct {
     int request_timeout_ms;
     int queue_limit;
     int workers;
-    int worker_capacity;            /* requests a worker may hold at once (READY credit) */
-    int drain_ms;                   /* at SIGINT/SIGTERM: time left to requests in flight */
-    char pg_dsn[SETTINGS_PATH_MAX]; /* set: user accounts in PostgreSQL */
-    char admin_email[256];          /* set: create this admin at start */
-    char admin_password[256];
+    int worker_capacity; /* requests a worker may hold at once (READY credit) */
+    int drain_ms;        /* at SIGINT/SIGTERM: time left to requests in flight */
 } settings_t;
 
-/* Fills s from defaults, the file (may be NULL) and the environment.
- * Returns 0, or -1 with a reason in err. */
+/* Where settings come from: the ZPL file (if any) and the environment. */
+typedef struct settings_source_t settings_source_t;
+
+/* Reads the file at config_path, or at $RETAIL_CONFIG when config_path is
+ * NULL; with neither, the source is the environment alone. NULL when the
+ * file cannot be read (reason in err). */
+settings_source_t *settings_source_new(const char *config_path, char *err, size_t errlen);
+void settings_source_destroy(settings_source_t **self_p);
+
+/* One setting of a struct: its names and where it goes. A row is data, so
+ * a table of them can be static and describe a struct that does not exist
+ * yet (settings_read fills one). */
+typedef enum { SETTING_STR = 1, SETTING_INT } setting_type_t;
+
+typedef struct {
+    const char *zpl;     /* "retail/users/pg_dsn" */
+    const char *env;     /* "RETAIL_USERS_PG_DSN" */
+    setting_type_t type; /* STR: a char array; INT: an int */
+    size_t offset;       /* of the field in the struct (offsetof) */
+    size_t size;         /* STR: a value must be shorter than this */
+    int min, max;        /* INT: the range, both included */
+    /* An older name of the same setting, still read (a public contract
+     * may promise it), or NULL. Within one source the current name wins;
+     * the environment still wins over the file, whichever name each uses:
+     *     file old_zpl < file zpl < env old_env < env env */
+    const char *old_zpl;
+    const char *old_env;
+} setting_t;
+
+/* Fills the fields of `into` that table[0..n) describes from the source,
+ * in the order above; fields no source sets are left as they are (the
+ * caller's defaults). Returns 0, or -1 with the first refused value named
+ * in err (fields before it may have been set). */
+int settings_read(const settings_source_t *source, const setting_t *table, size_t n, void *into,
+                  char *err, size_t errlen);
+
+/* Fills s from defaults, the source and the environment. Returns 0, or -1
+ * with a reason in err. */
+int settings_load_from(settings_t *s, const settings_source_t *source, char *err, size_t errlen);
+
+/* The same with a source of its own (see settings_source_new). */
 int settings_load(settings_t *s, const char *config_path, char *err, size_t errlen);
 
 /* Recomputes derived fields after a caller changed data_dir. */

@@ -59,8 +59,9 @@
 #include "protocol/mdp.h"
 #include "protocol/mpcheck.h"
 #include "protocol/mpout.h"
+#include "actors/services.h"
+#include "router/api.h"
 #include "router/metrics.h"
-#include "router/openapi.h"
 #include "router/routes.h"
 
 #include <microhttpd.h>
@@ -168,8 +169,11 @@ struct bridge_s {
     uint64_t next_seq;
     char id_prefix[17];
     metrics_t *metrics;
+    api_t *api; /* made when the config lacks routes or a document */
     const route_t *routes;
     size_t n_routes;
+    const char *openapi; /* served at /openapi.json */
+    size_t openapi_len;
     const char **services; /* what /readyz checks: every service of the table */
     size_t n_services;
     struct arg_s *args; /* room for the most arguments a route takes */
@@ -984,10 +988,10 @@ static void s_answer_local(bridge_t *self, request_t *req)
         s_set_json_text(req, 200, "{\"status\":\"ok\"}");
         break;
     case LOCAL_OPENAPI: {
-        char *copy = malloc(openapi_json_len);
+        char *copy = malloc(self->openapi_len);
         if (copy) {
-            memcpy(copy, openapi_json, openapi_json_len);
-            s_set_raw(req, 200, copy, openapi_json_len, "application/json");
+            memcpy(copy, self->openapi, self->openapi_len);
+            s_set_raw(req, 200, copy, self->openapi_len, "application/json");
         } else
             s_set_oom(req);
         break;
@@ -1534,14 +1538,28 @@ static int s_setup(bridge_t *self)
     const bridge_config_t *c = &self->config;
     self->pending = zhashx_new();
     self->mmi_waiting = zlistx_new();
+    char why[256];
+    if (!c->routes || !c->openapi) {
+        size_t n;
+        const service_def_t *const *all = services_all(&n);
+        self->api = api_new(all, n, why, sizeof why);
+        if (!self->api) {
+            zsys_error("bridge: the API cannot be assembled: %s", why);
+            return -1;
+        }
+    }
     if (c->routes) {
         self->routes = c->routes;
         self->n_routes = c->n_routes;
     } else
-        self->routes = routes_table(&self->n_routes);
+        self->routes = api_routes(self->api, &self->n_routes);
+    if (c->openapi) {
+        self->openapi = c->openapi;
+        self->openapi_len = strlen(c->openapi);
+    } else
+        self->openapi = api_openapi(self->api, &self->openapi_len);
     /* Whatever the table holds, the bridge is sized for all of it, or
      * refuses to start: nothing is served in part. */
-    char why[256];
     if (routes_check(self->routes, self->n_routes, why, sizeof why) != 0) {
         zsys_error("bridge: the route table cannot be served: %s", why);
         return -1;
@@ -1654,6 +1672,7 @@ static void s_teardown(bridge_t *self)
     free(self->tls_key);
     free(self->args);
     free(self->services);
+    api_destroy(&self->api);
     mpout_destroy(&self->scratch);
     msgpack_zone_destroy(&self->zone);
     zcert_destroy(&self->config.cert);

@@ -38,16 +38,22 @@ typedef struct {
      * arg must outlive the bridge. */
     char *(*metrics_extra)(void *arg);
     void *metrics_extra_arg;
-    /* The route table; NULL: the API's (routes_table). Not copied: it must
-     * outlive the bridge. Its size decides the bridge's (argument slots,
-     * metrics labels, the services /readyz checks): nothing is capped. */
+    /* The route table; NULL: the API's (api_routes of every service in
+     * actors/services.h). Not copied: it must outlive the bridge. Its size
+     * decides the bridge's (argument slots, metrics labels, the services
+     * /readyz checks): nothing is capped. */
     const route_t *routes;
     size_t n_routes;
+    /* The document served at /openapi.json, NUL-terminated; NULL: the
+     * API's (api_openapi). Not copied either. */
+    const char *openapi;
 } bridge_config_t;
 
 /* Starts the bridge; NULL (reason logged) if it cannot listen, read its
- * TLS files, or serve every route of its table whole (routes_check). The
- * config and what it points to are copied, but for the route table. */
+ * TLS files, assemble the API (when it serves the API's table or
+ * document), or serve every route of its table whole (routes_check). The
+ * config and what it points to are copied, but for the route table and
+ * the document. */
 zactor_t *bridge_new(const bridge_config_t *config);
 
 /* The TCP port the bridge listens on. */

@@ -5,13 +5,16 @@
  *      retaild sys --broker tcp://host:5555 --workers 8
  *                                     one service's pool, elsewhere
  *
- *  Roles are "broker", "bridge" and the service names of s_services below. Pools in
- *  the same process as the broker attach over inproc (no CURVE needed, and
- *  about twice the throughput); pools without a local broker connect over
- *  TCP with CURVE, using a certificate named after their service that is
- *  made on first start (and allow-listed when the keys directory is the
- *  broker's own, as on one machine; elsewhere copy NAME.cert into the
- *  broker's keys/clients/).
+ *  Roles are "broker", "bridge" and the names of the services that
+ *  actors/services.h lists: retaild knows a service only as an entry of
+ *  that list (actors/service.h says what an entry holds and how it starts),
+ *  so nothing here changes when one is added. Pools in the same process as
+ *  the broker attach over inproc (no CURVE needed, and about twice the
+ *  throughput); pools without a local broker connect over TCP with CURVE,
+ *  using a certificate named after their service that is made on first
+ *  start (and allow-listed when the keys directory is the broker's own, as
+ *  on one machine; elsewhere copy NAME.cert into the broker's
+ *  keys/clients/).
  *
  *  Shutdown drains: SIGINT and SIGTERM are blocked in every thread and
  *  taken by sigwait() here, so no handler runs in an arbitrary thread.
@@ -19,15 +22,14 @@
  *  stops accepting connections and waits for the HTTP requests in flight;
  *  then the broker keeps handing queued and held requests to the live
  *  workers (services still call each other meanwhile) until none is left
- *  (broker_drain). Only then do the pools stop (each worker answers what it
- *  was given and says DISCONNECT), and the broker last, its socket
- *  lingering to deliver the final replies. What is still unanswered at the
- *  deadline, and only that, is answered unavailable.
+ *  (broker_drain). Only then do the services stop, in the reverse of the
+ *  list's order (each its pool, whose workers answer what they were given
+ *  and say DISCONNECT, then its background actor and its shared state),
+ *  and the broker last, its socket lingering to deliver the final replies.
+ *  What is still unanswered at the deadline, and only that, is answered
+ *  unavailable.
  */
-#include "actors/pool.h"
-#include "actors/sys/sys.h"
-#include "actors/catalog/catalog.h"
-#include "actors/users/users.h"
+#include "actors/services.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
@@ -38,93 +40,18 @@
 #include <signal.h>
 #include <sys/resource.h>
 
-/* Process-wide state of a service, made before its pool (NULL: none). */
-typedef void *(shared_new_fn)(const settings_t *settings, char *err, size_t errlen);
-
-static void *s_users_new(const settings_t *settings, char *err, size_t errlen)
-{
-    users_config_t uc = {
-        .data_dir = settings->data_dir, .keys_dir = settings->keys_dir, .pg_dsn = settings->pg_dsn};
-    users_shared_t *users = users_shared_new(&uc, err, errlen);
-    if (users && settings->admin_email[0]) {
-        int made = users_create_admin(users, settings->admin_email, settings->admin_password, NULL,
-                                      err, errlen);
-        if (made < 0)
-            users_shared_destroy(&users);
-        else
-            zsys_info("retaild: admin %s %s", settings->admin_email,
-                      made == 0 ? "created" : "exists");
-    }
-    return users;
-}
-
-static void s_users_destroy(void **shared)
-{
-    users_shared_destroy((users_shared_t **)shared);
-}
-
-static int s_users_extra_workers(void *shared)
-{
-    /* workers beyond those that may be hashing keep fast ops fast */
-    return users_shared_hash_admission(shared);
-}
-
-static void *s_catalog_new(const settings_t *settings, char *err, size_t errlen)
-{
-    return catalog_shared_new(settings->data_dir, settings->keys_dir, err, errlen);
-}
-
-static void s_catalog_destroy(void **shared)
-{
-    catalog_shared_destroy((catalog_shared_t **)shared);
-}
-
-static int s_catalog_extra_workers(void *shared)
-{
-    /* A worker waiting for a disk flush uses no CPU, and every write that
-     * waits joins the next commit (group commit): more workers, more
-     * writes per flush (docs/BENCHMARKS.md, bench-catalog-writes). */
-    (void)shared;
-    return CATALOG_WRITE_WORKERS;
-}
-
-/* Every service this daemon can run: its dispatch table, its shared state
- * and per-worker state. capacity 0 takes the configured worker capacity.
- * users takes 2: one request may wait behind an Argon2id hash (about 70
- * ms) on the same worker, but only when every worker is busy (dispatch
- * prefers the least recently served), and it saves the round trip that
- * made /users/me 1.3x a ping at 1. */
-typedef struct {
-    const char *name;
-    const worker_op_t *(*ops)(bool with_test_ops);
-    int capacity;
-    shared_new_fn *shared_new;
-    void (*shared_destroy)(void **shared);
-    void *(*state_new)(void *shared);
-    void (*state_destroy)(void **state);
-    int (*extra_workers)(void *shared);
-} service_def_t;
-
-static const service_def_t s_services[] = {
-    {"sys", sys_ops, 0, NULL, NULL, NULL, NULL, NULL},
-    {"users", users_ops, 2, s_users_new, s_users_destroy, users_state_new, users_state_destroy,
-     s_users_extra_workers},
-    {"catalog", catalog_ops, 0, s_catalog_new, s_catalog_destroy, catalog_state_new,
-     catalog_state_destroy, s_catalog_extra_workers},
-};
-#define SERVICE_COUNT (sizeof s_services / sizeof s_services[0])
-
-/* This process's pools, for the bridge's /metrics: how often a worker of
- * each was restarted (actors/worker.h). Pools run on other hosts count
+/* This process's services, for the bridge's /metrics: how often a worker
+ * of each was restarted (actors/worker.h). Pools run on other hosts count
  * in their own process only. */
 typedef struct {
-    pool_t *const *pools; /* SERVICE_COUNT entries, NULL when not running */
+    service_t *const *running; /* n entries, NULL when not running here */
+    size_t n;
 } pool_metrics_t;
 
 static char *s_pool_metrics(void *arg)
 {
     const pool_metrics_t *m = arg;
-    size_t size = 256 + SERVICE_COUNT * (MDP_SERVICE_MAX + 64);
+    size_t size = 256 + m->n * (MDP_SERVICE_MAX + 64);
     char *text = malloc(size);
     if (!text)
         return NULL;
@@ -132,21 +59,24 @@ static char *s_pool_metrics(void *arg)
                      "# HELP retail_worker_restarts_total Workers started over after their "
                      "session failed.\n"
                      "# TYPE retail_worker_restarts_total counter\n");
-    for (size_t i = 0; i < SERVICE_COUNT; i++)
-        if (m->pools[i])
+    for (size_t i = 0; i < m->n; i++)
+        if (m->running[i])
             n += snprintf(text + n, size - (size_t)n,
-                          "retail_worker_restarts_total{service=\"%s\"} %llu\n", s_services[i].name,
-                          (unsigned long long)pool_restarts(m->pools[i]));
+                          "retail_worker_restarts_total{service=\"%s\"} %llu\n",
+                          service_def(m->running[i])->name,
+                          (unsigned long long)pool_restarts(service_pool(m->running[i])));
     return text;
 }
 
 static void s_usage(FILE *out)
 {
+    size_t count;
+    const service_def_t *const *services = services_all(&count);
     fprintf(out, "usage: retaild [ROLE...] [--broker ENDPOINT] [--workers N] [--config FILE]\n"
                  "               [--data-dir DIR] [--verbose]\n"
                  "roles: broker bridge");
-    for (size_t i = 0; i < SERVICE_COUNT; i++)
-        fprintf(out, " %s", s_services[i].name);
+    for (size_t i = 0; i < count; i++)
+        fprintf(out, " %s", services[i]->name);
     fprintf(out, " (none: all of them)\n"
                  "environment: RETAIL_DATA_DIR RETAIL_BROKER_ENDPOINT RETAIL_HTTP_PORT\n"
                  "             RETAIL_HTTP_ADDRESS RETAIL_HTTP_TIMEOUT_MS RETAIL_TLS_CERT\n"
@@ -155,6 +85,31 @@ static void s_usage(FILE *out)
                  "             RETAIL_QUEUE_LIMIT RETAIL_WORKER_CAPACITY RETAIL_DRAIN_MS\n"
                  "             RETAIL_CONFIG\n"
                  "             RETAIL_TEST_OPS\n");
+    /* each service's own, with the older names it still reads */
+    for (size_t i = 0; i < count; i++) {
+        const service_def_t *def = services[i];
+        char label[MDP_SERVICE_MAX + 2];
+        snprintf(label, sizeof label, "%s:", def->name);
+        for (size_t k = 0; k < def->n_settings; k++) {
+            const setting_t *t = &def->settings[k];
+            fprintf(out, "%-13s%s", k == 0 ? label : "", t->env);
+            if (t->old_env)
+                fprintf(out, " (or %s)", t->old_env);
+            fprintf(out, "\n");
+        }
+    }
+}
+
+/* Whether the command line asks for the role name: all roles when it
+ * names none (getopt has moved the roles to the end, from optind). */
+static bool s_role(int argc, char **argv, const char *name)
+{
+    if (optind == argc)
+        return true;
+    for (int i = optind; i < argc; i++)
+        if (streq(argv[i], name))
+            return true;
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -201,37 +156,31 @@ int main(int argc, char **argv)
     }
 
     /* Which roles: none named means all. */
-    bool run_broker = optind == argc;
-    bool run_bridge = optind == argc;
-    bool run_service[SERVICE_COUNT];
-    for (size_t i = 0; i < SERVICE_COUNT; i++)
-        run_service[i] = optind == argc;
+    bool run_broker = s_role(argc, argv, "broker");
+    bool run_bridge = s_role(argc, argv, "bridge");
     for (int i = optind; i < argc; i++) {
-        bool known = false;
-        if (streq(argv[i], "broker"))
-            run_broker = known = true;
-        if (streq(argv[i], "bridge"))
-            run_bridge = known = true;
-        for (size_t k = 0; k < SERVICE_COUNT; k++)
-            if (streq(argv[i], s_services[k].name))
-                run_service[k] = known = true;
-        if (!known) {
+        if (!streq(argv[i], "broker") && !streq(argv[i], "bridge") && !services_find(argv[i])) {
             fprintf(stderr, "retaild: unknown role '%s'\n", argv[i]);
             s_usage(stderr);
             return 2;
         }
     }
 
+    /* The shared settings now; each service reads its own from the same
+     * source when it starts. */
     settings_t settings;
     char err[256];
-    if (settings_load(&settings, config_path, err, sizeof err) != 0) {
+    settings_source_t *source = settings_source_new(config_path, err, sizeof err);
+    if (!source || settings_load_from(&settings, source, err, sizeof err) != 0) {
         fprintf(stderr, "retaild: %s\n", err);
+        settings_source_destroy(&source);
         return 2;
     }
     if (data_dir_flag) {
         /* room for "/keys" after it, as settings_load enforces */
         if (!*data_dir_flag || strlen(data_dir_flag) >= sizeof settings.data_dir - 5) {
             fprintf(stderr, "retaild: --data-dir is empty or too long\n");
+            settings_source_destroy(&source);
             return 2;
         }
         snprintf(settings.data_dir, sizeof settings.data_dir, "%s", data_dir_flag);
@@ -263,6 +212,7 @@ int main(int argc, char **argv)
 
     if (zsys_dir_create("%s", settings.data_dir) != 0) {
         fprintf(stderr, "retaild: cannot create data directory %s\n", settings.data_dir);
+        settings_source_destroy(&source);
         return 1;
     }
 
@@ -270,10 +220,15 @@ int main(int argc, char **argv)
     zactor_t *broker = NULL;
     zactor_t *bridge = NULL;
     zcert_t *bridge_cert = NULL;
-    pool_t *pools[SERVICE_COUNT] = {NULL};
-    pool_metrics_t pool_metrics = {.pools = pools};
-    zcert_t *certs[SERVICE_COUNT] = {NULL};
-    void *shared[SERVICE_COUNT] = {NULL};
+    size_t n_services;
+    const service_def_t *const *services = services_all(&n_services);
+    service_t **running = calloc(n_services, sizeof *running);
+    zcert_t **certs = calloc(n_services, sizeof *certs);
+    pool_metrics_t pool_metrics = {.running = running, .n = n_services};
+    if (!running || !certs) {
+        fprintf(stderr, "retaild: out of memory\n");
+        goto cleanup;
+    }
 
     if (run_broker) {
         broker_config_t bc = {
@@ -299,48 +254,36 @@ int main(int argc, char **argv)
         fprintf(stderr, "retaild: no broker certificate at %s/broker.cert\n", settings.keys_dir);
         goto cleanup;
     }
-    for (size_t i = 0; i < SERVICE_COUNT; i++) {
-        if (!run_service[i])
+    /* Each service named (or all): its settings, shared state, background
+     * actor and pool (actors/service.h), in the list's order. */
+    for (size_t i = 0; i < n_services; i++) {
+        const service_def_t *def = services[i];
+        if (!s_role(argc, argv, def->name))
             continue;
-        worker_config_t wc = {
-            .service = s_services[i].name,
-            .ops = s_services[i].ops(test_ops),
-            .endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
-            .heartbeat_ms = settings.heartbeat_ms,
-            .capacity = s_services[i].capacity ? s_services[i].capacity : settings.worker_capacity,
+        service_env_t env = {
+            .common = &settings,
+            .source = source,
+            .broker_endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
+            .test_ops = test_ops,
             .verbose = verbose,
         };
-        int pool_size = settings.workers;
-        const service_def_t *def = &s_services[i];
-        if (def->shared_new) {
-            shared[i] = def->shared_new(&settings, err, sizeof err);
-            if (!shared[i]) {
-                fprintf(stderr, "retaild: the %s service cannot start: %s\n", def->name, err);
-                goto cleanup;
-            }
-            wc.shared = shared[i];
-        }
-        wc.state_new = def->state_new;
-        wc.state_destroy = def->state_destroy;
-        if (def->extra_workers)
-            pool_size += def->extra_workers(shared[i]);
         if (!run_broker) {
-            certs[i] = keys_ensure(settings.keys_dir, s_services[i].name);
-            if (!certs[i] || keys_allow(settings.keys_dir, certs[i], s_services[i].name) != 0) {
-                fprintf(stderr, "retaild: cannot make the %s certificate in %s\n",
-                        s_services[i].name, settings.keys_dir);
+            certs[i] = keys_ensure(settings.keys_dir, def->name);
+            if (!certs[i] || keys_allow(settings.keys_dir, certs[i], def->name) != 0) {
+                fprintf(stderr, "retaild: cannot make the %s certificate in %s\n", def->name,
+                        settings.keys_dir);
                 goto cleanup;
             }
-            wc.cert = certs[i];
-            wc.server_key = broker_key;
+            env.cert = certs[i];
+            env.server_key = broker_key;
         }
-        pools[i] = pool_new(&wc, pool_size);
-        if (!pools[i]) {
-            fprintf(stderr, "retaild: the %s pool could not start\n", s_services[i].name);
+        running[i] = service_start(def, &env, err, sizeof err);
+        if (!running[i]) {
+            fprintf(stderr, "retaild: the %s service cannot start: %s\n", def->name, err);
             goto cleanup;
         }
-        zsys_info("retaild: %s pool of %d workers on %s", s_services[i].name, pool_size,
-                  wc.endpoint);
+        zsys_info("retaild: %s pool of %d workers on %s", def->name, service_workers(running[i]),
+                  env.broker_endpoint);
     }
 
     if (run_bridge) {
@@ -398,14 +341,17 @@ int main(int argc, char **argv)
 cleanup:
     bridge_destroy(&bridge);
     zcert_destroy(&bridge_cert);
-    for (size_t i = 0; i < SERVICE_COUNT; i++) {
-        pool_destroy(&pools[i]);
-        zcert_destroy(&certs[i]);
+    /* the reverse of the start order: callers stop before what they call */
+    for (size_t i = n_services; i-- > 0;) {
+        if (running)
+            service_stop(&running[i]);
+        if (certs)
+            zcert_destroy(&certs[i]);
     }
     broker_destroy(&broker);
-    for (size_t i = 0; i < SERVICE_COUNT; i++)
-        if (shared[i])
-            s_services[i].shared_destroy(&shared[i]);
+    free(running);
+    free(certs);
+    settings_source_destroy(&source);
     zsys_shutdown();
     return rc;
 }

@@ -1,4 +1,4 @@
-/*  routes.c - the route table and a matcher over path segments.
+/*  routes.c - the bridge's routes and a matcher over path segments.
  *
  *  Matching walks the table comparing segment by segment; "{name}" matches
  *  any one non-empty segment. The table is small, so a linear scan costs
@@ -16,44 +16,21 @@
 #include <stdio.h>
 #include <string.h>
 
+/* The bridge's own routes; every service brings its own (actors/service.h)
+ * and router/api.c puts them together. */
 /* clang-format off */
 static const route_t s_routes[] = {
-    /* method  path               service op      ok   query  headers body  local */
-    {"GET", "/healthz",           NULL,  NULL,   200, NULL, NULL, false, LOCAL_HEALTHZ},
-    {"GET", "/readyz",            NULL,  NULL,   200, NULL, NULL, false, LOCAL_READYZ},
-    {"GET", "/metrics",           NULL,  NULL,   200, NULL, NULL, false, LOCAL_METRICS},
-    {"GET", "/openapi.json",      NULL,  NULL,   200, NULL, NULL, false, LOCAL_OPENAPI},
-    {"GET", "/v1/sys/ping",       "sys", "ping", 200, NULL, NULL, false, LOCAL_NONE},
-    {"POST", "/v1/sys/echo",      "sys", "echo", 200, NULL, NULL, true,  LOCAL_NONE},
-    {"GET", "/v1/sys/sleep",      "sys", "sleep", 200, "ms:int", NULL, false, LOCAL_NONE},
-    {"POST", "/v1/auth/register", "users", "auth.register", 201, NULL, NULL, true, LOCAL_NONE},
-    {"POST", "/v1/auth/login",    "users", "auth.login", 200, NULL, "@client_ip>client_ip", true, LOCAL_NONE},
-    {"POST", "/v1/auth/refresh",  "users", "auth.refresh", 200, NULL, NULL, true, LOCAL_NONE},
-    {"POST", "/v1/auth/logout",   "users", "auth.logout", 204, NULL, NULL, true, LOCAL_NONE},
-    {"GET", "/v1/auth/jwks.json", "users", "auth.jwks", 200, NULL, NULL, false, LOCAL_NONE},
-    {"GET", "/v1/users/me",       "users", "user.me", 200, NULL, NULL, false, LOCAL_NONE},
-    {"PATCH", "/v1/users/me",     "users", "user.update_me", 200, NULL, NULL, true, LOCAL_NONE},
-    {"GET", "/v1/users",          "users", "user.list", 200, "limit:int,cursor", NULL, false, LOCAL_NONE},
-    {"PATCH", "/v1/users/{id}",   "users", "user.set_role", 200, NULL, NULL, true, LOCAL_NONE},
-    {"GET", "/v1/categories", "catalog", "category.list", 200, "limit:int,cursor", NULL, false, LOCAL_NONE},
-    {"POST", "/v1/categories", "catalog", "category.create", 201, NULL, NULL, true, LOCAL_NONE},
-    {"PATCH", "/v1/categories/{id}", "catalog", "category.update", 200, NULL, NULL, true, LOCAL_NONE},
-    {"DELETE", "/v1/categories/{id}", "catalog", "category.delete", 204, NULL, NULL, false, LOCAL_NONE},
-    {"POST", "/v1/products", "catalog", "product.create", 201, NULL, NULL, true, LOCAL_NONE},
-    {"GET", "/v1/products", "catalog", "product.search", 200,
-     "q,category,min_price:int,max_price:int,in_stock:bool,sort,limit:int,cursor", NULL, false, LOCAL_NONE},
-    {"GET", "/v1/products/{id}", "catalog", "product.get", 200, NULL, NULL, false, LOCAL_NONE},
-    {"PATCH", "/v1/products/{id}", "catalog", "product.update", 200, NULL, "If-Match>if_match", true, LOCAL_NONE},
-    {"DELETE", "/v1/products/{id}", "catalog", "product.delete", 204, NULL, NULL, false, LOCAL_NONE},
-    {"PUT", "/v1/products/{id}/stock", "catalog", "product.set_stock", 200, NULL, NULL, true, LOCAL_NONE},
+    /* method  path          service op  ok   query headers body   local */
+    {"GET", "/healthz",      NULL, NULL, 200, NULL, NULL, false, LOCAL_HEALTHZ},
+    {"GET", "/readyz",       NULL, NULL, 200, NULL, NULL, false, LOCAL_READYZ},
+    {"GET", "/metrics",      NULL, NULL, 200, NULL, NULL, false, LOCAL_METRICS},
+    {"GET", "/openapi.json", NULL, NULL, 200, NULL, NULL, false, LOCAL_OPENAPI},
 };
 /* clang-format on */
 
-#define ROUTE_COUNT (sizeof s_routes / sizeof s_routes[0])
-
-const route_t *routes_table(size_t *count)
+const route_t *routes_bridge(size_t *count)
 {
-    *count = ROUTE_COUNT;
+    *count = sizeof s_routes / sizeof s_routes[0];
     return s_routes;
 }
 

@@ -1,6 +1,8 @@
 /*  routes.h - the HTTP route table: (method, path template) -> (service, op).
  *
- *  The table is data (routes.c): adding a route is one line. Each route
+ *  The table is data: each service lists its own routes beside its code
+ *  (actors/<service>/service.c), the bridge its own (routes.c), and
+ *  router/api.h puts them together; adding a route is one line. Each route
  *  says where the operation's arguments come from:
  *    - path parameters: "{name}" segments of the template, strings;
  *    - query parameters: a list "name:type,..." (type str, int or bool;
@@ -58,8 +60,10 @@ typedef struct {
 
 typedef enum { ROUTE_FOUND, ROUTE_NO_PATH, ROUTE_NO_METHOD } route_result_t;
 
-/* The API's table, and its size. */
-const route_t *routes_table(size_t *count);
+/* The routes the bridge answers itself (/healthz, /readyz, /metrics,
+ * /openapi.json), and how many; the API's whole table is api_routes()
+ * (router/api.h). */
+const route_t *routes_bridge(size_t *count);
 
 /* 0 when the bridge can serve every route of table[0..n) whole: each
  * template starts with '/', has no empty segment and at most

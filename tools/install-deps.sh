@@ -17,7 +17,24 @@ for p in "${PKGS[@]}"; do
         missing+=("$p")
     fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node and npm run `make lint` (tools/lint/). Asked for by command, not by
+# package: a node from another Debian repository may bring its own npm, and
+# Debian's npm package would conflict with it.
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    missing+=(nodejs npm)
+fi
+node_too_old() {
+    # @redocly/cli 2 (tools/lint/package.json) runs on node 20.19 or later
+    command -v node >/dev/null &&
+        ! node -e 'const [a, b] = process.versions.node.split(".").map(Number);
+                   process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)'
+}
+if [ ${#missing[@]} -eq 0 ]; then
+    if node_too_old; then
+        echo "install-deps: node $(node --version) is older than 20.19: make lint will fail" >&2
+    fi
+    exit 0
+fi
 
 echo "install-deps: installing ${missing[*]}" >&2
 SUDO=""
@@ -25,3 +42,6 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if node_too_old; then
+    echo "install-deps: node $(node --version) is older than 20.19: make lint will fail" >&2
+fi

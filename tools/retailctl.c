@@ -23,6 +23,7 @@
  *  ok:false, 2 usage or configuration error, 3 no usable reply (timeout,
  *  broker unreachable, unreadable reply) or a local I/O failure.
  */
+#include "actors/users/settings.h"
 #include "actors/users/users.h"
 #include <sodium.h>
 #include <unistd.h>
@@ -99,9 +100,11 @@ static void s_usage(FILE *out)
             "                          (options --timeout and --cert as for call)\n"
             "  user create --admin EMAIL [--name NAME]\n"
             "                          create an admin account directly in the account\n"
-            "                          store ($RETAIL_PG_DSN, or LMDB under the data\n"
-            "                          directory); the password comes from\n"
-            "                          $RETAIL_ADMIN_PASSWORD or the first line of stdin\n"
+            "                          store (the users service's pg_dsn setting:\n"
+            "                          $RETAIL_USERS_PG_DSN or $RETAIL_PG_DSN, or LMDB under\n"
+            "                          the data directory); the password comes from\n"
+            "                          $RETAIL_USERS_ADMIN_PASSWORD, $RETAIL_ADMIN_PASSWORD\n"
+            "                          or the first line of stdin\n"
             "  help                    this text\n"
             "\n"
             "global options (before COMMAND):\n"
@@ -586,8 +589,22 @@ static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
     int status = s_load_settings(&s, g);
     if (status != 0)
         return status;
+    /* The store the users service uses: its own settings say which. */
+    char err[256] = "";
+    users_settings_t own = {0};
+    settings_source_t *source = settings_source_new(g->config, err, sizeof err);
+    if (!source || settings_read(source, users_service.settings, users_service.n_settings, &own,
+                                 err, sizeof err) != 0) {
+        fprintf(stderr, "retailctl: %s\n", err);
+        settings_source_destroy(&source);
+        return EXIT_USAGE;
+    }
+    settings_source_destroy(&source);
+    sodium_memzero(own.admin_password, sizeof own.admin_password); /* not this command's */
     char password[256] = "";
-    const char *from_env = getenv("RETAIL_ADMIN_PASSWORD");
+    const char *from_env = getenv("RETAIL_USERS_ADMIN_PASSWORD");
+    if (!from_env || !*from_env)
+        from_env = getenv("RETAIL_ADMIN_PASSWORD");
     if (from_env && *from_env)
         snprintf(password, sizeof password, "%s", from_env);
     else {
@@ -599,8 +616,7 @@ static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
         }
         password[strcspn(password, "\r\n")] = '\0';
     }
-    char err[256] = "";
-    users_config_t uc = {.data_dir = s.data_dir, .keys_dir = s.keys_dir, .pg_dsn = s.pg_dsn};
+    users_config_t uc = {.data_dir = s.data_dir, .keys_dir = s.keys_dir, .pg_dsn = own.pg_dsn};
     users_shared_t *users = users_shared_new(&uc, err, sizeof err);
     int made = users ? users_create_admin(users, email, password, name, err, sizeof err) : -1;
     users_shared_destroy(&users);

@@ -15,11 +15,12 @@
 #ifndef RETAIL_CATALOG_H
 #define RETAIL_CATALOG_H
 
+#include "actors/service.h"
 #include "actors/worker.h"
 
 typedef struct catalog_shared_t catalog_shared_t;
 
-/* Workers retaild adds to the catalog pool beyond RETAIL_WORKERS: writes
+/* Workers catalog_service adds to its pool beyond RETAIL_WORKERS: writes
  * spend most of their time waiting for the disk, and those waiting
  * together share one commit. */
 #define CATALOG_WRITE_WORKERS 4
@@ -33,5 +34,9 @@ void *catalog_state_new(void *shared);
 void catalog_state_destroy(void **state);
 
 const worker_op_t *catalog_ops(bool with_test_ops);
+
+/* The service's definition (service.c): what retaild runs and the bridge
+ * routes. */
+extern const service_def_t catalog_service;
 
 #endif

@@ -15,9 +15,13 @@
 #ifndef RETAIL_SYS_H
 #define RETAIL_SYS_H
 
+#include "actors/service.h"
 #include "actors/worker.h"
 
 /* The dispatch table; with_test_ops adds `sleep`. Static, never freed. */
 const worker_op_t *sys_ops(bool with_test_ops);
+
+/* The service's definition (service.c): what retaild runs and the bridge routes. */
+extern const service_def_t sys_service;
 
 #endif

@@ -21,6 +21,7 @@
 #ifndef RETAIL_USERS_H
 #define RETAIL_USERS_H
 
+#include "actors/service.h"
 #include "actors/worker.h"
 #include "storage/users/user_store.h"
 
@@ -54,8 +55,12 @@ void users_state_destroy(void **state);
 
 const worker_op_t *users_ops(bool with_test_ops);
 
+/* The service's definition (service.c): what retaild runs and the bridge
+ * routes; its settings are users_settings_t (settings.h). */
+extern const service_def_t users_service;
+
 /* Creates an admin (email, password, name) unless the email exists: used
- * by retaild at start (RETAIL_ADMIN_EMAIL / RETAIL_ADMIN_PASSWORD) and by
+ * at start (users_service, from its admin_email / admin_password) and by
  * `retailctl user create --admin`. 0 created, 1 existed, -1 error (err). */
 int users_create_admin(users_shared_t *shared, const char *email, const char *password,
                        const char *name, char *err, size_t errlen);

@@ -7,7 +7,9 @@
  *  a small parser of the 0.0.4 format first (s_check_exposition), so that
  *  a malformed line in any test, not only in the dedicated one, is caught.
  */
+#include "actors/services.h"
 #include "protocol/envelope.h"
+#include "router/api.h"
 #include "router/metrics.h"
 #include "tests/testutil.h"
 
@@ -651,7 +653,11 @@ static void test_many_routes_from_a_table(void **state)
 
     /* the API's own table, label i for route i */
     size_t n;
-    const route_t *api = routes_table(&n);
+    const service_def_t *const *all = services_all(&n);
+    char err[256];
+    api_t *assembled = api_new(all, n, err, sizeof err);
+    assert_non_null(assembled);
+    const route_t *api = api_routes(assembled, &n);
     m = metrics_new_for_routes(api, n);
     assert_non_null(m);
     s_request(m, (int)n - 1, 200, NULL, 10);
@@ -661,6 +667,7 @@ static void test_many_routes_from_a_table(void **state)
     assert_int_equal(s_requests(text, label, 200), 1);
     free(text);
     metrics_destroy(&m);
+    api_destroy(&assembled);
 
     /* a route without a method or a path cannot be labelled: refused */
     table[N / 2].method = NULL;

@@ -1,15 +1,23 @@
-/*  test_openapi.c - router/openapi.json against the route table.
+/*  test_openapi.c - the served OpenAPI document against the route table.
  *
- *  The bridge serves the compiled-in copy of router/openapi.json (openapi.h)
- *  at /openapi.json, and the route table (routes.c) is what it actually
- *  answers; nothing else keeps the two in step. This test parses the
- *  compiled-in document with jansson and checks:
- *    - it is OpenAPI 3.1.x;
+ *  The bridge serves the document that router/api.c assembles from
+ *  router/openapi.json and every service's actors/<service>/openapi.json,
+ *  and answers the table assembled from the bridge's routes and every
+ *  service's; nothing else keeps the two in step. This test assembles both
+ *  as the bridge does (api_new over services_all), parses the document
+ *  with jansson and checks:
+ *    - it is OpenAPI 3.1.x, and info.license names a licence;
  *    - every route (method, path template) is an operation of the document
  *      (the method lower-cased as the operation key), and every operation
  *      of the document is a route; a miss either way is named;
  *    - every operation has an operationId, unique in the document, and a
  *      route to a service has operationId "<service>.<op>";
+ *    - every operation declares security: a list whose requirements name
+ *      only schemes of components.securitySchemes (public ones: []), and
+ *      one that needs a token lists 401;
+ *    - every operation lists at least one 4xx answer, and the ones the
+ *      bridge gives on any route (413, 414, 415, 431), and an operation of
+ *      a service also 503 and 504;
  *    - every "{x}" of a route's path template is declared as a required
  *      `in: path` parameter on the operation or on its path item, and no
  *      path parameter is declared that the template does not have;
@@ -24,8 +32,9 @@
  *  today. Local "$ref"s ("#/components/...") are
  *  followed wherever a parameter or schema may be one.
  */
+#include "actors/services.h"
 #include "protocol/errors.h"
-#include "router/openapi.h"
+#include "router/api.h"
 #include "router/routes.h"
 #include "tests/testutil.h"
 
@@ -64,7 +73,7 @@ static void s_problem(problems_t *p, const char *format, ...)
 static void s_assert_clean(const problems_t *p)
 {
     if (p->count)
-        print_error("problems in router/openapi.json:\n%s", p->text);
+        print_error("problems in the served openapi.json:\n%s", p->text);
     assert_int_equal(p->count, 0);
 }
 
@@ -379,6 +388,109 @@ static void s_check_error_codes(json_t *doc, problems_t *p)
     }
 }
 
+/* Does the operation list this status (or its "4XX" range)? */
+static bool s_lists_status(json_t *op, const char *status)
+{
+    json_t *responses = json_object_get(op, "responses");
+    char range[4] = {status[0], 'X', 'X', '\0'};
+    return json_object_get(responses, status) || json_object_get(responses, range);
+}
+
+/* Every operation declares security: a list of requirements that name
+ * only schemes the document defines; one that needs a token lists 401.
+ * (An empty list is a public operation; {} in a list makes the token
+ * optional.) */
+static void s_check_security(json_t *doc, problems_t *p)
+{
+    json_t *schemes = json_object_get(json_object_get(doc, "components"), "securitySchemes");
+    const char *path;
+    json_t *item;
+    json_object_foreach(json_object_get(doc, "paths"), path, item)
+    {
+        item = s_resolve(doc, item);
+        for (size_t m = 0; m < METHOD_COUNT; m++) {
+            json_t *op = json_object_get(item, s_methods[m]);
+            if (!op)
+                continue;
+            json_t *security = json_object_get(op, "security");
+            if (!json_is_array(security)) {
+                s_problem(p, "%s %s declares no security (public operations: [])", s_upper[m],
+                          path);
+                continue;
+            }
+            bool optional = false;
+            size_t i;
+            json_t *requirement;
+            json_array_foreach(security, i, requirement)
+            {
+                if (!json_is_object(requirement)) {
+                    s_problem(p, "%s %s: a security requirement that is not an object", s_upper[m],
+                              path);
+                    continue;
+                }
+                optional = optional || json_object_size(requirement) == 0;
+                const char *scheme;
+                json_t *scopes;
+                json_object_foreach(requirement, scheme, scopes)
+                {
+                    if (!json_object_get(schemes, scheme))
+                        s_problem(p,
+                                  "%s %s: security scheme %s is not in "
+                                  "components.securitySchemes",
+                                  s_upper[m], path, scheme);
+                }
+            }
+            if (json_array_size(security) > 0 && !optional && !s_lists_status(op, "401"))
+                s_problem(p, "%s %s needs a token but does not list 401", s_upper[m], path);
+        }
+    }
+}
+
+/* Every operation lists a 4xx answer, and the answers the bridge gives
+ * whatever the route; an operation routed to a service also the bridge's
+ * 503 (no worker, broker unreachable, stopping) and 504 (deadline). */
+static void s_check_answers(json_t *doc, const route_t *routes, size_t n, problems_t *p)
+{
+    static const char *const everywhere[] = {"413", "414", "415", "431"};
+    static const char *const routed[] = {"503", "504"};
+    for (size_t i = 0; i < n; i++) {
+        json_t *op = s_operation(doc, routes[i].method, routes[i].path);
+        if (!op)
+            continue; /* the coverage check names it */
+        bool any_4xx = false;
+        const char *status;
+        json_t *response;
+        json_object_foreach(json_object_get(op, "responses"), status, response)
+        {
+            any_4xx = any_4xx || status[0] == '4';
+        }
+        if (!any_4xx)
+            s_problem(p, "%s %s lists no 4xx answer", routes[i].method, routes[i].path);
+        for (size_t k = 0; k < sizeof everywhere / sizeof everywhere[0]; k++)
+            if (!s_lists_status(op, everywhere[k]))
+                s_problem(p, "%s %s does not list %s, which the bridge answers on any route",
+                          routes[i].method, routes[i].path, everywhere[k]);
+        for (size_t k = 0; routes[i].service && k < sizeof routed / sizeof routed[0]; k++)
+            if (!s_lists_status(op, routed[k]))
+                s_problem(p, "%s %s does not list %s, which the bridge answers for a service",
+                          routes[i].method, routes[i].path, routed[k]);
+    }
+}
+
+/* info.license with a name, and an SPDX identifier or a URL (one). */
+static void s_check_license(json_t *doc, problems_t *p)
+{
+    json_t *license = json_object_get(json_object_get(doc, "info"), "license");
+    const char *name = json_string_value(json_object_get(license, "name"));
+    bool identifier = json_is_string(json_object_get(license, "identifier"));
+    bool url = json_is_string(json_object_get(license, "url"));
+    if (!name || !*name)
+        s_problem(p, "info.license has no name");
+    else if (identifier == url)
+        s_problem(p, "info.license has %s an identifier and a url",
+                  identifier ? "both" : "neither");
+}
+
 /* ------------------------------------------------------------------ */
 /* The real document                                                   */
 
@@ -392,28 +504,55 @@ static json_t *s_parse(const char *text)
     return doc;
 }
 
+/* The API as the bridge serves it, and its document parsed. */
+typedef struct {
+    api_t *api;
+    json_t *doc;
+    const route_t *routes;
+    size_t n_routes;
+} fixture_t;
+
 static int s_load(void **state)
 {
+    fixture_t *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    *state = f;
+    size_t n;
+    const service_def_t *const *all = services_all(&n);
+    char err[256];
+    f->api = api_new(all, n, err, sizeof err);
+    if (!f->api) {
+        print_error("the API does not assemble: %s\n", err);
+        return -1;
+    }
+    f->routes = api_routes(f->api, &f->n_routes);
+    size_t len;
+    const char *text = api_openapi(f->api, &len);
     json_error_t error;
-    json_t *doc = json_loadb(openapi_json, openapi_json_len, 0, &error);
-    if (!doc) {
-        print_error("router/openapi.json, line %d column %d: %s\n", error.line, error.column,
+    f->doc = json_loadb(text, len, 0, &error);
+    if (!f->doc) {
+        print_error("the served openapi.json, line %d column %d: %s\n", error.line, error.column,
                     error.text);
         return -1;
     }
-    *state = doc;
     return 0;
 }
 
 static int s_unload(void **state)
 {
-    json_decref(*state);
+    fixture_t *f = *state;
+    if (f) {
+        json_decref(f->doc);
+        api_destroy(&f->api);
+        free(f);
+    }
     return 0;
 }
 
 static void test_is_openapi_3_1(void **state)
 {
-    json_t *doc = *state;
+    json_t *doc = ((fixture_t *)*state)->doc;
     const char *version = json_string_value(json_object_get(doc, "openapi"));
     assert_non_null(version);
     if (strncmp(version, "3.1.", 4) != 0)
@@ -421,54 +560,79 @@ static void test_is_openapi_3_1(void **state)
     assert_int_equal(strncmp(version, "3.1.", 4), 0);
     assert_true(json_is_object(json_object_get(doc, "info")));
     assert_true(json_is_object(json_object_get(doc, "paths")));
+    /* the assembler's instructions are not part of what is served */
+    assert_null(json_object_get(doc, "x-bridge-responses"));
+    problems_t p = {0};
+    s_check_license(doc, &p);
+    s_assert_clean(&p);
 }
 
 static void test_routes_and_paths_agree(void **state)
 {
-    size_t n;
-    const route_t *routes = routes_table(&n);
+    fixture_t *f = *state;
     problems_t p = {0};
-    s_check_coverage(*state, routes, n, &p);
+    s_check_coverage(f->doc, f->routes, f->n_routes, &p);
     s_assert_clean(&p);
+    /* every service's routes are in the table, and the bridge's */
+    size_t n;
+    const service_def_t *const *all = services_all(&n);
+    size_t expected = 0;
+    routes_bridge(&expected);
+    for (size_t i = 0; i < n; i++)
+        expected += all[i]->n_routes;
+    assert_int_equal(f->n_routes, expected);
 }
 
 static void test_operation_ids(void **state)
 {
-    size_t n;
-    const route_t *routes = routes_table(&n);
+    fixture_t *f = *state;
     problems_t p = {0};
-    s_check_operation_ids(*state, routes, n, &p);
+    s_check_operation_ids(f->doc, f->routes, f->n_routes, &p);
+    s_assert_clean(&p);
+}
+
+static void test_security_declared(void **state)
+{
+    fixture_t *f = *state;
+    problems_t p = {0};
+    s_check_security(f->doc, &p);
+    s_assert_clean(&p);
+}
+
+static void test_answers_declared(void **state)
+{
+    fixture_t *f = *state;
+    problems_t p = {0};
+    s_check_answers(f->doc, f->routes, f->n_routes, &p);
     s_assert_clean(&p);
 }
 
 static void test_path_parameters_declared(void **state)
 {
-    size_t n;
-    const route_t *routes = routes_table(&n);
+    fixture_t *f = *state;
     problems_t p = {0};
     int params = 0;
-    for (size_t i = 0; i < n; i++)
-        params += s_check_path_params(*state, routes[i].method, routes[i].path, &p);
-    print_message("      %d path parameter(s) across %zu routes\n", params, n);
+    for (size_t i = 0; i < f->n_routes; i++)
+        params += s_check_path_params(f->doc, f->routes[i].method, f->routes[i].path, &p);
+    print_message("      %d path parameter(s) across %zu routes\n", params, f->n_routes);
     s_assert_clean(&p);
 }
 
 static void test_query_parameters_declared(void **state)
 {
-    size_t n;
-    const route_t *routes = routes_table(&n);
+    fixture_t *f = *state;
     problems_t p = {0};
     int params = 0;
-    for (size_t i = 0; i < n; i++)
-        params += s_check_query_params(*state, &routes[i], &p);
-    print_message("      %d query parameter(s) across %zu routes\n", params, n);
+    for (size_t i = 0; i < f->n_routes; i++)
+        params += s_check_query_params(f->doc, &f->routes[i], &p);
+    print_message("      %d query parameter(s) across %zu routes\n", params, f->n_routes);
     s_assert_clean(&p);
 }
 
 static void test_error_codes_listed(void **state)
 {
     problems_t p = {0};
-    s_check_error_codes(*state, &p);
+    s_check_error_codes(((fixture_t *)*state)->doc, &p);
     s_assert_clean(&p);
 }
 
@@ -650,12 +814,102 @@ static void test_error_code_checker_catches(void **state)
     json_decref(empty);
 }
 
+static void test_security_checker_catches(void **state)
+{
+    (void)state;
+    json_t *doc = s_parse(
+        "{\"components\": {\"securitySchemes\": {\"bearer\": {\"type\": \"http\","
+        "     \"scheme\": \"bearer\"}}},"
+        " \"paths\": {"
+        /* fine: public, token needed with 401, token optional without 401 */
+        "  \"/a\": {\"get\": {\"security\": []},"
+        "          \"post\": {\"security\": [{\"bearer\": []}], \"responses\": {\"401\": {}}},"
+        "          \"put\": {\"security\": [{}, {\"bearer\": []}]}},"
+        /* no security at all */
+        "  \"/b\": {\"get\": {\"responses\": {\"200\": {}}}},"
+        /* a scheme the document does not define */
+        "  \"/c\": {\"get\": {\"security\": [{\"apikey\": []}],"
+        "          \"responses\": {\"4XX\": {}}}},"
+        /* a token needed, and no 401 */
+        "  \"/d\": {\"delete\": {\"security\": [{\"bearer\": []}],"
+        "          \"responses\": {\"403\": {}}}}}}");
+    problems_t p = {0};
+    s_check_security(doc, &p);
+    assert_true(s_mentions(&p, "GET /b declares no security"));
+    assert_true(s_mentions(&p, "GET /c: security scheme apikey is not in"));
+    assert_true(s_mentions(&p, "DELETE /d needs a token but does not list 401"));
+    assert_int_equal(p.count, 3);
+    json_decref(doc);
+}
+
+static void test_answers_checker_catches(void **state)
+{
+    (void)state;
+    json_t *doc = s_parse("{\"paths\": {"
+                          "  \"/ok\": {\"get\": {\"responses\": {\"200\": {}, \"413\": {},"
+                          "     \"414\": {}, \"415\": {}, \"431\": {}}}},"
+                          "  \"/svc\": {\"get\": {\"responses\": {\"200\": {}, \"4XX\": {},"
+                          "     \"503\": {}, \"504\": {}}},"
+                          "            \"post\": {\"responses\": {\"200\": {}, \"413\": {},"
+                          "     \"414\": {}, \"415\": {}, \"431\": {}}}},"
+                          "  \"/none\": {\"get\": {\"responses\": {\"200\": {}, \"500\": {}}}}}}");
+    const route_t routes[] = {
+        {"GET", "/ok", NULL, NULL, 200, NULL, NULL, false, LOCAL_HEALTHZ},
+        {"GET", "/svc", "things", "get", 200, NULL, NULL, false, LOCAL_NONE},
+        {"POST", "/svc", "things", "make", 201, NULL, NULL, true, LOCAL_NONE},
+        {"GET", "/none", NULL, NULL, 200, NULL, NULL, false, LOCAL_METRICS},
+    };
+    problems_t p = {0};
+    s_check_answers(doc, routes, 4, &p);
+    /* /ok and GET /svc (a 4XX range covers every 4xx) are whole */
+    assert_false(s_mentions(&p, "GET /ok"));
+    assert_false(s_mentions(&p, "GET /svc"));
+    assert_true(s_mentions(&p, "POST /svc does not list 503"));
+    assert_true(s_mentions(&p, "POST /svc does not list 504"));
+    assert_true(s_mentions(&p, "GET /none lists no 4xx answer"));
+    assert_true(s_mentions(&p, "GET /none does not list 414"));
+    /* 2 for POST /svc; for /none: no 4xx, and each of 413 414 415 431 */
+    assert_int_equal(p.count, 2 + 1 + 4);
+    json_decref(doc);
+}
+
+static void test_license_checker_catches(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *doc;
+        const char *problem; /* NULL: none */
+    } cases[] = {
+        {"{\"info\": {\"license\": {\"name\": \"MIT\", \"identifier\": \"MIT\"}}}", NULL},
+        {"{\"info\": {\"license\": {\"name\": \"X\", \"url\": \"https://x.test/l\"}}}", NULL},
+        {"{\"info\": {}}", "info.license has no name"},
+        {"{\"info\": {\"license\": {\"name\": \"\"}}}", "info.license has no name"},
+        {"{\"info\": {\"license\": {\"name\": \"X\"}}}", "neither an identifier and a url"},
+        {"{\"info\": {\"license\": {\"name\": \"X\", \"identifier\": \"MIT\","
+         "   \"url\": \"https://x.test/l\"}}}",
+         "both an identifier and a url"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *doc = s_parse(cases[i].doc);
+        problems_t p = {0};
+        s_check_license(doc, &p);
+        if (cases[i].problem) {
+            assert_int_equal(p.count, 1);
+            assert_true(s_mentions(&p, cases[i].problem));
+        } else
+            assert_int_equal(p.count, 0);
+        json_decref(doc);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_is_openapi_3_1),
         cmocka_unit_test(test_routes_and_paths_agree),
         cmocka_unit_test(test_operation_ids),
+        cmocka_unit_test(test_security_declared),
+        cmocka_unit_test(test_answers_declared),
         cmocka_unit_test(test_path_parameters_declared),
         cmocka_unit_test(test_query_parameters_declared),
         cmocka_unit_test(test_error_codes_listed),
@@ -664,6 +918,9 @@ int main(void)
         cmocka_unit_test(test_path_param_checker_catches),
         cmocka_unit_test(test_query_param_checker_catches),
         cmocka_unit_test(test_error_code_checker_catches),
+        cmocka_unit_test(test_security_checker_catches),
+        cmocka_unit_test(test_answers_checker_catches),
+        cmocka_unit_test(test_license_checker_catches),
     };
     return cmocka_run_group_tests_name("openapi", tests, s_load, s_unload);
 }

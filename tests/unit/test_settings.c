@@ -4,22 +4,33 @@
  *  value there (a port of 0 from a typo, a keys directory outside the data
  *  directory) is silent until much later, so the precedence order and the
  *  strict refusal of bad values are tested here: each refusal must name
- *  the offending key. Each test runs with every RETAIL_* variable unset and
- *  its own temporary directory, so the developer's environment cannot leak
- *  in and the tests do not depend on one another.
+ *  the offending key. The same goes for a service's own settings, read by
+ *  settings_read() from its table: a table with older names is read in
+ *  the documented order, and the users service's settings keep the names
+ *  API.md section 4 promises (RETAIL_PG_DSN, retail/pg_dsn, ...) beside
+ *  their own (RETAIL_USERS_PG_DSN, retail/users/pg_dsn, ...). Each test
+ *  runs with every RETAIL_* variable unset and its own temporary
+ *  directory, so the developer's environment cannot leak in and the tests
+ *  do not depend on one another.
  */
+#include "actors/users/settings.h"
+#include "actors/users/users.h"
 #include "protocol/settings.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static const char *const s_env_vars[] = {
-    "RETAIL_CONFIG",      "RETAIL_DATA_DIR",     "RETAIL_BROKER_ENDPOINT",
-    "RETAIL_HTTP_PORT",   "RETAIL_HEARTBEAT_MS", "RETAIL_REQUEST_TIMEOUT_MS",
-    "RETAIL_QUEUE_LIMIT", "RETAIL_WORKERS",      "RETAIL_WORKER_CAPACITY",
+    "RETAIL_CONFIG",       "RETAIL_DATA_DIR",          "RETAIL_BROKER_ENDPOINT",
+    "RETAIL_HTTP_PORT",    "RETAIL_HEARTBEAT_MS",      "RETAIL_REQUEST_TIMEOUT_MS",
+    "RETAIL_QUEUE_LIMIT",  "RETAIL_WORKERS",           "RETAIL_WORKER_CAPACITY",
+    "RETAIL_PG_DSN",       "RETAIL_ADMIN_EMAIL",       "RETAIL_ADMIN_PASSWORD",
+    "RETAIL_USERS_PG_DSN", "RETAIL_USERS_ADMIN_EMAIL", "RETAIL_USERS_ADMIN_PASSWORD",
+    "RETAIL_TEST_NAME",    "RETAIL_TEST_OLD_NAME",     "RETAIL_TEST_COUNT",
 };
 
 static void s_clear_env(void)
@@ -347,6 +358,154 @@ static void test_keys_dir_derived(void **state)
     assert_true(refused > 0);
 }
 
+/* A service-like struct and its table: one setting with an older name,
+ * one without. */
+typedef struct {
+    char name[16];
+    int count;
+} own_t;
+
+static const setting_t s_own_table[] = {
+    {"retail/test/name", "RETAIL_TEST_NAME", SETTING_STR, offsetof(own_t, name),
+     sizeof((own_t *)0)->name, 0, 0, "retail/old_name", "RETAIL_TEST_OLD_NAME"},
+    {"retail/test/count", "RETAIL_TEST_COUNT", SETTING_INT, offsetof(own_t, count), 0, 1, 9, NULL,
+     NULL},
+};
+
+/* Reads s_own_table from config (may be NULL) into out, over defaults. */
+static int s_read_own(const char *config, own_t *out, char *err, size_t errlen)
+{
+    *out = (own_t){.name = "default", .count = 5};
+    settings_source_t *source = settings_source_new(config, err, errlen);
+    if (!source)
+        return -1;
+    int rc = settings_read(source, s_own_table, 2, out, err, errlen);
+    settings_source_destroy(&source);
+    return rc;
+}
+
+static void test_read_own_table(void **state)
+{
+    const char *dir = *state;
+    own_t own;
+    char err[256] = "";
+    /* nothing set: the caller's defaults stay */
+    assert_int_equal(s_read_own(NULL, &own, err, sizeof err), 0);
+    assert_string_equal(own.name, "default");
+    assert_int_equal(own.count, 5);
+
+    /* each source over the one before:
+     *   file old name < file name < env old name < env name */
+    char *both = s_write(dir, "both.cfg",
+                         "retail\n    old_name = \"file-old\"\n"
+                         "    test\n        name = \"file-new\"\n        count = 2\n");
+    char *old_only = s_write(dir, "old.cfg", "retail\n    old_name = \"file-old\"\n");
+    assert_int_equal(s_read_own(old_only, &own, err, sizeof err), 0);
+    assert_string_equal(own.name, "file-old");
+    assert_int_equal(s_read_own(both, &own, err, sizeof err), 0);
+    assert_string_equal(own.name, "file-new");
+    assert_int_equal(own.count, 2);
+    setenv("RETAIL_TEST_OLD_NAME", "env-old", 1);
+    assert_int_equal(s_read_own(both, &own, err, sizeof err), 0);
+    assert_string_equal(own.name, "env-old"); /* the environment wins over the file */
+    setenv("RETAIL_TEST_NAME", "env-new", 1);
+    assert_int_equal(s_read_own(both, &own, err, sizeof err), 0);
+    assert_string_equal(own.name, "env-new");
+    unsetenv("RETAIL_TEST_OLD_NAME");
+    assert_int_equal(s_read_own(old_only, &own, err, sizeof err), 0);
+    assert_string_equal(own.name, "env-new");
+    s_clear_env();
+
+    /* a bad value is refused under whichever name carried it */
+    setenv("RETAIL_TEST_OLD_NAME", "a name far too long for it", 1);
+    assert_int_equal(s_read_own(NULL, &own, err, sizeof err), -1);
+    assert_non_null(strstr(err, "RETAIL_TEST_OLD_NAME"));
+    s_clear_env();
+    setenv("RETAIL_TEST_COUNT", "10", 1);
+    assert_int_equal(s_read_own(NULL, &own, err, sizeof err), -1);
+    assert_non_null(strstr(err, "RETAIL_TEST_COUNT"));
+    assert_non_null(strstr(err, "1..9"));
+    s_clear_env();
+    char *bad = s_write(dir, "bad.cfg", "retail\n    old_name = \"\"\n");
+    assert_int_equal(s_read_own(bad, &own, err, sizeof err), -1);
+    assert_non_null(strstr(err, "retail/old_name"));
+    zstr_free(&bad);
+    zstr_free(&both);
+    zstr_free(&old_only);
+}
+
+/* The users service's settings, read as users_service reads them. */
+static int s_read_users(const char *config, users_settings_t *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    settings_source_t *source = settings_source_new(config, err, errlen);
+    if (!source)
+        return -1;
+    assert_int_equal(users_service.settings_size, sizeof *out);
+    int rc =
+        settings_read(source, users_service.settings, users_service.n_settings, out, err, errlen);
+    settings_source_destroy(&source);
+    return rc;
+}
+
+static void test_users_settings_old_and_new_names(void **state)
+{
+    const char *dir = *state;
+    users_settings_t us;
+    char err[256] = "";
+    assert_int_equal(s_read_users(NULL, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "");
+    assert_string_equal(us.admin_email, "");
+    assert_string_equal(us.admin_password, "");
+
+    /* API.md section 4's names, exactly as before */
+    setenv("RETAIL_PG_DSN", "dbname=old", 1);
+    setenv("RETAIL_ADMIN_EMAIL", "old@example.com", 1);
+    setenv("RETAIL_ADMIN_PASSWORD", "old secret", 1);
+    assert_int_equal(s_read_users(NULL, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "dbname=old");
+    assert_string_equal(us.admin_email, "old@example.com");
+    assert_string_equal(us.admin_password, "old secret");
+    /* an empty variable is unset, as ever (the tests start LMDB that way) */
+    setenv("RETAIL_PG_DSN", "", 1);
+    assert_int_equal(s_read_users(NULL, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "");
+    /* the service's own names win over them */
+    setenv("RETAIL_PG_DSN", "dbname=old", 1);
+    setenv("RETAIL_USERS_PG_DSN", "dbname=new", 1);
+    setenv("RETAIL_USERS_ADMIN_EMAIL", "new@example.com", 1);
+    assert_int_equal(s_read_users(NULL, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "dbname=new");
+    assert_string_equal(us.admin_email, "new@example.com");
+    assert_string_equal(us.admin_password, "old secret");
+    s_clear_env();
+
+    /* in the file: retail/pg_dsn as before, retail/users/pg_dsn over it */
+    char *old_cfg = s_write(dir, "old.cfg",
+                            "retail\n    pg_dsn = \"dbname=file-old\"\n"
+                            "    admin_email = \"file@example.com\"\n");
+    assert_int_equal(s_read_users(old_cfg, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "dbname=file-old");
+    assert_string_equal(us.admin_email, "file@example.com");
+    char *new_cfg = s_write(dir, "new.cfg",
+                            "retail\n    pg_dsn = \"dbname=file-old\"\n"
+                            "    users\n        pg_dsn = \"dbname=file-new\"\n");
+    assert_int_equal(s_read_users(new_cfg, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "dbname=file-new");
+    /* and the environment, under the old name too, over any file */
+    setenv("RETAIL_PG_DSN", "dbname=env-old", 1);
+    assert_int_equal(s_read_users(new_cfg, &us, err, sizeof err), 0);
+    assert_string_equal(us.pg_dsn, "dbname=env-old");
+    s_clear_env();
+
+    /* the shared settings ignore the users service's keys and variables */
+    settings_t s;
+    setenv("RETAIL_PG_DSN", "dbname=old", 1);
+    assert_int_equal(settings_load(&s, new_cfg, err, sizeof err), 0);
+    zstr_free(&old_cfg);
+    zstr_free(&new_cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +516,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_invalid_strings, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_keys_dir_derived, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_read_own_table, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_users_settings_old_and_new_names, s_setup, s_teardown),
     };
     int failed = cmocka_run_group_tests_name("settings", tests, NULL, NULL);
     zsys_shutdown();
