@@ -64,7 +64,25 @@ static void s_pause(call_t *call, void *state)
     call_after(call, 30, s_paused);
 }
 
-static const worker_op_t s_ops[] = {{"relay", s_relay}, {"pause", s_pause}, {NULL, NULL}};
+/* Asks the endpoint in the args (an outside system, not a service). */
+static void s_outside(call_t *call, void *state)
+{
+    (void)state;
+    char endpoint[CALL_ENDPOINT_MAX + 1];
+    int64_t n = 0;
+    call_arg_text(call, "endpoint", ARG_REQUIRED, CALL_ENDPOINT_MAX, endpoint, sizeof endpoint);
+    call_arg_int(call, "n", ARG_REQUIRED, 0, 1 << 30, &n);
+    if (!call_args_ok(call))
+        return;
+    msgpack_packer *pk = call_ask_args(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "n");
+    msgpack_pack_int64(pk, n);
+    call_ask_at(call, endpoint, "charge", 5000, s_relayed);
+}
+
+static const worker_op_t s_ops[] = {
+    {"relay", s_relay}, {"pause", s_pause}, {"outside", s_outside}, {NULL, NULL}};
 
 /* ---- the hand-made broker ---- */
 
@@ -410,6 +428,101 @@ static void test_ask_timeout_resumes_once(void **state)
     zframe_destroy(&client);
 }
 
+/* call_ask_at: asks leave for an endpoint as [empty][envelope] on a
+ * DEALER named after the service, and its answers, in any order, resume
+ * the right requests. */
+static void test_asks_at_an_endpoint(void **state)
+{
+    fixture_t *f = *state;
+    char endpoint[80];
+    snprintf(endpoint, sizeof endpoint, "%s-outside", f->endpoint);
+    zsock_t *outside = zsock_new_router(endpoint);
+    assert_non_null(outside);
+    for (int i = 0; i < 3; i++) {
+        msgpack_sbuffer args, body;
+        msgpack_sbuffer_init(&args);
+        msgpack_sbuffer_init(&body);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
+        msgpack_pack_map(&pk, 2);
+        mp_pack_str(&pk, "endpoint");
+        mp_pack_str(&pk, endpoint);
+        mp_pack_str(&pk, "n");
+        msgpack_pack_int(&pk, i);
+        assert_int_equal(
+            envelope_pack_request(&body, (uint64_t)i, "outside", NULL, args.data, args.size), 0);
+        uint8_t command = MDP_REQUEST;
+        zmsg_t *msg = zmsg_new();
+        zmsg_append(msg, &(zframe_t *){zframe_dup(f->worker_id)});
+        zmsg_addmem(msg, "", 0);
+        zmsg_addstr(msg, MDP_WORKER);
+        zmsg_addmem(msg, &command, 1);
+        zmsg_addstr(msg, "client-1");
+        zmsg_addmem(msg, "", 0);
+        zmsg_addmem(msg, body.data, body.size);
+        zmsg_addstr(msg, "tester");
+        zmsg_addmem(msg, "tag-----", MDP_TAG_LEN);
+        assert_int_equal(zmsg_send(&msg, f->router), 0);
+        msgpack_sbuffer_destroy(&args);
+        msgpack_sbuffer_destroy(&body);
+    }
+    zframe_t *peer = NULL;
+    uint64_t tickets[3];
+    zsock_set_rcvtimeo(outside, 5000);
+    for (int i = 0; i < 3; i++) {
+        zmsg_t *msg = zmsg_recv(outside); /* [peer][empty][envelope] */
+        assert_non_null(msg);
+        assert_int_equal(zmsg_size(msg), 3);
+        zframe_t *id = zmsg_first(msg);
+        char name[KEYS_NAME_MAX + 1];
+        assert_true(keys_inproc_caller(zframe_data(id), zframe_size(id), name));
+        assert_string_equal(name, "a");
+        if (!peer)
+            peer = zframe_dup(id);
+        assert_int_equal(zframe_size(zmsg_next(msg)), 0);
+        uint64_t ticket;
+        int64_t n, unused;
+        s_decode(zmsg_next(msg), false, &ticket, &n, &unused, NULL, 0);
+        tickets[n] = ticket;
+        zmsg_destroy(&msg);
+    }
+    for (int i = 2; i >= 0; i--) { /* out of order */
+        msgpack_sbuffer buf;
+        msgpack_sbuffer_init(&buf);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
+        msgpack_object id = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = tickets[i]};
+        envelope_reply_ok_begin(&pk, &id);
+        msgpack_pack_map(&pk, 1);
+        mp_pack_str(&pk, "n");
+        msgpack_pack_int(&pk, i * 2);
+        zmsg_t *reply = zmsg_new();
+        zmsg_append(reply, &(zframe_t *){zframe_dup(peer)});
+        zmsg_addmem(reply, "", 0);
+        zmsg_addmem(reply, buf.data, buf.size);
+        assert_int_equal(zmsg_send(&reply, outside), 0);
+        msgpack_sbuffer_destroy(&buf);
+    }
+    int replies = 0;
+    while (replies < 3) {
+        zmsg_t *msg = NULL;
+        msg_kind_t kind = s_next(f, 5000, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        if (kind == MSG_REPLY) {
+            uint64_t id;
+            int64_t n, slow_n;
+            s_decode(s_reply_body(msg), true, &id, &n, &slow_n, NULL, 0);
+            assert_int_equal(n, (int64_t)id);
+            assert_int_equal(slow_n, 2 * (int64_t)id);
+            assert_int_equal(id, (uint64_t)(2 - replies)); /* in the answers' order */
+            replies++;
+        }
+        zmsg_destroy(&msg);
+    }
+    zframe_destroy(&peer);
+    zsock_destroy(&outside);
+}
+
 /* call_after: paused requests are held together and each ends ok. */
 static void test_pauses_are_held_together(void **state)
 {
@@ -433,6 +546,7 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_ask_timeout_resumes_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pauses_are_held_together, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_asks_at_an_endpoint, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
