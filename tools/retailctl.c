@@ -10,7 +10,8 @@
  *  one request envelope over MDP with CURVE, waits for the reply carrying
  *  the same id, and prints the whole reply envelope as indented JSON.
  *
- *  services asks the broker's mmi.service for each known service, one at a
+ *  services asks the broker's mmi.service for each service named, or each
+ *  of the one list (actors/services.h) when none is, one at a
  *  time, because an mmi reply body ("200"/"404") does not say which name
  *  it answers; sequential requests on one DEALER keep that unambiguous.
  *
@@ -23,6 +24,7 @@
  *  ok:false, 2 usage or configuration error, 3 no usable reply (timeout,
  *  broker unreachable, unreadable reply) or a local I/O failure.
  */
+#include "actors/services.h"
 #include "actors/users/settings.h"
 #include "actors/users/users.h"
 #include <sodium.h>
@@ -58,16 +60,15 @@ enum {
 #define NAME_MAX_LEN KEYS_NAME_MAX
 #define MMI_SERVICE "mmi.service"
 
-/* The services `retailctl services` asks about (API.md section 1, plus the
- * system service). */
-static const char *const s_known_services[] = {"sys", "catalog", "users", "orders", "payments"};
-
 /* Global options; the strings are borrowed from argv. */
 typedef struct {
     const char *config;
     const char *broker;
     const char *data_dir;
 } globals_t;
+
+/* The most names `services` takes. */
+#define SERVICES_MAX_NAMES 16
 
 /* Options of call and services; strings borrowed from argv or environ. */
 typedef struct {
@@ -96,7 +97,8 @@ static void s_usage(FILE *out)
             "      --timeout MS        how long to wait for the reply (default %d)\n"
             "      --cert NAME         client certificate in the keys directory (default\n"
             "                          %s; created and allow-listed when absent)\n"
-            "  services                say which services have a live worker\n"
+            "  services [NAME...]      say which services (all: every one this build has)\n"
+            "                          have a live worker\n"
             "                          (options --timeout and --cert as for call)\n"
             "  user create --admin EMAIL [--name NAME]\n"
             "                          create an admin account directly in the account\n"
@@ -527,16 +529,21 @@ cleanup:
  *  services
  */
 
-static int s_cmd_services(const settings_t *s, const conn_opts_t *o)
+static int s_cmd_services(const settings_t *s, const conn_opts_t *o, const char *const *names,
+                          int n_names)
 {
     mdpcli_t *cli = s_connect(s, o);
     if (!cli)
         return EXIT_UNREACHABLE;
     int status = EXIT_REPLY_OK;
     int64_t deadline = zclock_mono() + o->timeout_ms;
-    size_t n = sizeof s_known_services / sizeof s_known_services[0];
+    /* The names given, or every service of the one list (actors/services.h). */
+    size_t n;
+    const service_def_t *const *all = services_all(&n);
+    if (n_names > 0)
+        n = (size_t)n_names;
     for (size_t i = 0; i < n && status == EXIT_REPLY_OK; i++) {
-        const char *name = s_known_services[i];
+        const char *name = n_names > 0 ? names[i] : all[i]->name;
         /* An mmi.service body is the bare service name, not msgpack. */
         if (mdpcli_send(cli, MMI_SERVICE, name, strlen(name)) != 0) {
             fprintf(stderr, "retailctl: cannot send to %s\n", s->broker_endpoint);
@@ -677,11 +684,16 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
         return s_cmd_call(&s, &o, pos[0], pos[1], npos == 3 ? pos[2] : "{}");
     }
     if (strcmp(command, "services") == 0) {
-        if ((status = s_parse_conn_opts(argc, argv, first + 1, false, &o, pos, 0, &npos)) != 0)
+        const char *names[SERVICES_MAX_NAMES];
+        if ((status = s_parse_conn_opts(argc, argv, first + 1, false, &o, names, SERVICES_MAX_NAMES,
+                                        &npos)) != 0)
             return status;
+        for (int i = 0; i < npos; i++)
+            if (strlen(names[i]) == 0 || strlen(names[i]) > MDP_SERVICE_MAX)
+                return s_usage_error("invalid service name '%s'", names[i]);
         if ((status = s_load_settings(&s, g)) != 0)
             return status;
-        return s_cmd_services(&s, &o);
+        return s_cmd_services(&s, &o, names, npos);
     }
     if (strcmp(command, "user") == 0)
         return s_cmd_user(argc, argv, first + 1, g);

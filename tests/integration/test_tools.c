@@ -446,7 +446,12 @@ static void test_services_says_up_and_down(void **state)
     run_t r;
     s_retailctl(&r, 0, (const char *[]){"services", NULL});
     assert_true(s_has_line(r.out, "sys up"));
+    assert_true(s_has_line(r.out, "catalog up"));
+    assert_true(s_has_line(r.out, "users up"));
+    s_run_free(&r);
+    s_retailctl(&r, 0, (const char *[]){"services", "orders", "sys", NULL});
     assert_true(s_has_line(r.out, "orders down"));
+    assert_true(s_has_line(r.out, "sys up"));
     s_run_free(&r);
 }
 
