@@ -118,15 +118,25 @@ static void s_send_command(worker_t *self, uint8_t command, const char *arg, boo
         zmq_send(sock, arg, strlen(arg), more_follows ? ZMQ_SNDMORE : 0);
 }
 
+/* A DEALER that never drops or blocks on its queues (a worker's sockets
+ * carry only what its capacity allows) and closes at once. */
+static zsock_t *s_dealer_new(void)
+{
+    zsock_t *sock = zsock_new(ZMQ_DEALER);
+    if (sock) {
+        zsock_set_linger(sock, 0);
+        zsock_set_rcvhwm(sock, 0);
+        zsock_set_sndhwm(sock, 0);
+    }
+    return sock;
+}
+
 static int s_connect(worker_t *self)
 {
     zsock_destroy(&self->dealer);
-    self->dealer = zsock_new(ZMQ_DEALER);
+    self->dealer = s_dealer_new();
     if (!self->dealer)
         return -1;
-    zsock_set_linger(self->dealer, 0);
-    zsock_set_rcvhwm(self->dealer, 0);
-    zsock_set_sndhwm(self->dealer, 0);
     if (self->cert)
         keys_apply_client(self->dealer, self->cert, self->server_key);
     if (zsock_connect(self->dealer, "%s", self->endpoint) != 0) {
@@ -244,12 +254,9 @@ static zsock_t *s_client(worker_t *self)
 {
     if (self->client)
         return self->client;
-    zsock_t *sock = zsock_new(ZMQ_DEALER);
+    zsock_t *sock = s_dealer_new();
     if (!sock)
         return NULL;
-    zsock_set_linger(sock, 0);
-    zsock_set_rcvhwm(sock, 0);
-    zsock_set_sndhwm(sock, 0);
     int rc = 0;
     if (self->cert)
         keys_apply_client(sock, self->cert, self->server_key);
@@ -273,12 +280,9 @@ static zsock_t *s_outlet(worker_t *self, const char *endpoint)
             return self->outlets[i].sock;
     if (self->n_outlets == WORKER_ENDPOINTS_MAX)
         return NULL;
-    zsock_t *sock = zsock_new(ZMQ_DEALER);
+    zsock_t *sock = s_dealer_new();
     if (!sock)
         return NULL;
-    zsock_set_linger(sock, 0);
-    zsock_set_rcvhwm(sock, 0);
-    zsock_set_sndhwm(sock, 0);
     if (keys_name_inproc(sock, self->service) != 0 || zsock_connect(sock, "%s", endpoint) != 0) {
         zsock_destroy(&sock);
         return NULL;

@@ -315,6 +315,21 @@ static void s_label(text_t *t, const char *name, const char *value)
     s_printf(t, "\"");
 }
 
+/* The text made, NUL-terminated, or NULL (freed) when an append failed.
+ * Every append reserved room for a NUL after it; an empty text cannot
+ * happen since a header is always written. */
+static char *s_text_finish(text_t *t, size_t *len)
+{
+    if (t->failed || !t->data) {
+        free(t->data);
+        return NULL;
+    }
+    t->data[t->len] = '\0';
+    if (len)
+        *len = t->len;
+    return t->data;
+}
+
 static void s_header(text_t *t, const char *name, const char *type, const char *help)
 {
     s_printf(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -389,16 +404,7 @@ char *metrics_render(const metrics_t *self, size_t *len)
     s_render_requests(&t, self);
     s_render_errors(&t, self);
     s_render_durations(&t, self);
-    /* Every append reserved room for a NUL after it; an empty text cannot
-     * happen since the headers are always written. */
-    if (t.failed || !t.data) {
-        free(t.data);
-        return NULL;
-    }
-    t.data[t.len] = '\0';
-    if (len)
-        *len = t.len;
-    return t.data;
+    return s_text_finish(&t, len);
 }
 
 /* The value of key in one mmi.services entry, or 0. */
@@ -458,12 +464,5 @@ char *metrics_render_broker(const msgpack_object *services, size_t *len)
                                "Workers that expired, vanished or disconnected.", "workers_lost",
                                NULL);
     }
-    if (t.failed || !t.data) {
-        free(t.data);
-        return NULL;
-    }
-    t.data[t.len] = '\0';
-    if (len)
-        *len = t.len;
-    return t.data;
+    return s_text_finish(&t, len);
 }

@@ -114,37 +114,13 @@ static char *fw_caller(zmsg_t *req)
     return zframe_strdup(frame);
 }
 
-/* Answers a REQUEST message: {"id": <its id>, "ok": true, "data": nil}. */
-static void fw_reply(zsock_t *w, zmsg_t **request_p)
-{
-    zmsg_t *req = *request_p;
-    uint64_t id = fw_request_id(req);
-    zmsg_first(req);
-    zmsg_next(req);
-    zmsg_next(req);
-    zframe_t *client = zframe_dup(zmsg_next(req));
-    msgpack_sbuffer buf;
-    msgpack_sbuffer_init(&buf);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &buf, msgpack_sbuffer_write);
-    msgpack_object oid = {.type = MSGPACK_OBJECT_POSITIVE_INTEGER, .via.u64 = id};
-    envelope_reply_ok_begin(&pk, &oid);
-    msgpack_pack_nil(&pk);
-    zmsg_t *reply = zmsg_new();
-    zmsg_addmem(reply, "", 0);
-    zmsg_addstr(reply, MDP_WORKER);
-    zmsg_addmem(reply, "\x03", 1);
-    zmsg_append(reply, &client);
-    zmsg_addmem(reply, "", 0);
-    zmsg_addmem(reply, buf.data, buf.size);
-    zmsg_send(&reply, w);
-    msgpack_sbuffer_destroy(&buf);
-    zmsg_destroy(request_p);
-}
+typedef enum { TAG_NONE, TAG_OWN, TAG_GIVEN } fw_tag_t;
 
-/* Answers a REQUEST out of order: the reply ends with the REQUEST's tag
- * (its last frame), or with `tag` when given (a wrong one). */
-static void fw_reply_tagged(zsock_t *w, zmsg_t **request_p, const uint8_t *tag)
+/* Answers a REQUEST with {"id": <its id>, "ok": true, "data": nil}: as a
+ * plain MDP worker (no tag: the broker takes it for the oldest), with the
+ * REQUEST's own tag (its last frame: a worker answering out of order), or
+ * with the tag given (a wrong one). */
+static void fw_answer(zsock_t *w, zmsg_t **request_p, fw_tag_t how, const uint8_t *tag)
 {
     zmsg_t *req = *request_p;
     uint64_t id = fw_request_id(req);
@@ -167,14 +143,19 @@ static void fw_reply_tagged(zsock_t *w, zmsg_t **request_p, const uint8_t *tag)
     zmsg_append(reply, &client);
     zmsg_addmem(reply, "", 0);
     zmsg_addmem(reply, buf.data, buf.size);
-    if (tag)
+    if (how == TAG_GIVEN)
         zmsg_addmem(reply, tag, MDP_TAG_LEN);
-    else
+    else if (how == TAG_OWN)
         zmsg_append(reply, &own_tag);
     zframe_destroy(&own_tag);
     zmsg_send(&reply, w);
     msgpack_sbuffer_destroy(&buf);
     zmsg_destroy(request_p);
+}
+
+static void fw_reply(zsock_t *w, zmsg_t **request_p)
+{
+    fw_answer(w, request_p, TAG_NONE, NULL);
 }
 
 /* The request id carried by a REQUEST message's body. */
@@ -590,7 +571,7 @@ static void test_tagged_replies_out_of_order(void **state)
     }
     assert_null(fw_request(w, 100)); /* 4 waits for credit */
     uint64_t id;
-    fw_reply_tagged(w, &held[3], NULL);
+    fw_answer(w, &held[3], TAG_OWN, NULL);
     assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
     assert_int_equal(id, 3);
     held[4] = fw_request(w, 1000); /* the credit came back */
@@ -598,7 +579,7 @@ static void test_tagged_replies_out_of_order(void **state)
     assert_int_equal(fw_request_id(held[4]), 4);
     const uint64_t order[] = {1, 4, 2};
     for (int i = 0; i < 3; i++) {
-        fw_reply_tagged(w, &held[order[i]], NULL);
+        fw_answer(w, &held[order[i]], TAG_OWN, NULL);
         assert_int_equal(s_reply(f, 1000, &id), ERR_NONE);
         assert_int_equal(id, order[i]);
     }
@@ -619,7 +600,7 @@ static void test_unknown_tag_drops_the_worker(void **state)
     zmsg_t *req = fw_request(w, 1000);
     assert_non_null(req);
     const uint8_t wrong[MDP_TAG_LEN] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f};
-    fw_reply_tagged(w, &req, wrong);
+    fw_answer(w, &req, TAG_GIVEN, wrong);
     uint64_t id;
     assert_int_equal(s_reply(f, 1000, &id), ERR_UNAVAILABLE);
     assert_int_equal(id, 1);

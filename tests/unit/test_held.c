@@ -137,22 +137,14 @@ static int s_teardown(void **state)
     return 0;
 }
 
-/* Gives the worker a REQUEST for op with {n, timeout_ms?}, tagged n + 1000. */
-static void s_request(fixture_t *f, const char *op, int n, int timeout_ms)
+/* Gives the worker a REQUEST with id n for op with the packed args,
+ * tagged n + 1000. */
+static void s_give(fixture_t *f, const char *op, int n, const msgpack_sbuffer *args)
 {
-    msgpack_sbuffer args, body;
-    msgpack_sbuffer_init(&args);
+    msgpack_sbuffer body;
     msgpack_sbuffer_init(&body);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, timeout_ms ? 2 : 1);
-    mp_pack_str(&pk, "n");
-    msgpack_pack_int(&pk, n);
-    if (timeout_ms) {
-        mp_pack_str(&pk, "timeout_ms");
-        msgpack_pack_int(&pk, timeout_ms);
-    }
-    assert_int_equal(envelope_pack_request(&body, (uint64_t)n, op, NULL, args.data, args.size), 0);
+    assert_int_equal(envelope_pack_request(&body, (uint64_t)n, op, NULL, args->data, args->size),
+                     0);
     uint8_t tag[MDP_TAG_LEN] = {0};
     uint64_t value = (uint64_t)n + 1000;
     for (int i = 0; i < MDP_TAG_LEN; i++)
@@ -169,8 +161,25 @@ static void s_request(fixture_t *f, const char *op, int n, int timeout_ms)
     zmsg_addstr(msg, "tester");
     zmsg_addmem(msg, tag, sizeof tag);
     assert_int_equal(zmsg_send(&msg, f->router), 0);
-    msgpack_sbuffer_destroy(&args);
     msgpack_sbuffer_destroy(&body);
+}
+
+/* Gives the worker a REQUEST for op with {n, timeout_ms?}. */
+static void s_request(fixture_t *f, const char *op, int n, int timeout_ms)
+{
+    msgpack_sbuffer args;
+    msgpack_sbuffer_init(&args);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, timeout_ms ? 2 : 1);
+    mp_pack_str(&pk, "n");
+    msgpack_pack_int(&pk, n);
+    if (timeout_ms) {
+        mp_pack_str(&pk, "timeout_ms");
+        msgpack_pack_int(&pk, timeout_ms);
+    }
+    s_give(f, op, n, &args);
+    msgpack_sbuffer_destroy(&args);
 }
 
 typedef enum { MSG_NONE, MSG_ASK, MSG_REPLY, MSG_HEARTBEAT, MSG_OTHER } msg_kind_t;
@@ -439,9 +448,8 @@ static void test_asks_at_an_endpoint(void **state)
     zsock_t *outside = zsock_new_router(endpoint);
     assert_non_null(outside);
     for (int i = 0; i < 3; i++) {
-        msgpack_sbuffer args, body;
+        msgpack_sbuffer args;
         msgpack_sbuffer_init(&args);
-        msgpack_sbuffer_init(&body);
         msgpack_packer pk;
         msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
         msgpack_pack_map(&pk, 2);
@@ -449,22 +457,8 @@ static void test_asks_at_an_endpoint(void **state)
         mp_pack_str(&pk, endpoint);
         mp_pack_str(&pk, "n");
         msgpack_pack_int(&pk, i);
-        assert_int_equal(
-            envelope_pack_request(&body, (uint64_t)i, "outside", NULL, args.data, args.size), 0);
-        uint8_t command = MDP_REQUEST;
-        zmsg_t *msg = zmsg_new();
-        zmsg_append(msg, &(zframe_t *){zframe_dup(f->worker_id)});
-        zmsg_addmem(msg, "", 0);
-        zmsg_addstr(msg, MDP_WORKER);
-        zmsg_addmem(msg, &command, 1);
-        zmsg_addstr(msg, "client-1");
-        zmsg_addmem(msg, "", 0);
-        zmsg_addmem(msg, body.data, body.size);
-        zmsg_addstr(msg, "tester");
-        zmsg_addmem(msg, "tag-----", MDP_TAG_LEN);
-        assert_int_equal(zmsg_send(&msg, f->router), 0);
+        s_give(f, "outside", i, &args);
         msgpack_sbuffer_destroy(&args);
-        msgpack_sbuffer_destroy(&body);
     }
     zframe_t *peer = NULL;
     uint64_t tickets[3];
