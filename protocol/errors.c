@@ -34,6 +34,7 @@ static const struct {
     [ERR_UNAVAILABLE] = {"unavailable", 503},
     [ERR_TIMEOUT] = {"timeout", 504},
     [ERR_INTERNAL] = {"internal", 500},
+    [ERR_GATEWAY_ERROR] = {"gateway_error", 502},
 };
 
 const char *err_code_name(err_code_t code)

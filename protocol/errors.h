@@ -33,6 +33,7 @@ typedef enum {
     ERR_UNAVAILABLE,
     ERR_TIMEOUT,
     ERR_INTERNAL,
+    ERR_GATEWAY_ERROR, /* the payment gateway failed (after retries) */
     ERR__COUNT
 } err_code_t;
 

@@ -1115,6 +1115,7 @@ static void test_errors_table(void **state)
         {"unavailable", 503},
         {"timeout", 504},
         {"internal", 500},
+        {"gateway_error", 502},
     };
     const size_t n_api = sizeof api / sizeof api[0];
     bool listed[sizeof api / sizeof api[0]] = {false};
