@@ -10,6 +10,7 @@
 #   make bench-catalog-writes  durable stock writes over HTTP by worker count
 #   make bench-bodies  the worst 1 MiB request bodies, in process and over HTTP
 #   make bench-asks    a service asking another (replies that wait), by B's delay
+#   make bench-payments  charges per second, the gateway at once and at 20 ms
 #   make lint    the served OpenAPI document through two OpenAPI checkers
 #   make clean   remove build/
 #
@@ -40,14 +41,14 @@ LIB     = $(BUILD)/libretail.a
 
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
        $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
-       $(BUILD)/retail-openapi $(BUILD)/asks-bench
+       $(BUILD)/retail-openapi $(BUILD)/asks-bench $(BUILD)/payments-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/obj/tests/fixture.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
-        bench-bodies bench-asks clean \
+        bench-bodies bench-asks bench-payments clean \
         format build-tests lint
 .DEFAULT_GOAL := all
 
@@ -92,6 +93,10 @@ bench-catalog-writes: deps
 bench-asks: deps
 	@$(MAKE) --no-print-directory $(BUILD)/asks-bench
 	$(BUILD)/asks-bench
+
+bench-payments: deps
+	@$(MAKE) --no-print-directory $(BUILD)/payments-bench
+	$(BUILD)/payments-bench
 
 bench-bodies: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/bodies-bench
@@ -147,7 +152,7 @@ $(BUILD)/retaild: $(BUILD)/obj/router/retaild.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(LIB)
+$(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(BUILD)/obj/tools/retailctl_payments.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
@@ -168,6 +173,10 @@ $(BUILD)/relay: $(BUILD)/obj/tools/bench/relay.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/catalog-store-bench: $(BUILD)/obj/tools/bench/catalog_store.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/payments-bench: $(BUILD)/obj/tools/bench/payments.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

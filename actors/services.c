@@ -7,6 +7,7 @@
 #include "actors/services.h"
 
 #include "actors/catalog/catalog.h"
+#include "actors/payments/payments.h"
 #include "actors/sys/sys.h"
 #include "actors/users/users.h"
 
@@ -14,6 +15,7 @@ static const service_def_t *const s_all[] = {
     &sys_service,
     &users_service,
     &catalog_service,
+    &payments_service,
 };
 
 const service_def_t *const *services_all(size_t *count)

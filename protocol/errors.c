@@ -35,6 +35,7 @@ static const struct {
     [ERR_TIMEOUT] = {"timeout", 504},
     [ERR_INTERNAL] = {"internal", 500},
     [ERR_GATEWAY_ERROR] = {"gateway_error", 502},
+    [ERR_IDEMPOTENCY_KEY_IN_USE] = {"idempotency_key_in_use", 409},
 };
 
 const char *err_code_name(err_code_t code)

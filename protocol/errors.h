@@ -33,7 +33,8 @@ typedef enum {
     ERR_UNAVAILABLE,
     ERR_TIMEOUT,
     ERR_INTERNAL,
-    ERR_GATEWAY_ERROR, /* the payment gateway failed (after retries) */
+    ERR_GATEWAY_ERROR,          /* the payment gateway failed (after retries) */
+    ERR_IDEMPOTENCY_KEY_IN_USE, /* the first request with the key is still running */
     ERR__COUNT
 } err_code_t;
 

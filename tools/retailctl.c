@@ -25,6 +25,7 @@
  *  broker unreachable, unreadable reply) or a local I/O failure.
  */
 #include "actors/services.h"
+#include "tools/retailctl_payments.h"
 #include "actors/users/settings.h"
 #include "actors/users/users.h"
 #include <sodium.h>
@@ -107,6 +108,12 @@ static void s_usage(FILE *out)
             "                          the data directory); the password comes from\n"
             "                          $RETAIL_USERS_ADMIN_PASSWORD, $RETAIL_ADMIN_PASSWORD\n"
             "                          or the first line of stdin\n"
+            "  payments verify [--head HASH]\n"
+            "                          re-check the payments transaction log in the data\n"
+            "                          directory (chain, sums, signed head; HASH: a head\n"
+            "                          kept elsewhere); exit 1 when it does not verify\n"
+            "  payments export [--from SEQ]\n"
+            "                          the log as NDJSON in the Elasticsearch bulk format\n"
             "  help                    this text\n"
             "\n"
             "global options (before COMMAND):\n"
@@ -697,6 +704,11 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
     }
     if (strcmp(command, "user") == 0)
         return s_cmd_user(argc, argv, first + 1, g);
+    if (strcmp(command, "payments") == 0) {
+        if ((status = s_load_settings(&s, g)) != 0)
+            return status;
+        return retailctl_payments(argc, argv, first + 1, &s);
+    }
     return s_usage_error("unknown command '%s'", command);
 }
 

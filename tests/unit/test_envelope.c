@@ -1116,6 +1116,7 @@ static void test_errors_table(void **state)
         {"timeout", 504},
         {"internal", 500},
         {"gateway_error", 502},
+        {"idempotency_key_in_use", 409},
     };
     const size_t n_api = sizeof api / sizeof api[0];
     bool listed[sizeof api / sizeof api[0]] = {false};

@@ -1,0 +1,556 @@
+/*  charge.c - payment.charge and payment.void: the steps, each waiting on
+ *  the gateway without blocking the worker.
+ *
+ *  A charge is one payment per order: the order id is its idempotency key.
+ *
+ *      begin (store: the order's payment, pending, made once)
+ *        -> authorize (gateway, key "<order>:<attempt>:authorize")
+ *             approved -> store: authorized -> capture (key "...:capture")
+ *                           captured -> store: captured, answer the payment
+ *             declined -> store: failed, answer 402 payment_declined {reason}
+ *
+ *  Every gateway step carries its key, so a retry is harmless: a gateway
+ *  answers the same key with the first result and does it once. A step
+ *  that answers gateway_error is tried again after a short backoff, at
+ *  most gateway_tries times in all (API.md: 3), within budget_ms; a step
+ *  that gets no answer in time (the gateway may have done it) is looked up
+ *  under its key before anything else: found, its result is the answer;
+ *  not found, that was a try. When the tries are spent: an authorize is
+ *  failed (502 gateway_error); a capture is voided at the gateway (one
+ *  try) and failed (502). When the budget is spent with the outcome
+ *  unknown, the payment stays as it is (pending or authorized) and the
+ *  caller hears timeout: its retry, with the same order id, takes the
+ *  payment over from where it stands, asking lookup first.
+ *
+ *  A charge that finds the order's payment already there answers what
+ *  that payment came to (the first result: a retry after success is not a
+ *  second charge, one after a decline is the same decline). When it is
+ *  still pending or authorized, another request is driving it, or a crash
+ *  stopped one: this one waits (pausing, not blocking) until it settles,
+ *  and after half its budget takes it over as above. Twenty at once with
+ *  one order id so make one authorization and one capture: the store lets
+ *  one begin, and the gateway keys make any step taken twice one.
+ *
+ *  The card (number, expiry, CVC) is read from the request's arguments at
+ *  each authorize, passed to the gateway in process, and never stored,
+ *  logged or answered: the payment keeps brand, last4, expiry and a keyed
+ *  fingerprint.
+ */
+#include "actors/payments/payments_impl.h"
+#include "storage/ids.h"
+
+#include <ctype.h>
+#include <time.h>
+
+#define POLL_MS 20     /* between looks at a payment another request drives */
+#define BACKOFF_MS 50  /* before the second try of a step; doubles */
+#define AMOUNT_MAX 100000000000LL /* a billion in major units */
+
+typedef enum { STEP_AUTHORIZE, STEP_CAPTURE, STEP_VOID } step_t;
+
+/* What a charge or void carries from one resume to the next. */
+typedef struct {
+    char payment_id[PAYMENT_ID_MAX + 1];
+    char order_id[PAYMENT_ORDER_ID_MAX + 1];
+    int64_t amount_cents;
+    int64_t started_ms;
+    int attempt;
+    step_t step;
+    int tries;       /* of the current step */
+    bool looking_up; /* the ask out is the step's lookup */
+    bool voiding;    /* payment.void, not a charge */
+    bool driving;    /* this request takes the payment's steps (else it waits) */
+    char auth_id[PAYMENT_GATEWAY_ID_MAX + 1];
+} charge_t;
+
+static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const payment_t *p);
+
+/* ------------------------------------------------------------------ */
+/* The card                                                            */
+
+typedef struct {
+    const char *number;
+    size_t number_len;
+    int64_t exp_month, exp_year;
+    const char *cvc;
+    size_t cvc_len;
+} card_t;
+
+static bool s_digits(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!isdigit((unsigned char)s[i]))
+            return false;
+    return len > 0;
+}
+
+/* Reads args.card; records every problem on the call. */
+static bool s_card_read(call_t *call, card_t *card)
+{
+    const msgpack_object *map = NULL;
+    if (!call_arg_map(call, "card", ARG_REQUIRED, &map))
+        return false;
+    const msgpack_object *number = mp_map_get(map, "number");
+    const msgpack_object *cvc = mp_map_get(map, "cvc");
+    const msgpack_object *month = mp_map_get(map, "exp_month");
+    const msgpack_object *year = mp_map_get(map, "exp_year");
+    bool ok = true;
+    if (!number || number->type != MSGPACK_OBJECT_STR ||
+        !s_digits(number->via.str.ptr, number->via.str.size) ||
+        !gateway_luhn_valid(number->via.str.ptr, number->via.str.size)) {
+        call_arg_invalid(call, "card.number", "is not a valid card number");
+        ok = false;
+    } else {
+        card->number = number->via.str.ptr;
+        card->number_len = number->via.str.size;
+    }
+    if (!cvc || cvc->type != MSGPACK_OBJECT_STR || cvc->via.str.size < 3 ||
+        cvc->via.str.size > 4 || !s_digits(cvc->via.str.ptr, cvc->via.str.size)) {
+        call_arg_invalid(call, "card.cvc", "must be 3 or 4 digits");
+        ok = false;
+    } else {
+        card->cvc = cvc->via.str.ptr;
+        card->cvc_len = cvc->via.str.size;
+    }
+    if (!month || month->type != MSGPACK_OBJECT_POSITIVE_INTEGER || month->via.u64 < 1 ||
+        month->via.u64 > 12) {
+        call_arg_invalid(call, "card.exp_month", "must be 1 to 12");
+        ok = false;
+    } else
+        card->exp_month = (int64_t)month->via.u64;
+    if (!year || year->type != MSGPACK_OBJECT_POSITIVE_INTEGER || year->via.u64 < 2000 ||
+        year->via.u64 > 2200) {
+        call_arg_invalid(call, "card.exp_year", "must be a four-digit year");
+        ok = false;
+    } else
+        card->exp_year = (int64_t)year->via.u64;
+    if (ok) {
+        /* A card is good to the end of its expiry month (UTC). */
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        int64_t this_month = (int64_t)(tm.tm_year + 1900) * 12 + tm.tm_mon;
+        if (card->exp_year * 12 + (card->exp_month - 1) < this_month) {
+            call_arg_invalid(call, "card", "has expired");
+            ok = false;
+        }
+    }
+    return ok;
+}
+
+/* The brand a card number's prefix names. */
+static const char *s_brand(const char *number, size_t len)
+{
+    if (len >= 1 && number[0] == '4')
+        return "visa";
+    if (len >= 2 && number[0] == '3' && (number[1] == '4' || number[1] == '7'))
+        return "amex";
+    if (len >= 2 && number[0] == '5' && number[1] >= '1' && number[1] <= '5')
+        return "mastercard";
+    if (len >= 4) {
+        int prefix = (number[0] - '0') * 1000 + (number[1] - '0') * 100 + (number[2] - '0') * 10 +
+                     (number[3] - '0');
+        if (prefix >= 2221 && prefix <= 2720)
+            return "mastercard";
+    }
+    return "card";
+}
+
+/* ------------------------------------------------------------------ */
+/* Asking the gateway                                                  */
+
+static const char *const s_step_ops[] = {"authorize", "capture", "void"};
+
+/* The key of the current step: "<order>:<attempt>:<op>". */
+static void s_key(const charge_t *c, char out[GATEWAY_KEY_MAX + 1])
+{
+    snprintf(out, GATEWAY_KEY_MAX + 1, "%s:%d:%s", c->order_id, c->attempt, s_step_ops[c->step]);
+}
+
+static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer);
+
+/* Asks the gateway for the current step (or its lookup). */
+static void s_ask_step(call_t *call, payments_state_t *self, charge_t *c)
+{
+    char key[GATEWAY_KEY_MAX + 1];
+    s_key(c, key);
+    msgpack_packer *pk = call_ask_args(call);
+    if (c->looking_up) {
+        msgpack_pack_map(pk, 1);
+        mp_pack_str(pk, "key");
+        mp_pack_str(pk, key);
+        call_ask_at(call, self->shared->gateway_endpoint, "lookup",
+                    payments_ask_timeout(self, c->started_ms), s_on_gateway);
+        return;
+    }
+    if (c->step == STEP_AUTHORIZE) {
+        card_t card = {0};
+        const msgpack_object *currency = mp_map_get(call_args(call), "currency");
+        s_card_read(call, &card); /* read and checked by the handler already */
+        msgpack_pack_map(pk, 4);
+        mp_pack_str(pk, "key");
+        mp_pack_str(pk, key);
+        mp_pack_str(pk, "amount_cents");
+        msgpack_pack_int64(pk, c->amount_cents);
+        mp_pack_str(pk, "currency");
+        msgpack_pack_object(pk, *currency);
+        mp_pack_str(pk, "card");
+        msgpack_pack_map(pk, 4);
+        mp_pack_str(pk, "number");
+        mp_pack_strn(pk, card.number, card.number_len);
+        mp_pack_str(pk, "exp_month");
+        msgpack_pack_int64(pk, card.exp_month);
+        mp_pack_str(pk, "exp_year");
+        msgpack_pack_int64(pk, card.exp_year);
+        mp_pack_str(pk, "cvc");
+        mp_pack_strn(pk, card.cvc, card.cvc_len);
+    } else {
+        msgpack_pack_map(pk, c->step == STEP_CAPTURE ? 3 : 2);
+        mp_pack_str(pk, "key");
+        mp_pack_str(pk, key);
+        mp_pack_str(pk, "auth_id");
+        mp_pack_str(pk, c->auth_id);
+        if (c->step == STEP_CAPTURE) {
+            mp_pack_str(pk, "amount_cents");
+            msgpack_pack_int64(pk, c->amount_cents);
+        }
+    }
+    call_ask_at(call, self->shared->gateway_endpoint, s_step_ops[c->step],
+                payments_ask_timeout(self, c->started_ms), s_on_gateway);
+}
+
+static void s_retry_after_pause(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)answer;
+    payments_state_t *self = state;
+    s_ask_step(call, self, call_context(call, sizeof(charge_t)));
+}
+
+/* Records what the store says the payment came to, and answers. */
+static void s_apply(call_t *call, payments_state_t *self, charge_t *c, const payment_event_t *ev)
+{
+    payment_t p;
+    store_status_t st = payment_store_apply(self->store, c->payment_id, ev, &p);
+    if (st == STORE_CONFLICT) /* another request moved it first: go by what it is */
+        st = payment_store_get(self->store, c->payment_id, &p);
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "payment");
+        return;
+    }
+    s_settle(call, self, c, &p);
+}
+
+/* The step failed for good (tries or budget spent). */
+static void s_step_failed(call_t *call, payments_state_t *self, charge_t *c, const char *why)
+{
+    if (c->step == STEP_CAPTURE && !c->voiding) {
+        /* Let the authorization go (one try), then fail the payment. */
+        c->step = STEP_VOID;
+        c->tries = 0;
+        c->looking_up = false;
+        s_ask_step(call, self, c);
+        return;
+    }
+    if (c->voiding) {
+        call_fail(call, ERR_GATEWAY_ERROR, why);
+        return;
+    }
+    payment_event_t ev = {.type = PAYMENT_EVENT_FAIL, .reason = "gateway_error"};
+    s_apply(call, self, c, &ev);
+}
+
+/* One more try of the step, or its end. */
+static void s_try_again(call_t *call, payments_state_t *self, charge_t *c, const char *why)
+{
+    c->tries++;
+    int left = payments_budget_left(self, c->started_ms);
+    int pause = BACKOFF_MS << (c->tries - 1);
+    if (c->step == STEP_VOID && !c->voiding) {
+        /* the void after a failed capture gets one try */
+        payment_event_t ev = {.type = PAYMENT_EVENT_FAIL, .reason = "gateway_error"};
+        s_apply(call, self, c, &ev);
+        return;
+    }
+    if (c->tries >= self->shared->settings.gateway_tries) {
+        s_step_failed(call, self, c, why);
+        return;
+    }
+    if (left <= pause + 1) {
+        /* No time for another try: the outcome is not known, and the
+         * payment stays as it is for a retry to take over. */
+        call_fail(call, ERR_TIMEOUT,
+                  "the gateway did not answer in time; retry with the same order id");
+        return;
+    }
+    call_after(call, pause, s_retry_after_pause);
+}
+
+/* The data of a step's answer (or of a lookup that found it). */
+static void s_on_result(call_t *call, payments_state_t *self, charge_t *c,
+                        const msgpack_object *data)
+{
+    const msgpack_object *outcome = mp_map_get(data, "outcome");
+    char text[PAYMENT_GATEWAY_ID_MAX + 1] = "";
+    if (c->step == STEP_AUTHORIZE) {
+        if (mp_str_eq(outcome, "approved")) {
+            const msgpack_object *auth = mp_map_get(data, "auth_id");
+            if (auth && auth->type == MSGPACK_OBJECT_STR)
+                call_copy_text(text, sizeof text, auth->via.str.ptr, auth->via.str.size);
+            payment_event_t ev = {.type = PAYMENT_EVENT_AUTHORIZE,
+                                  .amount_cents = c->amount_cents,
+                                  .gateway_id = text};
+            s_apply(call, self, c, &ev);
+            return;
+        }
+        const msgpack_object *reason = mp_map_get(data, "reason");
+        if (reason && reason->type == MSGPACK_OBJECT_STR)
+            call_copy_text(text, sizeof text, reason->via.str.ptr, reason->via.str.size);
+        payment_event_t ev = {.type = PAYMENT_EVENT_FAIL,
+                              .reason = text[0] ? text : "card_declined"};
+        s_apply(call, self, c, &ev);
+        return;
+    }
+    if (c->step == STEP_CAPTURE && mp_str_eq(outcome, "captured")) {
+        const msgpack_object *capture = mp_map_get(data, "capture_id");
+        if (capture && capture->type == MSGPACK_OBJECT_STR)
+            call_copy_text(text, sizeof text, capture->via.str.ptr, capture->via.str.size);
+        payment_event_t ev = {
+            .type = PAYMENT_EVENT_CAPTURE, .amount_cents = c->amount_cents, .gateway_id = text};
+        s_apply(call, self, c, &ev);
+        return;
+    }
+    if (c->step == STEP_VOID && mp_str_eq(outcome, "voided")) {
+        payment_event_t ev = c->voiding
+                                 ? (payment_event_t){.type = PAYMENT_EVENT_VOID}
+                                 : (payment_event_t){.type = PAYMENT_EVENT_FAIL,
+                                                     .reason = "gateway_error"};
+        s_apply(call, self, c, &ev);
+        return;
+    }
+    call_fail(call, ERR_GATEWAY_ERROR, "the gateway answered something unexpected");
+}
+
+static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer)
+{
+    payments_state_t *self = state;
+    charge_t *c = call_context(call, sizeof(charge_t));
+    if (c->looking_up) {
+        c->looking_up = false;
+        const msgpack_object *found = answer->ok ? mp_map_get(answer->data, "found") : NULL;
+        if (found && found->type == MSGPACK_OBJECT_BOOLEAN && found->via.boolean) {
+            const msgpack_object *result = mp_map_get(answer->data, "result");
+            if (result && result->type == MSGPACK_OBJECT_MAP) {
+                s_on_result(call, self, c, result);
+                return;
+            }
+        }
+        /* not done under that key (or the lookup failed): that was a try */
+        s_try_again(call, self, c, "the gateway did not answer");
+        return;
+    }
+    if (answer->ok) {
+        s_on_result(call, self, c, answer->data);
+        return;
+    }
+    if (answer->code == ERR_TIMEOUT || answer->code == ERR_UNAVAILABLE) {
+        /* It may have been done: ask before trying again. */
+        if (payments_budget_left(self, c->started_ms) <= 1) {
+            call_fail(call, ERR_TIMEOUT,
+                      "the gateway did not answer in time; retry with the same order id");
+            return;
+        }
+        c->looking_up = true;
+        s_ask_step(call, self, c);
+        return;
+    }
+    if (answer->code == ERR_GATEWAY_ERROR) {
+        s_try_again(call, self, c, answer->message);
+        return;
+    }
+    /* invalid_argument, conflict, not_found: a try again would get the same */
+    zsys_warning("payments: the gateway refused %s of %s: %s", s_step_ops[c->step], c->payment_id,
+                 answer->message);
+    c->tries = self->shared->settings.gateway_tries;
+    s_step_failed(call, self, c, "the gateway refused the request");
+}
+
+/* ------------------------------------------------------------------ */
+/* Where a payment stands                                              */
+
+static void s_on_poll(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)answer;
+    payments_state_t *self = state;
+    charge_t *c = call_context(call, sizeof(charge_t));
+    payment_t p;
+    store_status_t st = payment_store_get(self->store, c->payment_id, &p);
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "payment");
+        return;
+    }
+    s_settle(call, self, c, &p);
+}
+
+/* Answers what p came to, or goes on with it (drives it, or waits for the
+ * request that drives it). */
+static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const payment_t *p)
+{
+    switch (p->status) {
+    case PAYMENT_CAPTURED:
+    case PAYMENT_PARTIALLY_REFUNDED:
+    case PAYMENT_REFUNDED:
+        if (c->voiding) {
+            call_fail(call, ERR_CONFLICT, "the payment is captured: refund it instead");
+            return;
+        }
+        /* fall through */
+    case PAYMENT_VOIDED:
+        payments_pack_payment(call_reply(call), p);
+        return;
+    case PAYMENT_FAILED:
+        if (c->voiding) {
+            call_fail(call, ERR_CONFLICT, "the payment failed: there is nothing to void");
+            return;
+        }
+        if (streq(p->failure, "gateway_error")) {
+            call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; the card was not charged");
+            return;
+        }
+        {
+            mpout_t details;
+            mpout_init(&details, 256);
+            msgpack_packer pk;
+            mpout_packer(&details, &pk);
+            msgpack_pack_map(&pk, 1);
+            mp_pack_str(&pk, "reason");
+            mp_pack_str(&pk, p->failure);
+            call_fail_packed(call, ERR_PAYMENT_DECLINED, "the card was declined", &details);
+            mpout_destroy(&details);
+        }
+        return;
+    case PAYMENT_PENDING:
+    case PAYMENT_AUTHORIZED:
+        break;
+    }
+    int left = payments_budget_left(self, c->started_ms);
+    int budget = self->shared->settings.budget_ms;
+    if (!c->driving && left > budget / 2) {
+        /* Someone else drives it: look again soon. */
+        call_after(call, POLL_MS, s_on_poll);
+        return;
+    }
+    /* Ours, or left to us: go on from where it stands. A payment taken
+     * over may have had its step done by the request that left it, so
+     * the first ask is that step's lookup. */
+    bool taken_over = !c->driving;
+    c->driving = true;
+    snprintf(c->auth_id, sizeof c->auth_id, "%s", p->auth_id);
+    c->attempt = p->attempt;
+    step_t next = c->voiding ? STEP_VOID
+                  : p->status == PAYMENT_PENDING ? STEP_AUTHORIZE
+                                                 : STEP_CAPTURE;
+    if (next != c->step || taken_over) {
+        c->step = next;
+        c->tries = 0;
+        c->looking_up = taken_over;
+    }
+    if (left <= 1) {
+        call_fail(call, ERR_TIMEOUT, "the payment is still in progress; retry with the same order id");
+        return;
+    }
+    s_ask_step(call, self, c);
+}
+
+/* ------------------------------------------------------------------ */
+/* The operations                                                      */
+
+void payments_charge(call_t *call, void *state)
+{
+    payments_state_t *self = state;
+    char order_id[PAYMENT_ORDER_ID_MAX + 1], currency[8];
+    int64_t amount = 0;
+    card_t card = {0};
+    call_arg_text(call, "order_id", ARG_REQUIRED, PAYMENT_ORDER_ID_MAX, order_id, sizeof order_id);
+    call_arg_int(call, "amount_cents", ARG_REQUIRED, 1, AMOUNT_MAX, &amount);
+    if (call_arg_text(call, "currency", ARG_REQUIRED, 3, currency, sizeof currency) &&
+        (strlen(currency) != 3 || !isupper((unsigned char)currency[0]) ||
+         !isupper((unsigned char)currency[1]) || !isupper((unsigned char)currency[2])))
+        call_arg_invalid(call, "currency", "must be 3 upper-case letters (ISO 4217)");
+    s_card_read(call, &card);
+    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+        return;
+
+    payment_t p = {0}, found;
+    store_new_id('y', p.id);
+    snprintf(p.order_id, sizeof p.order_id, "%s", order_id);
+    p.status = PAYMENT_PENDING;
+    p.amount_cents = amount;
+    snprintf(p.currency, sizeof p.currency, "%s", currency);
+    snprintf(p.brand, sizeof p.brand, "%s", s_brand(card.number, card.number_len));
+    memcpy(p.last4, card.number + card.number_len - 4, 4);
+    p.exp_month = (int)card.exp_month;
+    p.exp_year = (int)card.exp_year;
+    payment_card_fingerprint(self->shared->store, card.number, card.number_len, p.fingerprint);
+    p.attempt = 1;
+    bool created = false;
+    store_status_t st = payment_store_begin(self->store, &p, &found, &created);
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "payment");
+        return;
+    }
+    charge_t *c = call_context(call, sizeof(charge_t));
+    if (!c) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    snprintf(c->payment_id, sizeof c->payment_id, "%s", found.id);
+    snprintf(c->order_id, sizeof c->order_id, "%s", found.order_id);
+    c->amount_cents = found.amount_cents;
+    c->started_ms = zclock_mono();
+    c->attempt = found.attempt;
+    c->step = STEP_AUTHORIZE;
+    c->driving = created;
+    if (created)
+        s_ask_step(call, self, c);
+    else
+        s_settle(call, self, c, &found);
+}
+
+void payments_void(call_t *call, void *state)
+{
+    payments_state_t *self = state;
+    char id[PAYMENT_ID_MAX + 1];
+    call_arg_text(call, "payment_id", ARG_REQUIRED, PAYMENT_ID_MAX, id, sizeof id);
+    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+        return;
+    payment_t p;
+    store_status_t st = payment_store_get(self->store, id, &p);
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "payment");
+        return;
+    }
+    if (p.status == PAYMENT_VOIDED) {
+        payments_pack_payment(call_reply(call), &p);
+        return;
+    }
+    if (p.status != PAYMENT_AUTHORIZED) {
+        call_fail(call, ERR_CONFLICT, "only an authorized payment can be voided");
+        return;
+    }
+    charge_t *c = call_context(call, sizeof(charge_t));
+    if (!c) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    snprintf(c->payment_id, sizeof c->payment_id, "%s", p.id);
+    snprintf(c->order_id, sizeof c->order_id, "%s", p.order_id);
+    snprintf(c->auth_id, sizeof c->auth_id, "%s", p.auth_id);
+    c->amount_cents = p.amount_cents;
+    c->started_ms = zclock_mono();
+    c->attempt = p.attempt;
+    c->step = STEP_VOID;
+    c->voiding = true;
+    c->driving = true;
+    c->tries = 0;
+    s_ask_step(call, self, c);
+}
