@@ -41,7 +41,8 @@ LIB     = $(BUILD)/libretail.a
 
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
        $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
-       $(BUILD)/retail-openapi $(BUILD)/asks-bench $(BUILD)/payments-bench
+       $(BUILD)/retail-openapi $(BUILD)/asks-bench $(BUILD)/payments-bench \
+       $(BUILD)/payment-log-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -177,6 +178,10 @@ $(BUILD)/catalog-store-bench: $(BUILD)/obj/tools/bench/catalog_store.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/payments-bench: $(BUILD)/obj/tools/bench/payments.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/payment-log-bench: $(BUILD)/obj/tools/bench/payment_log.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

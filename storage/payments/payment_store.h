@@ -125,7 +125,9 @@ void payment_card_fingerprint(payment_store_shared_t *shared, const char *number
 /* Starts the charge of an order: when the order has no payment yet,
  * stores `payment` (its id, order_id, amount, currency, card metadata;
  * status pending, attempt 1) and sets *created; otherwise leaves it be and
- * returns the order's payment as it is (the first charge's). */
+ * returns the order's payment as it is (the first charge's). The id is
+ * "" for the store to make one, else one of store_new_id('p')
+ * (storage/ids.h); created_at is the id's time (lists page by id). */
 store_status_t payment_store_begin(payment_store_t *self, const payment_t *payment, payment_t *out,
                                    bool *created);
 
