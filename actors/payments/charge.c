@@ -37,7 +37,6 @@
  *  fingerprint.
  */
 #include "actors/payments/payments_impl.h"
-#include "storage/ids.h"
 
 #include <ctype.h>
 #include <time.h>
@@ -480,8 +479,7 @@ void payments_charge(call_t *call, void *state)
     if (!call_args_ok(call) || !payments_caller_allowed(self, call))
         return;
 
-    payment_t p = {0}, found;
-    store_new_id('y', p.id);
+    payment_t p = {0}, found; /* p.id "": the store makes it (ids carry their time) */
     snprintf(p.order_id, sizeof p.order_id, "%s", order_id);
     p.status = PAYMENT_PENDING;
     p.amount_cents = amount;

@@ -741,7 +741,7 @@ static int s_refund_begin_txn(MDB_txn *txn, void *arg)
          * for something else, refused. Amount 0 repeats "the rest". */
         if (strcmp(w->r->payment_id, w->payment_id) != 0 ||
             (w->amount != 0 && w->amount != w->r->amount_cents))
-            return STORE_CONFLICT;
+            return STORE_EXISTS;
         status = payment_read(w->shared, txn, w->payment_id, w->p);
         return status == STORE_NOT_FOUND ? STORE_ERROR : status;
     }

@@ -172,7 +172,7 @@ typedef struct {
  * payment is captured or partially refunded (else STORE_CONFLICT) and
  * that refunded + refunding + amount <= captured (else STORE_CONFLICT),
  * adds amount to refunding and stores the refund pending; *created set.
- * A known key: returns its refund as it is (STORE_CONFLICT when its
+ * A known key: returns its refund as it is (STORE_EXISTS when its
  * payment or amount differ: a key means one refund). amount 0: the rest
  * (captured - refunded - refunding; STORE_CONFLICT when nothing is left).
  * *payment_out is the payment after it. */

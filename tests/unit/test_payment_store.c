@@ -788,11 +788,12 @@ static void test_refund_idempotent(void **state)
     assert_int_equal(payment_store_refund_begin(f->store, p.id, "same", 0, &again, &p, &created),
                      STORE_OK);
     assert_int_equal(again.amount_cents, 40);
-    /* A key is one refund: another amount or payment is refused. */
+    /* A key is one refund: another amount or payment is refused, as a
+     * key reused (not as the sums refusing). */
     assert_int_equal(payment_store_refund_begin(f->store, p.id, "same", 41, &again, &p, &created),
-                     STORE_CONFLICT);
+                     STORE_EXISTS);
     assert_int_equal(payment_store_refund_begin(f->store, q.id, "same", 40, &again, &q, &created),
-                     STORE_CONFLICT);
+                     STORE_EXISTS);
     assert_int_equal(payment_store_get(f->store, q.id, &q), STORE_OK);
     assert_int_equal(q.refunding_cents, 0);
     /* Done, then asked again: still the one refund. */
