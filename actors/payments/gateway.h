@@ -52,7 +52,9 @@
 #define GATEWAY_KEY_MAX 128
 #define GATEWAY_ID_MAX 64 /* auth_id, capture_id, refund_id */
 
-/* How the simulated gateway behaves (RETAIL_PAYMENTS_GATEWAY_*). */
+/* How the simulated gateway behaves (RETAIL_PAYMENTS_GATEWAY_*). The
+ * faults strike authorize, capture, void and refund; lookup always
+ * answers, since it is how a caller learns what a fault left behind. */
 typedef struct {
     int latency_ms;       /* every answer waits this long (0: at once) */
     int fail_percent;     /* 0..100: answered gateway_error, nothing done */
