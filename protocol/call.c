@@ -394,11 +394,17 @@ void call_after(call_t *self, int ms, call_resume_fn *resume)
 
 void *call_context(call_t *self, size_t size)
 {
-    if (!self->context) {
-        self->context = calloc(1, size);
-        self->context_size = self->context ? size : 0;
+    /* The block outlives requests (it is zeroed at each call_start), and
+     * grows to the largest size any op of the service asked for. */
+    if (self->context_size < size) {
+        void *grown = calloc(1, size);
+        if (!grown)
+            return NULL;
+        free(self->context);
+        self->context = grown;
+        self->context_size = size;
     }
-    return self->context_size == size ? self->context : NULL;
+    return self->context;
 }
 
 bool call_asking(const call_t *self, call_ask_t *out)

@@ -156,9 +156,10 @@ void call_ask_at(call_t *self, const char *endpoint, const char *op, int timeout
 /* Resumes after ms with an ok answer (data NULL): a pause that does not
  * block the worker (a retry's backoff, a simulated latency). */
 void call_after(call_t *self, int ms, call_resume_fn *resume);
-/* Zeroed memory of size bytes that lives until the call is answered (the
- * same block on every call with the same size; NULL out of memory or when
- * asked for another size). */
+/* Zeroed memory of at least size bytes that lives until the call is
+ * answered: the same block on every call of one request, as long as size
+ * does not grow within it (a larger size gets a new, zeroed block). NULL
+ * out of memory. */
 void *call_context(call_t *self, size_t size);
 
 /* For the worker framework. */

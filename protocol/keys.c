@@ -88,15 +88,35 @@ zcert_t *keys_ensure(const char *keys_dir, const char *name)
     return cert;
 }
 
+/* The broker's authenticator re-reads clients/ whenever it changes, so a
+ * certificate is never written there in place: a reader could find it
+ * half written and refuse its holder for a moment. An identical one is
+ * left alone (nothing changes, nothing is re-read); a new one is written
+ * beside the directory and renamed into it, which is atomic. */
 int keys_allow(const char *keys_dir, zcert_t *cert, const char *name)
 {
     char *dir = zsys_sprintf("%s/clients", keys_dir);
-    int rc = files_dir_create(dir);
-    if (rc == 0) {
-        char *path = s_path(dir, name, ".cert");
-        rc = zcert_save_public(cert, path);
-        zstr_free(&path);
-    }
+    char *path = NULL, *temp = NULL;
+    int rc = dir ? files_dir_create(dir) : -1;
+    if (rc != 0)
+        goto cleanup;
+    path = s_path(dir, name, ".cert");
+    zcert_t *listed = zcert_load(path);
+    bool same = listed && streq(zcert_public_txt(listed), zcert_public_txt(cert));
+    zcert_destroy(&listed);
+    if (same)
+        goto cleanup;
+    /* unique per writer: threads and processes may allow the same name */
+    temp = zsys_sprintf("%s/.%s.cert.%08x%08x.tmp", keys_dir, name, randombytes_random(),
+                        randombytes_random());
+    rc = temp ? zcert_save_public(cert, temp) : -1;
+    if (rc == 0 && rename(temp, path) != 0)
+        rc = -1;
+    if (rc != 0 && temp)
+        unlink(temp);
+cleanup:
+    zstr_free(&temp);
+    zstr_free(&path);
     zstr_free(&dir);
     return rc;
 }

@@ -22,8 +22,9 @@
 
 static int s_usage(const char *why)
 {
-    fprintf(stderr, "retailctl: %s\nusage: retailctl payments verify [--head HASH]\n"
-                    "       retailctl payments export [--from SEQ]\n",
+    fprintf(stderr,
+            "retailctl: %s\nusage: retailctl payments verify [--head HASH]\n"
+            "       retailctl payments export [--from SEQ]\n",
             why);
     return 2;
 }
@@ -40,8 +41,7 @@ static json_t *s_entry_json(const log_entry_t *e)
         msgpack_zone_init(&zone, 256);
         msgpack_object obj;
         size_t off = 0;
-        if (msgpack_unpack(e->details, e->details_len, &off, &zone, &obj) ==
-            MSGPACK_UNPACK_SUCCESS)
+        if (msgpack_unpack(e->details, e->details_len, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS)
             jsonpack_to_json(&obj, &details, err, sizeof err);
         msgpack_zone_destroy(&zone);
         if (!details)
@@ -91,9 +91,9 @@ static int s_verify(payment_store_t *store, const char *head)
         fprintf(stderr, "retailctl: the payments log cannot be read\n");
         return 1;
     }
-    json_t *verdict = json_pack("{s:b, s:I, s:s?, s:I}", "ok", v.ok, "entries",
-                                (json_int_t)v.entries, "head", v.head[0] ? v.head : NULL,
-                                "anchored_seq", (json_int_t)v.anchored_seq);
+    json_t *verdict =
+        json_pack("{s:b, s:I, s:s?, s:I}", "ok", v.ok, "entries", (json_int_t)v.entries, "head",
+                  v.head[0] ? v.head : NULL, "anchored_seq", (json_int_t)v.anchored_seq);
     if (verdict && !v.ok) {
         json_object_set_new(verdict, "bad_seq", json_integer((json_int_t)v.bad_seq));
         json_object_set_new(verdict, "problem", json_string(v.problem));

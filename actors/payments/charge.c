@@ -41,8 +41,8 @@
 #include <ctype.h>
 #include <time.h>
 
-#define POLL_MS 20     /* between looks at a payment another request drives */
-#define BACKOFF_MS 50  /* before the second try of a step; doubles */
+#define POLL_MS 20                /* between looks at a payment another request drives */
+#define BACKOFF_MS 50             /* before the second try of a step; doubles */
 #define AMOUNT_MAX 100000000000LL /* a billion in major units */
 
 typedef enum { STEP_AUTHORIZE, STEP_CAPTURE, STEP_VOID } step_t;
@@ -103,8 +103,8 @@ static bool s_card_read(call_t *call, card_t *card)
         card->number = number->via.str.ptr;
         card->number_len = number->via.str.size;
     }
-    if (!cvc || cvc->type != MSGPACK_OBJECT_STR || cvc->via.str.size < 3 ||
-        cvc->via.str.size > 4 || !s_digits(cvc->via.str.ptr, cvc->via.str.size)) {
+    if (!cvc || cvc->type != MSGPACK_OBJECT_STR || cvc->via.str.size < 3 || cvc->via.str.size > 4 ||
+        !s_digits(cvc->via.str.ptr, cvc->via.str.size)) {
         call_arg_invalid(call, "card.cvc", "must be 3 or 4 digits");
         ok = false;
     } else {
@@ -319,10 +319,9 @@ static void s_on_result(call_t *call, payments_state_t *self, charge_t *c,
         return;
     }
     if (c->step == STEP_VOID && mp_str_eq(outcome, "voided")) {
-        payment_event_t ev = c->voiding
-                                 ? (payment_event_t){.type = PAYMENT_EVENT_VOID}
-                                 : (payment_event_t){.type = PAYMENT_EVENT_FAIL,
-                                                     .reason = "gateway_error"};
+        payment_event_t ev =
+            c->voiding ? (payment_event_t){.type = PAYMENT_EVENT_VOID}
+                       : (payment_event_t){.type = PAYMENT_EVENT_FAIL, .reason = "gateway_error"};
         s_apply(call, self, c, &ev);
         return;
     }
@@ -412,7 +411,8 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
             return;
         }
         if (streq(p->failure, "gateway_error")) {
-            call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; the card was not charged");
+            call_fail(call, ERR_GATEWAY_ERROR,
+                      "the payment gateway failed; the card was not charged");
             return;
         }
         {
@@ -445,7 +445,7 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
     c->driving = true;
     snprintf(c->auth_id, sizeof c->auth_id, "%s", p->auth_id);
     c->attempt = p->attempt;
-    step_t next = c->voiding ? STEP_VOID
+    step_t next = c->voiding                     ? STEP_VOID
                   : p->status == PAYMENT_PENDING ? STEP_AUTHORIZE
                                                  : STEP_CAPTURE;
     if (next != c->step || taken_over) {
@@ -454,7 +454,8 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
         c->looking_up = taken_over;
     }
     if (left <= 1) {
-        call_fail(call, ERR_TIMEOUT, "the payment is still in progress; retry with the same order id");
+        call_fail(call, ERR_TIMEOUT,
+                  "the payment is still in progress; retry with the same order id");
         return;
     }
     s_ask_step(call, self, c);
@@ -518,7 +519,7 @@ void payments_void(call_t *call, void *state)
 {
     payments_state_t *self = state;
     char id[PAYMENT_ID_MAX + 1];
-    call_arg_text(call, "payment_id", ARG_REQUIRED, PAYMENT_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, PAYMENT_ID_MAX, id, sizeof id);
     if (!call_args_ok(call) || !payments_caller_allowed(self, call))
         return;
     payment_t p;

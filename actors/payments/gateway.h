@@ -56,11 +56,11 @@
  * faults strike authorize, capture, void and refund; lookup always
  * answers, since it is how a caller learns what a fault left behind. */
 typedef struct {
-    int latency_ms;       /* every answer waits this long (0: at once) */
-    int fail_percent;     /* 0..100: answered gateway_error, nothing done */
-    int drop_percent;     /* 0..100: done and recorded, but never answered
-                             (a timeout as the caller sees it) */
-    unsigned seed;        /* for fail/drop draws; 0: from the clock */
+    int latency_ms;   /* every answer waits this long (0: at once) */
+    int fail_percent; /* 0..100: answered gateway_error, nothing done */
+    int drop_percent; /* 0..100: done and recorded, but never answered
+                         (a timeout as the caller sees it) */
+    unsigned seed;    /* for fail/drop draws; 0: from the clock */
 } gateway_sim_config_t;
 
 typedef struct {

@@ -182,7 +182,7 @@ void payments_refund(call_t *call, void *state)
     const char *key = NULL;
     size_t key_len = 0;
     int64_t amount = 0;
-    call_arg_text(call, "payment_id", ARG_REQUIRED, PAYMENT_ID_MAX, id, sizeof id);
+    call_arg_text(call, "id", ARG_REQUIRED, PAYMENT_ID_MAX, id, sizeof id);
     call_arg_int(call, "amount_cents", ARG_OPTIONAL, 1, AMOUNT_MAX, &amount);
     if (call_arg_str(call, "idempotency_key", ARG_OPTIONAL, KEY_MAX, &key, &key_len)) {
         bool visible = key_len > 0;

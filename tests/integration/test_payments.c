@@ -58,8 +58,8 @@ static char *s_charge_args(const char *order, int amount, const char *number)
 }
 
 /* One call over client; the reply (the caller frees it). */
-static fixture_reply_t s_call(mdpcli_t *client, const char *op, const char *token,
-                              const char *args, int timeout_ms)
+static fixture_reply_t s_call(mdpcli_t *client, const char *op, const char *token, const char *args,
+                              int timeout_ms)
 {
     static uint64_t next_id = 1; /* test-local */
     uint64_t id = next_id++;
@@ -72,8 +72,7 @@ static fixture_reply_t s_call(mdpcli_t *client, const char *op, const char *toke
     }
 }
 
-static fixture_reply_t s_charge(mdpcli_t *client, const char *order, int amount,
-                                const char *number)
+static fixture_reply_t s_charge(mdpcli_t *client, const char *order, int amount, const char *number)
 {
     char *args = s_charge_args(order, amount, number);
     fixture_reply_t r = s_call(client, "payment.charge", NULL, args, 10000);
@@ -92,7 +91,8 @@ static int s_entries_of(mdpcli_t *client, const char *payment_id, const char *ty
     int n = 0;
     size_t i;
     json_t *e;
-    json_array_foreach(entries, i, e) n += streq(json_string_value(json_object_get(e, "type")), type);
+    json_array_foreach(entries, i, e) n +=
+        streq(json_string_value(json_object_get(e, "type")), type);
     fixture_reply_free(&r);
     return n;
 }
@@ -160,11 +160,17 @@ static void *s_racer(void *arg)
     racer_t *racer = arg;
     mdpcli_t *client = fixture_client(racer->f, "orders");
     char *args = s_charge_args("o-race", 4200, APPROVED);
-    fixture_send(client, "payments", 1, "payment.charge", NULL, args);
+    int64_t start = zclock_mono();
+    int sent = fixture_send(client, "payments", 1, "payment.charge", NULL, args);
     zstr_free(&args);
     fixture_reply_t r = fixture_recv(client, 10000);
+    if (!r.answered)
+        print_message("racer: sent %d, nothing after %lld ms\n", sent,
+                      (long long)(zclock_mono() - start));
     racer->ok = r.answered && r.ok &&
                 streq(json_string_value(json_object_get(r.data, "status")), "captured");
+    if (!racer->ok)
+        print_message("racer: answered %d, code %s\n", r.answered, r.code);
     if (racer->ok)
         snprintf(racer->payment_id, sizeof racer->payment_id, "%s",
                  json_string_value(json_object_get(r.data, "id")));
@@ -177,6 +183,9 @@ static void test_twenty_charges_at_once_charge_once(void **state)
 {
     fixture_t *f = *state;
     enum { N = 20 };
+    /* the certificate first: twenty threads making it at once would race */
+    mdpcli_t *first = fixture_client(f, "orders");
+    mdpcli_destroy(&first);
     racer_t racers[N];
     pthread_t threads[N];
     for (int i = 0; i < N; i++) {
@@ -210,6 +219,8 @@ static void test_refunds(void **state)
     snprintf(path, sizeof path, "/v1/payments/%s/refund", id);
     hc_response_t h = hc_request(f->base, "POST", path, f->admin_token, "{\"amount_cents\":300}",
                                  "Idempotency-Key: refund-one");
+    if (h.status != 200)
+        print_message("refund: %ld %s\n", h.status, h.text);
     assert_int_equal(h.status, 200);
     assert_int_equal(
         json_integer_value(json_object_get(json_object_get(h.body, "payment"), "refunded_cents")),
@@ -338,8 +349,8 @@ static bool s_tree_holds(const char *dir, const char *needle)
 static void test_log_verifies_and_no_card_anywhere(void **state)
 {
     fixture_t *f = *state;
-    hc_response_t h = hc_request(f->base, "GET", "/v1/payments/log/verify", f->admin_token, NULL,
-                                 NULL);
+    hc_response_t h =
+        hc_request(f->base, "GET", "/v1/payments/log/verify", f->admin_token, NULL, NULL);
     assert_int_equal(h.status, 200);
     assert_true(json_is_true(json_object_get(h.body, "ok")));
     assert_true(json_integer_value(json_object_get(h.body, "entries")) >= 6);

@@ -81,9 +81,9 @@ static double s_run(mdpcli_t *client, const char *run, int inflight, double seco
         envelope_reply_t reply;
         const char *why;
         msgpack_zone_clear(&zone);
-        bool ok = envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply,
-                                        &why) &&
-                  reply.ok && mp_str_eq(mp_map_get(&reply.data, "status"), "captured");
+        bool ok =
+            envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why) &&
+            reply.ok && mp_str_eq(mp_map_get(&reply.data, "status"), "captured");
         zframe_destroy(&frame);
         if (!ok) {
             fprintf(stderr, "payments-bench: a charge was not captured\n");
