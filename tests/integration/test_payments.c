@@ -17,6 +17,7 @@
 #include "tests/testutil.h"
 
 #include <dirent.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <sys/stat.h>
 
@@ -356,6 +357,57 @@ static void test_log_verifies_and_no_card_anywhere(void **state)
     assert_true(json_integer_value(json_object_get(h.body, "entries")) >= 6);
     hc_response_free(&h);
     assert_int_equal(fixture_stop(f), 0); /* the logs are whole now */
+    /* retailctl reads the log straight from the data directory */
+    char *out = zsys_sprintf("%s/verify.out", f->dir);
+    const char *verify[] = {"--data-dir", f->dir, "payments", "verify", NULL};
+    tu_spawn_t how = {.program = "retailctl", .argv = verify, .clean = true, .out_path = out};
+    assert_int_equal(tu_wait(tu_spawn(&how), 20000), 0);
+    char *text = tu_slurp(out, NULL);
+    assert_non_null(text);
+    json_t *verdict = json_loads(text, 0, NULL);
+    assert_true(json_is_true(json_object_get(verdict, "ok")));
+    int64_t entries = json_integer_value(json_object_get(verdict, "entries"));
+    char head[72];
+    snprintf(head, sizeof head, "%s", json_string_value(json_object_get(verdict, "head")));
+    json_decref(verdict);
+    free(text);
+    const char *with_head[] = {"--data-dir", f->dir, "payments", "verify", "--head", head, NULL};
+    how.argv = with_head;
+    assert_int_equal(tu_wait(tu_spawn(&how), 20000), 0);
+    const char *bad_head[] = {
+        "--data-dir", f->dir,   "payments",
+        "verify",     "--head", "0000000000000000000000000000000000000000000000000000000000000000",
+        NULL};
+    how.argv = bad_head;
+    int status = tu_wait(tu_spawn(&how), 20000);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+    /* the export: an action line and the entry, per entry, in order */
+    char *ndjson = zsys_sprintf("%s/export.ndjson", f->dir);
+    const char *export[] = {"--data-dir", f->dir, "payments", "export", NULL};
+    how.argv = export;
+    how.out_path = ndjson;
+    assert_int_equal(tu_wait(tu_spawn(&how), 20000), 0);
+    text = tu_slurp(ndjson, NULL);
+    assert_non_null(text);
+    int64_t lines = 0, seq = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"), lines++) {
+        json_t *doc = json_loads(line, 0, NULL);
+        assert_non_null(doc);
+        if (lines % 2 == 0)
+            assert_string_equal(
+                json_string_value(json_object_get(json_object_get(doc, "index"), "_index")),
+                "retail-payments-log");
+        else {
+            assert_int_equal(json_integer_value(json_object_get(doc, "seq")), ++seq);
+            assert_non_null(json_object_get(doc, "prev_hash"));
+        }
+        json_decref(doc);
+    }
+    assert_int_equal(lines, 2 * entries);
+    free(text);
+    zstr_free(&ndjson);
+    zstr_free(&out);
+
     const char *secrets[] = {APPROVED, DECLINED, NO_FUNDS, GATEWAY_FAILS, "\"" CVC "\"", CVC};
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
         if (s_tree_holds(f->dir, secrets[i]))
