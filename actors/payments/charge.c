@@ -467,7 +467,7 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
 void payments_charge(call_t *call, void *state)
 {
     payments_state_t *self = state;
-    char order_id[PAYMENT_ORDER_ID_MAX + 1], currency[8];
+    char order_id[PAYMENT_ORDER_ID_MAX + 1], currency[PAYMENT_CURRENCY_MAX + 1];
     int64_t amount = 0;
     card_t card = {0};
     call_arg_text(call, "order_id", ARG_REQUIRED, PAYMENT_ORDER_ID_MAX, order_id, sizeof order_id);
