@@ -300,6 +300,16 @@ bool call_args_ok(call_t *self)
     return false;
 }
 
+msgpack_packer *call_reply_replayed(call_t *self)
+{
+    mpout_clear(&self->reply);
+    self->fixed = NULL;
+    (void)envelope_reply_ok_replayed_begin(&self->packer, &self->request->id);
+    self->state = REPLY_OK;
+    self->asking = false;
+    return &self->packer;
+}
+
 msgpack_packer *call_reply(call_t *self)
 {
     mpout_clear(&self->reply);

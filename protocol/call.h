@@ -81,6 +81,10 @@ bool call_args_ok(call_t *self);
 /* Starts the ok reply; the handler packs exactly one value. Raw msgpack
  * goes in with mp_pack_raw, never straight into pk->data. */
 msgpack_packer *call_reply(call_t *self);
+/* The same for an answer that repeats the first one given to the
+ * request's idempotency key (the reply says "replayed": true, and the
+ * bridge adds Idempotent-Replayed: true). */
+msgpack_packer *call_reply_replayed(call_t *self);
 
 /* Time as the API writes it: RFC 3339 UTC with milliseconds
  * ("2026-11-25T17:25:37.123Z"), from unix milliseconds. */

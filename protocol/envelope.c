@@ -169,6 +169,16 @@ int envelope_reply_ok_begin(msgpack_packer *pk, const msgpack_object *id)
     return 0;
 }
 
+int envelope_reply_ok_replayed_begin(msgpack_packer *pk, const msgpack_object *id)
+{
+    if (msgpack_pack_map(pk, 4) != 0 || mp_pack_str(pk, "id") != 0 ||
+        msgpack_pack_object(pk, *id) != 0 || mp_pack_str(pk, "ok") != 0 ||
+        msgpack_pack_true(pk) != 0 || mp_pack_str(pk, "replayed") != 0 ||
+        msgpack_pack_true(pk) != 0 || mp_pack_str(pk, "data") != 0)
+        return -1;
+    return 0;
+}
+
 int envelope_pack_error(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
                         const char *message, const void *details_packed, size_t details_len)
 {
@@ -270,6 +280,9 @@ bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone, env
             out->data = *data;
         else
             out->data.type = MSGPACK_OBJECT_NIL;
+        const msgpack_object *replayed = mp_map_get(&top, "replayed");
+        out->replayed =
+            replayed && replayed->type == MSGPACK_OBJECT_BOOLEAN && replayed->via.boolean;
         return true;
     }
     const msgpack_object *err = mp_map_get(&top, "error");

@@ -56,6 +56,10 @@ int envelope_pack_request(msgpack_sbuffer *out, uint64_t id, const char *op, con
 /* Writes {"id":..,"ok":true,"data": and leaves the packer ready for
  * exactly one value, the data. */
 int envelope_reply_ok_begin(msgpack_packer *pk, const msgpack_object *id);
+/* The same for a reply that repeats the first answer to an idempotency
+ * key: {"id":..,"ok":true,"replayed":true,"data": (the bridge adds
+ * Idempotent-Replayed: true). */
+int envelope_reply_ok_replayed_begin(msgpack_packer *pk, const msgpack_object *id);
 
 /* Writes a whole error reply. details_packed is one msgpack value or NULL. */
 int envelope_reply_error(msgpack_sbuffer *out, const msgpack_object *id, err_code_t code,
@@ -86,6 +90,7 @@ typedef struct {
     msgpack_object id;
     bool ok;
     msgpack_object data;  /* when ok */
+    bool replayed;        /* when ok: "replayed": true (a repeated first answer) */
     err_code_t code;      /* when !ok */
     msgpack_object error; /* the whole error map when !ok */
 } envelope_reply_t;

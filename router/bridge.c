@@ -139,6 +139,7 @@ typedef struct request_s {
     size_t response_len;
     bool response_msgpack;
     int retry_after;             /* seconds; 0: no header */
+    bool replayed;               /* Idempotent-Replayed: true */
     const char *error_code;      /* of an error response, for metrics */
     uint64_t mmi_ticket;         /* /readyz: which mmi reply is ours */
     char client_ip[64];          /* for "@client_ip" arguments */
@@ -498,7 +499,9 @@ static enum MHD_Result s_queue(request_t *req)
          MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, req->allow) == MHD_YES) &&
         MHD_add_response_header(response, "X-Request-Id", req->request_id) == MHD_YES &&
         (req->retry_after <= 0 ||
-         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds) == MHD_YES);
+         MHD_add_response_header(response, MHD_HTTP_HEADER_RETRY_AFTER, seconds) == MHD_YES) &&
+        (!req->replayed ||
+         MHD_add_response_header(response, "Idempotent-Replayed", "true") == MHD_YES);
     if (!added) {
         /* out of memory: better no answer than one without its headers */
         MHD_destroy_response(response);
@@ -795,9 +798,10 @@ static void s_on_reply(bridge_t *self, zmq_msg_t *frames, int count)
     if (!req)
         return; /* timed out already */
 
-    if (reply.ok)
+    if (reply.ok) {
         s_set_data(req, self->routes[req->route].ok_status, &reply.data);
-    else {
+        req->replayed = reply.replayed;
+    } else {
         const msgpack_object *message = mp_map_get(&reply.error, "message");
         const msgpack_object *details = mp_map_get(&reply.error, "details");
         char text[256] = "";

@@ -52,7 +52,8 @@ static size_t s_on_header(char *line, size_t size, size_t nmemb, void *userp)
     size_t n = size * nmemb;
     if (n >= 5 && strncmp(line, "HTTP/", 5) == 0) {
         /* a new response (after a 100 Continue, say): forget the last one */
-        r->content_type[0] = r->request_id[0] = r->allow[0] = r->retry_after[0] = '\0';
+        r->content_type[0] = r->request_id[0] = r->allow[0] = r->retry_after[0] = r->replayed[0] =
+            '\0';
         r->has_request_id = false;
     }
     s_header_value(line, n, "Content-Type", r->content_type, sizeof r->content_type);
@@ -60,6 +61,7 @@ static size_t s_on_header(char *line, size_t size, size_t nmemb, void *userp)
         r->has_request_id = true;
     s_header_value(line, n, "Allow", r->allow, sizeof r->allow);
     s_header_value(line, n, "Retry-After", r->retry_after, sizeof r->retry_after);
+    s_header_value(line, n, "Idempotent-Replayed", r->replayed, sizeof r->replayed);
     return n;
 }
 

@@ -73,6 +73,7 @@ typedef struct {
     bool has_request_id;         /* there was an X-Request-Id, even empty */
     char allow[128];             /* Allow (of a 405) */
     char retry_after[16];        /* Retry-After (of a 429) */
+    char replayed[8];            /* Idempotent-Replayed ("true" on a replay) */
     char error[CURL_ERROR_SIZE]; /* why rc is not CURLE_OK */
     int64_t elapsed_ms;          /* hc_try and up: the transfer's duration */
     struct curl_slist *lists[2]; /* httpc's own, from hc_easy to hc_finish */

@@ -11,11 +11,12 @@
  *  The key is the caller's Idempotency-Key, scoped to the caller (the
  *  orders service, or the admin's user id), hashed to a fixed length so
  *  that the contract's 255 characters fit every key the gateway and the
- *  store keep. The same key again answers what its refund came to and
- *  does nothing more; with another amount or payment it is 409
- *  idempotency_key_reused; while the first is still running, 409
- *  idempotency_key_in_use with retry_after 1 (the bridge's Retry-After).
- *  Without a key, every request is a refund of its own.
+ *  store keep. The same key again answers exactly what it answered first
+ *  (the store keeps the payment as that refund left it), marked replayed
+ *  (Idempotent-Replayed: true at the bridge), and does nothing more; with another amount or payment
+ * it is 409 idempotency_key_reused; while the first is still running, 409 idempotency_key_in_use
+ * with retry_after 1 (the bridge's Retry-After). Without a key, every request is a refund of its
+ * own.
  *
  *  Tries and timeouts of the gateway step go as in charge.c: gateway_error
  *  is tried again (at most gateway_tries in all), no answer is looked up
@@ -235,7 +236,12 @@ void payments_refund(call_t *call, void *state)
     snprintf(r->capture_id, sizeof r->capture_id, "%s", p.capture_id);
     if (!created) {
         if (refund.state == REFUND_DONE) {
-            msgpack_packer *pk = call_reply(call);
+            /* the first answer again: the payment as that refund left it */
+            p.status = refund.status_after;
+            p.captured_cents = refund.captured_after_cents;
+            p.refunded_cents = refund.refunded_after_cents;
+            p.updated_at_ms = refund.updated_after_ms;
+            msgpack_packer *pk = call_reply_replayed(call);
             msgpack_pack_map(pk, 1);
             mp_pack_str(pk, "payment");
             payments_pack_payment(pk, &p);

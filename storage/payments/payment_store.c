@@ -328,6 +328,8 @@ typedef struct {
     int state;
     char refund_id[PAYMENT_GATEWAY_ID_MAX + 1];
     int64_t created_at;
+    int status_after; /* the payment after the refund ended (done only) */
+    int64_t captured_after, refunded_after, updated_after;
 } s_refund_rec_t;
 
 static const record_field_t s_refund_fields[] = {
@@ -336,6 +338,11 @@ static const record_field_t s_refund_fields[] = {
     RECORD_ENUM_FIELD(s_refund_rec_t, state, "state", s_refund_state_names, 3, RECORD_REQUIRED),
     RECORD_STR_FIELD(s_refund_rec_t, refund_id, "refund_id", RECORD_REQUIRED),
     RECORD_INT64_FIELD(s_refund_rec_t, created_at, "created_at", RECORD_REQUIRED),
+    /* optional: refunds stored before they existed still load */
+    RECORD_ENUM_FIELD(s_refund_rec_t, status_after, "status_after", s_status_names, S_STATUSES, 0),
+    RECORD_INT64_FIELD(s_refund_rec_t, captured_after, "captured_after_cents", 0),
+    RECORD_INT64_FIELD(s_refund_rec_t, refunded_after, "refunded_after_cents", 0),
+    RECORD_INT64_FIELD(s_refund_rec_t, updated_after, "updated_after", 0),
 };
 static const record_table_t s_refund_table = RECORD_TABLE(s_refund_fields);
 
@@ -361,6 +368,10 @@ static store_status_t s_refund_read(const payment_store_shared_t *shared, MDB_tx
     out->state = (refund_state_t)r.state;
     S_COPY(out->refund_id, r.refund_id);
     out->created_at_ms = r.created_at;
+    out->status_after = (payment_status_t)r.status_after;
+    out->captured_after_cents = r.captured_after;
+    out->refunded_after_cents = r.refunded_after;
+    out->updated_after_ms = r.updated_after;
     return STORE_OK;
 }
 
@@ -369,7 +380,11 @@ static store_status_t s_refund_put(const payment_store_shared_t *shared, MDB_txn
 {
     s_refund_rec_t r = {.amount = refund->amount_cents,
                         .state = (int)refund->state,
-                        .created_at = refund->created_at_ms};
+                        .created_at = refund->created_at_ms,
+                        .status_after = (int)refund->status_after,
+                        .captured_after = refund->captured_after_cents,
+                        .refunded_after = refund->refunded_after_cents,
+                        .updated_after = refund->updated_after_ms};
     S_COPY(r.payment_id, refund->payment_id);
     S_COPY(r.refund_id, refund->refund_id);
     mpout_t out;
@@ -836,6 +851,10 @@ static int s_refund_end_txn(MDB_txn *txn, void *arg)
         packed = s_details(&details, "refund", r->key, NULL, NULL);
     }
     p->updated_at_ms = clock_now_ms();
+    r->status_after = p->status;
+    r->captured_after_cents = p->captured_cents;
+    r->refunded_after_cents = p->refunded_cents;
+    r->updated_after_ms = p->updated_at_ms;
     status = packed != 0 ? STORE_ERROR : s_refund_put(w->shared, txn, r);
     if (status == STORE_OK)
         status = s_payment_save(w->shared, txn, p, from, type, r->amount_cents, &details);

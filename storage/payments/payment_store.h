@@ -166,6 +166,10 @@ typedef struct {
     refund_state_t state;
     char refund_id[PAYMENT_GATEWAY_ID_MAX + 1]; /* the gateway's, when done */
     int64_t created_at_ms;
+    /* When done: the payment as this refund's end left it, so that the
+     * key asked again answers exactly what it answered first. */
+    payment_status_t status_after;
+    int64_t captured_after_cents, refunded_after_cents, updated_after_ms;
 } refund_t;
 
 /* Begins a refund under the caller's key. A new key: checks that the
