@@ -37,7 +37,9 @@ static fixture_t *s_start(const char *const *env)
 
 static int s_setup(void **state)
 {
-    static const char *const env[] = {"RETAIL_PAYMENTS_GATEWAY_TIMEOUT_MS=500", NULL};
+    /* the access log on: it too must never show a card */
+    static const char *const env[] = {"RETAIL_PAYMENTS_GATEWAY_TIMEOUT_MS=500",
+                                      "RETAIL_ACCESS_LOG=1", NULL};
     *state = s_start(env);
     return 0;
 }
