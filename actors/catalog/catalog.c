@@ -357,6 +357,48 @@ static void s_product_get(call_t *call, void *state)
         s_reply_product(call, &self->product);
 }
 
+/* product.get_many {ids: [id, ...] (1..100)} -> {items: [product | nil]},
+ * in the order asked, nil for an id with no product: a cart or an order
+ * shown in one call, not one per line. Every read is in the worker's one
+ * read transaction, so the products are of one moment. */
+static void s_product_get_many(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    const msgpack_object *ids = NULL;
+    if (call_arg_array(call, "ids", ARG_REQUIRED, &ids)) {
+        if (ids->via.array.size < 1 || ids->via.array.size > CATALOG_PAGE_MAX)
+            call_arg_invalid(call, "ids", "must hold 1 to 100 ids");
+        for (uint32_t i = 0; i < ids->via.array.size; i++) {
+            const msgpack_object *id = &ids->via.array.ptr[i];
+            if (id->type != MSGPACK_OBJECT_STR || id->via.str.size == 0 ||
+                id->via.str.size > CATALOG_ID_MAX) {
+                call_arg_invalid(call, "ids", "must be product ids (strings)");
+                break;
+            }
+        }
+    }
+    if (!call_args_ok(call))
+        return;
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "items");
+    msgpack_pack_array(pk, ids->via.array.size);
+    for (uint32_t i = 0; i < ids->via.array.size; i++) {
+        char id[CATALOG_ID_MAX + 1];
+        call_copy_text(id, sizeof id, ids->via.array.ptr[i].via.str.ptr,
+                       ids->via.array.ptr[i].via.str.size);
+        catalog_status_t st = catalog_product_get(self->store, id, &self->product);
+        if (st == CATALOG_OK)
+            s_pack_product(pk, &self->product);
+        else if (st == CATALOG_NOT_FOUND)
+            msgpack_pack_nil(pk);
+        else {
+            s_ok(call, st, "product"); /* answers the error instead */
+            return;
+        }
+    }
+}
+
 /* Reads the product fields present in args into p; required ones only
  * when `create` (stock is optional for both). The CATALOG_PRODUCT_* mask
  * of those present and valid. */
@@ -677,13 +719,21 @@ static void s_stock_commit(call_t *call, void *state)
 }
 
 static const worker_op_t s_ops[] = {
-    {"category.list", s_category_list},     {"category.create", s_category_create},
-    {"category.update", s_category_update}, {"category.delete", s_category_delete},
-    {"product.get", s_product_get},         {"product.search", s_product_search},
-    {"product.create", s_product_create},   {"product.update", s_product_update},
-    {"product.delete", s_product_delete},   {"product.set_stock", s_product_set_stock},
-    {"stock.reserve", s_stock_reserve},     {"stock.release", s_stock_release},
-    {"stock.commit", s_stock_commit},       {NULL, NULL},
+    {"category.list", s_category_list},
+    {"category.create", s_category_create},
+    {"category.update", s_category_update},
+    {"category.delete", s_category_delete},
+    {"product.get", s_product_get},
+    {"product.get_many", s_product_get_many},
+    {"product.search", s_product_search},
+    {"product.create", s_product_create},
+    {"product.update", s_product_update},
+    {"product.delete", s_product_delete},
+    {"product.set_stock", s_product_set_stock},
+    {"stock.reserve", s_stock_reserve},
+    {"stock.release", s_stock_release},
+    {"stock.commit", s_stock_commit},
+    {NULL, NULL},
 };
 
 const worker_op_t *catalog_ops(bool with_test_ops)

@@ -3,7 +3,7 @@
  *
  *  Ops (protocol/SPEC.md has arguments and results):
  *    category.list category.create category.update category.delete
- *    product.get product.search product.create product.update
+ *    product.get product.get_many product.search product.create product.update
  *    product.delete product.set_stock
  *    stock.reserve stock.release stock.commit   (MDP only: for orders)
  *

@@ -1821,6 +1821,46 @@ static void test_acknowledged_writes_survive_kill(void **state)
 }
 
 /* ------------------------------------------------------------------ */
+/* Batched reads over MDP                                              */
+
+/* product.get_many answers every id asked, in order, nil for none. */
+static void test_get_many(void **state)
+{
+    fixture_t *s = *state;
+    char cat[64], args[512];
+    s_category(s, "Batched", "cat-batched", NULL, cat);
+    json_t *pa = s_product(s, "Batch A", "x", 1500, cat, 3);
+    json_t *pb = s_product(s, "Batch B", "x", 2500, cat, 4);
+    const char *a = hc_str(pa, "id"), *b = hc_str(pb, "id");
+    mdpcli_t *orders = fixture_client(s, "bridge-less");
+    snprintf(args, sizeof args, "{\"ids\":[\"%s\",\"p-not-there\",\"%s\",\"%s\"]}", b, a, b);
+    fixture_reply_t r = s_call(orders, "product.get_many", args);
+    assert_true(r.ok);
+    json_t *items = json_object_get(r.data, "items");
+    assert_int_equal(json_array_size(items), 4);
+    assert_string_equal(hc_str(json_array_get(items, 0), "id"), b);
+    assert_true(json_is_null(json_array_get(items, 1)));
+    assert_string_equal(hc_str(json_array_get(items, 2), "id"), a);
+    assert_string_equal(hc_str(json_array_get(items, 2), "name"), "Batch A");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(items, 2), "price_cents")),
+                     1500);
+    assert_string_equal(hc_str(json_array_get(items, 3), "id"), b);
+    fixture_reply_free(&r);
+    s_call_error(orders, "product.get_many", "{\"ids\":[]}", "invalid_argument");
+    s_call_error(orders, "product.get_many", "{\"ids\":[7]}", "invalid_argument");
+    char *many = malloc(101 * 8 + 16);
+    int n = snprintf(many, 16, "{\"ids\":[");
+    for (int i = 0; i < 101; i++)
+        n += sprintf(many + n, "%s\"p%d\"", i ? "," : "", i % 10);
+    sprintf(many + n, "]}");
+    s_call_error(orders, "product.get_many", many, "invalid_argument");
+    free(many);
+    mdpcli_destroy(&orders);
+    json_decref(pa);
+    json_decref(pb);
+}
+
+/* ------------------------------------------------------------------ */
 /* Inventory over MDP                                                  */
 
 static void test_stock_ops(void **state)
@@ -2321,7 +2361,7 @@ int main(void)
         cmocka_unit_test(test_patch_while_reserving),
         cmocka_unit_test(test_category_patch_concurrent), cmocka_unit_test(test_category_pages),
         /* it kills and restarts the fixture's retaild */
-        cmocka_unit_test(test_acknowledged_writes_survive_kill),
+        cmocka_unit_test(test_get_many), cmocka_unit_test(test_acknowledged_writes_survive_kill),
         cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);
