@@ -7,6 +7,7 @@
 #include "actors/services.h"
 
 #include "actors/catalog/catalog.h"
+#include "actors/orders/orders.h"
 #include "actors/payments/payments.h"
 #include "actors/sys/sys.h"
 #include "actors/users/users.h"
@@ -16,6 +17,7 @@ static const service_def_t *const s_all[] = {
     &users_service,
     &catalog_service,
     &payments_service,
+    &orders_service, /* calls the catalog (and payments, next) */
 };
 
 const service_def_t *const *services_all(size_t *count)
