@@ -156,7 +156,7 @@ static void test_line_limit(void **state)
 {
     fx_t *f = *state;
     cart_t *c = &f->cart;
-    char id[16];
+    char id[32];
     for (int i = 0; i < CART_LINES_MAX; i++) {
         snprintf(id, sizeof id, "p%03d", i);
         assert_int_equal(cart_store_set(f->store, "u1", id, "EUR", 1, NULL), CART_OK);
@@ -214,7 +214,7 @@ static void *s_racer(void *arg)
     }
     pthread_barrier_wait(r->barrier);
     for (int i = 0; i < S_PER_THREAD; i++) {
-        char id[16];
+        char id[32];
         snprintf(id, sizeof id, "t%d-%02d", r->index, i);
         if (cart_store_set(store, "shared-user", id, "EUR", r->index + 1, NULL) != CART_OK)
             r->failures++;
@@ -247,7 +247,7 @@ static void test_concurrent_sets_lose_nothing(void **state)
     for (int t = 0; t < S_THREADS; t++) {
         int last = -1;
         for (int i = 0; i < S_PER_THREAD; i++) {
-            char id[16];
+            char id[32];
             snprintf(id, sizeof id, "t%d-%02d", t, i);
             int found = -1;
             for (int k = 0; k < c->n_lines; k++)
