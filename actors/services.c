@@ -17,7 +17,7 @@ static const service_def_t *const s_all[] = {
     &users_service,
     &catalog_service,
     &payments_service,
-    &orders_service, /* calls the catalog (and payments, next) */
+    &orders_service, /* calls the catalog and payments */
 };
 
 const service_def_t *const *services_all(size_t *count)

@@ -333,6 +333,17 @@ void call_fail_details(call_t *self, err_code_t code, const char *message, const
     self->asking = false;
 }
 
+void call_fail_replayed(call_t *self, err_code_t code, const char *message, const void *details,
+                        size_t details_len)
+{
+    mpout_clear(&self->reply);
+    self->fixed = NULL;
+    (void)envelope_pack_error_replayed(&self->packer, self->request ? &self->request->id : NULL,
+                                       code, message, details, details_len, true);
+    self->state = REPLY_ERROR;
+    self->asking = false;
+}
+
 void call_fail(call_t *self, err_code_t code, const char *message)
 {
     call_fail_details(self, code, message, NULL, 0);

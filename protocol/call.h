@@ -184,6 +184,11 @@ void call_resume(call_t *self, void *state, const call_answer_t *answer);
 /* Answers an error; replaces any reply begun. message is copied. */
 void call_fail(call_t *self, err_code_t code, const char *message);
 
+/* An error that repeats the first answer given to the request's
+ * idempotency key ("replayed": true; the bridge adds
+ * Idempotent-Replayed: true). details may be NULL. */
+void call_fail_replayed(call_t *self, err_code_t code, const char *message, const void *details,
+                        size_t details_len);
 /* Answers an error with details, one msgpack value (copied). */
 void call_fail_details(call_t *self, err_code_t code, const char *message, const void *details,
                        size_t details_len);

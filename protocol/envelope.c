@@ -182,9 +182,17 @@ int envelope_reply_ok_replayed_begin(msgpack_packer *pk, const msgpack_object *i
 int envelope_pack_error(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
                         const char *message, const void *details_packed, size_t details_len)
 {
-    if (msgpack_pack_map(pk, 3) != 0 || mp_pack_str(pk, "id") != 0 ||
+    return envelope_pack_error_replayed(pk, id, code, message, details_packed, details_len, false);
+}
+
+int envelope_pack_error_replayed(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
+                                 const char *message, const void *details_packed,
+                                 size_t details_len, bool replayed)
+{
+    if (msgpack_pack_map(pk, replayed ? 4 : 3) != 0 || mp_pack_str(pk, "id") != 0 ||
         (id ? msgpack_pack_object(pk, *id) : msgpack_pack_nil(pk)) != 0 ||
         mp_pack_str(pk, "ok") != 0 || msgpack_pack_false(pk) != 0 ||
+        (replayed && (mp_pack_str(pk, "replayed") != 0 || msgpack_pack_true(pk) != 0)) ||
         mp_pack_str(pk, "error") != 0 || msgpack_pack_map(pk, details_packed ? 3 : 2) != 0 ||
         mp_pack_str(pk, "code") != 0 || mp_pack_str(pk, err_code_name(code)) != 0 ||
         mp_pack_str(pk, "message") != 0 ||
@@ -274,15 +282,14 @@ bool envelope_decode_reply(const void *body, size_t len, msgpack_zone *zone, env
         return false;
     }
     out->ok = ok->via.boolean;
+    const msgpack_object *replayed = mp_map_get(&top, "replayed");
+    out->replayed = replayed && replayed->type == MSGPACK_OBJECT_BOOLEAN && replayed->via.boolean;
     if (out->ok) {
         const msgpack_object *data = mp_map_get(&top, "data");
         if (data)
             out->data = *data;
         else
             out->data.type = MSGPACK_OBJECT_NIL;
-        const msgpack_object *replayed = mp_map_get(&top, "replayed");
-        out->replayed =
-            replayed && replayed->type == MSGPACK_OBJECT_BOOLEAN && replayed->via.boolean;
         return true;
     }
     const msgpack_object *err = mp_map_get(&top, "error");

@@ -67,6 +67,11 @@ int envelope_reply_error(msgpack_sbuffer *out, const msgpack_object *id, err_cod
 /* The same through a packer (protocol/call.c writes through its mpout_t). */
 int envelope_pack_error(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
                         const char *message, const void *details_packed, size_t details_len);
+/* The same with "replayed": true when replayed: an error that repeats the
+ * first answer given to an idempotency key. */
+int envelope_pack_error_replayed(msgpack_packer *pk, const msgpack_object *id, err_code_t code,
+                                 const char *message, const void *details_packed,
+                                 size_t details_len, bool replayed);
 
 /* An error reply to a request the caller did not decode (the broker's
  * timeouts and refusals): echoes the request's id when the body is a valid
@@ -90,7 +95,7 @@ typedef struct {
     msgpack_object id;
     bool ok;
     msgpack_object data;  /* when ok */
-    bool replayed;        /* when ok: "replayed": true (a repeated first answer) */
+    bool replayed;        /* "replayed": true (a repeated first answer, ok or not) */
     err_code_t code;      /* when !ok */
     msgpack_object error; /* the whole error map when !ok */
 } envelope_reply_t;

@@ -824,6 +824,7 @@ static void s_on_reply(bridge_t *self, zmq_msg_t *frames, int count)
             s_set_error(req, reply.code, text[0] ? text : NULL, details ? packed.buf.data : NULL,
                         packed.buf.size);
         mpout_destroy(&packed);
+        req->replayed = reply.replayed;
     }
     s_ready(self, req);
 }

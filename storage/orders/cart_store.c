@@ -9,6 +9,7 @@
  *  product twice), so a damaged record is refused, never half used.
  */
 #include "storage/orders/cart_store.h"
+#include "storage/orders/orders_env.h"
 #include "protocol/clock.h"
 #include "protocol/envelope.h"
 #include "storage/kv.h"
@@ -18,12 +19,8 @@
 #include <czmq.h>
 #include <string.h>
 
-#define S_MAP_SIZE ((size_t)1 << 30) /* address space, not disk */
 /* A record with every line at its longest, and room for the keys. */
 #define S_RECORD_MAX (64 + CART_LINES_MAX * (CART_PRODUCT_ID_MAX + 32))
-
-static const char *const s_names[] = {"carts"};
-#define S_DB_CARTS 0
 
 struct cart_store_shared_t {
     kv_t *kv;
@@ -182,35 +179,26 @@ static cart_status_t s_put(MDB_txn *txn, MDB_dbi dbi, const char *user_id, cart_
 
 /* ---- handles ---- */
 
-cart_store_shared_t *cart_store_shared_new(const char *data_dir, char *err, size_t errlen)
+cart_store_shared_t *cart_store_shared_new(kv_t *env, char *err, size_t errlen)
 {
-    if (!data_dir || !*data_dir) {
-        snprintf(err, errlen, "cart_store: no data directory");
+    if (!env) {
+        snprintf(err, errlen, "cart_store: no environment");
         return NULL;
     }
     cart_store_shared_t *self = calloc(1, sizeof *self);
-    char *path = zsys_sprintf("%s/orders", data_dir);
-    if (!self || !path) {
+    if (!self) {
         snprintf(err, errlen, "out of memory");
-        goto failed;
+        return NULL;
     }
-    self->kv = kv_open(path, S_MAP_SIZE, s_names, NULL, 1, err, errlen);
-    if (!self->kv)
-        goto failed;
-    self->carts = kv_dbi(self->kv, S_DB_CARTS);
-    zstr_free(&path);
+    self->kv = env;
+    self->carts = kv_dbi(env, ORDERS_DB_CARTS);
     return self;
-failed:
-    zstr_free(&path);
-    free(self);
-    return NULL;
 }
 
 void cart_store_shared_destroy(cart_store_shared_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    kv_close(&(*self_p)->kv);
     free(*self_p);
     *self_p = NULL;
 }

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/kv.h"
 #include "storage/status.h"
 
 #define CART_USER_ID_MAX 63    /* a token's subject (AUTH_SUB_MAX) */
@@ -64,9 +65,9 @@ typedef struct {
 typedef struct cart_store_shared_t cart_store_shared_t;
 typedef struct cart_store_t cart_store_t;
 
-/* Opens (creating) data_dir/orders with its database "carts". NULL with
- * a reason in err. */
-cart_store_shared_t *cart_store_shared_new(const char *data_dir, char *err, size_t errlen);
+/* The carts of the orders environment (orders_env.h), which the caller
+ * opened and closes after this. NULL with a reason in err. */
+cart_store_shared_t *cart_store_shared_new(kv_t *env, char *err, size_t errlen);
 void cart_store_shared_destroy(cart_store_shared_t **self_p);
 
 cart_store_t *cart_store_open(cart_store_shared_t *shared);

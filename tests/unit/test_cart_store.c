@@ -11,6 +11,7 @@
  *  environment keeps every cart.
  */
 #include "storage/orders/cart_store.h"
+#include "storage/orders/orders_env.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>
@@ -21,6 +22,7 @@
 
 typedef struct {
     char *dir;
+    kv_t *env;
     cart_store_shared_t *shared;
     cart_store_t *store;
     cart_t cart;
@@ -29,7 +31,11 @@ typedef struct {
 static void s_open(fx_t *f)
 {
     char err[256] = "";
-    f->shared = cart_store_shared_new(f->dir, err, sizeof err);
+    f->env = orders_env_open(f->dir, err, sizeof err);
+    if (!f->env)
+        print_error("orders_env_open: %s\n", err);
+    assert_non_null(f->env);
+    f->shared = cart_store_shared_new(f->env, err, sizeof err);
     if (!f->shared)
         print_error("cart_store_shared_new: %s\n", err);
     assert_non_null(f->shared);
@@ -43,6 +49,7 @@ static void s_close(fx_t *f)
     assert_null(f->store);
     cart_store_shared_destroy(&f->shared);
     assert_null(f->shared);
+    kv_close(&f->env);
 }
 
 static int s_setup(void **state)
