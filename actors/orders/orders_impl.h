@@ -33,7 +33,8 @@ typedef struct {
     orders_settings_t settings;
     char public_pem[1100];
     char instance[9];
-    int crash_at; /* an order_step_t, or -1 */
+    int crash_at;            /* an order_step_t (STEP_COUNT: after paid), or -1 */
+    char crash_marker[1100]; /* made when the crash hook fires, so it fires once */
     bool test_ops;
 } orders_shared_t;
 
@@ -84,7 +85,8 @@ bool saga_lease_is_ours(const orders_shared_t *shared, const char *lease);
  * answers the call in the end, the final write made. */
 void saga_drive(call_t *call, orders_state_t *self, saga_t *saga);
 
-/* Honours the crash hook: SIGKILLs the process when step is crash_at. */
+/* Honours the crash hook: SIGKILLs the process when step is crash_at,
+ * the first time in a data directory (RETAIL_TEST_OPS=1 only). */
 void saga_crash_point(const orders_shared_t *shared, int step);
 
 /* ---- the order as the API shows it (order_view.c) ---- */

@@ -109,6 +109,8 @@ static void *s_shared_new(const service_env_t *env, const void *settings, char *
             self->crash_at = STEP_COUNT; /* after the final write */
     }
     snprintf(self->public_pem, sizeof self->public_pem, "%s/jwt.pub.pem", env->common->keys_dir);
+    snprintf(self->crash_marker, sizeof self->crash_marker, "%s/orders-crashed",
+             env->common->data_dir);
     uint8_t instance[4];
     randombytes_buf(instance, sizeof instance);
     sodium_bin2hex(self->instance, sizeof self->instance, instance, sizeof instance);
