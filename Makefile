@@ -153,7 +153,8 @@ $(BUILD)/retaild: $(BUILD)/obj/router/retaild.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(BUILD)/obj/tools/retailctl_payments.o $(LIB)
+$(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(BUILD)/obj/tools/retailctl_payments.o \
+                   $(BUILD)/obj/tools/retailctl_check.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

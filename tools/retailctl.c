@@ -25,6 +25,7 @@
  *  broker unreachable, unreadable reply) or a local I/O failure.
  */
 #include "actors/services.h"
+#include "tools/retailctl_check.h"
 #include "tools/retailctl_payments.h"
 #include "actors/users/settings.h"
 #include "actors/users/users.h"
@@ -101,6 +102,10 @@ static void s_usage(FILE *out)
             "  services [NAME...]      say which services (all: every one this build has)\n"
             "                          have a live worker\n"
             "                          (options --timeout and --cert as for call)\n"
+            "  check                   every service's ops.check, then the invariants across\n"
+            "                          them (reservations of pending orders only, a captured\n"
+            "                          payment for every paid order and back); prints what\n"
+            "                          is wrong, exit 1 if anything is (--timeout, --cert)\n"
             "  user create --admin EMAIL [--name NAME]\n"
             "                          create an admin account directly in the account\n"
             "                          store (the users service's pg_dsn setting:\n"
@@ -701,6 +706,18 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
         if ((status = s_load_settings(&s, g)) != 0)
             return status;
         return s_cmd_services(&s, &o, names, npos);
+    }
+    if (strcmp(command, "check") == 0) {
+        if ((status = s_parse_conn_opts(argc, argv, first + 1, false, &o, pos, 0, &npos)) != 0)
+            return status;
+        if ((status = s_load_settings(&s, g)) != 0)
+            return status;
+        mdpcli_t *cli = s_connect(&s, &o);
+        if (!cli)
+            return EXIT_UNREACHABLE;
+        status = retailctl_check(cli, o.timeout_ms);
+        mdpcli_destroy(&cli);
+        return status;
     }
     if (strcmp(command, "user") == 0)
         return s_cmd_user(argc, argv, first + 1, g);
