@@ -11,6 +11,7 @@
 #   make bench-bodies  the worst 1 MiB request bodies, in process and over HTTP
 #   make bench-asks    a service asking another (replies that wait), by B's delay
 #   make bench-payments  charges per second, the gateway at once and at 20 ms
+#   make bench-checkout  checkouts per second over HTTP, with and without group commit
 #   make lint    the served OpenAPI document through two OpenAPI checkers
 #   make clean   remove build/
 #
@@ -49,7 +50,7 @@ TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
 TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/obj/tests/fixture.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
-        bench-bodies bench-asks bench-payments clean \
+        bench-bodies bench-asks bench-payments bench-checkout clean \
         format build-tests lint
 .DEFAULT_GOAL := all
 
@@ -86,6 +87,10 @@ bench-users: deps
 bench-catalog: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed
 	@bash tools/bench/catalog.sh $(BUILD)
+
+bench-checkout: deps
+	@$(MAKE) --no-print-directory $(BUILD)/retaild
+	@bash tools/bench/checkout.sh $(BUILD)
 
 bench-catalog-writes: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed

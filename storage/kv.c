@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -117,7 +118,10 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
         return NULL;
     }
     self->count = count;
-    self->group = true;
+    /* A benchmark's switch (tools/bench/checkout.sh): RETAIL_KV_GROUP_COMMIT=0
+     * makes every store of the process commit each write alone. */
+    const char *group = getenv("RETAIL_KV_GROUP_COMMIT");
+    self->group = !(group && strcmp(group, "0") == 0);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->served, NULL);
     MDB_txn *txn = NULL;

@@ -74,7 +74,9 @@ void kv_write_stats(kv_t *self, unsigned long *writes, unsigned long *commits);
 int kv_write_pending(kv_t *self);
 
 /* Off: every kv_write is a transaction of its own, as without group
- * commit; for benchmarks that compare the two. On at kv_open. */
+ * commit; for benchmarks that compare the two. On at kv_open, unless the
+ * environment has RETAIL_KV_GROUP_COMMIT=0 (for a whole process, through
+ * HTTP: tools/bench/checkout.sh). */
 void kv_set_group_commit(kv_t *self, bool on);
 
 /* Keyset pagination: puts cursor on the first key after `after` (after
