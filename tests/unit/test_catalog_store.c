@@ -1342,49 +1342,49 @@ static void test_reserve(void **state)
     char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
     s_product(f->store, "A", "A", "", 100, NULL, 5, a);
     s_product(f->store, "B", "B", "", 100, NULL, 1, b);
-    char short_product[CATALOG_ID_MAX + 1];
+    stock_short_t short_product;
 
     /* One short line: nothing changes, the short product is named. */
     stock_line_t lines[2] = {{.qty = 2}, {.qty = 2}};
     snprintf(lines[0].product_id, sizeof lines[0].product_id, "%s", a);
     snprintf(lines[1].product_id, sizeof lines[1].product_id, "%s", b);
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, short_product),
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_product),
                      CATALOG_OUT_OF_STOCK);
-    assert_string_equal(short_product, b);
+    assert_string_equal(short_product.product_id, b);
     assert_int_equal(s_stock(f->store, a), 5);
     assert_int_equal(s_stock(f->store, b), 1);
     assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_NOT_FOUND);
     /* A missing product: NOT_FOUND and named. */
     stock_line_t ghost = {.product_id = "pnothere", .qty = 1};
-    assert_int_equal(catalog_stock_reserve(f->store, "o0", &ghost, 1, short_product),
+    assert_int_equal(catalog_stock_reserve(f->store, "o0", &ghost, 1, &short_product),
                      CATALOG_NOT_FOUND);
-    assert_string_equal(short_product, "pnothere");
+    assert_string_equal(short_product.product_id, "pnothere");
 
     /* Reserve; a version bump per stock change. */
     product_t *p = calloc(1, sizeof *p);
     assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
     int64_t version = p->version;
     lines[1].qty = 1;
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_product), CATALOG_OK);
     assert_int_equal(s_stock(f->store, a), 3);
     assert_int_equal(s_stock(f->store, b), 0);
     assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
     assert_int_equal(p->version, version + 1);
     /* Again, lines in another order: OK, no change. */
     stock_line_t swapped[2] = {lines[1], lines[0]};
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", swapped, 2, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", swapped, 2, &short_product), CATALOG_OK);
     assert_int_equal(s_stock(f->store, a), 3);
     /* Same order id, other lines: conflict. */
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 1, short_product),
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 1, &short_product),
                      CATALOG_CONFLICT);
     /* Same product twice in one order counts as the sum. */
     stock_line_t twice[2] = {lines[0], lines[0]};
     twice[0].qty = twice[1].qty = 1;
-    assert_int_equal(catalog_stock_reserve(f->store, "o2", twice, 2, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", twice, 2, &short_product), CATALOG_OK);
     assert_int_equal(s_stock(f->store, a), 1);
     stock_line_t merged = {.qty = 2};
     snprintf(merged.product_id, sizeof merged.product_id, "%s", a);
-    assert_int_equal(catalog_stock_reserve(f->store, "o2", &merged, 1, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", &merged, 1, &short_product), CATALOG_OK);
 
     /* Commit and release. */
     assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_OK);
@@ -1401,9 +1401,10 @@ static void test_reserve(void **state)
     assert_int_equal(catalog_product_delete(f->store, a), CATALOG_OK);
     assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK);
     /* Bad arguments. */
-    assert_int_equal(catalog_stock_reserve(f->store, "", lines, 1, short_product), CATALOG_ERROR);
+    assert_int_equal(catalog_stock_reserve(f->store, "", lines, 1, &short_product), CATALOG_ERROR);
     lines[0].qty = 0;
-    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, short_product), CATALOG_ERROR);
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, &short_product),
+                     CATALOG_ERROR);
     free(p);
 }
 
@@ -1424,11 +1425,12 @@ static void *s_reserver(void *arg)
     catalog_store_t *store = catalog_store_open(w->kv, 1);
     pthread_barrier_wait(w->barrier);
     for (int i = w->index; i < S_ORDERS; i += S_THREADS) {
-        char order[32], short_product[CATALOG_ID_MAX + 1];
+        char order[32];
+        stock_short_t short_product;
         snprintf(order, sizeof order, "order-%d", i);
         stock_line_t line = {.qty = 1};
         snprintf(line.product_id, sizeof line.product_id, "%s", w->product);
-        catalog_status_t status = catalog_stock_reserve(store, order, &line, 1, short_product);
+        catalog_status_t status = catalog_stock_reserve(store, order, &line, 1, &short_product);
         if (status == CATALOG_OK)
             w->ok++;
         else if (status == CATALOG_OUT_OF_STOCK)
@@ -1471,14 +1473,16 @@ static void test_reserve_concurrent(void **state)
 static void test_patch_keeps_reservations(void **state)
 {
     fx_t *f = *state;
-    char id[CATALOG_ID_MAX + 1], short_product[CATALOG_ID_MAX + 1];
+    char id[CATALOG_ID_MAX + 1];
+    stock_short_t short_product;
     s_product(f->store, "LAST-5", "Last five", "before", 700, NULL, 5, id);
     product_t *p = calloc(1, sizeof *p), *values = calloc(1, sizeof *values);
     assert_int_equal(catalog_product_get(f->store, id, p), CATALOG_OK);
     int64_t seen_version = p->version; /* what a client read before */
     stock_line_t line = {.qty = 5};
     snprintf(line.product_id, sizeof line.product_id, "%s", id);
-    assert_int_equal(catalog_stock_reserve(f->store, "o-all", &line, 1, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o-all", &line, 1, &short_product),
+                     CATALOG_OK);
     assert_int_equal(s_stock(f->store, id), 0);
 
     snprintf(values->description, sizeof values->description, "after");
@@ -1557,11 +1561,12 @@ static void *s_stock_mover(void *arg)
     catalog_store_t *store = catalog_store_open(w->kv, 1);
     pthread_barrier_wait(w->barrier);
     for (int i = 0; store && i < S_ROUNDS; i++) {
-        char order[48], short_product[CATALOG_ID_MAX + 1];
+        char order[48];
+        stock_short_t short_product;
         snprintf(order, sizeof order, "mover-%d-%d", w->index, i);
         stock_line_t line = {.qty = 1 + i % 3};
         snprintf(line.product_id, sizeof line.product_id, "%s", w->product);
-        if (catalog_stock_reserve(store, order, &line, 1, short_product) != CATALOG_OK) {
+        if (catalog_stock_reserve(store, order, &line, 1, &short_product) != CATALOG_OK) {
             w->failed++;
             continue;
         }
