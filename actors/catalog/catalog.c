@@ -660,20 +660,28 @@ static void s_stock_reserve(call_t *call, void *state)
     }
     if (!call_args_ok(call))
         return;
-    char short_product[CATALOG_ID_MAX + 1] = "";
-    catalog_status_t status = catalog_stock_reserve(self->store, order_id, lines, n, short_product);
+    stock_short_t short_line;
+    catalog_status_t status = catalog_stock_reserve(self->store, order_id, lines, n, &short_line);
     if (status == CATALOG_OUT_OF_STOCK || status == CATALOG_NOT_FOUND) {
+        bool short_of_stock = status == CATALOG_OUT_OF_STOCK;
         mpout_t details;
         mpout_init(&details, 0);
         msgpack_packer pk;
         mpout_packer(&details, &pk);
-        /* Checked at once by call_fail_packed (the output's error sticks). */
-        msgpack_pack_map(&pk, 1);
+        /* Checked at once by call_fail_packed (the output's error sticks).
+         * out_of_stock: API.md's {product_id, requested, available}, the
+         * qty summed over the order's lines of that product. */
+        msgpack_pack_map(&pk, short_of_stock ? 3 : 1);
         mp_pack_str(&pk, "product_id");
-        mp_pack_str(&pk, short_product);
-        call_fail_packed(call, status == CATALOG_OUT_OF_STOCK ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
-                         status == CATALOG_OUT_OF_STOCK ? "not enough stock" : "no such product",
-                         &details);
+        mp_pack_str(&pk, short_line.product_id);
+        if (short_of_stock) {
+            mp_pack_str(&pk, "requested");
+            msgpack_pack_int64(&pk, short_line.requested);
+            mp_pack_str(&pk, "available");
+            msgpack_pack_int64(&pk, short_line.available);
+        }
+        call_fail_packed(call, short_of_stock ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
+                         short_of_stock ? "not enough stock" : "no such product", &details);
         mpout_destroy(&details);
         return;
     }
@@ -718,6 +726,157 @@ static void s_stock_commit(call_t *call, void *state)
     s_stock_finish(call, state, true);
 }
 
+/* ------------------------------------------------------------------ */
+/* Checks, for retailctl check and the orders service                  */
+
+/* An admin's token, or the callers that cross-check the books by name
+ * (retailctl, orders): they hold no user token. */
+static bool s_checker(catalog_state_t *self, call_t *call)
+{
+    const char *caller = call_caller(call);
+    if (strcmp(caller, "retailctl") == 0 || strcmp(caller, "orders") == 0)
+        return true;
+    return auth_require_admin(self->verifier, call, NULL);
+}
+
+/* ops.check {} -> {ok, problems: [{check, message, id?}], counts}; one
+ * read transaction (catalog_store_check). */
+static void s_ops_check(call_t *call, void *state)
+{
+    catalog_state_t *self = state;
+    if (!s_checker(self, call) || !call_args_ok(call))
+        return;
+    catalog_check_t *check = malloc(sizeof *check);
+    if (!check) {
+        call_fail(call, ERR_INTERNAL, "out of memory");
+        return;
+    }
+    if (s_ok(call, catalog_store_check(self->store, check), "product")) {
+        msgpack_packer *pk = call_reply(call);
+        msgpack_pack_map(pk, 3);
+        mp_pack_str(pk, "ok");
+        if (check->ok)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
+        mp_pack_str(pk, "problems");
+        msgpack_pack_array(pk, (size_t)check->n_problems);
+        for (int i = 0; i < check->n_problems; i++) {
+            const catalog_problem_t *p = &check->problems[i];
+            msgpack_pack_map(pk, p->id[0] ? 3 : 2);
+            mp_pack_str(pk, "check");
+            mp_pack_str(pk, p->check);
+            mp_pack_str(pk, "message");
+            mp_pack_str(pk, p->message);
+            if (p->id[0]) {
+                mp_pack_str(pk, "id");
+                mp_pack_str(pk, p->id);
+            }
+        }
+        mp_pack_str(pk, "counts");
+        msgpack_pack_map(pk, 6);
+        mp_pack_str(pk, "products");
+        msgpack_pack_int64(pk, check->products);
+        mp_pack_str(pk, "stock_units");
+        msgpack_pack_int64(pk, check->stock_units);
+        mp_pack_str(pk, "reserved_units");
+        msgpack_pack_int64(pk, check->reserved_units);
+        mp_pack_str(pk, "live_reservations");
+        msgpack_pack_int64(pk, check->live_reservations);
+        mp_pack_str(pk, "committed_units");
+        msgpack_pack_int64(pk, check->committed_units);
+        mp_pack_str(pk, "released");
+        msgpack_pack_int64(pk, check->released);
+    }
+    free(check);
+}
+
+/* The items of a stock.reservations page, packed as they come (the
+ * count is known only at the end). */
+typedef struct {
+    mpout_t *out;
+    msgpack_packer pk;
+    uint32_t count;
+    char last[CATALOG_ORDER_ID_MAX + 1];
+} s_page_t;
+
+/* What the items of one reply may take: a page ends early (with a
+ * cursor) rather than grow a reply past the envelope's limit. */
+#define S_ITEMS_BUDGET (ENVELOPE_MAX_BYTES - 64 * 1024)
+
+static bool s_pack_reservation(const char *order_id, stock_state_t state, const stock_line_t *lines,
+                               int n_lines, void *arg)
+{
+    s_page_t *page = arg;
+    size_t worst = 128 + (size_t)n_lines * (CATALOG_ID_MAX + 32);
+    if (page->out->buf.size + worst > S_ITEMS_BUDGET)
+        return false;
+    msgpack_packer *pk = &page->pk;
+    msgpack_pack_map(pk, 3);
+    mp_pack_str(pk, "order_id");
+    mp_pack_str(pk, order_id);
+    mp_pack_str(pk, "state");
+    mp_pack_str(pk, stock_state_names[state]);
+    mp_pack_str(pk, "lines");
+    msgpack_pack_array(pk, (size_t)n_lines);
+    for (int i = 0; i < n_lines; i++) {
+        msgpack_pack_map(pk, 2);
+        mp_pack_str(pk, "product_id");
+        mp_pack_str(pk, lines[i].product_id);
+        mp_pack_str(pk, "qty");
+        msgpack_pack_int64(pk, lines[i].qty);
+    }
+    page->count++;
+    snprintf(page->last, sizeof page->last, "%s", order_id);
+    return true;
+}
+
+/* stock.reservations {state?, cursor?, limit? 1..1000 (100)} ->
+ * {items: [{order_id, state, lines}], next_cursor}, by order id; the
+ * cursor is the last order id of the page before. */
+static void s_stock_reservations(call_t *call, void *state_ptr)
+{
+    catalog_state_t *self = state_ptr;
+    if (!s_checker(self, call))
+        return;
+    char state[16] = "", cursor[CATALOG_ORDER_ID_MAX + 1] = "";
+    int64_t limit = 100;
+    int want = -1;
+    if (call_arg_text(call, "state", ARG_OPTIONAL, sizeof state - 1, state, sizeof state)) {
+        for (int i = 0; i < 3; i++)
+            if (strcmp(state, stock_state_names[i]) == 0)
+                want = i;
+        if (want < 0)
+            call_arg_invalid(call, "state", "must be reserved, committed or released");
+    }
+    call_arg_text(call, "cursor", ARG_OPTIONAL, CATALOG_ORDER_ID_MAX, cursor, sizeof cursor);
+    call_arg_int(call, "limit", ARG_OPTIONAL, 1, CATALOG_RESERVATIONS_PAGE_MAX, &limit);
+    if (!call_args_ok(call))
+        return;
+    mpout_t items;
+    mpout_init(&items, 0);
+    s_page_t page = {.out = &items, .count = 0};
+    mpout_packer(&items, &page.pk);
+    bool more = false;
+    catalog_status_t status = catalog_reservation_page(self->store, want, cursor, (int)limit,
+                                                       s_pack_reservation, &page, &more);
+    if (status == CATALOG_OK && items.failed)
+        status = CATALOG_ERROR;
+    if (s_ok(call, status, "reservation")) {
+        msgpack_packer *pk = call_reply(call);
+        msgpack_pack_map(pk, 2);
+        mp_pack_str(pk, "items");
+        msgpack_pack_array(pk, page.count);
+        mp_pack_raw(pk, items.buf.data, items.buf.size);
+        mp_pack_str(pk, "next_cursor");
+        if (more && page.count > 0)
+            mp_pack_str(pk, page.last);
+        else
+            msgpack_pack_nil(pk);
+    }
+    mpout_destroy(&items);
+}
+
 static const worker_op_t s_ops[] = {
     {"category.list", s_category_list},
     {"category.create", s_category_create},
@@ -733,6 +892,8 @@ static const worker_op_t s_ops[] = {
     {"stock.reserve", s_stock_reserve},
     {"stock.release", s_stock_release},
     {"stock.commit", s_stock_commit},
+    {"stock.reservations", s_stock_reservations},
+    {"ops.check", s_ops_check},
     {NULL, NULL},
 };
 

@@ -6,10 +6,13 @@
  *    product.get product.get_many product.search product.create product.update
  *    product.delete product.set_stock
  *    stock.reserve stock.release stock.commit   (MDP only: for orders)
+ *    stock.reservations ops.check               (MDP only: for checkers)
  *
  *  Reads are open to anyone; writes to categories and products need an
  *  admin access token; the stock ops accept only the orders service (or
- *  callers inside this process). The store (storage/catalog/catalog_store.h) does
+ *  callers inside this process). stock.reservations and ops.check (the
+ *  books, for `retailctl check` and the orders service's cross-checks)
+ *  accept the callers orders and retailctl, or an admin's token. The store (storage/catalog/catalog_store.h) does
  *  the indexing; this file checks arguments and maps results to errors.
  */
 #ifndef RETAIL_CATALOG_H

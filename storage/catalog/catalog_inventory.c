@@ -15,6 +15,22 @@
  *  stock change is a product write like any other: version + 1 and
  *  updated_at now. Stock is in no index (catalog_store_impl.h), so only
  *  the records change.
+ *
+ *  Each product also counts the units its live reservations hold
+ *  ("reserved"), moved in the same write as the reservation's state:
+ *      reserve                 stock - qty, reserved + qty
+ *      release of reserved     stock + qty, reserved - qty
+ *      commit                  reserved - qty (sold; version unchanged:
+ *                              nothing a client sees changed)
+ *      release of committed    stock + qty (a cancelled sale)
+ *  so reserved is the sum of the live reservations' lines at every commit
+ *  of the environment, which is what catalog_store_check verifies. Before
+ *  the counter existed, records had no "reserved"; catalog_store_upgrade
+ *  counts it once from the reservations (catalog_reserved_recount).
+ *
+ *  A refused reserve names the first line in the caller's order that is
+ *  missing or short, with the qty of that product summed over the order
+ *  and the stock it has: every line is read before any is written.
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -24,15 +40,9 @@
 #include <msgpack.h>
 #include <string.h>
 
-typedef enum { S_RESERVED, S_COMMITTED, S_RELEASED } s_state_t;
+const char *const stock_state_names[3] = {"reserved", "committed", "released"};
 
-static const char *const s_state_names[] = {"reserved", "committed", "released"};
-
-typedef struct {
-    int state; /* s_state_t (an int: the record codec's enum member) */
-    int n_lines;
-    stock_line_t lines[CATALOG_LINES_MAX];
-} s_reservation_t;
+typedef catalog_reservation_t s_reservation_t;
 
 static int s_line_cmp(const void *a, const void *b)
 {
@@ -100,10 +110,16 @@ static int s_lines_encode(msgpack_packer *pk, const void *record)
 
 /* The record's fields (storage/record.h); the order id is the key. */
 static const record_field_t s_reservation_fields[] = {
-    RECORD_ENUM_FIELD(s_reservation_t, state, "state", s_state_names, 3, RECORD_REQUIRED),
+    RECORD_ENUM_FIELD(s_reservation_t, state, "state", stock_state_names, 3, RECORD_REQUIRED),
     RECORD_CUSTOM_FIELD("lines", s_lines_decode, s_lines_encode, RECORD_REQUIRED),
 };
 static const record_table_t s_reservation_table = RECORD_TABLE(s_reservation_fields);
+
+bool catalog_reservation_decode(const MDB_val *val, catalog_reservation_t *r)
+{
+    memset(r, 0, sizeof *r);
+    return record_decode(&s_reservation_table, val->mv_data, val->mv_size, r) == RECORD_OK;
+}
 
 /* Reads order_id's reservation within txn into r. */
 static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *order_id,
@@ -150,12 +166,68 @@ static bool s_order_id_ok(const char *order_id)
     return order_id && order_id[0] && memchr(order_id, '\0', CATALOG_ORDER_ID_MAX + 1);
 }
 
-/* Adds delta to the stock of every line's product within txn (delta -1:
- * take, +1: give back). Taking: a missing product is NOT_FOUND and a
- * short one OUT_OF_STOCK, either named in short_product. Giving back: a
- * product deleted meanwhile is passed over. */
-static catalog_status_t s_apply(catalog_store_t *self, MDB_txn *txn, const s_reservation_t *r,
-                                int delta, char *short_product)
+/* Takes every line of r out of stock into reserved within txn: first
+ * every line is checked (all read before any is written), and when one
+ * is missing or short the one the caller listed first (rank: the index
+ * of a canonical line's first appearance in the request) is named in
+ * *short_line and nothing is written. */
+static catalog_status_t s_take(catalog_store_t *self, MDB_txn *txn, const s_reservation_t *r,
+                               const int *rank, stock_short_t *short_line)
+{
+    product_t *p = malloc(sizeof *p);
+    if (!p)
+        return CATALOG_ERROR;
+    catalog_status_t status = CATALOG_OK;
+    int first = -1; /* the short line of the lowest rank */
+    for (int i = 0; i < r->n_lines; i++) {
+        const stock_line_t *line = &r->lines[i];
+        catalog_status_t st =
+            catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
+        if (st == CATALOG_OK && p->stock < line->qty)
+            st = CATALOG_OUT_OF_STOCK;
+        if (st == CATALOG_NOT_FOUND || st == CATALOG_OUT_OF_STOCK) {
+            if (first < 0 || rank[i] < rank[first]) {
+                first = i;
+                status = st;
+                if (short_line) {
+                    snprintf(short_line->product_id, sizeof short_line->product_id, "%s",
+                             line->product_id);
+                    short_line->requested = line->qty;
+                    short_line->available = st == CATALOG_NOT_FOUND ? 0 : p->stock;
+                }
+            }
+        } else if (st != CATALOG_OK) {
+            status = st;
+            goto cleanup;
+        }
+    }
+    if (status != CATALOG_OK)
+        goto cleanup;
+    int64_t now = clock_now_ms();
+    for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
+        const stock_line_t *line = &r->lines[i];
+        status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
+        if (status != CATALOG_OK)
+            break;
+        p->stock -= line->qty;
+        p->reserved += line->qty;
+        p->version++;
+        p->updated_at_ms = now;
+        status = catalog_product_write(self, txn, p);
+    }
+cleanup:
+    free(p);
+    return status;
+}
+
+/* What a transition does to each line's product within txn: a release
+ * gives the units back to stock (and, from reserved, takes them out of
+ * reserved); a commit takes them out of reserved only (sold: they stay
+ * out of stock). A product deleted meanwhile is passed over. A commit
+ * changes nothing a client sees, so it leaves version and updated_at
+ * alone; a release changes stock, a write like any other. */
+static catalog_status_t s_settle(catalog_store_t *self, MDB_txn *txn, const s_reservation_t *r,
+                                 stock_state_t to)
 {
     product_t *p = malloc(sizeof *p);
     if (!p)
@@ -165,20 +237,19 @@ static catalog_status_t s_apply(catalog_store_t *self, MDB_txn *txn, const s_res
     for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
         const stock_line_t *line = &r->lines[i];
         status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
-        if (status == CATALOG_NOT_FOUND && delta > 0) {
+        if (status == CATALOG_NOT_FOUND) {
             status = CATALOG_OK;
             continue;
         }
-        if (status == CATALOG_OK && delta < 0 && p->stock < line->qty)
-            status = CATALOG_OUT_OF_STOCK;
-        if (status != CATALOG_OK) {
-            if (short_product)
-                snprintf(short_product, CATALOG_ID_MAX + 1, "%s", line->product_id);
+        if (status != CATALOG_OK)
             break;
+        if (r->state == STOCK_RESERVED)
+            p->reserved -= line->qty;
+        if (to == STOCK_RELEASED) {
+            p->stock += line->qty;
+            p->version++;
+            p->updated_at_ms = now;
         }
-        p->stock += delta * line->qty;
-        p->version++;
-        p->updated_at_ms = now;
         status = catalog_product_write(self, txn, p);
     }
     free(p);
@@ -189,8 +260,9 @@ typedef struct {
     catalog_store_t *self;
     const char *order_id;
     s_reservation_t *want, *stored; /* reserve; transitions use stored */
-    s_state_t to;                   /* transitions */
-    char *short_product;
+    const int *rank;                /* reserve: see s_take */
+    stock_state_t to;               /* transitions */
+    stock_short_t *short_line;
 } s_write_t;
 
 static int s_reserve_txn(MDB_txn *txn, void *arg)
@@ -209,23 +281,23 @@ static int s_reserve_txn(MDB_txn *txn, void *arg)
     }
     if (status != CATALOG_NOT_FOUND)
         return status;
-    status = s_apply(w->self, txn, w->want, -1, w->short_product);
+    status = s_take(w->self, txn, w->want, w->rank, w->short_line);
     return status == CATALOG_OK ? s_write(w->self, txn, w->order_id, w->want) : status;
 }
 
 catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_id,
                                        const stock_line_t *lines, int n_lines,
-                                       char short_product[CATALOG_ID_MAX + 1])
+                                       stock_short_t *short_line)
 {
-    if (short_product)
-        short_product[0] = '\0';
+    if (short_line)
+        memset(short_line, 0, sizeof *short_line);
     if (!self || !s_order_id_ok(order_id) || !lines || n_lines < 1 || n_lines > CATALOG_LINES_MAX)
         return CATALOG_ERROR;
     s_reservation_t *want = malloc(2 * sizeof *want);
     if (!want)
         return CATALOG_ERROR;
     catalog_status_t status = CATALOG_ERROR;
-    want->state = S_RESERVED;
+    want->state = STOCK_RESERVED;
     want->n_lines = n_lines;
     for (int i = 0; i < n_lines; i++) {
         size_t len = strnlen(lines[i].product_id, CATALOG_ID_MAX + 1);
@@ -236,14 +308,20 @@ catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_
         want->lines[i] = lines[i];
     }
     s_canonical(want);
+    int rank[CATALOG_LINES_MAX];
+    for (int i = 0; i < want->n_lines; i++)
+        for (rank[i] = 0; rank[i] < n_lines; rank[i]++)
+            if (strcmp(lines[rank[i]].product_id, want->lines[i].product_id) == 0)
+                break;
     status = catalog_write(self, s_reserve_txn,
                            &(s_write_t){.self = self,
                                         .order_id = order_id,
                                         .want = want,
                                         .stored = want + 1,
-                                        .short_product = short_product});
-    if (status != CATALOG_OUT_OF_STOCK && status != CATALOG_NOT_FOUND && short_product)
-        short_product[0] = '\0'; /* named by an attempt that a later step undid */
+                                        .rank = rank,
+                                        .short_line = short_line});
+    if (status != CATALOG_OUT_OF_STOCK && status != CATALOG_NOT_FOUND && short_line)
+        memset(short_line, 0, sizeof *short_line); /* named by an attempt a later step undid */
 cleanup:
     free(want);
     return status;
@@ -256,20 +334,18 @@ static int s_transition_txn(MDB_txn *txn, void *arg)
     catalog_status_t status = s_read(w->self, txn, w->order_id, r);
     if (status != CATALOG_OK || r->state == (int)w->to)
         return status; /* unknown, failed, or already there: no change */
-    if (r->state == S_RELEASED)
+    if (r->state == STOCK_RELEASED)
         return CATALOG_CONFLICT; /* a released reservation is final */
-    if (w->to == S_RELEASED) {
-        status = s_apply(w->self, txn, r, +1, NULL);
-        if (status != CATALOG_OK)
-            return status;
-    }
+    status = s_settle(w->self, txn, r, w->to);
+    if (status != CATALOG_OK)
+        return status;
     r->state = (int)w->to;
     return s_write(w->self, txn, w->order_id, r);
 }
 
-/* Moves order_id's reservation to state `to` (S_COMMITTED or
- * S_RELEASED), with the stock given back on release. */
-static catalog_status_t s_transition(catalog_store_t *self, const char *order_id, s_state_t to)
+/* Moves order_id's reservation to state `to` (STOCK_COMMITTED or
+ * STOCK_RELEASED), with the products' counters moved by s_settle. */
+static catalog_status_t s_transition(catalog_store_t *self, const char *order_id, stock_state_t to)
 {
     if (!self || !s_order_id_ok(order_id))
         return CATALOG_ERROR;
@@ -285,10 +361,189 @@ static catalog_status_t s_transition(catalog_store_t *self, const char *order_id
 
 catalog_status_t catalog_stock_release(catalog_store_t *self, const char *order_id)
 {
-    return s_transition(self, order_id, S_RELEASED);
+    return s_transition(self, order_id, STOCK_RELEASED);
 }
 
 catalog_status_t catalog_stock_commit(catalog_store_t *self, const char *order_id)
 {
-    return s_transition(self, order_id, S_COMMITTED);
+    return s_transition(self, order_id, STOCK_COMMITTED);
+}
+
+/* ---- listing ---- */
+
+catalog_status_t catalog_reservation_page(catalog_store_t *self, int state, const char *after,
+                                          int limit, catalog_reservation_fn *fn, void *arg,
+                                          bool *more)
+{
+    if (more)
+        *more = false;
+    if (!self || !fn || limit < 1 || limit > CATALOG_RESERVATIONS_PAGE_MAX || state < -1 ||
+        state > STOCK_RELEASED)
+        return CATALOG_ERROR;
+    s_reservation_t *r = malloc(sizeof *r);
+    if (!r)
+        return CATALOG_ERROR;
+    catalog_status_t status = CATALOG_OK;
+    MDB_cursor *cursor = NULL;
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn) {
+        status = CATALOG_ERROR;
+        goto cleanup;
+    }
+    int rc = mdb_cursor_open(txn, self->dbi[CATALOG_DB_RESERVATIONS], &cursor);
+    if (rc != 0) {
+        status = catalog_fail("mdb_cursor_open reservations", rc);
+        goto cleanup;
+    }
+    MDB_val key, val;
+    int count = 0;
+    for (rc = kv_cursor_after(cursor, after ? after : "", CATALOG_ORDER_ID_MAX, &key, &val);
+         rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        char order_id[CATALOG_ORDER_ID_MAX + 1];
+        if (key.mv_size == 0 || key.mv_size > CATALOG_ORDER_ID_MAX ||
+            !catalog_reservation_decode(&val, r)) {
+            zsys_error(
+                "catalog_store: malformed reservation %.*s (passed over)",
+                (int)(key.mv_size > CATALOG_ORDER_ID_MAX ? CATALOG_ORDER_ID_MAX : key.mv_size),
+                (const char *)key.mv_data);
+            continue;
+        }
+        if (state >= 0 && r->state != state)
+            continue;
+        memcpy(order_id, key.mv_data, key.mv_size);
+        order_id[key.mv_size] = '\0';
+        if (count == limit || !fn(order_id, (stock_state_t)r->state, r->lines, r->n_lines, arg)) {
+            if (more)
+                *more = true;
+            break;
+        }
+        count++;
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        status = catalog_fail("reservations page", rc);
+cleanup:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    if (txn)
+        store_reader_end(&self->reader);
+    free(r);
+    return status;
+}
+
+/* ---- the one-time recount (catalog_store_upgrade) ---- */
+
+/* Adds the lines of every live reservation to sums (product id -> an
+ * int64_t it owns). A malformed reservation is logged and passed over
+ * (catalog_store_check reports it). */
+static catalog_status_t s_sum_live(catalog_store_t *self, MDB_txn *txn, zhashx_t *sums)
+{
+    s_reservation_t *r = malloc(sizeof *r);
+    MDB_cursor *cursor = NULL;
+    if (!r)
+        return CATALOG_ERROR;
+    catalog_status_t status = CATALOG_OK;
+    int rc = mdb_cursor_open(txn, self->dbi[CATALOG_DB_RESERVATIONS], &cursor);
+    MDB_val key, val;
+    if (rc == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    for (; rc == 0 && status == CATALOG_OK; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        if (!catalog_reservation_decode(&val, r)) {
+            zsys_error("catalog_store: recount: malformed reservation (passed over)");
+            continue;
+        }
+        if (r->state != STOCK_RESERVED)
+            continue;
+        for (int i = 0; i < r->n_lines; i++) {
+            int64_t *sum = zhashx_lookup(sums, r->lines[i].product_id);
+            if (!sum) {
+                sum = calloc(1, sizeof *sum);
+                if (!sum || zhashx_insert(sums, r->lines[i].product_id, sum) != 0) {
+                    free(sum);
+                    status = CATALOG_ERROR;
+                    break;
+                }
+            }
+            *sum += r->lines[i].qty;
+        }
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        status = catalog_fail("recount: reservations", rc);
+    if (cursor)
+        mdb_cursor_close(cursor);
+    free(r);
+    return status;
+}
+
+static void s_free_sum(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void *s_dup_id(const void *id)
+{
+    return strdup(id);
+}
+
+catalog_status_t catalog_reserved_recount(catalog_store_t *self, MDB_txn *txn, long *fixed)
+{
+    *fixed = 0;
+    zhashx_t *sums = zhashx_new();
+    zlistx_t *wrong = zlistx_new(); /* ids of the records to rewrite */
+    product_t *p = malloc(sizeof *p);
+    MDB_cursor *cursor = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    if (!sums || !wrong || !p)
+        goto cleanup;
+    zhashx_set_destructor(sums, s_free_sum);
+    zlistx_set_duplicator(wrong, s_dup_id);
+    zlistx_set_destructor(wrong, s_free_sum);
+    status = s_sum_live(self, txn, sums);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    /* The records that differ are collected first and rewritten after
+     * the walk, so no put moves under the cursor. */
+    int rc = mdb_cursor_open(txn, self->dbi[CATALOG_DB_PRODUCTS], &cursor);
+    MDB_val key, val;
+    if (rc == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
+        char id[CATALOG_ID_MAX + 1];
+        int64_t reserved;
+        if (key.mv_size == 0 || key.mv_size > CATALOG_ID_MAX ||
+            catalog_record_reserved(&val, &reserved) != 0) {
+            zsys_error("catalog_store: recount: malformed product (passed over)");
+            continue;
+        }
+        memcpy(id, key.mv_data, key.mv_size);
+        id[key.mv_size] = '\0';
+        int64_t *sum = zhashx_lookup(sums, id);
+        if (reserved != (sum ? *sum : 0) && !zlistx_add_end(wrong, id)) {
+            status = CATALOG_ERROR;
+            goto cleanup;
+        }
+    }
+    if (rc != MDB_NOTFOUND) {
+        status = catalog_fail("recount: products", rc);
+        goto cleanup;
+    }
+    mdb_cursor_close(cursor);
+    cursor = NULL;
+    for (const char *id = zlistx_first(wrong); id && status == CATALOG_OK;
+         id = zlistx_next(wrong)) {
+        status = catalog_product_read(self, txn, id, strlen(id), p);
+        if (status == CATALOG_OK) {
+            int64_t *sum = zhashx_lookup(sums, id);
+            p->reserved = sum ? *sum : 0;
+            status = catalog_product_write(self, txn, p);
+            (*fixed)++;
+        }
+    }
+cleanup:
+    if (cursor)
+        mdb_cursor_close(cursor);
+    zhashx_destroy(&sums);
+    zlistx_destroy(&wrong);
+    free(p);
+    return status;
 }

@@ -11,7 +11,9 @@
  *  added later without rewriting old records.
  *    product:  "sku", "name", "description", "currency", "category_id":
  *              str; "price_cents", "stock", "version", "created_at",
- *              "updated_at": int; "attributes": bin holding the caller's
+ *              "updated_at": int; "reserved": int (added later, so
+ *              optional: a record without it reads 0 and
+ *              catalog_store_upgrade counts it once); "attributes": bin holding the caller's
  *              msgpack map bytes verbatim (a bin rather than the map
  *              itself: re-encoding a decoded map could change its bytes,
  *              e.g. an int's width, and attributes must round-trip
@@ -53,7 +55,7 @@
 
 const char *const catalog_store_names[CATALOG_STORE_DBS] = {
     "products",   "by_sku",  "by_category",  "by_created", "by_price", "words",
-    "categories", "by_slug", "reservations", "cat_words",  "by_name"};
+    "categories", "by_slug", "reservations", "cat_words",  "by_name",  "meta"};
 
 /* A product record's largest size: the field limits add up to about
  * 20.7 KiB, plus keys and headers. */
@@ -159,6 +161,7 @@ static const record_field_t s_product_fields[] = {
     RECORD_STR_FIELD(product_t, category_id, "category_id", RECORD_REQUIRED),
     RECORD_BIN_FIELD(product_t, attributes, attributes_len, "attributes", RECORD_REQUIRED),
     RECORD_INT64_FIELD(product_t, stock, "stock", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, reserved, "reserved", 0), /* added later: absent is 0 */
     RECORD_INT64_FIELD(product_t, version, "version", RECORD_REQUIRED),
     RECORD_INT64_FIELD(product_t, created_at_ms, "created_at", RECORD_REQUIRED),
     RECORD_INT64_FIELD(product_t, updated_at_ms, "updated_at", RECORD_REQUIRED),
@@ -169,9 +172,14 @@ static const record_table_t s_product_table = RECORD_TABLE(s_product_fields);
  * tables of just those fields decode them without copying the rest (the
  * codec skips keys a table does not name). */
 typedef struct {
-    int64_t stock;
+    int64_t stock, reserved;
     record_view_t name, description;
 } s_product_part_t;
+
+static const record_field_t s_reserved_fields[] = {
+    RECORD_INT64_FIELD(s_product_part_t, reserved, "reserved", 0),
+};
+static const record_table_t s_reserved_table = RECORD_TABLE(s_reserved_fields);
 
 static const record_field_t s_stock_fields[] = {
     RECORD_INT64_FIELD(s_product_part_t, stock, "stock", RECORD_REQUIRED),
@@ -193,6 +201,15 @@ int catalog_record_stock(const MDB_val *record, int64_t *stock)
     if (record_decode(&s_stock_table, record->mv_data, record->mv_size, &part) != RECORD_OK)
         return -1;
     *stock = part.stock;
+    return 0;
+}
+
+int catalog_record_reserved(const MDB_val *record, int64_t *reserved)
+{
+    s_product_part_t part = {.reserved = 0};
+    if (record_decode(&s_reserved_table, record->mv_data, record->mv_size, &part) != RECORD_OK)
+        return -1;
+    *reserved = part.reserved;
     return 0;
 }
 
@@ -232,6 +249,7 @@ catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const
         return catalog_fail("mdb_get products", rc);
     memset(out, 0, offsetof(product_t, attributes));
     out->attributes_len = 0;
+    out->reserved = 0; /* a record from before the counter has none */
     memcpy(out->id, id, id_len);
     out->id[id_len] = '\0';
     record_status_t decoded = record_decode(&s_product_table, val.mv_data, val.mv_size, out);
@@ -342,7 +360,7 @@ static int s_upgrade_needed(MDB_env *mdb, kv_t *env, int first, size_t *products
 /* Every product's derived entries put again (the puts of entries that
  * exist change nothing), CATALOG_UPGRADE_BATCH products to a transaction;
  * each batch resumes after the last id of the one before. */
-catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index)
+static catalog_status_t s_upgrade_indexes(kv_t *env, int first_dbi_index)
 {
     MDB_env *mdb = kv_mdb(env);
     MDB_dbi products = kv_dbi(env, first_dbi_index + CATALOG_DB_PRODUCTS);
@@ -406,6 +424,63 @@ cleanup:
     free(p);
     catalog_store_close(&self);
     return status;
+}
+
+/* The reserved counters, once: when meta lacks CATALOG_META_RESERVED,
+ * every product's reserved is set from the live reservations and the mark
+ * written, in one transaction (so a crash leaves it to be done again,
+ * never half done). */
+static catalog_status_t s_upgrade_reserved(kv_t *env, int first_dbi_index)
+{
+    MDB_txn *txn = NULL;
+    catalog_store_t *self = NULL;
+    catalog_status_t status = CATALOG_ERROR;
+    MDB_val key = catalog_val(CATALOG_META_RESERVED), val;
+    int rc = mdb_txn_begin(kv_mdb(env), NULL, 0, &txn);
+    if (rc != 0)
+        return catalog_fail("upgrade: begin", rc);
+    MDB_dbi meta = kv_dbi(env, first_dbi_index + CATALOG_DB_META);
+    rc = mdb_get(txn, meta, &key, &val);
+    if (rc == 0) {
+        status = CATALOG_OK; /* done before */
+        goto cleanup;
+    }
+    if (rc != MDB_NOTFOUND) {
+        status = catalog_fail("upgrade: mdb_get meta", rc);
+        goto cleanup;
+    }
+    self = catalog_store_open(env, first_dbi_index);
+    if (!self)
+        goto cleanup;
+    long fixed = 0;
+    status = catalog_reserved_recount(self, txn, &fixed);
+    if (status != CATALOG_OK)
+        goto cleanup;
+    val = catalog_val("1");
+    rc = mdb_put(txn, meta, &key, &val, 0);
+    if (rc == 0) {
+        rc = mdb_txn_commit(txn);
+        txn = NULL;
+    }
+    if (rc != 0) {
+        status = catalog_fail("upgrade: reserved counters", rc);
+        goto cleanup;
+    }
+    if (fixed > 0)
+        zsys_info("catalog_store: reserved counted again for %ld products", fixed);
+cleanup:
+    if (txn)
+        mdb_txn_abort(txn);
+    catalog_store_close(&self);
+    return status;
+}
+
+catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index)
+{
+    if (!env || first_dbi_index < 0)
+        return CATALOG_ERROR;
+    catalog_status_t status = s_upgrade_indexes(env, first_dbi_index);
+    return status == CATALOG_OK ? s_upgrade_reserved(env, first_dbi_index) : status;
 }
 
 catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg)
@@ -529,6 +604,36 @@ static catalog_status_t s_index_word(catalog_store_t *self, MDB_txn *txn, const 
     return CATALOG_OK;
 }
 
+size_t catalog_index_key(const product_t *p, int db, uint8_t *key)
+{
+    size_t id_len = strlen(p->id), cat_len = strlen(p->category_id), n = 0;
+    switch (db) {
+    case CATALOG_DB_BY_CATEGORY:
+        memcpy(key, p->category_id, cat_len);
+        key[cat_len] = 0;
+        n = cat_len + 1;
+        catalog_be64_put(key + n, catalog_bias(p->created_at_ms));
+        n += 8;
+        break;
+    case CATALOG_DB_BY_CREATED:
+        catalog_be64_put(key, catalog_bias(p->created_at_ms));
+        n = 8;
+        break;
+    case CATALOG_DB_BY_PRICE:
+        catalog_be64_put(key, catalog_bias(p->price_cents));
+        n = 8;
+        break;
+    case CATALOG_DB_BY_NAME:
+        n = catalog_lower(p->name, (char *)key, CATALOG_NAME_MAX);
+        key[n++] = 0;
+        break;
+    default:
+        return 0;
+    }
+    memcpy(key + n, p->id, id_len);
+    return n + id_len;
+}
+
 /* Puts (put true) or deletes p's entries in the six derived indexes. A
  * delete of a missing entry is logged and passed over, so a store whose
  * index was damaged can still delete or fix the product. */
@@ -536,8 +641,6 @@ static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const produ
 {
     uint8_t meta[CATALOG_META_MAX];
     size_t meta_len = catalog_meta_encode(p, 0, meta);
-    size_t id_len = strlen(p->id);
-    size_t cat_len = strlen(p->category_id);
     struct {
         int db;
         size_t len;
@@ -546,22 +649,13 @@ static catalog_status_t s_index(catalog_store_t *self, MDB_txn *txn, const produ
     s_word_set_t set = {0};
 
     /* by_category, by_created, by_price, by_name: one key each. */
-    uint8_t keys[4][CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX];
-    memcpy(keys[0], p->category_id, cat_len);
-    keys[0][cat_len] = 0;
-    catalog_be64_put(keys[0] + cat_len + 1, catalog_bias(p->created_at_ms));
-    memcpy(keys[0] + cat_len + 9, p->id, id_len);
-    plain[0].db = CATALOG_DB_BY_CATEGORY, plain[0].len = cat_len + 9 + id_len;
-    catalog_be64_put(keys[1], catalog_bias(p->created_at_ms));
-    memcpy(keys[1] + 8, p->id, id_len);
-    plain[1].db = CATALOG_DB_BY_CREATED, plain[1].len = 8 + id_len;
-    catalog_be64_put(keys[2], catalog_bias(p->price_cents));
-    memcpy(keys[2] + 8, p->id, id_len);
-    plain[2].db = CATALOG_DB_BY_PRICE, plain[2].len = 8 + id_len;
-    size_t name_len = catalog_lower(p->name, (char *)keys[3], CATALOG_NAME_MAX);
-    keys[3][name_len] = 0;
-    memcpy(keys[3] + name_len + 1, p->id, id_len);
-    plain[3].db = CATALOG_DB_BY_NAME, plain[3].len = name_len + 1 + id_len;
+    uint8_t keys[4][CATALOG_INDEX_KEY_MAX];
+    static const int dbs[4] = {CATALOG_DB_BY_CATEGORY, CATALOG_DB_BY_CREATED, CATALOG_DB_BY_PRICE,
+                               CATALOG_DB_BY_NAME};
+    for (int i = 0; i < 4; i++) {
+        plain[i].db = dbs[i];
+        plain[i].len = catalog_index_key(p, dbs[i], keys[i]);
+    }
     for (int i = 0; i < 4; i++) {
         MDB_val k = {.mv_size = plain[i].len, .mv_data = keys[i]};
         MDB_val v = {.mv_size = meta_len, .mv_data = meta};
@@ -669,6 +763,7 @@ catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
         return CATALOG_ERROR;
     store_new_id('p', p->id);
     p->version = 1;
+    p->reserved = 0;
     /* created_at is the id's own time, so that id order is creation order
      * exactly (catalog_search's newest-first walks of postings rely on
      * it); the id holds it as 12 hex digits after the prefix. */

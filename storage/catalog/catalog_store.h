@@ -23,8 +23,20 @@
  *    by_name        lower-cased name \0 id -> ""-like meta (the whole name:
  *                   names are at most CATALOG_NAME_MAX bytes, well under
  *                   LMDB's 511-byte keys), for the `name` sort
- *  An environment made before cat_words or by_name existed opens (the
- *  databases are created empty) and catalog_store_upgrade fills them.
+ *    meta           name -> value: what catalog_store_upgrade has done
+ *                   ("reserved_counted" once every product's reserved
+ *                   counter was recomputed from the reservations)
+ *  An environment made before cat_words, by_name or meta existed opens
+ *  (the databases are created empty) and catalog_store_upgrade fills them.
+ *
+ *  Stock and reserved: a product's `stock` is the units free to reserve;
+ *  `reserved` the units that live reservations (state reserved) hold,
+ *  taken out of stock by them. Both change in the write transaction of
+ *  the reservation: reserve moves qty from stock to reserved, release of
+ *  a reserved reservation moves it back, commit drops it from reserved
+ *  (sold), and release of a committed one puts it back into stock only.
+ *  So at any moment reserved == the sum of the live reservations' lines,
+ *  which catalog_store_check verifies.
  *
  *  Words: a product's name and description are split on anything that is
  *  not a letter or digit (UTF-8 aware: non-ASCII letters are kept), and
@@ -78,7 +90,9 @@ typedef struct {
     uint8_t attributes[CATALOG_ATTRIBUTES_MAX]; /* a msgpack map */
     size_t attributes_len;                      /* 0: empty map */
     int64_t stock;
-    int64_t version; /* 1 at creation, +1 on every write */
+    int64_t reserved; /* units live reservations hold; not in stock; kept by the
+                         store (create sets 0, patches never touch it) */
+    int64_t version;  /* 1 at creation, +1 on every write */
     int64_t created_at_ms;
     int64_t updated_at_ms;
 } product_t;
@@ -105,7 +119,7 @@ typedef enum {
     CATALOG_CONFLICT,         /* reserve/commit/release in a state that forbids it */
 } catalog_status_t;
 
-#define CATALOG_STORE_DBS 11
+#define CATALOG_STORE_DBS 12
 extern const char *const catalog_store_names[CATALOG_STORE_DBS];
 
 typedef struct catalog_store_t catalog_store_t;
@@ -113,7 +127,11 @@ typedef struct catalog_store_t catalog_store_t;
 /* Fills the indexes that an environment made by an earlier version lacks
  * (by_name, cat_words) by indexing every product again, in write
  * transactions of CATALOG_UPGRADE_BATCH products; does nothing when they
- * are filled already. Call once after kv_open, before any handle writes. */
+ * are filled already. Then, when meta has no "reserved_counted" (an
+ * environment from before the reserved counter; records without it read
+ * reserved 0), sets every product's reserved to the sum of its live
+ * reservations' lines and writes the mark, in one write transaction, so
+ * it runs once. Call once after kv_open, before any handle writes. */
 #define CATALOG_UPGRADE_BATCH 10000
 catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index);
 
@@ -229,19 +247,83 @@ typedef struct {
     int64_t qty; /* > 0 */
 } stock_line_t;
 
-/* All lines or none, in one write transaction; stock never below zero. A
- * repeated reserve of the same order_id with the same lines returns OK and
- * changes nothing; with other lines, CATALOG_CONFLICT. On OUT_OF_STOCK,
- * short_product receives the first product without enough stock. */
+/* What a refused reserve names: the first line, in the caller's order,
+ * whose product is missing (NOT_FOUND) or short (OUT_OF_STOCK); requested
+ * is that product's qty summed over all the order's lines, available its
+ * stock in the reserving transaction (0 when missing). */
+typedef struct {
+    char product_id[CATALOG_ID_MAX + 1];
+    int64_t requested;
+    int64_t available;
+} stock_short_t;
+
+/* All lines or none, in one write transaction; stock never below zero;
+ * each product's stock - qty and reserved + qty. A repeated reserve of
+ * the same order_id with the same lines returns OK and changes nothing;
+ * with other lines, CATALOG_CONFLICT. On OUT_OF_STOCK or NOT_FOUND,
+ * *short_line (may be NULL) tells which; else its product_id is "". */
 catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_id,
                                        const stock_line_t *lines, int n_lines,
-                                       char short_product[CATALOG_ID_MAX + 1]);
-/* Gives a reservation's stock back (from reserved or committed); again: OK,
- * no change. Unknown order: CATALOG_NOT_FOUND. */
+                                       stock_short_t *short_line);
+/* Gives a reservation's stock back: from reserved (stock + qty, reserved
+ * - qty) or committed (stock + qty: a cancelled sale); again: OK, no
+ * change. Unknown order: CATALOG_NOT_FOUND. */
 catalog_status_t catalog_stock_release(catalog_store_t *self, const char *order_id);
-/* Makes a reservation final (reserved -> committed); again: OK. Released:
- * CATALOG_CONFLICT. Unknown: CATALOG_NOT_FOUND. */
+/* Makes a reservation final (reserved -> committed, reserved - qty; stock
+ * stays out); again: OK. Released: CATALOG_CONFLICT. Unknown:
+ * CATALOG_NOT_FOUND. Products deleted meanwhile are passed over by
+ * commit and release. */
 catalog_status_t catalog_stock_commit(catalog_store_t *self, const char *order_id);
+
+/* A reservation as catalog_reservation_page shows it (lines canonical:
+ * by product id, one per product). */
+typedef enum { STOCK_RESERVED, STOCK_COMMITTED, STOCK_RELEASED } stock_state_t;
+extern const char *const stock_state_names[3];
+/* Takes one reservation; false to end the page before it (it is then
+ * the first of the next page). */
+typedef bool catalog_reservation_fn(const char *order_id, stock_state_t state,
+                                    const stock_line_t *lines, int n_lines, void *arg);
+/* Calls fn for up to limit (1..CATALOG_RESERVATIONS_PAGE_MAX) reservations
+ * in order id order after `after` (NULL or "": from the first; order ids
+ * are at most CATALOG_ORDER_ID_MAX bytes), only those in state `state`
+ * unless it is -1, all read in one read transaction; *more (may be NULL)
+ * true when another such reservation follows the last one taken. A
+ * malformed record is logged and passed over (catalog_store_check
+ * reports it). */
+#define CATALOG_RESERVATIONS_PAGE_MAX 1000
+catalog_status_t catalog_reservation_page(catalog_store_t *self, int state, const char *after,
+                                          int limit, catalog_reservation_fn *fn, void *arg,
+                                          bool *more);
+
+/* ---- checks (catalog_check.c) ---- */
+#define CATALOG_CHECK_PROBLEMS_MAX 100
+typedef struct {
+    char check[24];                    /* which rule: "stock", "reserved", "reserved_sum", ... */
+    char message[200];                 /* what is wrong, in words */
+    char id[CATALOG_ORDER_ID_MAX + 1]; /* the product, order or key; "" if none */
+} catalog_problem_t;
+
+typedef struct {
+    bool ok;        /* no problem found (problems_total == 0) */
+    int n_problems; /* the first CATALOG_CHECK_PROBLEMS_MAX found */
+    long problems_total;
+    catalog_problem_t problems[CATALOG_CHECK_PROBLEMS_MAX];
+    int64_t products, stock_units, reserved_units;
+    int64_t live_reservations, committed_units, released;
+} catalog_check_t;
+
+/* Verifies the store's own books in one read transaction (one moment):
+ * no product with negative stock or reserved; every product's reserved
+ * equals the sum of its live reservations' qty; every live
+ * reservation's product exists; every reservation and product record
+ * decodes; by_sku maps each product's sku to it and holds nothing else;
+ * by_created, by_price, by_category and by_name hold exactly one entry
+ * per product, under the key its record gives. (The word indexes are
+ * not walked: they are as large as the text.) Counts: products, the sum
+ * of stock and of reserved, the live reservations, the units of
+ * committed ones and the number of released ones. CATALOG_OK even when
+ * problems are found (out->ok says); CATALOG_ERROR when LMDB fails. */
+catalog_status_t catalog_store_check(catalog_store_t *self, catalog_check_t *out);
 
 /* Splits text into normalised words (see above), for tests and the
  * service's own checks: calls fn for each word. */

@@ -1,8 +1,8 @@
 /*  catalog_store_impl.h - what the files of the catalog store share
  *  (catalog_store.c: the handle, records, products and their indexes;
  *  catalog_categories.c: the category tree; catalog_inventory.c:
- *  reservations; catalog_search.c: search; catalog_cursor.c: the text of
- *  its cursors; catalog_words.c: the word normaliser). Not for callers
+ *  reservations; catalog_check.c: the checks of the books; catalog_search.c: search;
+ * catalog_cursor.c: the text of its cursors; catalog_words.c: the word normaliser). Not for callers
  *  outside storage/catalog/.
  *
  *  Index values ("meta"). Every entry of by_category, by_created,
@@ -49,6 +49,7 @@ enum {
     CATALOG_DB_RESERVATIONS,
     CATALOG_DB_CAT_WORDS,
     CATALOG_DB_BY_NAME,
+    CATALOG_DB_META,
 };
 
 struct catalog_store_t {
@@ -97,6 +98,12 @@ bool catalog_meta_decode(const MDB_val *val, catalog_meta_t *out);
  * character boundary; the length (out is not terminated). */
 size_t catalog_lower(const char *text, char *out, size_t cap);
 
+/* p's key in by_category, by_created, by_price or by_name (db, a
+ * CATALOG_DB_* index) into key[CATALOG_INDEX_KEY_MAX]; its length (0 for
+ * another db). */
+#define CATALOG_INDEX_KEY_MAX (CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX)
+size_t catalog_index_key(const product_t *p, int db, uint8_t *key);
+
 /* Reads and decodes the product id (id_len bytes) within txn. */
 catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,
                                       size_t id_len, product_t *out);
@@ -108,6 +115,14 @@ catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, cons
 /* The stock of a stored product record, without decoding all of it; -1
  * when the record is malformed. */
 int catalog_record_stock(const MDB_val *record, int64_t *stock);
+/* The reserved counter of a stored product record (0 when the record has
+ * none); -1 when malformed. */
+int catalog_record_reserved(const MDB_val *record, int64_t *reserved);
+/* Sets every product's reserved to the sum of its live reservations'
+ * lines within txn (a write transaction), rewriting only the records
+ * that differ (version unchanged: nothing a client sees changed); *fixed
+ * gets how many. For catalog_store_upgrade. */
+catalog_status_t catalog_reserved_recount(catalog_store_t *self, MDB_txn *txn, long *fixed);
 /* The name of a stored product record as it is stored (not lower-cased):
  * *name points into record, *len bytes; -1 when malformed. */
 int catalog_record_name(const MDB_val *record, const char **name, size_t *len);
@@ -142,6 +157,19 @@ typedef struct {
 bool catalog_cursor_encode(const catalog_cursor_t *c, char out[CATALOG_CURSOR_MAX + 1]);
 /* Reads cursor text into out; false when text is not a cursor. */
 bool catalog_cursor_decode(const char *text, catalog_cursor_t *out);
+
+/* A decoded reservation record (catalog_inventory.c has its layout). */
+typedef struct {
+    int state; /* stock_state_t (an int: the record codec's enum member) */
+    int n_lines;
+    stock_line_t lines[CATALOG_LINES_MAX];
+} catalog_reservation_t;
+
+/* Decodes a stored reservation record into r; false when malformed. */
+bool catalog_reservation_decode(const MDB_val *val, catalog_reservation_t *r);
+
+/* The meta key of the reserved counter's one-time recount. */
+#define CATALOG_META_RESERVED "reserved_counted"
 
 /* msgpack into a caller's fixed buffer (a search cursor has known bounds). */
 typedef struct {

@@ -31,7 +31,11 @@
  *      idempotent per order id, all-or-none reservations whose error names
  *      the short (or unknown) product, callers other than "orders" refused
  *      (a "tester" may still read), and 8 threads racing 80 one-unit
- *      reservations for 20 units;
+ *      reservations for 20 units; out_of_stock's details {product_id,
+ *      requested (summed over two lines of one product), available};
+ *    - ops.check (callers orders, retailctl, or an admin's token) green
+ *      after every test before it, its counts agreeing with the pages of
+ *      stock.reservations;
  *    - PATCHes never undo a stock move: a reservation of everything
  *      survives a PATCH, a PATCH naming stock sets the free units as
  *      PUT .../stock does, and PATCHes over HTTP
@@ -2016,6 +2020,157 @@ static void test_stock_ops(void **state)
     json_decref(pb);
 }
 
+/* out_of_stock names the product with the qty summed over the order's
+ * lines of it and the stock it has; ops.check is green and agrees with
+ * stock.reservations, paged; both only for orders, retailctl and an admin. */
+static void test_ops_check(void **state)
+{
+    fixture_t *s = *state;
+    char cat[64], args[512];
+    s_category(s, "Checked", "cat-checked", NULL, cat);
+    json_t *pa = s_product(s, "Checked A", "x", 1000, cat, 3);
+    const char *a = hc_str(pa, "id");
+    mdpcli_t *orders = fixture_client(s, "orders");
+    snprintf(args, sizeof args,
+             "{\"order_id\":\"chk-1\",\"lines\":[{\"product_id\":\"%s\",\"qty\":2},"
+             "{\"product_id\":\"%s\",\"qty\":2}]}",
+             a, a);
+    fixture_reply_t r = s_call(orders, "stock.reserve", args);
+    assert_false(r.ok);
+    assert_string_equal(r.code, "out_of_stock");
+    json_t *details = json_object_get(r.error, "details");
+    assert_string_equal(hc_str(details, "product_id"), a);
+    assert_int_equal(s_int(details, "requested"), 4);
+    assert_int_equal(s_int(details, "available"), 3);
+    assert_int_equal(json_object_size(details), 3);
+    fixture_reply_free(&r);
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args,
+                 "{\"order_id\":\"chk-%d\",\"lines\":[{\"product_id\":\"%s\",\"qty\":1}]}", 10 + i,
+                 a);
+        s_call_ok(orders, "stock.reserve", args);
+    }
+    s_call_ok(orders, "stock.commit", "{\"order_id\":\"chk-11\"}");
+
+    /* green, for each caller allowed */
+    mdpcli_t *ctl = fixture_client(s, "retailctl");
+    mdpcli_t *tester = fixture_client(s, "tester");
+    json_int_t live = -1, reserved = -1, committed = -1;
+    for (int who = 0; who < 3; who++) {
+        mdpcli_t *client = who == 0 ? orders : who == 1 ? ctl : tester;
+        assert_int_equal(fixture_send(client, "catalog", 900 + (uint64_t)who, "ops.check",
+                                      who == 2 ? s->admin_token : NULL, "{}"),
+                         0);
+        r = fixture_recv(client, MDP_TIMEOUT_MS);
+        assert_true(r.answered);
+        if (!r.ok)
+            print_error("ops.check: %s\n", r.code);
+        assert_true(r.ok);
+        json_t *problems = json_object_get(r.data, "problems");
+        if (json_array_size(problems) > 0) {
+            char *text = json_dumps(problems, 0);
+            print_error("ops.check problems: %s\n", text);
+            free(text);
+        }
+        assert_true(json_is_true(json_object_get(r.data, "ok")));
+        assert_int_equal(json_array_size(problems), 0);
+        json_t *counts = json_object_get(r.data, "counts");
+        assert_true(s_int(counts, "products") >= 1);
+        assert_true(s_int(counts, "stock_units") >= 0);
+        assert_true(s_int(counts, "released") >= 0);
+        live = s_int(counts, "live_reservations");
+        reserved = s_int(counts, "reserved_units");
+        committed = s_int(counts, "committed_units");
+        fixture_reply_free(&r);
+    }
+    assert_int_equal(s_stock_of(s, a), 0);
+
+    /* the live reservations, paged 3 at a time, add up to the counts */
+    char cursor[128] = "", last[128] = "";
+    json_int_t pages_live = 0, pages_units = 0, pages_committed = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *state_name = pass == 0 ? "reserved" : "committed";
+        cursor[0] = last[0] = '\0';
+        for (int pages = 0;; pages++) {
+            assert_true(pages < 1000);
+            if (cursor[0])
+                snprintf(args, sizeof args, "{\"state\":\"%s\",\"limit\":3,\"cursor\":\"%s\"}",
+                         state_name, cursor);
+            else
+                snprintf(args, sizeof args, "{\"state\":\"%s\",\"limit\":3}", state_name);
+            r = s_call(ctl, "stock.reservations", args);
+            assert_true(r.ok);
+            json_t *items = json_object_get(r.data, "items");
+            assert_true(json_array_size(items) <= 3);
+            for (size_t i = 0; i < json_array_size(items); i++) {
+                json_t *item = json_array_get(items, i);
+                const char *order = hc_str(item, "order_id");
+                assert_true(strcmp(order, last) > 0); /* ascending: none twice */
+                snprintf(last, sizeof last, "%s", order);
+                assert_string_equal(hc_str(item, "state"), state_name);
+                json_t *lines = json_object_get(item, "lines");
+                assert_true(json_array_size(lines) >= 1);
+                for (size_t j = 0; j < json_array_size(lines); j++) {
+                    json_t *line = json_array_get(lines, j);
+                    assert_non_null(hc_str(line, "product_id"));
+                    if (pass == 0)
+                        pages_units += s_int(line, "qty");
+                    else
+                        pages_committed += s_int(line, "qty");
+                }
+                if (pass == 0)
+                    pages_live++;
+            }
+            json_t *next = json_object_get(r.data, "next_cursor");
+            if (json_is_null(next)) {
+                fixture_reply_free(&r);
+                break;
+            }
+            assert_int_equal(json_array_size(items), 3);
+            snprintf(cursor, sizeof cursor, "%s", json_string_value(next));
+            fixture_reply_free(&r);
+        }
+    }
+    assert_int_equal(pages_live, live);
+    assert_int_equal(pages_units, reserved);
+    assert_int_equal(pages_committed, committed);
+    /* all states: chk-10 reserved, chk-11 committed among them */
+    r = s_call(orders, "stock.reservations", "{\"cursor\":\"chk-0\",\"limit\":2}");
+    assert_true(r.ok);
+    json_t *items = json_object_get(r.data, "items");
+    assert_int_equal(json_array_size(items), 2);
+    assert_string_equal(hc_str(json_array_get(items, 0), "order_id"), "chk-10");
+    assert_string_equal(hc_str(json_array_get(items, 0), "state"), "reserved");
+    assert_string_equal(hc_str(json_array_get(items, 1), "order_id"), "chk-11");
+    assert_string_equal(hc_str(json_array_get(items, 1), "state"), "committed");
+    assert_string_equal(hc_str(r.data, "next_cursor"), "chk-11");
+    fixture_reply_free(&r);
+
+    /* bad arguments; callers refused */
+    s_call_error(ctl, "stock.reservations", "{\"state\":\"lost\"}", "invalid_argument");
+    s_call_error(ctl, "stock.reservations", "{\"limit\":0}", "invalid_argument");
+    s_call_error(ctl, "stock.reservations", "{\"limit\":1001}", "invalid_argument");
+    assert_int_equal(fixture_send(tester, "catalog", 990, "ops.check", s->customer_token, "{}"), 0);
+    r = fixture_recv(tester, MDP_TIMEOUT_MS);
+    assert_true(r.answered && !r.ok);
+    assert_string_equal(r.code, "forbidden");
+    fixture_reply_free(&r);
+    r = s_call(tester, "ops.check", "{}");
+    assert_false(r.ok);
+    assert_string_equal(r.code, "unauthenticated");
+    fixture_reply_free(&r);
+    r = s_call(tester, "stock.reservations", "{}");
+    assert_false(r.ok);
+    fixture_reply_free(&r);
+    mdpcli_t *bridge = fixture_client(s, "bridge");
+    s_call_error(bridge, "stock.reservations", "{}", "unauthenticated");
+    mdpcli_destroy(&bridge);
+    mdpcli_destroy(&tester);
+    mdpcli_destroy(&ctl);
+    mdpcli_destroy(&orders);
+    json_decref(pa);
+}
+
 /* The issue's case in order: reserve all 5, PATCH the description: the
  * stock stays 0; a PATCH that names stock (API.md: any subset of fields)
  * sets the units free to reserve, as PUT .../stock does, and the held
@@ -2361,7 +2516,8 @@ int main(void)
         cmocka_unit_test(test_patch_while_reserving),
         cmocka_unit_test(test_category_patch_concurrent), cmocka_unit_test(test_category_pages),
         /* it kills and restarts the fixture's retaild */
-        cmocka_unit_test(test_get_many), cmocka_unit_test(test_acknowledged_writes_survive_kill),
+        cmocka_unit_test(test_get_many), cmocka_unit_test(test_ops_check),
+        cmocka_unit_test(test_acknowledged_writes_survive_kill),
         cmocka_unit_test(fixture_test_stop), /* last: SIGTERM, and exit 0 */
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);

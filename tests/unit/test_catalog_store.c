@@ -17,8 +17,16 @@
  *  thread while another moves it must keep both changes, and a watcher
  *  must never see either field go back. Categories page by id. Records
  *  as earlier versions stored them (put into LMDB by hand) still load.
+ *
+ *  The reserved counter follows reserve, release, commit and a release
+ *  after commit, and catalog_store_check agrees at every step; then
+ *  records damaged by hand (a wrong reserved, negative stock, an index
+ *  entry gone or pointing nowhere) turn the check red, each named, and
+ *  an environment from before the counter is counted by
+ *  catalog_store_upgrade, once. Reservations page by order id.
  */
 #include "storage/catalog/catalog_store.h"
+#include "storage/record.h"
 #include "tests/testutil.h"
 
 #include <ctype.h>
@@ -1342,49 +1350,49 @@ static void test_reserve(void **state)
     char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
     s_product(f->store, "A", "A", "", 100, NULL, 5, a);
     s_product(f->store, "B", "B", "", 100, NULL, 1, b);
-    char short_product[CATALOG_ID_MAX + 1];
+    stock_short_t short_product;
 
     /* One short line: nothing changes, the short product is named. */
     stock_line_t lines[2] = {{.qty = 2}, {.qty = 2}};
     snprintf(lines[0].product_id, sizeof lines[0].product_id, "%s", a);
     snprintf(lines[1].product_id, sizeof lines[1].product_id, "%s", b);
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, short_product),
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_product),
                      CATALOG_OUT_OF_STOCK);
-    assert_string_equal(short_product, b);
+    assert_string_equal(short_product.product_id, b);
     assert_int_equal(s_stock(f->store, a), 5);
     assert_int_equal(s_stock(f->store, b), 1);
     assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_NOT_FOUND);
     /* A missing product: NOT_FOUND and named. */
     stock_line_t ghost = {.product_id = "pnothere", .qty = 1};
-    assert_int_equal(catalog_stock_reserve(f->store, "o0", &ghost, 1, short_product),
+    assert_int_equal(catalog_stock_reserve(f->store, "o0", &ghost, 1, &short_product),
                      CATALOG_NOT_FOUND);
-    assert_string_equal(short_product, "pnothere");
+    assert_string_equal(short_product.product_id, "pnothere");
 
     /* Reserve; a version bump per stock change. */
     product_t *p = calloc(1, sizeof *p);
     assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
     int64_t version = p->version;
     lines[1].qty = 1;
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_product), CATALOG_OK);
     assert_int_equal(s_stock(f->store, a), 3);
     assert_int_equal(s_stock(f->store, b), 0);
     assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
     assert_int_equal(p->version, version + 1);
     /* Again, lines in another order: OK, no change. */
     stock_line_t swapped[2] = {lines[1], lines[0]};
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", swapped, 2, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", swapped, 2, &short_product), CATALOG_OK);
     assert_int_equal(s_stock(f->store, a), 3);
     /* Same order id, other lines: conflict. */
-    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 1, short_product),
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 1, &short_product),
                      CATALOG_CONFLICT);
     /* Same product twice in one order counts as the sum. */
     stock_line_t twice[2] = {lines[0], lines[0]};
     twice[0].qty = twice[1].qty = 1;
-    assert_int_equal(catalog_stock_reserve(f->store, "o2", twice, 2, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", twice, 2, &short_product), CATALOG_OK);
     assert_int_equal(s_stock(f->store, a), 1);
     stock_line_t merged = {.qty = 2};
     snprintf(merged.product_id, sizeof merged.product_id, "%s", a);
-    assert_int_equal(catalog_stock_reserve(f->store, "o2", &merged, 1, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", &merged, 1, &short_product), CATALOG_OK);
 
     /* Commit and release. */
     assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_OK);
@@ -1401,9 +1409,10 @@ static void test_reserve(void **state)
     assert_int_equal(catalog_product_delete(f->store, a), CATALOG_OK);
     assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK);
     /* Bad arguments. */
-    assert_int_equal(catalog_stock_reserve(f->store, "", lines, 1, short_product), CATALOG_ERROR);
+    assert_int_equal(catalog_stock_reserve(f->store, "", lines, 1, &short_product), CATALOG_ERROR);
     lines[0].qty = 0;
-    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, short_product), CATALOG_ERROR);
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, &short_product),
+                     CATALOG_ERROR);
     free(p);
 }
 
@@ -1424,11 +1433,12 @@ static void *s_reserver(void *arg)
     catalog_store_t *store = catalog_store_open(w->kv, 1);
     pthread_barrier_wait(w->barrier);
     for (int i = w->index; i < S_ORDERS; i += S_THREADS) {
-        char order[32], short_product[CATALOG_ID_MAX + 1];
+        char order[32];
+        stock_short_t short_product;
         snprintf(order, sizeof order, "order-%d", i);
         stock_line_t line = {.qty = 1};
         snprintf(line.product_id, sizeof line.product_id, "%s", w->product);
-        catalog_status_t status = catalog_stock_reserve(store, order, &line, 1, short_product);
+        catalog_status_t status = catalog_stock_reserve(store, order, &line, 1, &short_product);
         if (status == CATALOG_OK)
             w->ok++;
         else if (status == CATALOG_OUT_OF_STOCK)
@@ -1471,14 +1481,16 @@ static void test_reserve_concurrent(void **state)
 static void test_patch_keeps_reservations(void **state)
 {
     fx_t *f = *state;
-    char id[CATALOG_ID_MAX + 1], short_product[CATALOG_ID_MAX + 1];
+    char id[CATALOG_ID_MAX + 1];
+    stock_short_t short_product;
     s_product(f->store, "LAST-5", "Last five", "before", 700, NULL, 5, id);
     product_t *p = calloc(1, sizeof *p), *values = calloc(1, sizeof *values);
     assert_int_equal(catalog_product_get(f->store, id, p), CATALOG_OK);
     int64_t seen_version = p->version; /* what a client read before */
     stock_line_t line = {.qty = 5};
     snprintf(line.product_id, sizeof line.product_id, "%s", id);
-    assert_int_equal(catalog_stock_reserve(f->store, "o-all", &line, 1, short_product), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o-all", &line, 1, &short_product),
+                     CATALOG_OK);
     assert_int_equal(s_stock(f->store, id), 0);
 
     snprintf(values->description, sizeof values->description, "after");
@@ -1557,11 +1569,12 @@ static void *s_stock_mover(void *arg)
     catalog_store_t *store = catalog_store_open(w->kv, 1);
     pthread_barrier_wait(w->barrier);
     for (int i = 0; store && i < S_ROUNDS; i++) {
-        char order[48], short_product[CATALOG_ID_MAX + 1];
+        char order[48];
+        stock_short_t short_product;
         snprintf(order, sizeof order, "mover-%d-%d", w->index, i);
         stock_line_t line = {.qty = 1 + i % 3};
         snprintf(line.product_id, sizeof line.product_id, "%s", w->product);
-        if (catalog_stock_reserve(store, order, &line, 1, short_product) != CATALOG_OK) {
+        if (catalog_stock_reserve(store, order, &line, 1, &short_product) != CATALOG_OK) {
             w->failed++;
             continue;
         }
@@ -1931,10 +1944,17 @@ static void test_stored_records_load(void **state)
     assert_string_equal(c.slug, "lamps");
     assert_string_equal(c.parent_id, "");
 
+    /* The old record has no reserved: 0 until the upgrade counts the old
+     * live reservation's 5. */
+    assert_true(p->reserved == 0);
+    assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
+    assert_int_equal(catalog_product_get(f->store, "p00000000000100000001", p), CATALOG_OK);
+    assert_true(p->reserved == 5 && p->stock == 12 && p->version == 3);
+
     /* The old reservation's lines are read: releasing gives 5 back. */
     assert_int_equal(catalog_stock_release(f->store, "order-old"), CATALOG_OK);
     assert_int_equal(catalog_product_get(f->store, "p00000000000100000001", p), CATALOG_OK);
-    assert_true(p->stock == 17 && p->version == 4);
+    assert_true(p->stock == 17 && p->version == 4 && p->reserved == 0);
     assert_int_equal(catalog_stock_release(f->store, "order-old"), CATALOG_OK);
 
     s_old_product(&sb, true);
@@ -1942,6 +1962,525 @@ static void test_stored_records_load(void **state)
     assert_int_equal(catalog_product_get(f->store, "p00000000000100000003", p), CATALOG_ERROR);
     free(p);
     msgpack_sbuffer_destroy(&sb);
+}
+
+/* ---- the reserved counter and the check ---- */
+
+static int64_t s_reserved(catalog_store_t *store, const char *id)
+{
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(store, id, p), CATALOG_OK);
+    int64_t reserved = p->reserved;
+    free(p);
+    return reserved;
+}
+
+static int64_t s_version(catalog_store_t *store, const char *id)
+{
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(store, id, p), CATALOG_OK);
+    int64_t version = p->version;
+    free(p);
+    return version;
+}
+
+/* Runs the check; asserts it ran. The caller frees. */
+static catalog_check_t *s_check(catalog_store_t *store)
+{
+    catalog_check_t *c = malloc(sizeof *c);
+    assert_non_null(c);
+    assert_int_equal(catalog_store_check(store, c), CATALOG_OK);
+    if (!c->ok)
+        for (int i = 0; i < c->n_problems; i++)
+            print_message("check: %s %s: %s\n", c->problems[i].check, c->problems[i].id,
+                          c->problems[i].message);
+    return c;
+}
+
+/* Whether the check found a problem of this rule about this id. */
+static bool s_has_problem(const catalog_check_t *c, const char *check, const char *id)
+{
+    for (int i = 0; i < c->n_problems; i++)
+        if (strcmp(c->problems[i].check, check) == 0 && (!id || strcmp(c->problems[i].id, id) == 0))
+            return true;
+    return false;
+}
+
+static void s_line(stock_line_t *line, const char *product, int64_t qty)
+{
+    snprintf(line->product_id, sizeof line->product_id, "%s", product);
+    line->qty = qty;
+}
+
+static void s_expect_counts(catalog_store_t *store, int64_t products, int64_t stock,
+                            int64_t reserved, int64_t live, int64_t committed, int64_t released)
+{
+    catalog_check_t *c = s_check(store);
+    assert_true(c->ok);
+    assert_int_equal(c->n_problems, 0);
+    assert_int_equal(c->products, products);
+    assert_int_equal(c->stock_units, stock);
+    assert_int_equal(c->reserved_units, reserved);
+    assert_int_equal(c->live_reservations, live);
+    assert_int_equal(c->committed_units, committed);
+    assert_int_equal(c->released, released);
+    free(c);
+}
+
+/* reserve +qty, release of a reserved one -qty, commit -qty, release of
+ * a committed one: stock back, reserved unchanged; the check green and
+ * its counts exact after every step; a commit leaves version alone. */
+static void test_reserved_counter(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "RA", "A", "", 100, NULL, 5, a);
+    s_product(f->store, "RB", "B", "", 100, NULL, 3, b);
+    s_expect_counts(f->store, 2, 8, 0, 0, 0, 0);
+    stock_short_t short_line;
+    stock_line_t lines[2];
+    s_line(&lines[0], a, 2);
+    s_line(&lines[1], b, 1);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_line), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 3);
+    assert_int_equal(s_reserved(f->store, a), 2);
+    assert_int_equal(s_reserved(f->store, b), 1);
+    s_expect_counts(f->store, 2, 5, 3, 1, 0, 0);
+    /* a repeat changes nothing */
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_line), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 2);
+
+    s_line(&lines[0], a, 1);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", lines, 1, &short_line), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 3);
+    s_expect_counts(f->store, 2, 4, 4, 2, 0, 0);
+
+    /* commit: out of reserved, stock stays out; version unchanged */
+    int64_t version = s_version(f->store, a);
+    assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 2);
+    assert_int_equal(s_reserved(f->store, a), 1);
+    assert_int_equal(s_reserved(f->store, b), 0);
+    assert_int_equal(s_version(f->store, a), version);
+    assert_int_equal(catalog_stock_commit(f->store, "o1"), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 1);
+    s_expect_counts(f->store, 2, 4, 1, 1, 3, 0);
+
+    /* release of a reserved one: back to stock, out of reserved */
+    assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 3);
+    assert_int_equal(s_reserved(f->store, a), 0);
+    assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 0);
+    s_expect_counts(f->store, 2, 5, 0, 0, 3, 1);
+
+    /* release after commit: stock back, reserved unchanged */
+    assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 5);
+    assert_int_equal(s_stock(f->store, b), 3);
+    assert_int_equal(s_reserved(f->store, a), 0);
+    assert_int_equal(s_reserved(f->store, b), 0);
+    s_expect_counts(f->store, 2, 8, 0, 0, 0, 2);
+
+    /* set_stock and a patch leave reserved alone */
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, &short_line), CATALOG_OK);
+    product_t *p = calloc(2, sizeof *p);
+    assert_int_equal(catalog_product_set_stock(f->store, a, 9, p), CATALOG_OK);
+    assert_int_equal(p->reserved, 1);
+    snprintf(p[1].name, sizeof p[1].name, "A renamed");
+    assert_int_equal(catalog_product_update(f->store, a, CATALOG_PRODUCT_NAME, &p[1], 0, p),
+                     CATALOG_OK);
+    assert_int_equal(p->reserved, 1);
+    assert_int_equal(s_reserved(f->store, a), 1);
+    s_expect_counts(f->store, 2, 12, 1, 1, 0, 2);
+    free(p);
+}
+
+/* A refused reserve names the first line in the caller's order that is
+ * short or missing, with the product's qty summed over the order. */
+static void test_reserve_short_details(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "SA", "A", "", 100, NULL, 3, a);
+    s_product(f->store, "SB", "B", "", 100, NULL, 1, b);
+    stock_short_t short_line;
+    stock_line_t lines[3];
+    /* two lines of one product: 2 + 2 > 3 */
+    s_line(&lines[0], b, 1);
+    s_line(&lines[1], a, 2);
+    s_line(&lines[2], a, 2);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 3, &short_line),
+                     CATALOG_OUT_OF_STOCK);
+    assert_string_equal(short_line.product_id, a);
+    assert_int_equal(short_line.requested, 4);
+    assert_int_equal(short_line.available, 3);
+    assert_int_equal(s_stock(f->store, a), 3);
+    assert_int_equal(s_stock(f->store, b), 1);
+    assert_int_equal(s_reserved(f->store, b), 0);
+    /* both short: the caller's first, although a sorts before b */
+    s_line(&lines[0], b, 5);
+    s_line(&lines[1], a, 9);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_line),
+                     CATALOG_OUT_OF_STOCK);
+    assert_string_equal(short_line.product_id, b);
+    assert_int_equal(short_line.requested, 5);
+    assert_int_equal(short_line.available, 1);
+    /* a missing product listed first */
+    s_line(&lines[0], "pmissing", 1);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_line),
+                     CATALOG_NOT_FOUND);
+    assert_string_equal(short_line.product_id, "pmissing");
+    assert_int_equal(short_line.available, 0);
+    /* enough: nothing named */
+    s_line(&lines[0], a, 1);
+    s_line(&lines[1], a, 2);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_line), CATALOG_OK);
+    assert_string_equal(short_line.product_id, "");
+    assert_int_equal(s_reserved(f->store, a), 3);
+    s_expect_counts(f->store, 2, 1, 3, 1, 0, 0);
+}
+
+/* The store's product fields as it writes them (the record codec, as in
+ * catalog_store.c): records damaged by hand below are otherwise genuine. */
+static const record_field_t s_test_product_fields[] = {
+    RECORD_STR_FIELD(product_t, sku, "sku", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, name, "name", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, description, "description", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, price_cents, "price_cents", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, currency, "currency", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, category_id, "category_id", RECORD_REQUIRED),
+    RECORD_BIN_FIELD(product_t, attributes, attributes_len, "attributes", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, stock, "stock", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, reserved, "reserved", 0),
+    RECORD_INT64_FIELD(product_t, version, "version", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, created_at_ms, "created_at", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, updated_at_ms, "updated_at", RECORD_REQUIRED),
+};
+static const record_table_t s_test_product_table = RECORD_TABLE(s_test_product_fields);
+/* Without "reserved": the layout from before the counter (it is the
+ * last field but three; the table is rebuilt without it). */
+static const record_field_t s_test_old_product_fields[] = {
+    RECORD_STR_FIELD(product_t, sku, "sku", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, name, "name", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, description, "description", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, price_cents, "price_cents", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, currency, "currency", RECORD_REQUIRED),
+    RECORD_STR_FIELD(product_t, category_id, "category_id", RECORD_REQUIRED),
+    RECORD_BIN_FIELD(product_t, attributes, attributes_len, "attributes", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, stock, "stock", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, version, "version", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, created_at_ms, "created_at", RECORD_REQUIRED),
+    RECORD_INT64_FIELD(product_t, updated_at_ms, "updated_at", RECORD_REQUIRED),
+};
+static const record_table_t s_test_old_product_table = RECORD_TABLE(s_test_old_product_fields);
+
+static void s_put_raw(fx_t *f, const char *name, const char *key, const msgpack_sbuffer *sb);
+
+/* Writes p under p->id straight into LMDB, around the store. */
+static void s_put_product_raw(fx_t *f, const product_t *p, bool old_layout)
+{
+    mpout_t out;
+    mpout_init(&out, 0);
+    assert_int_equal(
+        record_pack(old_layout ? &s_test_old_product_table : &s_test_product_table, p, &out), 0);
+    s_put_raw(f, "products", p->id, &out.buf);
+    mpout_destroy(&out);
+}
+
+/* The index of database name in catalog_store_names, + 1 for the
+ * fixture's "other" first. */
+static MDB_dbi s_dbi(fx_t *f, const char *name)
+{
+    for (int i = 0; i < CATALOG_STORE_DBS; i++)
+        if (strcmp(catalog_store_names[i], name) == 0)
+            return kv_dbi(f->kv, 1 + i);
+    fail_msg("no database %s", name);
+    return 0;
+}
+
+static void s_del_raw(fx_t *f, const char *name, const void *key, size_t len)
+{
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(kv_mdb(f->kv), NULL, 0, &txn), 0);
+    MDB_val k = {.mv_size = len, .mv_data = (void *)key};
+    assert_int_equal(mdb_del(txn, s_dbi(f, name), &k, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+}
+
+/* Green, then red for each kind of damage made offline, each named;
+ * repaired, green again. */
+static void test_check_finds_damage(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "DA", "Alpha", "", 100, NULL, 5, a);
+    s_product(f->store, "DB", "Bravo", "", 200, NULL, 5, b);
+    stock_short_t short_line;
+    stock_line_t line;
+    s_line(&line, a, 2);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", &line, 1, &short_line), CATALOG_OK);
+    s_expect_counts(f->store, 2, 8, 2, 1, 0, 0);
+
+    /* a wrong reserved, written around the store */
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
+    int64_t good = p->reserved;
+    p->reserved = 7;
+    s_put_product_raw(f, p, false);
+    catalog_check_t *c = s_check(f->store);
+    assert_false(c->ok);
+    assert_int_equal(c->n_problems, 1);
+    assert_true(s_has_problem(c, "reserved_sum", a));
+    assert_int_equal(c->reserved_units, 7);
+    free(c);
+    /* and negative: two problems of it */
+    p->reserved = -1;
+    p->stock = -3;
+    s_put_product_raw(f, p, false);
+    c = s_check(f->store);
+    assert_false(c->ok);
+    assert_true(s_has_problem(c, "reserved", a));
+    assert_true(s_has_problem(c, "stock", a));
+    assert_true(s_has_problem(c, "reserved_sum", a));
+    free(c);
+    p->reserved = good;
+    p->stock = 3;
+    s_put_product_raw(f, p, false);
+    s_expect_counts(f->store, 2, 8, 2, 1, 0, 0);
+
+    /* a by_sku entry pointing at a product that is gone, and one product
+     * without its entry */
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_sbuffer_write(&sb, "pgone", 5);
+    s_put_raw(f, "by_sku", "GHOST", &sb);
+    s_del_raw(f, "by_sku", "DB", 2);
+    c = s_check(f->store);
+    assert_false(c->ok);
+    assert_true(s_has_problem(c, "by_sku", "GHOST"));
+    assert_true(s_has_problem(c, "by_sku", b));
+    free(c);
+    s_del_raw(f, "by_sku", "GHOST", 5);
+    msgpack_sbuffer_clear(&sb);
+    msgpack_sbuffer_write(&sb, b, strlen(b));
+    s_put_raw(f, "by_sku", "DB", &sb);
+    s_expect_counts(f->store, 2, 8, 2, 1, 0, 0);
+
+    /* a by_created entry gone: the product names it; a stale extra one:
+     * the count does */
+    MDB_txn *txn;
+    MDB_cursor *cursor;
+    MDB_val key, val;
+    uint8_t saved[64];
+    size_t saved_len;
+    assert_int_equal(mdb_txn_begin(kv_mdb(f->kv), NULL, 0, &txn), 0);
+    assert_int_equal(mdb_cursor_open(txn, s_dbi(f, "by_created"), &cursor), 0);
+    assert_int_equal(mdb_cursor_get(cursor, &key, &val, MDB_FIRST), 0);
+    assert_true(key.mv_size <= sizeof saved);
+    memcpy(saved, key.mv_data, key.mv_size);
+    saved_len = key.mv_size;
+    MDB_val saved_val = val;
+    uint8_t meta[128];
+    assert_true(val.mv_size <= sizeof meta);
+    memcpy(meta, val.mv_data, val.mv_size);
+    saved_val.mv_data = meta;
+    assert_int_equal(mdb_cursor_del(cursor, 0), 0);
+    mdb_cursor_close(cursor);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    c = s_check(f->store);
+    assert_false(c->ok);
+    assert_true(s_has_problem(c, "by_created", a)); /* a is the older one */
+    free(c);
+    saved[saved_len - 1] ^= 1; /* another id: an entry of no product */
+    assert_int_equal(mdb_txn_begin(kv_mdb(f->kv), NULL, 0, &txn), 0);
+    MDB_val k = {.mv_size = saved_len, .mv_data = saved};
+    assert_int_equal(mdb_put(txn, s_dbi(f, "by_created"), &k, &saved_val, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    c = s_check(f->store);
+    assert_false(c->ok);
+    assert_true(s_has_problem(c, "by_created", a));
+    free(c);
+    saved[saved_len - 1] ^= 1;
+    assert_int_equal(mdb_txn_begin(kv_mdb(f->kv), NULL, 0, &txn), 0);
+    assert_int_equal(mdb_put(txn, s_dbi(f, "by_created"), &k, &saved_val, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    c = s_check(f->store); /* the stale one is still there: counted */
+    assert_false(c->ok);
+    assert_int_equal(c->n_problems, 1);
+    assert_true(s_has_problem(c, "by_created", NULL));
+    free(c);
+    saved[saved_len - 1] ^= 1;
+    s_del_raw(f, "by_created", saved, saved_len);
+    s_expect_counts(f->store, 2, 8, 2, 1, 0, 0);
+
+    /* a live reservation of a product that is gone */
+    assert_int_equal(catalog_product_delete(f->store, a), CATALOG_OK);
+    c = s_check(f->store);
+    assert_false(c->ok);
+    assert_true(s_has_problem(c, "reservation_product", "o1"));
+    free(c);
+    /* a reservation that does not decode */
+    msgpack_sbuffer_clear(&sb);
+    msgpack_sbuffer_write(&sb, "\x81\xa5state\xa3odd", 11);
+    s_put_raw(f, "reservations", "o-bad", &sb);
+    c = s_check(f->store);
+    assert_true(s_has_problem(c, "reservation_record", "o-bad"));
+    free(c);
+    msgpack_sbuffer_destroy(&sb);
+    free(p);
+}
+
+/* An environment from before the counter: records without reserved and
+ * no mark in meta. catalog_store_upgrade counts every product's reserved
+ * from the live reservations, once. */
+static void test_upgrade_counts_reserved(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1], c_id[CATALOG_ID_MAX + 1];
+    s_product(f->store, "UA", "A", "", 100, NULL, 10, a);
+    s_product(f->store, "UB", "B", "", 100, NULL, 10, b);
+    s_product(f->store, "UC", "C", "", 100, NULL, 10, c_id);
+    stock_short_t short_line;
+    stock_line_t lines[2];
+    s_line(&lines[0], a, 2);
+    s_line(&lines[1], b, 3);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 2, &short_line), CATALOG_OK);
+    s_line(&lines[0], a, 1);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", lines, 1, &short_line), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, &short_line), CATALOG_OK);
+    assert_int_equal(catalog_stock_commit(f->store, "o2"), CATALOG_OK);
+    s_line(&lines[0], c_id, 4);
+    assert_int_equal(catalog_stock_reserve(f->store, "o4", lines, 1, &short_line), CATALOG_OK);
+    assert_int_equal(catalog_stock_release(f->store, "o4"), CATALOG_OK);
+    s_expect_counts(f->store, 3, 23, 6, 2, 1, 1);
+
+    /* as the earlier version left them: no reserved; c with a stale one */
+    const char *ids[] = {a, b, c_id};
+    product_t *p = calloc(1, sizeof *p);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(catalog_product_get(f->store, ids[i], p), CATALOG_OK);
+        p->reserved = 5;
+        s_put_product_raw(f, p, i < 2);
+    }
+    assert_int_equal(s_reserved(f->store, a), 0);
+    catalog_check_t *c = s_check(f->store);
+    assert_false(c->ok);
+    assert_true(s_has_problem(c, "reserved_sum", a));
+    assert_true(s_has_problem(c, "reserved_sum", b));
+    assert_true(s_has_problem(c, "reserved_sum", c_id));
+    free(c);
+
+    /* the fixture never ran the upgrade: no mark yet */
+    assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 3);
+    assert_int_equal(s_reserved(f->store, b), 3);
+    assert_int_equal(s_reserved(f->store, c_id), 0);
+    s_expect_counts(f->store, 3, 23, 6, 2, 1, 1);
+
+    /* marked: it does not run again */
+    assert_int_equal(catalog_product_get(f->store, a, p), CATALOG_OK);
+    p->reserved = 9;
+    s_put_product_raw(f, p, false);
+    assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 9);
+    /* without the mark it does */
+    s_del_raw(f, "meta", "reserved_counted", strlen("reserved_counted"));
+    assert_int_equal(catalog_store_upgrade(f->kv, 1), CATALOG_OK);
+    assert_int_equal(s_reserved(f->store, a), 3);
+    s_expect_counts(f->store, 3, 23, 6, 2, 1, 1);
+    free(p);
+}
+
+typedef struct {
+    int count;
+    char orders[64][CATALOG_ORDER_ID_MAX + 1];
+    stock_state_t states[64];
+    int64_t qty[64];
+    int stop_after; /* > 0: refuse the item after this many */
+} s_taken_t;
+
+static bool s_take_one(const char *order_id, stock_state_t state, const stock_line_t *lines,
+                       int n_lines, void *arg)
+{
+    s_taken_t *t = arg;
+    if (t->stop_after > 0 && t->count == t->stop_after)
+        return false;
+    assert_true(t->count < 64);
+    snprintf(t->orders[t->count], sizeof t->orders[0], "%s", order_id);
+    t->states[t->count] = state;
+    t->qty[t->count] = 0;
+    for (int i = 0; i < n_lines; i++)
+        t->qty[t->count] += lines[i].qty;
+    t->count++;
+    return true;
+}
+
+/* Reservations page by order id, filtered by state, with a cursor that
+ * neither repeats nor skips one; a callback may end a page early. */
+static void test_reservation_pages(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1];
+    s_product(f->store, "PA", "A", "", 100, NULL, 1000, a);
+    stock_short_t short_line;
+    stock_line_t line;
+    for (int i = 0; i < 23; i++) {
+        char order[16];
+        snprintf(order, sizeof order, "ord-%02d", i);
+        s_line(&line, a, i + 1);
+        assert_int_equal(catalog_stock_reserve(f->store, order, &line, 1, &short_line), CATALOG_OK);
+        if (i % 3 == 1)
+            assert_int_equal(catalog_stock_commit(f->store, order), CATALOG_OK);
+        if (i % 3 == 2)
+            assert_int_equal(catalog_stock_release(f->store, order), CATALOG_OK);
+    }
+    for (int want = -1; want <= STOCK_RELEASED; want++) {
+        char after[CATALOG_ORDER_ID_MAX + 1] = "";
+        int seen = 0, pages = 0;
+        for (bool more = true; more; pages++) {
+            s_taken_t t = {0};
+            assert_int_equal(
+                catalog_reservation_page(f->store, want, after, 4, s_take_one, &t, &more),
+                CATALOG_OK);
+            assert_true(t.count <= 4);
+            assert_true(!more || t.count == 4);
+            for (int i = 0; i < t.count; i++) {
+                int n = atoi(t.orders[i] + 4);
+                assert_true(strcmp(t.orders[i], after) > 0); /* ascending, none twice */
+                memcpy(after, t.orders[i], sizeof after);    /* both CATALOG_ORDER_ID_MAX + 1 */
+                int expect = n % 3 == 0   ? STOCK_RESERVED
+                             : n % 3 == 1 ? STOCK_COMMITTED
+                                          : STOCK_RELEASED;
+                assert_int_equal(t.states[i], expect);
+                assert_true(want < 0 || (int)t.states[i] == want);
+                assert_int_equal(t.qty[i], n + 1);
+                seen++;
+            }
+        }
+        /* 23 in all; 8 reserved (0, 3, ..., 21), 8 committed, 7 released */
+        assert_int_equal(seen, want < 0 ? 23 : want == STOCK_RELEASED ? 7 : 8);
+        assert_true(pages >= 2);
+    }
+    /* a callback that ends the page: more, and the next page starts there */
+    s_taken_t t = {.stop_after = 2};
+    bool more = false;
+    assert_int_equal(catalog_reservation_page(f->store, -1, NULL, 10, s_take_one, &t, &more),
+                     CATALOG_OK);
+    assert_int_equal(t.count, 2);
+    assert_true(more);
+    s_taken_t next = {0};
+    assert_int_equal(
+        catalog_reservation_page(f->store, -1, t.orders[1], 1, s_take_one, &next, &more),
+        CATALOG_OK);
+    assert_string_equal(next.orders[0], "ord-02");
+    /* bad arguments */
+    assert_int_equal(catalog_reservation_page(f->store, -1, NULL, 0, s_take_one, &next, &more),
+                     CATALOG_ERROR);
+    assert_int_equal(catalog_reservation_page(f->store, -1, NULL, 1001, s_take_one, &next, &more),
+                     CATALOG_ERROR);
+    assert_int_equal(catalog_reservation_page(f->store, 3, NULL, 1, s_take_one, &next, &more),
+                     CATALOG_ERROR);
 }
 
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
@@ -1970,6 +2509,11 @@ int main(void)
         TEST(test_category_patch_concurrent),
         TEST(test_category_pages),
         TEST(test_stored_records_load),
+        TEST(test_reserved_counter),
+        TEST(test_reserve_short_details),
+        TEST(test_check_finds_damage),
+        TEST(test_upgrade_counts_reserved),
+        TEST(test_reservation_pages),
     };
     int failed = cmocka_run_group_tests_name("catalog_store", tests, NULL, NULL);
     zsys_shutdown();

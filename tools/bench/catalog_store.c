@@ -168,11 +168,12 @@ static void *s_writer_run(void *arg)
         w->random ^= w->random << 5;
         stock_line_t line = {.qty = 1};
         snprintf(line.product_id, sizeof line.product_id, "%s", w->ids[w->random % S_PRODUCTS]);
-        char order_id[CATALOG_ORDER_ID_MAX + 1], short_product[CATALOG_ID_MAX + 1];
+        char order_id[CATALOG_ORDER_ID_MAX + 1];
+        stock_short_t short_product;
         snprintf(order_id, sizeof order_id, "%s-%d-%lu", w->run, w->index, order);
 
         int64_t start = s_now_ns();
-        w->status = catalog_stock_reserve(w->store, order_id, &line, 1, short_product);
+        w->status = catalog_stock_reserve(w->store, order_id, &line, 1, &short_product);
         if (!s_record(w, s_now_ns() - start))
             break;
         if (w->status != CATALOG_OK) {
