@@ -174,8 +174,14 @@ static zactor_t *s_background_new(const service_env_t *env, const void *settings
     return recovery_new(env, shared, err, errlen);
 }
 
+/* Requests a worker holds at once: a checkout spends nearly all its time
+ * waiting on the catalog and payments, so a worker holds many; its own
+ * work is a few durable writes that share commits (group commit). */
+#define ORDERS_CAPACITY 64
+
 const service_def_t orders_service = {
     .name = "orders",
+    .capacity = ORDERS_CAPACITY,
     .ops = s_ops_of,
     .routes = s_routes,
     .n_routes = sizeof s_routes / sizeof s_routes[0],
