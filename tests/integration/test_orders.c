@@ -279,6 +279,9 @@ static void test_out_of_stock(void **state)
     s_expect(&r, 409, "out of stock");
     assert_string_equal(hc_error_code(&r), "out_of_stock");
     assert_string_equal(hc_str(r.body, "error.details.product_id"), a);
+    json_t *details = json_object_get(json_object_get(r.body, "error"), "details");
+    assert_int_equal(s_int(details, "requested"), 3);
+    assert_int_equal(s_int(details, "available"), 2);
     hc_response_free(&r);
     /* two lines of one product are checked together */
     const char *ids[2] = {a, a};
