@@ -37,7 +37,7 @@ struct call_t {
     reply_state_t state;
     int problems;
     bool state_broken; /* call_state_broken: the worker starts over */
-    const char *field[CALL_MAX_PROBLEMS];
+    char field[CALL_MAX_PROBLEMS][64]; /* copied: a handler may build a name */
     const char *problem[CALL_MAX_PROBLEMS];
     /* the pending ask (call_ask) */
     bool asking;
@@ -143,7 +143,7 @@ const msgpack_object *call_args(const call_t *self)
 void call_arg_invalid(call_t *self, const char *name, const char *problem)
 {
     if (self->problems < CALL_MAX_PROBLEMS) {
-        self->field[self->problems] = name;
+        snprintf(self->field[self->problems], sizeof self->field[0], "%s", name);
         self->problem[self->problems] = problem;
     }
     self->problems++;

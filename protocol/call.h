@@ -71,7 +71,9 @@ bool call_arg_map(call_t *self, const char *name, arg_need_t need, const msgpack
 bool call_arg_array(call_t *self, const char *name, arg_need_t need, const msgpack_object **out);
 bool call_arg_any(call_t *self, const char *name, arg_need_t need, const msgpack_object **out);
 
-/* Records a problem with a field found by the handler's own checks. */
+/* Records a problem with a field found by the handler's own checks. The
+ * name is copied (one built in a buffer is fine: "items[2].qty", cut to
+ * 63 bytes); the problem must outlive the call (a string literal). */
 void call_arg_invalid(call_t *self, const char *name, const char *problem);
 
 /* False (and the reply is invalid_argument listing the fields) when any
