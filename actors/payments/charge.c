@@ -1,5 +1,5 @@
-/*  charge.c - payment.charge and payment.void: the steps, each waiting on
- *  the gateway without blocking the worker.
+/*  charge.c - payment.charge, payment.void and payment.settle: the steps,
+ *  each waiting on the gateway without blocking the worker.
  *
  *  A charge is one payment per order: the order id is its idempotency key.
  *
@@ -31,6 +31,30 @@
  *  one order id so make one authorization and one capture: the store lets
  *  one begin, and the gateway keys make any step taken twice one.
  *
+ *  A settle (payment.settle {order_id}, recovery's question for an order
+ *  whose checkout died) finishes the order's payment without a card, with
+ *  these same steps. A payment in a final state is answered as it is. One
+ *  pending or authorized whose charge still runs in this process, inside
+ *  its budget, is answered unavailable (retry later): every charge notes
+ *  its order as running before its payment can exist
+ *  (payments_running_begin) and ends the note with its answer (s_finish),
+ *  so a settle that finds the payment pending finds the charge too.
+ *  Otherwise the settle takes the payment over, noted as running itself
+ *  (exclusively: two settles do not drive one payment):
+ *    pending     lookup of "<order>:<attempt>:authorize", newest attempt
+ *                first: approved -> authorize, then capture as a charge
+ *                does (the same keys, so a replay is harmless); declined
+ *                -> failed with its reason; found under no attempt ->
+ *                failed "not_authorized" (log entry "fail"). No authorize
+ *                is ever asked: there is no card.
+ *    authorized  the capture's lookup, then the capture.
+ *  Gateway errors and silences are tried again as a charge's are; when the
+ *  tries or the budget are spent, a settle answers gateway_error and
+ *  leaves the payment as it was, for a later settle (a charge would fail
+ *  it, or answer timeout). A capture the gateway refuses outright is
+ *  voided and failed, as in a charge. Every answer of a settle that ends
+ *  the payment is the payment itself, failed ones included.
+ *
  *  The card (number, expiry, CVC) is read from the request's arguments at
  *  each authorize, passed to the gateway in process, and never stored,
  *  logged or answered: the payment keeps brand, last4, expiry and a keyed
@@ -59,10 +83,48 @@ typedef struct {
     bool looking_up; /* the ask out is the step's lookup */
     bool voiding;    /* payment.void, not a charge */
     bool driving;    /* this request takes the payment's steps (else it waits) */
+    bool settling;   /* payment.settle: no card, authorize is only looked up */
+    bool registered; /* noted as running (payments_running_begin) */
     char auth_id[PAYMENT_GATEWAY_ID_MAX + 1];
 } charge_t;
 
 static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const payment_t *p);
+
+/* Every answer of a charge, void or settle goes through these three, so
+ * that the request stops counting as running when it ends. */
+static void s_finish(payments_state_t *self, charge_t *c)
+{
+    if (c->registered) {
+        payments_running_end(self->shared, c->order_id);
+        c->registered = false;
+    }
+}
+
+static void s_fail(call_t *call, payments_state_t *self, charge_t *c, err_code_t code,
+                   const char *message)
+{
+    s_finish(self, c);
+    call_fail(call, code, message);
+}
+
+static void s_fail_store(call_t *call, payments_state_t *self, charge_t *c, store_status_t st)
+{
+    s_finish(self, c);
+    payments_fail_store(call, st, "payment");
+}
+
+/* The outcome is not known and no try or time is left: a charge answers
+ * code (the caller retries with the same order id); a settle leaves the
+ * payment as it is and answers gateway_error, for a later settle. */
+static void s_give_up(call_t *call, payments_state_t *self, charge_t *c, err_code_t code,
+                      const char *message)
+{
+    if (c->settling)
+        s_fail(call, self, c, ERR_GATEWAY_ERROR,
+               "the gateway did not answer; the payment is left as it was (settle it again)");
+    else
+        s_fail(call, self, c, code, message);
+}
 
 /* ------------------------------------------------------------------ */
 /* The card                                                            */
@@ -174,6 +236,8 @@ static void s_ask_step(call_t *call, payments_state_t *self, charge_t *c)
     char key[GATEWAY_KEY_MAX + 1];
     s_key(c, key);
     msgpack_packer *pk = call_ask_args(call);
+    if (c->settling && c->step == STEP_AUTHORIZE)
+        c->looking_up = true; /* no card: an authorization is only ever looked up */
     if (c->looking_up) {
         msgpack_pack_map(pk, 1);
         mp_pack_str(pk, "key");
@@ -233,7 +297,7 @@ static void s_apply(call_t *call, payments_state_t *self, charge_t *c, const pay
     if (st == STORE_CONFLICT) /* another request moved it first: go by what it is */
         st = payment_store_get(self->store, c->payment_id, &p);
     if (st != STORE_OK) {
-        payments_fail_store(call, st, "payment");
+        s_fail_store(call, self, c, st);
         return;
     }
     s_settle(call, self, c, &p);
@@ -251,7 +315,7 @@ static void s_step_failed(call_t *call, payments_state_t *self, charge_t *c, con
         return;
     }
     if (c->voiding) {
-        call_fail(call, ERR_GATEWAY_ERROR, why);
+        s_fail(call, self, c, ERR_GATEWAY_ERROR, why);
         return;
     }
     payment_event_t ev = {.type = PAYMENT_EVENT_FAIL, .reason = "gateway_error"};
@@ -271,13 +335,16 @@ static void s_try_again(call_t *call, payments_state_t *self, charge_t *c, const
         return;
     }
     if (c->tries >= self->shared->settings.gateway_tries) {
-        s_step_failed(call, self, c, why);
+        if (c->settling) /* a settle leaves the payment for a later one */
+            s_give_up(call, self, c, ERR_GATEWAY_ERROR, why);
+        else
+            s_step_failed(call, self, c, why);
         return;
     }
     if (left <= pause + 1) {
         /* No time for another try: the outcome is not known, and the
          * payment stays as it is for a retry to take over. */
-        call_fail(call, ERR_TIMEOUT,
+        s_give_up(call, self, c, ERR_TIMEOUT,
                   "the gateway did not answer in time; retry with the same order id");
         return;
     }
@@ -325,7 +392,7 @@ static void s_on_result(call_t *call, payments_state_t *self, charge_t *c,
         s_apply(call, self, c, &ev);
         return;
     }
-    call_fail(call, ERR_GATEWAY_ERROR, "the gateway answered something unexpected");
+    s_fail(call, self, c, ERR_GATEWAY_ERROR, "the gateway answered something unexpected");
 }
 
 static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer)
@@ -342,6 +409,20 @@ static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer)
                 return;
             }
         }
+        if (c->settling && c->step == STEP_AUTHORIZE && found &&
+            found->type == MSGPACK_OBJECT_BOOLEAN) {
+            /* The gateway says no authorization under this attempt's key:
+             * look at the attempts before it; none had one, so none will
+             * (only a request with the card authorizes, and none runs). */
+            if (c->attempt > 1) {
+                c->attempt--;
+                s_ask_step(call, self, c);
+                return;
+            }
+            payment_event_t ev = {.type = PAYMENT_EVENT_FAIL, .reason = "not_authorized"};
+            s_apply(call, self, c, &ev);
+            return;
+        }
         /* not done under that key (or the lookup failed): that was a try */
         s_try_again(call, self, c, "the gateway did not answer");
         return;
@@ -353,7 +434,7 @@ static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer)
     if (answer->code == ERR_TIMEOUT || answer->code == ERR_UNAVAILABLE) {
         /* It may have been done: ask before trying again. */
         if (payments_budget_left(self, c->started_ms) <= 1) {
-            call_fail(call, ERR_TIMEOUT,
+            s_give_up(call, self, c, ERR_TIMEOUT,
                       "the gateway did not answer in time; retry with the same order id");
             return;
         }
@@ -383,7 +464,7 @@ static void s_on_poll(call_t *call, void *state, const call_answer_t *answer)
     payment_t p;
     store_status_t st = payment_store_get(self->store, c->payment_id, &p);
     if (st != STORE_OK) {
-        payments_fail_store(call, st, "payment");
+        s_fail_store(call, self, c, st);
         return;
     }
     s_settle(call, self, c, &p);
@@ -398,16 +479,22 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
     case PAYMENT_PARTIALLY_REFUNDED:
     case PAYMENT_REFUNDED:
         if (c->voiding) {
-            call_fail(call, ERR_CONFLICT, "the payment is captured: refund it instead");
+            s_fail(call, self, c, ERR_CONFLICT, "the payment is captured: refund it instead");
             return;
         }
         /* fall through */
     case PAYMENT_VOIDED:
+        s_finish(self, c);
         payments_pack_payment(call_reply(call), p);
         return;
     case PAYMENT_FAILED:
         if (c->voiding) {
-            call_fail(call, ERR_CONFLICT, "the payment failed: there is nothing to void");
+            s_fail(call, self, c, ERR_CONFLICT, "the payment failed: there is nothing to void");
+            return;
+        }
+        s_finish(self, c);
+        if (c->settling) { /* a settle answers the payment as it ended */
+            payments_pack_payment(call_reply(call), p);
             return;
         }
         if (streq(p->failure, "gateway_error")) {
@@ -433,7 +520,7 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
     }
     int left = payments_budget_left(self, c->started_ms);
     int budget = self->shared->settings.budget_ms;
-    if (!c->driving && left > budget / 2) {
+    if (!c->driving && !c->settling && left > budget / 2) {
         /* Someone else drives it: look again soon. */
         call_after(call, POLL_MS, s_on_poll);
         return;
@@ -454,7 +541,7 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
         c->looking_up = taken_over;
     }
     if (left <= 1) {
-        call_fail(call, ERR_TIMEOUT,
+        s_give_up(call, self, c, ERR_TIMEOUT,
                   "the payment is still in progress; retry with the same order id");
         return;
     }
@@ -491,21 +578,30 @@ void payments_charge(call_t *call, void *state)
     p.exp_year = (int)card.exp_year;
     payment_card_fingerprint(self->shared->store, card.number, card.number_len, p.fingerprint);
     p.attempt = 1;
-    bool created = false;
-    store_status_t st = payment_store_begin(self->store, &p, &found, &created);
-    if (st != STORE_OK) {
-        payments_fail_store(call, st, "payment");
-        return;
-    }
     charge_t *c = call_context(call, sizeof(charge_t));
     if (!c) {
         call_fail(call, ERR_UNAVAILABLE, "out of memory");
         return;
     }
+    /* Noted as running before the payment can exist, so that a settle
+     * that finds it pending also finds this charge. */
+    snprintf(c->order_id, sizeof c->order_id, "%s", order_id);
+    c->started_ms = zclock_mono();
+    if (payments_running_begin(self->shared, order_id,
+                               c->started_ms + self->shared->settings.budget_ms, false) != 0) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    c->registered = true;
+    bool created = false;
+    store_status_t st = payment_store_begin(self->store, &p, &found, &created);
+    if (st != STORE_OK) {
+        s_fail_store(call, self, c, st);
+        return;
+    }
     snprintf(c->payment_id, sizeof c->payment_id, "%s", found.id);
     snprintf(c->order_id, sizeof c->order_id, "%s", found.order_id);
     c->amount_cents = found.amount_cents;
-    c->started_ms = zclock_mono();
     c->attempt = found.attempt;
     c->step = STEP_AUTHORIZE;
     c->driving = created;
@@ -552,4 +648,51 @@ void payments_void(call_t *call, void *state)
     c->driving = true;
     c->tries = 0;
     s_ask_step(call, self, c);
+}
+
+/* payment.settle {order_id} -> payment: what recovery asks of an order
+ * whose checkout died (see the top). */
+void payments_settle(call_t *call, void *state)
+{
+    payments_state_t *self = state;
+    char order_id[PAYMENT_ORDER_ID_MAX + 1];
+    if (call_arg_text(call, "order_id", ARG_REQUIRED, PAYMENT_ORDER_ID_MAX, order_id,
+                      sizeof order_id) &&
+        !order_id[0])
+        call_arg_invalid(call, "order_id", "must not be empty");
+    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+        return;
+    payment_t p;
+    store_status_t st = payment_store_by_order(self->store, order_id, &p);
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "payment for that order");
+        return;
+    }
+    if (p.status != PAYMENT_PENDING && p.status != PAYMENT_AUTHORIZED) {
+        payments_pack_payment(call_reply(call), &p); /* final: as it is */
+        return;
+    }
+    charge_t *c = call_context(call, sizeof(charge_t));
+    if (!c) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    c->started_ms = zclock_mono();
+    int running = payments_running_begin(self->shared, p.order_id,
+                                         c->started_ms + self->shared->settings.budget_ms, true);
+    if (running != 0) {
+        call_fail(call, ERR_UNAVAILABLE,
+                  running > 0 ? "a charge of this order is still running; retry later"
+                              : "out of memory");
+        return;
+    }
+    c->registered = true;
+    snprintf(c->payment_id, sizeof c->payment_id, "%s", p.id);
+    snprintf(c->order_id, sizeof c->order_id, "%s", p.order_id);
+    c->amount_cents = p.amount_cents;
+    c->settling = true;
+    c->step = p.status == PAYMENT_PENDING ? STEP_AUTHORIZE : STEP_CAPTURE;
+    /* Not driving yet: s_settle takes it over, asking the step's lookup
+     * first (the request that left it may have done the step). */
+    s_settle(call, self, c, &p);
 }

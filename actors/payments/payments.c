@@ -1,11 +1,21 @@
 /*  payments.c - the `payments` service: its state, who may call it, the
- *  reads, and the dispatch table. See payments.h; the charge and void
- *  steps are in charge.c, refunds in refund.c.
+ *  table of requests running, the reads, ops.check and the dispatch
+ *  table. See payments.h; the charge, void and settle steps are in
+ *  charge.c, refunds in refund.c.
  *
  *  Each worker owns a payment store handle and a token verifier; the
  *  store's environment and keys are shared (payments_shared_t, made by
  *  service.c). Every reply that shows a payment shows the contract's
  *  fields and nothing of the card but brand and last4.
+ *
+ *  The table of requests running (order id -> how many, and until when)
+ *  is the process's, behind a mutex: a settle must know whether a charge
+ *  of its order is under way in any worker. A request that a restarted
+ *  worker drops never ends its note; the note's time (the end of its
+ *  budget) makes it stop counting, and a sweep drops such notes once the
+ *  table is large. ops.check reads the books in one snapshot
+ *  (payment_store_check) and answers at most 100 problems, with the
+ *  number of all of them in counts.problems.
  */
 #include "actors/payments/payments_impl.h"
 
@@ -61,6 +71,62 @@ bool payments_caller_allowed(payments_state_t *self, call_t *call)
 {
     char scope[AUTH_SUB_MAX + 8];
     return payments_caller_allowed_as(self, call, scope, sizeof scope);
+}
+
+bool payments_reader_allowed(payments_state_t *self, call_t *call)
+{
+    if (streq(call_caller(call), "retailctl") && !call_request(call)->token)
+        return true;
+    return payments_caller_allowed(self, call);
+}
+
+/* Entries left behind by requests that never ended (a worker restarted
+ * with calls held) are dropped once the table holds this many. */
+#define RUNNING_SWEEP_AT 4096
+
+int payments_running_begin(payments_shared_t *shared, const char *order_id, int64_t until_ms,
+                           bool exclusive)
+{
+    int64_t now = zclock_mono();
+    int result = 0;
+    pthread_mutex_lock(&shared->running_lock);
+    payments_running_t *r = zhashx_lookup(shared->running, order_id);
+    if (r && r->until_ms <= now)
+        r->count = 0; /* every one of them is past its budget */
+    if (r && exclusive && r->count > 0)
+        result = 1;
+    else if (r) {
+        r->count++;
+        if (until_ms > r->until_ms)
+            r->until_ms = until_ms;
+    } else {
+        if (zhashx_size(shared->running) >= RUNNING_SWEEP_AT) {
+            zlistx_t *keys = zhashx_keys(shared->running);
+            for (const char *key = keys ? zlistx_first(keys) : NULL; key; key = zlistx_next(keys)) {
+                payments_running_t *old = zhashx_lookup(shared->running, key);
+                if (old && old->until_ms <= now)
+                    zhashx_delete(shared->running, key);
+            }
+            zlistx_destroy(&keys);
+        }
+        r = malloc(sizeof *r);
+        if (!r || zhashx_insert(shared->running, order_id, r) != 0) {
+            free(r);
+            result = -1;
+        } else
+            *r = (payments_running_t){.count = 1, .until_ms = until_ms};
+    }
+    pthread_mutex_unlock(&shared->running_lock);
+    return result;
+}
+
+void payments_running_end(payments_shared_t *shared, const char *order_id)
+{
+    pthread_mutex_lock(&shared->running_lock);
+    payments_running_t *r = zhashx_lookup(shared->running, order_id);
+    if (r && --r->count <= 0)
+        zhashx_delete(shared->running, order_id);
+    pthread_mutex_unlock(&shared->running_lock);
 }
 
 void payments_pack_payment(msgpack_packer *pk, const payment_t *p)
@@ -224,7 +290,7 @@ static void s_by_order(call_t *call, void *state)
     payments_state_t *self = state;
     char order_id[PAYMENT_ORDER_ID_MAX + 1];
     call_arg_text(call, "order_id", ARG_REQUIRED, PAYMENT_ORDER_ID_MAX, order_id, sizeof order_id);
-    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+    if (!call_args_ok(call) || !payments_reader_allowed(self, call))
         return;
     payment_t p;
     store_status_t st = payment_store_by_order(self->store, order_id, &p);
@@ -283,7 +349,7 @@ static void s_list(call_t *call, void *state)
     s_arg_time(call, "to", &filter.to_ms);
     call_arg_int(call, "limit", ARG_OPTIONAL, 1, 100, &limit);
     call_arg_text(call, "cursor", ARG_OPTIONAL, PAYMENT_ID_MAX, cursor, sizeof cursor);
-    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+    if (!call_args_ok(call) || !payments_reader_allowed(self, call))
         return;
     int n = 0;
     char next[PAYMENT_ID_MAX + 1] = "";
@@ -314,7 +380,7 @@ static void s_verify(call_t *call, void *state)
     bool has_head = call_arg_text(call, "head", ARG_OPTIONAL, PAYMENT_HASH_HEX, head, sizeof head);
     if (has_head && strlen(head) != PAYMENT_HASH_HEX)
         call_arg_invalid(call, "head", "must be 64 hex digits");
-    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+    if (!call_args_ok(call) || !payments_reader_allowed(self, call))
         return;
     log_verify_t v;
     store_status_t st = payment_log_verify(self->store, has_head ? head : NULL, &v);
@@ -370,7 +436,7 @@ static void s_entries(call_t *call, void *state)
     int64_t from = 1, limit = 100;
     call_arg_int(call, "from", ARG_OPTIONAL, 1, INT64_MAX, &from);
     call_arg_int(call, "limit", ARG_OPTIONAL, 1, 1000, &limit);
-    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+    if (!call_args_ok(call) || !payments_reader_allowed(self, call))
         return;
     /* The entries go into a buffer first: their count leads the array. */
     mpout_t out;
@@ -401,6 +467,83 @@ static void s_entries(call_t *call, void *state)
     mpout_destroy(&out);
 }
 
+/* ops.check {} -> {ok, problems: [{check, message, id?}] (at most 100),
+ * counts}: the store's books (payment_store_check), for an admin or the
+ * operator. */
+#define CHECK_PROBLEMS_MAX 100
+
+typedef struct {
+    mpout_t out;
+    msgpack_packer pk;
+    int kept;
+} check_problems_t;
+
+static void s_on_problem(const char *check, const char *id, const char *message, void *arg)
+{
+    check_problems_t *ps = arg;
+    if (ps->kept == CHECK_PROBLEMS_MAX)
+        return;
+    ps->kept++;
+    msgpack_pack_map(&ps->pk, id[0] ? 3 : 2);
+    mp_pack_str(&ps->pk, "check");
+    mp_pack_str(&ps->pk, check);
+    mp_pack_str(&ps->pk, "message");
+    mp_pack_str(&ps->pk, message);
+    if (id[0]) {
+        mp_pack_str(&ps->pk, "id");
+        mp_pack_str(&ps->pk, id);
+    }
+}
+
+static void s_ops_check(call_t *call, void *state)
+{
+    payments_state_t *self = state;
+    if (!call_args_ok(call))
+        return;
+    auth_identity_t who;
+    if (!(streq(call_caller(call), "retailctl") && !call_request(call)->token) &&
+        !auth_require_admin(self->verifier, call, &who))
+        return; /* not even the orders service: the check is an operator's */
+    check_problems_t ps = {0};
+    mpout_init(&ps.out, ENVELOPE_MAX_BYTES / 2);
+    mpout_packer(&ps.out, &ps.pk);
+    payment_counts_t counts;
+    store_status_t st = payment_store_check(self->store, s_on_problem, &ps, &counts);
+    if (st != STORE_OK || ps.out.failed) {
+        if (st == STORE_OK)
+            call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        else
+            payments_fail_store(call, st, "payment");
+        goto cleanup;
+    }
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 3);
+    mp_pack_str(pk, "ok");
+    counts.problems == 0 ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    mp_pack_str(pk, "problems");
+    msgpack_pack_array(pk, (uint32_t)ps.kept);
+    if (ps.out.buf.size)
+        mp_pack_raw(pk, ps.out.buf.data, ps.out.buf.size) /* several values, whole */;
+    mp_pack_str(pk, "counts");
+    msgpack_pack_map(pk, 5 + PAYMENT_STATUS_COUNT);
+    mp_pack_str(pk, "payments");
+    msgpack_pack_int64(pk, counts.payments);
+    mp_pack_str(pk, "captured_cents");
+    msgpack_pack_int64(pk, counts.captured_cents);
+    mp_pack_str(pk, "refunded_cents");
+    msgpack_pack_int64(pk, counts.refunded_cents);
+    mp_pack_str(pk, "log_entries");
+    msgpack_pack_uint64(pk, counts.log_entries);
+    mp_pack_str(pk, "problems");
+    msgpack_pack_int64(pk, counts.problems);
+    for (int i = 0; i < PAYMENT_STATUS_COUNT; i++) {
+        mp_pack_str(pk, payment_status_name((payment_status_t)i));
+        msgpack_pack_int64(pk, counts.by_status[i]);
+    }
+cleanup:
+    mpout_destroy(&ps.out);
+}
+
 static const worker_op_t s_ops[] = {
     {"payment.charge", payments_charge},
     {"payment.refund", payments_refund},
@@ -408,6 +551,8 @@ static const worker_op_t s_ops[] = {
     {"payment.get", s_get},
     {"payment.list", s_list},
     {"payment.by_order", s_by_order},
+    {"payment.settle", payments_settle},
+    {"ops.check", s_ops_check},
     {"log.verify", s_verify},
     {"log.entries", s_entries},
     {NULL, NULL},

@@ -62,6 +62,12 @@ static void s_defaults(void *settings)
     s->budget_ms = 4000;
 }
 
+static void s_running_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
 static void *s_shared_new(const service_env_t *env, const void *settings, char *err, size_t errlen)
 {
     payments_shared_t *self = calloc(1, sizeof *self);
@@ -74,9 +80,19 @@ static void *s_shared_new(const service_env_t *env, const void *settings, char *
     /* one payments service per process: the endpoint is the process's */
     snprintf(self->gateway_endpoint, sizeof self->gateway_endpoint,
              "inproc://retail-payments-gateway");
+    self->running = zhashx_new();
+    if (!self->running || pthread_mutex_init(&self->running_lock, NULL) != 0) {
+        zhashx_destroy(&self->running);
+        free(self);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    zhashx_set_destructor(self->running, s_running_free);
     self->store =
         payment_store_shared_new(env->common->data_dir, env->common->keys_dir, err, errlen);
     if (!self->store) {
+        zhashx_destroy(&self->running);
+        pthread_mutex_destroy(&self->running_lock);
         free(self);
         return NULL;
     }
@@ -89,6 +105,8 @@ static void s_shared_destroy(void **shared)
     if (!self)
         return;
     payment_store_shared_destroy(&self->store);
+    zhashx_destroy(&self->running);
+    pthread_mutex_destroy(&self->running_lock);
     free(self);
     *shared = NULL;
 }

@@ -409,6 +409,12 @@ static store_status_t s_each(const payment_store_shared_t *shared, MDB_txn *txn,
     return status;
 }
 
+store_status_t payment_log_each_txn(const payment_store_shared_t *shared, MDB_txn *txn,
+                                    const char *payment_id, log_entry_fn *fn, void *arg)
+{
+    return s_each_of_payment(shared, txn, 1, payment_id, fn, arg);
+}
+
 store_status_t payment_log_each(payment_store_t *self, uint64_t from, const char *payment_id,
                                 log_entry_fn *fn, void *arg)
 {
@@ -784,11 +790,9 @@ static int s_verify_payments(s_verify_t *v, payment_t *p)
     return result;
 }
 
-store_status_t payment_log_verify(payment_store_t *self, const char *expected_head,
-                                  log_verify_t *out)
+store_status_t payment_log_verify_txn(const payment_store_shared_t *shared, MDB_txn *txn,
+                                      const char *expected_head, log_verify_t *out)
 {
-    if (!self || !out)
-        return STORE_ERROR;
     memset(out, 0, sizeof *out);
     out->ok = true;
     uint8_t expected[PAYMENT_HASH_BYTES];
@@ -806,12 +810,7 @@ store_status_t payment_log_verify(payment_store_t *self, const char *expected_he
     payment_t *p = malloc(sizeof *p);
     if (!p)
         return STORE_ERROR;
-    MDB_txn *txn = store_reader_begin(&self->reader);
-    if (!txn) {
-        free(p);
-        return STORE_ERROR;
-    }
-    s_verify_t v = {.shared = self->shared, .txn = txn, .out = out};
+    s_verify_t v = {.shared = shared, .txn = txn, .out = out};
     bool found = false;
     int rc = s_verify_chain(&v, expected_head ? expected : NULL, &found);
     if (rc == 0)
@@ -824,11 +823,25 @@ store_status_t payment_log_verify(payment_store_t *self, const char *expected_he
     }
     if (rc == 0)
         rc = s_verify_payments(&v, p);
-    store_reader_end(&self->reader);
     free(p);
     if (rc < 0) {
         memset(out, 0, sizeof *out);
         return STORE_ERROR;
     }
     return STORE_OK;
+}
+
+store_status_t payment_log_verify(payment_store_t *self, const char *expected_head,
+                                  log_verify_t *out)
+{
+    if (!self || !out)
+        return STORE_ERROR;
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn) {
+        memset(out, 0, sizeof *out);
+        return STORE_ERROR;
+    }
+    store_status_t status = payment_log_verify_txn(self->shared, txn, expected_head, out);
+    store_reader_end(&self->reader);
+    return status;
 }

@@ -89,8 +89,8 @@ typedef struct {
     int64_t amount_cents;     /* what the charge asked for */
     int64_t authorized_cents; /* 0 until authorized */
     int64_t captured_cents;
-    int64_t refunded_cents;   /* refunds done */
-    int64_t refunding_cents;  /* refunds begun and not yet finished */
+    int64_t refunded_cents;  /* refunds done */
+    int64_t refunding_cents; /* refunds begun and not yet finished */
     char currency[PAYMENT_CURRENCY_MAX + 1];
     char brand[PAYMENT_BRAND_MAX + 1]; /* "visa", "mastercard", "amex", "card" */
     char last4[5];
@@ -195,14 +195,13 @@ store_status_t payment_store_refund_end(payment_store_t *self, const char *key, 
 /* ---- reads ---- */
 
 store_status_t payment_store_get(payment_store_t *self, const char *id, payment_t *out);
-store_status_t payment_store_by_order(payment_store_t *self, const char *order_id,
-                                      payment_t *out);
+store_status_t payment_store_by_order(payment_store_t *self, const char *order_id, payment_t *out);
 
 typedef struct {
-    const char *order_id;     /* NULL: any */
+    const char *order_id; /* NULL: any */
     bool has_status;
     payment_status_t status;
-    int64_t from_ms, to_ms;   /* created_at in [from, to); 0: unbounded */
+    int64_t from_ms, to_ms; /* created_at in [from, to); 0: unbounded */
 } payment_filter_t;
 
 /* Payments matching filter, newest first: up to limit (1..100) after
@@ -253,12 +252,12 @@ store_status_t payment_log_each(payment_store_t *self, uint64_t from, const char
 
 typedef struct {
     bool ok;
-    uint64_t entries;                 /* entries checked */
-    char head[PAYMENT_HASH_HEX + 1];  /* the last entry's hash ("" when empty) */
-    uint64_t anchored_seq;            /* the newest signed head's seq (0: none) */
-    uint64_t bad_seq;                 /* when !ok: the first entry found wrong (or the
-                                         seq the chain should reach) */
-    char problem[160];                /* when !ok: what is wrong, in words */
+    uint64_t entries;                /* entries checked */
+    char head[PAYMENT_HASH_HEX + 1]; /* the last entry's hash ("" when empty) */
+    uint64_t anchored_seq;           /* the newest signed head's seq (0: none) */
+    uint64_t bad_seq;                /* when !ok: the first entry found wrong (or the
+                                        seq the chain should reach) */
+    char problem[160];               /* when !ok: what is wrong, in words */
 } log_verify_t;
 
 /* Re-checks the whole log: seq without gaps from 1, every prev_hash and
@@ -271,6 +270,37 @@ typedef struct {
  * cannot be read. */
 store_status_t payment_log_verify(payment_store_t *self, const char *expected_head,
                                   log_verify_t *out);
+
+/* ---- the check of the books (ops.check) ---- */
+
+#define PAYMENT_STATUS_COUNT 7
+
+typedef struct {
+    int64_t payments;
+    int64_t by_status[PAYMENT_STATUS_COUNT]; /* indexed by payment_status_t */
+    int64_t captured_cents, refunded_cents;  /* over all payments, whatever the currency */
+    uint64_t log_entries;
+    int64_t problems; /* all found, also those past the callback's limit */
+} payment_counts_t;
+
+/* One problem: check names what was checked ("amounts", "status",
+ * "log_sums", "index", "record", "log"), id the payment ("" for the log
+ * as a whole), message says what is wrong in words. */
+typedef void(payment_problem_fn)(const char *check, const char *id, const char *message, void *arg);
+
+/* Checks the books in one read snapshot: per payment, 0 <= refunded <=
+ * captured <= amount ("amounts"); the status agrees with the amounts
+ * ("status": pending nothing authorized or captured, authorized nothing
+ * captured, captured all of the amount and nothing refunded,
+ * partially_refunded some of it refunded, refunded all of it, failed and
+ * voided nothing captured); captured, refunded and authorized equal what
+ * its log entries sum to ("log_sums"); by_order and by_status name it
+ * ("index"); and the log verifies as payment_log_verify does ("log").
+ * fn is called for every problem (so the caller bounds what it keeps);
+ * counts are filled. STORE_OK whatever was found; an error status only
+ * when the store cannot be read. */
+store_status_t payment_store_check(payment_store_t *self, payment_problem_fn *fn, void *arg,
+                                   payment_counts_t *counts);
 
 /* Signs and keeps the current head now (also done every
  * PAYMENT_LOG_ANCHOR_EVERY entries). */

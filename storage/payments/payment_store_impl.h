@@ -2,8 +2,9 @@
  *  (payment_store.c: the handles, the payment and refund records, their
  *  writes and reads; payment_log.c: the transaction log, its anchors and
  *  its verification; payment_keys.c: the key files, signing and card
- *  fingerprints). Not for callers outside storage/payments/ (the tests
- *  read it for the layout they tamper with).
+ *  fingerprints; payment_check.c: the check of the books). Not for
+ *  callers outside storage/payments/ (the tests read it for the layout
+ *  they tamper with).
  *
  *  The environment data_dir/payments holds these databases (names in
  *  payment_store_names, in this order):
@@ -113,6 +114,14 @@ store_status_t payment_read(const payment_store_shared_t *shared, MDB_txn *txn, 
 store_status_t payment_log_append(const payment_store_shared_t *shared, MDB_txn *txn,
                                   log_type_t type, const payment_t *p, int64_t amount_cents,
                                   const uint8_t *details, size_t details_len);
+
+/* payment_log_verify within txn (a snapshot the caller holds). */
+store_status_t payment_log_verify_txn(const payment_store_shared_t *shared, MDB_txn *txn,
+                                      const char *expected_head, log_verify_t *out);
+
+/* payment_log_each of one payment's entries (oldest first) within txn. */
+store_status_t payment_log_each_txn(const payment_store_shared_t *shared, MDB_txn *txn,
+                                    const char *payment_id, log_entry_fn *fn, void *arg);
 
 /* Signs the head within txn unless the newest anchor already holds it
  * (or the log is empty). */

@@ -8,7 +8,8 @@
  *  amount, 20 threads racing 10 cents each on 100, one refund per key,
  *  ends and their repeats. Reads: lists by order, status and time range,
  *  newest first, across pages; pending payments; entries per payment and
- *  from a seq.
+ *  from a seq. The check of the books (payment_store_check): clean, then
+ *  two payments damaged on disk, each problem named by check and id.
  *
  *  The log's hashes are recomputed here from the header's definition, not
  *  the store's code. Tampering is done on the real bytes: the store is
@@ -1356,6 +1357,88 @@ static void test_expected_head(void **state)
     s_assert_verify_fails(f, head, 24, "hash of no entry");
 }
 
+/* ---- the check of the books ---- */
+
+typedef struct {
+    int n;
+    char check[8][16];
+    char id[8][PAYMENT_ID_MAX + 1];
+} s_problems_t;
+
+static void s_on_problem(const char *check, const char *id, const char *message, void *arg)
+{
+    s_problems_t *ps = arg;
+    assert_true(message[0] != '\0');
+    if (ps->n < 8) {
+        snprintf(ps->check[ps->n], sizeof ps->check[0], "%s", check);
+        snprintf(ps->id[ps->n], sizeof ps->id[0], "%s", id);
+    }
+    ps->n++;
+}
+
+/* Whether the problems hold one of check for id. */
+static bool s_has_problem(const s_problems_t *ps, const char *check, const char *id)
+{
+    for (int i = 0; i < ps->n && i < 8; i++)
+        if (streq(ps->check[i], check) && streq(ps->id[i], id))
+            return true;
+    return false;
+}
+
+static void test_check(void **state)
+{
+    fx_t *f = *state;
+    char ids[6][PAYMENT_ID_MAX + 1];
+    s_populate(f, 6, ids); /* each captured 100, refunded 30 */
+    payment_t pending, failed;
+    s_begin(f, "o-pending", 50, &pending);
+    s_begin(f, "o-failed", 70, &failed);
+    assert_int_equal(s_event(f, failed.id, PAYMENT_EVENT_FAIL, 0, &failed), STORE_OK);
+
+    s_problems_t ps = {0};
+    payment_counts_t counts;
+    assert_int_equal(payment_store_check(f->store, s_on_problem, &ps, &counts), STORE_OK);
+    assert_int_equal(ps.n, 0);
+    assert_int_equal(counts.problems, 0);
+    assert_int_equal(counts.payments, 8);
+    assert_int_equal(counts.by_status[PAYMENT_PARTIALLY_REFUNDED], 6);
+    assert_int_equal(counts.by_status[PAYMENT_PENDING], 1);
+    assert_int_equal(counts.by_status[PAYMENT_FAILED], 1);
+    assert_int_equal(counts.captured_cents, 600);
+    assert_int_equal(counts.refunded_cents, 180);
+    assert_int_equal(counts.log_entries, 19);
+
+    /* Damage two payments: one refunds more than it captured (its
+     * entries disagree too), one says captured while nothing was. */
+    s_raw_t raw;
+    s_raw_open(f, &raw);
+    uint8_t rec[2048];
+    msgpack_sbuffer edited;
+    MDB_val key = {strlen(ids[2]), ids[2]};
+    size_t len = s_raw_get(&raw, PAYMENT_DB_PAYMENTS, key, rec, sizeof rec);
+    s_map_set(rec, len, "refunded_cents", NULL, 130, &edited);
+    s_raw_put(&raw, PAYMENT_DB_PAYMENTS, key, edited.data, edited.size);
+    msgpack_sbuffer_destroy(&edited);
+    key = (MDB_val){strlen(failed.id), failed.id};
+    len = s_raw_get(&raw, PAYMENT_DB_PAYMENTS, key, rec, sizeof rec);
+    s_map_set(rec, len, "status", "captured", 0, &edited);
+    s_raw_put(&raw, PAYMENT_DB_PAYMENTS, key, edited.data, edited.size);
+    msgpack_sbuffer_destroy(&edited);
+    s_raw_close(f, &raw);
+
+    ps = (s_problems_t){0};
+    assert_int_equal(payment_store_check(f->store, s_on_problem, &ps, &counts), STORE_OK);
+    assert_int_equal(counts.problems, ps.n);
+    assert_true(s_has_problem(&ps, "amounts", ids[2]));
+    assert_true(s_has_problem(&ps, "status", ids[2]));
+    assert_true(s_has_problem(&ps, "log_sums", ids[2]));
+    assert_true(s_has_problem(&ps, "status", failed.id));
+    assert_true(s_has_problem(&ps, "index", failed.id)); /* by_status lists it as failed */
+    assert_true(s_has_problem(&ps, "log", ""));
+    assert_false(s_has_problem(&ps, "amounts", ids[1])); /* the others are as they were */
+    assert_int_equal(counts.payments, 8);
+}
+
 /* ---- durability and card data ---- */
 
 static void test_reopen(void **state)
@@ -1516,6 +1599,7 @@ int main(void)
         TEST(test_tamper_payment),
         TEST(test_tamper_anchor),
         TEST(test_expected_head),
+        TEST(test_check),
         TEST(test_reopen),
         TEST(test_card_data),
     };
