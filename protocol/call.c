@@ -36,7 +36,7 @@ struct call_t {
     size_t fixed_len;
     reply_state_t state;
     int problems;
-    bool state_broken; /* call_state_broken: the worker starts over */
+    bool state_broken;                 /* call_state_broken: the worker starts over */
     char field[CALL_MAX_PROBLEMS][64]; /* copied: a handler may build a name */
     const char *problem[CALL_MAX_PROBLEMS];
     /* the pending ask (call_ask) */

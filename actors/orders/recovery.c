@@ -28,7 +28,7 @@
 #include <string.h>
 
 #define S_BATCH 32
-#define S_ANSWER_WAIT_MS 30000
+#define S_ANSWER_WAIT_MS 15000
 #define S_SWEEP_EVERY_MS 60000
 #define S_SWEEP_MAX 1000
 
@@ -122,9 +122,9 @@ static void s_on_reply(recovery_t *self)
         if (envelope_decode_reply(zframe_data(frame), zframe_size(frame), &zone, &reply, &why) &&
             !reply.ok) {
             const msgpack_object *m = mp_map_get(&reply.error, "message");
-            zsys_debug("orders recovery: %.*s",
-                       m && m->type == MSGPACK_OBJECT_STR ? (int)m->via.str.size : 0,
-                       m && m->type == MSGPACK_OBJECT_STR ? m->via.str.ptr : "");
+            zsys_info("orders recovery: %.*s",
+                      m && m->type == MSGPACK_OBJECT_STR ? (int)m->via.str.size : 0,
+                      m && m->type == MSGPACK_OBJECT_STR ? m->via.str.ptr : "");
         }
         msgpack_zone_destroy(&zone);
     }

@@ -362,7 +362,9 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
         s_left_for_recovery(call, "the payment is in an unexpected state");
         return;
     }
-    if (a->code == ERR_PAYMENT_DECLINED || a->code == ERR_GATEWAY_ERROR ||
+    /* A settle's gateway_error leaves the payment as it was (pending or
+     * authorized): like no answer, it is tried again later. */
+    if (a->code == ERR_PAYMENT_DECLINED || (a->code == ERR_GATEWAY_ERROR && saga->has_card) ||
         a->code == ERR_INVALID_ARGUMENT) {
         snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "%s",
                  err_code_name(a->code == ERR_PAYMENT_DECLINED ? ERR_PAYMENT_DECLINED

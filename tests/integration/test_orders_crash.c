@@ -259,7 +259,7 @@ static void *s_client(void *arg)
 static void test_kill_in_the_middle(void **state)
 {
     (void)state;
-    const char *env[] = {"RETAIL_ORDERS_RECOVER_EVERY_MS=100", NULL};
+    const char *env[] = {"RETAIL_TEST_OPS=1", "RETAIL_ORDERS_RECOVER_EVERY_MS=100", NULL};
     fixture_opts_t opts = {.name = "retail-mass", .accounts = true, .logs = true, .env = env};
     fixture_t *s = fixture_new(&opts);
     assert_non_null(s);
