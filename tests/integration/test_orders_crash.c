@@ -145,6 +145,36 @@ static void s_check(fixture_t *s, const char *service)
     mdpcli_destroy(&client);
 }
 
+/* No unit is held by a reservation, as the catalog counts them. */
+static void s_nothing_reserved(fixture_t *s)
+{
+    mdpcli_t *client = fixture_client(s, "retailctl");
+    assert_int_equal(fixture_send(client, "catalog", 8, "ops.check", NULL, "{}"), 0);
+    fixture_reply_t reply = fixture_recv(client, 10000);
+    assert_true(reply.ok);
+    json_t *counts = json_object_get(reply.data, "counts");
+    assert_int_equal(json_integer_value(json_object_get(counts, "reserved_units")), 0);
+    assert_int_equal(json_integer_value(json_object_get(counts, "live_reservations")), 0);
+    fixture_reply_free(&reply);
+    mdpcli_destroy(&client);
+}
+
+/* `retailctl check` against the running system: exit 0, "check: ok". */
+static void s_retailctl_check(fixture_t *s)
+{
+    char *out = zsys_sprintf("%s/check.out", s->dir);
+    const char *argv[] = {"--data-dir", s->dir, "--broker", s->broker_endpoint, "check", NULL};
+    tu_spawn_t how = {.program = "retailctl", .argv = argv, .clean = true, .out_path = out};
+    int status = tu_wait(tu_spawn(&how), 60000);
+    char *text = tu_slurp(out, NULL);
+    if (status != 0 || !text || !strstr(text, "check: ok"))
+        print_error("retailctl check (status %d):\n%s\n", status, text ? text : "");
+    assert_int_equal(status, 0);
+    assert_non_null(strstr(text, "check: ok"));
+    free(text);
+    zstr_free(&out);
+}
+
 /* Reaps the killed process and starts it again on the same data. */
 static void s_restart(fixture_t *s)
 {
@@ -190,6 +220,8 @@ static void s_crash_after(const char *step, long want_status)
     s_check(s, "orders");
     s_check(s, "catalog");
     s_check(s, "payments");
+    s_nothing_reserved(s);
+    s_retailctl_check(s);
     assert_int_equal(fixture_stop(s), 0);
     fixture_destroy(&s);
 }
@@ -328,6 +360,8 @@ static void test_kill_in_the_middle(void **state)
     s_check(s, "orders");
     s_check(s, "catalog");
     s_check(s, "payments");
+    s_nothing_reserved(s);
+    s_retailctl_check(s);
     assert_int_equal(fixture_stop(s), 0);
     fixture_destroy(&s);
 }
