@@ -157,6 +157,14 @@ static void s_one_arg(msgpack_sbuffer *buf, const char *key, const char *value)
     mp_pack_str(&pk, value);
 }
 
+/* The order of an order.get answer ({order}). */
+static const msgpack_object *s_order(const envelope_reply_t *r)
+{
+    const msgpack_object *o =
+        r->data.type == MSGPACK_OBJECT_MAP ? mp_map_get(&r->data, "order") : NULL;
+    return o && o->type == MSGPACK_OBJECT_MAP ? o : NULL;
+}
+
 /* ---- the cross checks, each as "is this id right?" ---- */
 
 typedef enum { S_RESERVATION, S_PAID_ORDER, S_CAPTURED } s_kind_t;
@@ -178,7 +186,7 @@ static const char *s_wrong(check_t *self, s_kind_t kind, const char *id)
                                            : "a captured payment's order does not exist";
             goto done;
         }
-        s_text(&self->reply.data, "status", status, sizeof status);
+        s_text(s_order(&self->reply), "status", status, sizeof status);
         bool right = kind == S_RESERVATION ? streq(status, "pending")
                                            : streq(status, "paid") || streq(status, "shipped") ||
                                                  streq(status, "delivered");
@@ -193,10 +201,10 @@ static const char *s_wrong(check_t *self, s_kind_t kind, const char *id)
     s_one_arg(&args, "id", id);
     if (!s_ask(self, "orders", "order.get", args.data, args.size) || !self->reply.ok)
         goto done; /* gone since: nothing to say */
-    s_text(&self->reply.data, "status", status, sizeof status);
+    s_text(s_order(&self->reply), "status", status, sizeof status);
     if (!streq(status, "paid") && !streq(status, "shipped") && !streq(status, "delivered"))
         goto done;
-    int64_t total = s_int(&self->reply.data, "total_cents");
+    int64_t total = s_int(s_order(&self->reply), "total_cents");
     s_one_arg(&args, "order_id", id);
     if (!s_ask(self, "payments", "payment.by_order", args.data, args.size))
         goto done;

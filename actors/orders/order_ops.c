@@ -84,7 +84,7 @@ void orders_order_get(call_t *call, void *state)
         orders_fail_store(call, status);
         return;
     }
-    order_view_pack(call_reply(call), self->scratch);
+    order_view_reply(call, self->scratch);
 }
 
 /* order.list {status?, user_id?, limit?, cursor?} -> {items, next_cursor} */
@@ -201,7 +201,7 @@ void orders_order_cancel(call_t *call, void *state)
         return;
     }
     if (!c.started) {
-        order_view_pack(call_reply(call), &saga->order);
+        order_view_reply(call, &saga->order);
         return;
     }
     saga_drive(call, self, saga); /* refund, release, cancelled */
@@ -249,7 +249,7 @@ void orders_order_set_status(call_t *call, void *state)
         orders_fail_store(call, status);
         return;
     }
-    order_view_pack(call_reply(call), self->scratch);
+    order_view_reply(call, self->scratch);
 }
 
 /* ---- recovery's entry ---- */
@@ -298,7 +298,7 @@ void orders_order_recover(call_t *call, void *state)
         order_store_change(self->orders, id, s_claim_fn, &c, &saga->order, &refusal);
     if (status == ORDER_REFUSED && refusal == S_REFUSE_DONE) {
         if (order_store_get(self->orders, id, self->scratch) == ORDER_OK)
-            order_view_pack(call_reply(call), self->scratch);
+            order_view_reply(call, self->scratch);
         else
             call_fail(call, ERR_NOT_FOUND, "no such order");
         return;

@@ -54,10 +54,19 @@ int order_view_pack(msgpack_packer *pk, const order_t *o)
     return rc ? -1 : 0;
 }
 
+void order_view_reply(call_t *call, const order_t *order)
+{
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "order");
+    order_view_pack(pk, order);
+}
+
 int order_view_bytes(const order_t *order, mpout_t *out)
 {
     mpout_clear(out);
     msgpack_packer pk;
     mpout_packer(out, &pk);
-    return order_view_pack(&pk, order) != 0 || out->failed ? -1 : 0;
+    int rc = msgpack_pack_map(&pk, 1) | mp_pack_str(&pk, "order");
+    return rc != 0 || order_view_pack(&pk, order) != 0 || out->failed ? -1 : 0;
 }

@@ -94,7 +94,10 @@ void saga_crash_point(const orders_shared_t *shared, int step);
 /* Packs {id, user_id, items, total_cents, currency, status,
  * status_history, payment, shipping_address, created_at, updated_at}. */
 int order_view_pack(msgpack_packer *pk, const order_t *order);
-/* The same into out (cleared first): the body stored with a key. */
+/* Answers the call {order} (API.md's `{order}`). */
+void order_view_reply(call_t *call, const order_t *order);
+/* The same answer's data into out (cleared first): the body stored with
+ * a key, replayed as it is. */
 int order_view_bytes(const order_t *order, mpout_t *out);
 
 /* The caller's token: its user and whether it is an admin; false after

@@ -121,7 +121,7 @@ static void s_write_paid(call_t *call, orders_state_t *self, saga_t *saga)
     if (saga->from_cart)
         (void)cart_store_clear(self->carts, saga->order.user_id);
     saga_crash_point(self->shared, STEP_COUNT);
-    order_view_pack(call_reply(call), &saga->order);
+    order_view_reply(call, &saga->order);
 }
 
 /* The failure as the key keeps it: 402 with the decline's reason, 502,
@@ -556,7 +556,7 @@ static void s_cancel_released(call_t *call, void *state, const call_answer_t *a)
         s_write_failed(call, status, refusal);
         return;
     }
-    order_view_pack(call_reply(call), &saga->order);
+    order_view_reply(call, &saga->order);
 }
 
 static int s_refunded_fn(order_t *o, order_change_t *change, void *arg)
@@ -602,7 +602,7 @@ static void s_refunded(call_t *call, void *state, const call_answer_t *a)
         s_ask_order_id(call, "catalog", "stock.release", saga->order.id, ORDERS_STOCK_TIMEOUT_MS,
                        s_cancel_released);
     else
-        order_view_pack(call_reply(call), &saga->order);
+        order_view_reply(call, &saga->order);
 }
 
 static void s_refund(call_t *call, saga_t *saga, const char *why)
@@ -658,7 +658,7 @@ static void s_compensate_settled(call_t *call, void *state, const call_answer_t 
         s_write_failed(call, status, refusal);
         return;
     }
-    order_view_pack(call_reply(call), &saga->order);
+    order_view_reply(call, &saga->order);
 }
 
 void saga_drive(call_t *call, orders_state_t *self, saga_t *saga)
@@ -696,5 +696,5 @@ void saga_drive(call_t *call, orders_state_t *self, saga_t *saga)
                        s_compensate_settled);
         return;
     }
-    order_view_pack(call_reply(call), o);
+    order_view_reply(call, o);
 }

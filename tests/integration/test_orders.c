@@ -168,7 +168,8 @@ static void test_order_paid(void **state)
     hc_response_t r = s_send(s, "POST", "/v1/orders", s->customer_token,
                              s_order_body(CARD_OK, 2, ids, qty), NULL);
     s_expect(&r, 201, "POST /v1/orders");
-    json_t *order = json_object_get(r.body, "order") ? json_object_get(r.body, "order") : r.body;
+    json_t *order = json_object_get(r.body, "order");
+    assert_non_null(order);
     assert_string_equal(hc_str(order, "status"), "paid");
     assert_int_equal(s_int(order, "total_cents"), 2 * 1250 + 3 * 99);
     assert_string_equal(hc_str(order, "currency"), "EUR");
@@ -194,7 +195,7 @@ static void test_order_paid(void **state)
     snprintf(path, sizeof path, "/v1/orders/%s", id);
     r = hc_request(s->base, "GET", path, s->customer_token, NULL, NULL);
     s_expect(&r, 200, "GET my order");
-    assert_string_equal(hc_str(r.body, "id"), id);
+    assert_string_equal(hc_str(r.body, "order.id"), id);
     hc_response_free(&r);
     r = hc_request(s->base, "GET", path, s->admin_token, NULL, NULL);
     s_expect(&r, 200, "GET as admin");
@@ -324,7 +325,7 @@ static void *s_job(void *arg)
     free(text);
     job->status = r.status;
     job->replayed = streq(r.replayed, "true");
-    const char *id = r.status == 201 ? hc_str(r.body, "id") : NULL;
+    const char *id = r.status == 201 ? hc_str(r.body, "order.id") : NULL;
     snprintf(job->order_id, sizeof job->order_id, "%s", id ? id : "");
     hc_response_free(&r);
     return NULL;
@@ -417,7 +418,7 @@ static void test_idempotency(void **state)
     assert_int_equal(s_stock(s, b), 19);
     r = s_order(s, s->customer_token, CARD_OK, b, 1, "key-concurrent");
     s_expect(&r, 201, "after the crowd");
-    assert_string_equal(hc_str(r.body, "id"), id);
+    assert_string_equal(hc_str(r.body, "order.id"), id);
     hc_response_free(&r);
     r = s_order(s, s->customer_token, CARD_OK, b, 1, "");
     s_expect(&r, 400, "an empty key");
@@ -432,14 +433,14 @@ static void test_cancel_and_ship(void **state)
     hc_response_t r = s_order(s, s->customer_token, CARD_OK, a, 2, NULL);
     s_expect(&r, 201, "order to cancel");
     char id[64];
-    snprintf(id, sizeof id, "%s", hc_str(r.body, "id"));
+    snprintf(id, sizeof id, "%s", hc_str(r.body, "order.id"));
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 3);
     snprintf(path, sizeof path, "/v1/orders/%s/cancel", id);
     r = s_send(s, "POST", path, s->customer_token, NULL, NULL);
     s_expect(&r, 200, "cancel");
-    assert_string_equal(hc_str(r.body, "status"), "cancelled");
-    assert_string_equal(hc_str(r.body, "payment.status"), "refunded");
+    assert_string_equal(hc_str(r.body, "order.status"), "cancelled");
+    assert_string_equal(hc_str(r.body, "order.payment.status"), "refunded");
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 5);
     r = s_send(s, "POST", path, s->customer_token, NULL, NULL);
@@ -447,7 +448,7 @@ static void test_cancel_and_ship(void **state)
 
     r = s_order(s, s->customer_token, CARD_OK, a, 1, NULL);
     s_expect(&r, 201, "order to ship");
-    snprintf(id, sizeof id, "%s", hc_str(r.body, "id"));
+    snprintf(id, sizeof id, "%s", hc_str(r.body, "order.id"));
     hc_response_free(&r);
     snprintf(path, sizeof path, "/v1/orders/%s/status", id);
     r = s_send(s, "PATCH", path, s->customer_token, json_pack("{s:s}", "status", "shipped"), NULL);
@@ -456,7 +457,7 @@ static void test_cancel_and_ship(void **state)
     s_expect_error(&r, 409, "invalid_transition", "delivered before shipped");
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "shipped"), NULL);
     s_expect(&r, 200, "shipped");
-    assert_string_equal(hc_str(r.body, "status"), "shipped");
+    assert_string_equal(hc_str(r.body, "order.status"), "shipped");
     hc_response_free(&r);
     char cancel[160];
     snprintf(cancel, sizeof cancel, "/v1/orders/%s/cancel", id);
@@ -464,7 +465,8 @@ static void test_cancel_and_ship(void **state)
     s_expect_error(&r, 409, "invalid_transition", "cancel after shipped");
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "delivered"), NULL);
     s_expect(&r, 200, "delivered");
-    assert_int_equal(json_array_size(json_object_get(r.body, "status_history")), 4);
+    assert_int_equal(
+        json_array_size(json_object_get(json_object_get(r.body, "order"), "status_history")), 4);
     hc_response_free(&r);
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "paid"), NULL);
     s_expect_error(&r, 409, "invalid_transition", "back to paid");
@@ -486,7 +488,7 @@ static void test_cart_checkout(void **state)
     hc_response_free(&r);
     r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, body, NULL);
     s_expect(&r, 201, "checkout");
-    assert_int_equal(s_int(r.body, "total_cents"), 1000);
+    assert_int_equal(s_int(json_object_get(r.body, "order"), "total_cents"), 1000);
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 5);
     r = hc_request(s->base, "GET", "/v1/cart", s->customer_token, NULL, NULL);
@@ -527,7 +529,7 @@ static void test_history(void **state)
     s_expect(&r, 200, "me");
     char user[64];
     snprintf(user, sizeof user, "%s",
-             hc_str(r.body, "user.id") ? hc_str(r.body, "user.id") : hc_str(r.body, "id"));
+             hc_str(r.body, "user.id") ? hc_str(r.body, "user.id") : hc_str(r.body, "order.id"));
     hc_response_free(&r);
     snprintf(path, sizeof path, "&user_id=%s", user);
     assert_int_equal(s_count_orders(s, s->admin_token, path), mine > 100 ? 100 : mine);

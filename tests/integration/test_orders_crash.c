@@ -280,7 +280,7 @@ static void *s_client(void *arg)
         hc_response_t r =
             s_post(c->s, "/v1/orders", c->s->customer_token, s_order_body(c->product), header);
         c->status[i] = r.status;
-        const char *id = r.status == 201 ? hc_str(r.body, "id") : NULL;
+        const char *id = r.status == 201 ? hc_str(r.body, "order.id") : NULL;
         snprintf(c->id[i], 64, "%s", id ? id : "");
         hc_response_free(&r);
         atomic_fetch_add(c->answered, 1);
