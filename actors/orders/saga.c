@@ -71,10 +71,27 @@ static bool s_owned(const order_t *o, const saga_t *saga)
     return streq(o->lease, saga->lease);
 }
 
-/* What the client's request, or recovery, hears when the saga cannot go
- * on now: the order stays as it is written, and recovery finishes it. */
-static void s_left_for_recovery(call_t *call, const char *what)
+static int s_unlease_fn(order_t *o, order_change_t *change, void *arg)
 {
+    (void)change;
+    const saga_t *saga = arg;
+    if (!streq(o->lease, saga->lease))
+        return 1;
+    o->lease[0] = '\0';
+    o->lease_until_ms = 0;
+    return 0;
+}
+
+/* What the client's request, or recovery, hears when the saga cannot go
+ * on now: the order stays as it is written, its lease given up so that
+ * recovery's next pass takes it at once, and recovery finishes it. */
+static void s_left_for_recovery(call_t *call, orders_state_t *self, saga_t *saga, const char *what)
+{
+    order_store_status_t status =
+        order_store_change(self->orders, saga->order.id, s_unlease_fn, saga, NULL, NULL);
+    if (status != ORDER_OK && status != ORDER_REFUSED)
+        zsys_warning("orders: order %s: cannot give its lease up (%d); recovery waits for it",
+                     saga->order.id, status);
     char message[200];
     snprintf(message, sizeof message,
              "%s: the order is pending and will be finished; ask again with the same "
@@ -286,7 +303,7 @@ static void s_released(call_t *call, void *state, const call_answer_t *a)
     if (!saga)
         return;
     if (!a->ok && a->code != ERR_NOT_FOUND) {
-        s_left_for_recovery(call, "the catalog did not release the stock");
+        s_left_for_recovery(call, state, saga, "the catalog did not release the stock");
         return;
     }
     s_write_failed_order(call, state, saga);
@@ -321,7 +338,7 @@ static void s_committed(call_t *call, void *state, const call_answer_t *a)
         s_release_then_fail(call, self, saga);
         return;
     }
-    s_left_for_recovery(call, "the catalog did not commit the stock");
+    s_left_for_recovery(call, state, saga, "the catalog did not commit the stock");
 }
 
 static void s_commit(call_t *call, orders_state_t *self, saga_t *saga)
@@ -359,7 +376,7 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
          * (compensated already?): leave it to an operator. */
         zsys_error("orders: order %s: its payment is %s while the order is pending", saga->order.id,
                    st);
-        s_left_for_recovery(call, "the payment is in an unexpected state");
+        s_left_for_recovery(call, state, saga, "the payment is in an unexpected state");
         return;
     }
     /* A settle's gateway_error leaves the payment as it was (pending or
@@ -394,7 +411,7 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
         s_release_then_fail(call, self, saga);
         return;
     }
-    s_left_for_recovery(call, "payments did not answer");
+    s_left_for_recovery(call, state, saga, "payments did not answer");
 }
 
 static void s_charge(call_t *call, orders_state_t *self, saga_t *saga)
@@ -502,7 +519,7 @@ static void s_reserved(call_t *call, void *state, const call_answer_t *a)
         mpout_destroy(&packed);
         return;
     }
-    s_left_for_recovery(call, "the catalog did not answer");
+    s_left_for_recovery(call, state, saga, "the catalog did not answer");
 }
 
 static void s_reserve(call_t *call, orders_state_t *self, saga_t *saga)
