@@ -242,3 +242,31 @@ const char *hc_str(json_t *json, const char *path)
     }
     return json_string_value(node);
 }
+
+void hc_expect(const hc_response_t *r, long status, const char *what)
+{
+    if (r->status != status)
+        print_error("%s: expected %ld, got %ld %s\n", what, status, r->status,
+                    r->text ? r->text : "");
+    assert_int_equal(r->status, status);
+}
+
+void hc_expect_error(hc_response_t *r, long status, const char *code, const char *what)
+{
+    hc_expect(r, status, what);
+    const char *got = hc_error_code(r);
+    if (!got || strcmp(got, code) != 0)
+        print_error("%s: expected code %s, got %s\n", what, code, got ? got : "(none)");
+    assert_non_null(got);
+    assert_string_equal(got, code);
+    hc_response_free(r);
+}
+
+json_int_t hc_int(json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (!json_is_integer(v))
+        print_error("no integer \"%s\" in the answer\n", key);
+    assert_true(json_is_integer(v));
+    return json_integer_value(v);
+}

@@ -112,6 +112,14 @@ void hc_response_free(hc_response_t *r);
 /* The "error.code" of an error body (API.md section 3), or NULL. */
 const char *hc_error_code(const hc_response_t *r);
 
+/* Asserts r's status, printing what (the step) and the body when it
+ * differs. */
+void hc_expect(const hc_response_t *r, long status, const char *what);
+/* Asserts r's status and error code, then frees r. */
+void hc_expect_error(hc_response_t *r, long status, const char *code, const char *what);
+/* The integer key of obj; asserts that it is one. */
+json_int_t hc_int(json_t *obj, const char *key);
+
 /* The string at a dotted path ("user.email") in json, or NULL. */
 const char *hc_str(json_t *json, const char *path);
 

@@ -43,33 +43,6 @@ static hc_response_t s_send(fixture_t *s, const char *method, const char *path, 
     return r;
 }
 
-/* Asserts the status, printing the body when it differs. */
-static void s_expect(const hc_response_t *r, long status, const char *what)
-{
-    if (r->status != status)
-        print_error("%s: expected %ld, got %ld %s\n", what, status, r->status, r->text);
-    assert_int_equal(r->status, status);
-}
-
-/* Asserts an error status and code, and frees r. */
-static void s_expect_error(hc_response_t *r, long status, const char *code, const char *what)
-{
-    s_expect(r, status, what);
-    const char *got = hc_error_code(r);
-    if (!got || strcmp(got, code) != 0)
-        print_error("%s: expected code %s, got %s\n", what, code, got ? got : "(none)");
-    assert_non_null(got);
-    assert_string_equal(got, code);
-    hc_response_free(r);
-}
-
-static json_int_t s_int(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    assert_true(json_is_integer(v));
-    return json_integer_value(v);
-}
-
 /* ------------------------------------------------------------------ */
 /* Catalog and cart helpers                                            */
 
@@ -80,7 +53,7 @@ static void s_category(fixture_t *s, char id[64])
     snprintf(name, sizeof name, "Cart test %d", ++counter);
     hc_response_t r =
         s_send(s, "POST", "/v1/categories", s->admin_token, json_pack("{s:s}", "name", name));
-    s_expect(&r, 201, "create category");
+    hc_expect(&r, 201, "create category");
     snprintf(id, 64, "%s", hc_str(r.body, "category.id"));
     hc_response_free(&r);
 }
@@ -97,7 +70,7 @@ static void s_product(fixture_t *s, const char *category, const char *name, json
                              currency, "category_id", category, "stock", 50);
     assert_non_null(body);
     hc_response_t r = s_send(s, "POST", "/v1/products", s->admin_token, body);
-    s_expect(&r, 201, "create product");
+    hc_expect(&r, 201, "create product");
     snprintf(id, 64, "%s", hc_str(r.body, "product.id"));
     assert_true(id[0] != '\0');
     hc_response_free(&r);
@@ -107,7 +80,7 @@ static void s_product(fixture_t *s, const char *category, const char *name, json
 static json_t *s_cart(fixture_t *s, const char *token)
 {
     hc_response_t r = hc_request(s->base, "GET", "/v1/cart", token, NULL, NULL);
-    s_expect(&r, 200, "GET /v1/cart");
+    hc_expect(&r, 200, "GET /v1/cart");
     json_t *cart = json_incref(r.body);
     hc_response_free(&r);
     assert_non_null(cart);
@@ -126,7 +99,7 @@ static hc_response_t s_put(fixture_t *s, const char *token, const char *id, json
 static json_t *s_put_ok(fixture_t *s, const char *token, const char *id, json_int_t qty)
 {
     hc_response_t r = s_put(s, token, id, qty);
-    s_expect(&r, 200, "PUT /v1/cart/items");
+    hc_expect(&r, 200, "PUT /v1/cart/items");
     json_t *cart = json_incref(r.body);
     hc_response_free(&r);
     return cart;
@@ -137,7 +110,7 @@ static void s_expect_empty(json_t *cart)
     json_t *items = json_object_get(cart, "items");
     assert_true(json_is_array(items));
     assert_int_equal(json_array_size(items), 0);
-    assert_int_equal(s_int(cart, "total_cents"), 0);
+    assert_int_equal(hc_int(cart, "total_cents"), 0);
     json_t *currency = json_object_get(cart, "currency");
     assert_non_null(currency);
     assert_true(json_is_null(currency));
@@ -162,13 +135,13 @@ static void s_expect_lines(json_t *cart, const char *currency, int n, const s_li
         json_t *item = json_array_get(items, (size_t)i);
         assert_string_equal(hc_str(item, "product_id"), lines[i].id);
         assert_string_equal(hc_str(item, "name"), lines[i].name);
-        assert_int_equal(s_int(item, "unit_price_cents"), lines[i].price);
-        assert_int_equal(s_int(item, "qty"), lines[i].qty);
-        assert_int_equal(s_int(item, "line_total_cents"), lines[i].price * lines[i].qty);
+        assert_int_equal(hc_int(item, "unit_price_cents"), lines[i].price);
+        assert_int_equal(hc_int(item, "qty"), lines[i].qty);
+        assert_int_equal(hc_int(item, "line_total_cents"), lines[i].price * lines[i].qty);
         assert_int_equal(json_object_size(item), 5);
         total += lines[i].price * lines[i].qty;
     }
-    assert_int_equal(s_int(cart, "total_cents"), total);
+    assert_int_equal(hc_int(cart, "total_cents"), total);
     assert_string_equal(hc_str(cart, "currency"), currency);
 }
 
@@ -223,7 +196,7 @@ static void test_add_change_remove(void **state)
     snprintf(path, sizeof path, "/v1/products/%s", c);
     hc_response_t r = s_send(s, "PATCH", path, s->admin_token,
                              json_pack("{s:s, s:I}", "name", "Big saucer", "price_cents", 375));
-    s_expect(&r, 200, "PATCH product");
+    hc_expect(&r, 200, "PATCH product");
     hc_response_free(&r);
     cart = s_cart(s, s->customer_token);
     s_expect_lines(cart, "EUR", 2, (s_line_t[]){{a, "Teapot", 2500, 3}, {c, "Big saucer", 375, 2}});
@@ -232,13 +205,13 @@ static void test_add_change_remove(void **state)
     /* DELETE of one line */
     snprintf(path, sizeof path, "/v1/cart/items/%s", a);
     r = hc_request(s->base, "DELETE", path, s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "DELETE /v1/cart/items");
+    hc_expect(&r, 200, "DELETE /v1/cart/items");
     s_expect_lines(r.body, "EUR", 1, (s_line_t[]){{c, "Big saucer", 375, 2}});
     hc_response_free(&r);
 
     /* DELETE /v1/cart: 204, then empty */
     r = hc_request(s->base, "DELETE", "/v1/cart", s->customer_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE /v1/cart");
+    hc_expect(&r, 204, "DELETE /v1/cart");
     assert_int_equal(r.len, 0);
     hc_response_free(&r);
     cart = s_cart(s, s->customer_token);
@@ -255,31 +228,31 @@ static void test_refusals(void **state)
     s_product(s, cat, "Kettle (US)", 4500, "USD", usd);
 
     hc_response_t r = s_put(s, s->customer_token, "p00000000000000000000", 1);
-    s_expect_error(&r, 404, "not_found", "unknown product");
+    hc_expect_error(&r, 404, "not_found", "unknown product");
     r = s_put(s, s->customer_token, eur, 1000);
-    s_expect_error(&r, 400, "invalid_argument", "qty 1000");
+    hc_expect_error(&r, 400, "invalid_argument", "qty 1000");
     r = s_put(s, s->customer_token, eur, -1);
-    s_expect_error(&r, 400, "invalid_argument", "qty -1");
+    hc_expect_error(&r, 400, "invalid_argument", "qty -1");
     r = s_send(s, "PUT", "/v1/cart/items/x", s->customer_token, json_object());
-    s_expect_error(&r, 400, "invalid_argument", "no qty");
+    hc_expect_error(&r, 400, "invalid_argument", "no qty");
 
     json_t *cart = s_put_ok(s, s->customer_token, eur, 999);
     json_decref(cart);
     r = s_put(s, s->customer_token, usd, 1);
-    s_expect_error(&r, 409, "conflict", "another currency");
+    hc_expect_error(&r, 409, "conflict", "another currency");
     cart = s_cart(s, s->customer_token);
     s_expect_lines(cart, "EUR", 1, (s_line_t[]){{eur, "Kettle", 4000, 999}});
     json_decref(cart);
 
     /* an empty cart takes any currency again */
     r = hc_request(s->base, "DELETE", "/v1/cart", s->customer_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE /v1/cart");
+    hc_expect(&r, 204, "DELETE /v1/cart");
     hc_response_free(&r);
     cart = s_put_ok(s, s->customer_token, usd, 2);
     s_expect_lines(cart, "USD", 1, (s_line_t[]){{usd, "Kettle (US)", 4500, 2}});
     json_decref(cart);
     r = hc_request(s->base, "DELETE", "/v1/cart", s->customer_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE /v1/cart");
+    hc_expect(&r, 204, "DELETE /v1/cart");
     hc_response_free(&r);
 }
 
@@ -299,7 +272,7 @@ static void test_deleted_product_leaves_the_cart(void **state)
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", gone);
     hc_response_t r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE product");
+    hc_expect(&r, 204, "DELETE product");
     hc_response_free(&r);
 
     for (int i = 0; i < 2; i++) { /* dropped when shown, and stays dropped */
@@ -309,12 +282,12 @@ static void test_deleted_product_leaves_the_cart(void **state)
     }
     /* it cannot come back */
     r = s_put(s, s->customer_token, gone, 1);
-    s_expect_error(&r, 404, "not_found", "deleted product");
+    hc_expect_error(&r, 404, "not_found", "deleted product");
 
     /* the last line's product deleted: the empty cart */
     snprintf(path, sizeof path, "/v1/products/%s", keep);
     r = hc_request(s->base, "DELETE", path, s->admin_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE product");
+    hc_expect(&r, 204, "DELETE product");
     hc_response_free(&r);
     cart = s_cart(s, s->customer_token);
     s_expect_empty(cart);
@@ -339,7 +312,7 @@ static void test_carts_are_apart(void **state)
     json_decref(cart);
 
     hc_response_t r = hc_request(s->base, "DELETE", "/v1/cart", s->admin_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE /v1/cart (admin)");
+    hc_expect(&r, 204, "DELETE /v1/cart (admin)");
     hc_response_free(&r);
     cart = s_cart(s, s->customer_token);
     s_expect_lines(cart, "EUR", 1, (s_line_t[]){{a, "Plate", 900, 2}});
@@ -348,7 +321,7 @@ static void test_carts_are_apart(void **state)
     s_expect_empty(cart);
     json_decref(cart);
     r = hc_request(s->base, "DELETE", "/v1/cart", s->customer_token, NULL, NULL);
-    s_expect(&r, 204, "DELETE /v1/cart");
+    hc_expect(&r, 204, "DELETE /v1/cart");
     hc_response_free(&r);
 }
 
@@ -356,15 +329,15 @@ static void test_needs_a_token(void **state)
 {
     fixture_t *s = *state;
     hc_response_t r = hc_request(s->base, "GET", "/v1/cart", NULL, NULL, NULL);
-    s_expect_error(&r, 401, "unauthenticated", "GET without a token");
+    hc_expect_error(&r, 401, "unauthenticated", "GET without a token");
     r = hc_request(s->base, "GET", "/v1/cart", "not.a.token", NULL, NULL);
-    s_expect_error(&r, 401, "unauthenticated", "GET with a bad token");
+    hc_expect_error(&r, 401, "unauthenticated", "GET with a bad token");
     r = hc_request(s->base, "PUT", "/v1/cart/items/x", NULL, "{\"qty\":1}", NULL);
-    s_expect_error(&r, 401, "unauthenticated", "PUT without a token");
+    hc_expect_error(&r, 401, "unauthenticated", "PUT without a token");
     r = hc_request(s->base, "DELETE", "/v1/cart/items/x", NULL, NULL, NULL);
-    s_expect_error(&r, 401, "unauthenticated", "DELETE item without a token");
+    hc_expect_error(&r, 401, "unauthenticated", "DELETE item without a token");
     r = hc_request(s->base, "DELETE", "/v1/cart", NULL, NULL, NULL);
-    s_expect_error(&r, 401, "unauthenticated", "DELETE without a token");
+    hc_expect_error(&r, 401, "unauthenticated", "DELETE without a token");
 }
 
 static int s_setup(void **state)

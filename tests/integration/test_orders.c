@@ -48,33 +48,6 @@ static hc_response_t s_send(fixture_t *s, const char *method, const char *path, 
     return r;
 }
 
-static void s_expect(const hc_response_t *r, long status, const char *what)
-{
-    if (r->status != status)
-        print_error("%s: expected %ld, got %ld %s\n", what, status, r->status, r->text);
-    assert_int_equal(r->status, status);
-}
-
-static void s_expect_error(hc_response_t *r, long status, const char *code, const char *what)
-{
-    s_expect(r, status, what);
-    const char *got = hc_error_code(r);
-    if (!got || strcmp(got, code) != 0)
-        print_error("%s: expected code %s, got %s\n", what, code, got ? got : "(none)");
-    assert_non_null(got);
-    assert_string_equal(got, code);
-    hc_response_free(r);
-}
-
-static json_int_t s_int(json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    if (!json_is_integer(v))
-        print_error("no integer %s in %s\n", key, json_dumps(obj, JSON_COMPACT));
-    assert_true(json_is_integer(v));
-    return json_integer_value(v);
-}
-
 static void s_product(fixture_t *s, json_int_t price, json_int_t stock, char id[64])
 {
     static int counter = 0; /* test-local */
@@ -82,7 +55,7 @@ static void s_product(fixture_t *s, json_int_t price, json_int_t stock, char id[
     if (!category[0]) {
         hc_response_t r = s_send(s, "POST", "/v1/categories", s->admin_token,
                                  json_pack("{s:s}", "name", "Orders test"), NULL);
-        s_expect(&r, 201, "create category");
+        hc_expect(&r, 201, "create category");
         snprintf(category, sizeof category, "%s", hc_str(r.body, "category.id"));
         hc_response_free(&r);
     }
@@ -94,7 +67,7 @@ static void s_product(fixture_t *s, json_int_t price, json_int_t stock, char id[
                                        name, "description", "for orders", "price_cents", price,
                                        "currency", "EUR", "category_id", category, "stock", stock),
                              NULL);
-    s_expect(&r, 201, "create product");
+    hc_expect(&r, 201, "create product");
     snprintf(id, 64, "%s", hc_str(r.body, "product.id"));
     hc_response_free(&r);
 }
@@ -104,8 +77,8 @@ static json_int_t s_stock(fixture_t *s, const char *id)
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", id);
     hc_response_t r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
-    s_expect(&r, 200, "GET product");
-    json_int_t stock = s_int(json_object_get(r.body, "product"), "stock");
+    hc_expect(&r, 200, "GET product");
+    json_int_t stock = hc_int(json_object_get(r.body, "product"), "stock");
     hc_response_free(&r);
     return stock;
 }
@@ -149,7 +122,7 @@ static long s_count_orders(fixture_t *s, const char *token, const char *query)
     char path[256];
     snprintf(path, sizeof path, "/v1/orders?limit=100%s", query ? query : "");
     hc_response_t r = hc_request(s->base, "GET", path, token, NULL, NULL);
-    s_expect(&r, 200, "GET /v1/orders");
+    hc_expect(&r, 200, "GET /v1/orders");
     long n = (long)json_array_size(json_object_get(r.body, "items"));
     hc_response_free(&r);
     return n;
@@ -167,11 +140,11 @@ static void test_order_paid(void **state)
     int qty[2] = {2, 3};
     hc_response_t r = s_send(s, "POST", "/v1/orders", s->customer_token,
                              s_order_body(CARD_OK, 2, ids, qty), NULL);
-    s_expect(&r, 201, "POST /v1/orders");
+    hc_expect(&r, 201, "POST /v1/orders");
     json_t *order = json_object_get(r.body, "order");
     assert_non_null(order);
     assert_string_equal(hc_str(order, "status"), "paid");
-    assert_int_equal(s_int(order, "total_cents"), 2 * 1250 + 3 * 99);
+    assert_int_equal(hc_int(order, "total_cents"), 2 * 1250 + 3 * 99);
     assert_string_equal(hc_str(order, "currency"), "EUR");
     assert_string_equal(hc_str(order, "payment.brand"), "visa");
     assert_string_equal(hc_str(order, "payment.last4"), "4242");
@@ -194,20 +167,20 @@ static void test_order_paid(void **state)
 
     snprintf(path, sizeof path, "/v1/orders/%s", id);
     r = hc_request(s->base, "GET", path, s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "GET my order");
+    hc_expect(&r, 200, "GET my order");
     assert_string_equal(hc_str(r.body, "order.id"), id);
     hc_response_free(&r);
     r = hc_request(s->base, "GET", path, s->admin_token, NULL, NULL);
-    s_expect(&r, 200, "GET as admin");
+    hc_expect(&r, 200, "GET as admin");
     hc_response_free(&r);
     /* the admin's own orders list does not hold the customer's order... */
     r = hc_request(s->base, "GET", "/v1/orders?user_id=nobody", s->customer_token, NULL, NULL);
-    s_expect_error(&r, 403, "forbidden", "another user's orders");
+    hc_expect_error(&r, 403, "forbidden", "another user's orders");
     r = hc_request(s->base, "GET", "/v1/orders/o00000000000000000000", s->customer_token, NULL,
                    NULL);
-    s_expect_error(&r, 404, "not_found", "no such order");
+    hc_expect_error(&r, 404, "not_found", "no such order");
     r = hc_request(s->base, "GET", "/v1/orders", NULL, NULL, NULL);
-    s_expect_error(&r, 401, "unauthenticated", "no token");
+    hc_expect_error(&r, 401, "unauthenticated", "no token");
 }
 
 static void test_bad_input_writes_nothing(void **state)
@@ -224,7 +197,7 @@ static void test_bad_input_writes_nothing(void **state)
                  {"42424242", "payment.card_number"}};
     for (size_t i = 0; i < sizeof cards / sizeof cards[0]; i++) {
         hc_response_t r = s_order(s, s->customer_token, cards[i].card, a, 1, NULL);
-        s_expect(&r, 400, cards[i].card);
+        hc_expect(&r, 400, cards[i].card);
         assert_non_null(strstr(r.text, cards[i].field));
         hc_response_free(&r);
     }
@@ -233,22 +206,22 @@ static void test_bad_input_writes_nothing(void **state)
     json_t *body = s_order_body(CARD_OK, 1, ids, q);
     json_object_set_new(json_object_get(body, "payment"), "exp_year", json_integer(2001));
     hc_response_t r = s_send(s, "POST", "/v1/orders", s->customer_token, body, NULL);
-    s_expect(&r, 400, "expired card");
+    hc_expect(&r, 400, "expired card");
     assert_non_null(strstr(r.text, "payment.exp_year"));
     hc_response_free(&r);
     body = s_order_body(CARD_OK, 1, ids, q);
     json_object_set_new(json_object_get(body, "shipping_address"), "country", json_string("FRA"));
     r = s_send(s, "POST", "/v1/orders", s->customer_token, body, NULL);
-    s_expect(&r, 400, "bad country");
+    hc_expect(&r, 400, "bad country");
     assert_non_null(strstr(r.text, "shipping_address.country"));
     hc_response_free(&r);
     int q0[1] = {0};
     r = s_send(s, "POST", "/v1/orders", s->customer_token, s_order_body(CARD_OK, 1, ids, q0), NULL);
-    s_expect(&r, 400, "qty 0");
+    hc_expect(&r, 400, "qty 0");
     assert_non_null(strstr(r.text, "items[0].qty"));
     hc_response_free(&r);
     r = s_order(s, s->customer_token, CARD_OK, "p00000000000000000000", 1, NULL);
-    s_expect_error(&r, 404, "not_found", "unknown product");
+    hc_expect_error(&r, 404, "not_found", "unknown product");
     assert_int_equal(s_stock(s, a), 3);
     assert_int_equal(s_count_orders(s, s->customer_token, NULL), before);
 }
@@ -259,13 +232,13 @@ static void test_declined_and_gateway_error(void **state)
     char a[64];
     s_product(s, 700, 4, a);
     hc_response_t r = s_order(s, s->customer_token, CARD_DECLINED, a, 2, NULL);
-    s_expect(&r, 402, "declined");
+    hc_expect(&r, 402, "declined");
     assert_string_equal(hc_error_code(&r), "payment_declined");
     assert_string_equal(hc_str(r.body, "error.details.reason"), "card_declined");
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 4);
     r = s_order(s, s->customer_token, CARD_ERROR, a, 1, NULL);
-    s_expect_error(&r, 502, "gateway_error", "gateway error");
+    hc_expect_error(&r, 502, "gateway_error", "gateway error");
     assert_int_equal(s_stock(s, a), 4);
     assert_true(s_count_orders(s, s->customer_token, "&status=payment_failed") >= 2);
 }
@@ -277,18 +250,18 @@ static void test_out_of_stock(void **state)
     s_product(s, 100, 2, a);
     long before = s_count_orders(s, s->customer_token, NULL);
     hc_response_t r = s_order(s, s->customer_token, CARD_OK, a, 3, NULL);
-    s_expect(&r, 409, "out of stock");
+    hc_expect(&r, 409, "out of stock");
     assert_string_equal(hc_error_code(&r), "out_of_stock");
     assert_string_equal(hc_str(r.body, "error.details.product_id"), a);
     json_t *details = json_object_get(json_object_get(r.body, "error"), "details");
-    assert_int_equal(s_int(details, "requested"), 3);
-    assert_int_equal(s_int(details, "available"), 2);
+    assert_int_equal(hc_int(details, "requested"), 3);
+    assert_int_equal(hc_int(details, "available"), 2);
     hc_response_free(&r);
     /* two lines of one product are checked together */
     const char *ids[2] = {a, a};
     int q[2] = {1, 2};
     r = s_send(s, "POST", "/v1/orders", s->customer_token, s_order_body(CARD_OK, 2, ids, q), NULL);
-    s_expect_error(&r, 409, "out_of_stock", "two lines of one product");
+    hc_expect_error(&r, 409, "out_of_stock", "two lines of one product");
     assert_int_equal(s_stock(s, a), 2);
     assert_int_equal(s_count_orders(s, s->customer_token, NULL), before);
 }
@@ -369,29 +342,29 @@ static void test_idempotency(void **state)
     s_product(s, 450, 20, a);
     s_product(s, 450, 20, b);
     hc_response_t r = s_order(s, s->customer_token, CARD_OK, a, 1, "key-one");
-    s_expect(&r, 201, "first");
+    hc_expect(&r, 201, "first");
     assert_string_equal(r.replayed, "");
     char *first = strdup(r.text);
     hc_response_free(&r);
     r = s_order(s, s->customer_token, CARD_OK, a, 1, "key-one");
-    s_expect(&r, 201, "again");
+    hc_expect(&r, 201, "again");
     assert_string_equal(r.replayed, "true");
     assert_string_equal(r.text, first);
     free(first);
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 19);
     r = s_order(s, s->customer_token, CARD_OK, a, 2, "key-one");
-    s_expect_error(&r, 409, "idempotency_key_reused", "another body");
+    hc_expect_error(&r, 409, "idempotency_key_reused", "another body");
     /* another user's same key is another key */
     r = s_order(s, s->admin_token, CARD_OK, a, 1, "key-one");
-    s_expect(&r, 201, "the admin's key-one");
+    hc_expect(&r, 201, "the admin's key-one");
     assert_string_equal(r.replayed, "");
     hc_response_free(&r);
     /* a decline is the first answer too */
     r = s_order(s, s->customer_token, CARD_DECLINED, a, 1, "key-declined");
-    s_expect_error(&r, 402, "payment_declined", "declined");
+    hc_expect_error(&r, 402, "payment_declined", "declined");
     r = s_order(s, s->customer_token, CARD_DECLINED, a, 1, "key-declined");
-    s_expect(&r, 402, "declined again");
+    hc_expect(&r, 402, "declined again");
     assert_string_equal(r.replayed, "true");
     hc_response_free(&r);
 
@@ -417,11 +390,11 @@ static void test_idempotency(void **state)
     assert_true(created >= 1);
     assert_int_equal(s_stock(s, b), 19);
     r = s_order(s, s->customer_token, CARD_OK, b, 1, "key-concurrent");
-    s_expect(&r, 201, "after the crowd");
+    hc_expect(&r, 201, "after the crowd");
     assert_string_equal(hc_str(r.body, "order.id"), id);
     hc_response_free(&r);
     r = s_order(s, s->customer_token, CARD_OK, b, 1, "");
-    s_expect(&r, 400, "an empty key");
+    hc_expect(&r, 400, "an empty key");
     hc_response_free(&r);
 }
 
@@ -431,45 +404,45 @@ static void test_cancel_and_ship(void **state)
     char a[64], path[160];
     s_product(s, 1000, 5, a);
     hc_response_t r = s_order(s, s->customer_token, CARD_OK, a, 2, NULL);
-    s_expect(&r, 201, "order to cancel");
+    hc_expect(&r, 201, "order to cancel");
     char id[64];
     snprintf(id, sizeof id, "%s", hc_str(r.body, "order.id"));
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 3);
     snprintf(path, sizeof path, "/v1/orders/%s/cancel", id);
     r = s_send(s, "POST", path, s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "cancel");
+    hc_expect(&r, 200, "cancel");
     assert_string_equal(hc_str(r.body, "order.status"), "cancelled");
     assert_string_equal(hc_str(r.body, "order.payment.status"), "refunded");
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 5);
     r = s_send(s, "POST", path, s->customer_token, NULL, NULL);
-    s_expect_error(&r, 409, "invalid_transition", "cancel twice");
+    hc_expect_error(&r, 409, "invalid_transition", "cancel twice");
 
     r = s_order(s, s->customer_token, CARD_OK, a, 1, NULL);
-    s_expect(&r, 201, "order to ship");
+    hc_expect(&r, 201, "order to ship");
     snprintf(id, sizeof id, "%s", hc_str(r.body, "order.id"));
     hc_response_free(&r);
     snprintf(path, sizeof path, "/v1/orders/%s/status", id);
     r = s_send(s, "PATCH", path, s->customer_token, json_pack("{s:s}", "status", "shipped"), NULL);
-    s_expect_error(&r, 403, "forbidden", "a customer ships");
+    hc_expect_error(&r, 403, "forbidden", "a customer ships");
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "delivered"), NULL);
-    s_expect_error(&r, 409, "invalid_transition", "delivered before shipped");
+    hc_expect_error(&r, 409, "invalid_transition", "delivered before shipped");
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "shipped"), NULL);
-    s_expect(&r, 200, "shipped");
+    hc_expect(&r, 200, "shipped");
     assert_string_equal(hc_str(r.body, "order.status"), "shipped");
     hc_response_free(&r);
     char cancel[160];
     snprintf(cancel, sizeof cancel, "/v1/orders/%s/cancel", id);
     r = s_send(s, "POST", cancel, s->customer_token, NULL, NULL);
-    s_expect_error(&r, 409, "invalid_transition", "cancel after shipped");
+    hc_expect_error(&r, 409, "invalid_transition", "cancel after shipped");
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "delivered"), NULL);
-    s_expect(&r, 200, "delivered");
+    hc_expect(&r, 200, "delivered");
     assert_int_equal(
         json_array_size(json_object_get(json_object_get(r.body, "order"), "status_history")), 4);
     hc_response_free(&r);
     r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "paid"), NULL);
-    s_expect_error(&r, 409, "invalid_transition", "back to paid");
+    hc_expect_error(&r, 409, "invalid_transition", "back to paid");
 }
 
 static void test_cart_checkout(void **state)
@@ -481,18 +454,18 @@ static void test_cart_checkout(void **state)
         json_pack("{s:o, s:o}", "payment", s_card(CARD_OK), "shipping_address", s_address());
     hc_response_t r =
         s_send(s, "POST", "/v1/cart/checkout", s->customer_token, json_incref(body), NULL);
-    s_expect_error(&r, 400, "invalid_argument", "an empty cart");
+    hc_expect_error(&r, 400, "invalid_argument", "an empty cart");
     snprintf(path, sizeof path, "/v1/cart/items/%s", a);
     r = s_send(s, "PUT", path, s->customer_token, json_pack("{s:i}", "qty", 4), NULL);
-    s_expect(&r, 200, "PUT cart");
+    hc_expect(&r, 200, "PUT cart");
     hc_response_free(&r);
     r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, body, NULL);
-    s_expect(&r, 201, "checkout");
-    assert_int_equal(s_int(json_object_get(r.body, "order"), "total_cents"), 1000);
+    hc_expect(&r, 201, "checkout");
+    assert_int_equal(hc_int(json_object_get(r.body, "order"), "total_cents"), 1000);
     hc_response_free(&r);
     assert_int_equal(s_stock(s, a), 5);
     r = hc_request(s->base, "GET", "/v1/cart", s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "GET cart");
+    hc_expect(&r, 200, "GET cart");
     assert_int_equal(json_array_size(json_object_get(r.body, "items")), 0);
     hc_response_free(&r);
 }
@@ -503,7 +476,7 @@ static void test_history(void **state)
     /* newest first, with cursors that never repeat an order */
     hc_response_t r =
         hc_request(s->base, "GET", "/v1/orders?limit=3", s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "page 1");
+    hc_expect(&r, 200, "page 1");
     json_t *items = json_object_get(r.body, "items");
     assert_int_equal(json_array_size(items), 3);
     const char *t0 = hc_str(json_array_get(items, 0), "created_at");
@@ -517,7 +490,7 @@ static void test_history(void **state)
     char path[160];
     snprintf(path, sizeof path, "/v1/orders?limit=3&cursor=%s", cursor);
     r = hc_request(s->base, "GET", path, s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "page 2");
+    hc_expect(&r, 200, "page 2");
     assert_true(strcmp(hc_str(json_array_get(json_object_get(r.body, "items"), 0), "id"), last) <
                 0);
     hc_response_free(&r);
@@ -526,7 +499,7 @@ static void test_history(void **state)
     assert_true(paid > 0 && paid < mine);
     /* the admin sees everyone's, and one user's */
     r = hc_request(s->base, "GET", "/v1/users/me", s->customer_token, NULL, NULL);
-    s_expect(&r, 200, "me");
+    hc_expect(&r, 200, "me");
     char user[64];
     snprintf(user, sizeof user, "%s",
              hc_str(r.body, "user.id") ? hc_str(r.body, "user.id") : hc_str(r.body, "order.id"));
@@ -535,7 +508,7 @@ static void test_history(void **state)
     assert_int_equal(s_count_orders(s, s->admin_token, path), mine > 100 ? 100 : mine);
     assert_true(s_count_orders(s, s->admin_token, NULL) > (mine > 100 ? 100 : mine) || mine >= 100);
     r = hc_request(s->base, "GET", "/v1/orders?status=lost", s->customer_token, NULL, NULL);
-    s_expect_error(&r, 400, "invalid_argument", "an unknown status");
+    hc_expect_error(&r, 400, "invalid_argument", "an unknown status");
 }
 
 static void test_ops_check(void **state)

@@ -32,13 +32,6 @@
 #define CARD_OK "4242424242424242"
 #define WAIT_MS 30000
 
-static void s_expect(const hc_response_t *r, long status, const char *what)
-{
-    if (r->status != status)
-        print_error("%s: expected %ld, got %ld %s\n", what, status, r->status, r->text);
-    assert_int_equal(r->status, status);
-}
-
 static hc_response_t s_post(const fixture_t *s, const char *path, const char *token, json_t *body,
                             const char *header)
 {
@@ -60,7 +53,7 @@ static void s_product(fixture_t *s, json_int_t stock, char id[64])
 {
     hc_response_t r =
         s_post(s, "/v1/categories", s->admin_token, json_pack("{s:s}", "name", "Crash test"), NULL);
-    s_expect(&r, 201, "create category");
+    hc_expect(&r, 201, "create category");
     char category[64];
     snprintf(category, sizeof category, "%s", hc_str(r.body, "category.id"));
     hc_response_free(&r);
@@ -69,7 +62,7 @@ static void s_product(fixture_t *s, json_int_t stock, char id[64])
                          "Crash thing", "description", "survives", "price_cents", 990, "currency",
                          "EUR", "category_id", category, "stock", stock),
                NULL);
-    s_expect(&r, 201, "create product");
+    hc_expect(&r, 201, "create product");
     snprintf(id, 64, "%s", hc_str(r.body, "product.id"));
     hc_response_free(&r);
 }
@@ -79,7 +72,7 @@ static json_int_t s_stock(fixture_t *s, const char *id)
     char path[128];
     snprintf(path, sizeof path, "/v1/products/%s", id);
     hc_response_t r = hc_request(s->base, "GET", path, NULL, NULL, NULL);
-    s_expect(&r, 200, "GET product");
+    hc_expect(&r, 200, "GET product");
     json_int_t stock =
         json_integer_value(json_object_get(json_object_get(r.body, "product"), "stock"));
     hc_response_free(&r);
@@ -105,7 +98,7 @@ static int s_orders(fixture_t *s, const char *status, char (*ids)[64], int max)
         snprintf(path, sizeof path, "/v1/orders?limit=100&status=%s%s%s", status,
                  cursor[0] ? "&cursor=" : "", cursor);
         hc_response_t r = hc_request(s->base, "GET", path, s->admin_token, NULL, NULL);
-        s_expect(&r, 200, "list orders");
+        hc_expect(&r, 200, "list orders");
         json_t *items = json_object_get(r.body, "items");
         for (size_t i = 0; i < json_array_size(items); i++, n++)
             if (ids && n < max)
@@ -338,7 +331,7 @@ static void test_kill_in_the_middle(void **state)
         snprintf(path, sizeof path, "/v1/payments?status=captured&limit=100%s%s",
                  cursor[0] ? "&cursor=" : "", cursor);
         hc_response_t r = hc_request(s->base, "GET", path, s->admin_token, NULL, NULL);
-        s_expect(&r, 200, "list payments");
+        hc_expect(&r, 200, "list payments");
         json_t *items = json_object_get(r.body, "items");
         for (size_t i = 0; i < json_array_size(items); i++) {
             const char *order = hc_str(json_array_get(items, i), "order_id");
