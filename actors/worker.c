@@ -74,6 +74,8 @@ typedef struct {
     uint64_t ticket;                   /* of that ask */
     int64_t deadline;                  /* of that ask */
     char asked[CALL_ENDPOINT_MAX + 1]; /* whom, for the timeout message */
+    bool writing;                      /* on a write (call_write): job is out */
+    kv_job_t job;
 } slot_t;
 
 /* A DEALER to an outside endpoint (call_ask_at). */
@@ -98,6 +100,8 @@ typedef struct {
     outlet_t outlets[WORKER_ENDPOINTS_MAX];
     int n_outlets;
     int waiting;               /* slots waiting on an ask */
+    kv_inbox_t *inbox;         /* where finished writes come back */
+    int writing;               /* slots whose write is out */
     int64_t next_ask_deadline; /* the earliest, or INT64_MAX */
     msgpack_zone answer_zone;
     msgpack_sbuffer scratch;
@@ -200,6 +204,7 @@ static void s_slots_destroy(worker_t *self)
 /* Gives a slot back; a late answer to its last ask will match nothing. */
 static void s_slot_release(worker_t *self, slot_t *slot)
 {
+    assert(!slot->writing); /* its job still belongs to the environment */
     if (slot->waiting)
         self->waiting--;
     slot->waiting = false;
@@ -308,6 +313,19 @@ static void s_slot_wait(worker_t *self, slot_t *slot, int ms)
  * set. */
 static int s_ask_send(worker_t *self, slot_t *slot, const call_ask_t *ask, const char **why)
 {
+    if (ask->kv) {
+        if (!self->inbox)
+            self->inbox = kv_inbox_new();
+        if (!self->inbox) {
+            *why = "no inbox for its writes could be made";
+            return -1;
+        }
+        slot->job = (kv_job_t){.fn = ask->write_fn, .arg = ask->write_arg, .cookie = slot};
+        slot->writing = true;
+        self->writing++;
+        kv_submit(ask->kv, &slot->job, self->inbox);
+        return 0;
+    }
     if (!ask->service && !ask->endpoint) {
         slot->generation++;
         slot->ticket = 0; /* matches no answer */
@@ -366,7 +384,11 @@ static void s_after_step(worker_t *self, slot_t *slot)
             self->waiting--;
         slot->waiting = false;
         char message[CALL_ENDPOINT_MAX + 96];
-        snprintf(message, sizeof message, "%s: %s", ask.service ? ask.service : ask.endpoint, why);
+        snprintf(message, sizeof message, "%s: %s",
+                 ask.kv        ? "the store"
+                 : ask.service ? ask.service
+                               : ask.endpoint,
+                 why);
         call_answer_t answer = {.code = ERR_UNAVAILABLE, .message = message};
         call_resume(slot->call, self->state, &answer);
         self->state_broken = self->state_broken || call_is_state_broken(slot->call);
@@ -498,6 +520,46 @@ static void s_on_outlet(worker_t *self, outlet_t *outlet)
         frames_close(frames, count);
 }
 
+/* Resumes the slots whose writes have committed (or failed). */
+static void s_on_inbox(worker_t *self)
+{
+    kv_job_t *jobs = kv_inbox_take(self->inbox);
+    while (jobs) {
+        kv_job_t *job = jobs;
+        jobs = job->next;
+        slot_t *slot = job->cookie;
+        slot->writing = false;
+        self->writing--;
+        char message[160] = "";
+        call_answer_t answer = {.ok = job->rc == 0, .result = job->result};
+        if (job->rc != 0) {
+            snprintf(message, sizeof message, "the store could not write: %s",
+                     mdb_strerror(job->rc));
+            answer.code = ERR_UNAVAILABLE;
+            answer.message = message;
+        }
+        call_resume(slot->call, self->state, &answer);
+        self->state_broken = self->state_broken || call_is_state_broken(slot->call);
+        s_after_step(self, slot);
+    }
+}
+
+/* Waits for every write still out (a session ends: its slots and state
+ * go, and a write's arguments live there); they are not resumed. A write
+ * always ends with its commit, so this is short. */
+static void s_writes_drain(worker_t *self)
+{
+    while (self->writing > 0) {
+        zmq_pollitem_t item = {NULL, kv_inbox_fd(self->inbox), ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 1000) < 0 && zmq_errno() != EINTR)
+            break;
+        for (kv_job_t *job = kv_inbox_take(self->inbox); job; job = job->next) {
+            ((slot_t *)job->cookie)->writing = false;
+            self->writing--;
+        }
+    }
+}
+
 /* Resumes every ask whose deadline has passed with ERR_TIMEOUT. */
 static void s_check_asks(worker_t *self, int64_t now)
 {
@@ -587,9 +649,11 @@ static int s_session_start(worker_t *self)
     return s_connect(self);
 }
 
-/* Drops the held requests and the sockets that asks went out on. */
+/* Drops the held requests and the sockets that asks went out on, once
+ * their writes are back. */
 static void s_asks_end(worker_t *self)
 {
+    s_writes_drain(self);
     s_slots_drop_all(self);
     zsock_destroy(&self->client);
     for (int i = 0; i < self->n_outlets; i++)
@@ -619,7 +683,7 @@ typedef enum { SESSION_TERM, SESSION_FAILED } session_end_t;
 static session_end_t s_serve(worker_t *self, const char **why)
 {
     while (true) {
-        zmq_pollitem_t items[3 + WORKER_ENDPOINTS_MAX] = {
+        zmq_pollitem_t items[4 + WORKER_ENDPOINTS_MAX] = {
             {zsock_resolve(self->pipe), 0, ZMQ_POLLIN, 0},
             {zsock_resolve(self->dealer), 0, ZMQ_POLLIN, 0}};
         int n_items = 2;
@@ -629,6 +693,9 @@ static session_end_t s_serve(worker_t *self, const char **why)
         for (int i = 0; i < self->n_outlets; i++)
             items[n_items++] =
                 (zmq_pollitem_t){zsock_resolve(self->outlets[i].sock), 0, ZMQ_POLLIN, 0};
+        int inbox_item = n_items;
+        if (self->inbox)
+            items[n_items++] = (zmq_pollitem_t){NULL, kv_inbox_fd(self->inbox), ZMQ_POLLIN, 0};
         int64_t wake = self->heartbeat_at < self->next_ask_deadline ? self->heartbeat_at
                                                                     : self->next_ask_deadline;
         int64_t wait = wake - zclock_mono();
@@ -655,6 +722,8 @@ static session_end_t s_serve(worker_t *self, const char **why)
         for (int i = 0; i < self->n_outlets; i++)
             if (items[first_outlet + i].revents & ZMQ_POLLIN)
                 s_on_outlet(self, &self->outlets[i]);
+        if (self->inbox && (items[inbox_item].revents & ZMQ_POLLIN))
+            s_on_inbox(self);
         s_check_asks(self, zclock_mono());
         if (self->state_broken) {
             *why = "a handler found its state broken";
@@ -731,6 +800,7 @@ static void s_worker_actor(zsock_t *pipe, void *args)
     }
     s_session_end(self);
     s_slots_destroy(self);
+    kv_inbox_destroy(&self->inbox);
     msgpack_sbuffer_destroy(&self->scratch);
     msgpack_zone_destroy(&self->answer_zone);
     zcert_destroy(&self->cert);

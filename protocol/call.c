@@ -41,7 +41,10 @@ struct call_t {
     const char *problem[CALL_MAX_PROBLEMS];
     /* the pending ask (call_ask) */
     bool asking;
-    enum { ASK_SERVICE, ASK_ENDPOINT, ASK_PAUSE } ask_kind;
+    enum { ASK_SERVICE, ASK_ENDPOINT, ASK_PAUSE, ASK_WRITE } ask_kind;
+    kv_t *write_kv; /* call_write */
+    kv_write_fn *write_fn;
+    void *write_arg;
     char ask_to[CALL_ENDPOINT_MAX + 1];
     char ask_op[ENVELOPE_MAX_OP + 1];
     int ask_timeout_ms;
@@ -413,6 +416,14 @@ void call_after(call_t *self, int ms, call_resume_fn *resume)
     s_ask(self, ASK_PAUSE, NULL, NULL, ms, resume);
 }
 
+void call_write(call_t *self, kv_t *kv, kv_write_fn *fn, void *arg, call_resume_fn *resume)
+{
+    s_ask(self, ASK_WRITE, NULL, NULL, 0, resume);
+    self->write_kv = kv;
+    self->write_fn = fn;
+    self->write_arg = arg;
+}
+
 void *call_context(call_t *self, size_t size)
 {
     /* The block outlives requests (it is zeroed at each call_start), and
@@ -434,6 +445,10 @@ bool call_asking(const call_t *self, call_ask_t *out)
         return false;
     out->service = self->ask_kind == ASK_SERVICE ? self->ask_to : NULL;
     out->endpoint = self->ask_kind == ASK_ENDPOINT ? self->ask_to : NULL;
+    bool write = self->ask_kind == ASK_WRITE;
+    out->kv = write ? self->write_kv : NULL;
+    out->write_fn = write ? self->write_fn : NULL;
+    out->write_arg = write ? self->write_arg : NULL;
     out->op = self->ask_op;
     out->timeout_ms = self->ask_timeout_ms;
     bool has_args = self->ask_args.buf.size > 0 && !self->ask_args.failed;

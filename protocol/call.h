@@ -31,6 +31,7 @@
 
 #include "protocol/envelope.h"
 #include "protocol/mpout.h"
+#include "storage/kv.h"
 
 typedef struct call_t call_t;
 
@@ -139,6 +140,7 @@ typedef struct {
                                     message, details?}; NULL when the worker
                                     or broker made the error up */
     const char *message;         /* !ok: NUL-terminated */
+    int result;                  /* call_write, ok: the write function's return */
 } call_answer_t;
 /* Everything in answer points into the reply and is valid during resume. */
 typedef void(call_resume_fn)(call_t *call, void *state, const call_answer_t *answer);
@@ -162,6 +164,17 @@ void call_ask_at(call_t *self, const char *endpoint, const char *op, int timeout
 /* Resumes after ms with an ok answer (data NULL): a pause that does not
  * block the worker (a retry's backoff, a simulated latency). */
 void call_after(call_t *self, int ms, call_resume_fn *resume);
+/* Runs fn(txn, arg) as a durable write of kv (kv_submit in
+ * storage/kv.h: group-committed with every other write of the
+ * environment) and resumes once the transaction holding it is on disk:
+ * ok with answer->result = fn's return value (0 kept, else refused and
+ * undone), or ERR_UNAVAILABLE when the transaction failed (nothing of fn
+ * is stored). The worker serves other requests meanwhile, so one worker
+ * may have many writes in one batch. fn runs on the environment's
+ * committer thread: arg must hold everything it uses and live until the
+ * resume (a block of call_context), and fn must not touch the worker's
+ * state. A write has no deadline: every write ends with its commit. */
+void call_write(call_t *self, kv_t *kv, kv_write_fn *fn, void *arg, call_resume_fn *resume);
 /* Zeroed memory of at least size bytes that lives until the call is
  * answered: the same block on every call of one request, as long as size
  * does not grow within it (a larger size gets a new, zeroed block). NULL
@@ -170,8 +183,11 @@ void *call_context(call_t *self, size_t size);
 
 /* For the worker framework. */
 typedef struct {
-    const char *service;  /* NULL with an endpoint or a pause */
-    const char *endpoint; /* NULL with a service or a pause */
+    const char *service;  /* NULL with an endpoint, a pause or a write */
+    const char *endpoint; /* NULL with a service, a pause or a write */
+    kv_t *kv;             /* a write (call_write): of fn and arg below */
+    kv_write_fn *write_fn;
+    void *write_arg;
     const char *op;
     int timeout_ms;
     const void *args; /* msgpack map bytes, or NULL for none */

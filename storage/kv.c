@@ -15,19 +15,27 @@
  *
  *  No MDB_NOSYNC or MDB_NOMETASYNC: a commit is on disk when it returns.
  *
- *  kv_write (group commit): callers put a job on a queue under a mutex.
- *  If no batch is being written, the caller becomes the leader: it takes
- *  the whole queue, runs each job in a nested transaction of one write
- *  transaction (child committed when the job returns 0, aborted
- *  otherwise), commits once, marks every job done and wakes the waiters.
- *  Callers that queue meanwhile wait; when the leader is done, one of
- *  those not yet served leads the next batch. A job lives on its
- *  caller's stack, which is safe because the caller waits until it is
- *  marked done. A batch of one runs in the top transaction (no nested
+ *  Group commit: kv_write and kv_submit put a job on a queue under a
+ *  mutex, and wake the committer, a thread started by kv_open. It takes
+ *  the whole queue (at most KV_WRITE_BATCH_MAX jobs), runs each job in a
+ *  nested transaction of one write transaction (child committed when the
+ *  job returns 0, aborted otherwise), commits once, and then hands each
+ *  job back: a kv_write's is marked done and its waiter woken, a
+ *  kv_submit's goes to its inbox. Jobs that queue meanwhile make the next
+ *  batch, so the batch grows with the load and a commit never waits for
+ *  company. A batch of one runs in the top transaction (no nested
  *  transaction to pay for). If the commit fails, every job of the batch
  *  gets the error, including those that refused: their answer may have
- *  rested on a write of the batch that is now gone. A batch holds at most
- *  KV_WRITE_BATCH_MAX jobs, which bounds its latency and its dirty pages.
+ *  rested on a write of the batch that is now gone. The batch bound keeps
+ *  a commit's latency and dirty pages in check. A kv_write's job lives on
+ *  its caller's stack, safe because the caller waits until it is done;
+ *  a kv_submit's belongs to its submitter (kv.h).
+ *
+ *  An inbox is a list under its own mutex and an eventfd: the committer
+ *  appends and adds 1; the consumer reads the count to zero and takes the
+ *  list. Adding after appending means a consumer woken by the descriptor
+ *  always finds what woke it (or took it on an earlier wake).
+ *
  *  Nested transactions rule out MDB_WRITEMAP: never add it to kv_open.
  */
 #include "storage/kv.h"
@@ -38,32 +46,36 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #define KV_WRITE_BATCH_MAX 128
 
-typedef struct kv_job_t {
-    kv_write_fn *fn;
-    void *arg;
-    int result; /* fn's */
-    int rc;     /* LMDB's for the transaction */
-    bool done;
-    struct kv_job_t *next;
-} kv_job_t;
+struct kv_inbox_t {
+    pthread_mutex_t lock;
+    kv_job_t *head, *tail;
+    int fd;
+};
 
 struct kv_t {
     MDB_env *env;
     MDB_dbi dbis[KV_MAX_DBS];
     int count;
-    /* group commit (kv_write) */
+    /* group commit: the queue and its committer */
     pthread_mutex_t lock;
-    pthread_cond_t served;
+    pthread_cond_t work;   /* the committer waits for jobs */
+    pthread_cond_t served; /* kv_write callers wait for theirs */
     kv_job_t *head, *tail;
     int pending;
-    bool leading; /* a batch is being written */
     bool group;
+    bool stopping;
+    bool committer_started;
+    pthread_t committer;
     unsigned long writes, commits;
 };
+
+static void *s_committer_run(void *arg);
 
 /* mkdir -p with mode 0700 for what it creates; existing levels are left
  * as they are (their owner chose their mode). */
@@ -123,6 +135,7 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
     const char *group = getenv("RETAIL_KV_GROUP_COMMIT");
     self->group = !(group && strcmp(group, "0") == 0);
     pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->work, NULL);
     pthread_cond_init(&self->served, NULL);
     MDB_txn *txn = NULL;
     const char *step = "mdb_env_create";
@@ -166,14 +179,24 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
     txn = NULL; /* a commit frees the transaction even when it fails */
     if (rc != 0)
         goto cleanup;
+    step = "pthread_create";
+    rc = pthread_create(&self->committer, NULL, s_committer_run, self);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: cannot start its committer: %s", path, strerror(rc));
+        rc = 0;
+        goto cleanup;
+    }
+    self->committer_started = true;
     return self;
 
 cleanup:
-    snprintf(err, errlen, "%s: %s: %s", path, step, mdb_strerror(rc));
+    if (rc != 0)
+        snprintf(err, errlen, "%s: %s: %s", path, step, mdb_strerror(rc));
     if (txn)
         mdb_txn_abort(txn);
     if (self->env)
         mdb_env_close(self->env);
+    pthread_cond_destroy(&self->work);
     pthread_cond_destroy(&self->served);
     pthread_mutex_destroy(&self->lock);
     free(self);
@@ -185,9 +208,17 @@ void kv_close(kv_t **self_p)
     if (!self_p || !*self_p)
         return;
     kv_t *self = *self_p;
+    /* The committer writes what is still queued, then ends. */
+    pthread_mutex_lock(&self->lock);
+    self->stopping = true;
+    pthread_cond_signal(&self->work);
+    pthread_mutex_unlock(&self->lock);
+    if (self->committer_started)
+        pthread_join(self->committer, NULL);
     /* Closing the environment closes the dbi handles too; every
      * transaction must have ended (the owner closes after its workers). */
     mdb_env_close(self->env);
+    pthread_cond_destroy(&self->work);
     pthread_cond_destroy(&self->served);
     pthread_mutex_destroy(&self->lock);
     free(self);
@@ -249,24 +280,32 @@ static bool s_write_batch(kv_t *self, kv_job_t *first, int n)
     return rc == 0;
 }
 
-int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result)
+/* Hands a finished job of kv_submit to its inbox. */
+static void s_deliver(kv_inbox_t *inbox, kv_job_t *job)
 {
-    assert(self && fn && result);
-    kv_job_t job = {.fn = fn, .arg = arg};
-    pthread_mutex_lock(&self->lock);
-    if (self->tail)
-        self->tail->next = &job;
+    job->next = NULL;
+    pthread_mutex_lock(&inbox->lock);
+    if (inbox->tail)
+        inbox->tail->next = job;
     else
-        self->head = &job;
-    self->tail = &job;
-    self->pending++;
+        inbox->head = job;
+    inbox->tail = job;
+    pthread_mutex_unlock(&inbox->lock);
+    uint64_t one = 1;
+    /* Only fails when the counter would overflow, far beyond any queue. */
+    if (write(inbox->fd, &one, sizeof one) != sizeof one)
+        zsys_error("kv: cannot signal an inbox: %s", strerror(errno));
+}
+
+static void *s_committer_run(void *arg)
+{
+    kv_t *self = arg;
+    pthread_mutex_lock(&self->lock);
     for (;;) {
-        while (!job.done && self->leading)
-            pthread_cond_wait(&self->served, &self->lock);
-        if (job.done)
-            break;
-        /* Lead a batch: the whole queue, or its first job alone. */
-        self->leading = true;
+        while (!self->head && !self->stopping)
+            pthread_cond_wait(&self->work, &self->lock);
+        if (!self->head)
+            break; /* stopping, and nothing left */
         kv_job_t *first = self->head;
         int n = !self->group                         ? 1
                 : self->pending < KV_WRITE_BATCH_MAX ? self->pending
@@ -283,17 +322,113 @@ int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result)
 
         bool committed = s_write_batch(self, first, n);
 
+        /* Submitted jobs go to their inboxes (from then on they are their
+         * owners', so next is read first); the waiting ones are gathered
+         * to be marked done under the lock. */
+        kv_job_t *waiting = NULL;
+        for (kv_job_t *j = first, *next; j; j = next) {
+            next = j->next;
+            if (j->inbox)
+                s_deliver(j->inbox, j);
+            else {
+                j->next = waiting;
+                waiting = j;
+            }
+        }
         pthread_mutex_lock(&self->lock);
-        for (kv_job_t *j = first; j; j = j->next)
+        for (kv_job_t *j = waiting, *next; j; j = next) {
+            next = j->next; /* a job marked done may leave its caller's stack */
             j->done = true;
+        }
         self->writes += (unsigned long)n;
         self->commits += committed;
-        self->leading = false;
-        pthread_cond_broadcast(&self->served);
+        if (waiting)
+            pthread_cond_broadcast(&self->served);
     }
+    pthread_mutex_unlock(&self->lock);
+    return NULL;
+}
+
+/* Puts job on the queue; the lock is held. */
+static void s_enqueue(kv_t *self, kv_job_t *job)
+{
+    job->next = NULL;
+    job->done = false;
+    if (self->tail)
+        self->tail->next = job;
+    else
+        self->head = job;
+    self->tail = job;
+    self->pending++;
+    pthread_cond_signal(&self->work);
+}
+
+int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result)
+{
+    assert(self && fn && result);
+    kv_job_t job = {.fn = fn, .arg = arg};
+    pthread_mutex_lock(&self->lock);
+    s_enqueue(self, &job);
+    while (!job.done)
+        pthread_cond_wait(&self->served, &self->lock);
     pthread_mutex_unlock(&self->lock);
     *result = job.result;
     return job.rc;
+}
+
+void kv_submit(kv_t *self, kv_job_t *job, kv_inbox_t *inbox)
+{
+    assert(self && job && job->fn && inbox);
+    job->inbox = inbox;
+    pthread_mutex_lock(&self->lock);
+    s_enqueue(self, job);
+    pthread_mutex_unlock(&self->lock);
+}
+
+kv_inbox_t *kv_inbox_new(void)
+{
+    kv_inbox_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->fd < 0) {
+        free(self);
+        return NULL;
+    }
+    pthread_mutex_init(&self->lock, NULL);
+    return self;
+}
+
+void kv_inbox_destroy(kv_inbox_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    kv_inbox_t *self = *self_p;
+    close(self->fd);
+    pthread_mutex_destroy(&self->lock);
+    free(self);
+    *self_p = NULL;
+}
+
+int kv_inbox_fd(kv_inbox_t *self)
+{
+    assert(self);
+    return self->fd;
+}
+
+kv_job_t *kv_inbox_take(kv_inbox_t *self)
+{
+    assert(self);
+    uint64_t count;
+    /* EAGAIN: nothing was added since the last take; the list may still
+     * hold what an earlier wake did not take. */
+    if (read(self->fd, &count, sizeof count) < 0 && errno != EAGAIN)
+        zsys_error("kv: cannot read an inbox: %s", strerror(errno));
+    pthread_mutex_lock(&self->lock);
+    kv_job_t *jobs = self->head;
+    self->head = self->tail = NULL;
+    pthread_mutex_unlock(&self->lock);
+    return jobs;
 }
 
 void kv_write_stats(kv_t *self, unsigned long *writes, unsigned long *commits)

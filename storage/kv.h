@@ -15,17 +15,24 @@
  *  returns after the data is on disk; write ops are acknowledged only
  *  after their commit.
  *
- *  Group commit (kv_write): LMDB runs one write transaction at a time and
- *  a durable commit costs two disk flushes, so writers that arrive while
- *  a commit is under way queue up, and the next of them to run takes the
- *  whole queue into one transaction: each write in a nested transaction
- *  of its own (a write that fails is undone alone), then one commit for
- *  all. Every caller returns only after the commit holding its write is
- *  on disk. A lone writer pays nothing extra: a batch of one runs in the
- *  top transaction itself.
+ *  Group commit: LMDB runs one write transaction at a time and a durable
+ *  commit costs two disk flushes, so every write goes to a queue that one
+ *  thread of the environment (its committer) drains: it takes every write
+ *  queued while its last commit was under way into one transaction, each
+ *  write in a nested transaction of its own (a write that fails is undone
+ *  alone), then commits once for all. A write is done only once the
+ *  commit holding it is on disk. A lone write pays nothing extra but a
+ *  thread hand-off: a batch of one runs in the top transaction itself.
+ *
+ *  Two ways to write: kv_write waits for its commit (a caller that may
+ *  block); kv_submit returns at once and hands the finished job to an
+ *  inbox (kv_inbox_t), whose descriptor becomes readable, so an event
+ *  loop (actors/worker.c) keeps serving while its writes wait for the
+ *  disk, and a batch can hold more writes than there are threads.
  *
  *  Ownership: kv_t is shared by all the workers of a domain and closed by
- *  whoever opened it, after they have stopped.
+ *  whoever opened it, after they have stopped (kv_close finishes the
+ *  writes still queued, then stops the committer).
  */
 #ifndef RETAIL_KV_H
 #define RETAIL_KV_H
@@ -50,19 +57,54 @@ MDB_env *kv_mdb(kv_t *self);
 MDB_dbi kv_dbi(kv_t *self, int index);
 
 /* A write: runs in txn and returns 0 to keep what it did, anything else
- * to have it undone (and that value handed back to its caller). It may
- * run on another caller's thread, so it must use only txn and arg, and
- * must not call kv_write itself nor end txn. */
+ * to have it undone (and that value handed back to its caller). It runs
+ * on the committer's thread, so it must use only txn and arg, and must
+ * not call kv_write or kv_submit itself nor end txn. */
 typedef int kv_write_fn(MDB_txn *txn, void *arg);
 
-/* Runs fn(txn, arg) in a write transaction, possibly shared with the
- * concurrent writes of other threads (group commit, above), and returns
- * once that transaction is on disk. *result gets fn's return value. The
- * function returns 0 when the transaction committed (a write that fn
- * refused changed nothing either way), or the LMDB error that stopped it
- * (begin or commit): then nothing of fn is stored and *result must be
- * ignored. Safe from any number of threads. */
+/* Runs fn(txn, arg) in a write transaction, possibly shared with other
+ * writes (group commit, above), and returns once that transaction is on
+ * disk. *result gets fn's return value. The function returns 0 when the
+ * transaction committed (a write that fn refused changed nothing either
+ * way), or the LMDB error that stopped it (begin or commit): then nothing
+ * of fn is stored and *result must be ignored. Safe from any number of
+ * threads. */
 int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result);
+
+/* A write that does not wait (kv_submit). The submitter sets fn and arg
+ * (and may use cookie to find its own context again), and owns the job:
+ * it must keep the job and whatever arg points to alive and untouched
+ * until an inbox hands the job back; then result and rc are as
+ * kv_write's *result and return value. */
+typedef struct kv_job_t kv_job_t;
+typedef struct kv_inbox_t kv_inbox_t;
+struct kv_job_t {
+    kv_write_fn *fn;
+    void *arg;
+    void *cookie;
+    int result; /* fn's */
+    int rc;     /* LMDB's for the transaction */
+    /* the environment's, while the job is out */
+    bool done;
+    kv_inbox_t *inbox;
+    kv_job_t *next;
+};
+
+/* Queues job (fn, arg set) for the next batch and returns at once; when
+ * its transaction has committed (or failed) the job goes to inbox. */
+void kv_submit(kv_t *self, kv_job_t *job, kv_inbox_t *inbox);
+
+/* Where finished jobs wait for their submitter: a list and a descriptor
+ * (an eventfd) that is readable while the list may hold jobs. One
+ * consumer thread; any number of environments may deliver to one inbox.
+ * NULL when it cannot be made. */
+kv_inbox_t *kv_inbox_new(void);
+/* Only once no job given to the inbox is still out. */
+void kv_inbox_destroy(kv_inbox_t **self_p);
+int kv_inbox_fd(kv_inbox_t *self);
+/* The finished jobs, oldest first, linked by next (NULL for none), and
+ * the descriptor is drained. The jobs are the caller's again. */
+kv_job_t *kv_inbox_take(kv_inbox_t *self);
 
 /* Counters since kv_open, for benchmarks and tests: calls of kv_write
  * that ran (writes) and write transactions committed for them (commits;

@@ -4,11 +4,19 @@
  *  their transaction: create looks the key up and refuses a second order
  *  under it there; a change reads the order, lets the caller's function
  *  decide on what it read, then writes the record, its indexes and (when
- *  asked) the key's response. A decoded order is a ~40 KB struct, so each
- *  handle keeps two on the heap (the order and a scratch for its old
- *  state) rather than the stack; kv_write may run one handle's function
- *  on another thread, but only while that handle waits in kv_write, so a
- *  handle's buffers are never used twice at once.
+ *  asked) the key's response. A decoded order is a ~40 KB struct and a
+ *  key's record more, so the write functions work in buffers of the
+ *  shared struct (an order, a scratch for its old state, a key) rather
+ *  than the stack: every write of the environment runs on its committer
+ *  thread, one at a time (storage/kv.h), so those buffers are never used
+ *  twice at once, whichever handle or thread asked for the write. What a
+ *  caller gets back is copied into its own memory inside the write.
+ *
+ *  order_store_create and order_store_change wait for their commit; the
+ *  same writes prepared in an order_write_t (order_write_create,
+ *  order_write_change) run through kv_submit or call_write, and
+ *  order_write_end reads their outcome: the waiting forms are that and a
+ *  kv_write, so there is one path.
  *
  *  The lists of items, statuses and steps are RECORD_CUSTOM fields whose
  *  hooks check every entry (lengths, ranges, counts), so a damaged record
@@ -35,15 +43,18 @@ struct order_store_shared_t {
     kv_t *kv;
     MDB_dbi orders, by_user, todo, idem, idem_by_time, meta;
     uint8_t fingerprint_key[32];
+    /* the write functions' buffers (the committer's alone, above) */
+    order_t *order;   /* a change's order */
+    order_t *before;  /* ... as it was read */
+    order_key_t *key; /* a create's or change's key record */
+    mpout_t out;
 };
 
 struct order_store_t {
     order_store_shared_t *shared;
     store_reader_t reader;
-    order_t *order;   /* a change's order */
-    order_t *before;  /* ... as it was read */
-    order_key_t *key; /* a create's or change's key record */
-    mpout_t out;
+    order_t *order;   /* a read's order (list, check) */
+    order_key_t *key; /* check's key record */
 };
 
 static const char *const s_status_names[ORDER_STATUS_COUNT] = {
@@ -368,8 +379,8 @@ static order_store_status_t s_read_key(MDB_txn *txn, MDB_dbi dbi, const uint8_t 
     return status;
 }
 
-static order_store_status_t s_put_key(MDB_txn *txn, order_store_t *self, const uint8_t hash[32],
-                                      const order_key_t *key)
+static order_store_status_t s_put_key(MDB_txn *txn, order_store_shared_t *self,
+                                      const uint8_t hash[32], const order_key_t *key)
 {
     s_key_record_t *rec = calloc(1, sizeof *rec);
     if (!rec)
@@ -390,7 +401,7 @@ static order_store_status_t s_put_key(MDB_txn *txn, order_store_t *self, const u
         status = ORDER_ERROR;
     } else {
         MDB_val k = s_val(hash, 32), v = s_val(self->out.buf.data, self->out.buf.size);
-        int rc = mdb_put(txn, self->shared->idem, &k, &v, 0);
+        int rc = mdb_put(txn, self->idem, &k, &v, 0);
         if (rc != 0)
             status = s_fail("mdb_put idem", rc);
     }
@@ -399,7 +410,7 @@ static order_store_status_t s_put_key(MDB_txn *txn, order_store_t *self, const u
     return status;
 }
 
-static order_store_status_t s_put_order(MDB_txn *txn, order_store_t *self, const order_t *o,
+static order_store_status_t s_put_order(MDB_txn *txn, order_store_shared_t *self, const order_t *o,
                                         unsigned flags)
 {
     mpout_init(&self->out, S_RECORD_MAX);
@@ -409,7 +420,7 @@ static order_store_status_t s_put_order(MDB_txn *txn, order_store_t *self, const
         status = ORDER_ERROR;
     } else {
         MDB_val k = s_val(o->id, strlen(o->id)), v = s_val(self->out.buf.data, self->out.buf.size);
-        int rc = mdb_put(txn, self->shared->orders, &k, &v, flags);
+        int rc = mdb_put(txn, self->orders, &k, &v, flags);
         if (rc == MDB_KEYEXIST)
             status = ORDER_ERROR;
         else if (rc != 0)
@@ -422,7 +433,8 @@ static order_store_status_t s_put_order(MDB_txn *txn, order_store_t *self, const
 /* A todo entry's value: the lease's end (8 bytes, BE) and the lease, so
  * that recovery passes over the orders a live saga holds without reading
  * them. */
-static order_store_status_t s_set_todo(MDB_txn *txn, order_store_t *self, const order_t *o, bool on)
+static order_store_status_t s_set_todo(MDB_txn *txn, order_store_shared_t *self, const order_t *o,
+                                       bool on)
 {
     uint8_t value[8 + ORDER_LEASE_MAX];
     size_t lease_len = strlen(o->lease);
@@ -430,8 +442,7 @@ static order_store_status_t s_set_todo(MDB_txn *txn, order_store_t *self, const 
         value[i] = (uint8_t)((uint64_t)o->lease_until_ms >> (56 - 8 * i));
     memcpy(value + 8, o->lease, lease_len);
     MDB_val k = s_val(o->id, strlen(o->id)), v = s_val(value, 8 + lease_len);
-    int rc = on ? mdb_put(txn, self->shared->todo, &k, &v, 0)
-                : mdb_del(txn, self->shared->todo, &k, NULL);
+    int rc = on ? mdb_put(txn, self->todo, &k, &v, 0) : mdb_del(txn, self->todo, &k, NULL);
     if (rc == MDB_NOTFOUND)
         rc = 0;
     return rc == 0 ? ORDER_OK : s_fail("todo", rc);
@@ -507,6 +518,14 @@ order_store_shared_t *order_store_shared_new(kv_t *env, char *err, size_t errlen
     }
     memcpy(self->fingerprint_key, arg.key, 32);
     sodium_memzero(arg.key, sizeof arg.key);
+    self->order = calloc(1, sizeof *self->order);
+    self->before = calloc(1, sizeof *self->before);
+    self->key = calloc(1, sizeof *self->key);
+    if (!self->order || !self->before || !self->key) {
+        snprintf(err, errlen, "out of memory");
+        order_store_shared_destroy(&self);
+        return NULL;
+    }
     return self;
 }
 
@@ -514,8 +533,12 @@ void order_store_shared_destroy(order_store_shared_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    sodium_memzero((*self_p)->fingerprint_key, 32);
-    free(*self_p);
+    order_store_shared_t *self = *self_p;
+    sodium_memzero(self->fingerprint_key, 32);
+    free(self->order);
+    free(self->before);
+    free(self->key);
+    free(self);
     *self_p = NULL;
 }
 
@@ -526,9 +549,8 @@ order_store_t *order_store_open(order_store_shared_t *shared)
         return NULL;
     self->shared = shared;
     self->order = calloc(1, sizeof *self->order);
-    self->before = calloc(1, sizeof *self->before);
     self->key = calloc(1, sizeof *self->key);
-    if (!self->order || !self->before || !self->key ||
+    if (!self->order || !self->key ||
         !store_reader_open(&self->reader, shared->kv, "order_store")) {
         order_store_close(&self);
         return NULL;
@@ -543,7 +565,6 @@ void order_store_close(order_store_t **self_p)
     order_store_t *self = *self_p;
     store_reader_close(&self->reader);
     free(self->order);
-    free(self->before);
     free(self->key);
     free(self);
     *self_p = NULL;
@@ -554,35 +575,28 @@ void order_store_fingerprint(order_store_t *self, const void *request, size_t le
     crypto_generichash(out, 32, request, len, self->shared->fingerprint_key, 32);
 }
 
-/* ---- create ---- */
+/* ---- create and change ---- */
 
-typedef struct {
-    order_store_t *self;
-    order_t *order;
-    const char *key;
-    const uint8_t *fingerprint;
-    order_key_t *key_out;
-} s_create_t;
+enum { S_WRITE_CREATE = 1, S_WRITE_CHANGE };
 
-static int s_create_txn(MDB_txn *txn, void *arg_p)
+static int s_create_txn(MDB_txn *txn, order_write_t *w)
 {
-    s_create_t *arg = arg_p;
-    order_store_t *self = arg->self;
-    order_t *o = arg->order;
+    order_store_shared_t *self = w->shared;
+    order_t *o = w->order;
     uint8_t hash[32];
-    if (arg->key) {
-        s_key_hash(o->user_id, arg->key, hash);
+    if (w->has_key) {
+        s_key_hash(o->user_id, w->key, hash);
         bool found;
-        order_store_status_t status = s_read_key(txn, self->shared->idem, hash, self->key, &found);
+        order_store_status_t status = s_read_key(txn, self->idem, hash, self->key, &found);
         if (status != ORDER_OK)
             return status;
         if (found) {
-            if (sodium_memcmp(self->key->fingerprint, arg->fingerprint, 32) != 0)
+            if (sodium_memcmp(self->key->fingerprint, w->fingerprint, 32) != 0)
                 return ORDER_KEY_REUSED;
             if (self->key->running)
                 return ORDER_KEY_RUNNING;
-            if (arg->key_out)
-                memcpy(arg->key_out, self->key, sizeof *arg->key_out);
+            if (w->key_out)
+                memcpy(w->key_out, self->key, sizeof *w->key_out);
             return ORDER_KEY_DONE;
         }
         sodium_bin2hex(o->key_hash, sizeof o->key_hash, hash, 32);
@@ -592,14 +606,14 @@ static int s_create_txn(MDB_txn *txn, void *arg_p)
         return status;
     char buf[ORDER_USER_MAX + ORDER_ID_MAX + 2];
     MDB_val k = s_val(buf, s_user_key(buf, o->user_id, o->id)), v = s_val("", 0);
-    int rc = mdb_put(txn, self->shared->by_user, &k, &v, 0);
+    int rc = mdb_put(txn, self->by_user, &k, &v, 0);
     if (rc != 0)
         return s_fail("mdb_put by_user", rc);
     if ((status = s_set_todo(txn, self, o, s_needs_work(o))) != ORDER_OK)
         return status;
-    if (arg->key) {
+    if (w->has_key) {
         memset(self->key, 0, sizeof *self->key);
-        memcpy(self->key->fingerprint, arg->fingerprint, 32);
+        memcpy(self->key->fingerprint, w->fingerprint, 32);
         snprintf(self->key->order_id, sizeof self->key->order_id, "%s", o->id);
         self->key->running = true;
         self->key->created_at_ms = o->created_at_ms;
@@ -610,17 +624,18 @@ static int s_create_txn(MDB_txn *txn, void *arg_p)
             tkey[i] = (uint8_t)((uint64_t)o->created_at_ms >> (56 - 8 * i));
         memcpy(tkey + 8, hash, 32);
         k = s_val(tkey, sizeof tkey);
-        if ((rc = mdb_put(txn, self->shared->idem_by_time, &k, &v, 0)) != 0)
+        if ((rc = mdb_put(txn, self->idem_by_time, &k, &v, 0)) != 0)
             return s_fail("mdb_put idem_by_time", rc);
     }
     return ORDER_OK;
 }
 
-order_store_status_t order_store_create(order_store_t *self, order_t *order, const char *key,
-                                        const uint8_t fingerprint[32], order_key_t *key_out)
+bool order_write_create(order_write_t *w, order_store_t *self, order_t *order, const char *key,
+                        const uint8_t fingerprint[32], order_key_t *key_out)
 {
-    if (!order->user_id[0] || order->n_items < 1 || (key && (!key[0] || !fingerprint)))
-        return ORDER_ERROR;
+    if (!order->user_id[0] || order->n_items < 1 ||
+        (key && (!key[0] || strlen(key) > ORDER_KEY_MAX || !fingerprint)))
+        return false;
     if (!order->id[0])
         store_new_id('o', order->id);
     int64_t now = clock_now_ms();
@@ -631,12 +646,27 @@ order_store_status_t order_store_create(order_store_t *self, order_t *order, con
     order->n_journal = 0;
     order_add_step(order, STEP_CREATED, now);
     order->key_hash[0] = '\0';
-    s_create_t arg = {self, order, key, fingerprint, key_out};
+    *w = (order_write_t){.shared = self->shared,
+                         .kind = S_WRITE_CREATE,
+                         .order = order,
+                         .has_key = key != NULL,
+                         .key_out = key_out};
+    if (key) {
+        snprintf(w->key, sizeof w->key, "%s", key);
+        memcpy(w->fingerprint, fingerprint, 32);
+    }
+    return true;
+}
+
+order_store_status_t order_store_create(order_store_t *self, order_t *order, const char *key,
+                                        const uint8_t fingerprint[32], order_key_t *key_out)
+{
+    order_write_t w;
+    if (!order_write_create(&w, self, order, key, fingerprint, key_out))
+        return ORDER_ERROR;
     int result = 0;
-    int rc = kv_write(self->shared->kv, s_create_txn, &arg, &result);
-    if (rc != 0)
-        return s_fail("create", rc);
-    return (order_store_status_t)result;
+    int rc = kv_write(self->shared->kv, order_write_txn, &w, &result);
+    return order_write_end(&w, rc == 0, result, NULL);
 }
 
 order_store_status_t order_store_key(order_store_t *self, const char *user_id, const char *key,
@@ -659,29 +689,18 @@ order_store_status_t order_store_key(order_store_t *self, const char *user_id, c
     return key_out->running ? ORDER_KEY_RUNNING : ORDER_KEY_DONE;
 }
 
-/* ---- change ---- */
-
-typedef struct {
-    order_store_t *self;
-    const char *id;
-    order_change_fn *fn;
-    void *fn_arg;
-    int refusal;
-} s_change_t;
-
-static int s_change_txn(MDB_txn *txn, void *arg_p)
+static int s_change_txn(MDB_txn *txn, order_write_t *w)
 {
-    s_change_t *arg = arg_p;
-    order_store_t *self = arg->self;
+    order_store_shared_t *self = w->shared;
     order_t *o = self->order;
-    order_store_status_t status = s_read_order(txn, self->shared->orders, arg->id, o);
+    order_store_status_t status = s_read_order(txn, self->orders, w->id, o);
     if (status != ORDER_OK)
         return status;
     memcpy(self->before, o, sizeof *o);
     order_change_t change = {0};
-    int refusal = arg->fn(o, &change, arg->fn_arg);
+    int refusal = w->fn(o, &change, w->fn_arg);
     if (refusal != 0) {
-        arg->refusal = refusal;
+        w->refusal = refusal;
         return ORDER_REFUSED;
     }
     int64_t now = clock_now_ms();
@@ -689,12 +708,12 @@ static int s_change_txn(MDB_txn *txn, void *arg_p)
     snprintf(o->user_id, sizeof o->user_id, "%s", self->before->user_id);
     if (change.remove) {
         MDB_val k = s_val(o->id, strlen(o->id));
-        int rc = mdb_del(txn, self->shared->orders, &k, NULL);
+        int rc = mdb_del(txn, self->orders, &k, NULL);
         if (rc != 0)
             return s_fail("mdb_del orders", rc);
         char buf[ORDER_USER_MAX + ORDER_ID_MAX + 2];
         k = s_val(buf, s_user_key(buf, o->user_id, o->id));
-        if ((rc = mdb_del(txn, self->shared->by_user, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
+        if ((rc = mdb_del(txn, self->by_user, &k, NULL)) != 0 && rc != MDB_NOTFOUND)
             return s_fail("mdb_del by_user", rc);
         if ((status = s_set_todo(txn, self, o, false)) != ORDER_OK)
             return status;
@@ -720,7 +739,7 @@ static int s_change_txn(MDB_txn *txn, void *arg_p)
         uint8_t hash[32];
         s_hex_to_bin(o->key_hash, hash);
         bool found;
-        if ((status = s_read_key(txn, self->shared->idem, hash, self->key, &found)) != ORDER_OK)
+        if ((status = s_read_key(txn, self->idem, hash, self->key, &found)) != ORDER_OK)
             return status;
         if (found && self->key->running) {
             self->key->running = false;
@@ -752,24 +771,59 @@ static int s_change_txn(MDB_txn *txn, void *arg_p)
                 return status;
         }
     }
+    if (w->order)
+        memcpy(w->order, o, sizeof *o);
     return ORDER_OK;
+}
+
+bool order_write_change(order_write_t *w, order_store_t *self, const char *id, order_change_fn *fn,
+                        void *arg, order_t *out)
+{
+    if (!id || !id[0] || strlen(id) > ORDER_ID_MAX)
+        return false;
+    *w = (order_write_t){
+        .shared = self->shared, .kind = S_WRITE_CHANGE, .fn = fn, .fn_arg = arg, .order = out};
+    snprintf(w->id, sizeof w->id, "%s", id);
+    return true;
 }
 
 order_store_status_t order_store_change(order_store_t *self, const char *id, order_change_fn *fn,
                                         void *arg, order_t *out, int *refusal)
 {
-    if (!id || !id[0] || strlen(id) > ORDER_ID_MAX)
+    order_write_t w;
+    if (!order_write_change(&w, self, id, fn, arg, out))
         return ORDER_NOT_FOUND;
-    s_change_t change = {self, id, fn, arg, 0};
     int result = 0;
-    int rc = kv_write(self->shared->kv, s_change_txn, &change, &result);
-    if (rc != 0)
-        return s_fail("change", rc);
+    int rc = kv_write(self->shared->kv, order_write_txn, &w, &result);
+    return order_write_end(&w, rc == 0, result, refusal);
+}
+
+int order_write_txn(MDB_txn *txn, void *arg)
+{
+    order_write_t *w = arg;
+    switch (w->kind) {
+    case S_WRITE_CREATE:
+        return s_create_txn(txn, w);
+    case S_WRITE_CHANGE:
+        return s_change_txn(txn, w);
+    default:
+        return ORDER_ERROR;
+    }
+}
+
+order_store_status_t order_write_end(const order_write_t *w, bool committed, int result,
+                                     int *refusal)
+{
+    if (!committed)
+        return ORDER_UNAVAILABLE; /* the environment logged why */
     if (refusal)
-        *refusal = change.refusal;
-    if (result == ORDER_OK && out && out != self->order)
-        memcpy(out, self->order, sizeof *out);
+        *refusal = w->refusal;
     return (order_store_status_t)result;
+}
+
+kv_t *order_store_kv(order_store_t *self)
+{
+    return self->shared->kv;
 }
 
 /* ---- reads ---- */

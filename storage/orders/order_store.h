@@ -28,9 +28,13 @@
  *  by creation, and order_store_sweep_keys deletes the old ones from the
  *  front, never scanning per request.
  *
- *  Every change is one kv_write that reads the order inside it
+ *  Every change is one write that reads the order inside it
  *  (order_store_change), so two changes of one order never lose each
  *  other's effect and a transition is decided on the status it changes.
+ *  order_store_create and order_store_change wait for their commit; a
+ *  caller that must not block (a worker: call_write in protocol/call.h)
+ *  prepares the same write in an order_write_t and has the environment
+ *  run it (order_write_txn), then reads its outcome (order_write_end).
  *
  *  Ownership: the environment is the caller's. An order_store_t is used by
  *  one thread at a time. order_t is large (about 40 KB with 100 items):
@@ -220,6 +224,52 @@ typedef struct {
 typedef int order_change_fn(order_t *order, order_change_t *change, void *arg);
 order_store_status_t order_store_change(order_store_t *self, const char *id, order_change_fn *fn,
                                         void *arg, order_t *out, int *refusal);
+
+/* ---- the same writes, without waiting ----
+ *
+ *      order_write_change(&w, store, id, fn, arg, &order);
+ *      call_write(call, order_store_kv(store), order_write_txn, &w, resume);
+ *      ... in resume:
+ *      status = order_write_end(&w, answer->ok, answer->result, &refusal);
+ *
+ * w, and whatever the prepare was given (the order, fn's arg, out,
+ * key_out), must stay alive and untouched until the write is back: they
+ * are used on the environment's committer thread (so fn must use only
+ * its order, change and arg). The outcome is what order_store_create or
+ * order_store_change would have answered; out (and key_out) are filled
+ * inside the write. */
+typedef struct {
+    /* the store's */
+    order_store_shared_t *shared;
+    int kind;
+    char id[ORDER_ID_MAX + 1];
+    order_change_fn *fn;
+    void *fn_arg;
+    order_t *order; /* create: the order; change: out (may be NULL) */
+    char key[ORDER_KEY_MAX + 1];
+    bool has_key;
+    uint8_t fingerprint[32];
+    order_key_t *key_out;
+    int refusal;
+} order_write_t;
+
+/* Prepares order_store_create's write (the order's id, status, history
+ * and journal set here). false, and nothing to run, when the arguments
+ * are bad (order_store_create's ORDER_ERROR). */
+bool order_write_create(order_write_t *w, order_store_t *self, order_t *order, const char *key,
+                        const uint8_t fingerprint[32], order_key_t *key_out);
+/* Prepares order_store_change's write; false for an id that can name no
+ * order (ORDER_NOT_FOUND). */
+bool order_write_change(order_write_t *w, order_store_t *self, const char *id, order_change_fn *fn,
+                        void *arg, order_t *out);
+/* The kv write function of a prepared write; arg is the order_write_t. */
+int order_write_txn(MDB_txn *txn, void *arg);
+/* The outcome, from whether the transaction committed and the function's
+ * result; *refusal (may be NULL) as order_store_change's. */
+order_store_status_t order_write_end(const order_write_t *w, bool committed, int result,
+                                     int *refusal);
+/* The environment the writes go to. */
+kv_t *order_store_kv(order_store_t *self);
 
 order_store_status_t order_store_get(order_store_t *self, const char *id, order_t *out);
 

@@ -5,6 +5,12 @@
  *  by hand, so the test sees exactly what the worker sends (its asks on
  *  its client socket, its heartbeats and its tagged replies) and decides
  *  when and in which order the asks are answered.
+ *
+ *  Writes (call_write) go to a real LMDB environment, the worker's state:
+ *  the first write holds its transaction open until the worker has
+ *  queued the others behind it, which it can only do if it kept serving
+ *  while its write was out, and then the eight writes of one worker
+ *  thread take exactly two commits.
  */
 #include "tests/testutil.h"
 
@@ -14,8 +20,13 @@
 #include "protocol/mdp.h"
 
 #include <czmq.h>
+#include <stdatomic.h>
 
 #define HELD 256
+#define WRITES 8        /* requests of the write test */
+#define WRITE_REFUSER 3 /* the one whose write refuses */
+#define WRITE_REFUSAL 5 /* with this */
+#define WRITE_WAIT_MS 5000
 
 /* ---- the service under test ---- */
 
@@ -81,8 +92,78 @@ static void s_outside(call_t *call, void *state)
     call_ask_at(call, endpoint, "charge", 5000, s_relayed);
 }
 
-static const worker_op_t s_ops[] = {
-    {"relay", s_relay}, {"pause", s_pause}, {"outside", s_outside}, {NULL, NULL}};
+/* The worker's state for writes (the fixture's): the environment, and
+ * whether the first write is running. */
+typedef struct {
+    kv_t *kv;
+    atomic_bool first_running;
+} s_writes_t;
+
+/* A write of key "k<n>"; the first (n 0) holds its transaction until
+ * the others are queued. Lives in the call's context until the resume. */
+typedef struct {
+    s_writes_t *writes;
+    int64_t n;
+} s_write_t;
+
+static int s_write_fn(MDB_txn *txn, void *arg)
+{
+    s_write_t *w = arg;
+    char key[16];
+    snprintf(key, sizeof key, "k%d", (int)w->n);
+    kv_t *kv = w->writes->kv;
+    MDB_val k = {strlen(key), key}, v = k;
+    int rc = mdb_put(txn, kv_dbi(kv, 0), &k, &v, 0);
+    if (rc != 0)
+        return rc;
+    if (w->n == 0)
+        atomic_store(&w->writes->first_running, true);
+    int64_t deadline = zclock_mono() + WRITE_WAIT_MS;
+    while (w->n == 0 && kv_write_pending(kv) < WRITES - 1 && zclock_mono() < deadline)
+        zclock_sleep(1);
+    return w->n == WRITE_REFUSER ? WRITE_REFUSAL : 0;
+}
+
+static void s_written(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)state;
+    s_write_t *w = call_context(call, sizeof *w);
+    if (!answer->ok) {
+        call_fail(call, answer->code, answer->message);
+        return;
+    }
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "n");
+    msgpack_pack_int64(pk, w->n);
+    mp_pack_str(pk, "result");
+    msgpack_pack_int(pk, answer->result);
+}
+
+static void s_write(call_t *call, void *state)
+{
+    s_write_t *w = call_context(call, sizeof *w);
+    if (!w) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    w->writes = state;
+    call_arg_int(call, "n", ARG_REQUIRED, 0, 1 << 30, &w->n);
+    if (!call_args_ok(call))
+        return;
+    call_write(call, w->writes->kv, s_write_fn, w, s_written);
+}
+
+static void *s_state_new(void *shared)
+{
+    return shared;
+}
+
+static const worker_op_t s_ops[] = {{"relay", s_relay},
+                                    {"pause", s_pause},
+                                    {"outside", s_outside},
+                                    {"write", s_write},
+                                    {NULL, NULL}};
 
 /* ---- the hand-made broker ---- */
 
@@ -93,6 +174,8 @@ typedef struct {
     zframe_t *worker_id; /* the worker's DEALER */
     int heartbeats;      /* HEARTBEATs seen from it */
     int64_t beat_at;     /* when to beat the worker next */
+    char *dir;           /* of writes.kv */
+    s_writes_t writes;   /* the worker's state */
 } fixture_t;
 
 static int s_setup(void **state)
@@ -103,11 +186,19 @@ static int s_setup(void **state)
     f->router = zsock_new_router(f->endpoint);
     assert_non_null(f->router);
     zsock_set_rcvtimeo(f->router, 5000);
+    f->dir = tu_tempdir("test-held");
+    assert_non_null(f->dir);
+    const char *names[] = {"w"};
+    char err[256];
+    f->writes.kv = kv_open(f->dir, 1 << 20, names, NULL, 1, err, sizeof err);
+    assert_non_null(f->writes.kv);
     worker_config_t config = {.service = "a",
                               .ops = s_ops,
                               .endpoint = f->endpoint,
                               .heartbeat_ms = 50,
-                              .capacity = HELD};
+                              .capacity = HELD,
+                              .state_new = s_state_new,
+                              .shared = &f->writes};
     f->worker = worker_new(&config);
     assert_non_null(f->worker);
     /* READY [service] [capacity] */
@@ -131,6 +222,9 @@ static int s_teardown(void **state)
 {
     fixture_t *f = *state;
     worker_destroy(&f->worker);
+    kv_close(&f->writes.kv);
+    tu_rmtree(f->dir);
+    free(f->dir);
     zframe_destroy(&f->worker_id);
     zsock_destroy(&f->router);
     free(f);
@@ -533,6 +627,69 @@ static void test_pauses_are_held_together(void **state)
     }
 }
 
+/* Writes: one worker thread keeps serving while its writes are out, so
+ * the seven that come while the first is being committed share the next
+ * commit; a refused write is answered with its result and left out. */
+static void test_writes_share_a_commit(void **state)
+{
+    fixture_t *f = *state;
+    /* The first alone, until its write runs (beating meanwhile), so that
+     * it cannot share its batch with the others. */
+    s_request(f, "write", 0, 0);
+    int64_t deadline = zclock_mono() + WRITE_WAIT_MS;
+    while (!atomic_load(&f->writes.first_running) && zclock_mono() < deadline) {
+        zmsg_t *msg = NULL;
+        assert_int_not_equal(s_next(f, 5, &msg), MSG_REPLY);
+        zmsg_destroy(&msg);
+    }
+    assert_true(atomic_load(&f->writes.first_running));
+    for (int i = 1; i < WRITES; i++)
+        s_request(f, "write", i, 0);
+    bool seen[WRITES] = {false};
+    int replies = 0;
+    while (replies < WRITES) {
+        zmsg_t *msg = NULL;
+        msg_kind_t kind = s_next(f, WRITE_WAIT_MS * 2, &msg);
+        assert_int_not_equal(kind, MSG_NONE);
+        if (kind == MSG_REPLY) {
+            msgpack_zone zone;
+            msgpack_zone_init(&zone, 1024);
+            envelope_reply_t r;
+            const char *why;
+            zframe_t *body = s_reply_body(msg);
+            assert_true(
+                envelope_decode_reply(zframe_data(body), zframe_size(body), &zone, &r, &why));
+            assert_true(r.ok);
+            int64_t n = mp_map_get(&r.data, "n")->via.i64;
+            int64_t result = mp_map_get(&r.data, "result")->via.i64;
+            if (n < 0 || n >= WRITES) {
+                fail_msg("a reply for a write never asked: %d", (int)n);
+                return;
+            }
+            assert_false(seen[n]);
+            seen[n] = true;
+            assert_int_equal(result, n == WRITE_REFUSER ? WRITE_REFUSAL : 0);
+            msgpack_zone_destroy(&zone);
+            replies++;
+        }
+        zmsg_destroy(&msg);
+    }
+    unsigned long writes, commits;
+    kv_write_stats(f->writes.kv, &writes, &commits);
+    assert_int_equal(writes, WRITES);
+    assert_int_equal(commits, 2);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(kv_mdb(f->writes.kv), NULL, MDB_RDONLY, &txn), 0);
+    for (int i = 0; i < WRITES; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        MDB_val k = {strlen(key), key}, v;
+        assert_int_equal(mdb_get(txn, kv_dbi(f->writes.kv, 0), &k, &v),
+                         i == WRITE_REFUSER ? MDB_NOTFOUND : 0);
+    }
+    mdb_txn_abort(txn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -541,6 +698,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ask_timeout_resumes_once, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_pauses_are_held_together, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_asks_at_an_endpoint, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_writes_share_a_commit, s_setup, s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
