@@ -80,10 +80,9 @@ zframe_t *mdpcli_recv(mdpcli_t *self, int timeout_ms, char **service)
     while (true) {
         int wait = -1;
         if (deadline >= 0) {
+            /* 0 (or the deadline passed): take what is there now */
             int64_t left = deadline - zclock_mono();
-            if (left <= 0)
-                return NULL;
-            wait = (int)left;
+            wait = left > 0 ? (int)left : 0;
         }
         if (!zpoller_wait(self->poller, wait))
             return NULL;

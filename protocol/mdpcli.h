@@ -30,10 +30,11 @@ void mdpcli_destroy(mdpcli_t **self_p);
  * the handshake, or is not there). */
 int mdpcli_send(mdpcli_t *self, const char *service, const void *body, size_t len);
 
-/* Waits up to timeout_ms (-1: forever) for the next reply body. NULL on
- * timeout or interruption. If service is non-NULL it receives the replying
- * service's name (freed by the caller with zstr_free). Frames that are not
- * a well-formed MDP client reply are dropped. */
+/* Waits up to timeout_ms (-1: forever; 0: takes only a reply that has
+ * come) for the next reply body. NULL on timeout or interruption. If
+ * service is non-NULL it receives the replying service's name (freed by
+ * the caller with zstr_free). Frames that are not a well-formed MDP
+ * client reply are dropped. */
 zframe_t *mdpcli_recv(mdpcli_t *self, int timeout_ms, char **service);
 
 /* The socket, for a caller's own poller. */

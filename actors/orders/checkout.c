@@ -272,6 +272,40 @@ static bool s_key_seen(call_t *call, orders_state_t *self, order_store_status_t 
     }
 }
 
+/* The pending order (and its key) is written, or the key was there. */
+static void s_created(call_t *call, void *state, const call_answer_t *a)
+{
+    orders_state_t *self = state;
+    saga_t *saga = s_saga(call);
+    if (!saga)
+        return;
+    order_store_status_t status = order_write_end(&saga->write, a->ok, a->result, NULL);
+    if (status == ORDER_OK) {
+        saga_crash_point(self->shared, STEP_CREATED);
+        saga->has_card = true;
+        saga_drive(call, self, saga);
+        return;
+    }
+    if (status != ORDER_KEY_DONE) {
+        if (!s_key_seen(call, self, status, NULL))
+            orders_fail_store(call, status);
+        return;
+    }
+    /* Finished by a request that raced this one since the first look:
+     * its answer, read again (a rare path, so the write keeps none). */
+    char key_buf[ORDER_KEY_MAX + 1] = "";
+    const char *key = s_key(call, key_buf);
+    uint8_t fingerprint[32];
+    s_fingerprint(call, self, fingerprint);
+    order_key_t *seen = calloc(1, sizeof *seen);
+    status = seen && key
+                 ? order_store_key(self->orders, saga->order.user_id, key, fingerprint, seen)
+                 : ORDER_UNAVAILABLE;
+    if (!s_key_seen(call, self, status, seen))
+        orders_fail_store(call, status == ORDER_NOT_FOUND ? ORDER_ERROR : status);
+    free(seen);
+}
+
 /* The products, in the order of saga->order.items: fill names, skus,
  * prices, the currency and the total, then write and drive. */
 static void s_priced(call_t *call, void *state, const call_answer_t *a)
@@ -350,22 +384,11 @@ static void s_priced(call_t *call, void *state, const call_answer_t *a)
     saga_new_lease(self->shared, saga->lease);
     snprintf(o->lease, sizeof o->lease, "%s", saga->lease);
     o->lease_until_ms = call_now_ms() + self->shared->settings.lease_ms;
-    order_key_t *seen = calloc(1, sizeof *seen);
-    if (!seen) {
-        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+    if (!order_write_create(&saga->write, self->orders, o, key, key ? fingerprint : NULL, NULL)) {
+        orders_fail_store(call, ORDER_ERROR);
         return;
     }
-    order_store_status_t status = order_store_create(self->orders, o, key, fingerprint, seen);
-    if (!s_key_seen(call, self, status, seen)) {
-        if (status != ORDER_OK)
-            orders_fail_store(call, status);
-        else {
-            saga_crash_point(self->shared, STEP_CREATED);
-            saga->has_card = true;
-            saga_drive(call, self, saga);
-        }
-    }
-    free(seen);
+    call_write(call, order_store_kv(self->orders), order_write_txn, &saga->write, s_created);
 }
 
 /* Both ops, once the items are in saga->order: the key's first look, then

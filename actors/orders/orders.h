@@ -30,19 +30,29 @@
  *    0  check the request; product.get_many (one ask)  nothing
  *    1  WRITE order pending + journal created + key    order pending
  *       running, one transaction; lease = this saga
- *    2  stock.reserve                                  journal reserved; or on
- *                                                      out_of_stock the order
+ *    2  stock.reserve                                  the reservation (catalog);
+ *                                                      on out_of_stock the order
  *                                                      removed, the key done 409
- *    3  payment.charge (card from the request)         journal charged + payment
+ *    3  payment.charge (card from the request)         the payment (payments)
  *    3b on a decline / gateway_error: stock.release,   order payment_failed,
  *       WRITE payment_failed                           key done 402 / 502
- *    4  stock.commit                                   (nothing: 5 records it)
- *    5  WRITE paid, journal committed, key done 201    order paid
+ *    4  stock.commit                                   the stock sold (catalog)
+ *    5  WRITE paid, journal reserved, charged and      order paid
+ *       committed (each with its time), key done 201
  *  The client is answered after the write of its step, never before: an
- *  acknowledged order is durable. Each write is a kv_write that reads the
- *  order first and refuses unless the saga still holds its lease and the
- *  order is still pending, so a saga that recovery took over writes
- *  nothing. A charge is asked only after `reserved` is on disk.
+ *  acknowledged order is durable. Each write reads the order first and
+ *  refuses unless the saga still holds its lease and the order is still
+ *  pending, so a saga that recovery took over writes nothing.
+ *
+ *  Why the order is written only at 1 and 5: each step between is made
+ *  durable by the service that does it, keyed by the order id, before it
+ *  answers; a journal write of its own after each would add a disk flush
+ *  to every checkout's path (three more, measured in docs/BENCHMARKS.md)
+ *  and tell recovery nothing it may trust, since a crash can fall between
+ *  a step and its record. So recovery asks the services instead. The
+ *  writes are group-committed, and a worker never waits for one
+ *  (call_write): it serves other checkouts while its writes are on their
+ *  way to disk.
  *
  *  ==== Recovery ====
  *
@@ -58,17 +68,22 @@
  *
  *    crash after   what is true                     recovery does
  *    0             nothing written                  nothing; the retry starts over
- *    1 created     pending; a reservation may be    no charge was asked: stock.release
+ *    1 created     pending; a reservation may be    payment.settle: none -> stock.release
  *                  there (reserve in flight)        (not_found is fine), payment_failed
  *                                                   (502, "abandoned")
  *    2 reserved    a charge may be in flight, or    payment.settle: captured -> commit,
  *                  done, or never sent              paid (201); failed or none ->
  *                                                   release, payment_failed (502);
  *                                                   payments silent -> again later
- *    3 charged     captured                         stock.commit, paid
- *    3b (mid)      decline known, release unsure    stock.release, payment_failed
- *    4 committed   stock final, order pending       stock.commit again (idempotent), paid
+ *    3 charged     captured                         settle answers captured: stock.commit,
+ *                                                   paid
+ *    3b (mid)      decline known, release unsure    settle answers failed: stock.release,
+ *                                                   payment_failed
+ *    4 committed   stock final, order pending       settle, stock.commit again
+ *                                                   (idempotent), paid
  *    5 paid        final                            nothing (the key answers 201)
+ *  Rows 1 to 4 look the same in the journal (created), and recovery does
+ *  the same for all: it asks payments, then the catalog.
  *  The key's response is written by the final write, so a client that
  *  asks again after a crash hears the order's true end (201 with the
  *  order, or the 402 / 502), never a second order; until then the key is

@@ -65,7 +65,8 @@ void orders_ops_check(call_t *call, void *state);
 
 /* What lives from a saga's first handler to its last resume. */
 typedef struct {
-    order_t order; /* as last written */
+    order_t order;       /* as last written */
+    order_write_t write; /* the write out now (call_write) */
     char lease[ORDER_LEASE_MAX + 1];
     bool recovering; /* driven by recovery, not by the client's request */
     bool from_cart;  /* cart.checkout: empty the cart when paid */

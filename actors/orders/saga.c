@@ -2,18 +2,22 @@
  *  and recovery (recovery.c, order.recover). The design, with its crash
  *  table, is in orders.h.
  *
- *  Every step is an ask of another service followed by a durable write
- *  of what it learned (order_store_change, inside which the lease and the
- *  status are checked again, so a saga that lost its order to recovery
- *  writes nothing). The next step is chosen from the order's journal by
- *  saga_drive, so a saga resumed by recovery takes the same path as one
- *  that never stopped:
+ *  Every step is an ask of another service, keyed by the order id, which
+ *  that service makes durable before it answers. The order itself is
+ *  written twice on the way: pending before anything else (checkout.c),
+ *  and at its end (paid, or payment_failed), with the steps taken in
+ *  between in its journal, each with the time it happened. Each write
+ *  reads the order inside it and refuses unless the saga still holds the
+ *  lease and the order is pending, so a saga that lost its order to
+ *  recovery writes nothing. Recovery (order.recover) never trusts the
+ *  journal's silence: a pending order it takes over is settled with
+ *  payments first (saga_drive), whatever steps it records:
  *
  *      journal has          next
- *      charged              commit -> paid
  *      released             write payment_failed
- *      reserved             charge (with the card) / settle (recovery)
- *      created              reserve (with the card) / release (recovery)
+ *      (checkout)           reserve, charge, commit, paid
+ *      (recovery)           settle: captured -> commit -> paid;
+ *                           failed or none -> release -> payment_failed
  *
  *  After a paid order is asked to cancel (cancel_asked): refund, release,
  *  cancelled. An order marked compensate: settle, refund if captured,
@@ -110,14 +114,31 @@ static void s_write_failed(call_t *call, order_store_status_t status, int refusa
 
 /* ---- the final writes ---- */
 
+/* The steps the saga took since the order was written, with their
+ * times, and the payment it learned of, into the order as the write reads
+ * it. */
+static void s_take_journal(order_t *o, const saga_t *saga)
+{
+    const order_t *done = &saga->order;
+    for (int i = 0; i < done->n_journal; i++)
+        if (!order_has_step(o, done->journal[i].step))
+            order_add_step(o, done->journal[i].step, done->journal[i].at_ms);
+    if (done->payment_id[0]) {
+        snprintf(o->payment_id, sizeof o->payment_id, "%s", done->payment_id);
+        snprintf(o->payment_status, sizeof o->payment_status, "%s", done->payment_status);
+        snprintf(o->brand, sizeof o->brand, "%s", done->brand);
+        snprintf(o->last4, sizeof o->last4, "%s", done->last4);
+    }
+}
+
+/* Runs on the orders environment's committer thread (saga is the call's
+ * context, which the worker leaves alone while the write is out). */
 static int s_paid_fn(order_t *o, order_change_t *change, void *arg)
 {
-    saga_t *saga = arg;
+    const saga_t *saga = arg;
     if (!s_owned(o, saga) || o->status != ORDER_PENDING)
         return S_LOST;
-    int64_t now = call_now_ms();
-    if (!order_has_step(o, STEP_COMMITTED))
-        order_add_step(o, STEP_COMMITTED, now);
+    s_take_journal(o, saga);
     o->status = ORDER_PAID;
     o->lease[0] = '\0';
     change->finish_key = true;
@@ -126,11 +147,15 @@ static int s_paid_fn(order_t *o, order_change_t *change, void *arg)
     return 0;
 }
 
-static void s_write_paid(call_t *call, orders_state_t *self, saga_t *saga)
+/* The paid write is back: answer the order. */
+static void s_paid_written(call_t *call, void *state, const call_answer_t *a)
 {
+    orders_state_t *self = state;
+    saga_t *saga = s_saga(call);
+    if (!saga)
+        return;
     int refusal = 0;
-    order_store_status_t status =
-        order_store_change(self->orders, saga->order.id, s_paid_fn, saga, &saga->order, &refusal);
+    order_store_status_t status = order_write_end(&saga->write, a->ok, a->result, &refusal);
     if (status != ORDER_OK) {
         s_write_failed(call, status, refusal);
         return;
@@ -139,6 +164,16 @@ static void s_write_paid(call_t *call, orders_state_t *self, saga_t *saga)
         (void)cart_store_clear(self->carts, saga->order.user_id);
     saga_crash_point(self->shared, STEP_COUNT);
     order_view_reply(call, &saga->order);
+}
+
+static void s_write_paid(call_t *call, orders_state_t *self, saga_t *saga)
+{
+    if (!order_write_change(&saga->write, self->orders, saga->order.id, s_paid_fn, saga,
+                            &saga->order)) {
+        orders_fail_store(call, ORDER_NOT_FOUND);
+        return;
+    }
+    call_write(call, order_store_kv(self->orders), order_write_txn, &saga->write, s_paid_written);
 }
 
 /* The failure as the key keeps it: 402 with the decline's reason, 502,
@@ -182,9 +217,7 @@ static int s_failed_fn(order_t *o, order_change_t *change, void *arg)
     o->compensate = f->saga->order.compensate;
     snprintf(o->failure_code, sizeof o->failure_code, "%s", err_code_name(f->code));
     snprintf(o->failure_reason, sizeof o->failure_reason, "%s", f->saga->order.failure_reason);
-    for (int i = 0; i < f->saga->order.n_journal; i++)
-        if (!order_has_step(o, f->saga->order.journal[i].step))
-            order_add_step(o, f->saga->order.journal[i].step, f->saga->order.journal[i].at_ms);
+    s_take_journal(o, f->saga);
     change->finish_key = true;
     change->code = err_code_name(f->code);
     change->message = f->message;
@@ -221,42 +254,6 @@ static void s_write_failed_order(call_t *call, orders_state_t *self, saga_t *sag
 }
 
 /* ---- journal steps ---- */
-
-typedef struct {
-    saga_t *saga;
-    int step;
-} s_step_t;
-
-static int s_step_fn(order_t *o, order_change_t *change, void *arg)
-{
-    (void)change;
-    s_step_t *s = arg;
-    if (!s_owned(o, s->saga) || o->status != ORDER_PENDING)
-        return S_LOST;
-    if (!order_has_step(o, s->step))
-        order_add_step(o, s->step, call_now_ms());
-    if (s->step == STEP_CHARGED) {
-        snprintf(o->payment_id, sizeof o->payment_id, "%s", s->saga->order.payment_id);
-        snprintf(o->payment_status, sizeof o->payment_status, "%s", s->saga->order.payment_status);
-        snprintf(o->brand, sizeof o->brand, "%s", s->saga->order.brand);
-        snprintf(o->last4, sizeof o->last4, "%s", s->saga->order.last4);
-    }
-    return 0;
-}
-
-static bool s_write_step(call_t *call, orders_state_t *self, saga_t *saga, int step)
-{
-    s_step_t s = {saga, step};
-    int refusal = 0;
-    order_store_status_t status =
-        order_store_change(self->orders, saga->order.id, s_step_fn, &s, &saga->order, &refusal);
-    if (status != ORDER_OK) {
-        s_write_failed(call, status, refusal);
-        return false;
-    }
-    saga_crash_point(self->shared, step);
-    return true;
-}
 
 /* ---- asks ---- */
 
@@ -323,6 +320,8 @@ static void s_committed(call_t *call, void *state, const call_answer_t *a)
     if (!saga)
         return;
     if (a->ok) {
+        if (!order_has_step(&saga->order, STEP_COMMITTED))
+            order_add_step(&saga->order, STEP_COMMITTED, call_now_ms());
         saga_crash_point(self->shared, STEP_COMMITTED);
         s_write_paid(call, self, saga);
         return;
@@ -360,8 +359,10 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
         s_take_payment(saga, p);
         const char *st = saga->order.payment_status;
         if (streq(st, "captured")) {
-            if (s_write_step(call, self, saga, STEP_CHARGED))
-                s_commit(call, self, saga);
+            if (!order_has_step(&saga->order, STEP_CHARGED))
+                order_add_step(&saga->order, STEP_CHARGED, call_now_ms());
+            saga_crash_point(self->shared, STEP_CHARGED);
+            s_commit(call, self, saga);
             return;
         }
         if (streq(st, "failed") || streq(st, "voided")) {
@@ -395,6 +396,7 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
         /* settle: no payment was ever made for the order */
         snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "gateway_error");
         snprintf(saga->order.failure_reason, sizeof saga->order.failure_reason, "abandoned");
+        order_add_step(&saga->order, STEP_ABANDONED, call_now_ms());
         s_release_then_fail(call, self, saga);
         return;
     }
@@ -489,8 +491,9 @@ static void s_reserved(call_t *call, void *state, const call_answer_t *a)
     if (!saga)
         return;
     if (a->ok) {
-        if (s_write_step(call, self, saga, STEP_RESERVED))
-            s_charge(call, self, saga);
+        order_add_step(&saga->order, STEP_RESERVED, call_now_ms());
+        saga_crash_point(self->shared, STEP_RESERVED);
+        s_charge(call, self, saga);
         return;
     }
     if (a->code == ERR_OUT_OF_STOCK || a->code == ERR_NOT_FOUND) {
@@ -682,21 +685,15 @@ void saga_drive(call_t *call, orders_state_t *self, saga_t *saga)
 {
     const order_t *o = &saga->order;
     if (o->status == ORDER_PENDING) {
-        if (order_has_step(o, STEP_CHARGED))
-            s_commit(call, self, saga);
-        else if (order_has_step(o, STEP_RELEASED))
+        if (order_has_step(o, STEP_RELEASED))
             s_write_failed_order(call, self, saga);
-        else if (order_has_step(o, STEP_RESERVED))
-            saga->has_card ? s_charge(call, self, saga) : s_settle(call, self, saga);
         else if (saga->has_card)
             s_reserve(call, self, saga);
         else {
-            /* No charge was asked (it is asked only after `reserved` is
-             * written): give any reservation back and end it. */
-            snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "gateway_error");
-            snprintf(saga->order.failure_reason, sizeof saga->order.failure_reason, "abandoned");
-            order_add_step(&saga->order, STEP_ABANDONED, call_now_ms());
-            s_release_then_fail(call, self, saga);
+            /* Recovery: whatever the journal holds, a charge may have
+             * been made (the steps after `created` are written with the
+             * order's end), so payments is asked first. */
+            s_settle(call, self, saga);
         }
         return;
     }

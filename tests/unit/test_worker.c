@@ -196,6 +196,30 @@ static void test_long_handler_is_answered(void **state)
     pool_destroy(&pool);
 }
 
+/* mdpcli_recv with no time to wait takes a reply that has come (an
+ * event loop polls the socket, then reads without waiting: the orders
+ * recovery does). */
+static void test_recv_without_waiting(void **state)
+{
+    fixture_t *f = *state;
+    pool_t *pool = pool_new(&f->config, 1);
+    assert_non_null(pool);
+    assert_int_equal(s_call_ready(f, "serial", 1), 1);
+    assert_null(mdpcli_recv(f->client, 0, NULL)); /* nothing has come */
+    msgpack_sbuffer buf;
+    msgpack_sbuffer_init(&buf);
+    envelope_pack_request(&buf, 2, "serial", NULL, NULL, 0);
+    assert_int_equal(mdpcli_send(f->client, "t", buf.data, buf.size), 0);
+    msgpack_sbuffer_destroy(&buf);
+    zpoller_t *poller = zpoller_new(mdpcli_sock(f->client), NULL);
+    assert_non_null(zpoller_wait(poller, 5000));
+    zpoller_destroy(&poller);
+    zframe_t *frame = mdpcli_recv(f->client, 0, NULL);
+    assert_non_null(frame);
+    zframe_destroy(&frame);
+    pool_destroy(&pool);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -203,6 +227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_broken_state_restarts_the_worker, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_failed_restart_is_retried, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_long_handler_is_answered, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_recv_without_waiting, s_setup, s_teardown),
     };
     zsys_init();
     zsys_set_linger(0);
