@@ -47,7 +47,7 @@
  *  Why the order is written only at 1 and 5: each step between is made
  *  durable by the service that does it, keyed by the order id, before it
  *  answers; a journal write of its own after each would add a disk flush
- *  to every checkout's path (three more, measured in docs/BENCHMARKS.md)
+ *  to every checkout's path (two more: reserved and charged)
  *  and tell recovery nothing it may trust, since a crash can fall between
  *  a step and its record. So recovery asks the services instead. The
  *  writes are group-committed, and a worker never waits for one

@@ -12,9 +12,9 @@
  *  a live checkout of this process. hold_ms is how long an order may stay
  *  pending while payments does not answer before recovery ends it without
  *  payments (orders.h, "Payments down"). recover_every_ms is the period of
- *  recovery's passes. crash_at names a saga step after whose durable
- *  write the process kills itself (SIGKILL): a test hook, honoured only
- *  with RETAIL_TEST_OPS=1.
+ *  recovery's passes. crash_at names a saga step (created, reserved,
+ *  charged, committed, paid) once done which the process kills itself
+ *  (SIGKILL): a test hook, honoured only with RETAIL_TEST_OPS=1.
  */
 #ifndef RETAIL_ORDERS_SETTINGS_H
 #define RETAIL_ORDERS_SETTINGS_H
