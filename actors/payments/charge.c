@@ -1,5 +1,5 @@
 /*  charge.c - payment.charge, payment.void and payment.settle: the steps,
- *  each waiting on the gateway without blocking the worker.
+ *  each waiting on the gateway or on the disk without blocking the worker.
  *
  *  A charge is one payment per order: the order id is its idempotency key.
  *
@@ -55,6 +55,16 @@
  *  voided and failed, as in a charge. Every answer of a settle that ends
  *  the payment is the payment itself, failed ones included.
  *
+ *  Every store write of these steps (begin, and each event applied) is a
+ *  call_write (protocol/call.h): the write is prepared in the request's
+ *  context (charge_t: the payment_write_t and the payment it fills, which
+ *  must live until the write is back), the worker serves other requests
+ *  while its commit goes to disk, and the step after it runs in the
+ *  resume (s_on_begun, s_on_applied) once the commit is there, so nothing
+ *  is answered or asked of the gateway before what it rests on is
+ *  durable. Reads (a poll, the payment after a conflict) do not wait on
+ *  the disk and stay direct.
+ *
  *  The card (number, expiry, CVC) is read from the request's arguments at
  *  each authorize, passed to the gateway in process, and never stored,
  *  logged or answered: the payment keeps brand, last4, expiry and a keyed
@@ -86,6 +96,11 @@ typedef struct {
     bool settling;   /* payment.settle: no card, authorize is only looked up */
     bool registered; /* noted as running (payments_running_begin) */
     char auth_id[PAYMENT_GATEWAY_ID_MAX + 1];
+    /* The store write out (call_write) and what it fills: alive until
+     * its resume, as the context is. */
+    payment_write_t write;
+    payment_t payment; /* the payment the write left (begin: the order's) */
+    bool created;      /* begin: this request made the payment */
 } charge_t;
 
 static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const payment_t *p);
@@ -289,18 +304,31 @@ static void s_retry_after_pause(call_t *call, void *state, const call_answer_t *
     s_ask_step(call, self, call_context(call, sizeof(charge_t)));
 }
 
-/* Records what the store says the payment came to, and answers. */
-static void s_apply(call_t *call, payments_state_t *self, charge_t *c, const payment_event_t *ev)
+/* The event is on disk (or refused): goes by what the store says the
+ * payment came to. */
+static void s_on_applied(call_t *call, void *state, const call_answer_t *answer)
 {
-    payment_t p;
-    store_status_t st = payment_store_apply(self->store, c->payment_id, ev, &p);
+    payments_state_t *self = state;
+    charge_t *c = call_context(call, sizeof(charge_t));
+    store_status_t st = payment_write_end(&c->write, answer->ok, answer->result);
     if (st == STORE_CONFLICT) /* another request moved it first: go by what it is */
-        st = payment_store_get(self->store, c->payment_id, &p);
+        st = payment_store_get(self->store, c->payment_id, &c->payment);
     if (st != STORE_OK) {
         s_fail_store(call, self, c, st);
         return;
     }
-    s_settle(call, self, c, &p);
+    s_settle(call, self, c, &c->payment);
+}
+
+/* Records the event in the store; s_on_applied goes on once it is on
+ * disk. */
+static void s_apply(call_t *call, payments_state_t *self, charge_t *c, const payment_event_t *ev)
+{
+    if (!payment_write_apply(&c->write, self->store, c->payment_id, ev, &c->payment)) {
+        s_fail_store(call, self, c, STORE_ERROR); /* payment_store_apply's answer */
+        return;
+    }
+    call_write(call, payment_store_kv(self->store), payment_write_txn, &c->write, s_on_applied);
 }
 
 /* The step failed for good (tries or budget spent). */
@@ -551,6 +579,30 @@ static void s_settle(call_t *call, payments_state_t *self, charge_t *c, const pa
 /* ------------------------------------------------------------------ */
 /* The operations                                                      */
 
+/* The order's payment is on disk (made by this request, or found): its
+ * first step, or what it came to. */
+static void s_on_begun(call_t *call, void *state, const call_answer_t *answer)
+{
+    payments_state_t *self = state;
+    charge_t *c = call_context(call, sizeof(charge_t));
+    store_status_t st = payment_write_end(&c->write, answer->ok, answer->result);
+    if (st != STORE_OK) {
+        s_fail_store(call, self, c, st);
+        return;
+    }
+    const payment_t *found = &c->payment;
+    snprintf(c->payment_id, sizeof c->payment_id, "%s", found->id);
+    snprintf(c->order_id, sizeof c->order_id, "%s", found->order_id);
+    c->amount_cents = found->amount_cents;
+    c->attempt = found->attempt;
+    c->step = STEP_AUTHORIZE;
+    c->driving = c->created;
+    if (c->created)
+        s_ask_step(call, self, c);
+    else
+        s_settle(call, self, c, found);
+}
+
 void payments_charge(call_t *call, void *state)
 {
     payments_state_t *self = state;
@@ -567,7 +619,7 @@ void payments_charge(call_t *call, void *state)
     if (!call_args_ok(call) || !payments_caller_allowed(self, call))
         return;
 
-    payment_t p = {0}, found; /* p.id "": the store makes it (ids carry their time) */
+    payment_t p = {0}; /* p.id "": the store makes it (ids carry their time) */
     snprintf(p.order_id, sizeof p.order_id, "%s", order_id);
     p.status = PAYMENT_PENDING;
     p.amount_cents = amount;
@@ -593,22 +645,11 @@ void payments_charge(call_t *call, void *state)
         return;
     }
     c->registered = true;
-    bool created = false;
-    store_status_t st = payment_store_begin(self->store, &p, &found, &created);
-    if (st != STORE_OK) {
-        s_fail_store(call, self, c, st);
+    if (!payment_write_begin(&c->write, self->store, &p, &c->payment, &c->created)) {
+        s_fail_store(call, self, c, STORE_ERROR); /* payment_store_begin's answer */
         return;
     }
-    snprintf(c->payment_id, sizeof c->payment_id, "%s", found.id);
-    snprintf(c->order_id, sizeof c->order_id, "%s", found.order_id);
-    c->amount_cents = found.amount_cents;
-    c->attempt = found.attempt;
-    c->step = STEP_AUTHORIZE;
-    c->driving = created;
-    if (created)
-        s_ask_step(call, self, c);
-    else
-        s_settle(call, self, c, &found);
+    call_write(call, payment_store_kv(self->store), payment_write_txn, &c->write, s_on_begun);
 }
 
 void payments_void(call_t *call, void *state)

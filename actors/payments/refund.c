@@ -22,6 +22,11 @@
  *  is tried again (at most gateway_tries in all), no answer is looked up
  *  first, and when the budget runs out the refund stays pending for a
  *  retry with the same key to finish.
+ *
+ *  Both store writes (begin, end) are call_writes, as a charge's are: the
+ *  prepared write and the refund and payment it fills live in the
+ *  request's context (refund_ctx_t), the worker serves others meanwhile,
+ *  and the step after each runs in its resume once it is on disk.
  */
 #include "actors/payments/payments_impl.h"
 
@@ -40,6 +45,12 @@ typedef struct {
     int64_t started_ms;
     int tries;
     bool looking_up;
+    /* The store write out (call_write) and what it fills: alive until
+     * its resume, as the context is. */
+    payment_write_t write;
+    refund_t refund;
+    payment_t payment;
+    bool created; /* begin: this request made the refund */
 } refund_ctx_t;
 
 static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer);
@@ -86,25 +97,35 @@ static void s_retry(call_t *call, void *state, const call_answer_t *answer)
     s_ask(call, state, call_context(call, sizeof(refund_ctx_t)));
 }
 
-/* Ends the refund in the store and answers. */
-static void s_end(call_t *call, payments_state_t *self, refund_ctx_t *r, bool done,
-                  const char *refund_id)
+/* The refund's end is on disk: answers it. */
+static void s_on_ended(call_t *call, void *state, const call_answer_t *answer)
 {
-    refund_t refund;
-    payment_t p;
-    store_status_t st =
-        payment_store_refund_end(self->store, r->store_key, done, refund_id, &refund, &p);
+    (void)state;
+    refund_ctx_t *r = call_context(call, sizeof(refund_ctx_t));
+    store_status_t st = payment_write_end(&r->write, answer->ok, answer->result);
     if (st != STORE_OK) {
         payments_fail_store(call, st, "refund");
         return;
     }
-    if (refund.state == REFUND_DONE) {
+    if (r->refund.state == REFUND_DONE) {
         msgpack_packer *pk = call_reply(call);
         msgpack_pack_map(pk, 1);
         mp_pack_str(pk, "payment");
-        payments_pack_payment(pk, &p);
+        payments_pack_payment(pk, &r->payment);
     } else
         call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; nothing was refunded");
+}
+
+/* Ends the refund in the store; s_on_ended answers once it is on disk. */
+static void s_end(call_t *call, payments_state_t *self, refund_ctx_t *r, bool done,
+                  const char *refund_id)
+{
+    if (!payment_write_refund_end(&r->write, self->store, r->store_key, done, refund_id, &r->refund,
+                                  &r->payment)) {
+        payments_fail_store(call, STORE_ERROR, "refund"); /* payment_store_refund_end's */
+        return;
+    }
+    call_write(call, payment_store_kv(self->store), payment_write_txn, &r->write, s_on_ended);
 }
 
 static void s_try_again(call_t *call, payments_state_t *self, refund_ctx_t *r)
@@ -176,6 +197,68 @@ static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer)
     s_end(call, self, r, false, NULL);
 }
 
+/* The refund's begin is on disk (or refused): asks the gateway, or
+ * answers what the key already came to. */
+static void s_on_begun(call_t *call, void *state, const call_answer_t *answer)
+{
+    payments_state_t *self = state;
+    refund_ctx_t *r = call_context(call, sizeof(refund_ctx_t));
+    store_status_t st = payment_write_end(&r->write, answer->ok, answer->result);
+    const refund_t *refund = &r->refund;
+    payment_t p = r->payment;
+    if (st == STORE_EXISTS) {
+        call_fail(call, ERR_IDEMPOTENCY_KEY_REUSED,
+                  "this Idempotency-Key was used for another refund");
+        return;
+    }
+    if (st == STORE_CONFLICT) {
+        call_fail(call, ERR_CONFLICT,
+                  p.status == PAYMENT_CAPTURED || p.status == PAYMENT_PARTIALLY_REFUNDED
+                      ? "the refunded total would pass the captured amount"
+                      : "only a captured payment can be refunded");
+        return;
+    }
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "payment");
+        return;
+    }
+    r->amount_cents = refund->amount_cents;
+    snprintf(r->capture_id, sizeof r->capture_id, "%s", p.capture_id);
+    if (!r->created) {
+        if (refund->state == REFUND_DONE) {
+            /* the first answer again: the payment as that refund left it */
+            p.status = refund->status_after;
+            p.captured_cents = refund->captured_after_cents;
+            p.refunded_cents = refund->refunded_after_cents;
+            p.updated_at_ms = refund->updated_after_ms;
+            msgpack_packer *pk = call_reply_replayed(call);
+            msgpack_pack_map(pk, 1);
+            mp_pack_str(pk, "payment");
+            payments_pack_payment(pk, &p);
+        } else if (refund->state == REFUND_FAILED)
+            call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; nothing was refunded");
+        else if (call_now_ms() - refund->created_at_ms > self->shared->settings.budget_ms) {
+            /* Left pending by a request that is gone (a crash, or its
+             * budget ran out): take it over, asking the gateway first. */
+            r->looking_up = true;
+            s_ask(call, self, r);
+        } else {
+            mpout_t details;
+            mpout_init(&details, 64);
+            msgpack_packer pk;
+            mpout_packer(&details, &pk);
+            msgpack_pack_map(&pk, 1);
+            mp_pack_str(&pk, "retry_after");
+            msgpack_pack_int(&pk, 1);
+            call_fail_packed(call, ERR_IDEMPOTENCY_KEY_IN_USE,
+                             "a refund with this Idempotency-Key is still running", &details);
+            mpout_destroy(&details);
+        }
+        return;
+    }
+    s_ask(call, self, r);
+}
+
 void payments_refund(call_t *call, void *state)
 {
     payments_state_t *self = state;
@@ -211,60 +294,10 @@ void payments_refund(call_t *call, void *state)
         sodium_bin2hex(r->store_key, sizeof r->store_key, random, sizeof random);
     }
 
-    refund_t refund;
-    payment_t p;
-    bool created = false;
-    store_status_t st =
-        payment_store_refund_begin(self->store, id, r->store_key, amount, &refund, &p, &created);
-    if (st == STORE_EXISTS) {
-        call_fail(call, ERR_IDEMPOTENCY_KEY_REUSED,
-                  "this Idempotency-Key was used for another refund");
+    if (!payment_write_refund_begin(&r->write, self->store, id, r->store_key, amount, &r->refund,
+                                    &r->payment, &r->created)) {
+        payments_fail_store(call, STORE_ERROR, "payment"); /* payment_store_refund_begin's */
         return;
     }
-    if (st == STORE_CONFLICT) {
-        call_fail(call, ERR_CONFLICT,
-                  p.status == PAYMENT_CAPTURED || p.status == PAYMENT_PARTIALLY_REFUNDED
-                      ? "the refunded total would pass the captured amount"
-                      : "only a captured payment can be refunded");
-        return;
-    }
-    if (st != STORE_OK) {
-        payments_fail_store(call, st, "payment");
-        return;
-    }
-    r->amount_cents = refund.amount_cents;
-    snprintf(r->capture_id, sizeof r->capture_id, "%s", p.capture_id);
-    if (!created) {
-        if (refund.state == REFUND_DONE) {
-            /* the first answer again: the payment as that refund left it */
-            p.status = refund.status_after;
-            p.captured_cents = refund.captured_after_cents;
-            p.refunded_cents = refund.refunded_after_cents;
-            p.updated_at_ms = refund.updated_after_ms;
-            msgpack_packer *pk = call_reply_replayed(call);
-            msgpack_pack_map(pk, 1);
-            mp_pack_str(pk, "payment");
-            payments_pack_payment(pk, &p);
-        } else if (refund.state == REFUND_FAILED)
-            call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; nothing was refunded");
-        else if (call_now_ms() - refund.created_at_ms > self->shared->settings.budget_ms) {
-            /* Left pending by a request that is gone (a crash, or its
-             * budget ran out): take it over, asking the gateway first. */
-            r->looking_up = true;
-            s_ask(call, self, r);
-        } else {
-            mpout_t details;
-            mpout_init(&details, 64);
-            msgpack_packer pk;
-            mpout_packer(&details, &pk);
-            msgpack_pack_map(&pk, 1);
-            mp_pack_str(&pk, "retry_after");
-            msgpack_pack_int(&pk, 1);
-            call_fail_packed(call, ERR_IDEMPOTENCY_KEY_IN_USE,
-                             "a refund with this Idempotency-Key is still running", &details);
-            mpout_destroy(&details);
-        }
-        return;
-    }
-    s_ask(call, self, r);
+    call_write(call, payment_store_kv(self->store), payment_write_txn, &r->write, s_on_begun);
 }

@@ -3,13 +3,20 @@
  *  The log is in payment_log.c, the keys in payment_keys.c; the layout of
  *  the databases and records is in payment_store_impl.h.
  *
- *  Writes: each public write checks its arguments, then hands a function
- *  of the transaction (s_*_txn, with a small context) to kv_write, which
- *  may run it on another handle's thread, in a nested transaction of a
- *  batch committed together (group commit, kv.h); the caller returns once
- *  that commit is on disk. Such a function touches only the transaction,
- *  its context and the shared handle's dbis and keys (read-only after
- *  open). Everything that decides the write is read there: the order's
+ *  Writes: each is prepared in a payment_write_t (payment_write_*: the
+ *  arguments checked and copied in, the caller's out structs pointed at),
+ *  and payment_write_txn runs it on the environment's committer thread,
+ *  in a nested transaction of a batch committed together (group commit,
+ *  kv.h). The waiting forms (payment_store_begin, ...) are that prepare,
+ *  kv_write and payment_write_end; a worker submits the same write with
+ *  call_write and ends it in its resume. A write function touches only
+ *  the transaction, its payment_write_t with the outs it points at, and
+ *  the shared handle's dbis and keys (read-only after open); its scratch
+ *  (records, details) is on its own stack, and never the handle's, so
+ *  any number of one handle's writes may be out at once. What the caller
+ *  gets back is written into its outs inside the write; payment_write_end
+ *  clears *created when the write did not stand (refused, or its commit
+ *  failed). Everything that decides the write is read there: the order's
  *  payment (so of twenty concurrent charges of one order exactly one
  *  creates it: LMDB runs the writes one after another, even within a
  *  batch), the status a transition starts from, and the sums a capture or
@@ -547,24 +554,34 @@ static bool s_payment_ok(const payment_t *p)
            p->exp_month >= 0 && p->exp_month <= 12 && p->exp_year >= 0 && p->exp_year <= 9999;
 }
 
-typedef struct {
-    const payment_store_shared_t *shared;
-    const payment_t *want; /* the new payment, complete */
-    payment_t *out;
-    bool created;
-} s_begin_t;
+/* The prepared writes' kinds (payment_write_t.kind). */
+enum {
+    S_WRITE_BEGIN = 1,
+    S_WRITE_APPLY,
+    S_WRITE_NEXT_ATTEMPT,
+    S_WRITE_REFUND_BEGIN,
+    S_WRITE_REFUND_END,
+};
 
-static int s_begin_txn(MDB_txn *txn, void *arg)
+/* The waiting forms: a prepared write, run and waited for. */
+static store_status_t s_write_wait(payment_write_t *w)
 {
-    s_begin_t *w = arg;
+    int result = STORE_ERROR;
+    int rc = kv_write(w->shared->kv, payment_write_txn, w, &result);
+    return payment_write_end(w, rc == 0, result);
+}
+
+static int s_begin_txn(MDB_txn *txn, payment_write_t *w)
+{
     const payment_store_shared_t *shared = w->shared;
-    MDB_val key = s_val(w->want->order_id), val;
+    const payment_t *want = &w->want;
+    MDB_val key = s_val(want->order_id), val;
     int rc = mdb_get(txn, shared->dbi[PAYMENT_DB_BY_ORDER], &key, &val);
     if (rc == 0) {
         /* The order's first charge: it is the answer, whatever became of it. */
         char id[PAYMENT_ID_MAX + 1];
         if (val.mv_size == 0 || val.mv_size > PAYMENT_ID_MAX) {
-            zsys_error("payment_store: malformed by_order entry of %s", w->want->order_id);
+            zsys_error("payment_store: malformed by_order entry of %s", want->order_id);
             return STORE_ERROR;
         }
         memcpy(id, val.mv_data, val.mv_size);
@@ -574,64 +591,61 @@ static int s_begin_txn(MDB_txn *txn, void *arg)
     }
     if (rc != MDB_NOTFOUND)
         return payment_fail("mdb_get by_order", rc);
-    store_status_t status = s_payment_put(shared, txn, w->want, MDB_NOOVERWRITE);
+    store_status_t status = s_payment_put(shared, txn, want, MDB_NOOVERWRITE);
     if (status != STORE_OK)
         return status;
-    MDB_val id = s_val(w->want->id);
+    MDB_val id = s_val(want->id);
     rc = mdb_put(txn, shared->dbi[PAYMENT_DB_BY_ORDER], &key, &id, 0);
     if (rc != 0)
         return payment_fail("mdb_put by_order", rc);
-    status = s_status_index(shared, txn, w->want, -1);
+    status = s_status_index(shared, txn, want, -1);
     if (status == STORE_OK) {
-        *w->out = *w->want;
-        w->created = true;
+        *w->out = *want;
+        if (w->created)
+            *w->created = true;
     }
     return status;
 }
 
-store_status_t payment_store_begin(payment_store_t *self, const payment_t *payment, payment_t *out,
-                                   bool *created)
+bool payment_write_begin(payment_write_t *w, payment_store_t *self, const payment_t *payment,
+                         payment_t *out, bool *created)
 {
     if (created)
         *created = false;
-    if (!self || !payment || !out || !s_payment_ok(payment))
-        return STORE_ERROR;
-    payment_t *want = malloc(sizeof *want);
-    if (!want)
-        return STORE_ERROR;
-    *want = *payment;
-    store_status_t status = STORE_ERROR;
+    if (!w || !self || !payment || !out || !s_payment_ok(payment))
+        return false;
+    payment_write_t next = {.shared = self->shared,
+                            .kind = S_WRITE_BEGIN,
+                            .want = *payment,
+                            .out = out,
+                            .created = created};
+    payment_t *want = &next.want;
     if (!want->id[0])
         store_new_id('p', want->id);
     if (!s_id_parse(want->id, &want->created_at_ms))
-        goto cleanup;
+        return false;
     want->status = PAYMENT_PENDING;
     want->authorized_cents = want->captured_cents = 0;
     want->refunded_cents = want->refunding_cents = 0;
     want->auth_id[0] = want->capture_id[0] = want->failure[0] = '\0';
     want->attempt = 1;
     want->updated_at_ms = clock_now_ms();
-    s_begin_t w = {.shared = self->shared, .want = want, .out = out};
-    status = s_write(self->shared, s_begin_txn, &w);
-    if (status == STORE_OK && created)
-        *created = w.created;
-cleanup:
-    free(want);
-    return status;
+    *w = next;
+    return true;
 }
 
-typedef struct {
-    const payment_store_shared_t *shared;
-    const char *id;
-    const payment_event_t *event;
-    payment_t *p; /* the payment read, then as written */
-} s_apply_t;
-
-static int s_apply_txn(MDB_txn *txn, void *arg)
+store_status_t payment_store_begin(payment_store_t *self, const payment_t *payment, payment_t *out,
+                                   bool *created)
 {
-    s_apply_t *w = arg;
-    const payment_event_t *e = w->event;
-    payment_t *p = w->p;
+    payment_write_t w;
+    if (!payment_write_begin(&w, self, payment, out, created))
+        return STORE_ERROR;
+    return s_write_wait(&w);
+}
+
+static int s_apply_txn(MDB_txn *txn, payment_write_t *w)
+{
+    payment_t *p = w->out; /* the payment read, then as written */
     store_status_t status = payment_read(w->shared, txn, w->id, p);
     if (status != STORE_OK)
         return status;
@@ -640,26 +654,26 @@ static int s_apply_txn(MDB_txn *txn, void *arg)
     mpout_init(&details, S_DETAILS_MAX);
     int type = -1;
     int64_t amount = 0;
-    const char *gateway_id = e->gateway_id ? e->gateway_id : "";
+    const char *gateway_id = w->gateway_id;
     status = STORE_CONFLICT;
-    switch (e->type) {
+    switch (w->event) {
     case PAYMENT_EVENT_AUTHORIZE:
-        if (p->status != PAYMENT_PENDING || e->amount_cents <= 0 ||
-            e->amount_cents > p->amount_cents)
+        if (p->status != PAYMENT_PENDING || w->amount_cents <= 0 ||
+            w->amount_cents > p->amount_cents)
             goto cleanup;
         p->status = PAYMENT_AUTHORIZED;
-        p->authorized_cents = amount = e->amount_cents;
+        p->authorized_cents = amount = w->amount_cents;
         S_COPY(p->auth_id, gateway_id);
         type = LOG_AUTHORIZE;
         if (s_details(&details, "auth_id", gateway_id, NULL, NULL) != 0)
             goto failed;
         break;
     case PAYMENT_EVENT_CAPTURE:
-        if (p->status != PAYMENT_AUTHORIZED || e->amount_cents <= 0 ||
-            e->amount_cents > p->authorized_cents)
+        if (p->status != PAYMENT_AUTHORIZED || w->amount_cents <= 0 ||
+            w->amount_cents > p->authorized_cents)
             goto cleanup;
         p->status = PAYMENT_CAPTURED;
-        p->captured_cents = amount = e->amount_cents;
+        p->captured_cents = amount = w->amount_cents;
         S_COPY(p->capture_id, gateway_id);
         type = LOG_CAPTURE;
         if (s_details(&details, "capture_id", gateway_id, NULL, NULL) != 0)
@@ -678,10 +692,10 @@ static int s_apply_txn(MDB_txn *txn, void *arg)
         if (p->status != PAYMENT_PENDING && p->status != PAYMENT_AUTHORIZED)
             goto cleanup;
         p->status = PAYMENT_FAILED;
-        S_COPY(p->failure, e->reason);
+        S_COPY(p->failure, w->reason);
         amount = p->amount_cents; /* what was asked and not charged */
         type = LOG_FAIL;
-        if (s_details(&details, "reason", e->reason, NULL, NULL) != 0)
+        if (s_details(&details, "reason", w->reason, NULL, NULL) != 0)
             goto failed;
         break;
     default:
@@ -697,84 +711,88 @@ cleanup:
     return status;
 }
 
+bool payment_write_apply(payment_write_t *w, payment_store_t *self, const char *id,
+                         const payment_event_t *event, payment_t *out)
+{
+    if (!w || !self || !s_fits(id, PAYMENT_ID_MAX) || !event || !out ||
+        (event->gateway_id && !memchr(event->gateway_id, '\0', PAYMENT_GATEWAY_ID_MAX + 1)))
+        return false;
+    if (event->type == PAYMENT_EVENT_FAIL && !s_fits(event->reason, PAYMENT_REASON_MAX))
+        return false;
+    /* Copied: id may be out->id, which the read overwrites; the event's
+     * strings may be gone before the write runs. */
+    payment_write_t next = {.shared = self->shared,
+                            .kind = S_WRITE_APPLY,
+                            .event = event->type,
+                            .amount_cents = event->amount_cents,
+                            .out = out};
+    S_COPY(next.id, id);
+    S_COPY(next.gateway_id, event->gateway_id ? event->gateway_id : "");
+    if (event->type == PAYMENT_EVENT_FAIL)
+        S_COPY(next.reason, event->reason);
+    *w = next;
+    return true;
+}
+
 store_status_t payment_store_apply(payment_store_t *self, const char *id,
                                    const payment_event_t *event, payment_t *out)
 {
-    if (!self || !s_fits(id, PAYMENT_ID_MAX) || !event || !out ||
-        (event->gateway_id && !memchr(event->gateway_id, '\0', PAYMENT_GATEWAY_ID_MAX + 1)))
+    payment_write_t w;
+    if (!payment_write_apply(&w, self, id, event, out))
         return STORE_ERROR;
-    if (event->type == PAYMENT_EVENT_FAIL && !s_fits(event->reason, PAYMENT_REASON_MAX))
-        return STORE_ERROR;
-    char copy[PAYMENT_ID_MAX + 1]; /* id may be out->id, which the read overwrites */
-    S_COPY(copy, id);
-    return s_write(self->shared, s_apply_txn,
-                   &(s_apply_t){.shared = self->shared, .id = copy, .event = event, .p = out});
+    return s_write_wait(&w);
 }
 
-static int s_next_attempt_txn(MDB_txn *txn, void *arg)
+static int s_next_attempt_txn(MDB_txn *txn, payment_write_t *w)
 {
-    s_apply_t *w = arg;
-    store_status_t status = payment_read(w->shared, txn, w->id, w->p);
+    store_status_t status = payment_read(w->shared, txn, w->id, w->out);
     if (status != STORE_OK)
         return status;
-    if (w->p->attempt == INT_MAX)
+    if (w->out->attempt == INT_MAX)
         return STORE_CONFLICT;
-    w->p->attempt++;
-    w->p->updated_at_ms = clock_now_ms();
-    return s_payment_put(w->shared, txn, w->p, 0);
+    w->out->attempt++;
+    w->out->updated_at_ms = clock_now_ms();
+    return s_payment_put(w->shared, txn, w->out, 0);
 }
 
 store_status_t payment_store_next_attempt(payment_store_t *self, const char *id, payment_t *out)
 {
     if (!self || !s_fits(id, PAYMENT_ID_MAX) || !out)
         return STORE_ERROR;
-    char copy[PAYMENT_ID_MAX + 1]; /* as in payment_store_apply */
-    S_COPY(copy, id);
-    return s_write(self->shared, s_next_attempt_txn,
-                   &(s_apply_t){.shared = self->shared, .id = copy, .p = out});
+    payment_write_t w = {.shared = self->shared, .kind = S_WRITE_NEXT_ATTEMPT, .out = out};
+    S_COPY(w.id, id); /* as in payment_write_apply */
+    return s_write_wait(&w);
 }
 
 /* ---- refunds ---- */
 
-typedef struct {
-    const payment_store_shared_t *shared;
-    const char *payment_id, *key;
-    int64_t amount;        /* begin: 0 for the rest */
-    bool done;             /* end */
-    const char *refund_id; /* end, done */
-    refund_t *r;
-    payment_t *p;
-    bool created;
-} s_refund_t;
-
-static int s_refund_begin_txn(MDB_txn *txn, void *arg)
+static int s_refund_begin_txn(MDB_txn *txn, payment_write_t *w)
 {
-    s_refund_t *w = arg;
-    store_status_t status = s_refund_read(w->shared, txn, w->key, w->r);
+    store_status_t status = s_refund_read(w->shared, txn, w->key, w->refund_out);
     if (status == STORE_OK) {
         /* A key is one refund: asked again, it is answered as it is; asked
          * for something else, refused. Amount 0 repeats "the rest". */
-        if (strcmp(w->r->payment_id, w->payment_id) != 0 ||
-            (w->amount != 0 && w->amount != w->r->amount_cents))
+        if (strcmp(w->refund_out->payment_id, w->id) != 0 ||
+            (w->amount_cents != 0 && w->amount_cents != w->refund_out->amount_cents))
             return STORE_EXISTS;
-        status = payment_read(w->shared, txn, w->payment_id, w->p);
+        status = payment_read(w->shared, txn, w->id, w->out);
         return status == STORE_NOT_FOUND ? STORE_ERROR : status;
     }
     if (status != STORE_NOT_FOUND)
         return status;
-    payment_t *p = w->p;
-    status = payment_read(w->shared, txn, w->payment_id, p);
+    payment_t *p = w->out;
+    status = payment_read(w->shared, txn, w->id, p);
     if (status != STORE_OK)
         return status;
     if (p->status != PAYMENT_CAPTURED && p->status != PAYMENT_PARTIALLY_REFUNDED)
         return STORE_CONFLICT;
     int64_t left = p->captured_cents - p->refunded_cents - p->refunding_cents;
-    int64_t amount = w->amount ? w->amount : left;
+    int64_t amount = w->amount_cents ? w->amount_cents : left;
     if (amount <= 0 || amount > left)
         return STORE_CONFLICT;
     p->refunding_cents += amount;
     p->updated_at_ms = clock_now_ms();
-    refund_t *r = w->r;
+    refund_t *r = w->refund_out;
     memset(r, 0, sizeof *r);
     S_COPY(r->key, w->key);
     S_COPY(r->payment_id, p->id);
@@ -784,40 +802,49 @@ static int s_refund_begin_txn(MDB_txn *txn, void *arg)
     status = s_payment_put(w->shared, txn, p, 0);
     if (status == STORE_OK)
         status = s_refund_put(w->shared, txn, r);
-    w->created = status == STORE_OK;
+    if (status == STORE_OK && w->created)
+        *w->created = true;
     return status;
+}
+
+bool payment_write_refund_begin(payment_write_t *w, payment_store_t *self, const char *payment_id,
+                                const char *key, int64_t amount_cents, refund_t *out,
+                                payment_t *payment_out, bool *created)
+{
+    if (created)
+        *created = false;
+    if (!w || !self || !s_fits(payment_id, PAYMENT_ID_MAX) || !s_fits(key, PAYMENT_KEY_MAX) ||
+        amount_cents < 0 || !out || !payment_out)
+        return false;
+    /* Copied: either may point into an out struct, which the reads
+     * overwrite. */
+    payment_write_t next = {.shared = self->shared,
+                            .kind = S_WRITE_REFUND_BEGIN,
+                            .amount_cents = amount_cents,
+                            .out = payment_out,
+                            .refund_out = out,
+                            .created = created};
+    S_COPY(next.id, payment_id);
+    S_COPY(next.key, key);
+    *w = next;
+    return true;
 }
 
 store_status_t payment_store_refund_begin(payment_store_t *self, const char *payment_id,
                                           const char *key, int64_t amount_cents, refund_t *out,
                                           payment_t *payment_out, bool *created)
 {
-    if (created)
-        *created = false;
-    if (!self || !s_fits(payment_id, PAYMENT_ID_MAX) || !s_fits(key, PAYMENT_KEY_MAX) ||
-        amount_cents < 0 || !out || !payment_out)
+    payment_write_t w;
+    if (!payment_write_refund_begin(&w, self, payment_id, key, amount_cents, out, payment_out,
+                                    created))
         return STORE_ERROR;
-    /* Either may point into an out struct, which the reads overwrite. */
-    char id_copy[PAYMENT_ID_MAX + 1], key_copy[PAYMENT_KEY_MAX + 1];
-    S_COPY(id_copy, payment_id);
-    S_COPY(key_copy, key);
-    s_refund_t w = {.shared = self->shared,
-                    .payment_id = id_copy,
-                    .key = key_copy,
-                    .amount = amount_cents,
-                    .r = out,
-                    .p = payment_out};
-    store_status_t status = s_write(self->shared, s_refund_begin_txn, &w);
-    if (status == STORE_OK && created)
-        *created = w.created;
-    return status;
+    return s_write_wait(&w);
 }
 
-static int s_refund_end_txn(MDB_txn *txn, void *arg)
+static int s_refund_end_txn(MDB_txn *txn, payment_write_t *w)
 {
-    s_refund_t *w = arg;
-    refund_t *r = w->r;
-    payment_t *p = w->p;
+    refund_t *r = w->refund_out;
+    payment_t *p = w->out;
     store_status_t status = s_refund_read(w->shared, txn, w->key, r);
     if (status == STORE_OK) {
         status = payment_read(w->shared, txn, r->payment_id, p);
@@ -842,7 +869,7 @@ static int s_refund_end_txn(MDB_txn *txn, void *arg)
         p->status =
             p->refunded_cents == p->captured_cents ? PAYMENT_REFUNDED : PAYMENT_PARTIALLY_REFUNDED;
         r->state = REFUND_DONE;
-        S_COPY(r->refund_id, w->refund_id);
+        S_COPY(r->refund_id, w->gateway_id);
         type = LOG_REFUND;
         packed = s_details(&details, "refund", r->key, "refund_id", r->refund_id);
     } else {
@@ -862,24 +889,72 @@ static int s_refund_end_txn(MDB_txn *txn, void *arg)
     return status;
 }
 
+bool payment_write_refund_end(payment_write_t *w, payment_store_t *self, const char *key, bool done,
+                              const char *refund_id, refund_t *out, payment_t *payment_out)
+{
+    if (!w || !self || !s_fits(key, PAYMENT_KEY_MAX) || !out || !payment_out ||
+        (done && (!refund_id || !memchr(refund_id, '\0', PAYMENT_GATEWAY_ID_MAX + 1))))
+        return false;
+    /* Copied: either may point into out, which the read overwrites. */
+    payment_write_t next = {.shared = self->shared,
+                            .kind = S_WRITE_REFUND_END,
+                            .done = done,
+                            .out = payment_out,
+                            .refund_out = out};
+    S_COPY(next.key, key);
+    S_COPY(next.gateway_id, refund_id ? refund_id : "");
+    *w = next;
+    return true;
+}
+
 store_status_t payment_store_refund_end(payment_store_t *self, const char *key, bool done,
                                         const char *refund_id, refund_t *out,
                                         payment_t *payment_out)
 {
-    if (!self || !s_fits(key, PAYMENT_KEY_MAX) || !out || !payment_out ||
-        (done && (!refund_id || !memchr(refund_id, '\0', PAYMENT_GATEWAY_ID_MAX + 1))))
+    payment_write_t w;
+    if (!payment_write_refund_end(&w, self, key, done, refund_id, out, payment_out))
         return STORE_ERROR;
-    /* Either may point into out, which the read overwrites. */
-    char key_copy[PAYMENT_KEY_MAX + 1], refund_id_copy[PAYMENT_GATEWAY_ID_MAX + 1];
-    S_COPY(key_copy, key);
-    S_COPY(refund_id_copy, refund_id ? refund_id : "");
-    return s_write(self->shared, s_refund_end_txn,
-                   &(s_refund_t){.shared = self->shared,
-                                 .key = key_copy,
-                                 .done = done,
-                                 .refund_id = refund_id_copy,
-                                 .r = out,
-                                 .p = payment_out});
+    return s_write_wait(&w);
+}
+
+/* ---- prepared writes ---- */
+
+int payment_write_txn(MDB_txn *txn, void *arg)
+{
+    payment_write_t *w = arg;
+    switch (w->kind) {
+    case S_WRITE_BEGIN:
+        return s_begin_txn(txn, w);
+    case S_WRITE_APPLY:
+        return s_apply_txn(txn, w);
+    case S_WRITE_NEXT_ATTEMPT:
+        return s_next_attempt_txn(txn, w);
+    case S_WRITE_REFUND_BEGIN:
+        return s_refund_begin_txn(txn, w);
+    case S_WRITE_REFUND_END:
+        return s_refund_end_txn(txn, w);
+    default:
+        zsys_error("payment_store: a write that was never prepared");
+        return STORE_ERROR;
+    }
+}
+
+store_status_t payment_write_end(const payment_write_t *w, bool committed, int result)
+{
+    store_status_t status = (store_status_t)result;
+    if (!committed) {
+        /* Nothing of it is stored, whatever it answered; kv logged why. */
+        zsys_error("payment_store: a write transaction did not commit");
+        status = STORE_ERROR;
+    }
+    if (status != STORE_OK && w->created)
+        *w->created = false; /* it may have been set before the commit failed */
+    return status;
+}
+
+kv_t *payment_store_kv(payment_store_t *self)
+{
+    return self->shared->kv;
 }
 
 /* ---- reads ---- */

@@ -18,10 +18,22 @@
  *      off no longer reaches its newest signed head.
  *
  *  Every read that decides a write is made in that write's transaction
- *  (kv_write, group-committed): the transitions and the sums are checked
- *  there. The write itself enforces captured <= authorized and refunded +
- *  refunds in progress <= captured, so two refunds racing cannot pass the
- *  captured amount together.
+ *  (group-committed, storage/kv.h): the transitions and the sums are
+ *  checked there. The write itself enforces captured <= authorized and
+ *  refunded + refunds in progress <= captured, so two refunds racing
+ *  cannot pass the captured amount together.
+ *
+ *  The writes of a charge and a refund (begin, apply, refund begin and
+ *  end) come in two forms: payment_store_* waits for its commit; the same
+ *  write prepared in a payment_write_t (payment_write_begin, ...) is run
+ *  by the environment without waiting (kv_submit, or call_write in
+ *  protocol/call.h), and payment_write_end reads its outcome. The waiting
+ *  forms are prepare, kv_write and end: one path. A prepared write holds
+ *  copies of its arguments and pointers to the caller's out structs,
+ *  which it fills inside the transaction, on the environment's committer
+ *  thread; so several writes of one handle may be out at once, and each
+ *  appends its log entry in its own (nested) transaction after those
+ *  before it in the batch, so the chain stays whole.
  *
  *  Transitions (status, and the log entry each writes):
  *      pending    -authorize-> authorized     (entry "authorize")
@@ -46,7 +58,10 @@
  *
  *  Ownership: a store handle is used by one thread at a time (one per
  *  worker); handles of one process share the kv_t and the keys through
- *  payment_store_shared_t. Every out struct is the caller's.
+ *  payment_store_shared_t. Every out struct is the caller's; a prepared
+ *  write and the out structs it was given must live, untouched, until the
+ *  write is back (then payment_write_end), and the shared struct until
+ *  every write is back.
  */
 #ifndef RETAIL_PAYMENT_STORE_H
 #define RETAIL_PAYMENT_STORE_H
@@ -55,6 +70,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "storage/kv.h"
 #include "storage/status.h"
 
 #define PAYMENT_ID_MAX 32
@@ -191,6 +207,58 @@ store_status_t payment_store_refund_begin(payment_store_t *self, const char *pay
 store_status_t payment_store_refund_end(payment_store_t *self, const char *key, bool done,
                                         const char *refund_id, refund_t *out,
                                         payment_t *payment_out);
+
+/* ---- the same writes, without waiting ----
+ *
+ *      payment_write_apply(&w, store, id, &event, &payment);
+ *      call_write(call, payment_store_kv(store), payment_write_txn, &w, resume);
+ *      ... in resume:
+ *      status = payment_write_end(&w, answer->ok, answer->result);
+ *
+ * A prepare copies what it is given (the payment to begin, the id, the
+ * event's strings, the keys), so those may go at once; w and the out
+ * structs (out, refund out, created) must stay alive and untouched until
+ * the write is back: the write fills them on the environment's committer
+ * thread. The outcome is what the waiting form would have answered, with
+ * the outs as it leaves them (*created false unless STORE_OK). */
+typedef struct {
+    /* the store's */
+    payment_store_shared_t *shared;
+    int kind;
+    payment_t want;                              /* begin: the payment to store, complete */
+    char id[PAYMENT_ID_MAX + 1];                 /* the payment (all but refund end) */
+    char key[PAYMENT_KEY_MAX + 1];               /* a refund's */
+    payment_event_type_t event;                  /* apply */
+    int64_t amount_cents;                        /* apply: the event's; refund begin: 0 the rest */
+    char gateway_id[PAYMENT_GATEWAY_ID_MAX + 1]; /* apply: the event's; refund end: refund_id */
+    char reason[PAYMENT_REASON_MAX + 1];         /* apply, fail */
+    bool done;                                   /* refund end */
+    payment_t *out;                              /* the caller's */
+    refund_t *refund_out;                        /* the caller's (refunds) */
+    bool *created;                               /* the caller's, or NULL */
+} payment_write_t;
+
+/* Prepare the writes of payment_store_begin, payment_store_apply,
+ * payment_store_refund_begin and payment_store_refund_end, with the same
+ * arguments; false, and nothing to run, when they are bad (the waiting
+ * form's STORE_ERROR; *created is false then). begin sets the new
+ * payment's id (when ""), status, sums and times here. */
+bool payment_write_begin(payment_write_t *w, payment_store_t *self, const payment_t *payment,
+                         payment_t *out, bool *created);
+bool payment_write_apply(payment_write_t *w, payment_store_t *self, const char *id,
+                         const payment_event_t *event, payment_t *out);
+bool payment_write_refund_begin(payment_write_t *w, payment_store_t *self, const char *payment_id,
+                                const char *key, int64_t amount_cents, refund_t *out,
+                                payment_t *payment_out, bool *created);
+bool payment_write_refund_end(payment_write_t *w, payment_store_t *self, const char *key, bool done,
+                              const char *refund_id, refund_t *out, payment_t *payment_out);
+/* The kv write function of a prepared write; arg is the payment_write_t. */
+int payment_write_txn(MDB_txn *txn, void *arg);
+/* The outcome, from whether the transaction committed and the function's
+ * result: STORE_ERROR (logged) when it did not commit. */
+store_status_t payment_write_end(const payment_write_t *w, bool committed, int result);
+/* The environment the writes go to. */
+kv_t *payment_store_kv(payment_store_t *self);
 
 /* ---- reads ---- */
 

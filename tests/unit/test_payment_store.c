@@ -6,10 +6,13 @@
  *  every event is tried from every status, and a refused one must change
  *  nothing and append nothing. Refunds: partial ones up to the captured
  *  amount, 20 threads racing 10 cents each on 100, one refund per key,
- *  ends and their repeats. Reads: lists by order, status and time range,
- *  newest first, across pages; pending payments; entries per payment and
- *  from a seq. The check of the books (payment_store_check): clean, then
- *  two payments damaged on disk, each problem named by check and id.
+ *  ends and their repeats. Prepared writes (payment_write_t) of two
+ *  payments submitted at once (kv_submit, an inbox polled): one batch
+ *  behind a write that holds the committer, outcomes filled in the
+ *  callers' structs, refusals that leave nothing, one chain. Reads: lists by order, status and time
+ * range, newest first, across pages; pending payments; entries per payment and from a seq. The
+ * check of the books (payment_store_check): clean, then two payments damaged on disk, each problem
+ * named by check and id.
  *
  *  The log's hashes are recomputed here from the header's definition, not
  *  the store's code. Tampering is done on the real bytes: the store is
@@ -26,6 +29,7 @@
 #include <dirent.h>
 #include <inttypes.h>
 #include <msgpack.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -860,6 +864,243 @@ static void test_refund_end(void **state)
     assert_true(v.ok);
 }
 
+/* ---- prepared writes, submitted without waiting ---- */
+
+/* A write that holds the committer until released, so that the writes
+ * submitted meanwhile queue up and make one batch (one commit, each in a
+ * nested transaction). It refuses: it writes nothing. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    bool running, released;
+} s_gate_t;
+
+static int s_gate_txn(MDB_txn *txn, void *arg)
+{
+    (void)txn;
+    s_gate_t *g = arg;
+    pthread_mutex_lock(&g->lock);
+    g->running = true;
+    pthread_cond_broadcast(&g->changed);
+    while (!g->released)
+        pthread_cond_wait(&g->changed, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+    return 1;
+}
+
+/* Writes nothing. */
+static int s_refuse_txn(MDB_txn *txn, void *arg)
+{
+    (void)txn;
+    (void)arg;
+    return 1;
+}
+
+static void s_gate_wait_running(s_gate_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    while (!g->running)
+        pthread_cond_wait(&g->changed, &g->lock);
+    pthread_mutex_unlock(&g->lock);
+}
+
+static void s_gate_release(s_gate_t *g)
+{
+    pthread_mutex_lock(&g->lock);
+    g->released = true;
+    pthread_cond_broadcast(&g->changed);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Waits on the inbox's descriptor (poll(2)) until n jobs are back; each
+ * job's transaction must have committed. */
+static void s_inbox_wait(kv_inbox_t *inbox, int n)
+{
+    int back = 0;
+    while (back < n) {
+        struct pollfd item = {.fd = kv_inbox_fd(inbox), .events = POLLIN};
+        int ready = poll(&item, 1, 10000); /* a bound on a hang, not a wait for luck */
+        assert_true(ready > 0);
+        for (kv_job_t *job = kv_inbox_take(inbox); job; job = job->next) {
+            assert_int_equal(job->rc, 0);
+            back++;
+        }
+    }
+    assert_int_equal(back, n);
+}
+
+/* Whether the log's entries (seq 1 ...) are chained as the header says,
+ * each of type types[i] and payment ids[i]. */
+static void s_assert_log(fx_t *f, int n, const log_type_t *types, const char *const *ids)
+{
+    s_entries_t *es = s_entries(f, 1, NULL);
+    assert_int_equal(es->count, n);
+    uint8_t prev[32] = {0};
+    for (int i = 0; i < n; i++) {
+        const log_entry_t *e = &es->e[i];
+        assert_int_equal(e->seq, (uint64_t)i + 1);
+        assert_int_equal(e->type, types[i]);
+        assert_string_equal(e->payment_id, ids[i]);
+        char hex[65];
+        sodium_bin2hex(hex, sizeof hex, prev, 32);
+        assert_string_equal(e->prev_hash, hex);
+        s_hash_of(e->seq, payment_log_type_name(e->type), e->payment_id, e->order_id,
+                  e->amount_cents, e->currency, e->at_ms, e->details, e->details_len, prev, prev);
+        sodium_bin2hex(hex, sizeof hex, prev, 32);
+        assert_string_equal(e->hash, hex);
+    }
+    free(es);
+    log_verify_t v;
+    s_verify(f, NULL, &v);
+    assert_true(v.ok);
+    assert_int_equal(v.entries, (uint64_t)n);
+}
+
+#define S_WRITES 9
+
+/* Two payments' charges as prepared writes, all out at once: begun,
+ * authorized and captured (one voided), with a second begin of one order
+ * and two refused events among them, in one batch behind a gate; then a
+ * refund begun and ended, both out at once. The outcomes are what the
+ * waiting forms answer, filled in the callers' structs, and the log is
+ * one chain through the batch. */
+static void test_prepared_writes(void **state)
+{
+    fx_t *f = *state;
+    kv_t *kv = payment_store_kv(f->store);
+    kv_inbox_t *inbox = kv_inbox_new();
+    assert_non_null(inbox);
+    s_gate_t gate = {.running = false};
+    pthread_mutex_init(&gate.lock, NULL);
+    pthread_cond_init(&gate.changed, NULL);
+    kv_job_t gate_job = {.fn = s_gate_txn, .arg = &gate};
+    kv_submit(kv, &gate_job, inbox);
+    s_gate_wait_running(&gate);
+    unsigned long writes0, commits0;
+    kv_write_stats(kv, &writes0, &commits0);
+
+    payment_write_t *w = calloc(S_WRITES, sizeof *w);
+    payment_t out[S_WRITES];
+    bool created[3] = {true, true, true}; /* the prepares clear them */
+    payment_t a = s_new(f, "o-a", 1000), b = s_new(f, "o-b", 500), again = s_new(f, "o-a", 7);
+    assert_true(payment_write_begin(&w[0], f->store, &a, &out[0], &created[0]));
+    assert_true(payment_write_begin(&w[1], f->store, &b, &out[1], &created[1]));
+    assert_true(payment_write_begin(&w[2], f->store, &again, &out[2], &created[2]));
+    assert_false(created[0] || created[1] || created[2]);
+    /* The ids are made by the prepares, so the events can be prepared
+     * before the payments exist; the event strings are copied. */
+    char a_id[PAYMENT_ID_MAX + 1], b_id[PAYMENT_ID_MAX + 1], text[PAYMENT_GATEWAY_ID_MAX + 1];
+    snprintf(a_id, sizeof a_id, "%s", w[0].want.id);
+    snprintf(b_id, sizeof b_id, "%s", w[1].want.id);
+    assert_string_not_equal(a_id, b_id);
+    snprintf(text, sizeof text, "auth-a");
+    payment_event_t ev = {
+        .type = PAYMENT_EVENT_AUTHORIZE, .amount_cents = 1000, .gateway_id = text};
+    assert_true(payment_write_apply(&w[3], f->store, a_id, &ev, &out[3]));
+    snprintf(text, sizeof text, "auth-b");
+    ev.amount_cents = 500;
+    assert_true(payment_write_apply(&w[4], f->store, b_id, &ev, &out[4]));
+    snprintf(text, sizeof text, "cap-a");
+    ev = (payment_event_t){.type = PAYMENT_EVENT_CAPTURE, .amount_cents = 1000, .gateway_id = text};
+    assert_true(payment_write_apply(&w[5], f->store, a_id, &ev, &out[5]));
+    memset(text, 'x', sizeof text - 1); /* the prepared writes hold their own copies */
+    ev = (payment_event_t){.type = PAYMENT_EVENT_VOID};
+    assert_true(payment_write_apply(&w[6], f->store, b_id, &ev, &out[6]));
+    ev = (payment_event_t){.type = PAYMENT_EVENT_CAPTURE, .amount_cents = 500, .gateway_id = "c"};
+    assert_true(payment_write_apply(&w[7], f->store, b_id, &ev, &out[7]));
+    ev = (payment_event_t){.type = PAYMENT_EVENT_FAIL, .reason = "card_declined"};
+    assert_true(payment_write_apply(&w[8], f->store, a_id, &ev, &out[8]));
+    /* A bad one is refused at the prepare, as the waiting form refuses it. */
+    payment_write_t bad;
+    ev.reason = NULL;
+    assert_false(payment_write_apply(&bad, f->store, a_id, &ev, &out[8]));
+
+    kv_job_t jobs[S_WRITES];
+    for (int i = 0; i < S_WRITES; i++) {
+        jobs[i] = (kv_job_t){.fn = payment_write_txn, .arg = &w[i]};
+        kv_submit(kv, &jobs[i], inbox);
+    }
+    assert_int_equal(kv_write_pending(kv), S_WRITES);
+    s_gate_release(&gate);
+    s_inbox_wait(inbox, 1 + S_WRITES);
+    /* The committer counts a batch after handing its jobs back; a write
+     * waited for runs in a later batch, so once it is back the counts
+     * hold every batch before it. */
+    int result = 0;
+    assert_int_equal(kv_write(kv, s_refuse_txn, NULL, &result), 0);
+    assert_int_equal(result, 1);
+    unsigned long writes1, commits1;
+    kv_write_stats(kv, &writes1, &commits1);
+    assert_int_equal(writes1 - writes0, 1 + S_WRITES + 1); /* the gate, the nine, the barrier */
+    assert_int_equal(commits1 - commits0, 1); /* all nine in one transaction; the others refused */
+
+    static const store_status_t want[S_WRITES] = {STORE_OK, STORE_OK,       STORE_OK,
+                                                  STORE_OK, STORE_OK,       STORE_OK,
+                                                  STORE_OK, STORE_CONFLICT, STORE_CONFLICT};
+    store_status_t got[S_WRITES];
+    for (int i = 0; i < S_WRITES; i++)
+        got[i] = payment_write_end(&w[i], jobs[i].rc == 0, jobs[i].result);
+    for (int i = 0; i < S_WRITES; i++)
+        assert_int_equal(got[i], want[i]);
+    assert_true(created[0] && created[1]);
+    assert_false(created[2]); /* the order had its payment: the first is the answer */
+    assert_string_equal(out[0].id, a_id);
+    assert_string_equal(out[2].id, a_id);
+    assert_int_equal(out[2].amount_cents, 1000);
+    assert_int_equal(out[2].status, PAYMENT_PENDING); /* as it was when that write ran */
+    assert_int_equal(out[3].status, PAYMENT_AUTHORIZED);
+    assert_string_equal(out[3].auth_id, "auth-a");
+    assert_string_equal(out[4].auth_id, "auth-b");
+    assert_int_equal(out[5].status, PAYMENT_CAPTURED);
+    assert_int_equal(out[5].captured_cents, 1000);
+    assert_string_equal(out[5].capture_id, "cap-a");
+    assert_int_equal(out[6].status, PAYMENT_VOIDED);
+    /* The refused ones changed nothing and appended nothing. */
+    payment_t stored;
+    assert_int_equal(payment_store_get(f->store, a_id, &stored), STORE_OK);
+    s_assert_same(&stored, &out[5]);
+    assert_int_equal(payment_store_get(f->store, b_id, &stored), STORE_OK);
+    s_assert_same(&stored, &out[6]);
+    static const log_type_t types[] = {LOG_AUTHORIZE, LOG_AUTHORIZE, LOG_CAPTURE, LOG_VOID,
+                                       LOG_REFUND};
+    const char *ids[] = {a_id, b_id, a_id, b_id, a_id};
+    s_assert_log(f, 4, types, ids);
+
+    /* A refund begun and ended, both out at once: the end runs after the
+     * begin (the queue keeps its order) and sees its reservation. */
+    refund_t refunds[2];
+    payment_t after[2];
+    bool refund_created = true;
+    assert_true(payment_write_refund_begin(&w[0], f->store, a_id, "r-1", 300, &refunds[0],
+                                           &after[0], &refund_created));
+    assert_false(refund_created);
+    assert_true(
+        payment_write_refund_end(&w[1], f->store, "r-1", true, "re-1", &refunds[1], &after[1]));
+    for (int i = 0; i < 2; i++) {
+        jobs[i] = (kv_job_t){.fn = payment_write_txn, .arg = &w[i]};
+        kv_submit(kv, &jobs[i], inbox);
+    }
+    s_inbox_wait(inbox, 2);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(payment_write_end(&w[i], jobs[i].rc == 0, jobs[i].result), STORE_OK);
+    assert_true(refund_created);
+    assert_int_equal(refunds[0].state, REFUND_PENDING);
+    assert_int_equal(after[0].refunding_cents, 300);
+    assert_int_equal(refunds[1].state, REFUND_DONE);
+    assert_string_equal(refunds[1].refund_id, "re-1");
+    assert_int_equal(after[1].status, PAYMENT_PARTIALLY_REFUNDED);
+    assert_int_equal(after[1].refunded_cents, 300);
+    assert_int_equal(after[1].refunding_cents, 0);
+    assert_int_equal(payment_store_get(f->store, a_id, &stored), STORE_OK);
+    s_assert_same(&stored, &after[1]);
+    s_assert_log(f, 5, types, ids);
+
+    free(w);
+    kv_inbox_destroy(&inbox);
+    pthread_cond_destroy(&gate.changed);
+    pthread_mutex_destroy(&gate.lock);
+}
+
 /* ---- reads ---- */
 
 /* Ten payments with ids of times 1000, 2000, ... 10000 ms: i % 3 == 0
@@ -1586,6 +1827,7 @@ int main(void)
         TEST(test_refund_concurrent),
         TEST(test_refund_idempotent),
         TEST(test_refund_end),
+        TEST(test_prepared_writes),
         TEST(test_list),
         TEST(test_pending),
         TEST(test_entries),
