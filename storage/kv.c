@@ -321,6 +321,12 @@ static void *s_committer_run(void *arg)
         pthread_mutex_unlock(&self->lock);
 
         bool committed = s_write_batch(self, first, n);
+        /* Counted before any job is handed back, so whoever learns of a
+         * finished write also sees it counted. */
+        pthread_mutex_lock(&self->lock);
+        self->writes += (unsigned long)n;
+        self->commits += committed;
+        pthread_mutex_unlock(&self->lock);
 
         /* Submitted jobs go to their inboxes (from then on they are their
          * owners', so next is read first); the waiting ones are gathered
@@ -340,8 +346,6 @@ static void *s_committer_run(void *arg)
             next = j->next; /* a job marked done may leave its caller's stack */
             j->done = true;
         }
-        self->writes += (unsigned long)n;
-        self->commits += committed;
         if (waiting)
             pthread_cond_broadcast(&self->served);
     }
