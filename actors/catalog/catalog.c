@@ -9,6 +9,14 @@
  *  their values), never a record read here: the store applies them to
  *  the record it reads inside the write transaction, so nothing that
  *  commits between a read here and the write is undone.
+ *
+ *  The stock ops (the orders' checkouts and cancels) do not block the
+ *  worker: the handler checks the arguments, prepares the store's write
+ *  in the call's context (stock_write_t) and hands it to call_write; the
+ *  worker serves other requests while it waits for the disk, and the
+ *  resume answers once it is there, so the writes a worker holds share
+ *  commits. The other writes (products, categories: an admin's) still
+ *  wait for their commit in the handler.
  */
 #include "actors/catalog/catalog.h"
 #include "protocol/auth.h"
@@ -629,70 +637,126 @@ static bool s_order_id(call_t *call, char *out)
            out[0];
 }
 
+/* A stock write held until its commit (call_write): the prepared write
+ * and what the reply needs, in the call's context, since the write and
+ * its resume outlive the handler. */
+typedef struct {
+    stock_write_t write;
+    stock_short_t short_line; /* reserve: the refused line, filled by the write */
+    char order_id[CATALOG_ORDER_ID_MAX + 1];
+    bool reserve;
+    const char *state; /* the reply's state once done */
+} s_stock_call_t;
+
+static s_stock_call_t *s_stock_call(call_t *call)
+{
+    s_stock_call_t *held = call_context(call, sizeof *held);
+    if (!held)
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+    return held;
+}
+
+/* The ok reply of every stock op: {order_id, state}. */
+static void s_stock_reply(call_t *call, const s_stock_call_t *held)
+{
+    msgpack_packer *pk = call_reply(call);
+    msgpack_pack_map(pk, 2);
+    mp_pack_str(pk, "order_id");
+    mp_pack_str(pk, held->order_id);
+    mp_pack_str(pk, "state");
+    mp_pack_str(pk, held->state);
+}
+
+/* A refused reserve: not_found {product_id}, or out_of_stock with API.md's
+ * {product_id, requested, available}, the qty summed over the order's
+ * lines of that product. */
+static void s_reserve_refused(call_t *call, catalog_status_t status, const stock_short_t *line)
+{
+    bool short_of_stock = status == CATALOG_OUT_OF_STOCK;
+    mpout_t details;
+    mpout_init(&details, 0);
+    msgpack_packer pk;
+    mpout_packer(&details, &pk);
+    /* Checked at once by call_fail_packed (the output's error sticks). */
+    msgpack_pack_map(&pk, short_of_stock ? 3 : 1);
+    mp_pack_str(&pk, "product_id");
+    mp_pack_str(&pk, line->product_id);
+    if (short_of_stock) {
+        mp_pack_str(&pk, "requested");
+        msgpack_pack_int64(&pk, line->requested);
+        mp_pack_str(&pk, "available");
+        msgpack_pack_int64(&pk, line->available);
+    }
+    call_fail_packed(call, short_of_stock ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
+                     short_of_stock ? "not enough stock" : "no such product", &details);
+    mpout_destroy(&details);
+}
+
+/* The resume of every stock write: its commit is on disk (or failed). */
+static void s_stock_written(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)state;
+    s_stock_call_t *held = call_context(call, sizeof *held);
+    catalog_status_t status = catalog_stock_write_end(&held->write, answer->ok, answer->result);
+    if (held->reserve && (status == CATALOG_OUT_OF_STOCK || status == CATALOG_NOT_FOUND))
+        s_reserve_refused(call, status, &held->short_line);
+    else if (s_ok(call, status, "reservation"))
+        s_stock_reply(call, held);
+}
+
+/* Reads stock.reserve's lines into lines[CATALOG_LINES_MAX]; their count
+ * (problems recorded in call). */
+static int s_reserve_lines(call_t *call, stock_line_t *lines)
+{
+    const msgpack_object *lines_arg;
+    int n = 0;
+    if (!call_arg_array(call, "lines", ARG_REQUIRED, &lines_arg))
+        return 0;
+    if (lines_arg->via.array.size == 0 || lines_arg->via.array.size > CATALOG_LINES_MAX)
+        call_arg_invalid(call, "lines", "must hold 1 to 100 lines");
+    for (uint32_t i = 0; i < lines_arg->via.array.size && i < CATALOG_LINES_MAX; i++) {
+        const msgpack_object *line = &lines_arg->via.array.ptr[i];
+        const msgpack_object *pid = mp_map_get(line, "product_id");
+        const msgpack_object *qty = mp_map_get(line, "qty");
+        if (!pid || pid->type != MSGPACK_OBJECT_STR || pid->via.str.size == 0 ||
+            pid->via.str.size > CATALOG_ID_MAX || !qty ||
+            qty->type != MSGPACK_OBJECT_POSITIVE_INTEGER || qty->via.u64 == 0 ||
+            qty->via.u64 > 1000000) {
+            call_arg_invalid(call, "lines", "each line needs product_id and qty 1..1000000");
+            break;
+        }
+        call_copy_text(lines[n].product_id, sizeof lines[n].product_id, pid->via.str.ptr,
+                       pid->via.str.size);
+        lines[n++].qty = (int64_t)qty->via.u64;
+    }
+    return n;
+}
+
+/* The write goes out and the worker serves on; s_stock_written answers. */
 static void s_stock_reserve(call_t *call, void *state)
 {
     catalog_state_t *self = state;
     if (!s_orders_only(call))
         return;
     char order_id[CATALOG_ORDER_ID_MAX + 1] = "";
-    const msgpack_object *lines_arg;
     s_order_id(call, order_id);
     stock_line_t lines[CATALOG_LINES_MAX];
-    int n = 0;
-    if (call_arg_array(call, "lines", ARG_REQUIRED, &lines_arg)) {
-        if (lines_arg->via.array.size == 0 || lines_arg->via.array.size > CATALOG_LINES_MAX)
-            call_arg_invalid(call, "lines", "must hold 1 to 100 lines");
-        for (uint32_t i = 0; i < lines_arg->via.array.size && i < CATALOG_LINES_MAX; i++) {
-            const msgpack_object *line = &lines_arg->via.array.ptr[i];
-            const msgpack_object *pid = mp_map_get(line, "product_id");
-            const msgpack_object *qty = mp_map_get(line, "qty");
-            if (!pid || pid->type != MSGPACK_OBJECT_STR || pid->via.str.size == 0 ||
-                pid->via.str.size > CATALOG_ID_MAX || !qty ||
-                qty->type != MSGPACK_OBJECT_POSITIVE_INTEGER || qty->via.u64 == 0 ||
-                qty->via.u64 > 1000000) {
-                call_arg_invalid(call, "lines", "each line needs product_id and qty 1..1000000");
-                break;
-            }
-            call_copy_text(lines[n].product_id, sizeof lines[n].product_id, pid->via.str.ptr,
-                           pid->via.str.size);
-            lines[n++].qty = (int64_t)qty->via.u64;
-        }
-    }
+    int n = s_reserve_lines(call, lines);
     if (!call_args_ok(call))
         return;
-    stock_short_t short_line;
-    catalog_status_t status = catalog_stock_reserve(self->store, order_id, lines, n, &short_line);
-    if (status == CATALOG_OUT_OF_STOCK || status == CATALOG_NOT_FOUND) {
-        bool short_of_stock = status == CATALOG_OUT_OF_STOCK;
-        mpout_t details;
-        mpout_init(&details, 0);
-        msgpack_packer pk;
-        mpout_packer(&details, &pk);
-        /* Checked at once by call_fail_packed (the output's error sticks).
-         * out_of_stock: API.md's {product_id, requested, available}, the
-         * qty summed over the order's lines of that product. */
-        msgpack_pack_map(&pk, short_of_stock ? 3 : 1);
-        mp_pack_str(&pk, "product_id");
-        mp_pack_str(&pk, short_line.product_id);
-        if (short_of_stock) {
-            mp_pack_str(&pk, "requested");
-            msgpack_pack_int64(&pk, short_line.requested);
-            mp_pack_str(&pk, "available");
-            msgpack_pack_int64(&pk, short_line.available);
-        }
-        call_fail_packed(call, short_of_stock ? ERR_OUT_OF_STOCK : ERR_NOT_FOUND,
-                         short_of_stock ? "not enough stock" : "no such product", &details);
-        mpout_destroy(&details);
+    s_stock_call_t *held = s_stock_call(call);
+    if (!held)
+        return;
+    snprintf(held->order_id, sizeof held->order_id, "%s", order_id);
+    held->reserve = true;
+    held->state = "reserved";
+    if (!catalog_stock_write_reserve(&held->write, self->store, order_id, lines, n,
+                                     &held->short_line)) {
+        s_ok(call, CATALOG_ERROR, "reservation");
         return;
     }
-    if (!s_ok(call, status, "reservation"))
-        return;
-    msgpack_packer *pk = call_reply(call);
-    msgpack_pack_map(pk, 2);
-    mp_pack_str(pk, "order_id");
-    mp_pack_str(pk, order_id);
-    mp_pack_str(pk, "state");
-    mp_pack_str(pk, "reserved");
+    call_write(call, catalog_store_kv(self->store), catalog_stock_write_txn, &held->write,
+               s_stock_written);
 }
 
 static void s_stock_finish(call_t *call, void *state, bool commit)
@@ -704,16 +768,19 @@ static void s_stock_finish(call_t *call, void *state, bool commit)
     s_order_id(call, order_id);
     if (!call_args_ok(call))
         return;
-    catalog_status_t status = commit ? catalog_stock_commit(self->store, order_id)
-                                     : catalog_stock_release(self->store, order_id);
-    if (!s_ok(call, status, "reservation"))
+    s_stock_call_t *held = s_stock_call(call);
+    if (!held)
         return;
-    msgpack_packer *pk = call_reply(call);
-    msgpack_pack_map(pk, 2);
-    mp_pack_str(pk, "order_id");
-    mp_pack_str(pk, order_id);
-    mp_pack_str(pk, "state");
-    mp_pack_str(pk, commit ? "committed" : "released");
+    snprintf(held->order_id, sizeof held->order_id, "%s", order_id);
+    held->state = commit ? "committed" : "released";
+    bool prepared = commit ? catalog_stock_write_commit(&held->write, self->store, order_id)
+                           : catalog_stock_write_release(&held->write, self->store, order_id);
+    if (!prepared) {
+        s_ok(call, CATALOG_ERROR, "reservation");
+        return;
+    }
+    call_write(call, catalog_store_kv(self->store), catalog_stock_write_txn, &held->write,
+               s_stock_written);
 }
 
 static void s_stock_release(call_t *call, void *state)

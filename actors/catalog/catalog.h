@@ -12,8 +12,9 @@
  *  admin access token; the stock ops accept only the orders service (or
  *  callers inside this process). stock.reservations and ops.check (the
  *  books, for `retailctl check` and the orders service's cross-checks)
- *  accept the callers orders and retailctl, or an admin's token. The store (storage/catalog/catalog_store.h) does
- *  the indexing; this file checks arguments and maps results to errors.
+ *  accept the callers orders and retailctl, or an admin's token. The store
+ * (storage/catalog/catalog_store.h) does the indexing; this file checks arguments and maps results
+ * to errors.
  */
 #ifndef RETAIL_CATALOG_H
 #define RETAIL_CATALOG_H
@@ -23,10 +24,17 @@
 
 typedef struct catalog_shared_t catalog_shared_t;
 
-/* Workers catalog_service adds to its pool beyond RETAIL_WORKERS: writes
- * spend most of their time waiting for the disk, and those waiting
- * together share one commit. */
+/* Workers catalog_service adds to its pool beyond RETAIL_WORKERS: a
+ * product or category write waits for the disk in its worker, and those
+ * waiting together share one commit. (The stock ops need none of them:
+ * they wait without blocking, call_write, up to CATALOG_CAPACITY held
+ * by each worker.) */
 #define CATALOG_WRITE_WORKERS 4
+
+/* Requests a worker holds at once: the stock ops of orders' checkouts
+ * are held while their writes wait for the disk, and every write one
+ * worker holds may join one commit. */
+#define CATALOG_CAPACITY 64
 
 /* Opens the catalog environment under data_dir/catalog. NULL on error. */
 catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,

@@ -1,7 +1,9 @@
 /*  service.c - the definition of the `catalog` service (actors/service.h).
  *
  *  Its shared state is the catalog environment under the process's data
- *  directory; it has no settings of its own yet. Its OpenAPI part is
+ *  directory; it has no settings of its own yet. A worker holds up to
+ *  CATALOG_CAPACITY requests (the stock ops wait for their writes without
+ *  blocking it). Its OpenAPI part is
  *  openapi.json beside this file, compiled in by the Makefile as
  *  actors_catalog_openapi_json. The stock ops (stock.reserve and the
  *  rest) have no route: they are for the orders service, over MDP.
@@ -40,15 +42,18 @@ static void s_shared_destroy(void **shared)
 
 static int s_extra_workers(void *shared)
 {
-    /* A worker waiting for a disk flush uses no CPU, and every write that
-     * waits joins the next commit (group commit): more workers, more
-     * writes per flush (docs/BENCHMARKS.md, bench-catalog-writes). */
+    /* A worker waiting for the disk flush of a product or category write
+     * uses no CPU, and every write that waits joins the next commit
+     * (group commit): more workers, more of those writes per flush
+     * (docs/BENCHMARKS.md, bench-catalog-writes). The stock ops do not
+     * block a worker (call_write), so they need no extra workers. */
     (void)shared;
     return CATALOG_WRITE_WORKERS;
 }
 
 const service_def_t catalog_service = {
     .name = "catalog",
+    .capacity = CATALOG_CAPACITY,
     .ops = catalog_ops,
     .routes = s_routes,
     .n_routes = sizeof s_routes / sizeof s_routes[0],

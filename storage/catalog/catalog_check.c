@@ -165,7 +165,7 @@ static catalog_status_t s_products(catalog_store_t *self, MDB_txn *txn, zhashx_t
                       "a product key is not a product id (%zu bytes)", key.mv_size);
             continue;
         }
-        catalog_status_t st = catalog_product_read(self, txn, id, key.mv_size, p);
+        catalog_status_t st = catalog_product_read(self->dbi, txn, id, key.mv_size, p);
         if (st == CATALOG_ERROR) {
             s_problem(out, "product_record", id, key.mv_size, "the product record does not decode");
             continue;
@@ -226,7 +226,7 @@ static catalog_status_t s_by_sku(catalog_store_t *self, MDB_txn *txn, catalog_ch
         rc = mdb_cursor_get(cursor, &key, &val, MDB_FIRST);
     for (; rc == 0; rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT)) {
         const char *sku = key.mv_data;
-        catalog_status_t st = catalog_product_read(self, txn, val.mv_data, val.mv_size, p);
+        catalog_status_t st = catalog_product_read(self->dbi, txn, val.mv_data, val.mv_size, p);
         if (st == CATALOG_NOT_FOUND)
             s_problem(out, "by_sku", sku, key.mv_size,
                       "the sku names product \"%.*s\", which is gone",

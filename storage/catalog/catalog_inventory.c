@@ -8,8 +8,8 @@
  *  product (repeated products summed). Comparing canonical forms makes a
  *  repeated reserve match whatever order the caller lists its lines in.
  *
- *  Each call is one write transaction that reads the reservation and the
- *  products it touches and writes them back: LMDB runs one writer at a
+ *  Each call is one write that reads the reservation and the products it
+ *  touches and writes them back: the environment runs its writes one at a
  *  time, so two handles reserving the last unit cannot both see it, and
  *  a reserve that finds one short line aborts with nothing written. A
  *  stock change is a product write like any other: version + 1 and
@@ -31,6 +31,16 @@
  *  A refused reserve names the first line in the caller's order that is
  *  missing or short, with the qty of that product summed over the order
  *  and the stock it has: every line is read before any is written.
+ *
+ *  The three writes are prepared in a stock_write_t (its lines made
+ *  canonical there, and each canonical line's first place in the request
+ *  kept for the refusal), run by one write function on the environment's
+ *  committer thread, and read back by catalog_stock_write_end; the
+ *  blocking calls are prepare, kv_write and end, so there is one path.
+ *  The write function uses only its prepared write, which carries a copy
+ *  of the database handles: a handle may have many writes out at once
+ *  (call_write), so nothing of the handle is touched. Its scratch (the
+ *  stored reservation and a product record) is allocated per write.
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -49,18 +59,18 @@ static int s_line_cmp(const void *a, const void *b)
     return strcmp(((const stock_line_t *)a)->product_id, ((const stock_line_t *)b)->product_id);
 }
 
-/* Sorts r's lines by product and merges repeats. */
-static void s_canonical(s_reservation_t *r)
+/* Sorts the *n_lines lines by product and merges repeats. */
+static void s_canonical(stock_line_t *lines, int *n_lines)
 {
-    qsort(r->lines, (size_t)r->n_lines, sizeof r->lines[0], s_line_cmp);
+    qsort(lines, (size_t)*n_lines, sizeof lines[0], s_line_cmp);
     int n = 0;
-    for (int i = 0; i < r->n_lines; i++) {
-        if (n > 0 && strcmp(r->lines[n - 1].product_id, r->lines[i].product_id) == 0)
-            r->lines[n - 1].qty += r->lines[i].qty;
+    for (int i = 0; i < *n_lines; i++) {
+        if (n > 0 && strcmp(lines[n - 1].product_id, lines[i].product_id) == 0)
+            lines[n - 1].qty += lines[i].qty;
         else
-            r->lines[n++] = r->lines[i];
+            lines[n++] = lines[i];
     }
-    r->n_lines = n;
+    *n_lines = n;
 }
 
 /* A reservation record's largest size: every line at its longest. */
@@ -122,11 +132,11 @@ bool catalog_reservation_decode(const MDB_val *val, catalog_reservation_t *r)
 }
 
 /* Reads order_id's reservation within txn into r. */
-static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *order_id,
+static catalog_status_t s_read(const MDB_dbi *dbi, MDB_txn *txn, const char *order_id,
                                s_reservation_t *r)
 {
     MDB_val key = {.mv_size = strlen(order_id), .mv_data = (void *)order_id}, val;
-    int rc = mdb_get(txn, self->dbi[CATALOG_DB_RESERVATIONS], &key, &val);
+    int rc = mdb_get(txn, dbi[CATALOG_DB_RESERVATIONS], &key, &val);
     if (rc == MDB_NOTFOUND)
         return CATALOG_NOT_FOUND;
     if (rc != 0)
@@ -141,7 +151,7 @@ static catalog_status_t s_read(catalog_store_t *self, MDB_txn *txn, const char *
     return CATALOG_OK;
 }
 
-static catalog_status_t s_write(catalog_store_t *self, MDB_txn *txn, const char *order_id,
+static catalog_status_t s_write(const MDB_dbi *dbi, MDB_txn *txn, const char *order_id,
                                 const s_reservation_t *r)
 {
     mpout_t out;
@@ -153,7 +163,7 @@ static catalog_status_t s_write(catalog_store_t *self, MDB_txn *txn, const char 
     } else {
         MDB_val key = {.mv_size = strlen(order_id), .mv_data = (void *)order_id};
         MDB_val val = {.mv_size = out.buf.size, .mv_data = out.buf.data};
-        int rc = mdb_put(txn, self->dbi[CATALOG_DB_RESERVATIONS], &key, &val, 0);
+        int rc = mdb_put(txn, dbi[CATALOG_DB_RESERVATIONS], &key, &val, 0);
         if (rc != 0)
             status = catalog_fail("mdb_put reservations", rc);
     }
@@ -166,57 +176,65 @@ static bool s_order_id_ok(const char *order_id)
     return order_id && order_id[0] && memchr(order_id, '\0', CATALOG_ORDER_ID_MAX + 1);
 }
 
-/* Takes every line of r out of stock into reserved within txn: first
- * every line is checked (all read before any is written), and when one
- * is missing or short the one the caller listed first (rank: the index
- * of a canonical line's first appearance in the request) is named in
- * *short_line and nothing is written. */
-static catalog_status_t s_take(catalog_store_t *self, MDB_txn *txn, const s_reservation_t *r,
-                               const int *rank, stock_short_t *short_line)
+/* ---- the writes (stock_write_t) ---- */
+
+enum { S_RESERVE = 1, S_COMMIT, S_RELEASE };
+
+/* What one write works in, allocated by the write itself on the
+ * committer's thread: a product record is about 21 KB, too large for the
+ * prepared write that every held call keeps. */
+typedef struct {
+    s_reservation_t stored;
+    product_t product;
+} s_scratch_t;
+
+/* Names line i (a canonical line of w) in *w->short_line as refused
+ * with status st, the stock of product p (0 when it is missing). */
+static void s_name_short(const stock_write_t *w, int i, catalog_status_t st, const product_t *p)
 {
-    product_t *p = malloc(sizeof *p);
-    if (!p)
-        return CATALOG_ERROR;
+    stock_short_t *short_line = w->short_line;
+    if (!short_line)
+        return;
+    snprintf(short_line->product_id, sizeof short_line->product_id, "%s", w->lines[i].product_id);
+    short_line->requested = w->lines[i].qty;
+    short_line->available = st == CATALOG_NOT_FOUND ? 0 : p->stock;
+}
+
+/* Takes every line of w out of stock into reserved within txn: first
+ * every line is checked (all read before any is written), and when one
+ * is missing or short the one the caller listed first (w->rank) is named
+ * in *w->short_line and nothing is written. p is scratch. */
+static catalog_status_t s_take(MDB_txn *txn, const stock_write_t *w, product_t *p)
+{
     catalog_status_t status = CATALOG_OK;
     int first = -1; /* the short line of the lowest rank */
-    for (int i = 0; i < r->n_lines; i++) {
-        const stock_line_t *line = &r->lines[i];
+    for (int i = 0; i < w->n_lines; i++) {
+        const stock_line_t *line = &w->lines[i];
         catalog_status_t st =
-            catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
+            catalog_product_read(w->dbi, txn, line->product_id, strlen(line->product_id), p);
         if (st == CATALOG_OK && p->stock < line->qty)
             st = CATALOG_OUT_OF_STOCK;
         if (st == CATALOG_NOT_FOUND || st == CATALOG_OUT_OF_STOCK) {
-            if (first < 0 || rank[i] < rank[first]) {
+            if (first < 0 || w->rank[i] < w->rank[first]) {
                 first = i;
                 status = st;
-                if (short_line) {
-                    snprintf(short_line->product_id, sizeof short_line->product_id, "%s",
-                             line->product_id);
-                    short_line->requested = line->qty;
-                    short_line->available = st == CATALOG_NOT_FOUND ? 0 : p->stock;
-                }
+                s_name_short(w, i, st, p);
             }
-        } else if (st != CATALOG_OK) {
-            status = st;
-            goto cleanup;
-        }
+        } else if (st != CATALOG_OK)
+            return st;
     }
-    if (status != CATALOG_OK)
-        goto cleanup;
     int64_t now = clock_now_ms();
-    for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
-        const stock_line_t *line = &r->lines[i];
-        status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
+    for (int i = 0; i < w->n_lines && status == CATALOG_OK; i++) {
+        const stock_line_t *line = &w->lines[i];
+        status = catalog_product_read(w->dbi, txn, line->product_id, strlen(line->product_id), p);
         if (status != CATALOG_OK)
             break;
         p->stock -= line->qty;
         p->reserved += line->qty;
         p->version++;
         p->updated_at_ms = now;
-        status = catalog_product_write(self, txn, p);
+        status = catalog_product_write(w->dbi, txn, p);
     }
-cleanup:
-    free(p);
     return status;
 }
 
@@ -225,18 +243,15 @@ cleanup:
  * reserved); a commit takes them out of reserved only (sold: they stay
  * out of stock). A product deleted meanwhile is passed over. A commit
  * changes nothing a client sees, so it leaves version and updated_at
- * alone; a release changes stock, a write like any other. */
-static catalog_status_t s_settle(catalog_store_t *self, MDB_txn *txn, const s_reservation_t *r,
-                                 stock_state_t to)
+ * alone; a release changes stock, a write like any other. p is scratch. */
+static catalog_status_t s_settle(const MDB_dbi *dbi, MDB_txn *txn, const s_reservation_t *r,
+                                 stock_state_t to, product_t *p)
 {
-    product_t *p = malloc(sizeof *p);
-    if (!p)
-        return CATALOG_ERROR;
     catalog_status_t status = CATALOG_OK;
     int64_t now = clock_now_ms();
     for (int i = 0; i < r->n_lines && status == CATALOG_OK; i++) {
         const stock_line_t *line = &r->lines[i];
-        status = catalog_product_read(self, txn, line->product_id, strlen(line->product_id), p);
+        status = catalog_product_read(dbi, txn, line->product_id, strlen(line->product_id), p);
         if (status == CATALOG_NOT_FOUND) {
             status = CATALOG_OK;
             continue;
@@ -250,123 +265,167 @@ static catalog_status_t s_settle(catalog_store_t *self, MDB_txn *txn, const s_re
             p->version++;
             p->updated_at_ms = now;
         }
-        status = catalog_product_write(self, txn, p);
+        status = catalog_product_write(dbi, txn, p);
     }
-    free(p);
     return status;
 }
 
-typedef struct {
-    catalog_store_t *self;
-    const char *order_id;
-    s_reservation_t *want, *stored; /* reserve; transitions use stored */
-    const int *rank;                /* reserve: see s_take */
-    stock_state_t to;               /* transitions */
-    stock_short_t *short_line;
-} s_write_t;
-
-static int s_reserve_txn(MDB_txn *txn, void *arg)
+static catalog_status_t s_reserve_txn(MDB_txn *txn, const stock_write_t *w, s_scratch_t *s)
 {
-    const s_write_t *w = arg;
-    catalog_status_t status = s_read(w->self, txn, w->order_id, w->stored);
+    s_reservation_t *stored = &s->stored;
+    catalog_status_t status = s_read(w->dbi, txn, w->order_id, stored);
     if (status == CATALOG_OK) {
         /* A repeat: the same lines is the same request, whatever became
          * of it since; other lines reuse the order id. */
-        const s_reservation_t *want = w->want, *stored = w->stored;
-        bool same = stored->n_lines == want->n_lines;
-        for (int i = 0; same && i < want->n_lines; i++)
-            same = strcmp(stored->lines[i].product_id, want->lines[i].product_id) == 0 &&
-                   stored->lines[i].qty == want->lines[i].qty;
+        bool same = stored->n_lines == w->n_lines;
+        for (int i = 0; same && i < w->n_lines; i++)
+            same = strcmp(stored->lines[i].product_id, w->lines[i].product_id) == 0 &&
+                   stored->lines[i].qty == w->lines[i].qty;
         return same ? CATALOG_OK : CATALOG_CONFLICT;
     }
     if (status != CATALOG_NOT_FOUND)
         return status;
-    status = s_take(w->self, txn, w->want, w->rank, w->short_line);
-    return status == CATALOG_OK ? s_write(w->self, txn, w->order_id, w->want) : status;
+    status = s_take(txn, w, &s->product);
+    if (status != CATALOG_OK)
+        return status;
+    stored->state = STOCK_RESERVED;
+    stored->n_lines = w->n_lines;
+    memcpy(stored->lines, w->lines, (size_t)w->n_lines * sizeof w->lines[0]);
+    return s_write(w->dbi, txn, w->order_id, stored);
+}
+
+static catalog_status_t s_transition_txn(MDB_txn *txn, const stock_write_t *w, s_scratch_t *s)
+{
+    stock_state_t to = w->kind == S_COMMIT ? STOCK_COMMITTED : STOCK_RELEASED;
+    s_reservation_t *r = &s->stored;
+    catalog_status_t status = s_read(w->dbi, txn, w->order_id, r);
+    if (status != CATALOG_OK || r->state == (int)to)
+        return status; /* unknown, failed, or already there: no change */
+    if (r->state == STOCK_RELEASED)
+        return CATALOG_CONFLICT; /* a released reservation is final */
+    status = s_settle(w->dbi, txn, r, to, &s->product);
+    if (status != CATALOG_OK)
+        return status;
+    r->state = (int)to;
+    return s_write(w->dbi, txn, w->order_id, r);
+}
+
+int catalog_stock_write_txn(MDB_txn *txn, void *arg)
+{
+    const stock_write_t *w = arg;
+    s_scratch_t *s = malloc(sizeof *s);
+    if (!s)
+        return CATALOG_ERROR;
+    catalog_status_t status = CATALOG_ERROR;
+    if (w->kind == S_RESERVE)
+        status = s_reserve_txn(txn, w, s);
+    else if (w->kind == S_COMMIT || w->kind == S_RELEASE)
+        status = s_transition_txn(txn, w, s);
+    free(s);
+    return status;
+}
+
+/* The part every prepared write shares: the environment, its database
+ * handles and the order id (checked by the caller). */
+static void s_prepare(stock_write_t *w, catalog_store_t *self, int kind, const char *order_id)
+{
+    w->kv = catalog_store_kv(self);
+    memcpy(w->dbi, self->dbi, sizeof w->dbi);
+    w->kind = kind;
+    snprintf(w->order_id, sizeof w->order_id, "%s", order_id);
+}
+
+bool catalog_stock_write_reserve(stock_write_t *w, catalog_store_t *self, const char *order_id,
+                                 const stock_line_t *lines, int n_lines, stock_short_t *short_line)
+{
+    if (short_line)
+        memset(short_line, 0, sizeof *short_line);
+    if (!w || !self || !s_order_id_ok(order_id) || !lines || n_lines < 1 ||
+        n_lines > CATALOG_LINES_MAX)
+        return false;
+    for (int i = 0; i < n_lines; i++) {
+        size_t len = strnlen(lines[i].product_id, CATALOG_ID_MAX + 1);
+        /* Summing repeats must not overflow: qty is bounded well below. */
+        if (len == 0 || len > CATALOG_ID_MAX || lines[i].qty <= 0 ||
+            lines[i].qty > INT64_MAX / CATALOG_LINES_MAX)
+            return false;
+    }
+    memset(w, 0, sizeof *w);
+    s_prepare(w, self, S_RESERVE, order_id);
+    w->short_line = short_line;
+    memcpy(w->lines, lines, (size_t)n_lines * sizeof lines[0]);
+    w->n_lines = n_lines;
+    s_canonical(w->lines, &w->n_lines);
+    for (int i = 0; i < w->n_lines; i++)
+        for (w->rank[i] = 0; w->rank[i] < n_lines; w->rank[i]++)
+            if (strcmp(lines[w->rank[i]].product_id, w->lines[i].product_id) == 0)
+                break;
+    return true;
+}
+
+static bool s_prepare_transition(stock_write_t *w, catalog_store_t *self, int kind,
+                                 const char *order_id)
+{
+    if (!w || !self || !s_order_id_ok(order_id))
+        return false;
+    memset(w, 0, sizeof *w);
+    s_prepare(w, self, kind, order_id);
+    return true;
+}
+
+bool catalog_stock_write_commit(stock_write_t *w, catalog_store_t *self, const char *order_id)
+{
+    return s_prepare_transition(w, self, S_COMMIT, order_id);
+}
+
+bool catalog_stock_write_release(stock_write_t *w, catalog_store_t *self, const char *order_id)
+{
+    return s_prepare_transition(w, self, S_RELEASE, order_id);
+}
+
+catalog_status_t catalog_stock_write_end(const stock_write_t *w, bool committed, int result)
+{
+    catalog_status_t status = committed ? (catalog_status_t)result : CATALOG_ERROR;
+    if (w->short_line && status != CATALOG_OUT_OF_STOCK && status != CATALOG_NOT_FOUND)
+        memset(w->short_line, 0, sizeof *w->short_line);
+    return status;
+}
+
+/* ---- the same, waiting ---- */
+
+/* Runs the write prepared in w (when prepared is true) and waits for its
+ * commit. The prepared write lives on the heap: it holds every line. */
+static catalog_status_t s_wait(stock_write_t *w, bool prepared)
+{
+    catalog_status_t status = CATALOG_ERROR;
+    if (prepared) {
+        int result = CATALOG_ERROR;
+        int rc = kv_write(w->kv, catalog_stock_write_txn, w, &result);
+        status = catalog_stock_write_end(w, rc == 0, result);
+    }
+    free(w);
+    return status;
 }
 
 catalog_status_t catalog_stock_reserve(catalog_store_t *self, const char *order_id,
                                        const stock_line_t *lines, int n_lines,
                                        stock_short_t *short_line)
 {
-    if (short_line)
-        memset(short_line, 0, sizeof *short_line);
-    if (!self || !s_order_id_ok(order_id) || !lines || n_lines < 1 || n_lines > CATALOG_LINES_MAX)
-        return CATALOG_ERROR;
-    s_reservation_t *want = malloc(2 * sizeof *want);
-    if (!want)
-        return CATALOG_ERROR;
-    catalog_status_t status = CATALOG_ERROR;
-    want->state = STOCK_RESERVED;
-    want->n_lines = n_lines;
-    for (int i = 0; i < n_lines; i++) {
-        size_t len = strnlen(lines[i].product_id, CATALOG_ID_MAX + 1);
-        /* Summing repeats must not overflow: qty is bounded well below. */
-        if (len == 0 || len > CATALOG_ID_MAX || lines[i].qty <= 0 ||
-            lines[i].qty > INT64_MAX / CATALOG_LINES_MAX)
-            goto cleanup;
-        want->lines[i] = lines[i];
-    }
-    s_canonical(want);
-    int rank[CATALOG_LINES_MAX];
-    for (int i = 0; i < want->n_lines; i++)
-        for (rank[i] = 0; rank[i] < n_lines; rank[i]++)
-            if (strcmp(lines[rank[i]].product_id, want->lines[i].product_id) == 0)
-                break;
-    status = catalog_write(self, s_reserve_txn,
-                           &(s_write_t){.self = self,
-                                        .order_id = order_id,
-                                        .want = want,
-                                        .stored = want + 1,
-                                        .rank = rank,
-                                        .short_line = short_line});
-    if (status != CATALOG_OUT_OF_STOCK && status != CATALOG_NOT_FOUND && short_line)
-        memset(short_line, 0, sizeof *short_line); /* named by an attempt a later step undid */
-cleanup:
-    free(want);
-    return status;
-}
-
-static int s_transition_txn(MDB_txn *txn, void *arg)
-{
-    const s_write_t *w = arg;
-    s_reservation_t *r = w->stored;
-    catalog_status_t status = s_read(w->self, txn, w->order_id, r);
-    if (status != CATALOG_OK || r->state == (int)w->to)
-        return status; /* unknown, failed, or already there: no change */
-    if (r->state == STOCK_RELEASED)
-        return CATALOG_CONFLICT; /* a released reservation is final */
-    status = s_settle(w->self, txn, r, w->to);
-    if (status != CATALOG_OK)
-        return status;
-    r->state = (int)w->to;
-    return s_write(w->self, txn, w->order_id, r);
-}
-
-/* Moves order_id's reservation to state `to` (STOCK_COMMITTED or
- * STOCK_RELEASED), with the products' counters moved by s_settle. */
-static catalog_status_t s_transition(catalog_store_t *self, const char *order_id, stock_state_t to)
-{
-    if (!self || !s_order_id_ok(order_id))
-        return CATALOG_ERROR;
-    s_reservation_t *r = malloc(sizeof *r);
-    if (!r)
-        return CATALOG_ERROR;
-    catalog_status_t status =
-        catalog_write(self, s_transition_txn,
-                      &(s_write_t){.self = self, .order_id = order_id, .stored = r, .to = to});
-    free(r);
-    return status;
+    stock_write_t *w = malloc(sizeof *w);
+    bool prepared = catalog_stock_write_reserve(w, self, order_id, lines, n_lines, short_line);
+    return s_wait(w, prepared);
 }
 
 catalog_status_t catalog_stock_release(catalog_store_t *self, const char *order_id)
 {
-    return s_transition(self, order_id, STOCK_RELEASED);
+    stock_write_t *w = malloc(sizeof *w);
+    return s_wait(w, catalog_stock_write_release(w, self, order_id));
 }
 
 catalog_status_t catalog_stock_commit(catalog_store_t *self, const char *order_id)
 {
-    return s_transition(self, order_id, STOCK_COMMITTED);
+    stock_write_t *w = malloc(sizeof *w);
+    return s_wait(w, catalog_stock_write_commit(w, self, order_id));
 }
 
 /* ---- listing ---- */
@@ -531,11 +590,11 @@ catalog_status_t catalog_reserved_recount(catalog_store_t *self, MDB_txn *txn, l
     cursor = NULL;
     for (const char *id = zlistx_first(wrong); id && status == CATALOG_OK;
          id = zlistx_next(wrong)) {
-        status = catalog_product_read(self, txn, id, strlen(id), p);
+        status = catalog_product_read(self->dbi, txn, id, strlen(id), p);
         if (status == CATALOG_OK) {
             int64_t *sum = zhashx_lookup(sums, id);
             p->reserved = sum ? *sum : 0;
-            status = catalog_product_write(self, txn, p);
+            status = catalog_product_write(self->dbi, txn, p);
             (*fixed)++;
         }
     }

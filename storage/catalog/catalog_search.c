@@ -1094,8 +1094,8 @@ catalog_status_t catalog_search(catalog_store_t *self, const catalog_query_t *q,
         goto cleanup;
     int count = s->n_top < q->limit ? s->n_top : q->limit;
     for (int i = 0; i < count; i++) {
-        status =
-            catalog_product_read(self, s->txn, s->top[i].id, s->top[i].id_len, &page->items[i]);
+        status = catalog_product_read(self->dbi, s->txn, s->top[i].id, s->top[i].id_len,
+                                      &page->items[i]);
         if (status == CATALOG_NOT_FOUND) {
             zsys_error("catalog_store: index names missing product %.*s", (int)s->top[i].id_len,
                        s->top[i].id);

@@ -39,10 +39,11 @@
  *
  *  Writes: each public write checks its arguments, then hands a function
  *  of the transaction (s_*_txn) to catalog_write, which runs it through
- *  kv_write: possibly on another handle's thread, inside a batch of
+ *  kv_write: on the environment's committer thread, inside a batch of
  *  concurrent writes committed together. Such a function therefore
  *  touches only the transaction and the caller's buffers it was given,
- *  and returns a status; anything but CATALOG_OK undoes it alone.
+ *  and returns a status; anything but CATALOG_OK undoes it alone. The
+ *  stock writes (catalog_inventory.c) can also run without waiting.
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -236,13 +237,13 @@ int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_
     return 0;
 }
 
-catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,
+catalog_status_t catalog_product_read(const MDB_dbi *dbi, MDB_txn *txn, const char *id,
                                       size_t id_len, product_t *out)
 {
     if (id_len == 0 || id_len > CATALOG_ID_MAX)
         return CATALOG_NOT_FOUND;
     MDB_val key = {.mv_size = id_len, .mv_data = (void *)id}, val;
-    int rc = mdb_get(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, &val);
+    int rc = mdb_get(txn, dbi[CATALOG_DB_PRODUCTS], &key, &val);
     if (rc == MDB_NOTFOUND)
         return CATALOG_NOT_FOUND;
     if (rc != 0)
@@ -261,7 +262,7 @@ catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const
     return CATALOG_OK;
 }
 
-catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, const product_t *p)
+catalog_status_t catalog_product_write(const MDB_dbi *dbi, MDB_txn *txn, const product_t *p)
 {
     mpout_t out;
     mpout_init(&out, S_RECORD_MAX);
@@ -272,7 +273,7 @@ catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, cons
     } else {
         MDB_val key = {.mv_size = strlen(p->id), .mv_data = (void *)p->id};
         MDB_val val = {.mv_size = out.buf.size, .mv_data = out.buf.data};
-        int rc = mdb_put(txn, self->dbi[CATALOG_DB_PRODUCTS], &key, &val, 0);
+        int rc = mdb_put(txn, dbi[CATALOG_DB_PRODUCTS], &key, &val, 0);
         if (rc != 0)
             status = catalog_fail("mdb_put products", rc);
     }
@@ -394,7 +395,7 @@ static catalog_status_t s_upgrade_indexes(kv_t *env, int first_dbi_index)
                 goto cleanup;
             memcpy(after, key.mv_data, key.mv_size);
             after[key.mv_size] = '\0';
-            status = catalog_product_read(self, txn, after, key.mv_size, p);
+            status = catalog_product_read(self->dbi, txn, after, key.mv_size, p);
             if (status == CATALOG_OK)
                 status = s_index(self, txn, p, true);
             if (status != CATALOG_OK)
@@ -488,6 +489,11 @@ catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg
     int result = CATALOG_ERROR;
     int rc = kv_write(self->kv, fn, arg, &result);
     return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
+}
+
+kv_t *catalog_store_kv(catalog_store_t *self)
+{
+    return self->kv;
 }
 
 bool catalog_fits(const char *s, size_t cap)
@@ -753,7 +759,7 @@ static int s_create_txn(MDB_txn *txn, void *arg)
     int rc = mdb_put(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, &id, MDB_NOOVERWRITE);
     if (rc != 0)
         return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("mdb_put by_sku", rc);
-    status = catalog_product_write(self, txn, p);
+    status = catalog_product_write(self->dbi, txn, p);
     return status == CATALOG_OK ? s_index(self, txn, p, true) : status;
 }
 
@@ -781,7 +787,7 @@ catalog_status_t catalog_product_get(catalog_store_t *self, const char *id, prod
     MDB_txn *txn = store_reader_begin(&self->reader);
     if (!txn)
         return CATALOG_ERROR;
-    catalog_status_t status = catalog_product_read(self, txn, id, strlen(id), out);
+    catalog_status_t status = catalog_product_read(self->dbi, txn, id, strlen(id), out);
     store_reader_end(&self->reader);
     return status;
 }
@@ -848,7 +854,7 @@ static int s_update_txn(MDB_txn *txn, void *arg)
     const s_write_t *w = arg;
     catalog_store_t *self = w->self;
     product_t *stored = w->stored, *next = w->out;
-    catalog_status_t status = catalog_product_read(self, txn, w->id, strlen(w->id), stored);
+    catalog_status_t status = catalog_product_read(self->dbi, txn, w->id, strlen(w->id), stored);
     if (status != CATALOG_OK)
         return status;
     if (w->expected_version > 0 && w->expected_version != stored->version)
@@ -875,7 +881,7 @@ static int s_update_txn(MDB_txn *txn, void *arg)
      * category), so all are rewritten rather than diffed. */
     status = s_index(self, txn, stored, false);
     if (status == CATALOG_OK)
-        status = catalog_product_write(self, txn, next);
+        status = catalog_product_write(self->dbi, txn, next);
     if (status == CATALOG_OK)
         status = s_index(self, txn, next, true);
     return status;
@@ -911,7 +917,7 @@ static int s_delete_txn(MDB_txn *txn, void *arg)
     const s_write_t *w = arg;
     catalog_store_t *self = w->self;
     product_t *stored = w->stored;
-    catalog_status_t status = catalog_product_read(self, txn, w->id, strlen(w->id), stored);
+    catalog_status_t status = catalog_product_read(self->dbi, txn, w->id, strlen(w->id), stored);
     if (status == CATALOG_OK)
         status = s_index(self, txn, stored, false);
     if (status != CATALOG_OK)
@@ -949,14 +955,14 @@ static int s_set_stock_txn(MDB_txn *txn, void *arg)
 {
     const s_stock_t *w = arg;
     product_t *out = w->out;
-    catalog_status_t status = catalog_product_read(w->self, txn, w->id, strlen(w->id), out);
+    catalog_status_t status = catalog_product_read(w->self->dbi, txn, w->id, strlen(w->id), out);
     if (status != CATALOG_OK)
         return status;
     out->stock = w->stock;
     out->version++;
     out->updated_at_ms = clock_now_ms();
     /* Stock is in no index: the record is all that changes. */
-    return catalog_product_write(w->self, txn, out);
+    return catalog_product_write(w->self->dbi, txn, out);
 }
 
 catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id, int64_t stock,

@@ -53,7 +53,11 @@
  *  writes from several handles share one LMDB transaction and one disk
  *  flush (group commit, kv_write in kv.h), each in a nested transaction
  *  of its own. A write that breaks a rule changes nothing and says why
- *  (the status values below).
+ *  (the status values below). The stock writes (reserve, commit,
+ *  release: the orders' hot path) can also be prepared in a
+ *  stock_write_t and run without waiting (kv_submit, or call_write in
+ *  protocol/call.h), so a worker keeps serving while they wait for the
+ *  disk; the waiting forms are that prepare, a kv_write and the end.
  *
  *  Ownership: strings in results point into out-structures owned by the
  *  caller; `attributes` is msgpack bytes copied into a caller buffer.
@@ -274,6 +278,55 @@ catalog_status_t catalog_stock_release(catalog_store_t *self, const char *order_
  * CATALOG_NOT_FOUND. Products deleted meanwhile are passed over by
  * commit and release. */
 catalog_status_t catalog_stock_commit(catalog_store_t *self, const char *order_id);
+
+/* ---- the same stock writes, without waiting ----
+ *
+ *      catalog_stock_write_reserve(&w, store, order_id, lines, n, &short_line);
+ *      call_write(call, catalog_store_kv(store), catalog_stock_write_txn, &w, resume);
+ *      ... in resume:
+ *      status = catalog_stock_write_end(&w, answer->ok, answer->result);
+ *
+ * A prepared write holds everything its write function uses: a copy of
+ * the order id, the lines (in canonical form) and the environment's
+ * database handles, never the handle it was prepared from, so one handle
+ * may have any number of writes out at once, and the handle may even be
+ * closed before they are back. The function runs on the environment's
+ * committer thread, inside a batch of other writes. w, and the
+ * stock_short_t given to the reserve (may be NULL), must stay alive and
+ * untouched until the write is back (the resume; kv_inbox_take): the
+ * refusal's details are written into it inside the write. The lines
+ * given to the prepare are copied; they need not live on. The outcome is
+ * what catalog_stock_reserve, _commit or _release would have answered. */
+typedef struct {
+    /* the store's */
+    kv_t *kv;
+    MDB_dbi dbi[CATALOG_STORE_DBS];
+    int kind;
+    char order_id[CATALOG_ORDER_ID_MAX + 1];
+    int n_lines;
+    stock_line_t lines[CATALOG_LINES_MAX]; /* canonical: by product, merged */
+    int rank[CATALOG_LINES_MAX];           /* a line's first place in the request */
+    stock_short_t *short_line;
+} stock_write_t;
+
+/* Prepares catalog_stock_reserve's write and clears *short_line (may be
+ * NULL). false, and nothing to run, for the arguments it refuses
+ * (CATALOG_ERROR). */
+bool catalog_stock_write_reserve(stock_write_t *w, catalog_store_t *self, const char *order_id,
+                                 const stock_line_t *lines, int n_lines, stock_short_t *short_line);
+/* Prepares catalog_stock_commit's or catalog_stock_release's write; false
+ * for an order id they refuse (CATALOG_ERROR). */
+bool catalog_stock_write_commit(stock_write_t *w, catalog_store_t *self, const char *order_id);
+bool catalog_stock_write_release(stock_write_t *w, catalog_store_t *self, const char *order_id);
+/* The kv write function of a prepared write; arg is the stock_write_t. */
+int catalog_stock_write_txn(MDB_txn *txn, void *arg);
+/* The outcome, from whether the transaction committed and the function's
+ * result: CATALOG_ERROR when it did not commit (kv logged why). The
+ * reserve's *short_line is cleared unless the outcome is OUT_OF_STOCK or
+ * NOT_FOUND (a line named by a write that a failed commit undid). */
+catalog_status_t catalog_stock_write_end(const stock_write_t *w, bool committed, int result);
+/* The environment the writes go to. */
+kv_t *catalog_store_kv(catalog_store_t *self);
 
 /* A reservation as catalog_reservation_page shows it (lines canonical:
  * by product id, one per product). */

@@ -53,7 +53,7 @@ enum {
 };
 
 struct catalog_store_t {
-    kv_t *kv; /* shared by every handle: group commit (kv_write) */
+    kv_t *kv; /* shared by every handle: group commit (kv_write, kv_submit) */
     MDB_dbi dbi[CATALOG_STORE_DBS];
     store_reader_t reader; /* reset between calls, renewed at the start of one */
     /* Search's candidate array, kept between calls (one thread uses a
@@ -104,14 +104,17 @@ size_t catalog_lower(const char *text, char *out, size_t cap);
 #define CATALOG_INDEX_KEY_MAX (CATALOG_NAME_MAX + 1 + CATALOG_ID_MAX)
 size_t catalog_index_key(const product_t *p, int db, uint8_t *key);
 
-/* Reads and decodes the product id (id_len bytes) within txn. */
-catalog_status_t catalog_product_read(catalog_store_t *self, MDB_txn *txn, const char *id,
+/* Reads and decodes the product id (id_len bytes) within txn. Product
+ * records are read and written through the database handles alone (a
+ * store's dbi, or a prepared stock write's copy of them), so that a write
+ * function on the committer's thread needs no handle. */
+catalog_status_t catalog_product_read(const MDB_dbi *dbi, MDB_txn *txn, const char *id,
                                       size_t id_len, product_t *out);
 /* Reads and decodes the category id within txn. */
 catalog_status_t catalog_category_read(catalog_store_t *self, MDB_txn *txn, const char *id,
                                        category_t *out);
 /* Encodes p (all but its id) and puts it under p->id within txn. */
-catalog_status_t catalog_product_write(catalog_store_t *self, MDB_txn *txn, const product_t *p);
+catalog_status_t catalog_product_write(const MDB_dbi *dbi, MDB_txn *txn, const product_t *p);
 /* The stock of a stored product record, without decoding all of it; -1
  * when the record is malformed. */
 int catalog_record_stock(const MDB_val *record, int64_t *stock);
@@ -132,9 +135,9 @@ int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_
 
 /* Runs fn(txn, arg) through kv_write (group commit with the other
  * handles' writes) and returns its status once durable; fn returns a
- * catalog_status_t, CATALOG_OK to keep its changes. fn may run on another
- * handle's thread: it must use the store only for dbi and helpers taking
- * the txn, never the read transaction or scratch. */
+ * catalog_status_t, CATALOG_OK to keep its changes. fn runs on the
+ * environment's committer thread: it must use the store only for dbi and
+ * helpers taking the txn, never the read transaction or scratch. */
 catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg);
 /* True when s is terminated within s[cap + 1]. */
 bool catalog_fits(const char *s, size_t cap);

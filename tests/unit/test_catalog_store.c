@@ -24,6 +24,11 @@
  *  entry gone or pointing nowhere) turn the check red, each named, and
  *  an environment from before the counter is counted by
  *  catalog_store_upgrade, once. Reservations page by order id.
+ *
+ *  The prepared stock writes run through kv_submit and an inbox, as a
+ *  worker's call_write runs them: two orders racing for the last units,
+ *  from a handle closed while they are out, one reserved and the other
+ *  refused with its details, then commit and release the same way.
  */
 #include "storage/catalog/catalog_store.h"
 #include "storage/record.h"
@@ -31,7 +36,9 @@
 
 #include <ctype.h>
 #include <czmq.h>
+#include <errno.h>
 #include <msgpack.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -2141,6 +2148,116 @@ static void test_reserve_short_details(void **state)
     s_expect_counts(f->store, 2, 1, 3, 1, 0, 0);
 }
 
+/* Takes n jobs from inbox, waiting on its descriptor for them (a bound
+ * that only a hung write reaches). */
+static void s_take_jobs(kv_inbox_t *inbox, int n)
+{
+    int taken = 0;
+    while (taken < n) {
+        struct pollfd item = {.fd = kv_inbox_fd(inbox), .events = POLLIN};
+        int rc = poll(&item, 1, 30000);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        assert_true(rc > 0);
+        for (kv_job_t *job = kv_inbox_take(inbox); job; job = job->next)
+            taken++;
+    }
+    assert_int_equal(taken, n);
+}
+
+/* Submits the prepared writes w[0..n) as jobs[0..n) to inbox at once. */
+static void s_submit(kv_t *kv, stock_write_t *w, kv_job_t *jobs, int n, kv_inbox_t *inbox)
+{
+    for (int i = 0; i < n; i++) {
+        jobs[i] = (kv_job_t){.fn = catalog_stock_write_txn, .arg = &w[i], .cookie = &w[i]};
+        kv_submit(kv, &jobs[i], inbox);
+    }
+}
+
+/* The prepared writes without waiting (kv_submit and an inbox, as a
+ * worker's call_write runs them): two orders for the last units of a
+ * product go out at once, prepared from a handle closed before they are
+ * back; whichever runs first is reserved, the other refused out of
+ * stock with its details filled inside the write. Then the winner's
+ * commit and the loser's release go out together the same way. */
+static void test_reserve_submitted(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "QA", "A", "", 100, NULL, 3, a);
+    s_product(f->store, "QB", "B", "", 100, NULL, 5, b);
+    /* 2 of a each: the second is short by one; the second order lists b
+     * first and a in two lines (summed, and named though not first). */
+    stock_line_t one[1], two[3];
+    s_line(&one[0], a, 2);
+    s_line(&two[0], b, 1);
+    s_line(&two[1], a, 1);
+    s_line(&two[2], a, 1);
+    const char *orders[2] = {"o-one", "o-two"};
+    kv_inbox_t *inbox = kv_inbox_new();
+    assert_non_null(inbox);
+    stock_write_t *w = calloc(2, sizeof *w);
+    assert_non_null(w);
+    stock_short_t short_line[2];
+    memset(short_line, 'x', sizeof short_line); /* the prepare clears them */
+    kv_job_t jobs[2];
+
+    catalog_store_t *handle = catalog_store_open(f->kv, 1);
+    assert_non_null(handle);
+    assert_true(catalog_stock_write_reserve(&w[0], handle, orders[0], one, 1, &short_line[0]));
+    assert_true(catalog_stock_write_reserve(&w[1], handle, orders[1], two, 3, &short_line[1]));
+    kv_t *kv = catalog_store_kv(handle);
+    assert_ptr_equal(kv, f->kv);
+    s_submit(kv, w, jobs, 2, inbox);
+    catalog_store_close(&handle); /* the writes need nothing of it */
+    s_take_jobs(inbox, 2);
+    catalog_status_t status[2];
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(jobs[i].rc, 0);
+        status[i] = catalog_stock_write_end(&w[i], true, jobs[i].result);
+    }
+    assert_true(status[0] == CATALOG_OK || status[1] == CATALOG_OK);
+    int won = status[0] == CATALOG_OK ? 0 : 1, lost = 1 - won;
+    assert_int_equal(status[lost], CATALOG_OUT_OF_STOCK);
+    assert_string_equal(short_line[lost].product_id, a);
+    assert_int_equal(short_line[lost].requested, 2);
+    assert_int_equal(short_line[lost].available, 1);
+    assert_string_equal(short_line[won].product_id, "");
+    assert_int_equal(short_line[won].requested, 0);
+    int b_taken = won == 1; /* the second order also holds one of b */
+    assert_int_equal(s_stock(f->store, a), 1);
+    assert_int_equal(s_reserved(f->store, a), 2);
+    assert_int_equal(s_stock(f->store, b), 5 - b_taken);
+    assert_int_equal(s_reserved(f->store, b), b_taken);
+    s_expect_counts(f->store, 2, 1 + 5 - b_taken, 2 + b_taken, 1, 0, 0);
+
+    /* The winner's commit and the loser's release (it holds nothing). */
+    assert_true(catalog_stock_write_commit(&w[0], f->store, orders[won]));
+    assert_true(catalog_stock_write_release(&w[1], f->store, orders[lost]));
+    s_submit(f->kv, w, jobs, 2, inbox);
+    s_take_jobs(inbox, 2);
+    assert_int_equal(jobs[0].rc, 0);
+    assert_int_equal(jobs[1].rc, 0);
+    assert_int_equal(catalog_stock_write_end(&w[0], true, jobs[0].result), CATALOG_OK);
+    assert_int_equal(catalog_stock_write_end(&w[1], true, jobs[1].result), CATALOG_NOT_FOUND);
+    assert_int_equal(s_stock(f->store, a), 1);
+    assert_int_equal(s_reserved(f->store, a), 0);
+    assert_int_equal(s_reserved(f->store, b), 0);
+    s_expect_counts(f->store, 2, 1 + 5 - b_taken, 0, 0, 2 + b_taken, 0);
+    /* A transaction that did not commit is an error, whatever the
+     * function said, and names no line. */
+    assert_true(catalog_stock_write_reserve(&w[0], f->store, "o-three", one, 1, &short_line[0]));
+    short_line[0].requested = 7;
+    assert_int_equal(catalog_stock_write_end(&w[0], false, CATALOG_OUT_OF_STOCK), CATALOG_ERROR);
+    assert_int_equal(short_line[0].requested, 0);
+    /* Arguments the blocking reserve refuses are refused by the prepare. */
+    assert_false(catalog_stock_write_reserve(&w[0], f->store, "", one, 1, &short_line[0]));
+    assert_false(catalog_stock_write_reserve(&w[0], f->store, "o-four", one, 0, NULL));
+    assert_false(catalog_stock_write_commit(&w[0], f->store, NULL));
+    kv_inbox_destroy(&inbox);
+    free(w);
+}
+
 /* The store's product fields as it writes them (the record codec, as in
  * catalog_store.c): records damaged by hand below are otherwise genuine. */
 static const record_field_t s_test_product_fields[] = {
@@ -2511,6 +2628,7 @@ int main(void)
         TEST(test_stored_records_load),
         TEST(test_reserved_counter),
         TEST(test_reserve_short_details),
+        TEST(test_reserve_submitted),
         TEST(test_check_finds_damage),
         TEST(test_upgrade_counts_reserved),
         TEST(test_reservation_pages),
