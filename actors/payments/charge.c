@@ -5,9 +5,17 @@
  *
  *      begin (store: the order's payment, pending, made once)
  *        -> authorize (gateway, key "<order>:<attempt>:authorize")
- *             approved -> store: authorized -> capture (key "...:capture")
- *                           captured -> store: captured, answer the payment
+ *             approved -> capture (key "...:capture")
+ *                           captured -> store: authorized and captured (one
+ *                                       write, two log entries), answer it
  *             declined -> store: failed, answer 402 payment_declined {reason}
+ *
+ *  The approval is not written alone: whatever follows it (the capture,
+ *  or the failure after a capture that could not be made) is written
+ *  together with it (payment_write_apply_two), which saves a disk flush
+ *  per charge. A crash in between finds the payment pending, as one
+ *  after the authorize's ask: a retry or a settle looks the authorization
+ *  up under its key and goes on from it.
  *
  *  Every gateway step carries its key, so a retry is harmless: a gateway
  *  answers the same key with the first result and does it once. A step
@@ -96,6 +104,9 @@ typedef struct {
     bool settling;   /* payment.settle: no card, authorize is only looked up */
     bool registered; /* noted as running (payments_running_begin) */
     char auth_id[PAYMENT_GATEWAY_ID_MAX + 1];
+    /* The gateway approved auth_id, and the store does not have it yet:
+     * the next write records it first (payment_write_apply_two). */
+    bool authorize_unwritten;
     /* The store write out (call_write) and what it fills: alive until
      * its resume, as the context is. */
     payment_write_t write;
@@ -311,7 +322,8 @@ static void s_on_applied(call_t *call, void *state, const call_answer_t *answer)
     payments_state_t *self = state;
     charge_t *c = call_context(call, sizeof(charge_t));
     store_status_t st = payment_write_end(&c->write, answer->ok, answer->result);
-    if (st == STORE_CONFLICT) /* another request moved it first: go by what it is */
+    c->authorize_unwritten = false; /* written, or refused: the store's state rules now */
+    if (st == STORE_CONFLICT)       /* another request moved it first: go by what it is */
         st = payment_store_get(self->store, c->payment_id, &c->payment);
     if (st != STORE_OK) {
         s_fail_store(call, self, c, st);
@@ -324,7 +336,14 @@ static void s_on_applied(call_t *call, void *state, const call_answer_t *answer)
  * disk. */
 static void s_apply(call_t *call, payments_state_t *self, charge_t *c, const payment_event_t *ev)
 {
-    if (!payment_write_apply(&c->write, self->store, c->payment_id, ev, &c->payment)) {
+    payment_event_t authorize = {
+        .type = PAYMENT_EVENT_AUTHORIZE, .amount_cents = c->amount_cents, .gateway_id = c->auth_id};
+    bool prepared =
+        c->authorize_unwritten
+            ? payment_write_apply_two(&c->write, self->store, c->payment_id, &authorize, ev,
+                                      &c->payment)
+            : payment_write_apply(&c->write, self->store, c->payment_id, ev, &c->payment);
+    if (!prepared) {
         s_fail_store(call, self, c, STORE_ERROR); /* payment_store_apply's answer */
         return;
     }
@@ -387,13 +406,21 @@ static void s_on_result(call_t *call, payments_state_t *self, charge_t *c,
     char text[PAYMENT_GATEWAY_ID_MAX + 1] = "";
     if (c->step == STEP_AUTHORIZE) {
         if (mp_str_eq(outcome, "approved")) {
+            /* Straight to the capture: the authorization is written with
+             * what the capture comes to, in one write (a crash before it
+             * leaves the payment pending, and the lookup of this key
+             * finds the approval again). */
             const msgpack_object *auth = mp_map_get(data, "auth_id");
             if (auth && auth->type == MSGPACK_OBJECT_STR)
-                call_copy_text(text, sizeof text, auth->via.str.ptr, auth->via.str.size);
-            payment_event_t ev = {.type = PAYMENT_EVENT_AUTHORIZE,
-                                  .amount_cents = c->amount_cents,
-                                  .gateway_id = text};
-            s_apply(call, self, c, &ev);
+                call_copy_text(c->auth_id, sizeof c->auth_id, auth->via.str.ptr,
+                               auth->via.str.size);
+            else
+                c->auth_id[0] = '\0';
+            c->authorize_unwritten = true;
+            c->step = STEP_CAPTURE;
+            c->tries = 0;
+            c->looking_up = false;
+            s_ask_step(call, self, c);
             return;
         }
         const msgpack_object *reason = mp_map_get(data, "reason");

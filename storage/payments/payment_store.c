@@ -643,7 +643,10 @@ store_status_t payment_store_begin(payment_store_t *self, const payment_t *payme
     return s_write_wait(&w);
 }
 
-static int s_apply_txn(MDB_txn *txn, payment_write_t *w)
+/* One event: reads the payment (as this transaction has it), checks the
+ * transition, saves it with its log entry. */
+static int s_apply_one(MDB_txn *txn, payment_write_t *w, payment_event_type_t event,
+                       int64_t amount_cents, const char *gateway_id, const char *reason)
 {
     payment_t *p = w->out; /* the payment read, then as written */
     store_status_t status = payment_read(w->shared, txn, w->id, p);
@@ -654,26 +657,24 @@ static int s_apply_txn(MDB_txn *txn, payment_write_t *w)
     mpout_init(&details, S_DETAILS_MAX);
     int type = -1;
     int64_t amount = 0;
-    const char *gateway_id = w->gateway_id;
     status = STORE_CONFLICT;
-    switch (w->event) {
+    switch (event) {
     case PAYMENT_EVENT_AUTHORIZE:
-        if (p->status != PAYMENT_PENDING || w->amount_cents <= 0 ||
-            w->amount_cents > p->amount_cents)
+        if (p->status != PAYMENT_PENDING || amount_cents <= 0 || amount_cents > p->amount_cents)
             goto cleanup;
         p->status = PAYMENT_AUTHORIZED;
-        p->authorized_cents = amount = w->amount_cents;
+        p->authorized_cents = amount = amount_cents;
         S_COPY(p->auth_id, gateway_id);
         type = LOG_AUTHORIZE;
         if (s_details(&details, "auth_id", gateway_id, NULL, NULL) != 0)
             goto failed;
         break;
     case PAYMENT_EVENT_CAPTURE:
-        if (p->status != PAYMENT_AUTHORIZED || w->amount_cents <= 0 ||
-            w->amount_cents > p->authorized_cents)
+        if (p->status != PAYMENT_AUTHORIZED || amount_cents <= 0 ||
+            amount_cents > p->authorized_cents)
             goto cleanup;
         p->status = PAYMENT_CAPTURED;
-        p->captured_cents = amount = w->amount_cents;
+        p->captured_cents = amount = amount_cents;
         S_COPY(p->capture_id, gateway_id);
         type = LOG_CAPTURE;
         if (s_details(&details, "capture_id", gateway_id, NULL, NULL) != 0)
@@ -692,10 +693,10 @@ static int s_apply_txn(MDB_txn *txn, payment_write_t *w)
         if (p->status != PAYMENT_PENDING && p->status != PAYMENT_AUTHORIZED)
             goto cleanup;
         p->status = PAYMENT_FAILED;
-        S_COPY(p->failure, w->reason);
+        S_COPY(p->failure, reason);
         amount = p->amount_cents; /* what was asked and not charged */
         type = LOG_FAIL;
-        if (s_details(&details, "reason", w->reason, NULL, NULL) != 0)
+        if (s_details(&details, "reason", reason, NULL, NULL) != 0)
             goto failed;
         break;
     default:
@@ -711,15 +712,38 @@ cleanup:
     return status;
 }
 
+static int s_apply_txn(MDB_txn *txn, payment_write_t *w)
+{
+    int status = s_apply_one(txn, w, w->event, w->amount_cents, w->gateway_id, w->reason);
+    if (status == STORE_OK && w->has_then)
+        status = s_apply_one(txn, w, w->then_event, w->then_amount_cents, w->then_gateway_id,
+                             w->then_reason);
+    return status;
+}
+
+/* Whether the event can be copied into a write. */
+static bool s_event_fits(const payment_event_t *event)
+{
+    if (!event ||
+        (event->gateway_id && !memchr(event->gateway_id, '\0', PAYMENT_GATEWAY_ID_MAX + 1)))
+        return false;
+    return event->type != PAYMENT_EVENT_FAIL || s_fits(event->reason, PAYMENT_REASON_MAX);
+}
+
 bool payment_write_apply(payment_write_t *w, payment_store_t *self, const char *id,
                          const payment_event_t *event, payment_t *out)
 {
-    if (!w || !self || !s_fits(id, PAYMENT_ID_MAX) || !event || !out ||
-        (event->gateway_id && !memchr(event->gateway_id, '\0', PAYMENT_GATEWAY_ID_MAX + 1)))
+    return payment_write_apply_two(w, self, id, event, NULL, out);
+}
+
+bool payment_write_apply_two(payment_write_t *w, payment_store_t *self, const char *id,
+                             const payment_event_t *event, const payment_event_t *then,
+                             payment_t *out)
+{
+    if (!w || !self || !s_fits(id, PAYMENT_ID_MAX) || !s_event_fits(event) || !out ||
+        (then && !s_event_fits(then)))
         return false;
-    if (event->type == PAYMENT_EVENT_FAIL && !s_fits(event->reason, PAYMENT_REASON_MAX))
-        return false;
-    /* Copied: id may be out->id, which the read overwrites; the event's
+    /* Copied: id may be out->id, which the read overwrites; the events'
      * strings may be gone before the write runs. */
     payment_write_t next = {.shared = self->shared,
                             .kind = S_WRITE_APPLY,
@@ -730,6 +754,14 @@ bool payment_write_apply(payment_write_t *w, payment_store_t *self, const char *
     S_COPY(next.gateway_id, event->gateway_id ? event->gateway_id : "");
     if (event->type == PAYMENT_EVENT_FAIL)
         S_COPY(next.reason, event->reason);
+    if (then) {
+        next.has_then = true;
+        next.then_event = then->type;
+        next.then_amount_cents = then->amount_cents;
+        S_COPY(next.then_gateway_id, then->gateway_id ? then->gateway_id : "");
+        if (then->type == PAYMENT_EVENT_FAIL)
+            S_COPY(next.then_reason, then->reason);
+    }
     *w = next;
     return true;
 }

@@ -233,9 +233,14 @@ typedef struct {
     char gateway_id[PAYMENT_GATEWAY_ID_MAX + 1]; /* apply: the event's; refund end: refund_id */
     char reason[PAYMENT_REASON_MAX + 1];         /* apply, fail */
     bool done;                                   /* refund end */
-    payment_t *out;                              /* the caller's */
-    refund_t *refund_out;                        /* the caller's (refunds) */
-    bool *created;                               /* the caller's, or NULL */
+    bool has_then;                               /* apply: a second event follows */
+    payment_event_type_t then_event;
+    int64_t then_amount_cents;
+    char then_gateway_id[PAYMENT_GATEWAY_ID_MAX + 1];
+    char then_reason[PAYMENT_REASON_MAX + 1];
+    payment_t *out;       /* the caller's */
+    refund_t *refund_out; /* the caller's (refunds) */
+    bool *created;        /* the caller's, or NULL */
 } payment_write_t;
 
 /* Prepare the writes of payment_store_begin, payment_store_apply,
@@ -247,6 +252,15 @@ bool payment_write_begin(payment_write_t *w, payment_store_t *self, const paymen
                          payment_t *out, bool *created);
 bool payment_write_apply(payment_write_t *w, payment_store_t *self, const char *id,
                          const payment_event_t *event, payment_t *out);
+/* Two events in one write, each checked on the state the first left and
+ * each with its log entry; either refused leaves both undone. A charge
+ * writes its authorization with its capture (or its failure) so: one
+ * disk flush instead of two, and a crash between finds the payment
+ * pending, which a retry or a settle takes over by looking the
+ * authorization up at the gateway (actors/payments/charge.c). */
+bool payment_write_apply_two(payment_write_t *w, payment_store_t *self, const char *id,
+                             const payment_event_t *event, const payment_event_t *then,
+                             payment_t *out);
 bool payment_write_refund_begin(payment_write_t *w, payment_store_t *self, const char *payment_id,
                                 const char *key, int64_t amount_cents, refund_t *out,
                                 payment_t *payment_out, bool *created);

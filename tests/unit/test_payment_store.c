@@ -1814,6 +1814,49 @@ static void test_card_data(void **state)
     s_open(f);
 }
 
+/* Two events in one write (a charge's authorization with its capture):
+ * both kept with their log entries in order, or, when the second is
+ * refused, neither. */
+static void test_apply_two(void **state)
+{
+    fx_t *f = *state;
+    payment_t p;
+    s_begin(f, "o-two", 700, &p);
+    char id[PAYMENT_ID_MAX + 1];
+    snprintf(id, sizeof id, "%s", p.id);
+    int before = s_entry_count(f);
+    payment_event_t authorize = {
+        .type = PAYMENT_EVENT_AUTHORIZE, .amount_cents = 700, .gateway_id = "auth-2"};
+    payment_event_t too_much = {
+        .type = PAYMENT_EVENT_CAPTURE, .amount_cents = 701, .gateway_id = "cap-2"};
+    payment_write_t w;
+    assert_true(payment_write_apply_two(&w, f->store, id, &authorize, &too_much, &p));
+    int result = -1;
+    assert_int_equal(kv_write(payment_store_kv(f->store), payment_write_txn, &w, &result), 0);
+    assert_int_equal(payment_write_end(&w, true, result), STORE_CONFLICT);
+    assert_int_equal(payment_store_get(f->store, id, &p), STORE_OK);
+    assert_int_equal(p.status, PAYMENT_PENDING); /* the authorization went too */
+    assert_int_equal(s_entry_count(f), before);
+
+    payment_event_t capture = {
+        .type = PAYMENT_EVENT_CAPTURE, .amount_cents = 700, .gateway_id = "cap-2"};
+    assert_true(payment_write_apply_two(&w, f->store, id, &authorize, &capture, &p));
+    assert_int_equal(kv_write(payment_store_kv(f->store), payment_write_txn, &w, &result), 0);
+    assert_int_equal(payment_write_end(&w, true, result), STORE_OK);
+    assert_int_equal(p.status, PAYMENT_CAPTURED);
+    assert_string_equal(p.auth_id, "auth-2");
+    assert_string_equal(p.capture_id, "cap-2");
+    assert_int_equal(p.captured_cents, 700);
+    s_entries_t *es = s_entries(f, 1, id);
+    assert_int_equal(es->count, 2);
+    assert_int_equal(es->e[0].type, LOG_AUTHORIZE);
+    assert_int_equal(es->e[1].type, LOG_CAPTURE);
+    free(es);
+    log_verify_t v;
+    s_verify(f, NULL, &v);
+    assert_true(v.ok);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
 
 int main(void)
@@ -1828,6 +1871,7 @@ int main(void)
         TEST(test_refund_idempotent),
         TEST(test_refund_end),
         TEST(test_prepared_writes),
+        TEST(test_apply_two),
         TEST(test_list),
         TEST(test_pending),
         TEST(test_entries),
