@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # checkout.sh - checkouts per second through HTTP (make bench-checkout):
 # POST /v1/orders, each with its own Idempotency-Key, through the bridge,
-# the broker, orders (four durable writes), the catalog (reserve, commit)
-# and payments (authorize, capture at the simulated gateway). Every
-# answer 201 is a paid order on disk.
+# the broker, orders (two durable writes: pending, paid), the catalog
+# (reserve, commit: two) and payments (pending; authorized with captured:
+# two), and the simulated gateway (authorize, capture: two). Every answer
+# 201 is a paid order on disk.
 #
 #   bash tools/bench/checkout.sh [BUILD_DIR]
 #
