@@ -36,6 +36,14 @@
  *  never blocks on an ask, so it beats while it waits; replies carry the
  *  broker's tag, so they may leave in any order.
  *
+ *  Writes (call_write). A slot's write is a kv job embedded in the slot,
+ *  handed to its environment's committer (kv_submit) with the worker's
+ *  inbox, whose eventfd the loop polls with its sockets; a finished job
+ *  names its slot (the cookie), which resumes. A write has no deadline
+ *  (it always ends with its commit), so a session that ends first waits
+ *  for its writes to come back before it drops the slots they point into
+ *  (s_writes_drain), and never resumes them.
+ *
  *  Stopping. On $TERM the worker (which has finished the handler it was
  *  in: it is single-threaded) says DISCONNECT, and the broker answers
  *  `unavailable` whatever it had given it beyond that: those requests

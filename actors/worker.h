@@ -31,7 +31,10 @@
  *  capacity of the requests it may wait on together (hundreds are fine:
  *  a held request costs its body, a decoded envelope and a call_t); a
  *  worker that never waits gains little above a few, since its requests
- *  then wait for the disk or the CPU behind each other.
+ *  then wait for the disk or the CPU behind each other. A durable write
+ *  is such a wait too (call_write): the worker serves others while the
+ *  environment's committer puts the write on disk, so the writes of all
+ *  the requests it holds can share one commit.
  */
 #ifndef RETAIL_WORKER_H
 #define RETAIL_WORKER_H
