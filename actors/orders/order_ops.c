@@ -252,6 +252,54 @@ void orders_order_set_status(call_t *call, void *state)
     order_view_reply(call, self->scratch);
 }
 
+/* ---- a refund made in payments ---- */
+
+/* Only a paid, shipped or delivered order becomes refunded; one being
+ * cancelled (its own refund) or cancelled already is left to the cancel;
+ * one refunded already stays so (the refund's replay). */
+static int s_refunded_fn(order_t *o, order_change_t *change, void *arg)
+{
+    (void)change;
+    (void)arg;
+    if (o->status == ORDER_REFUNDED || o->status == ORDER_CANCELLED ||
+        order_has_step(o, STEP_CANCEL_ASKED))
+        return S_REFUSE_DONE;
+    if (o->status != ORDER_PAID && o->status != ORDER_SHIPPED && o->status != ORDER_DELIVERED)
+        return S_REFUSE_TRANSITION;
+    o->status = ORDER_REFUNDED;
+    return 0;
+}
+
+/* order.payment_refunded {order_id} (the caller payments, once an admin's
+ * refund brought the order's payment to refunded in full) -> order */
+void orders_order_payment_refunded(call_t *call, void *state)
+{
+    orders_state_t *self = state;
+    if (!streq(call_caller(call), "payments")) {
+        call_fail(call, ERR_FORBIDDEN, "order.payment_refunded is the payments service's");
+        return;
+    }
+    char id[ORDER_ID_MAX + 1] = "";
+    call_arg_text(call, "order_id", ARG_REQUIRED, ORDER_ID_MAX, id, sizeof id);
+    if (!call_args_ok(call))
+        return;
+    int refusal = 0;
+    order_store_status_t status =
+        order_store_change(self->orders, id, s_refunded_fn, NULL, self->scratch, &refusal);
+    if (status == ORDER_REFUSED && refusal == S_REFUSE_DONE)
+        status = order_store_get(self->orders, id, self->scratch);
+    else if (status == ORDER_REFUSED) {
+        call_fail(call, ERR_INVALID_TRANSITION,
+                  "only a paid, shipped or delivered order is refunded");
+        return;
+    }
+    if (status != ORDER_OK) {
+        orders_fail_store(call, status);
+        return;
+    }
+    order_view_reply(call, self->scratch);
+}
+
 /* ---- recovery's entry ---- */
 
 typedef struct {

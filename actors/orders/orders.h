@@ -4,7 +4,8 @@
  *  Ops (protocol/SPEC.md, section 7, `orders`, has arguments and results):
  *    cart.get cart.set_item cart.remove_item cart.clear cart.checkout
  *    order.create order.get order.list order.cancel order.set_status
- *    order.recover (the service's own recovery) ops.check
+ *    order.recover (the service's own recovery) order.payment_refunded
+ *    (payments', after an admin's refund in full) ops.check
  *  A cart is the token's user's; an order is its owner's, or any admin's.
  *
  *  ==== The checkout saga ====

@@ -59,6 +59,7 @@ void orders_order_get(call_t *call, void *state);
 void orders_order_list(call_t *call, void *state);
 void orders_order_cancel(call_t *call, void *state);
 void orders_order_set_status(call_t *call, void *state);
+void orders_order_payment_refunded(call_t *call, void *state);
 void orders_ops_check(call_t *call, void *state);
 
 /* ---- the saga (saga.c) ---- */

@@ -69,6 +69,7 @@ static const worker_op_t s_ops[] = {
     {"order.list", orders_order_list},
     {"order.cancel", orders_order_cancel},
     {"order.set_status", orders_order_set_status},
+    {"order.payment_refunded", orders_order_payment_refunded},
     {"ops.check", orders_ops_check},
     {NULL, NULL},
 };

@@ -8,6 +8,15 @@
  *             failed   -> store: failed (the reservation is given back;
  *                         log "fail"), 502 gateway_error
  *
+ *  An admin's refund (not the orders service's own, which a cancel
+ *  makes) that brings the payment to refunded makes its order refunded
+ *  before the answer: order.payment_refunded, an ask of orders, which a
+ *  paid, shipped or delivered order takes and any other leaves as it is.
+ *  When orders does not answer, the refund stays done and the answer is
+ *  unavailable: the same key asked again answers the refund and asks
+ *  orders again, and until then `retailctl check` shows a paid order
+ *  whose payment is refunded. (The event stream will carry this too.)
+ *
  *  The key is the caller's Idempotency-Key, scoped to the caller (the
  *  orders service, or the admin's user id), hashed to a fixed length so
  *  that the contract's 255 characters fit every key the gateway and the
@@ -51,6 +60,12 @@ typedef struct {
     refund_t refund;
     payment_t payment;
     bool created; /* begin: this request made the refund */
+    /* An admin's refund (not the orders service's own, for a cancel) that
+     * refunds the payment in full makes its order refunded: orders hears
+     * of it before the answer (s_answer). */
+    bool tell_orders;
+    bool replayed;
+    payment_t answer; /* the payment the answer shows */
 } refund_ctx_t;
 
 static void s_on_gateway(call_t *call, void *state, const call_answer_t *answer);
@@ -97,6 +112,46 @@ static void s_retry(call_t *call, void *state, const call_answer_t *answer)
     s_ask(call, state, call_context(call, sizeof(refund_ctx_t)));
 }
 
+static void s_reply_payment(call_t *call, const refund_ctx_t *r)
+{
+    msgpack_packer *pk = r->replayed ? call_reply_replayed(call) : call_reply(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "payment");
+    payments_pack_payment(pk, &r->answer);
+}
+
+/* orders' answer to order.payment_refunded. */
+static void s_on_told(call_t *call, void *state, const call_answer_t *answer)
+{
+    (void)state;
+    refund_ctx_t *r = call_context(call, sizeof(refund_ctx_t));
+    if (!answer->ok && (answer->code == ERR_UNAVAILABLE || answer->code == ERR_TIMEOUT)) {
+        call_fail(call, ERR_UNAVAILABLE,
+                  "the refund is done, but its order is not marked refunded yet: ask again "
+                  "with the same Idempotency-Key");
+        return;
+    }
+    if (!answer->ok) /* not paid, shipped or delivered: the order goes its own way */
+        zsys_warning("payments: refund of %s: order %s not marked refunded: %s", r->payment_id,
+                     r->answer.order_id, answer->message ? answer->message : "");
+    s_reply_payment(call, r);
+}
+
+/* Answers a refund that is done (r->answer set): first, when the payment
+ * is refunded in full by an admin, its order becomes refunded. */
+static void s_answer(call_t *call, refund_ctx_t *r)
+{
+    if (!r->tell_orders || r->answer.status != PAYMENT_REFUNDED) {
+        s_reply_payment(call, r);
+        return;
+    }
+    msgpack_packer *pk = call_ask_args(call);
+    msgpack_pack_map(pk, 1);
+    mp_pack_str(pk, "order_id");
+    mp_pack_str(pk, r->answer.order_id);
+    call_ask(call, "orders", "order.payment_refunded", 2000, s_on_told);
+}
+
 /* The refund's end is on disk: answers it. */
 static void s_on_ended(call_t *call, void *state, const call_answer_t *answer)
 {
@@ -108,10 +163,8 @@ static void s_on_ended(call_t *call, void *state, const call_answer_t *answer)
         return;
     }
     if (r->refund.state == REFUND_DONE) {
-        msgpack_packer *pk = call_reply(call);
-        msgpack_pack_map(pk, 1);
-        mp_pack_str(pk, "payment");
-        payments_pack_payment(pk, &r->payment);
+        r->answer = r->payment;
+        s_answer(call, r);
     } else
         call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; nothing was refunded");
 }
@@ -231,10 +284,9 @@ static void s_on_begun(call_t *call, void *state, const call_answer_t *answer)
             p.captured_cents = refund->captured_after_cents;
             p.refunded_cents = refund->refunded_after_cents;
             p.updated_at_ms = refund->updated_after_ms;
-            msgpack_packer *pk = call_reply_replayed(call);
-            msgpack_pack_map(pk, 1);
-            mp_pack_str(pk, "payment");
-            payments_pack_payment(pk, &p);
+            r->answer = p;
+            r->replayed = true;
+            s_answer(call, r);
         } else if (refund->state == REFUND_FAILED)
             call_fail(call, ERR_GATEWAY_ERROR, "the payment gateway failed; nothing was refunded");
         else if (call_now_ms() - refund->created_at_ms > self->shared->settings.budget_ms) {
@@ -286,6 +338,7 @@ void payments_refund(call_t *call, void *state)
     }
     snprintf(r->payment_id, sizeof r->payment_id, "%s", id);
     r->started_ms = zclock_mono();
+    r->tell_orders = !streq(scope, "orders");
     if (key)
         s_store_key(scope, key, key_len, r->store_key);
     else {

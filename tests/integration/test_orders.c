@@ -531,6 +531,92 @@ static void test_ops_check(void **state)
     mdpcli_destroy(&client);
 }
 
+/* An order's status, read by its owner. */
+static void s_order_status(fixture_t *s, const char *id, char out[32])
+{
+    char path[160];
+    snprintf(path, sizeof path, "/v1/orders/%s", id);
+    hc_response_t r = s_send(s, "GET", path, s->customer_token, NULL, NULL);
+    hc_expect(&r, 200, "GET order");
+    snprintf(out, 32, "%s", hc_str(r.body, "order.status"));
+    hc_response_free(&r);
+}
+
+/* An admin's refund through payments: a partial one leaves the order as
+ * it is; the one that reaches the captured amount makes a paid or
+ * shipped order refunded (its history says so), its replay too, and
+ * nothing but payments may say so. */
+static void test_admin_refund(void **state)
+{
+    fixture_t *s = *state;
+    char a[64], id[64], pid[64], path[160], status[32];
+    s_product(s, 1000, 10, a);
+    hc_response_t r = s_order(s, s->customer_token, CARD_OK, a, 2, NULL);
+    hc_expect(&r, 201, "order to refund");
+    snprintf(id, sizeof id, "%s", hc_str(r.body, "order.id"));
+    snprintf(pid, sizeof pid, "%s", hc_str(r.body, "order.payment.id"));
+    hc_response_free(&r);
+    snprintf(path, sizeof path, "/v1/payments/%s/refund", pid);
+    r = s_send(s, "POST", path, s->admin_token, json_pack("{s:i}", "amount_cents", 500),
+               "Idempotency-Key: refund-part");
+    hc_expect(&r, 200, "partial refund");
+    assert_string_equal(hc_str(r.body, "payment.status"), "partially_refunded");
+    hc_response_free(&r);
+    s_order_status(s, id, status);
+    assert_string_equal(status, "paid");
+    r = s_send(s, "POST", path, s->admin_token, NULL, "Idempotency-Key: refund-rest");
+    hc_expect(&r, 200, "refund of the rest");
+    assert_string_equal(hc_str(r.body, "payment.status"), "refunded");
+    hc_response_free(&r);
+    char order_path[160];
+    snprintf(order_path, sizeof order_path, "/v1/orders/%s", id);
+    r = s_send(s, "GET", order_path, s->customer_token, NULL, NULL);
+    hc_expect(&r, 200, "the refunded order");
+    json_t *order = json_object_get(r.body, "order");
+    assert_string_equal(json_string_value(json_object_get(order, "status")), "refunded");
+    json_t *history = json_object_get(order, "status_history");
+    assert_string_equal(hc_str(json_array_get(history, json_array_size(history) - 1), "status"),
+                        "refunded");
+    hc_response_free(&r);
+    r = s_send(s, "POST", path, s->admin_token, NULL, "Idempotency-Key: refund-rest");
+    hc_expect(&r, 200, "the refund's replay");
+    assert_string_equal(r.replayed, "true");
+    hc_response_free(&r);
+    s_order_status(s, id, status);
+    assert_string_equal(status, "refunded");
+    snprintf(path, sizeof path, "/v1/orders/%s/cancel", id);
+    r = s_send(s, "POST", path, s->customer_token, NULL, NULL);
+    hc_expect_error(&r, 409, "invalid_transition", "cancel a refunded order");
+
+    /* shipped, then refunded in full */
+    r = s_order(s, s->customer_token, CARD_OK, a, 1, NULL);
+    hc_expect(&r, 201, "order to ship and refund");
+    snprintf(id, sizeof id, "%s", hc_str(r.body, "order.id"));
+    snprintf(pid, sizeof pid, "%s", hc_str(r.body, "order.payment.id"));
+    hc_response_free(&r);
+    snprintf(path, sizeof path, "/v1/orders/%s/status", id);
+    r = s_send(s, "PATCH", path, s->admin_token, json_pack("{s:s}", "status", "shipped"), NULL);
+    hc_expect(&r, 200, "shipped");
+    hc_response_free(&r);
+    snprintf(path, sizeof path, "/v1/payments/%s/refund", pid);
+    r = s_send(s, "POST", path, s->admin_token, NULL, NULL);
+    hc_expect(&r, 200, "full refund of a shipped order");
+    hc_response_free(&r);
+    s_order_status(s, id, status);
+    assert_string_equal(status, "refunded");
+
+    /* the op is payments' alone */
+    mdpcli_t *client = fixture_client(s, "retailctl");
+    char args[128];
+    snprintf(args, sizeof args, "{\"order_id\":\"%s\"}", id);
+    assert_int_equal(fixture_send(client, "orders", 9, "order.payment_refunded", NULL, args), 0);
+    fixture_reply_t reply = fixture_recv(client, 10000);
+    assert_true(reply.answered && !reply.ok);
+    assert_string_equal(reply.code, "forbidden");
+    fixture_reply_free(&reply);
+    mdpcli_destroy(&client);
+}
+
 static int s_setup(void **state)
 {
     fixture_opts_t opts = {.name = "retail-orders", .accounts = true, .logs = true};
@@ -559,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_oversell),
         cmocka_unit_test(test_idempotency),
         cmocka_unit_test(test_cancel_and_ship),
+        cmocka_unit_test(test_admin_refund),
         cmocka_unit_test(test_cart_checkout),
         cmocka_unit_test(test_history),
         cmocka_unit_test(test_ops_check),
