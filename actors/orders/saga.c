@@ -313,6 +313,20 @@ static void s_release_then_fail(call_t *call, orders_state_t *self, saga_t *saga
                    s_released);
 }
 
+/* Ends the order unpaid (payment_failed, gateway_error) for reason, with
+ * step (-1: none) in its journal: its stock released first. */
+static void s_end_unpaid(call_t *call, orders_state_t *self, saga_t *saga, const char *reason,
+                         int step)
+{
+    order_t *o = &saga->order;
+    snprintf(o->failure_code, sizeof o->failure_code, "gateway_error");
+    if (reason != o->failure_reason)
+        snprintf(o->failure_reason, sizeof o->failure_reason, "%s", reason);
+    if (step >= 0 && !order_has_step(o, step))
+        order_add_step(o, step, call_now_ms());
+    s_release_then_fail(call, self, saga);
+}
+
 static void s_committed(call_t *call, void *state, const call_answer_t *a)
 {
     orders_state_t *self = state;
@@ -332,9 +346,7 @@ static void s_committed(call_t *call, void *state, const call_answer_t *a)
         zsys_error("orders: order %s: commit refused (%s) after its charge; compensating",
                    saga->order.id, a->message);
         saga->order.compensate = true;
-        snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "gateway_error");
-        snprintf(saga->order.failure_reason, sizeof saga->order.failure_reason, "stock_lost");
-        s_release_then_fail(call, self, saga);
+        s_end_unpaid(call, self, saga, "stock_lost", -1);
         return;
     }
     s_left_for_recovery(call, state, saga, "the catalog did not commit the stock");
@@ -366,11 +378,10 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
             return;
         }
         if (streq(st, "failed") || streq(st, "voided")) {
-            snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "gateway_error");
-            if (!saga->order.failure_reason[0])
-                snprintf(saga->order.failure_reason, sizeof saga->order.failure_reason, "%s",
-                         saga->has_card ? "" : "abandoned");
-            s_release_then_fail(call, self, saga);
+            const char *reason = saga->order.failure_reason[0] ? saga->order.failure_reason
+                                 : saga->has_card              ? ""
+                                                               : "abandoned";
+            s_end_unpaid(call, self, saga, reason, -1);
             return;
         }
         /* refunded or partly: a payment of an order that is not paid
@@ -394,10 +405,7 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
     }
     if (a->code == ERR_NOT_FOUND && !saga->has_card) {
         /* settle: no payment was ever made for the order */
-        snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "gateway_error");
-        snprintf(saga->order.failure_reason, sizeof saga->order.failure_reason, "abandoned");
-        order_add_step(&saga->order, STEP_ABANDONED, call_now_ms());
-        s_release_then_fail(call, self, saga);
+        s_end_unpaid(call, self, saga, "abandoned", STEP_ABANDONED);
         return;
     }
     /* No answer: the charge may or may not have happened. */
@@ -406,11 +414,7 @@ static void s_charged(call_t *call, void *state, const call_answer_t *a)
         zsys_warning("orders: order %s pending past the hold with payments silent; ending it",
                      saga->order.id);
         saga->order.compensate = true;
-        snprintf(saga->order.failure_code, sizeof saga->order.failure_code, "gateway_error");
-        snprintf(saga->order.failure_reason, sizeof saga->order.failure_reason, "held_too_long");
-        if (!order_has_step(&saga->order, STEP_HELD_TOO_LONG))
-            order_add_step(&saga->order, STEP_HELD_TOO_LONG, call_now_ms());
-        s_release_then_fail(call, self, saga);
+        s_end_unpaid(call, self, saga, "held_too_long", STEP_HELD_TOO_LONG);
         return;
     }
     s_left_for_recovery(call, state, saga, "payments did not answer");
