@@ -18,6 +18,18 @@ struct service_t {
     int workers;
 };
 
+outbox_t *service_outbox_new(const service_env_t *env, const char *name, kv_t *kv, int events_db,
+                             int meta_db, char *err, size_t errlen)
+{
+    (void)env; /* TODO(events settings): keep_ms, keep_count, off from env->common */
+    outbox_config_t config = {
+        .source = name,
+        .keep_ms = 7LL * 24 * 3600 * 1000,
+        .keep_count = 1000000,
+    };
+    return outbox_new(kv, events_db, meta_db, &config, err, errlen);
+}
+
 service_t *service_start(const service_def_t *def, const service_env_t *env, char *err,
                          size_t errlen)
 {

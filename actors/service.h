@@ -37,6 +37,7 @@
 #include "actors/pool.h"
 #include "protocol/settings.h"
 #include "router/routes.h"
+#include "storage/outbox.h"
 
 /* Where and how a service runs, given to each of its hooks at start. */
 typedef struct {
@@ -86,7 +87,19 @@ typedef struct {
     zactor_t *(*background_new)(const service_env_t *env, const void *settings, void *shared,
                                 char *err, size_t errlen);
     void (*background_destroy)(zactor_t **background);
+    /* Its outbox (storage/outbox.h), made by shared_new with
+     * service_outbox_new and destroyed by shared_destroy; NULL hook or
+     * NULL outbox: the service publishes no events. service_start runs a
+     * relay (actors/relay.h) for it after the shared state. */
+    outbox_t *(*outbox)(void *shared);
 } service_def_t;
+
+/* An outbox for a service's environment kv, in its databases at events_db
+ * and meta_db (OUTBOX_DB_EVENTS and OUTBOX_DB_META among its kv_open
+ * names), with the process's settings for keeping events. For shared_new.
+ * NULL with a reason in err. */
+outbox_t *service_outbox_new(const service_env_t *env, const char *name, kv_t *kv, int events_db,
+                             int meta_db, char *err, size_t errlen);
 
 /* A running service. */
 typedef struct service_t service_t;
