@@ -6,6 +6,8 @@
  *  goes into the reply as it is.
  */
 #include "actors/events_since.h"
+
+#include <czmq.h>
 #include "protocol/envelope.h"
 #include "protocol/errors.h"
 #include "protocol/mdp.h"
