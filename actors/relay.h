@@ -38,6 +38,9 @@
 typedef struct relay_stats_t relay_stats_t;
 relay_stats_t *relay_stats_new(void);
 void relay_stats_destroy(relay_stats_t **self_p);
+/* The highest seq handed to the stream so far (the published mark may lag
+ * it by mark_every_ms); 0 before the first. */
+uint64_t relay_stats_sent(relay_stats_t *self);
 /* Calls fn for each type published so far, with its count. */
 void relay_stats_each(relay_stats_t *self, void (*fn)(const char *type, uint64_t count, void *arg),
                       void *arg);

@@ -13,10 +13,21 @@ struct service_t {
     const service_def_t *def;
     void *settings; /* settings_size bytes, or NULL */
     void *shared;
+    outbox_t *outbox; /* the shared state's */
+    relay_stats_t *relay_stats;
+    zactor_t *relay;
     zactor_t *background;
     pool_t *pool;
     int workers;
 };
+
+/* The test hook of relay.h, for test_events_crash: only with
+ * RETAIL_TEST_OPS=1. */
+static bool s_crash_before_publish(void)
+{
+    const char *v = getenv("RETAIL_EVENTS_CRASH_BEFORE_PUBLISH");
+    return v && streq(v, "1");
+}
 
 outbox_t *service_outbox_new(const service_env_t *env, const char *name, kv_t *kv, int events_db,
                              int meta_db, char *err, size_t errlen)
@@ -59,6 +70,25 @@ service_t *service_start(const service_def_t *def, const service_env_t *env, cha
         self->shared = def->shared_new(env, self->settings, why, sizeof why);
         if (!self->shared) {
             snprintf(err, errlen, "%s: %s", def->name, why);
+            goto failed;
+        }
+    }
+    self->outbox = def->outbox && self->shared ? def->outbox(self->shared) : NULL;
+    if (self->outbox && env->events_endpoint) {
+        self->relay_stats = relay_stats_new();
+        relay_config_t rc = {
+            .outbox = self->outbox,
+            .endpoint = env->events_endpoint,
+            .cert = env->events_cert,
+            .server_key = env->events_server_key,
+            .crash_before_publish = env->test_ops && s_crash_before_publish(),
+            .stats = self->relay_stats,
+            .verbose = env->verbose,
+        };
+        self->relay = self->relay_stats ? relay_new(&rc) : NULL;
+        if (!self->relay) {
+            snprintf(err, errlen, "%s: its event relay could not start (to %s)", def->name,
+                     env->events_endpoint);
             goto failed;
         }
     }
@@ -110,6 +140,9 @@ void service_stop(service_t **self_p)
         else
             zactor_destroy(&self->background);
     }
+    /* after every writer, so that it publishes all they committed */
+    relay_destroy(&self->relay);
+    relay_stats_destroy(&self->relay_stats);
     if (self->shared)
         def->shared_destroy(&self->shared);
     if (self->settings) {
@@ -123,6 +156,16 @@ void service_stop(service_t **self_p)
 const service_def_t *service_def(const service_t *self)
 {
     return self->def;
+}
+
+outbox_t *service_outbox(const service_t *self)
+{
+    return self->outbox;
+}
+
+relay_stats_t *service_relay_stats(const service_t *self)
+{
+    return self->relay_stats;
 }
 
 const pool_t *service_pool(const service_t *self)

@@ -18,10 +18,12 @@
  *         section retail/<name>/... and RETAIL_<NAME>_* variables by the
  *         rows of `settings` (protocol/settings.h);
  *      2. its shared state (shared_new), made once per process;
- *      3. its background actor (background_new), if it has one: timers,
+ *      3. its relay (actors/relay.h), when it has an outbox: the events
+ *         it commits reach the stream from then on;
+ *      4. its background actor (background_new), if it has one: timers,
  *         recovery, relays; it runs beside the pool, so it is there before
  *         the first request and outlives the last one;
- *      4. its pool of workers: the configured count plus extra_workers,
+ *      5. its pool of workers: the configured count plus extra_workers,
  *         each with its own state (state_new, in the worker's thread).
  *  Every hook may be NULL (the service has no such thing).
  *
@@ -35,6 +37,7 @@
 #define RETAIL_SERVICE_H
 
 #include "actors/pool.h"
+#include "actors/relay.h"
 #include "protocol/settings.h"
 #include "router/routes.h"
 #include "storage/outbox.h"
@@ -46,7 +49,14 @@ typedef struct {
     const char *broker_endpoint;     /* how this process reaches the broker */
     zcert_t *cert;                   /* CURVE client certificate over TCP; NULL inproc */
     const char *server_key;          /* the broker's public key (Z85) with cert */
-    bool test_ops;                   /* RETAIL_TEST_OPS=1: the test-only operations too */
+    /* Where the service's relay publishes its events (router/events.h):
+     * EVENTS_INPROC_PUBLISH when the events role runs in this process,
+     * else its TCP publish endpoint, with events_cert and the server's
+     * key; NULL: no relay (the outbox keeps the events until one runs). */
+    const char *events_endpoint;
+    zcert_t *events_cert;
+    const char *events_server_key;
+    bool test_ops; /* RETAIL_TEST_OPS=1: the test-only operations too */
     bool verbose;
 } service_env_t;
 
@@ -117,6 +127,11 @@ service_t *service_start(const service_def_t *def, const service_env_t *env, cha
 void service_stop(service_t **self_p);
 
 const service_def_t *service_def(const service_t *self);
+
+/* Its outbox and the counts of what its relay published (NULL when it
+ * has no outbox, or no relay runs); for /metrics. */
+outbox_t *service_outbox(const service_t *self);
+relay_stats_t *service_relay_stats(const service_t *self);
 
 /* Its pool (for pool_restarts) and the workers in it. */
 const pool_t *service_pool(const service_t *self);

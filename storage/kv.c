@@ -73,6 +73,7 @@ struct kv_t {
     bool committer_started;
     pthread_t committer;
     unsigned long writes, commits;
+    int notify_fd; /* signalled after each commit (kv_notify); -1: none */
 };
 
 static void *s_committer_run(void *arg);
@@ -133,6 +134,7 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
     /* A benchmark's switch (tools/bench/checkout.sh): RETAIL_KV_GROUP_COMMIT=0
      * makes every store of the process commit each write alone. */
     const char *group = getenv("RETAIL_KV_GROUP_COMMIT");
+    self->notify_fd = -1;
     self->group = !(group && strcmp(group, "0") == 0);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->work, NULL);
@@ -326,6 +328,12 @@ static void *s_committer_run(void *arg)
         pthread_mutex_lock(&self->lock);
         self->writes += (unsigned long)n;
         self->commits += committed;
+        /* Under the lock, so that once kv_notify(-1) returns nothing
+         * writes to the old descriptor. */
+        uint64_t one = 1;
+        if (committed && self->notify_fd >= 0 &&
+            write(self->notify_fd, &one, sizeof one) != sizeof one && errno != EAGAIN)
+            zsys_error("kv: cannot signal a commit: %s", strerror(errno));
         pthread_mutex_unlock(&self->lock);
 
         /* Submitted jobs go to their inboxes (from then on they are their
@@ -475,4 +483,11 @@ int kv_cursor_after(MDB_cursor *cursor, const char *after, size_t max_key, MDB_v
         memcmp(key->mv_data, from.mv_data, from.mv_size) == 0)
         rc = mdb_cursor_get(cursor, key, val, MDB_NEXT);
     return rc;
+}
+
+void kv_notify(kv_t *self, int fd)
+{
+    pthread_mutex_lock(&self->lock);
+    self->notify_fd = fd;
+    pthread_mutex_unlock(&self->lock);
 }

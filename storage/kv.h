@@ -121,6 +121,12 @@ int kv_write_pending(kv_t *self);
  * HTTP: tools/bench/checkout.sh). */
 void kv_set_group_commit(kv_t *self, bool on);
 
+/* After each commit that stored something, the committer adds 1 to the
+ * eventfd fd (a relay waits on it: actors/relay.h); -1 stops that, and
+ * once kv_notify returns the old descriptor is not written again. One
+ * descriptor per environment; the caller owns it. */
+void kv_notify(kv_t *self, int fd);
+
 /* Keyset pagination: puts cursor on the first key after `after` (after
  * "" : the first key), where keys are at most max_key bytes, and returns
  * mdb_cursor_get's status (MDB_NOTFOUND past the end) with key and val
