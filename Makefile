@@ -43,7 +43,7 @@ LIB     = $(BUILD)/libretail.a
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
        $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
        $(BUILD)/retail-openapi $(BUILD)/asks-bench $(BUILD)/payments-bench \
-       $(BUILD)/payment-log-bench
+       $(BUILD)/payment-log-bench $(BUILD)/events-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -188,6 +188,10 @@ $(BUILD)/payments-bench: $(BUILD)/obj/tools/bench/payments.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/payment-log-bench: $(BUILD)/obj/tools/bench/payment_log.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/events-bench: $(BUILD)/obj/tools/bench/events_sub.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -14,8 +14,13 @@
 # (3) times in turn. Configurations: group commit on and the gateway at
 # once; group commit off (RETAIL_KV_GROUP_COMMIT=0: every store commits
 # each write alone); group commit on and the gateway at 20 ms
-# (RETAIL_PAYMENTS_GATEWAY_LATENCY_MS). A table of medians (checkouts/s,
-# p50, p99) goes to stdout, progress to stderr.
+# (RETAIL_PAYMENTS_GATEWAY_LATENCY_MS); the outbox off
+# (RETAIL_EVENTS_OUTBOX=0: no events written, what the outbox costs);
+# and "subscribed": the first again, with a subscriber on the event stream
+# over CURVE TCP (events-bench) counting events per second and their
+# latency from the write to delivery. CONFIGS picks some ("group nooutbox"):
+# all by default. A table of medians (checkouts/s, p50, p99, and the
+# subscriber's figures) goes to stdout, progress to stderr.
 set -euo pipefail
 build=${1:-build}
 seconds=${BENCH_SECONDS:-10}
@@ -87,12 +92,20 @@ LUA
 
 # One measured run: "checkouts/s p50_us p99_us"; $@ are more env entries.
 run() {
-    local data http broker base admin token out
+    local data http broker events publish base admin token out sub=""
+    if [ "$1" = subscribed ]; then
+        sub=1
+        shift
+    fi
     data=$(mktemp -d "$tmp/data.XXXXXX")
     http=$(port)
     broker=$(port)
+    events=$(port)
+    publish=$(port)
     env -u RETAIL_CONFIG RETAIL_DATA_DIR="$data" RETAIL_HTTP_PORT="$http" \
         RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker" RETAIL_ACCESS_LOG=0 \
+        RETAIL_EVENTS_ENDPOINT="tcp://127.0.0.1:$events" \
+        RETAIL_EVENTS_PUBLISH_ENDPOINT="tcp://127.0.0.1:$publish" \
         RETAIL_ADMIN_EMAIL="$email" RETAIL_ADMIN_PASSWORD="$password" "$@" \
         "$build/retaild" >>"$tmp/retaild.log" 2>&1 &
     pid=$!
@@ -122,8 +135,21 @@ run() {
     done
     wrk -t1 -c"$connections" -d1s -s "$tmp/order.lua" "$base" -- "$tmp/ids" "$token" \
         >/dev/null 2>&1 # warm-up
+    local subpid=""
+    if [ -n "$sub" ]; then
+        RETAIL_DATA_DIR="$data" "$build/retailctl" keygen bench-sub >/dev/null
+        "$build/events-bench" "tcp://127.0.0.1:$events" "$data/keys" bench-sub \
+            "$((seconds - 1))" >"$tmp/sub.out" 2>>"$tmp/retaild.log" &
+        subpid=$!
+    fi
     out=$(wrk -t1 -c"$connections" -d"${seconds}s" --latency -s "$tmp/order.lua" "$base" \
         -- "$tmp/ids" "$token" 2>&1)
+    local subline="- - - - -"
+    if [ -n "$subpid" ]; then
+        wait "$subpid" || true
+        subline=$(cut -d' ' -f1,2,3,5,6 "$tmp/sub.out")
+        [ -n "$subline" ] || subline="- - - - -"
+    fi
     stop
     rm -rf "$data"
     if echo "$out" | grep -q "non-2xx: [1-9]"; then
@@ -140,10 +166,11 @@ def us(label):
     return v * {"us": 1, "ms": 1e3, "s": 1e6}[m.group(2)]
 rate = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 p50, p99 = us("50%"), us("99%")
-print(f"{rate:.0f} {p50:.0f} {p99:.0f}")'
+print(f"{rate:.0f} {p50:.0f} {p99:.0f}", end=" ")'
+    echo "$subline"
 }
 
-configs=("group" "nogroup" "latency20")
+read -r -a configs <<<"${CONFIGS:-group nogroup latency20 nooutbox subscribed}"
 declare -A results
 for r in $(seq "$repeats"); do
     for c in "${configs[@]}"; do
@@ -151,8 +178,14 @@ for r in $(seq "$repeats"); do
         group) line=$(run RETAIL_KV_GROUP_COMMIT=1) ;;
         nogroup) line=$(run RETAIL_KV_GROUP_COMMIT=0) ;;
         latency20) line=$(run RETAIL_PAYMENTS_GATEWAY_LATENCY_MS=20) ;;
+        nooutbox) line=$(run RETAIL_EVENTS_OUTBOX=0) ;;
+        subscribed) line=$(run subscribed RETAIL_KV_GROUP_COMMIT=1) ;;
+        *)
+            echo "checkout.sh: unknown configuration $c" >&2
+            exit 2
+            ;;
         esac
-        echo "checkout.sh: run $r/$repeats, $c: $line (checkouts/s p50 p99)" >&2
+        echo "checkout.sh: run $r/$repeats, $c: $line (checkouts/s p50 p99; events/s p50_ms p99_ms gaps dups)" >&2
         results[$c]+="$line"$'\n'
     done
 done
@@ -163,17 +196,22 @@ echo
 echo "wrk -t1 -c$connections, $seconds s per run, median of $repeats runs taken in turn;" \
     "$products products; $(nproc) CPUs."
 echo
-echo "| configuration | checkouts/s | p50 µs | p99 µs |"
-echo "|---|---:|---:|---:|"
+echo "| configuration | checkouts/s | p50 µs | p99 µs | events/s | event p50 ms | event p99 ms | gaps |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for c in "${configs[@]}"; do
     case $c in
     group) label="group commit, gateway at once" ;;
     nogroup) label="no group commit, gateway at once" ;;
     latency20) label="group commit, gateway at 20 ms" ;;
+    nooutbox) label="group commit, no outbox (no events)" ;;
+    subscribed) label="group commit, a subscriber on the stream" ;;
     esac
     printf '%s' "${results[$c]}" | python3 -c '
 import statistics, sys
-rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
-med = [statistics.median(c) for c in zip(*rows)]
-print(f"| {sys.argv[1]} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.0f} |")' "$label"
+rows = [l.split() for l in sys.stdin if l.strip()]
+def med(i, fmt):
+    vals = [float(r[i]) for r in rows if len(r) > i and r[i] != "-"]
+    return format(statistics.median(vals), fmt) if vals else "-"
+print(f"| {sys.argv[1]} | {med(0, '.0f')} | {med(1, '.0f')} | {med(2, '.0f')} | "
+      f"{med(3, '.0f')} | {med(4, '.2f')} | {med(5, '.2f')} | {med(6, '.0f')} |")' "$label"
 done
