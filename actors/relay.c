@@ -14,6 +14,7 @@
 #include "actors/relay.h"
 #include "protocol/keys.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -95,6 +96,7 @@ typedef struct {
     zcert_t *cert; /* the config's copy */
     char server_key[KEYS_Z85_LEN + 1];
     char endpoint[256];
+    char crash_marker[1100];
     zsock_t *pipe;
     zsock_t *sock; /* XPUB */
     void *handle;
@@ -109,6 +111,16 @@ typedef struct {
 
 #define S_PAGE 256
 
+/* Makes the marker; true when this process made it (and may crash). */
+static bool s_crash_marked(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
 static int s_send(const outbox_event_t *event, void *arg)
 {
     s_relay_t *self = arg;
@@ -118,7 +130,7 @@ static int s_send(const outbox_event_t *event, void *arg)
                    (unsigned long long)self->next, (unsigned long long)event->seq);
         return -1;
     }
-    if (self->config.crash_before_publish) {
+    if (self->crash_marker[0] && s_crash_marked(self->crash_marker)) {
         zsys_warning("relay %s: crash_before_publish: killing the process before seq %llu",
                      outbox_source(self->config.outbox), (unsigned long long)event->seq);
         kill(getpid(), SIGKILL);
@@ -331,6 +343,9 @@ zactor_t *relay_new(const relay_config_t *config)
     self->config.cert = NULL;
     self->config.server_key = NULL;
     snprintf(self->endpoint, sizeof self->endpoint, "%s", config->endpoint);
+    snprintf(self->crash_marker, sizeof self->crash_marker, "%s",
+             config->crash_marker ? config->crash_marker : "");
+    self->config.crash_marker = NULL;
     self->config.endpoint = self->endpoint;
     zactor_t *actor = zactor_new(s_relay_actor, self);
     if (!actor) {

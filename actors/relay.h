@@ -17,9 +17,10 @@
  *  (one small write shared with the service's commits), and outbox_trim
  *  runs every trim_every_ms.
  *
- *  Test hook: crash_before_publish makes the process SIGKILL itself the
- *  first time an event is about to be sent, after its change committed:
- *  the crash that the outbox is for.
+ *  Test hook: with crash_marker set, the process SIGKILLs itself the first
+ *  time an event is about to be sent, after its change committed (the
+ *  crash the outbox is for), once per data directory: the marker file,
+ *  made first, stops the restarted process from dying again.
  *
  *  Ownership: the outbox (and its environment) are the caller's and must
  *  outlive the relay; stats are the caller's too, written by the relay
@@ -47,13 +48,13 @@ void relay_stats_each(relay_stats_t *self, void (*fn)(const char *type, uint64_t
 
 typedef struct {
     outbox_t *outbox;
-    const char *endpoint;   /* the proxy's publish side: EVENTS_INPROC_PUBLISH or tcp:// */
-    zcert_t *cert;          /* CURVE client certificate with tcp; NULL inproc */
-    const char *server_key; /* the proxy's (the broker's) public key, Z85, with cert */
-    int mark_every_ms;      /* 0: 100 */
-    int trim_every_ms;      /* 0: 1000 */
-    bool crash_before_publish;
-    relay_stats_t *stats; /* may be NULL */
+    const char *endpoint;     /* the proxy's publish side: EVENTS_INPROC_PUBLISH or tcp:// */
+    zcert_t *cert;            /* CURVE client certificate with tcp; NULL inproc */
+    const char *server_key;   /* the proxy's (the broker's) public key, Z85, with cert */
+    int mark_every_ms;        /* 0: 100 */
+    int trim_every_ms;        /* 0: 1000 */
+    const char *crash_marker; /* the test hook's file; NULL: no hook */
+    relay_stats_t *stats;     /* may be NULL */
     bool verbose;
 } relay_config_t;
 

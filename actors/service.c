@@ -76,12 +76,14 @@ service_t *service_start(const service_def_t *def, const service_env_t *env, cha
     self->outbox = def->outbox && self->shared ? def->outbox(self->shared) : NULL;
     if (self->outbox && env->events_endpoint) {
         self->relay_stats = relay_stats_new();
+        char marker[SETTINGS_PATH_MAX + 32];
+        snprintf(marker, sizeof marker, "%s/events-crashed", env->common->data_dir);
         relay_config_t rc = {
             .outbox = self->outbox,
             .endpoint = env->events_endpoint,
             .cert = env->events_cert,
             .server_key = env->events_server_key,
-            .crash_before_publish = env->test_ops && s_crash_before_publish(),
+            .crash_marker = env->test_ops && s_crash_before_publish() ? marker : NULL,
             .stats = self->relay_stats,
             .verbose = env->verbose,
         };
