@@ -45,7 +45,15 @@ typedef struct {
     const char *broker_endpoint;     /* how this process reaches the broker */
     zcert_t *cert;                   /* CURVE client certificate over TCP; NULL inproc */
     const char *server_key;          /* the broker's public key (Z85) with cert */
-    bool test_ops;                   /* RETAIL_TEST_OPS=1: the test-only operations too */
+    /* Where this process's relays publish (router/events.h, actors/relay.h):
+     * EVENTS_INPROC_PUBLISH when the events role runs in this process, else
+     * the proxy's publish_tcp, with CURVE: events_cert (the service's own
+     * certificate, whose name the proxy checks against each event's source)
+     * and the proxy's public key (the broker's, Z85). Both NULL inproc. */
+    const char *events_endpoint;
+    zcert_t *events_cert;
+    const char *events_server_key;
+    bool test_ops; /* RETAIL_TEST_OPS=1: the test-only operations too */
     bool verbose;
 } service_env_t;
 
