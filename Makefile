@@ -159,7 +159,8 @@ $(BUILD)/retaild: $(BUILD)/obj/router/retaild.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(BUILD)/obj/tools/retailctl_payments.o \
-                   $(BUILD)/obj/tools/retailctl_check.o $(LIB)
+                   $(BUILD)/obj/tools/retailctl_check.o $(BUILD)/obj/tools/retailctl_watch.o \
+                   $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

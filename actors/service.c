@@ -32,11 +32,11 @@ static bool s_crash_before_publish(void)
 outbox_t *service_outbox_new(const service_env_t *env, const char *name, kv_t *kv, int events_db,
                              int meta_db, char *err, size_t errlen)
 {
-    (void)env; /* TODO(events settings): keep_ms, keep_count, off from env->common */
     outbox_config_t config = {
         .source = name,
-        .keep_ms = 7LL * 24 * 3600 * 1000,
-        .keep_count = 1000000,
+        .keep_ms = env->common->events_keep_ms,
+        .keep_count = env->common->events_keep_count,
+        .off = env->common->events_outbox == 0,
     };
     return outbox_new(kv, events_db, meta_db, &config, err, errlen);
 }

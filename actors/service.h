@@ -49,10 +49,12 @@ typedef struct {
     const char *broker_endpoint;     /* how this process reaches the broker */
     zcert_t *cert;                   /* CURVE client certificate over TCP; NULL inproc */
     const char *server_key;          /* the broker's public key (Z85) with cert */
-    /* Where the service's relay publishes its events (router/events.h):
-     * EVENTS_INPROC_PUBLISH when the events role runs in this process,
-     * else its TCP publish endpoint, with events_cert and the server's
-     * key; NULL: no relay (the outbox keeps the events until one runs). */
+    /* Where this process's relays publish (router/events.h, actors/relay.h):
+     * EVENTS_INPROC_PUBLISH when the events role runs in this process, else
+     * the proxy's publish_tcp, with CURVE: events_cert (the service's own
+     * certificate, whose name the proxy checks against each event's source)
+     * and the proxy's public key (the broker's, Z85). Both NULL inproc.
+     * events_endpoint NULL: no relay (the outbox keeps the events). */
     const char *events_endpoint;
     zcert_t *events_cert;
     const char *events_server_key;

@@ -10,6 +10,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 
@@ -143,6 +144,13 @@ static const setting_t s_table[] = {
     INT("retail/workers", "RETAIL_WORKERS", workers, 1, 256),
     INT("retail/worker_capacity", "RETAIL_WORKER_CAPACITY", worker_capacity, 1, 64),
     INT("retail/drain_ms", "RETAIL_DRAIN_MS", drain_ms, 0, 600000),
+    STR("retail/events/endpoint", "RETAIL_EVENTS_ENDPOINT", events_endpoint,
+        sizeof((settings_t *)0)->events_endpoint),
+    STR("retail/events/publish_endpoint", "RETAIL_EVENTS_PUBLISH_ENDPOINT", events_publish_endpoint,
+        sizeof((settings_t *)0)->events_publish_endpoint),
+    INT("retail/events/keep_ms", "RETAIL_EVENTS_KEEP_MS", events_keep_ms, 0, INT_MAX),
+    INT("retail/events/keep_count", "RETAIL_EVENTS_KEEP_COUNT", events_keep_count, 0, INT_MAX),
+    INT("retail/events/outbox", "RETAIL_EVENTS_OUTBOX", events_outbox, 0, 1),
 };
 
 int settings_load_from(settings_t *s, const settings_source_t *source, char *err, size_t errlen)
@@ -160,6 +168,11 @@ int settings_load_from(settings_t *s, const settings_source_t *source, char *err
     s->workers = 4;
     s->worker_capacity = 4;
     s->drain_ms = 3000;
+    snprintf(s->events_endpoint, sizeof s->events_endpoint, "tcp://127.0.0.1:5556");
+    snprintf(s->events_publish_endpoint, sizeof s->events_publish_endpoint, "tcp://127.0.0.1:5557");
+    s->events_keep_ms = 7 * 24 * 3600 * 1000; /* 604800000 */
+    s->events_keep_count = 1000000;
+    s->events_outbox = 1;
     int rc = settings_read(source, s_table, sizeof s_table / sizeof s_table[0], s, err, errlen);
     settings_derive(s);
     return rc;

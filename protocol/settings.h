@@ -28,6 +28,21 @@
  *          worker_capacity = 4
  *          drain_ms = 3000          (RETAIL_DRAIN_MS: at a stop signal, how long
  *                                    requests in flight may take to finish)
+ *          events                   (the event stream: router/events.h)
+ *              endpoint = "tcp://127.0.0.1:5556"
+ *                                   (RETAIL_EVENTS_ENDPOINT: where subscribers
+ *                                    connect, CURVE; retailctl watch too)
+ *              publish_endpoint = "tcp://127.0.0.1:5557"
+ *                                   (RETAIL_EVENTS_PUBLISH_ENDPOINT: where relays
+ *                                    of services in other processes publish)
+ *              keep_ms = 604800000  (RETAIL_EVENTS_KEEP_MS: published events are
+ *                                    kept in a service's outbox this long, 7 days;
+ *                                    0: no age limit; at most 2147483647, ~24 days)
+ *              keep_count = 1000000 (RETAIL_EVENTS_KEEP_COUNT: and at most this
+ *                                    many per service; 0: no limit)
+ *              outbox = 1           (RETAIL_EVENTS_OUTBOX: 0 turns the outboxes
+ *                                    off, no events at all: for a benchmark of
+ *                                    what they cost)
  *
  *  A value from the file or the environment is parsed strictly (a whole
  *  integer in range, a string that is not empty and fits) and refused with
@@ -54,8 +69,13 @@ typedef struct {
     int request_timeout_ms;
     int queue_limit;
     int workers;
-    int worker_capacity; /* requests a worker may hold at once (READY credit) */
-    int drain_ms;        /* at SIGINT/SIGTERM: time left to requests in flight */
+    int worker_capacity;               /* requests a worker may hold at once (READY credit) */
+    int drain_ms;                      /* at SIGINT/SIGTERM: time left to requests in flight */
+    char events_endpoint[256];         /* the stream's subscriber side (tcp) */
+    char events_publish_endpoint[256]; /* its publisher side, for other processes */
+    int events_keep_ms;                /* outbox retention of published events; 0: no limit */
+    int events_keep_count;             /* outbox size per service; 0: no limit */
+    int events_outbox;                 /* 0: outboxes off (benchmarks) */
 } settings_t;
 
 /* Where settings come from: the ZPL file (if any) and the environment. */

@@ -60,8 +60,9 @@ typedef struct {
 zactor_t *events_new(const events_config_t *config);
 
 /* Messages forwarded, and dropped from publishers that may not publish
- * them, since start (for /metrics and tests). -1 when the actor does not
- * answer. */
+ * them (or malformed), since start (for /metrics and tests); either
+ * pointer may be NULL. 0, or -1 when the actor does not answer within 5 s.
+ * It talks over the actor's pipe: from one thread at a time. */
 int events_counts(zactor_t *self, uint64_t *forwarded, uint64_t *refused);
 
 void events_destroy(zactor_t **self_p);

@@ -5,7 +5,7 @@
  *      retaild sys --broker tcp://host:5555 --workers 8
  *                                     one service's pool, elsewhere
  *
- *  Roles are "broker", "bridge" and the names of the services that
+ *  Roles are "broker", "bridge", "events" and the names of the services that
  *  actors/services.h lists: retaild knows a service only as an entry of
  *  that list (actors/service.h says what an entry holds and how it starts),
  *  so nothing here changes when one is added. Pools in the same process as
@@ -16,6 +16,14 @@
  *  on one machine; elsewhere copy NAME.cert into the broker's
  *  keys/clients/).
  *
+ *  The events role is the event stream's proxy (router/events.h): started
+ *  after the broker and before the services, so that their relays find it
+ *  (over inproc here, else over TCP with CURVE as the service's
+ *  certificate, to RETAIL_EVENTS_PUBLISH_ENDPOINT), and stopped after
+ *  them, so that it forwards their last events; subscribers connect to
+ *  RETAIL_EVENTS_ENDPOINT (CURVE, the broker's allow-list). Only a
+ *  service's certificate may publish over TCP, and only its own events.
+ *
  *  Shutdown drains: SIGINT and SIGTERM are blocked in every thread and
  *  taken by sigwait() here, so no handler runs in an arbitrary thread.
  *  Within one drain deadline (RETAIL_DRAIN_MS, 3 s by default): the bridge
@@ -25,16 +33,19 @@
  *  (broker_drain). Only then do the services stop, in the reverse of the
  *  list's order (each its pool, whose workers answer what they were given
  *  and say DISCONNECT, then its background actor and its shared state),
- *  and the broker last, its socket lingering to deliver the final replies.
+ *  then the events proxy, and the broker last, its socket lingering to
+ *  deliver the final replies.
  *  What is still unanswered at the deadline, and only that, is answered
  *  unavailable.
  */
+#include "actors/events_metrics.h"
 #include "actors/services.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
 #include "router/bridge.h"
 #include "router/broker.h"
+#include "router/events.h"
 
 #include <getopt.h>
 #include <signal.h>
@@ -46,12 +57,36 @@
 typedef struct {
     service_t *const *running; /* n entries, NULL when not running here */
     size_t n;
+    /* The proxy when the events role runs here, else NULL. Only the
+     * bridge's thread talks to it (an actor's pipe is one thread's) while
+     * both run: main starts it before the bridge and stops it after. */
+    zactor_t *events;
 } pool_metrics_t;
+
+/* The proxy's counts as Prometheus text at text + n (size bytes in all);
+ * the new length. */
+static int s_events_metrics(const pool_metrics_t *m, char *text, int n, size_t size)
+{
+    uint64_t forwarded = 0, refused = 0;
+    if (!m->events || events_counts(m->events, &forwarded, &refused) != 0)
+        return n;
+    n += snprintf(text + n, size - (size_t)n,
+                  "# HELP retail_events_forwarded_total Events the stream's proxy handed to "
+                  "subscribers.\n"
+                  "# TYPE retail_events_forwarded_total counter\n"
+                  "retail_events_forwarded_total %llu\n"
+                  "# HELP retail_events_refused_total Messages the proxy dropped from "
+                  "publishers that may not publish them.\n"
+                  "# TYPE retail_events_refused_total counter\n"
+                  "retail_events_refused_total %llu\n",
+                  (unsigned long long)forwarded, (unsigned long long)refused);
+    return n;
+}
 
 static char *s_pool_metrics(void *arg)
 {
     const pool_metrics_t *m = arg;
-    size_t size = 256 + m->n * (MDP_SERVICE_MAX + 64);
+    size_t size = 1024 + m->n * (MDP_SERVICE_MAX + 64);
     char *text = malloc(size);
     if (!text)
         return NULL;
@@ -65,7 +100,25 @@ static char *s_pool_metrics(void *arg)
                           "retail_worker_restarts_total{service=\"%s\"} %llu\n",
                           service_def(m->running[i])->name,
                           (unsigned long long)pool_restarts(service_pool(m->running[i])));
-    return text;
+    n = s_events_metrics(m, text, n, size);
+    /* the outboxes' series: events published per type, depth, the oldest
+     * unpublished event's age, per running service */
+    char *outboxes = events_metrics(m->running, m->n);
+    if (!outboxes)
+        return text;
+    char *all = zsys_sprintf("%s%s", text, outboxes);
+    free(outboxes);
+    if (!all)
+        return text;
+    free(text);
+    return all;
+}
+
+/* Who may publish on the stream over TCP: a service's certificate (the
+ * proxy also checks that each event's source is that name). */
+static bool s_publisher_allowed(const char *name)
+{
+    return services_find(name) != NULL;
 }
 
 static void s_usage(FILE *out)
@@ -74,7 +127,7 @@ static void s_usage(FILE *out)
     const service_def_t *const *services = services_all(&count);
     fprintf(out, "usage: retaild [ROLE...] [--broker ENDPOINT] [--workers N] [--config FILE]\n"
                  "               [--data-dir DIR] [--verbose]\n"
-                 "roles: broker bridge");
+                 "roles: broker bridge events");
     for (size_t i = 0; i < count; i++)
         fprintf(out, " %s", services[i]->name);
     fprintf(out, " (none: all of them)\n"
@@ -83,6 +136,9 @@ static void s_usage(FILE *out)
                  "             RETAIL_TLS_KEY RETAIL_ACCESS_LOG\n"
                  "             RETAIL_WORKERS RETAIL_HEARTBEAT_MS RETAIL_REQUEST_TIMEOUT_MS\n"
                  "             RETAIL_QUEUE_LIMIT RETAIL_WORKER_CAPACITY RETAIL_DRAIN_MS\n"
+                 "             RETAIL_EVENTS_ENDPOINT RETAIL_EVENTS_PUBLISH_ENDPOINT\n"
+                 "             RETAIL_EVENTS_KEEP_MS RETAIL_EVENTS_KEEP_COUNT\n"
+                 "             RETAIL_EVENTS_OUTBOX\n"
                  "             RETAIL_CONFIG\n"
                  "             RETAIL_TEST_OPS\n");
     /* each service's own, with the older names it still reads */
@@ -158,8 +214,10 @@ int main(int argc, char **argv)
     /* Which roles: none named means all. */
     bool run_broker = s_role(argc, argv, "broker");
     bool run_bridge = s_role(argc, argv, "bridge");
+    bool run_events = s_role(argc, argv, "events");
     for (int i = optind; i < argc; i++) {
-        if (!streq(argv[i], "broker") && !streq(argv[i], "bridge") && !services_find(argv[i])) {
+        if (!streq(argv[i], "broker") && !streq(argv[i], "bridge") && !streq(argv[i], "events") &&
+            !services_find(argv[i])) {
             fprintf(stderr, "retaild: unknown role '%s'\n", argv[i]);
             s_usage(stderr);
             return 2;
@@ -218,6 +276,7 @@ int main(int argc, char **argv)
 
     int rc = 1;
     zactor_t *broker = NULL;
+    zactor_t *events = NULL;
     zactor_t *bridge = NULL;
     zcert_t *bridge_cert = NULL;
     size_t n_services;
@@ -249,8 +308,30 @@ int main(int argc, char **argv)
                   settings.keys_dir);
     }
 
+    if (run_events) {
+        events_config_t ec = {
+            .publish_tcp = settings.events_publish_endpoint,
+            .subscribe_tcp = settings.events_endpoint,
+            .keys_dir = settings.keys_dir,
+            .start_auth = !run_broker, /* the broker's zauth serves both */
+            .publisher_allowed = s_publisher_allowed,
+            .verbose = verbose,
+        };
+        events = events_new(&ec);
+        if (!events) {
+            fprintf(stderr, "retaild: the event stream could not start on %s and %s\n",
+                    settings.events_endpoint, settings.events_publish_endpoint);
+            goto cleanup;
+        }
+        pool_metrics.events = events;
+        zsys_info("retaild: events for subscribers on %s, publishers on %s",
+                  settings.events_endpoint, settings.events_publish_endpoint);
+    }
+
+    /* The broker's public key: the broker's and the proxy's (they share
+     * the certificate), for whatever reaches either over TCP. */
     char broker_key[KEYS_Z85_LEN + 1] = "";
-    if (!run_broker && keys_broker_public(settings.keys_dir, broker_key) != 0) {
+    if ((!run_broker || !run_events) && keys_broker_public(settings.keys_dir, broker_key) != 0) {
         fprintf(stderr, "retaild: no broker certificate at %s/broker.cert\n", settings.keys_dir);
         goto cleanup;
     }
@@ -266,16 +347,24 @@ int main(int argc, char **argv)
             .broker_endpoint = run_broker ? MDP_INPROC_ENDPOINT : settings.broker_endpoint,
             .test_ops = test_ops,
             .verbose = verbose,
+            .events_endpoint =
+                run_events ? EVENTS_INPROC_PUBLISH : settings.events_publish_endpoint,
         };
-        if (!run_broker) {
+        if (!run_broker || !run_events) {
             certs[i] = keys_ensure(settings.keys_dir, def->name);
             if (!certs[i] || keys_allow(settings.keys_dir, certs[i], def->name) != 0) {
                 fprintf(stderr, "retaild: cannot make the %s certificate in %s\n", def->name,
                         settings.keys_dir);
                 goto cleanup;
             }
+        }
+        if (!run_broker) {
             env.cert = certs[i];
             env.server_key = broker_key;
+        }
+        if (!run_events) {
+            env.events_cert = certs[i];
+            env.events_server_key = broker_key;
         }
         running[i] = service_start(def, &env, err, sizeof err);
         if (!running[i]) {
@@ -348,6 +437,7 @@ cleanup:
         if (certs)
             zcert_destroy(&certs[i]);
     }
+    events_destroy(&events); /* after the relays, before the broker's zauth */
     broker_destroy(&broker);
     free(running);
     free(certs);

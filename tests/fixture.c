@@ -261,6 +261,8 @@ static int s_env(fixture_t *self, const fixture_opts_t *opts)
     *e++ = zsys_sprintf("RETAIL_DATA_DIR=%s", self->dir);
     *e++ = zsys_sprintf("RETAIL_BROKER_ENDPOINT=%s", self->broker_endpoint);
     *e++ = zsys_sprintf("RETAIL_HTTP_PORT=%d", self->http_port);
+    *e++ = zsys_sprintf("RETAIL_EVENTS_ENDPOINT=%s", self->events_endpoint);
+    *e++ = zsys_sprintf("RETAIL_EVENTS_PUBLISH_ENDPOINT=%s", self->events_publish_endpoint);
     *e++ = strdup("RETAIL_WORKERS=2");
     *e++ = strdup("RETAIL_ACCESS_LOG=0");
     if (opts->pg_dsn)
@@ -301,11 +303,23 @@ fixture_t *fixture_new(const fixture_opts_t *opts)
     do
         self->broker_port = tu_free_port();
     while (self->broker_port == self->http_port);
+    do
+        self->events_port = tu_free_port();
+    while (self->events_port == self->http_port || self->events_port == self->broker_port);
+    do
+        self->events_publish_port = tu_free_port();
+    while (self->events_publish_port == self->http_port ||
+           self->events_publish_port == self->broker_port ||
+           self->events_publish_port == self->events_port);
     bool tls = opts->tls_cert && opts->tls_key;
     snprintf(self->base, sizeof self->base, "%s://127.0.0.1:%d", tls ? "https" : "http",
              self->http_port);
     snprintf(self->broker_endpoint, sizeof self->broker_endpoint, "tcp://127.0.0.1:%d",
              self->broker_port);
+    snprintf(self->events_endpoint, sizeof self->events_endpoint, "tcp://127.0.0.1:%d",
+             self->events_port);
+    snprintf(self->events_publish_endpoint, sizeof self->events_publish_endpoint,
+             "tcp://127.0.0.1:%d", self->events_publish_port);
     if (opts->logs) {
         snprintf(self->out_path, sizeof self->out_path, "%s/retaild.out", self->dir);
         snprintf(self->err_path, sizeof self->err_path, "%s/retaild.err", self->dir);

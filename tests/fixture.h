@@ -9,8 +9,9 @@
  *  environment, some roles only, PostgreSQL, TLS, logs to read, a second
  *  process on the same directory).
  *
- *  How it works: fixture_new makes a directory under /tmp, takes two free
- *  ports (HTTP, and the broker's CURVE endpoint on 127.0.0.1), builds the
+ *  How it works: fixture_new makes a directory under /tmp, takes four free
+ *  ports (HTTP, the broker's CURVE endpoint, and the event stream's two:
+ *  subscribers' and publishers', all on 127.0.0.1), builds the
  *  environment, starts retaild with tu_spawn and waits until it is ready,
  *  by the strongest condition its roles allow:
  *    - with the bridge: GET ready_path (/readyz: every service has a live
@@ -29,6 +30,7 @@
  *  The environment: the caller's RETAIL_* variables are not passed on, so
  *  only the fixture and its options steer the daemon. The fixture sets
  *  RETAIL_DATA_DIR, RETAIL_BROKER_ENDPOINT, RETAIL_HTTP_PORT,
+ *  RETAIL_EVENTS_ENDPOINT, RETAIL_EVENTS_PUBLISH_ENDPOINT,
  *  RETAIL_WORKERS=2, RETAIL_ACCESS_LOG=0, and RETAIL_PG_DSN, RETAIL_TLS_*
  *  and RETAIL_ADMIN_* when their options ask; opts.env comes last and its
  *  entries replace the fixture's of the same name (RETAIL_WORKERS=4,
@@ -105,6 +107,10 @@ typedef struct {
     int broker_port;                   /* the broker's CURVE endpoint's */
     char base[64];                     /* "http://127.0.0.1:PORT" (https:// with TLS) */
     char broker_endpoint[64];          /* "tcp://127.0.0.1:PORT" */
+    int events_port;                   /* the event stream's subscribers' side */
+    char events_endpoint[64];          /* "tcp://127.0.0.1:PORT" */
+    int events_publish_port;           /* its publishers' side (relays elsewhere) */
+    char events_publish_endpoint[64];  /* "tcp://127.0.0.1:PORT" */
     char broker_key[KEYS_Z85_LEN + 1]; /* the broker's public key; "" until it is known */
     pid_t pid;                         /* the first process; 0 once it is not running */
     char *admin_token;                 /* access tokens with opts.accounts, else NULL */

@@ -15,6 +15,9 @@
  *  time, because an mmi reply body ("200"/"404") does not say which name
  *  it answers; sequential requests on one DEALER keep that unambiguous.
  *
+ *  watch [PREFIX] prints the event stream as JSON lines, filling every gap
+ *  in a source's seq from its events.since (tools/retailctl_watch.h).
+ *
  *  retailctl runs on the broker's machine as the operator who owns the data
  *  directory, so for call and services it makes its own client certificate
  *  (and allow-lists it) the first time. It never prints a token or a secret
@@ -22,11 +25,14 @@
  *
  *  Exit status: 0 success (call: the reply said ok:true), 1 the reply said
  *  ok:false, 2 usage or configuration error, 3 no usable reply (timeout,
- *  broker unreachable, unreadable reply) or a local I/O failure.
+ *  broker unreachable, unreadable reply) or a local I/O failure; watch
+ *  has its own (0 stopped by a signal or --count, 1 --idle-exit, 4 events
+ *  trimmed before it caught up; see the usage).
  */
 #include "actors/services.h"
 #include "tools/retailctl_check.h"
 #include "tools/retailctl_payments.h"
+#include "tools/retailctl_watch.h"
 #include "actors/users/settings.h"
 #include "actors/users/users.h"
 #include <sodium.h>
@@ -40,6 +46,7 @@
 
 #include <czmq.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -113,6 +120,18 @@ static void s_usage(FILE *out)
             "                          the data directory); the password comes from\n"
             "                          $RETAIL_USERS_ADMIN_PASSWORD, $RETAIL_ADMIN_PASSWORD\n"
             "                          or the first line of stdin\n"
+            "  watch [PREFIX] [--since SOURCE:SEQ] [--count N] [--idle-exit SECONDS]\n"
+            "                          print events as JSON lines {type, seq, at, source,\n"
+            "                          data}, those whose type starts with PREFIX (default:\n"
+            "                          all), from $RETAIL_EVENTS_ENDPOINT (default\n"
+            "                          tcp://127.0.0.1:5556); a duplicate (same seq again)\n"
+            "                          is skipped and a gap in a source's seq is filled\n"
+            "                          from its events.since, so none is missing\n"
+            "      --since SOURCE:SEQ  first replay SOURCE (orders, payments, catalog) from\n"
+            "                          SEQ, then go on live\n"
+            "      --count N           stop after N events printed\n"
+            "      --idle-exit SECONDS stop (status 1) after SECONDS without an event\n"
+            "                          (and --timeout, --cert, --token as for call)\n"
             "  payments verify [--head HASH]\n"
             "                          re-check the payments transaction log in the data\n"
             "                          directory (chain, sums, signed head; HASH: a head\n"
@@ -133,7 +152,11 @@ static void s_usage(FILE *out)
             "\n"
             "exit status: 0 success (call: the reply said ok:true), 1 the reply said\n"
             "ok:false, 2 usage or configuration error, 3 no usable reply (timeout, broker\n"
-            "unreachable) or a local I/O failure.\n",
+            "unreachable) or a local I/O failure.\n"
+            "watch: 0 stopped by SIGINT/SIGTERM or after --count events, 1 --idle-exit\n"
+            "passed without an event, 2 usage error, 3 the broker or a source did not\n"
+            "answer events.since, 4 events it needed were trimmed from the source's\n"
+            "outbox before it could catch up.\n",
             DEFAULT_TIMEOUT_MS, DEFAULT_CERT, NAME_MAX_LEN);
 }
 
@@ -581,6 +604,135 @@ static int s_cmd_services(const settings_t *s, const conn_opts_t *o, const char 
 }
 
 /* ---------------------------------------------------------------------
+ *  watch
+ */
+
+static int s_parse_count(const char *text, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* SOURCE:SEQ, SOURCE a service name, SEQ 1.. */
+static int s_parse_since(const char *text, char *source, size_t size, uint64_t *seq)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon || colon == text || (size_t)(colon - text) >= size ||
+        (size_t)(colon - text) > MDP_SERVICE_MAX)
+        return -1;
+    memcpy(source, text, (size_t)(colon - text));
+    source[colon - text] = '\0';
+    if (!keys_name_valid(source, strlen(source)))
+        return -1;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || v < 1 || colon[1] == '-')
+        return -1;
+    *seq = v;
+    return 0;
+}
+
+/* Parses watch's arguments from argv[first..argc) into w and o. */
+static int s_parse_watch(int argc, char **argv, int first, watch_config_t *w, conn_opts_t *o,
+                         char *since_source, size_t since_size)
+{
+    o->token = NULL;
+    o->timeout_ms = DEFAULT_TIMEOUT_MS;
+    o->cert_name = DEFAULT_CERT;
+    w->prefix = "";
+    bool have_prefix = false, options_done = false;
+    for (int i = first; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!options_done && strcmp(arg, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (options_done || strncmp(arg, "--", 2) != 0) {
+            if (have_prefix)
+                return s_usage_error("watch takes one PREFIX; unexpected '%s'", arg);
+            w->prefix = arg;
+            have_prefix = true;
+            continue;
+        }
+        const char *value = NULL;
+        int rc;
+        long n;
+        if ((rc = s_take_option(argc, argv, &i, "--since", &value)) != 0) {
+            if (rc < 0 || s_parse_since(value, since_source, since_size, &w->since_seq) != 0)
+                return s_usage_error("--since needs SOURCE:SEQ (a service and a seq from 1)");
+            w->since_source = since_source;
+        } else if ((rc = s_take_option(argc, argv, &i, "--count", &value)) != 0) {
+            if (rc < 0 || s_parse_count(value, 1, LONG_MAX, &n) != 0)
+                return s_usage_error("--count needs a number of events from 1");
+            w->count = n;
+        } else if ((rc = s_take_option(argc, argv, &i, "--idle-exit", &value)) != 0) {
+            if (rc < 0 || s_parse_count(value, 1, 86400 * 365, &n) != 0)
+                return s_usage_error("--idle-exit needs a number of seconds from 1");
+            w->idle_exit_s = (int)n;
+        } else if ((rc = s_take_option(argc, argv, &i, "--timeout", &value)) != 0) {
+            if (rc < 0 || s_parse_timeout(value, &o->timeout_ms) != 0)
+                return s_usage_error("--timeout needs a number of milliseconds in 1..%d",
+                                     MAX_TIMEOUT_MS);
+        } else if ((rc = s_take_option(argc, argv, &i, "--cert", &value)) != 0) {
+            if (rc < 0)
+                return s_usage_error("%s needs a value", "--cert");
+            if (!s_valid_name(value))
+                return s_usage_error("invalid certificate name '%s'", value);
+            o->cert_name = value;
+        } else if ((rc = s_take_option(argc, argv, &i, "--token", &value)) != 0) {
+            if (rc < 0)
+                return s_usage_error("%s needs a value", "--token");
+            o->token = value;
+        } else
+            return s_usage_error("unknown option '%s'", arg);
+    }
+    if (!o->token) {
+        const char *env = getenv("RETAIL_TOKEN");
+        if (env && *env)
+            o->token = env;
+    }
+    if (o->token && strlen(o->token) > ENVELOPE_MAX_TOKEN)
+        return s_usage_error("the token is longer than %d bytes", ENVELOPE_MAX_TOKEN);
+    return 0;
+}
+
+/* The stream as retailctl's certificate, and a broker client for the
+ * replays (the same certificate and key as call). */
+static int s_cmd_watch(const settings_t *s, const conn_opts_t *o, watch_config_t *w)
+{
+    if (!keys_endpoint_needs_curve(s->events_endpoint))
+        return s_usage_error("the events endpoint %s is inside another process; use the "
+                             "tcp:// one",
+                             s->events_endpoint);
+    mdpcli_t *cli = s_connect(s, o);
+    if (!cli)
+        return EXIT_UNREACHABLE;
+    char broker_public[KEYS_Z85_LEN + 1];
+    zcert_t *cert = keys_broker_public(s->keys_dir, broker_public) == 0
+                        ? s_client_cert(s->keys_dir, o->cert_name)
+                        : NULL;
+    int status = EXIT_UNREACHABLE;
+    if (cert) {
+        w->events_endpoint = s->events_endpoint;
+        w->cert = cert;
+        w->server_key = broker_public;
+        w->client = cli;
+        w->token = o->token;
+        w->timeout_ms = o->timeout_ms;
+        status = retailctl_watch(w);
+    }
+    zcert_destroy(&cert);
+    mdpcli_destroy(&cli);
+    return status;
+}
+
+/* ---------------------------------------------------------------------
  *  main
  */
 
@@ -718,6 +870,16 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
         status = retailctl_check(cli, o.timeout_ms);
         mdpcli_destroy(&cli);
         return status;
+    }
+    if (strcmp(command, "watch") == 0) {
+        watch_config_t w = {0};
+        char since_source[MDP_SERVICE_MAX + 1] = "";
+        if ((status = s_parse_watch(argc, argv, first + 1, &w, &o, since_source,
+                                    sizeof since_source)) != 0)
+            return status;
+        if ((status = s_load_settings(&s, g)) != 0)
+            return status;
+        return s_cmd_watch(&s, &o, &w);
     }
     if (strcmp(command, "user") == 0)
         return s_cmd_user(argc, argv, first + 1, g);

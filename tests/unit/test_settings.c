@@ -25,12 +25,29 @@
 #include <string.h>
 
 static const char *const s_env_vars[] = {
-    "RETAIL_CONFIG",       "RETAIL_DATA_DIR",          "RETAIL_BROKER_ENDPOINT",
-    "RETAIL_HTTP_PORT",    "RETAIL_HEARTBEAT_MS",      "RETAIL_REQUEST_TIMEOUT_MS",
-    "RETAIL_QUEUE_LIMIT",  "RETAIL_WORKERS",           "RETAIL_WORKER_CAPACITY",
-    "RETAIL_PG_DSN",       "RETAIL_ADMIN_EMAIL",       "RETAIL_ADMIN_PASSWORD",
-    "RETAIL_USERS_PG_DSN", "RETAIL_USERS_ADMIN_EMAIL", "RETAIL_USERS_ADMIN_PASSWORD",
-    "RETAIL_TEST_NAME",    "RETAIL_TEST_OLD_NAME",     "RETAIL_TEST_COUNT",
+    "RETAIL_CONFIG",
+    "RETAIL_DATA_DIR",
+    "RETAIL_BROKER_ENDPOINT",
+    "RETAIL_HTTP_PORT",
+    "RETAIL_HEARTBEAT_MS",
+    "RETAIL_REQUEST_TIMEOUT_MS",
+    "RETAIL_QUEUE_LIMIT",
+    "RETAIL_WORKERS",
+    "RETAIL_WORKER_CAPACITY",
+    "RETAIL_PG_DSN",
+    "RETAIL_ADMIN_EMAIL",
+    "RETAIL_ADMIN_PASSWORD",
+    "RETAIL_USERS_PG_DSN",
+    "RETAIL_USERS_ADMIN_EMAIL",
+    "RETAIL_USERS_ADMIN_PASSWORD",
+    "RETAIL_TEST_NAME",
+    "RETAIL_TEST_OLD_NAME",
+    "RETAIL_TEST_COUNT",
+    "RETAIL_EVENTS_ENDPOINT",
+    "RETAIL_EVENTS_PUBLISH_ENDPOINT",
+    "RETAIL_EVENTS_KEEP_MS",
+    "RETAIL_EVENTS_KEEP_COUNT",
+    "RETAIL_EVENTS_OUTBOX",
 };
 
 static void s_clear_env(void)
@@ -287,6 +304,70 @@ static void test_invalid_numbers(void **state)
     zstr_free(&path);
 }
 
+/* The event stream's settings: defaults, the file, the environment over
+ * it, the bounds (0 means no limit) and refusals. */
+static void test_events_settings(void **state)
+{
+    const char *dir = *state;
+    settings_t s;
+    char err[256] = "";
+    assert_int_equal(settings_load(&s, NULL, err, sizeof err), 0);
+    assert_string_equal(s.events_endpoint, "tcp://127.0.0.1:5556");
+    assert_string_equal(s.events_publish_endpoint, "tcp://127.0.0.1:5557");
+    assert_int_equal(s.events_keep_ms, 604800000);
+    assert_int_equal(s.events_keep_count, 1000000);
+    assert_int_equal(s.events_outbox, 1);
+
+    char *path = s_write(dir, "events.cfg",
+                         "retail\n"
+                         "    events\n"
+                         "        endpoint = \"tcp://10.0.0.2:7000\"\n"
+                         "        publish_endpoint = \"tcp://10.0.0.2:7001\"\n"
+                         "        keep_ms = 0\n"
+                         "        keep_count = 0\n"
+                         "        outbox = 0\n");
+    assert_int_equal(settings_load(&s, path, err, sizeof err), 0);
+    assert_string_equal(s.events_endpoint, "tcp://10.0.0.2:7000");
+    assert_string_equal(s.events_publish_endpoint, "tcp://10.0.0.2:7001");
+    assert_int_equal(s.events_keep_ms, 0);
+    assert_int_equal(s.events_keep_count, 0);
+    assert_int_equal(s.events_outbox, 0);
+
+    setenv("RETAIL_EVENTS_ENDPOINT", "tcp://127.0.0.1:6556", 1);
+    setenv("RETAIL_EVENTS_PUBLISH_ENDPOINT", "tcp://127.0.0.1:6557", 1);
+    setenv("RETAIL_EVENTS_KEEP_MS", "2147483647", 1);
+    setenv("RETAIL_EVENTS_KEEP_COUNT", "5", 1);
+    setenv("RETAIL_EVENTS_OUTBOX", "1", 1);
+    assert_int_equal(settings_load(&s, path, err, sizeof err), 0);
+    assert_string_equal(s.events_endpoint, "tcp://127.0.0.1:6556");
+    assert_string_equal(s.events_publish_endpoint, "tcp://127.0.0.1:6557");
+    assert_int_equal(s.events_keep_ms, 2147483647);
+    assert_int_equal(s.events_keep_count, 5);
+    assert_int_equal(s.events_outbox, 1);
+    zstr_free(&path);
+
+    static const struct {
+        const char *var, *value;
+    } bad[] = {
+        {"RETAIL_EVENTS_KEEP_MS", "-1"},    {"RETAIL_EVENTS_KEEP_MS", "2147483648"},
+        {"RETAIL_EVENTS_KEEP_COUNT", "-5"}, {"RETAIL_EVENTS_KEEP_COUNT", "many"},
+        {"RETAIL_EVENTS_OUTBOX", "2"},      {"RETAIL_EVENTS_OUTBOX", "yes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        s_clear_env();
+        setenv(bad[i].var, bad[i].value, 1);
+        const char *want[] = {bad[i].var, bad[i].value, NULL};
+        s_assert_refused(NULL, want);
+    }
+    s_clear_env();
+    char long_value[300];
+    memset(long_value, 'e', sizeof long_value - 1);
+    long_value[sizeof long_value - 1] = '\0';
+    setenv("RETAIL_EVENTS_ENDPOINT", long_value, 1);
+    const char *want_long[] = {"RETAIL_EVENTS_ENDPOINT", NULL};
+    s_assert_refused(NULL, want_long);
+}
+
 static void test_invalid_strings(void **state)
 {
     (void)state;
@@ -514,6 +595,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_env_overrides_file, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_numbers, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_invalid_strings, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_events_settings, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_missing_file, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_keys_dir_derived, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_read_own_table, s_setup, s_teardown),
