@@ -48,7 +48,7 @@ static catalog_status_t s_put(outbox_t *outbox, MDB_txn *txn, const char *id)
     int rc = outbox_event_put(outbox, txn);
     if (rc == 0)
         return CATALOG_OK;
-    if (rc > 0)
+    if (rc != -1) /* an LMDB error; -1 is the outbox's own: the data does not fit */
         return catalog_fail("outbox", rc);
     zsys_error("catalog_store: the event of product %s does not fit the outbox", id);
     return CATALOG_ERROR;

@@ -495,7 +495,7 @@ static order_store_status_t s_event_put(order_store_shared_t *self, MDB_txn *txn
     int rc = outbox_event_put(self->outbox, txn);
     if (rc == 0)
         return ORDER_OK;
-    if (rc > 0)
+    if (rc != -1) /* an LMDB error; -1 is the outbox's own: the data does not fit */
         return s_fail("outbox", rc);
     zsys_error("order_store: the event of order %s does not fit the outbox", o->id);
     return ORDER_ERROR;

@@ -359,7 +359,7 @@ static store_status_t s_event_put(const payment_store_shared_t *shared, MDB_txn 
     int rc = outbox_event_put(shared->outbox, txn);
     if (rc == 0)
         return STORE_OK;
-    if (rc > 0)
+    if (rc != -1) /* an LMDB error; -1 is the outbox's own: the data does not fit */
         return payment_fail("outbox", rc);
     zsys_error("payment_store: the event of payment %s does not fit the outbox", p->id);
     return STORE_ERROR;
