@@ -38,6 +38,14 @@ static int s_take(const outbox_event_t *event, void *arg)
     te_events_t *self = arg;
     if (self->n == S_MAX)
         return 1;
+    if (self->n == self->cap) {
+        int cap = self->cap ? self->cap * 2 : 64;
+        te_event_t *items = realloc(self->items, (size_t)cap * sizeof *items);
+        if (!items)
+            return -1;
+        self->items = items;
+        self->cap = cap;
+    }
     te_event_t *e = &self->items[self->n++];
     memset(e, 0, sizeof *e);
     e->seq = event->seq;
@@ -73,11 +81,6 @@ te_events_t *te_events_read(outbox_t *outbox, uint64_t from)
     te_events_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->items = calloc(S_MAX, sizeof *self->items);
-    if (!self->items) {
-        free(self);
-        return NULL;
-    }
     self->rc = outbox_read(outbox, from, S_MAX, s_take, self);
     return self;
 }

@@ -37,9 +37,9 @@ typedef struct {
 } te_event_t;
 
 typedef struct {
-    int n;
+    int n, cap;
     te_event_t *items;
-    int rc; /* outbox_read's */
+    int rc; /* outbox_read's (-1: out of memory) */
 } te_events_t;
 
 /* Every committed event from seq `from` on (at most 100000). */

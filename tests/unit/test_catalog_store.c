@@ -2812,7 +2812,8 @@ static void test_events_stock_low(void **state)
     assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK); /* a 5, b 6 */
     assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_OK); /* a 7 */
     assert_int_equal(s_stock(f->store, a), 7);
-    s_events(f, 4);
+    es = s_events(f, 4);
+    te_events_destroy(&es);
     te_events_t *none = te_events_read(f->outbox, 5);
     assert_int_equal(none->n, 0);
     te_events_destroy(&none);
