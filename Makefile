@@ -47,7 +47,8 @@ BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUI
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
-TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/obj/tests/fixture.o
+TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/obj/tests/fixture.o \
+              $(BUILD)/obj/tests/events.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
         bench-bodies bench-asks bench-payments bench-checkout clean \

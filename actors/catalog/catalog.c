@@ -17,8 +17,14 @@
  *  resume answers once it is there, so the writes a worker holds share
  *  commits. The other writes (products, categories: an admin's) still
  *  wait for their commit in the handler.
+ *
+ *  Events: the shared state makes the service's outbox in the catalog's
+ *  environment and gives it, with the stock.low threshold, to every
+ *  worker's store handle, which appends product.* and stock.low inside
+ *  its writes (storage/catalog/catalog_store.h).
  */
 #include "actors/catalog/catalog.h"
+#include "actors/events_since.h"
 #include "protocol/auth.h"
 #include "protocol/mdp.h"
 #include "storage/catalog/catalog_store.h"
@@ -30,6 +36,8 @@
 
 struct catalog_shared_t {
     kv_t *env;
+    outbox_t *outbox; /* the service's events, in env */
+    int stock_low;    /* stock.low's threshold (settings.h) */
     char public_pem[1100];
 };
 
@@ -43,16 +51,17 @@ typedef struct {
     category_t categories[CATALOG_PAGE_MAX];
 } catalog_state_t;
 
-catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
-                                     size_t errlen)
+catalog_shared_t *catalog_shared_new(const service_env_t *env, const catalog_settings_t *settings,
+                                     char *err, size_t errlen)
 {
     catalog_shared_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    snprintf(self->public_pem, sizeof self->public_pem, "%s/jwt.pub.pem", keys_dir);
-    char *path = zsys_sprintf("%s/catalog", data_dir);
+    self->stock_low = settings->stock_low;
+    snprintf(self->public_pem, sizeof self->public_pem, "%s/jwt.pub.pem", env->common->keys_dir);
+    char *path = zsys_sprintf("%s/catalog", env->common->data_dir);
     self->env =
         kv_open(path, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS, err, errlen);
     zstr_free(&path);
@@ -60,8 +69,11 @@ catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir,
         snprintf(err, errlen, "cannot index the catalog's product names (see the log)");
         kv_close(&self->env);
     }
-    if (!self->env) {
-        free(self);
+    if (self->env)
+        self->outbox = service_outbox_new(env, "catalog", self->env, CATALOG_STORE_DB_OUTBOX,
+                                          CATALOG_STORE_DB_OUTBOX_META, err, errlen);
+    if (!self->outbox) {
+        catalog_shared_destroy(&self);
         return NULL;
     }
     return self;
@@ -71,9 +83,18 @@ void catalog_shared_destroy(catalog_shared_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    kv_close(&(*self_p)->env);
-    free(*self_p);
+    catalog_shared_t *self = *self_p;
+    /* the workers' handles that borrow it are closed; the environment it
+     * is in goes after it */
+    outbox_destroy(&self->outbox);
+    kv_close(&self->env);
+    free(self);
     *self_p = NULL;
+}
+
+outbox_t *catalog_shared_outbox(void *shared)
+{
+    return ((catalog_shared_t *)shared)->outbox;
 }
 
 void *catalog_state_new(void *shared_ptr)
@@ -84,6 +105,8 @@ void *catalog_state_new(void *shared_ptr)
         return NULL;
     self->shared = shared;
     self->store = catalog_store_open(shared->env, 0);
+    if (self->store)
+        catalog_store_set_outbox(self->store, shared->outbox, shared->stock_low);
     self->verifier = auth_verifier_new(shared->public_pem, AUTH_ISSUER, AUTH_AUDIENCE, 0);
     if (!self->store || !self->verifier) {
         void *state = self;
@@ -944,6 +967,11 @@ static void s_stock_reservations(call_t *call, void *state_ptr)
     mpout_destroy(&items);
 }
 
+static void s_events_since(call_t *call, void *state)
+{
+    events_since_reply(call, ((catalog_state_t *)state)->shared->outbox);
+}
+
 static const worker_op_t s_ops[] = {
     {"category.list", s_category_list},
     {"category.create", s_category_create},
@@ -961,6 +989,7 @@ static const worker_op_t s_ops[] = {
     {"stock.commit", s_stock_commit},
     {"stock.reservations", s_stock_reservations},
     {"ops.check", s_ops_check},
+    {"events.since", s_events_since},
     {NULL, NULL},
 };
 

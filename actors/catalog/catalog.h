@@ -7,6 +7,7 @@
  *    product.delete product.set_stock
  *    stock.reserve stock.release stock.commit   (MDP only: for orders)
  *    stock.reservations ops.check               (MDP only: for checkers)
+ *    events.since                               (MDP only: actors/events_since.h)
  *
  *  Reads are open to anyone; writes to categories and products need an
  *  admin access token; the stock ops accept only the orders service (or
@@ -19,6 +20,7 @@
 #ifndef RETAIL_CATALOG_H
 #define RETAIL_CATALOG_H
 
+#include "actors/catalog/settings.h"
 #include "actors/service.h"
 #include "actors/worker.h"
 
@@ -36,10 +38,15 @@ typedef struct catalog_shared_t catalog_shared_t;
  * worker holds may join one commit. */
 #define CATALOG_CAPACITY 64
 
-/* Opens the catalog environment under data_dir/catalog. NULL on error. */
-catalog_shared_t *catalog_shared_new(const char *data_dir, const char *keys_dir, char *err,
-                                     size_t errlen);
+/* Opens the catalog environment under the process's data_dir/catalog,
+ * with the service's outbox in it (service_outbox_new), which every
+ * worker's store handle is given with settings->stock_low. NULL on error,
+ * with a reason in err. */
+catalog_shared_t *catalog_shared_new(const service_env_t *env, const catalog_settings_t *settings,
+                                     char *err, size_t errlen);
 void catalog_shared_destroy(catalog_shared_t **self_p);
+/* The outbox (the service definition's `outbox` hook). */
+outbox_t *catalog_shared_outbox(void *shared);
 
 void *catalog_state_new(void *shared);
 void catalog_state_destroy(void **state);

@@ -1,7 +1,8 @@
 /*  service.c - the definition of the `catalog` service (actors/service.h).
  *
  *  Its shared state is the catalog environment under the process's data
- *  directory; it has no settings of its own yet. A worker holds up to
+ *  directory, with its outbox; its one setting is stock.low's threshold
+ *  (settings.h). A worker holds up to
  *  CATALOG_CAPACITY requests (the stock ops wait for their writes without
  *  blocking it). Its OpenAPI part is
  *  openapi.json beside this file, compiled in by the Makefile as
@@ -10,7 +11,22 @@
  */
 #include "actors/catalog/catalog.h"
 
+#include <stddef.h>
+
 extern const char actors_catalog_openapi_json[];
+
+#define S(field) offsetof(catalog_settings_t, field)
+static const setting_t s_settings[] = {
+    {"retail/catalog/stock_low", "RETAIL_CATALOG_STOCK_LOW", SETTING_INT, S(stock_low), 0, 0,
+     CATALOG_STOCK_LOW_MAX, NULL, NULL},
+};
+#undef S
+
+static void s_defaults(void *settings)
+{
+    catalog_settings_t *s = settings;
+    s->stock_low = CATALOG_STOCK_LOW_DEFAULT;
+}
 
 /* clang-format off */
 static const route_t s_routes[] = {
@@ -31,8 +47,7 @@ static const route_t s_routes[] = {
 
 static void *s_shared_new(const service_env_t *env, const void *settings, char *err, size_t errlen)
 {
-    (void)settings;
-    return catalog_shared_new(env->common->data_dir, env->common->keys_dir, err, errlen);
+    return catalog_shared_new(env, settings, err, errlen);
 }
 
 static void s_shared_destroy(void **shared)
@@ -58,9 +73,14 @@ const service_def_t catalog_service = {
     .routes = s_routes,
     .n_routes = sizeof s_routes / sizeof s_routes[0],
     .openapi = actors_catalog_openapi_json,
+    .settings = s_settings,
+    .n_settings = sizeof s_settings / sizeof s_settings[0],
+    .settings_size = sizeof(catalog_settings_t),
+    .settings_defaults = s_defaults,
     .shared_new = s_shared_new,
     .shared_destroy = s_shared_destroy,
     .state_new = catalog_state_new,
     .state_destroy = catalog_state_destroy,
     .extra_workers = s_extra_workers,
+    .outbox = catalog_shared_outbox,
 };

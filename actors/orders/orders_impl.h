@@ -30,6 +30,7 @@ typedef struct {
     kv_t *env;
     cart_store_shared_t *carts;
     order_store_shared_t *orders;
+    outbox_t *outbox; /* the service's events, in env (storage/outbox.h) */
     orders_settings_t settings;
     char public_pem[1100];
     char instance[9];

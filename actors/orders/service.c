@@ -8,11 +8,16 @@
  *  openapi.json beside this file, compiled in by the Makefile as
  *  actors_orders_openapi_json.
  *
+ *  Its outbox (storage/outbox.h) is in the same environment, given to the
+ *  order store, which appends the order.* events inside its writes; the
+ *  relay that publishes them is service.c's (the `outbox` hook).
+ *
  *  It calls the catalog and payments, so actors/services.c lists it after
  *  both.
  */
 #include "actors/orders/orders.h"
 #include "actors/orders/orders_impl.h"
+#include "actors/events_since.h"
 #include "actors/orders/recovery.h"
 #include "storage/orders/orders_env.h"
 
@@ -57,6 +62,11 @@ static const route_t s_routes[] = {
 };
 /* clang-format on */
 
+static void s_events_since(call_t *call, void *state)
+{
+    events_since_reply(call, ((orders_state_t *)state)->shared->outbox);
+}
+
 static const worker_op_t s_ops[] = {
     {"cart.get", orders_cart_get},
     {"cart.set_item", orders_cart_set_item},
@@ -71,6 +81,7 @@ static const worker_op_t s_ops[] = {
     {"order.set_status", orders_order_set_status},
     {"order.payment_refunded", orders_order_payment_refunded},
     {"ops.check", orders_ops_check},
+    {"events.since", s_events_since},
     {NULL, NULL},
 };
 
@@ -87,6 +98,8 @@ static void s_shared_destroy_impl(void **shared)
         return;
     order_store_shared_destroy(&self->orders);
     cart_store_shared_destroy(&self->carts);
+    /* after the store that borrows it, before the environment it is in */
+    outbox_destroy(&self->outbox);
     kv_close(&self->env);
     free(self);
     *shared = NULL;
@@ -124,6 +137,11 @@ static void *s_shared_new(const service_env_t *env, const void *settings, char *
     self->orders = order_store_shared_new(self->env, err, errlen);
     if (!self->orders)
         goto failed;
+    self->outbox = service_outbox_new(env, "orders", self->env, ORDERS_DB_OUTBOX,
+                                      ORDERS_DB_OUTBOX_META, err, errlen);
+    if (!self->outbox)
+        goto failed;
+    order_store_shared_set_outbox(self->orders, self->outbox);
     return self;
 failed:;
     void *shared = self;
@@ -134,6 +152,11 @@ failed:;
 static void s_shared_destroy(void **shared)
 {
     s_shared_destroy_impl(shared);
+}
+
+static outbox_t *s_outbox(void *shared)
+{
+    return ((orders_shared_t *)shared)->outbox;
 }
 
 static void s_state_destroy(void **state)
@@ -196,4 +219,5 @@ const service_def_t orders_service = {
     .state_new = s_state_new,
     .state_destroy = s_state_destroy,
     .background_new = s_background_new,
+    .outbox = s_outbox,
 };

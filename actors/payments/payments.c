@@ -18,6 +18,7 @@
  *  number of all of them in counts.problems.
  */
 #include "actors/payments/payments_impl.h"
+#include "actors/events_since.h"
 
 /* ------------------------------------------------------------------ */
 /* State                                                               */
@@ -544,6 +545,11 @@ cleanup:
     mpout_destroy(&ps.out);
 }
 
+static void s_events_since(call_t *call, void *state)
+{
+    events_since_reply(call, ((payments_state_t *)state)->shared->outbox);
+}
+
 static const worker_op_t s_ops[] = {
     {"payment.charge", payments_charge},
     {"payment.refund", payments_refund},
@@ -555,6 +561,7 @@ static const worker_op_t s_ops[] = {
     {"ops.check", s_ops_check},
     {"log.verify", s_verify},
     {"log.entries", s_entries},
+    {"events.since", s_events_since},
     {NULL, NULL},
 };
 

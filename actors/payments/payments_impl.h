@@ -16,6 +16,7 @@
  * where the gateway listens, and the settings. */
 typedef struct {
     payment_store_shared_t *store;
+    outbox_t *outbox; /* the service's events, in the store's environment */
     char gateway_endpoint[CALL_ENDPOINT_MAX + 1];
     char public_pem[1100]; /* the users service's token key */
     payments_settings_t settings;

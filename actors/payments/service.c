@@ -11,6 +11,10 @@
  *  while it waits its worker serves others, so a few workers hold many
  *  charges. Extra workers: every store write waits for its disk flush,
  *  and writes from several workers share one (group commit).
+ *
+ *  Its outbox (storage/outbox.h) is in the store's environment, given to
+ *  the store, which appends the payment.* events inside its writes; the
+ *  relay that publishes them is service.c's (the `outbox` hook).
  */
 #include "actors/payments/payments.h"
 #include "actors/payments/payments_impl.h"
@@ -68,6 +72,8 @@ static void s_running_free(void **item)
     *item = NULL;
 }
 
+static void s_shared_destroy(void **shared);
+
 static void *s_shared_new(const service_env_t *env, const void *settings, char *err, size_t errlen)
 {
     payments_shared_t *self = calloc(1, sizeof *self);
@@ -96,6 +102,15 @@ static void *s_shared_new(const service_env_t *env, const void *settings, char *
         free(self);
         return NULL;
     }
+    self->outbox =
+        service_outbox_new(env, "payments", payment_store_shared_kv(self->store),
+                           PAYMENT_STORE_DB_OUTBOX, PAYMENT_STORE_DB_OUTBOX_META, err, errlen);
+    if (!self->outbox) {
+        void *shared = self;
+        s_shared_destroy(&shared);
+        return NULL;
+    }
+    payment_store_shared_set_outbox(self->store, self->outbox);
     return self;
 }
 
@@ -105,10 +120,18 @@ static void s_shared_destroy(void **shared)
     if (!self)
         return;
     payment_store_shared_destroy(&self->store);
+    /* after the store that borrows it; the store closes the environment,
+     * which outbox_destroy does not touch */
+    outbox_destroy(&self->outbox);
     zhashx_destroy(&self->running);
     pthread_mutex_destroy(&self->running_lock);
     free(self);
     *shared = NULL;
+}
+
+static outbox_t *s_outbox(void *shared)
+{
+    return ((payments_shared_t *)shared)->outbox;
 }
 
 static zactor_t *s_background_new(const service_env_t *env, const void *settings, void *shared,
@@ -156,4 +179,5 @@ const service_def_t payments_service = {
     .extra_workers = s_extra_workers,
     .background_new = s_background_new,
     .background_destroy = s_background_destroy,
+    .outbox = s_outbox,
 };

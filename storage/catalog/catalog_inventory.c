@@ -41,6 +41,12 @@
  *  of the database handles: a handle may have many writes out at once
  *  (call_write), so nothing of the handle is touched. Its scratch (the
  *  stored reservation and a product record) is allocated per write.
+ *
+ *  Events: a reserve appends a stock.low for each product whose stock it
+ *  takes from above its threshold to at or below it, in its own write
+ *  (the prepared write carries the handle's outbox and threshold). A
+ *  commit leaves stock alone and a release raises it, so neither has an
+ *  event; none of the three is a product.updated (catalog_store.h).
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -229,11 +235,19 @@ static catalog_status_t s_take(MDB_txn *txn, const stock_write_t *w, product_t *
         status = catalog_product_read(w->dbi, txn, line->product_id, strlen(line->product_id), p);
         if (status != CATALOG_OK)
             break;
+        int64_t before = p->stock;
         p->stock -= line->qty;
         p->reserved += line->qty;
         p->version++;
         p->updated_at_ms = now;
         status = catalog_product_write(w->dbi, txn, p);
+        /* the one event a reservation may make: its product's stock
+         * falling to its threshold (the attributes, so the threshold,
+         * are the same before and after) */
+        if (status == CATALOG_OK && w->outbox) {
+            int64_t threshold = catalog_stock_threshold(p, w->stock_low);
+            status = catalog_event_stock(w->outbox, txn, before, threshold, p, threshold);
+        }
     }
     return status;
 }
@@ -331,6 +345,8 @@ static void s_prepare(stock_write_t *w, catalog_store_t *self, int kind, const c
 {
     w->kv = catalog_store_kv(self);
     memcpy(w->dbi, self->dbi, sizeof w->dbi);
+    w->outbox = self->outbox;
+    w->stock_low = self->stock_low;
     w->kind = kind;
     snprintf(w->order_id, sizeof w->order_id, "%s", order_id);
 }

@@ -44,6 +44,13 @@
  *  touches only the transaction and the caller's buffers it was given,
  *  and returns a status; anything but CATALOG_OK undoes it alone. The
  *  stock writes (catalog_inventory.c) can also run without waiting.
+ *
+ *  Events (catalog_store.h; packed in catalog_events.c): a product write
+ *  appends its event last, once the record and its indexes are in the
+ *  transaction, from the product as written; every refusal returns
+ *  before it, so a refused write appends nothing, and a failed append
+ *  fails the write. The handle's outbox and threshold are only read by
+ *  the write functions (set before the first write), like its dbi.
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -55,8 +62,13 @@
 #include <string.h>
 
 const char *const catalog_store_names[CATALOG_STORE_DBS] = {
-    "products",   "by_sku",  "by_category",  "by_created", "by_price", "words",
-    "categories", "by_slug", "reservations", "cat_words",  "by_name",  "meta"};
+    "products", "by_sku",     "by_category",    "by_created",   "by_price",
+    "words",    "categories", "by_slug",        "reservations", "cat_words",
+    "by_name",  "meta",       OUTBOX_DB_EVENTS, OUTBOX_DB_META};
+_Static_assert(CATALOG_DB_OUTBOX == CATALOG_STORE_DB_OUTBOX &&
+                   CATALOG_DB_OUTBOX_META == CATALOG_STORE_DB_OUTBOX_META &&
+                   CATALOG_DB_OUTBOX_META + 1 == CATALOG_STORE_DBS,
+               "catalog_store.h's outbox indexes are the names'");
 
 /* A product record's largest size: the field limits add up to about
  * 20.7 KiB, plus keys and headers. */
@@ -303,6 +315,12 @@ catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index)
         return NULL;
     }
     return self;
+}
+
+void catalog_store_set_outbox(catalog_store_t *self, outbox_t *outbox, int stock_low)
+{
+    self->outbox = outbox;
+    self->stock_low = stock_low;
 }
 
 void catalog_store_close(catalog_store_t **self_p)
@@ -760,7 +778,12 @@ static int s_create_txn(MDB_txn *txn, void *arg)
     if (rc != 0)
         return rc == MDB_KEYEXIST ? CATALOG_SKU_TAKEN : catalog_fail("mdb_put by_sku", rc);
     status = catalog_product_write(self->dbi, txn, p);
-    return status == CATALOG_OK ? s_index(self, txn, p, true) : status;
+    if (status == CATALOG_OK)
+        status = s_index(self, txn, p, true);
+    /* a product new with little stock crossed nothing: product.created
+     * shows its stock */
+    return status == CATALOG_OK ? catalog_event_product(self->outbox, txn, "product.created", p)
+                                : status;
 }
 
 catalog_status_t catalog_product_create(catalog_store_t *self, product_t *p)
@@ -884,6 +907,13 @@ static int s_update_txn(MDB_txn *txn, void *arg)
         status = catalog_product_write(self->dbi, txn, next);
     if (status == CATALOG_OK)
         status = s_index(self, txn, next, true);
+    if (status == CATALOG_OK)
+        status = catalog_event_product(self->outbox, txn, "product.updated", next);
+    /* a patch may lower the stock or raise the threshold (attributes) */
+    if (status == CATALOG_OK && self->outbox)
+        status = catalog_event_stock(self->outbox, txn, stored->stock,
+                                     catalog_stock_threshold(stored, self->stock_low), next,
+                                     catalog_stock_threshold(next, self->stock_low));
     return status;
 }
 
@@ -928,7 +958,7 @@ static int s_delete_txn(MDB_txn *txn, void *arg)
         rc = mdb_del(txn, self->dbi[CATALOG_DB_BY_SKU], &sku, NULL);
     if (rc != 0 && rc != MDB_NOTFOUND)
         return catalog_fail("mdb_del product", rc);
-    return CATALOG_OK;
+    return catalog_event_deleted(self->outbox, txn, stored);
 }
 
 catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id)
@@ -955,14 +985,24 @@ static int s_set_stock_txn(MDB_txn *txn, void *arg)
 {
     const s_stock_t *w = arg;
     product_t *out = w->out;
-    catalog_status_t status = catalog_product_read(w->self->dbi, txn, w->id, strlen(w->id), out);
+    catalog_store_t *self = w->self;
+    catalog_status_t status = catalog_product_read(self->dbi, txn, w->id, strlen(w->id), out);
     if (status != CATALOG_OK)
         return status;
+    int64_t before = out->stock;
     out->stock = w->stock;
     out->version++;
     out->updated_at_ms = clock_now_ms();
-    /* Stock is in no index: the record is all that changes. */
-    return catalog_product_write(w->self->dbi, txn, out);
+    /* Stock is in no index: the record is all that changes. It is a
+     * field the product shows, so the write is a product.updated. */
+    status = catalog_product_write(self->dbi, txn, out);
+    if (status == CATALOG_OK)
+        status = catalog_event_product(self->outbox, txn, "product.updated", out);
+    if (status == CATALOG_OK && self->outbox) {
+        int64_t threshold = catalog_stock_threshold(out, self->stock_low);
+        status = catalog_event_stock(self->outbox, txn, before, threshold, out, threshold);
+    }
+    return status;
 }
 
 catalog_status_t catalog_product_set_stock(catalog_store_t *self, const char *id, int64_t stock,

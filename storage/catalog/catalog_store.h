@@ -26,6 +26,9 @@
  *    meta           name -> value: what catalog_store_upgrade has done
  *                   ("reserved_counted" once every product's reserved
  *                   counter was recomputed from the reservations)
+ *    outbox         the service's events (storage/outbox.h), appended by
+ *    outbox_meta    the writes below once given an outbox
+ *                   (catalog_store_set_outbox)
  *  An environment made before cat_words, by_name or meta existed opens
  *  (the databases are created empty) and catalog_store_upgrade fills them.
  *
@@ -69,6 +72,7 @@
 #include <stdint.h>
 
 #include "storage/kv.h"
+#include "storage/outbox.h"
 #include "storage/status.h"
 
 #define CATALOG_ID_MAX 32
@@ -123,8 +127,12 @@ typedef enum {
     CATALOG_CONFLICT,         /* reserve/commit/release in a state that forbids it */
 } catalog_status_t;
 
-#define CATALOG_STORE_DBS 12
+#define CATALOG_STORE_DBS 14
 extern const char *const catalog_store_names[CATALOG_STORE_DBS];
+/* Where the outbox's databases (OUTBOX_DB_EVENTS, OUTBOX_DB_META) are
+ * among catalog_store_names: add first_dbi_index for the kv_t's index. */
+#define CATALOG_STORE_DB_OUTBOX 12
+#define CATALOG_STORE_DB_OUTBOX_META 13
 
 typedef struct catalog_store_t catalog_store_t;
 
@@ -142,6 +150,32 @@ catalog_status_t catalog_store_upgrade(kv_t *env, int first_dbi_index);
 /* env must have been opened with catalog_store_names at first_dbi_index. */
 catalog_store_t *catalog_store_open(kv_t *env, int first_dbi_index);
 void catalog_store_close(catalog_store_t **self_p);
+
+/* The outbox this handle's writes append their events to (the service's,
+ * in this environment), borrowed: it must outlive the handle and every
+ * write still out (a prepared stock write copies it). NULL (what a handle
+ * starts with): no events, for tools and the tests of other things.
+ * stock_low is the threshold of stock.low (0..1000000) where a product's
+ * attributes have no valid "low_stock_threshold" (an integer in that
+ * range) of their own. Set it before the handle's first write.
+ *
+ * Events, each appended inside the write that makes its change
+ * (protocol/SPEC.md, "Events: types and data", has the fields):
+ *   product.created  product create
+ *   product.updated  product update and set_stock (stock is a field the
+ *                    product shows), with the product as written
+ *   product.deleted  product delete
+ *   stock.low        a write that takes a product's stock from above its
+ *                    threshold to at or below it: a reserve (one per
+ *                    product), an update or a set_stock; once per
+ *                    crossing, since the stock must rise above the
+ *                    threshold again before a write can cross it again
+ * A reserve, commit or release is no product.updated: the saga's stock
+ * moves are the orders' events (and a commit leaves stock alone). A
+ * refused write (a taken sku, a version mismatch, out of stock, a
+ * repeated stock op) appends nothing; categories have no events. When an
+ * event cannot be appended the write fails (CATALOG_ERROR). */
+void catalog_store_set_outbox(catalog_store_t *self, outbox_t *outbox, int stock_low);
 
 /* ---- categories ---- */
 catalog_status_t catalog_category_create(catalog_store_t *self, category_t *c); /* sets c->id */
@@ -301,6 +335,8 @@ typedef struct {
     /* the store's */
     kv_t *kv;
     MDB_dbi dbi[CATALOG_STORE_DBS];
+    outbox_t *outbox; /* the handle's (catalog_store_set_outbox) */
+    int stock_low;
     int kind;
     char order_id[CATALOG_ORDER_ID_MAX + 1];
     int n_lines;

@@ -50,6 +50,8 @@ enum {
     CATALOG_DB_CAT_WORDS,
     CATALOG_DB_BY_NAME,
     CATALOG_DB_META,
+    CATALOG_DB_OUTBOX,
+    CATALOG_DB_OUTBOX_META,
 };
 
 struct catalog_store_t {
@@ -61,6 +63,8 @@ struct catalog_store_t {
      * catalog_search.c owns its layout. */
     void *scratch;
     size_t scratch_cap; /* bytes */
+    outbox_t *outbox;   /* borrowed; NULL: no events */
+    int stock_low;      /* stock.low's threshold, unless a product has its own */
 };
 
 #define CATALOG_WORD_MAX 64     /* bytes; longer words are cut */
@@ -143,6 +147,28 @@ catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg
 bool catalog_fits(const char *s, size_t cap);
 /* s as an LMDB key or value, without its terminator. */
 MDB_val catalog_val(const char *s);
+
+/* ---- catalog_events.c: the events of the writes (catalog_store.h) ----
+ * Each begins an event in outbox and stores it in txn; CATALOG_OK with
+ * nothing done when outbox is NULL or off, CATALOG_ERROR (logged) when
+ * it cannot be stored (the write must fail with it). */
+
+/* product.created or product.updated (type): p's public fields. */
+catalog_status_t catalog_event_product(outbox_t *outbox, MDB_txn *txn, const char *type,
+                                       const product_t *p);
+/* product.deleted: {id, sku}. */
+catalog_status_t catalog_event_deleted(outbox_t *outbox, MDB_txn *txn, const product_t *p);
+/* The threshold of stock.low for p: its attributes' integer
+ * "low_stock_threshold" when it is one in 0..1000000, else stock_low. */
+int64_t catalog_stock_threshold(const product_t *p, int stock_low);
+/* stock.low {product_id, sku, stock, threshold} when a write took p from
+ * stock_before, above threshold_before (its threshold as it was read), to
+ * p->stock at or below threshold (its threshold as written); else none.
+ * So once per crossing: a product at or below its threshold does not
+ * cross again until a write puts it above. */
+catalog_status_t catalog_event_stock(outbox_t *outbox, MDB_txn *txn, int64_t stock_before,
+                                     int64_t threshold_before, const product_t *p,
+                                     int64_t threshold);
 
 /* A search cursor's content (catalog_cursor.c): the sort, the query's
  * hash and the last item's sort key (a, b, name) and id. */

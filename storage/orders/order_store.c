@@ -18,6 +18,13 @@
  *  order_write_end reads their outcome: the waiting forms are that and a
  *  kv_write, so there is one path.
  *
+ *  Events (order_store.h): the write that creates an order, gives it a
+ *  new status or removes it appends its event to the outbox last, once
+ *  everything else of the write is in its transaction: an event is only
+ *  ever appended for a change that stands, and a failed append fails the
+ *  write, so the change is undone with it. The events are packed from the
+ *  order as written (and the status it had as read, `from`).
+ *
  *  The lists of items, statuses and steps are RECORD_CUSTOM fields whose
  *  hooks check every entry (lengths, ranges, counts), so a damaged record
  *  is refused, never half used.
@@ -43,6 +50,7 @@ struct order_store_shared_t {
     kv_t *kv;
     MDB_dbi orders, by_user, todo, idem, idem_by_time, meta;
     uint8_t fingerprint_key[32];
+    outbox_t *outbox; /* borrowed; NULL: no events */
     /* the write functions' buffers (the committer's alone, above) */
     order_t *order;   /* a change's order */
     order_t *before;  /* ... as it was read */
@@ -466,6 +474,109 @@ static order_store_status_t s_read_order(MDB_txn *txn, MDB_dbi dbi, const char *
     return ORDER_OK;
 }
 
+/* ---- events ---- */
+
+static void s_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    mp_pack_str(pk, key);
+    mp_pack_str(pk, value);
+}
+
+static void s_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
+{
+    mp_pack_str(pk, key);
+    msgpack_pack_int64(pk, value);
+}
+
+/* Stores the event begun in the outbox; an error status when it cannot
+ * be (the write must fail with it). */
+static order_store_status_t s_event_put(order_store_shared_t *self, MDB_txn *txn, const order_t *o)
+{
+    int rc = outbox_event_put(self->outbox, txn);
+    if (rc == 0)
+        return ORDER_OK;
+    if (rc != -1) /* an LMDB error; -1 is the outbox's own: the data does not fit */
+        return s_fail("outbox", rc);
+    zsys_error("order_store: the event of order %s does not fit the outbox", o->id);
+    return ORDER_ERROR;
+}
+
+/* order.created: {order_id, user_id, status, total_cents, currency,
+ * items: [{product_id, sku, qty, unit_price_cents}]} */
+static order_store_status_t s_event_created(order_store_shared_t *self, MDB_txn *txn,
+                                            const order_t *o)
+{
+    msgpack_packer *pk = outbox_event(self->outbox, "order.created");
+    if (!pk)
+        return ORDER_OK; /* no outbox, or it is off */
+    msgpack_pack_map(pk, 6);
+    s_pack_kv_str(pk, "order_id", o->id);
+    s_pack_kv_str(pk, "user_id", o->user_id);
+    s_pack_kv_str(pk, "status", order_status_name(o->status));
+    s_pack_kv_int(pk, "total_cents", o->total_cents);
+    s_pack_kv_str(pk, "currency", o->currency);
+    mp_pack_str(pk, "items");
+    msgpack_pack_array(pk, (size_t)o->n_items);
+    for (int i = 0; i < o->n_items; i++) {
+        const order_item_t *item = &o->items[i];
+        msgpack_pack_map(pk, 4);
+        s_pack_kv_str(pk, "product_id", item->product_id);
+        s_pack_kv_str(pk, "sku", item->sku);
+        s_pack_kv_int(pk, "qty", item->qty);
+        s_pack_kv_int(pk, "unit_price_cents", item->unit_price_cents);
+    }
+    return s_event_put(self, txn, o);
+}
+
+/* order.<status> of a change from status `from`: {order_id, user_id,
+ * status, from, total_cents, currency, payment_id?}. A change back to
+ * pending has no event type (and no transition makes one). */
+static order_store_status_t s_event_status(order_store_shared_t *self, MDB_txn *txn,
+                                           const order_t *o, int from)
+{
+    if (o->status == from || o->status == ORDER_PENDING)
+        return ORDER_OK;
+    char type[OUTBOX_TYPE_MAX + 1];
+    snprintf(type, sizeof type, "order.%s", order_status_name(o->status));
+    msgpack_packer *pk = outbox_event(self->outbox, type);
+    if (!pk)
+        return ORDER_OK;
+    bool paid = o->payment_id[0] != '\0';
+    msgpack_pack_map(pk, paid ? 7 : 6);
+    s_pack_kv_str(pk, "order_id", o->id);
+    s_pack_kv_str(pk, "user_id", o->user_id);
+    s_pack_kv_str(pk, "status", order_status_name(o->status));
+    s_pack_kv_str(pk, "from", order_status_name(from));
+    s_pack_kv_int(pk, "total_cents", o->total_cents);
+    s_pack_kv_str(pk, "currency", o->currency);
+    if (paid)
+        s_pack_kv_str(pk, "payment_id", o->payment_id);
+    return s_event_put(self, txn, o);
+}
+
+/* order.cancelled of a pending order removed (its stock was not there,
+ * or a product was gone): it was announced by order.created, so its end
+ * is announced too. reason: the error code the removal keeps under the
+ * order's key ("out_of_stock", "not_found"). */
+static order_store_status_t s_event_removed(order_store_shared_t *self, MDB_txn *txn,
+                                            const order_t *before, const char *code)
+{
+    msgpack_packer *pk = outbox_event(self->outbox, "order.cancelled");
+    if (!pk)
+        return ORDER_OK;
+    msgpack_pack_map(pk, 8);
+    s_pack_kv_str(pk, "order_id", before->id);
+    s_pack_kv_str(pk, "user_id", before->user_id);
+    s_pack_kv_str(pk, "status", "cancelled");
+    s_pack_kv_str(pk, "from", order_status_name(before->status));
+    s_pack_kv_str(pk, "reason", code && code[0] ? code : "out_of_stock");
+    mp_pack_str(pk, "removed");
+    msgpack_pack_true(pk);
+    s_pack_kv_int(pk, "total_cents", before->total_cents);
+    s_pack_kv_str(pk, "currency", before->currency);
+    return s_event_put(self, txn, before);
+}
+
 /* ---- handles ---- */
 
 typedef struct {
@@ -527,6 +638,11 @@ order_store_shared_t *order_store_shared_new(kv_t *env, char *err, size_t errlen
         return NULL;
     }
     return self;
+}
+
+void order_store_shared_set_outbox(order_store_shared_t *self, outbox_t *outbox)
+{
+    self->outbox = outbox;
 }
 
 void order_store_shared_destroy(order_store_shared_t **self_p)
@@ -627,7 +743,7 @@ static int s_create_txn(MDB_txn *txn, order_write_t *w)
         if ((rc = mdb_put(txn, self->idem_by_time, &k, &v, 0)) != 0)
             return s_fail("mdb_put idem_by_time", rc);
     }
-    return ORDER_OK;
+    return s_event_created(self, txn, o);
 }
 
 bool order_write_create(order_write_t *w, order_store_t *self, order_t *order, const char *key,
@@ -771,6 +887,10 @@ static int s_change_txn(MDB_txn *txn, order_write_t *w)
                 return status;
         }
     }
+    status = change.remove ? s_event_removed(self, txn, self->before, change.code)
+                           : s_event_status(self, txn, o, self->before->status);
+    if (status != ORDER_OK)
+        return status;
     if (w->order)
         memcpy(w->order, o, sizeof *o);
     return ORDER_OK;

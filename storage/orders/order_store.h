@@ -49,6 +49,7 @@
 
 #include "protocol/mpout.h"
 #include "storage/kv.h"
+#include "storage/outbox.h"
 #include "storage/status.h"
 
 #define ORDER_ID_MAX 32
@@ -176,6 +177,27 @@ typedef struct order_store_t order_store_t;
  * fingerprints from meta. NULL with a reason in err. */
 order_store_shared_t *order_store_shared_new(kv_t *env, char *err, size_t errlen);
 void order_store_shared_destroy(order_store_shared_t **self_p);
+
+/* The outbox the writes append their events to (storage/outbox.h; the
+ * service's, in this environment), borrowed: it must outlive the shared
+ * struct and every write still out. NULL (the default): no events, for
+ * tools and the tests of other things. Set it before the first write.
+ *
+ * Events, each appended inside the write that makes its change, so it is
+ * committed or undone with it (protocol/SPEC.md, "Events: types and
+ * data", has every field):
+ *   order.created     create, the order written pending
+ *   order.<status>    a change that gives the order a new status (paid,
+ *                     payment_failed, cancelled, shipped, delivered,
+ *                     refunded), with the status it left (from)
+ *   order.cancelled   a change that removes a pending order (change.remove:
+ *                     the stock was not there), removed: true
+ * A refused create or change (a key's replay, a refusal of the change
+ * function) appends nothing, and neither does a change that keeps the
+ * status (a lease, a journal step). When an event cannot be appended the
+ * write fails (ORDER_ERROR, or ORDER_UNAVAILABLE on a full map) and its
+ * change with it. */
+void order_store_shared_set_outbox(order_store_shared_t *self, outbox_t *outbox);
 
 order_store_t *order_store_open(order_store_shared_t *shared);
 void order_store_close(order_store_t **self_p);

@@ -10,10 +10,15 @@
 #define S_MAP_SIZE ((size_t)4 << 30)
 
 static const char *const s_names[ORDERS_DB_COUNT] = {
-    [ORDERS_DB_CARTS] = "carts",     [ORDERS_DB_ORDERS] = "orders",
-    [ORDERS_DB_BY_USER] = "by_user", [ORDERS_DB_TODO] = "todo",
-    [ORDERS_DB_IDEM] = "idem",       [ORDERS_DB_IDEM_BY_TIME] = "idem_by_time",
+    [ORDERS_DB_CARTS] = "carts",
+    [ORDERS_DB_ORDERS] = "orders",
+    [ORDERS_DB_BY_USER] = "by_user",
+    [ORDERS_DB_TODO] = "todo",
+    [ORDERS_DB_IDEM] = "idem",
+    [ORDERS_DB_IDEM_BY_TIME] = "idem_by_time",
     [ORDERS_DB_META] = "meta",
+    [ORDERS_DB_OUTBOX] = OUTBOX_DB_EVENTS,
+    [ORDERS_DB_OUTBOX_META] = OUTBOX_DB_META,
 };
 
 kv_t *orders_env_open(const char *data_dir, char *err, size_t errlen)

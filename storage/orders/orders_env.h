@@ -16,11 +16,16 @@
  *    idem          key hash (32 bytes) -> idempotency record
  *    idem_by_time  created (8, BE) key hash -> ""   (for the 24-hour sweep)
  *    meta          "fingerprint-key" -> 32 random bytes
+ *    outbox        the service's events (storage/outbox.h: OUTBOX_DB_EVENTS)
+ *    outbox_meta   their counter and the relay's mark (OUTBOX_DB_META)
+ *  Databases are opened by name, so an environment made before the
+ *  outbox opens with the two created empty.
  */
 #ifndef RETAIL_ORDERS_ENV_H
 #define RETAIL_ORDERS_ENV_H
 
 #include "storage/kv.h"
+#include "storage/outbox.h"
 
 enum {
     ORDERS_DB_CARTS,
@@ -30,6 +35,8 @@ enum {
     ORDERS_DB_IDEM,
     ORDERS_DB_IDEM_BY_TIME,
     ORDERS_DB_META,
+    ORDERS_DB_OUTBOX,
+    ORDERS_DB_OUTBOX_META,
     ORDERS_DB_COUNT
 };
 

@@ -26,6 +26,12 @@
  *  log entry (payment_log_append) in the same transaction, so the payment
  *  and its log can only be committed together.
  *
+ *  Events (payment_store.h): a capture, a failure and a refund done
+ *  append their event to the outbox at the end of the write that makes
+ *  them, after the payment and its log entry, from the payment as
+ *  written; a refused write returns before, so it appends nothing, and a
+ *  failed append fails the write.
+ *
  *  Reads use the handle's read transaction (storage/reader.h). Lists walk
  *  ids backwards: payments for any status, by_status (status byte + id)
  *  for one; ids carry their creation time (payment_store_impl.h), so a
@@ -44,7 +50,12 @@
 #include <string.h>
 
 const char *const payment_store_names[PAYMENT_STORE_DBS] = {
-    "payments", "by_order", "by_status", "refunds", "log", "log_by_payment", "anchors"};
+    "payments",       "by_order", "by_status",      "refunds",     "log",
+    "log_by_payment", "anchors",  OUTBOX_DB_EVENTS, OUTBOX_DB_META};
+_Static_assert(PAYMENT_DB_OUTBOX == PAYMENT_STORE_DB_OUTBOX &&
+                   PAYMENT_DB_OUTBOX_META == PAYMENT_STORE_DB_OUTBOX_META &&
+                   PAYMENT_DB_OUTBOX_META + 1 == PAYMENT_STORE_DBS,
+               "payment_store.h's outbox indexes are the environment's");
 
 #define S_MAP_SIZE ((size_t)16 << 30) /* address space, not disk: the log only grows */
 #define S_RECORD_MAX 2048             /* a payment or refund record, every field at its longest */
@@ -327,6 +338,78 @@ static int s_details(mpout_t *out, const char *k1, const char *v1, const char *k
     return out->failed ? -1 : 0;
 }
 
+/* ---- events ---- */
+
+static void s_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    msgpack_pack_str_with_body(pk, value, strlen(value));
+}
+
+static void s_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    msgpack_pack_int64(pk, value);
+}
+
+/* Stores the event begun; STORE_ERROR (logged) when it cannot be. */
+static store_status_t s_event_put(const payment_store_shared_t *shared, MDB_txn *txn,
+                                  const payment_t *p)
+{
+    int rc = outbox_event_put(shared->outbox, txn);
+    if (rc == 0)
+        return STORE_OK;
+    if (rc != -1) /* an LMDB error; -1 is the outbox's own: the data does not fit */
+        return payment_fail("outbox", rc);
+    zsys_error("payment_store: the event of payment %s does not fit the outbox", p->id);
+    return STORE_ERROR;
+}
+
+/* The event of a change that stands, made of p as written: for a
+ * capture, amount is what it captured; for a refund, what it refunded;
+ * reason for a failure. Other changes have none. */
+static store_status_t s_event(const payment_store_shared_t *shared, MDB_txn *txn,
+                              const payment_t *p, int log_type, int64_t amount)
+{
+    const char *type = log_type == LOG_CAPTURE  ? "payment.captured"
+                       : log_type == LOG_REFUND ? "payment.refunded"
+                       : log_type == LOG_FAIL   ? "payment.failed"
+                                                : NULL;
+    msgpack_packer *pk = type ? outbox_event(shared->outbox, type) : NULL;
+    if (!pk)
+        return STORE_OK; /* no event type, no outbox, or it is off */
+    switch (log_type) {
+    case LOG_CAPTURE:
+        msgpack_pack_map(pk, 7);
+        s_pack_kv_str(pk, "payment_id", p->id);
+        s_pack_kv_str(pk, "order_id", p->order_id);
+        s_pack_kv_int(pk, "amount_cents", amount);
+        s_pack_kv_int(pk, "captured_cents", p->captured_cents);
+        s_pack_kv_str(pk, "currency", p->currency);
+        s_pack_kv_str(pk, "brand", p->brand);
+        s_pack_kv_str(pk, "last4", p->last4);
+        break;
+    case LOG_REFUND:
+        msgpack_pack_map(pk, 6);
+        s_pack_kv_str(pk, "payment_id", p->id);
+        s_pack_kv_str(pk, "order_id", p->order_id);
+        s_pack_kv_int(pk, "amount_cents", amount);
+        s_pack_kv_int(pk, "refunded_cents", p->refunded_cents);
+        s_pack_kv_str(pk, "status", payment_status_name(p->status));
+        s_pack_kv_str(pk, "currency", p->currency);
+        break;
+    default: /* LOG_FAIL */
+        msgpack_pack_map(pk, 5);
+        s_pack_kv_str(pk, "payment_id", p->id);
+        s_pack_kv_str(pk, "order_id", p->order_id);
+        s_pack_kv_int(pk, "amount_cents", amount);
+        s_pack_kv_str(pk, "currency", p->currency);
+        s_pack_kv_str(pk, "reason", p->failure[0] ? p->failure : "gateway_error");
+        break;
+    }
+    return s_event_put(shared, txn, p);
+}
+
 /* ---- refund records ---- */
 
 typedef struct {
@@ -445,6 +528,16 @@ failed:
         sodium_memzero(&self->keys, sizeof self->keys);
     free(self);
     return NULL;
+}
+
+kv_t *payment_store_shared_kv(payment_store_shared_t *self)
+{
+    return self->kv;
+}
+
+void payment_store_shared_set_outbox(payment_store_shared_t *self, outbox_t *outbox)
+{
+    self->outbox = outbox;
 }
 
 static int s_anchor_txn(MDB_txn *txn, void *arg)
@@ -704,6 +797,8 @@ static int s_apply_one(MDB_txn *txn, payment_write_t *w, payment_event_type_t ev
     }
     p->updated_at_ms = clock_now_ms();
     status = s_payment_save(w->shared, txn, p, from, type, amount, &details);
+    if (status == STORE_OK)
+        status = s_event(w->shared, txn, p, type, amount);
     goto cleanup;
 failed:
     status = STORE_ERROR;
@@ -917,6 +1012,10 @@ static int s_refund_end_txn(MDB_txn *txn, payment_write_t *w)
     status = packed != 0 ? STORE_ERROR : s_refund_put(w->shared, txn, r);
     if (status == STORE_OK)
         status = s_payment_save(w->shared, txn, p, from, type, r->amount_cents, &details);
+    /* a refund that failed changed no status the payment shows: no event
+     * (payment.failed is a charge's) */
+    if (status == STORE_OK && w->done)
+        status = s_event(w->shared, txn, p, LOG_REFUND, r->amount_cents);
     mpout_destroy(&details);
     return status;
 }

@@ -71,6 +71,7 @@
 #include <stdint.h>
 
 #include "storage/kv.h"
+#include "storage/outbox.h"
 #include "storage/status.h"
 
 #define PAYMENT_ID_MAX 32
@@ -128,6 +129,28 @@ payment_store_shared_t *payment_store_shared_new(const char *data_dir, const cha
                                                  char *err, size_t errlen);
 /* Anchors the head (payment_store_anchor) and closes. */
 void payment_store_shared_destroy(payment_store_shared_t **self_p);
+
+/* The environment (data_dir/payments), for the service's outbox, which
+ * lives there in the databases at these indexes (OUTBOX_DB_EVENTS and
+ * OUTBOX_DB_META among the environment's names). */
+#define PAYMENT_STORE_DB_OUTBOX 7
+#define PAYMENT_STORE_DB_OUTBOX_META 8
+kv_t *payment_store_shared_kv(payment_store_shared_t *self);
+
+/* The outbox the writes append their events to (storage/outbox.h),
+ * borrowed: it must outlive every write still out. NULL (the default):
+ * no events, for tools and the tests of other things. Set it before the
+ * first write. Events, each appended inside the write that makes its
+ * change (protocol/SPEC.md, "Events: types and data", has the fields):
+ *   payment.captured  an apply of CAPTURE (also the second event of
+ *                     payment_write_apply_two)
+ *   payment.failed    an apply of FAIL (declined, gateway error, not
+ *                     authorized)
+ *   payment.refunded  a refund end that is done
+ * An authorization, a void, a refund begun or failed, a new attempt and
+ * every refused or repeated write append nothing. When an event cannot be
+ * appended the write fails (STORE_ERROR) and its change with it. */
+void payment_store_shared_set_outbox(payment_store_shared_t *self, outbox_t *outbox);
 
 payment_store_t *payment_store_open(payment_store_shared_t *shared);
 void payment_store_close(payment_store_t **self_p);

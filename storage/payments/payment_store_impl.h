@@ -15,6 +15,8 @@
  *    log             seq(8, big-endian) -> entry record
  *    log_by_payment  payment_id \0 seq(8, big-endian) -> ""
  *    anchors         seq(8, big-endian) -> anchor record
+ *    outbox          the service's events (storage/outbox.h)
+ *    outbox_meta     their counter and the relay's mark
  *  Big-endian numbers sort bytewise in numeric order, so the log's last key
  *  is its head and an index walk is oldest first.
  *
@@ -47,7 +49,7 @@
 #include <lmdb.h>
 #include <sodium.h>
 
-#define PAYMENT_STORE_DBS 7
+#define PAYMENT_STORE_DBS 9
 extern const char *const payment_store_names[PAYMENT_STORE_DBS];
 
 enum {
@@ -58,6 +60,8 @@ enum {
     PAYMENT_DB_LOG,
     PAYMENT_DB_LOG_BY_PAYMENT,
     PAYMENT_DB_ANCHORS,
+    PAYMENT_DB_OUTBOX,
+    PAYMENT_DB_OUTBOX_META,
 };
 
 #define PAYMENT_HASH_BYTES 32
@@ -75,6 +79,7 @@ struct payment_store_shared_t {
     kv_t *kv;
     MDB_dbi dbi[PAYMENT_STORE_DBS];
     payment_keys_t keys;
+    outbox_t *outbox; /* borrowed (payment_store_shared_set_outbox); NULL: no events */
 };
 
 struct payment_store_t {

@@ -29,9 +29,23 @@
  *  worker's call_write runs them: two orders racing for the last units,
  *  from a handle closed while they are out, one reserved and the other
  *  refused with its details, then commit and release the same way.
+ *
+ *  Events (catalog_store_set_outbox), read back from the outbox as a
+ *  subscriber would (tests/events.h): product.created, .updated (also a
+ *  stock set) and .deleted once per change, with exactly the public
+ *  fields; none for a refused write (a taken sku, a version mismatch, an
+ *  unknown product, out of stock, a repeated reserve) or a category, and
+ *  seq still without a gap after them. stock.low once per crossing of the
+ *  threshold, from a reserve (two products in one write), a stock set
+ *  and a patch, again after the stock went back above it; with the
+ *  setting, a product's own low_stock_threshold, invalid ones ignored, a
+ *  threshold raised by a patch, and the setting 0. A write whose event
+ *  cannot be stored (the counter broken on purpose) fails and changes
+ *  nothing; without an outbox nothing is appended.
  */
 #include "storage/catalog/catalog_store.h"
 #include "storage/record.h"
+#include "tests/events.h"
 #include "tests/testutil.h"
 
 #include <ctype.h>
@@ -49,6 +63,7 @@ typedef struct {
     char *dir;
     kv_t *kv;
     catalog_store_t *store;
+    outbox_t *outbox; /* the events' tests' */
 } fx_t;
 
 static int s_setup(void **state)
@@ -74,6 +89,7 @@ static int s_teardown(void **state)
 {
     fx_t *f = *state;
     catalog_store_close(&f->store);
+    outbox_destroy(&f->outbox);
     kv_close(&f->kv);
     tu_rmtree(f->dir);
     zstr_free(&f->dir);
@@ -2600,7 +2616,358 @@ static void test_reservation_pages(void **state)
                      CATALOG_ERROR);
 }
 
+/* ---- events (catalog_store_set_outbox) ---- */
+
+/* The fixture with the outbox in the catalog's own databases (index 1 +
+ * CATALOG_STORE_DB_OUTBOX, as the store's), the setting stock_low 5. */
+static int s_setup_events(void **state)
+{
+    if (s_setup(state) != 0)
+        return -1;
+    fx_t *f = *state;
+    char err[256] = "";
+    f->outbox = outbox_new(f->kv, 1 + CATALOG_STORE_DB_OUTBOX, 1 + CATALOG_STORE_DB_OUTBOX_META,
+                           &(outbox_config_t){.source = "catalog"}, err, sizeof err);
+    if (!f->outbox) {
+        print_error("outbox_new: %s\n", err);
+        return -1;
+    }
+    catalog_store_set_outbox(f->store, f->outbox, 5);
+    return 0;
+}
+
+/* The events: n of them, seq 1..n, each ok and of source catalog. */
+static te_events_t *s_events(fx_t *f, int n)
+{
+    te_events_t *es = te_events_read(f->outbox, 1);
+    assert_non_null(es);
+    assert_int_equal(es->rc, 0);
+    assert_int_equal(es->n, n);
+    for (int i = 0; i < n; i++) {
+        assert_true(es->items[i].ok);
+        assert_int_equal(es->items[i].seq, (uint64_t)i + 1);
+        assert_string_equal(es->items[i].source, "catalog");
+        assert_false(te_event_mentions(&es->items[i], "secret-description"));
+    }
+    return es;
+}
+
+/* A product event: exactly the public fields, equal to the product. */
+static void s_expect_product(const te_event_t *e, const char *type, catalog_store_t *store,
+                             const char *id)
+{
+    assert_non_null(e);
+    assert_string_equal(e->type, type);
+    product_t *p = calloc(1, sizeof *p);
+    assert_int_equal(catalog_product_get(store, id, p), CATALOG_OK);
+    assert_int_equal(te_event_fields(e), 8);
+    assert_true(te_event_str_is(e, "id", p->id));
+    assert_true(te_event_str_is(e, "sku", p->sku));
+    assert_true(te_event_str_is(e, "name", p->name));
+    assert_int_equal(te_event_int(e, "price_cents"), p->price_cents);
+    assert_true(te_event_str_is(e, "currency", p->currency));
+    assert_true(te_event_str_is(e, "category_id", p->category_id));
+    assert_int_equal(te_event_int(e, "stock"), p->stock);
+    assert_int_equal(te_event_int(e, "version"), p->version);
+    free(p);
+}
+
+static void s_expect_low(const te_event_t *e, const char *id, const char *sku, int64_t stock,
+                         int64_t threshold)
+{
+    assert_non_null(e);
+    assert_string_equal(e->type, "stock.low");
+    assert_int_equal(te_event_fields(e), 4);
+    assert_true(te_event_str_is(e, "product_id", id));
+    assert_true(te_event_str_is(e, "sku", sku));
+    assert_int_equal(te_event_int(e, "stock"), stock);
+    assert_int_equal(te_event_int(e, "threshold"), threshold);
+}
+
+/* Attributes {key: value} with an int value, or a str one when str. */
+static void s_threshold_attr(product_t *p, int64_t value, const char *str)
+{
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str_with_body(&pk, "color", 5);
+    msgpack_pack_str_with_body(&pk, "red", 3);
+    msgpack_pack_str_with_body(&pk, "low_stock_threshold", 19);
+    if (str)
+        msgpack_pack_str_with_body(&pk, str, strlen(str));
+    else
+        msgpack_pack_int64(&pk, value);
+    assert_true(sb.size <= sizeof p->attributes);
+    memcpy(p->attributes, sb.data, sb.size);
+    p->attributes_len = sb.size;
+    msgpack_sbuffer_destroy(&sb);
+}
+
+static void s_product_p(catalog_store_t *store, product_t *p, char id[CATALOG_ID_MAX + 1])
+{
+    assert_int_equal(catalog_product_create(store, p), CATALOG_OK);
+    snprintf(id, CATALOG_ID_MAX + 1, "%s", p->id);
+    free(p);
+}
+
+static void test_events_products(void **state)
+{
+    fx_t *f = *state;
+    char cat[CATALOG_ID_MAX + 1], a[CATALOG_ID_MAX + 1];
+    s_category(f->store, "Tools", NULL, cat); /* categories have no events */
+    product_t *p = s_new_product("SKU-A", "Hammer", "secret-description", 1999, cat, 40);
+    s_threshold_attr(p, 3, NULL);
+    s_product_p(f->store, p, a);
+    /* refused: a taken sku, a version mismatch, a sku taken by an update,
+     * an unknown product */
+    p = s_new_product("SKU-A", "Other", "", 1, NULL, 1);
+    assert_int_equal(catalog_product_create(f->store, p), CATALOG_SKU_TAKEN);
+    free(p);
+    char b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "SKU-B", "Saw", "", 500, NULL, 10, b);
+    product_t *values = calloc(1, sizeof *values), *out = calloc(1, sizeof *out);
+    snprintf(values->name, sizeof values->name, "Big hammer");
+    assert_int_equal(catalog_product_update(f->store, a, CATALOG_PRODUCT_NAME, values, 7, out),
+                     CATALOG_VERSION_MISMATCH);
+    snprintf(values->sku, sizeof values->sku, "SKU-B");
+    assert_int_equal(catalog_product_update(f->store, a, CATALOG_PRODUCT_SKU, values, 0, out),
+                     CATALOG_SKU_TAKEN);
+    assert_int_equal(
+        catalog_product_update(f->store, "p-none", CATALOG_PRODUCT_NAME, values, 0, out),
+        CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_product_set_stock(f->store, "p-none", 3, out), CATALOG_NOT_FOUND);
+    assert_int_equal(catalog_product_delete(f->store, "p-none"), CATALOG_NOT_FOUND);
+
+    te_events_t *es = s_events(f, 2);
+    s_expect_product(&es->items[0], "product.created", f->store, a);
+    s_expect_product(&es->items[1], "product.created", f->store, b);
+    te_events_destroy(&es);
+
+    /* an update, a stock set (stock is a field the product shows) */
+    assert_int_equal(catalog_product_update(f->store, a, CATALOG_PRODUCT_NAME, values, 1, out),
+                     CATALOG_OK);
+    assert_int_equal(out->version, 2);
+    es = s_events(f, 3);
+    s_expect_product(&es->items[2], "product.updated", f->store, a);
+    assert_true(te_event_str_is(&es->items[2], "name", "Big hammer"));
+    te_events_destroy(&es);
+    assert_int_equal(catalog_product_set_stock(f->store, a, 30, out), CATALOG_OK);
+    es = s_events(f, 4);
+    s_expect_product(&es->items[3], "product.updated", f->store, a);
+    assert_int_equal(te_event_int(&es->items[3], "stock"), 30);
+    assert_int_equal(te_event_int(&es->items[3], "version"), 3);
+    te_events_destroy(&es);
+
+    /* a delete, once */
+    assert_int_equal(catalog_product_delete(f->store, b), CATALOG_OK);
+    assert_int_equal(catalog_product_delete(f->store, b), CATALOG_NOT_FOUND);
+    es = s_events(f, 5);
+    const te_event_t *e = &es->items[4];
+    assert_string_equal(e->type, "product.deleted");
+    assert_int_equal(te_event_fields(e), 2);
+    assert_true(te_event_str_is(e, "id", b));
+    assert_true(te_event_str_is(e, "sku", "SKU-B"));
+    assert_int_equal(te_events_count(es, "product.created"), 2);
+    assert_int_equal(te_events_count(es, "product.updated"), 2);
+    assert_int_equal(te_events_count(es, "product.deleted"), 1);
+    assert_int_equal(te_events_count(es, "stock.low"), 0);
+    te_events_destroy(&es);
+    free(values);
+    free(out);
+}
+
+static void test_events_stock_low(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], b[CATALOG_ID_MAX + 1];
+    s_product(f->store, "LOW-A", "A", "", 100, NULL, 8, a); /* 1 */
+    s_product(f->store, "LOW-B", "B", "", 100, NULL, 6, b); /* 2 */
+    stock_line_t lines[2];
+    stock_short_t short_line;
+    /* 8 -> 6: above the threshold (5) still */
+    s_line(&lines[0], a, 2);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", lines, 1, &short_line), CATALOG_OK);
+    /* one write, two products crossing: 6 -> 5 and 6 -> 4 */
+    s_line(&lines[0], a, 1);
+    s_line(&lines[1], b, 2);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", lines, 2, &short_line),
+                     CATALOG_OK); /* 3, 4 */
+    /* at or below already: no more, nor for a repeat, a refusal, a commit */
+    s_line(&lines[0], a, 1);
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, &short_line), CATALOG_OK);
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", lines, 1, &short_line), CATALOG_OK);
+    s_line(&lines[0], a, 100);
+    assert_int_equal(catalog_stock_reserve(f->store, "o4", lines, 1, &short_line),
+                     CATALOG_OUT_OF_STOCK);
+    assert_int_equal(catalog_stock_commit(f->store, "o3"), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 4);
+    te_events_t *es = s_events(f, 4);
+    s_expect_low(&es->items[2], a, "LOW-A", 5, 5);
+    s_expect_low(&es->items[3], b, "LOW-B", 4, 5);
+    te_events_destroy(&es);
+
+    /* back above (releases: no event), then down again: a new crossing */
+    assert_int_equal(catalog_stock_release(f->store, "o2"), CATALOG_OK); /* a 5, b 6 */
+    assert_int_equal(catalog_stock_release(f->store, "o1"), CATALOG_OK); /* a 7 */
+    assert_int_equal(s_stock(f->store, a), 7);
+    es = s_events(f, 4);
+    te_events_destroy(&es);
+    te_events_t *none = te_events_read(f->outbox, 5);
+    assert_int_equal(none->n, 0);
+    te_events_destroy(&none);
+    s_line(&lines[0], a, 7);
+    assert_int_equal(catalog_stock_reserve(f->store, "o5", lines, 1, &short_line), CATALOG_OK);
+    es = s_events(f, 5);
+    s_expect_low(&es->items[4], a, "LOW-A", 0, 5);
+    te_events_destroy(&es);
+
+    /* an admin's stock: b 6 -> 2 is an update and a crossing; 2 -> 1 only
+     * an update; 9 then 5 by a patch naming stock: again both */
+    product_t *out = calloc(1, sizeof *out), *values = calloc(1, sizeof *values);
+    assert_int_equal(catalog_product_set_stock(f->store, b, 2, out), CATALOG_OK);
+    assert_int_equal(catalog_product_set_stock(f->store, b, 1, out), CATALOG_OK);
+    assert_int_equal(catalog_product_set_stock(f->store, b, 9, out), CATALOG_OK);
+    values->stock = 5;
+    assert_int_equal(catalog_product_update(f->store, b, CATALOG_PRODUCT_STOCK, values, 0, out),
+                     CATALOG_OK);
+    es = s_events(f, 11);
+    assert_string_equal(es->items[5].type, "product.updated");
+    assert_int_equal(te_event_int(&es->items[5], "stock"), 2);
+    s_expect_low(&es->items[6], b, "LOW-B", 2, 5);
+    assert_string_equal(es->items[7].type, "product.updated");
+    assert_string_equal(es->items[8].type, "product.updated");
+    assert_int_equal(te_event_int(&es->items[8], "stock"), 9);
+    s_expect_product(&es->items[9], "product.updated", f->store, b); /* as it is now */
+    s_expect_low(&es->items[10], b, "LOW-B", 5, 5);
+    assert_int_equal(te_events_count(es, "stock.low"), 5);
+    te_events_destroy(&es);
+    free(out);
+    free(values);
+}
+
+static void test_events_stock_low_threshold(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1], bad[CATALOG_ID_MAX + 1], neg[CATALOG_ID_MAX + 1],
+        c[CATALOG_ID_MAX + 1];
+    /* its own threshold, 10 */
+    product_t *p = s_new_product("T-A", "A", "", 100, NULL, 12);
+    s_threshold_attr(p, 10, NULL);
+    s_product_p(f->store, p, a);
+    /* invalid ones: the setting (5) stands */
+    p = s_new_product("T-BAD", "B", "", 100, NULL, 7);
+    s_threshold_attr(p, 0, "ten");
+    s_product_p(f->store, p, bad);
+    p = s_new_product("T-NEG", "N", "", 100, NULL, 7);
+    s_threshold_attr(p, -3, NULL);
+    s_product_p(f->store, p, neg);
+    p = s_new_product("T-C", "C", "", 100, NULL, 8);
+    s_product_p(f->store, p, c); /* events 1-4 */
+
+    stock_line_t line;
+    stock_short_t short_line;
+    s_line(&line, a, 2); /* 12 -> 10 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", &line, 1, &short_line), CATALOG_OK);
+    s_line(&line, bad, 1); /* 7 -> 6: above 5 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", &line, 1, &short_line), CATALOG_OK);
+    s_line(&line, neg, 2); /* 7 -> 5 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", &line, 1, &short_line), CATALOG_OK);
+    s_line(&line, bad, 1); /* 6 -> 5 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o4", &line, 1, &short_line), CATALOG_OK);
+    te_events_t *es = s_events(f, 7);
+    s_expect_low(&es->items[4], a, "T-A", 10, 10);
+    s_expect_low(&es->items[5], neg, "T-NEG", 5, 5);
+    s_expect_low(&es->items[6], bad, "T-BAD", 5, 5);
+    te_events_destroy(&es);
+
+    /* a threshold raised above the stock by the attributes is a crossing
+     * (c: 8, threshold 5 -> 20); lowered again, then raised, again */
+    product_t *values = calloc(1, sizeof *values), *out = calloc(1, sizeof *out);
+    s_threshold_attr(values, 20, NULL);
+    assert_int_equal(
+        catalog_product_update(f->store, c, CATALOG_PRODUCT_ATTRIBUTES, values, 0, out),
+        CATALOG_OK);
+    s_threshold_attr(values, 7, NULL);
+    assert_int_equal(
+        catalog_product_update(f->store, c, CATALOG_PRODUCT_ATTRIBUTES, values, 0, out),
+        CATALOG_OK);
+    es = s_events(f, 10);
+    assert_string_equal(es->items[7].type, "product.updated");
+    s_expect_low(&es->items[8], c, "T-C", 8, 20);
+    assert_string_equal(es->items[9].type, "product.updated"); /* 8 > 7: not low */
+    te_events_destroy(&es);
+
+    /* the setting: 0 is "sold out" */
+    catalog_store_set_outbox(f->store, f->outbox, 0);
+    s_line(&line, c, 8); /* 8 -> 0, but c's own threshold is 7: it crosses at 7 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o5", &line, 1, &short_line), CATALOG_OK);
+    char d[CATALOG_ID_MAX + 1];
+    s_product(f->store, "T-D", "D", "", 100, NULL, 3, d);
+    s_line(&line, d, 2); /* 3 -> 1: above 0 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o6", &line, 1, &short_line), CATALOG_OK);
+    s_line(&line, d, 1); /* 1 -> 0 */
+    assert_int_equal(catalog_stock_reserve(f->store, "o7", &line, 1, &short_line), CATALOG_OK);
+    es = s_events(f, 13);
+    s_expect_low(&es->items[10], c, "T-C", 0, 7);
+    assert_string_equal(es->items[11].type, "product.created");
+    s_expect_low(&es->items[12], d, "T-D", 0, 0);
+    te_events_destroy(&es);
+    free(values);
+    free(out);
+}
+
+static void test_events_failed_append(void **state)
+{
+    fx_t *f = *state;
+    char a[CATALOG_ID_MAX + 1];
+    s_product(f->store, "F-A", "A", "", 100, NULL, 8, a);
+    assert_int_equal(te_outbox_break(f->kv, 1 + CATALOG_STORE_DB_OUTBOX_META, true), 0);
+    /* every write that would append fails, and leaves nothing */
+    product_t *p = s_new_product("F-B", "B", "", 100, NULL, 1);
+    assert_int_equal(catalog_product_create(f->store, p), CATALOG_ERROR);
+    free(p);
+    char id[CATALOG_ID_MAX + 1];
+    assert_int_equal(catalog_product_by_sku(f->store, "F-B", id), CATALOG_NOT_FOUND);
+    product_t *out = calloc(1, sizeof *out);
+    assert_int_equal(catalog_product_set_stock(f->store, a, 20, out), CATALOG_ERROR);
+    assert_int_equal(s_stock(f->store, a), 8);
+    stock_line_t line;
+    stock_short_t short_line;
+    s_line(&line, a, 3); /* 8 -> 5 would cross */
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", &line, 1, &short_line), CATALOG_ERROR);
+    assert_int_equal(s_stock(f->store, a), 8);
+    assert_int_equal(catalog_product_delete(f->store, a), CATALOG_ERROR);
+    /* a reserve that crosses nothing appends nothing: it stands */
+    s_line(&line, a, 1);
+    assert_int_equal(catalog_stock_reserve(f->store, "o2", &line, 1, &short_line), CATALOG_OK);
+    assert_int_equal(s_stock(f->store, a), 7);
+    assert_int_equal(te_outbox_break(f->kv, 1 + CATALOG_STORE_DB_OUTBOX_META, false), 0);
+    s_line(&line, a, 2);
+    assert_int_equal(catalog_stock_reserve(f->store, "o3", &line, 1, &short_line), CATALOG_OK);
+    te_events_t *es = s_events(f, 2);
+    s_expect_low(&es->items[1], a, "F-A", 5, 5);
+    te_events_destroy(&es);
+    free(out);
+}
+
+static void test_events_without_outbox(void **state)
+{
+    fx_t *f = *state;
+    catalog_store_set_outbox(f->store, NULL, 5);
+    char a[CATALOG_ID_MAX + 1];
+    s_product(f->store, "N-A", "A", "", 100, NULL, 8, a);
+    stock_line_t line;
+    s_line(&line, a, 8);
+    assert_int_equal(catalog_stock_reserve(f->store, "o1", &line, 1, NULL), CATALOG_OK);
+    assert_int_equal(catalog_product_delete(f->store, a), CATALOG_OK);
+    te_events_t *es = s_events(f, 0);
+    te_events_destroy(&es);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
+#define TEST_EVENTS(fn) cmocka_unit_test_setup_teardown(fn, s_setup_events, s_teardown)
 
 int main(void)
 {
@@ -2632,6 +2999,11 @@ int main(void)
         TEST(test_check_finds_damage),
         TEST(test_upgrade_counts_reserved),
         TEST(test_reservation_pages),
+        TEST_EVENTS(test_events_products),
+        TEST_EVENTS(test_events_stock_low),
+        TEST_EVENTS(test_events_stock_low_threshold),
+        TEST_EVENTS(test_events_failed_append),
+        TEST_EVENTS(test_events_without_outbox),
     };
     int failed = cmocka_run_group_tests_name("catalog_store", tests, NULL, NULL);
     zsys_shutdown();

@@ -21,8 +21,18 @@
  *  (records re-encoded with msgpack-c here), reopens, and verify must
  *  name the entry that is wrong. A reopen keeps everything; no card number
  *  reaches the data directory, and fingerprints depend on the key file.
+ *
+ *  Events (payment_store_shared_set_outbox), read back from the outbox as
+ *  a subscriber would (tests/events.h): payment.captured (also from a
+ *  pair of events in one write), payment.failed (declined, gateway
+ *  error) and payment.refunded (partial, then the rest) once each with
+ *  exactly their fields and no card data; none for a begin, an
+ *  authorization, a void, a new attempt, a refund begun or failed, a
+ *  repeat or a refusal. A write whose event cannot be stored (the counter
+ *  broken on purpose) fails with its log entry.
  */
 #include "storage/payments/payment_store_impl.h"
+#include "tests/events.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>
@@ -44,6 +54,7 @@ typedef struct {
     char data[512], keys[512];
     payment_store_shared_t *shared;
     payment_store_t *store;
+    outbox_t *outbox; /* the events' tests' */
 } fx_t;
 
 static void s_open(fx_t *f)
@@ -79,6 +90,7 @@ static int s_teardown(void **state)
 {
     fx_t *f = *state;
     s_close(f);
+    outbox_destroy(&f->outbox);
     tu_rmtree(f->dir);
     zstr_free(&f->dir);
     free(f);
@@ -1857,7 +1869,205 @@ static void test_apply_two(void **state)
     assert_true(v.ok);
 }
 
+/* ---- events (payment_store_shared_set_outbox) ---- */
+
+/* The fixture with the outbox in the payments environment, as the
+ * service makes it. */
+static int s_setup_events(void **state)
+{
+    s_setup(state);
+    fx_t *f = *state;
+    char err[256] = "";
+    f->outbox = outbox_new(payment_store_shared_kv(f->shared), PAYMENT_STORE_DB_OUTBOX,
+                           PAYMENT_STORE_DB_OUTBOX_META, &(outbox_config_t){.source = "payments"},
+                           err, sizeof err);
+    if (!f->outbox) {
+        print_error("outbox_new: %s\n", err);
+        return -1;
+    }
+    payment_store_shared_set_outbox(f->shared, f->outbox);
+    return 0;
+}
+
+/* The events: n of them, seq 1..n, each ok, of source payments, and
+ * with no card data but what the payment shows (brand, last4). */
+static te_events_t *s_events(fx_t *f, int n)
+{
+    te_events_t *es = te_events_read(f->outbox, 1);
+    assert_non_null(es);
+    assert_int_equal(es->rc, 0);
+    assert_int_equal(es->n, n);
+    char fingerprint[PAYMENT_HASH_HEX + 1];
+    payment_card_fingerprint(f->shared, S_CARD, strlen(S_CARD), fingerprint);
+    for (int i = 0; i < n; i++) {
+        assert_true(es->items[i].ok);
+        assert_int_equal(es->items[i].seq, (uint64_t)i + 1);
+        assert_string_equal(es->items[i].source, "payments");
+        assert_false(te_event_mentions(&es->items[i], S_CARD));
+        assert_false(te_event_mentions(&es->items[i], fingerprint));
+        assert_false(te_event_mentions(&es->items[i], "auth-1")); /* gateway ids */
+        assert_false(te_event_mentions(&es->items[i], "cap-1"));
+    }
+    return es;
+}
+
+static void s_expect_captured(const te_event_t *e, const payment_t *p, int64_t amount)
+{
+    assert_non_null(e);
+    assert_string_equal(e->type, "payment.captured");
+    assert_int_equal(te_event_fields(e), 7);
+    assert_true(te_event_str_is(e, "payment_id", p->id));
+    assert_true(te_event_str_is(e, "order_id", p->order_id));
+    assert_int_equal(te_event_int(e, "amount_cents"), amount);
+    assert_int_equal(te_event_int(e, "captured_cents"), p->captured_cents);
+    assert_true(te_event_str_is(e, "currency", "EUR"));
+    assert_true(te_event_str_is(e, "brand", "visa"));
+    assert_true(te_event_str_is(e, "last4", "4242"));
+}
+
+static void s_expect_failed(const te_event_t *e, const payment_t *p, const char *reason)
+{
+    assert_non_null(e);
+    assert_string_equal(e->type, "payment.failed");
+    assert_int_equal(te_event_fields(e), 5);
+    assert_true(te_event_str_is(e, "payment_id", p->id));
+    assert_true(te_event_str_is(e, "order_id", p->order_id));
+    assert_int_equal(te_event_int(e, "amount_cents"), p->amount_cents);
+    assert_true(te_event_str_is(e, "currency", "EUR"));
+    assert_true(te_event_str_is(e, "reason", reason));
+}
+
+static void s_expect_refunded(const te_event_t *e, const payment_t *p, int64_t amount,
+                              int64_t refunded, const char *status)
+{
+    assert_non_null(e);
+    assert_string_equal(e->type, "payment.refunded");
+    assert_int_equal(te_event_fields(e), 6);
+    assert_true(te_event_str_is(e, "payment_id", p->id));
+    assert_true(te_event_str_is(e, "order_id", p->order_id));
+    assert_int_equal(te_event_int(e, "amount_cents"), amount);
+    assert_int_equal(te_event_int(e, "refunded_cents"), refunded);
+    assert_true(te_event_str_is(e, "status", status));
+    assert_true(te_event_str_is(e, "currency", "EUR"));
+}
+
+static void test_events_charges(void **state)
+{
+    fx_t *f = *state;
+    payment_t a, b, c, d, out;
+    /* captured: begin and authorize are no events */
+    s_begin(f, "o-ev-a", 1000, &a);
+    assert_int_equal(s_event(f, a.id, PAYMENT_EVENT_AUTHORIZE, 1000, &a), STORE_OK);
+    assert_int_equal(s_event(f, a.id, PAYMENT_EVENT_CAPTURE, 1000, &a), STORE_OK);
+    /* refused: a second capture, a failure after it, a void of it */
+    assert_int_equal(s_event(f, a.id, PAYMENT_EVENT_CAPTURE, 1000, &out), STORE_CONFLICT);
+    assert_int_equal(s_event(f, a.id, PAYMENT_EVENT_FAIL, 0, &out), STORE_CONFLICT);
+    assert_int_equal(s_event(f, a.id, PAYMENT_EVENT_VOID, 0, &out), STORE_CONFLICT);
+    /* a begin again is the first charge's answer */
+    payment_t again = s_new(f, "o-ev-a", 1000);
+    bool created = true;
+    assert_int_equal(payment_store_begin(f->store, &again, &out, &created), STORE_OK);
+    assert_false(created);
+    /* declined */
+    s_begin(f, "o-ev-b", 500, &b);
+    assert_int_equal(s_event(f, b.id, PAYMENT_EVENT_FAIL, 0, &b), STORE_OK);
+    /* authorized then voided: no event type */
+    s_begin(f, "o-ev-c", 300, &c);
+    assert_int_equal(s_event(f, c.id, PAYMENT_EVENT_AUTHORIZE, 300, &c), STORE_OK);
+    assert_int_equal(s_event(f, c.id, PAYMENT_EVENT_VOID, 0, &c), STORE_OK);
+    /* a capture refused by the gateway for good: failed gateway_error */
+    s_begin(f, "o-ev-d", 200, &d);
+    assert_int_equal(s_event(f, d.id, PAYMENT_EVENT_AUTHORIZE, 200, &d), STORE_OK);
+    payment_event_t gateway = {.type = PAYMENT_EVENT_FAIL, .reason = "gateway_error"};
+    assert_int_equal(payment_store_apply(f->store, d.id, &gateway, &d), STORE_OK);
+    assert_int_equal(payment_store_next_attempt(f->store, d.id, &d), STORE_OK); /* no event */
+
+    te_events_t *es = s_events(f, 3);
+    s_expect_captured(&es->items[0], &a, 1000);
+    s_expect_failed(&es->items[1], &b, "card_declined");
+    s_expect_failed(&es->items[2], &d, "gateway_error");
+    assert_int_equal(te_events_count(es, "payment.captured"), 1);
+    te_events_destroy(&es);
+
+    /* both events in one write: one event, for the capture; the pair
+     * refused: none, and no number taken */
+    payment_t e;
+    s_begin(f, "o-ev-e", 700, &e);
+    payment_event_t authorize = {
+        .type = PAYMENT_EVENT_AUTHORIZE, .amount_cents = 700, .gateway_id = "auth-2"};
+    payment_event_t too_much = {
+        .type = PAYMENT_EVENT_CAPTURE, .amount_cents = 701, .gateway_id = "cap-2"};
+    payment_event_t capture = {
+        .type = PAYMENT_EVENT_CAPTURE, .amount_cents = 700, .gateway_id = "cap-2"};
+    payment_write_t w;
+    int result = -1;
+    assert_true(payment_write_apply_two(&w, f->store, e.id, &authorize, &too_much, &out));
+    assert_int_equal(kv_write(payment_store_kv(f->store), payment_write_txn, &w, &result), 0);
+    assert_int_equal(payment_write_end(&w, true, result), STORE_CONFLICT);
+    assert_true(payment_write_apply_two(&w, f->store, e.id, &authorize, &capture, &out));
+    assert_int_equal(kv_write(payment_store_kv(f->store), payment_write_txn, &w, &result), 0);
+    assert_int_equal(payment_write_end(&w, true, result), STORE_OK);
+    es = s_events(f, 4);
+    s_expect_captured(&es->items[3], &out, 700);
+    te_events_destroy(&es);
+}
+
+static void test_events_refunds(void **state)
+{
+    fx_t *f = *state;
+    payment_t p, out;
+    s_charge(f, "o-ev-r", 1000, &p);
+    s_refund(f, p.id, "r-1", 300, &out);
+    /* begun and failed: no event (the payment shows no new status) */
+    refund_t r;
+    bool created = false;
+    assert_int_equal(payment_store_refund_begin(f->store, p.id, "r-2", 200, &r, &out, &created),
+                     STORE_OK);
+    assert_int_equal(payment_store_refund_end(f->store, "r-2", false, NULL, &r, &out), STORE_OK);
+    assert_int_equal(r.state, REFUND_FAILED);
+    /* repeats: a key begun again, an end again; past the captured amount */
+    assert_int_equal(payment_store_refund_begin(f->store, p.id, "r-1", 300, &r, &out, &created),
+                     STORE_OK);
+    assert_false(created);
+    assert_int_equal(payment_store_refund_end(f->store, "r-1", true, "re-1", &r, &out), STORE_OK);
+    assert_int_equal(payment_store_refund_begin(f->store, p.id, "r-3", 800, &r, &out, &created),
+                     STORE_CONFLICT);
+    /* the rest */
+    s_refund(f, p.id, "r-4", 0, &out);
+    assert_int_equal(out.status, PAYMENT_REFUNDED);
+
+    te_events_t *es = s_events(f, 3);
+    s_expect_captured(&es->items[0], &p, 1000);
+    s_expect_refunded(&es->items[1], &p, 300, 300, "partially_refunded");
+    s_expect_refunded(&es->items[2], &p, 700, 1000, "refunded");
+    te_events_destroy(&es);
+}
+
+static void test_events_failed_append(void **state)
+{
+    fx_t *f = *state;
+    payment_t p, out;
+    s_begin(f, "o-ev-f", 1000, &p);
+    assert_int_equal(s_event(f, p.id, PAYMENT_EVENT_AUTHORIZE, 1000, &p), STORE_OK);
+    int entries = s_entry_count(f);
+    kv_t *kv = payment_store_shared_kv(f->shared);
+    assert_int_equal(te_outbox_break(kv, PAYMENT_STORE_DB_OUTBOX_META, true), 0);
+    assert_int_equal(s_event(f, p.id, PAYMENT_EVENT_CAPTURE, 1000, &out), STORE_ERROR);
+    assert_int_equal(payment_store_get(f->store, p.id, &out), STORE_OK);
+    assert_int_equal(out.status, PAYMENT_AUTHORIZED);
+    assert_int_equal(s_entry_count(f), entries); /* nor its log entry */
+    assert_int_equal(te_outbox_break(kv, PAYMENT_STORE_DB_OUTBOX_META, false), 0);
+    assert_int_equal(s_event(f, p.id, PAYMENT_EVENT_CAPTURE, 1000, &out), STORE_OK);
+    te_events_t *es = s_events(f, 1);
+    s_expect_captured(&es->items[0], &out, 1000);
+    te_events_destroy(&es);
+    log_verify_t v;
+    s_verify(f, NULL, &v);
+    assert_true(v.ok);
+}
+
 #define TEST(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
+#define TEST_EVENTS(fn) cmocka_unit_test_setup_teardown(fn, s_setup_events, s_teardown)
 
 int main(void)
 {
@@ -1872,6 +2082,9 @@ int main(void)
         TEST(test_refund_end),
         TEST(test_prepared_writes),
         TEST(test_apply_two),
+        TEST_EVENTS(test_events_charges),
+        TEST_EVENTS(test_events_refunds),
+        TEST_EVENTS(test_events_failed_append),
         TEST(test_list),
         TEST(test_pending),
         TEST(test_entries),
