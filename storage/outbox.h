@@ -55,7 +55,7 @@
 #define OUTBOX_SOURCE_MAX 31
 #define OUTBOX_TYPE_MAX 63
 /* An event's data is at most this many msgpack bytes. */
-#define OUTBOX_DATA_MAX (16 * 1024)
+#define OUTBOX_DATA_MAX (64 * 1024) /* an order of 100 items with the longest skus needs about 15 KiB */
 
 typedef struct {
     const char *source; /* the service's name: every event's `source` */

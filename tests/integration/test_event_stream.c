@@ -16,6 +16,8 @@
  *    a test hook: the relay SIGKILLs the process the first time it is
  *    about to send): after the restart the event is there with its seq,
  *    once, and nothing is missing.
+ *  - The events role apart: relays publish over CURVE TCP to a proxy in
+ *    another process, and what was committed before it ran still comes.
  *  - Trimming: with RETAIL_EVENTS_KEEP_COUNT=3 the outbox keeps the three
  *    newest published events, and a watch that needs older ones says so
  *    (exit status 4).
@@ -646,13 +648,60 @@ static void test_trimmed(void **state)
     fixture_destroy(&s);
 }
 
+/* The events role in a process of its own: the services' relays reach it
+ * over CURVE TCP with their own certificates (the proxy checks each
+ * event's source against them), and events committed while it was not
+ * running are published once it is. */
+static void test_events_apart(void **state)
+{
+    (void)state;
+    const char *roles[] = {"broker",  "bridge",   "sys",    "users",
+                           "catalog", "payments", "orders", NULL};
+    fixture_opts_t opts = {
+        .name = "retail-events-apart", .accounts = true, .logs = true, .roles = roles};
+    fixture_t *s = fixture_new(&opts);
+    assert_non_null(s);
+    char category[64], early[64];
+    s_category(s, category);
+    /* before any proxy runs: kept, not lost */
+    assert_int_equal(s_product(s, category, "EARLY", 5, NULL, early), 201);
+    const char *events_role[] = {"events", NULL};
+    assert_true(fixture_spawn(s, events_role) > 0);
+    zcert_t *cert = keys_ensure(s->keys, "events-sub");
+    assert_int_equal(keys_allow(s->keys, cert, "events-sub"), 0);
+    zsock_t *sub = s_subscriber(s, cert);
+    int synced = 0;
+    s_sync(s, sub, category, &synced);
+    mdpcli_t *client = fixture_client(s, "events-test");
+    json_t *since = s_since(client, "catalog", 1);
+    json_t *events = json_object_get(since, "events");
+    assert_int_equal(json_array_size(events), 1 + (size_t)synced);
+    assert_string_equal(hc_str(json_array_get(events, 0), "data.id"), early);
+    json_decref(since);
+    /* and the relay sent it: every product.created, EARLY's included */
+    char want[128];
+    snprintf(want, sizeof want,
+             "retail_events_published_total{service=\"catalog\",type=\"product.created\"} %d\n",
+             1 + synced);
+    hc_response_t r = s_send(s, "GET", "/metrics", NULL, NULL, NULL);
+    hc_expect(&r, 200, "metrics");
+    if (!strstr(r.text, want))
+        print_error("no %s in\n%s\n", want, r.text);
+    assert_non_null(strstr(r.text, want));
+    hc_response_free(&r);
+    zsock_destroy(&sub);
+    zcert_destroy(&cert);
+    mdpcli_destroy(&client);
+    assert_int_equal(fixture_stop(s), 0);
+    fixture_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_every_type),
-        cmocka_unit_test(test_replay_and_watch),
-        cmocka_unit_test(test_crash_before_publish),
-        cmocka_unit_test(test_trimmed),
+        cmocka_unit_test(test_every_type),           cmocka_unit_test(test_replay_and_watch),
+        cmocka_unit_test(test_crash_before_publish), cmocka_unit_test(test_trimmed),
+        cmocka_unit_test(test_events_apart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
