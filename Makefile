@@ -11,7 +11,9 @@
 #   make bench-bodies  the worst 1 MiB request bodies, in process and over HTTP
 #   make bench-asks    a service asking another (replies that wait), by B's delay
 #   make bench-payments  charges per second, the gateway at once and at 20 ms
-#   make bench-checkout  checkouts per second over HTTP, with and without group commit
+#   make bench-checkout  checkouts per second over HTTP, with and without group commit,
+#                the outbox, a subscriber on the event stream
+#   make bench-events  the event stream's ceiling: outbox, relay, proxy, CURVE subscriber
 #   make lint    the served OpenAPI document through two OpenAPI checkers
 #   make clean   remove build/
 #
@@ -43,7 +45,8 @@ LIB     = $(BUILD)/libretail.a
 BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUILD)/auth-bench \
        $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
        $(BUILD)/retail-openapi $(BUILD)/asks-bench $(BUILD)/payments-bench \
-       $(BUILD)/payment-log-bench $(BUILD)/events-bench
+       $(BUILD)/payment-log-bench $(BUILD)/events-bench \
+       $(BUILD)/events-stream-bench
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -51,7 +54,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/
               $(BUILD)/obj/tests/events.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
-        bench-bodies bench-asks bench-payments bench-checkout clean \
+        bench-bodies bench-asks bench-payments bench-checkout bench-events clean \
         format build-tests lint
 .DEFAULT_GOAL := all
 
@@ -88,6 +91,14 @@ bench-users: deps
 bench-catalog: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/retail-seed
 	@bash tools/bench/catalog.sh $(BUILD)
+
+bench-events: deps
+	@$(MAKE) --no-print-directory $(BUILD)/events-stream-bench
+	@for r in 1 2 3; do \
+	    $(BUILD)/events-stream-bench --batch 1 --events 20000; \
+	    $(BUILD)/events-stream-bench --batch 10 --events 100000; \
+	    $(BUILD)/events-stream-bench --batch 100 --events 400000; \
+	done
 
 bench-checkout: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild
@@ -194,6 +205,10 @@ $(BUILD)/payment-log-bench: $(BUILD)/obj/tools/bench/payment_log.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/events-bench: $(BUILD)/obj/tools/bench/events_sub.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/events-stream-bench: $(BUILD)/obj/tools/bench/events.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

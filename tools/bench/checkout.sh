@@ -212,6 +212,7 @@ rows = [l.split() for l in sys.stdin if l.strip()]
 def med(i, fmt):
     vals = [float(r[i]) for r in rows if len(r) > i and r[i] != "-"]
     return format(statistics.median(vals), fmt) if vals else "-"
-print(f"| {sys.argv[1]} | {med(0, '.0f')} | {med(1, '.0f')} | {med(2, '.0f')} | "
-      f"{med(3, '.0f')} | {med(4, '.2f')} | {med(5, '.2f')} | {med(6, '.0f')} |")' "$label"
+cells = [med(0, ".0f"), med(1, ".0f"), med(2, ".0f"), med(3, ".0f"), med(4, ".2f"),
+         med(5, ".2f"), med(6, ".0f")]
+print("| " + " | ".join([sys.argv[1]] + cells) + " |")' "$label"
 done
