@@ -186,6 +186,18 @@ int outbox_event_put(outbox_t *self, MDB_txn *txn)
     return s_meta_put(txn, self->meta, "next", seq + 1);
 }
 
+void outbox_pack_str(msgpack_packer *pk, const char *key, const char *value)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    msgpack_pack_str_with_body(pk, value, strlen(value));
+}
+
+void outbox_pack_int(msgpack_packer *pk, const char *key, int64_t value)
+{
+    msgpack_pack_str_with_body(pk, key, strlen(key));
+    msgpack_pack_int64(pk, value);
+}
+
 /* ---- reading ---- */
 
 static bool s_decode(const MDB_val *k, const MDB_val *v, outbox_event_t *out)

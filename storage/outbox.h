@@ -55,7 +55,8 @@
 #define OUTBOX_SOURCE_MAX 31
 #define OUTBOX_TYPE_MAX 63
 /* An event's data is at most this many msgpack bytes. */
-#define OUTBOX_DATA_MAX (64 * 1024) /* an order of 100 items with the longest skus needs about 15 KiB */
+#define OUTBOX_DATA_MAX                                                                            \
+    (64 * 1024) /* an order of 100 items with the longest skus needs about 15 KiB */
 
 typedef struct {
     const char *source; /* the service's name: every event's `source` */
@@ -88,6 +89,10 @@ kv_t *outbox_kv(outbox_t *self);
  * that the write function must return so that its change is undone too. */
 msgpack_packer *outbox_event(outbox_t *self, const char *type);
 int outbox_event_put(outbox_t *self, MDB_txn *txn);
+
+/* For packing an event's data map: a key and a string or integer value. */
+void outbox_pack_str(msgpack_packer *pk, const char *key, const char *value);
+void outbox_pack_int(msgpack_packer *pk, const char *key, int64_t value);
 
 /* ---- reading ---- */
 

@@ -214,6 +214,40 @@ static int s_parse_timeout(const char *text, int *out)
     return 0;
 }
 
+/* One of the options call and watch share (--token when allow_token,
+ * --timeout, --cert) at argv[*i]: 1 when taken (*i moved past its
+ * value), 0 when argv[*i] is none of them, or -1 when its value is bad
+ * (message printed). */
+static int s_conn_option(int argc, char **argv, int *i, bool allow_token, conn_opts_t *o)
+{
+    const char *value = NULL;
+    int rc;
+    if (allow_token && (rc = s_take_option(argc, argv, i, "--token", &value)) != 0) {
+        if (rc < 0) {
+            s_usage_error("%s needs a value", "--token");
+            return -1;
+        }
+        o->token = value;
+    } else if ((rc = s_take_option(argc, argv, i, "--timeout", &value)) != 0) {
+        if (rc < 0 || s_parse_timeout(value, &o->timeout_ms) != 0) {
+            s_usage_error("--timeout needs a number of milliseconds in 1..%d", MAX_TIMEOUT_MS);
+            return -1;
+        }
+    } else if ((rc = s_take_option(argc, argv, i, "--cert", &value)) != 0) {
+        if (rc < 0) {
+            s_usage_error("%s needs a value", "--cert");
+            return -1;
+        }
+        if (!s_valid_name(value)) {
+            s_usage_error("invalid certificate name '%s'", value);
+            return -1;
+        }
+        o->cert_name = value;
+    } else
+        return 0;
+    return 1;
+}
+
 /* Parses the options of call and services from argv[first..argc) and
  * collects up to max_pos positional arguments. Options may come anywhere
  * among them; "--" ends options. Returns 0 or EXIT_USAGE (message printed). */
@@ -237,23 +271,10 @@ static int s_parse_conn_opts(int argc, char **argv, int first, bool allow_token,
             pos[(*npos)++] = arg;
             continue;
         }
-        const char *value = NULL;
-        int rc;
-        if (allow_token && (rc = s_take_option(argc, argv, &i, "--token", &value)) != 0) {
-            if (rc < 0)
-                return s_usage_error("%s needs a value", "--token");
-            o->token = value;
-        } else if ((rc = s_take_option(argc, argv, &i, "--timeout", &value)) != 0) {
-            if (rc < 0 || s_parse_timeout(value, &o->timeout_ms) != 0)
-                return s_usage_error("--timeout needs a number of milliseconds in 1..%d",
-                                     MAX_TIMEOUT_MS);
-        } else if ((rc = s_take_option(argc, argv, &i, "--cert", &value)) != 0) {
-            if (rc < 0)
-                return s_usage_error("%s needs a value", "--cert");
-            if (!s_valid_name(value))
-                return s_usage_error("invalid certificate name '%s'", value);
-            o->cert_name = value;
-        } else
+        int rc = s_conn_option(argc, argv, &i, allow_token, o);
+        if (rc < 0)
+            return EXIT_USAGE;
+        if (rc == 0)
             return s_usage_error("unknown option '%s'", arg);
     }
     if (allow_token && !o->token) {
@@ -675,22 +696,9 @@ static int s_parse_watch(int argc, char **argv, int first, watch_config_t *w, co
             if (rc < 0 || s_parse_count(value, 1, 86400 * 365, &n) != 0)
                 return s_usage_error("--idle-exit needs a number of seconds from 1");
             w->idle_exit_s = (int)n;
-        } else if ((rc = s_take_option(argc, argv, &i, "--timeout", &value)) != 0) {
-            if (rc < 0 || s_parse_timeout(value, &o->timeout_ms) != 0)
-                return s_usage_error("--timeout needs a number of milliseconds in 1..%d",
-                                     MAX_TIMEOUT_MS);
-        } else if ((rc = s_take_option(argc, argv, &i, "--cert", &value)) != 0) {
-            if (rc < 0)
-                return s_usage_error("%s needs a value", "--cert");
-            if (!s_valid_name(value))
-                return s_usage_error("invalid certificate name '%s'", value);
-            o->cert_name = value;
-        } else if ((rc = s_take_option(argc, argv, &i, "--token", &value)) != 0) {
-            if (rc < 0)
-                return s_usage_error("%s needs a value", "--token");
-            o->token = value;
-        } else
-            return s_usage_error("unknown option '%s'", arg);
+        } else if ((rc = s_conn_option(argc, argv, &i, true, o)) != 1) {
+            return rc < 0 ? EXIT_USAGE : s_usage_error("unknown option '%s'", arg);
+        }
     }
     if (!o->token) {
         const char *env = getenv("RETAIL_TOKEN");

@@ -31,18 +31,6 @@
 #define S_THRESHOLD_KEY "low_stock_threshold"
 #define S_THRESHOLD_MAX 1000000
 
-static void s_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
-{
-    msgpack_pack_str_with_body(pk, key, strlen(key));
-    msgpack_pack_str_with_body(pk, value, strlen(value));
-}
-
-static void s_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
-{
-    msgpack_pack_str_with_body(pk, key, strlen(key));
-    msgpack_pack_int64(pk, value);
-}
-
 static catalog_status_t s_put(outbox_t *outbox, MDB_txn *txn, const char *id)
 {
     int rc = outbox_event_put(outbox, txn);
@@ -61,14 +49,14 @@ catalog_status_t catalog_event_product(outbox_t *outbox, MDB_txn *txn, const cha
     if (!pk)
         return CATALOG_OK; /* no outbox, or it is off */
     msgpack_pack_map(pk, 8);
-    s_pack_kv_str(pk, "id", p->id);
-    s_pack_kv_str(pk, "sku", p->sku);
-    s_pack_kv_str(pk, "name", p->name);
-    s_pack_kv_int(pk, "price_cents", p->price_cents);
-    s_pack_kv_str(pk, "currency", p->currency);
-    s_pack_kv_str(pk, "category_id", p->category_id);
-    s_pack_kv_int(pk, "stock", p->stock);
-    s_pack_kv_int(pk, "version", p->version);
+    outbox_pack_str(pk, "id", p->id);
+    outbox_pack_str(pk, "sku", p->sku);
+    outbox_pack_str(pk, "name", p->name);
+    outbox_pack_int(pk, "price_cents", p->price_cents);
+    outbox_pack_str(pk, "currency", p->currency);
+    outbox_pack_str(pk, "category_id", p->category_id);
+    outbox_pack_int(pk, "stock", p->stock);
+    outbox_pack_int(pk, "version", p->version);
     return s_put(outbox, txn, p->id);
 }
 
@@ -78,8 +66,8 @@ catalog_status_t catalog_event_deleted(outbox_t *outbox, MDB_txn *txn, const pro
     if (!pk)
         return CATALOG_OK;
     msgpack_pack_map(pk, 2);
-    s_pack_kv_str(pk, "id", p->id);
-    s_pack_kv_str(pk, "sku", p->sku);
+    outbox_pack_str(pk, "id", p->id);
+    outbox_pack_str(pk, "sku", p->sku);
     return s_put(outbox, txn, p->id);
 }
 
@@ -122,9 +110,9 @@ catalog_status_t catalog_event_stock(outbox_t *outbox, MDB_txn *txn, int64_t sto
     if (!pk)
         return CATALOG_OK;
     msgpack_pack_map(pk, 4);
-    s_pack_kv_str(pk, "product_id", p->id);
-    s_pack_kv_str(pk, "sku", p->sku);
-    s_pack_kv_int(pk, "stock", p->stock);
-    s_pack_kv_int(pk, "threshold", threshold);
+    outbox_pack_str(pk, "product_id", p->id);
+    outbox_pack_str(pk, "sku", p->sku);
+    outbox_pack_int(pk, "stock", p->stock);
+    outbox_pack_int(pk, "threshold", threshold);
     return s_put(outbox, txn, p->id);
 }

@@ -476,18 +476,6 @@ static order_store_status_t s_read_order(MDB_txn *txn, MDB_dbi dbi, const char *
 
 /* ---- events ---- */
 
-static void s_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
-{
-    mp_pack_str(pk, key);
-    mp_pack_str(pk, value);
-}
-
-static void s_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
-{
-    mp_pack_str(pk, key);
-    msgpack_pack_int64(pk, value);
-}
-
 /* Stores the event begun in the outbox; an error status when it cannot
  * be (the write must fail with it). */
 static order_store_status_t s_event_put(order_store_shared_t *self, MDB_txn *txn, const order_t *o)
@@ -510,20 +498,20 @@ static order_store_status_t s_event_created(order_store_shared_t *self, MDB_txn 
     if (!pk)
         return ORDER_OK; /* no outbox, or it is off */
     msgpack_pack_map(pk, 6);
-    s_pack_kv_str(pk, "order_id", o->id);
-    s_pack_kv_str(pk, "user_id", o->user_id);
-    s_pack_kv_str(pk, "status", order_status_name(o->status));
-    s_pack_kv_int(pk, "total_cents", o->total_cents);
-    s_pack_kv_str(pk, "currency", o->currency);
+    outbox_pack_str(pk, "order_id", o->id);
+    outbox_pack_str(pk, "user_id", o->user_id);
+    outbox_pack_str(pk, "status", order_status_name(o->status));
+    outbox_pack_int(pk, "total_cents", o->total_cents);
+    outbox_pack_str(pk, "currency", o->currency);
     mp_pack_str(pk, "items");
     msgpack_pack_array(pk, (size_t)o->n_items);
     for (int i = 0; i < o->n_items; i++) {
         const order_item_t *item = &o->items[i];
         msgpack_pack_map(pk, 4);
-        s_pack_kv_str(pk, "product_id", item->product_id);
-        s_pack_kv_str(pk, "sku", item->sku);
-        s_pack_kv_int(pk, "qty", item->qty);
-        s_pack_kv_int(pk, "unit_price_cents", item->unit_price_cents);
+        outbox_pack_str(pk, "product_id", item->product_id);
+        outbox_pack_str(pk, "sku", item->sku);
+        outbox_pack_int(pk, "qty", item->qty);
+        outbox_pack_int(pk, "unit_price_cents", item->unit_price_cents);
     }
     return s_event_put(self, txn, o);
 }
@@ -543,14 +531,14 @@ static order_store_status_t s_event_status(order_store_shared_t *self, MDB_txn *
         return ORDER_OK;
     bool paid = o->payment_id[0] != '\0';
     msgpack_pack_map(pk, paid ? 7 : 6);
-    s_pack_kv_str(pk, "order_id", o->id);
-    s_pack_kv_str(pk, "user_id", o->user_id);
-    s_pack_kv_str(pk, "status", order_status_name(o->status));
-    s_pack_kv_str(pk, "from", order_status_name(from));
-    s_pack_kv_int(pk, "total_cents", o->total_cents);
-    s_pack_kv_str(pk, "currency", o->currency);
+    outbox_pack_str(pk, "order_id", o->id);
+    outbox_pack_str(pk, "user_id", o->user_id);
+    outbox_pack_str(pk, "status", order_status_name(o->status));
+    outbox_pack_str(pk, "from", order_status_name(from));
+    outbox_pack_int(pk, "total_cents", o->total_cents);
+    outbox_pack_str(pk, "currency", o->currency);
     if (paid)
-        s_pack_kv_str(pk, "payment_id", o->payment_id);
+        outbox_pack_str(pk, "payment_id", o->payment_id);
     return s_event_put(self, txn, o);
 }
 
@@ -565,15 +553,15 @@ static order_store_status_t s_event_removed(order_store_shared_t *self, MDB_txn 
     if (!pk)
         return ORDER_OK;
     msgpack_pack_map(pk, 8);
-    s_pack_kv_str(pk, "order_id", before->id);
-    s_pack_kv_str(pk, "user_id", before->user_id);
-    s_pack_kv_str(pk, "status", "cancelled");
-    s_pack_kv_str(pk, "from", order_status_name(before->status));
-    s_pack_kv_str(pk, "reason", code && code[0] ? code : "out_of_stock");
+    outbox_pack_str(pk, "order_id", before->id);
+    outbox_pack_str(pk, "user_id", before->user_id);
+    outbox_pack_str(pk, "status", "cancelled");
+    outbox_pack_str(pk, "from", order_status_name(before->status));
+    outbox_pack_str(pk, "reason", code && code[0] ? code : "out_of_stock");
     mp_pack_str(pk, "removed");
     msgpack_pack_true(pk);
-    s_pack_kv_int(pk, "total_cents", before->total_cents);
-    s_pack_kv_str(pk, "currency", before->currency);
+    outbox_pack_int(pk, "total_cents", before->total_cents);
+    outbox_pack_str(pk, "currency", before->currency);
     return s_event_put(self, txn, before);
 }
 

@@ -340,18 +340,6 @@ static int s_details(mpout_t *out, const char *k1, const char *v1, const char *k
 
 /* ---- events ---- */
 
-static void s_pack_kv_str(msgpack_packer *pk, const char *key, const char *value)
-{
-    msgpack_pack_str_with_body(pk, key, strlen(key));
-    msgpack_pack_str_with_body(pk, value, strlen(value));
-}
-
-static void s_pack_kv_int(msgpack_packer *pk, const char *key, int64_t value)
-{
-    msgpack_pack_str_with_body(pk, key, strlen(key));
-    msgpack_pack_int64(pk, value);
-}
-
 /* Stores the event begun; STORE_ERROR (logged) when it cannot be. */
 static store_status_t s_event_put(const payment_store_shared_t *shared, MDB_txn *txn,
                                   const payment_t *p)
@@ -381,30 +369,30 @@ static store_status_t s_event(const payment_store_shared_t *shared, MDB_txn *txn
     switch (log_type) {
     case LOG_CAPTURE:
         msgpack_pack_map(pk, 7);
-        s_pack_kv_str(pk, "payment_id", p->id);
-        s_pack_kv_str(pk, "order_id", p->order_id);
-        s_pack_kv_int(pk, "amount_cents", amount);
-        s_pack_kv_int(pk, "captured_cents", p->captured_cents);
-        s_pack_kv_str(pk, "currency", p->currency);
-        s_pack_kv_str(pk, "brand", p->brand);
-        s_pack_kv_str(pk, "last4", p->last4);
+        outbox_pack_str(pk, "payment_id", p->id);
+        outbox_pack_str(pk, "order_id", p->order_id);
+        outbox_pack_int(pk, "amount_cents", amount);
+        outbox_pack_int(pk, "captured_cents", p->captured_cents);
+        outbox_pack_str(pk, "currency", p->currency);
+        outbox_pack_str(pk, "brand", p->brand);
+        outbox_pack_str(pk, "last4", p->last4);
         break;
     case LOG_REFUND:
         msgpack_pack_map(pk, 6);
-        s_pack_kv_str(pk, "payment_id", p->id);
-        s_pack_kv_str(pk, "order_id", p->order_id);
-        s_pack_kv_int(pk, "amount_cents", amount);
-        s_pack_kv_int(pk, "refunded_cents", p->refunded_cents);
-        s_pack_kv_str(pk, "status", payment_status_name(p->status));
-        s_pack_kv_str(pk, "currency", p->currency);
+        outbox_pack_str(pk, "payment_id", p->id);
+        outbox_pack_str(pk, "order_id", p->order_id);
+        outbox_pack_int(pk, "amount_cents", amount);
+        outbox_pack_int(pk, "refunded_cents", p->refunded_cents);
+        outbox_pack_str(pk, "status", payment_status_name(p->status));
+        outbox_pack_str(pk, "currency", p->currency);
         break;
     default: /* LOG_FAIL */
         msgpack_pack_map(pk, 5);
-        s_pack_kv_str(pk, "payment_id", p->id);
-        s_pack_kv_str(pk, "order_id", p->order_id);
-        s_pack_kv_int(pk, "amount_cents", amount);
-        s_pack_kv_str(pk, "currency", p->currency);
-        s_pack_kv_str(pk, "reason", p->failure[0] ? p->failure : "gateway_error");
+        outbox_pack_str(pk, "payment_id", p->id);
+        outbox_pack_str(pk, "order_id", p->order_id);
+        outbox_pack_int(pk, "amount_cents", amount);
+        outbox_pack_str(pk, "currency", p->currency);
+        outbox_pack_str(pk, "reason", p->failure[0] ? p->failure : "gateway_error");
         break;
     }
     return s_event_put(shared, txn, p);
