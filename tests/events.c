@@ -1,5 +1,6 @@
 /*  events.c - see events.h. */
 #include "tests/events.h"
+#include "tests/testutil.h"
 
 #include <poll.h>
 #include <stdlib.h>
@@ -252,4 +253,20 @@ bool te_inbox_wait(kv_inbox_t *inbox, int n)
             back++;
     }
     return back == n;
+}
+
+te_events_t *te_events_expect(outbox_t *outbox, int n, const char *source, const char *const *never)
+{
+    te_events_t *es = te_events_read(outbox, 1);
+    assert_non_null(es);
+    assert_int_equal(es->rc, 0);
+    assert_int_equal(es->n, n);
+    for (int i = 0; i < n; i++) {
+        assert_true(es->items[i].ok);
+        assert_int_equal(es->items[i].seq, (uint64_t)i + 1);
+        assert_string_equal(es->items[i].source, source);
+        for (int k = 0; never && never[k]; k++)
+            assert_false(te_event_mentions(&es->items[i], never[k]));
+    }
+    return es;
 }

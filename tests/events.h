@@ -45,6 +45,11 @@ typedef struct {
 /* Every committed event from seq `from` on (at most 100000). */
 te_events_t *te_events_read(outbox_t *outbox, uint64_t from);
 void te_events_destroy(te_events_t **self_p);
+/* The committed events, asserted to be exactly n, seq 1..n, each decoded
+ * and of source, none mentioning any string of never (NULL-terminated;
+ * secrets, say). */
+te_events_t *te_events_expect(outbox_t *outbox, int n, const char *source,
+                              const char *const *never);
 /* How many events of that type. */
 int te_events_count(const te_events_t *self, const char *type);
 /* The nth (0-based) event of that type, or NULL. */
