@@ -54,12 +54,19 @@ char *events_metrics(service_t *const *running, size_t n)
             relay_stats_each(stats, s_type, &out);
         }
     }
-    s_append(text, "# HELP retail_outbox_depth Events committed and not yet handed to the stream.\n"
-                   "# TYPE retail_outbox_depth gauge\n"
-                   "# HELP retail_outbox_oldest_unpublished_seconds Age of the oldest of those.\n"
-                   "# TYPE retail_outbox_oldest_unpublished_seconds gauge\n"
-                   "# HELP retail_outbox_kept Events kept for events.since.\n"
-                   "# TYPE retail_outbox_kept gauge\n");
+    /* read each outbox once, then print each family in one group, as
+     * the text format wants */
+    typedef struct {
+        const char *name;
+        uint64_t depth, kept;
+        double age;
+    } s_row_t;
+    s_row_t *rows = calloc(n ? n : 1, sizeof *rows);
+    if (!rows) {
+        zchunk_destroy(&text);
+        return NULL;
+    }
+    size_t count = 0;
     int64_t now = clock_now_ms();
     for (size_t i = 0; i < n; i++) {
         outbox_t *outbox = running[i] ? service_outbox(running[i]) : NULL;
@@ -71,19 +78,31 @@ char *events_metrics(service_t *const *running, size_t n)
         if (sent < state.published)
             sent = state.published;
         uint64_t last = state.next - 1;
-        uint64_t depth = last > sent ? last - sent : 0;
+        s_row_t *row = &rows[count++];
+        row->name = service_def(running[i])->name;
+        row->depth = last > sent ? last - sent : 0;
+        row->kept = state.first ? state.next - state.first : 0;
         int64_t oldest_at = 0;
-        if (depth > 0)
+        if (row->depth > 0)
             outbox_read(outbox, sent + 1, 1, s_first_at, &oldest_at);
-        double age = oldest_at > 0 && now > oldest_at ? (double)(now - oldest_at) / 1000.0 : 0.0;
-        const char *name = service_def(running[i])->name;
-        s_append(text, "retail_outbox_depth{service=\"%s\"} %llu\n", name,
-                 (unsigned long long)depth);
-        s_append(text, "retail_outbox_oldest_unpublished_seconds{service=\"%s\"} %.3f\n", name,
-                 age);
-        s_append(text, "retail_outbox_kept{service=\"%s\"} %llu\n", name,
-                 (unsigned long long)(state.first ? state.next - state.first : 0));
+        row->age = oldest_at > 0 && now > oldest_at ? (double)(now - oldest_at) / 1000.0 : 0.0;
     }
+    s_append(text, "# HELP retail_outbox_depth Events committed and not yet handed to the stream.\n"
+                   "# TYPE retail_outbox_depth gauge\n");
+    for (size_t i = 0; i < count; i++)
+        s_append(text, "retail_outbox_depth{service=\"%s\"} %llu\n", rows[i].name,
+                 (unsigned long long)rows[i].depth);
+    s_append(text, "# HELP retail_outbox_oldest_unpublished_seconds Age of the oldest of those.\n"
+                   "# TYPE retail_outbox_oldest_unpublished_seconds gauge\n");
+    for (size_t i = 0; i < count; i++)
+        s_append(text, "retail_outbox_oldest_unpublished_seconds{service=\"%s\"} %.3f\n",
+                 rows[i].name, rows[i].age);
+    s_append(text, "# HELP retail_outbox_kept Events kept for events.since.\n"
+                   "# TYPE retail_outbox_kept gauge\n");
+    for (size_t i = 0; i < count; i++)
+        s_append(text, "retail_outbox_kept{service=\"%s\"} %llu\n", rows[i].name,
+                 (unsigned long long)rows[i].kept);
+    free(rows);
     zchunk_extend(text, "", 1);
     char *result = strdup((char *)zchunk_data(text));
     zchunk_destroy(&text);

@@ -298,6 +298,41 @@ static int s_watch(fixture_t *s, const char *const *args, char **out)
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+/* Asserts that text (Prometheus text format) gives each metric family's
+ * samples in one group, as its parsers require: a family, once left,
+ * never comes back. */
+static void s_metrics_grouped(const char *text)
+{
+    zhashx_t *done = zhashx_new();
+    char current[128] = "";
+    const char *line = text;
+    while (*line) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        if (len > 0 && line[0] != '#') {
+            size_t name_len = strcspn(line, "{ ");
+            char name[128];
+            snprintf(name, sizeof name, "%.*s", (int)(name_len < len ? name_len : len), line);
+            /* a histogram's series are one family */
+            const char *suffixes[] = {"_bucket", "_sum", "_count"};
+            for (int k = 0; k < 3; k++) {
+                size_t n = strlen(name), m = strlen(suffixes[k]);
+                if (n > m && streq(name + n - m, suffixes[k]))
+                    name[n - m] = '\0';
+            }
+            if (!streq(name, current)) {
+                if (zhashx_lookup(done, name))
+                    fail_msg("/metrics: %s comes in two groups", name);
+                if (current[0])
+                    zhashx_insert(done, current, "");
+                snprintf(current, sizeof current, "%s", name);
+            }
+        }
+        line += len + (end ? 1 : 0);
+    }
+    zhashx_destroy(&done);
+}
+
 /* ---- the tests ---- */
 
 static void test_every_type(void **state)
@@ -477,6 +512,7 @@ static void test_every_type(void **state)
         strstr(r.text, "retail_events_published_total{service=\"orders\",type=\"order.paid\"} 2"));
     assert_non_null(strstr(r.text, "retail_outbox_depth{service=\"payments\"} 0"));
     assert_non_null(strstr(r.text, "retail_outbox_oldest_unpublished_seconds{service=\"orders\"}"));
+    s_metrics_grouped(r.text);
     hc_response_free(&r);
 
     json_decref(list);
