@@ -33,6 +33,8 @@
  *  them out would hide the slowest requests). Exit status 0 when at least
  *  one reply said ok, 1 otherwise, so scripts can tell a dead server.
  */
+#include "tools/harness/histogram.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <getopt.h>
@@ -96,8 +98,8 @@ typedef struct {
     msgpack_zone zone;    /* for decoding one reply; cleared after each */
     size_t body_bytes;    /* size of the latest request, for the report */
 
-    int64_t *lat; /* latencies in ns, in arrival order */
-    size_t nlat, caplat;
+    histogram_t *lat; /* latencies in ns (tools/harness/histogram.h: within 0.78%) */
+    size_t nlat;
 
     int64_t window_from, window_to; /* the measured window (monotonic ns) */
     int64_t stopped_at;             /* end of the window actually run */
@@ -145,7 +147,7 @@ static void loadgen_destroy(loadgen_t **self_p)
     free(self->socks);
     free(self->raw);
     free(self->slots);
-    free(self->lat);
+    histogram_destroy(&self->lat);
     msgpack_sbuffer_destroy(&self->args);
     msgpack_sbuffer_destroy(&self->body);
     msgpack_zone_destroy(&self->zone);
@@ -168,8 +170,7 @@ static loadgen_t *loadgen_new(const options_t *opt, zcert_t *cert, const char *s
     self->socks = calloc(opt->sockets, sizeof *self->socks);
     self->raw = calloc(opt->sockets, sizeof *self->raw);
     self->slots = calloc(opt->inflight, sizeof *self->slots);
-    self->caplat = 1 << 16;
-    self->lat = malloc(self->caplat * sizeof *self->lat);
+    self->lat = histogram_new();
     if (!self->socks || !self->raw || !self->slots || !self->lat)
         goto fail;
 
@@ -251,18 +252,8 @@ static int s_send(loadgen_t *self, size_t slot_index, int64_t now)
 
 static int s_record(loadgen_t *self, int64_t ns)
 {
-    if (self->nlat == self->caplat) {
-        size_t cap = self->caplat * 2;
-        int64_t *lat = realloc(self->lat, cap * sizeof *lat);
-        if (!lat) {
-            zsys_error("loadgen: out of memory for %zu latencies", cap);
-            self->failed = true;
-            return -1;
-        }
-        self->lat = lat;
-        self->caplat = cap;
-    }
-    self->lat[self->nlat++] = ns;
+    histogram_record(self->lat, ns > 0 ? (uint64_t)ns : 0);
+    self->nlat++;
     return 0;
 }
 
@@ -428,33 +419,22 @@ static int loadgen_run(loadgen_t *self)
     return self->failed ? -1 : 0;
 }
 
-static int s_cmp_i64(const void *a, const void *b)
+/* Nearest-rank percentile, in microseconds. */
+static double s_pct_us(const histogram_t *h, double p)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v, in microseconds. */
-static double s_pct_us(const int64_t *v, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t rank = (size_t)ceil(p / 100.0 * (double)n);
-    if (rank < 1)
-        rank = 1;
-    return (double)v[rank - 1] / 1000.0;
+    return (double)histogram_percentile(h, p) / 1000.0;
 }
 
 static void loadgen_report(loadgen_t *self)
 {
     const options_t *opt = self->opt;
-    qsort(self->lat, self->nlat, sizeof *self->lat, s_cmp_i64);
     double window = (double)(self->stopped_at - self->window_from) / NS_PER_S;
     double rps = window > 0 ? (double)self->in_window / window : 0;
-    double p50 = s_pct_us(self->lat, self->nlat, 50);
-    double p90 = s_pct_us(self->lat, self->nlat, 90);
-    double p99 = s_pct_us(self->lat, self->nlat, 99);
-    double max = s_pct_us(self->lat, self->nlat, 100);
+    double p50 = s_pct_us(self->lat, 50);
+    double p90 = s_pct_us(self->lat, 90);
+    double p99 = s_pct_us(self->lat, 99);
+    double p999 = s_pct_us(self->lat, 99.9);
+    double max = s_pct_us(self->lat, 100);
     uint64_t errors = 0;
     for (int c = 0; c < ERR__COUNT; c++)
         errors += self->errors[c];
@@ -465,7 +445,8 @@ static void loadgen_report(loadgen_t *self)
     printf("window      %.2f s after %.1f s warmup%s\n", window, opt->warmup,
            self->interrupted ? " (interrupted)" : "");
     printf("requests/s  %.0f\n", rps);
-    printf("latency us  p50 %.0f  p90 %.0f  p99 %.0f  max %.0f\n", p50, p90, p99, max);
+    printf("latency us  p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", p50, p90, p99, p999,
+           max);
     printf("total       %zu replies, %" PRIu64 " ok, %" PRIu64 " errors, %zu lost\n", self->nlat,
            self->ok, errors, self->outstanding);
     for (int c = 0; c < ERR__COUNT; c++)
@@ -484,16 +465,17 @@ static void loadgen_report(loadgen_t *self)
             json_object_set_new(by_code, err_code_name((err_code_t)c),
                                 json_integer((json_int_t)self->errors[c]));
     json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:I, s:I, "
+        "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, "
+        "s:I, "
         "s:o, s:I, s:I, s:I, s:b}",
         "endpoint", opt->endpoint, "service", opt->service, "op", opt->op, "curve", self->curve,
         "concurrency", (json_int_t)opt->inflight, "sockets", (json_int_t)opt->sockets,
         "request_bytes", (json_int_t)self->body_bytes, "seconds", window, "warmup", opt->warmup,
         "requests", (json_int_t)self->in_window, "rps", rps, "p50_us", p50, "p90_us", p90, "p99_us",
-        p99, "max_us", max, "replies", (json_int_t)self->nlat, "errors", (json_int_t)errors,
-        "errors_by_code", by_code, "malformed", (json_int_t)self->malformed, "unmatched",
-        (json_int_t)self->unmatched, "lost", (json_int_t)self->outstanding, "interrupted",
-        self->interrupted);
+        p99, "p999_us", p999, "max_us", max, "replies", (json_int_t)self->nlat, "errors",
+        (json_int_t)errors, "errors_by_code", by_code, "malformed", (json_int_t)self->malformed,
+        "unmatched", (json_int_t)self->unmatched, "lost", (json_int_t)self->outstanding,
+        "interrupted", self->interrupted);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     if (text)
         printf("%s\n", text);

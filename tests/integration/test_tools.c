@@ -531,6 +531,16 @@ static void test_loadgen_reports_requests_without_errors(void **state)
     assert_string_equal(json_string_value(json_object_get(doc, "service")), "sys");
     assert_string_equal(json_string_value(json_object_get(doc, "op")), "echo");
     assert_true(json_is_true(json_object_get(doc, "curve")));
+    /* the percentiles, from the histogram, in order */
+    const char *order[] = {"p50_us", "p90_us", "p99_us", "p999_us", "max_us"};
+    double previous = 0;
+    for (int i = 0; i < 5; i++) {
+        json_t *v = json_object_get(doc, order[i]);
+        assert_true(json_is_number(v));
+        assert_true(json_number_value(v) >= previous);
+        previous = json_number_value(v);
+    }
+    assert_true(previous > 0);
     json_decref(doc);
     s_run_free(&r);
 }
