@@ -176,7 +176,11 @@ $(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(BUILD)/obj/tools/retailctl_
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/loadgen: $(BUILD)/obj/tools/loadgen.o $(BUILD)/obj/tools/harness/histogram.o $(LIB)
+# The load harness's parts, shared by loadgen and its tests.
+HARNESS_OBJ = $(addprefix $(BUILD)/obj/tools/harness/,histogram.o template.o scenario.o \
+                runner.o record.o)
+
+$(BUILD)/loadgen: $(BUILD)/obj/tools/loadgen.o $(HARNESS_OBJ) $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

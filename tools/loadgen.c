@@ -1,39 +1,36 @@
-/*  loadgen.c - the load harness: keeps K MDP requests in flight against one
- *  service operation for D seconds and reports throughput and latency.
+/*  loadgen.c - the load harness: runs a scenario's virtual users against
+ *  the broker for D seconds and reports throughput and latency, per step
+ *  and overall.
  *
- *      loadgen [--endpoint E] [--service S] [--op O] [--size N] [-c K] [-d SECONDS]
- *              [--warmup SECONDS] [--sockets N] [--data-dir DIR] [--server-cert NAME]
- *              [--json] [-q]
+ *      loadgen [--scenario FILE [--file NAME=PATH]...] [--service S --op O --size N]
+ *              [-c USERS] [-d SECONDS] [--rate R] [--warmup SECONDS]
+ *              [--sockets N] [--timeout MS] [--seed N] [--record FILE]
+ *              [--endpoint E] [--data-dir DIR] [--server-cert NAME] [--json] [-q]
  *
- *  How it works. One thread, N DEALER sockets, K request slots. Slot s is
- *  always served by socket s % N and always has exactly one request in
- *  flight; its ids are s, s + K, s + 2K, ... so id % K finds the slot of any
- *  reply without a hash map, even when replies come back out of order. When
- *  a reply arrives its latency is taken from the slot's send time and the
- *  slot immediately sends its next request, which is what keeps K in flight.
+ *  Without --scenario it sends one operation (sys.echo by default) with
+ *  args {"pad": "<N bytes>"}, as a one-step scenario. With it, the
+ *  scenario file (tools/harness/scenario.h; examples in tools/scenarios/)
+ *  says what each virtual user does. -c is the number of virtual users:
+ *  the requests in flight in the closed loop (the default), the most in
+ *  flight in the open loop (--rate R: R requests/s, latency from when each
+ *  was due; tools/harness/runner.h).
  *
- *  Requests are the real thing: [empty]["MDPC01"][service][body] with a
- *  msgpack envelope whose args are {"pad": "<N bytes>"} (about 64 bytes in
- *  all by default), over CurveZMQ for any endpoint that leaves the process.
- *  The client certificate is keys_dir/loadgen.cert, made and allow-listed on
- *  first use (only then, so removing it from clients/ revokes it); the
- *  server's public key comes from keys_dir/NAME.cert (--server-cert,
- *  "broker" by default; the bare relay uses "relay").
+ *  Requests are the real thing: [empty]["MDPC01"][service][body] with the
+ *  msgpack envelope, over CurveZMQ for any endpoint that leaves the
+ *  process. The client certificate is keys_dir/loadgen.cert, made and
+ *  allow-listed on first use (only then, so removing it from clients/
+ *  revokes it); the server's public key comes from keys_dir/NAME.cert
+ *  (--server-cert, "broker" by default; the bare relay uses "relay").
  *
- *  The hot path is raw libzmq (zmq_send, and zmq_msg_recv through
- *  frames_recv): CZMQ's zmsg costs allocations per frame, and the harness
- *  must be cheaper than what it measures. Replies are decoded with one reused msgpack_zone, only
- * far enough to check the id and ok and to count errors by code.
- *
- *  Timeline: a warmup (default 1 s, not counted: CURVE handshakes, worker
- *  start-up), the measured window of D seconds, then a drain of at most 2 s
- *  for the replies still outstanding. Throughput counts replies received
- *  inside the window; latencies are recorded for every reply received from
- *  the start of the window on (the drained ones included, since leaving
- *  them out would hide the slowest requests). Exit status 0 when at least
- *  one reply said ok, 1 otherwise, so scripts can tell a dead server.
+ *  Latencies go into log-linear histograms (tools/harness/histogram.h),
+ *  within 0.78% of the exact percentile. Exit status 0 when at least one
+ *  reply said ok (and the record, if any, was written whole), 1
+ *  otherwise, 2 for bad usage.
  */
 #include "tools/harness/histogram.h"
+#include "tools/harness/record.h"
+#include "tools/harness/runner.h"
+#include "tools/harness/scenario.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -41,86 +38,43 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <msgpack.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "protocol/envelope.h"
 #include "protocol/errors.h"
-#include "protocol/frames.h"
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/settings.h"
 
-#define NS_PER_S 1000000000LL
-#define NS_PER_MS 1000000LL
-#define DRAIN_NS (2 * NS_PER_S)
-/* A reply is [empty][MDPC01][service][body]; anything longer is dropped. */
-#define REPLY_FRAMES 4
 /* Upper bounds that keep a typo from allocating the machine away. */
-#define INFLIGHT_MAX 100000
+#define USERS_MAX 100000
 #define SOCKETS_MAX 1024
 #define PAD_MAX (1024 * 1024)
+#define FILES_MAX 32
 
 typedef struct {
     const char *endpoint;
+    const char *scenario;
+    scenario_file_override_t files[FILES_MAX];
+    size_t nfiles;
     const char *service;
     const char *op;
     size_t pad;
-    size_t inflight;
+    size_t users;
     size_t sockets;
     double seconds;
     double warmup;
+    double rate;
+    size_t timeout_ms;
+    size_t seed;
+    const char *record;
     const char *data_dir; /* NULL: from settings */
     const char *server_cert;
     bool json;
     bool quiet;
 } options_t;
 
-typedef struct {
-    uint64_t id; /* the request in flight; id % inflight is this slot's index */
-    int64_t sent_ns;
-    bool busy;
-} slot_t;
-
-typedef struct {
-    const options_t *opt;
-    bool curve;
-    zsock_t **socks;
-    void **raw; /* the libzmq handles of socks, for the hot path */
-    zpoller_t *poller;
-    slot_t *slots;
-    size_t outstanding;
-    msgpack_sbuffer args; /* {"pad": "..."} packed once */
-    msgpack_sbuffer body; /* the request being sent; reused */
-    msgpack_zone zone;    /* for decoding one reply; cleared after each */
-    size_t body_bytes;    /* size of the latest request, for the report */
-
-    histogram_t *lat; /* latencies in ns (tools/harness/histogram.h: within 0.78%) */
-    size_t nlat;
-
-    int64_t window_from, window_to; /* the measured window (monotonic ns) */
-    int64_t stopped_at;             /* end of the window actually run */
-    uint64_t replies;               /* every reply, warmup included */
-    uint64_t in_window;             /* replies received inside the window */
-    uint64_t ok;
-    uint64_t errors[ERR__COUNT];
-    uint64_t malformed; /* bad frames or an undecodable body */
-    uint64_t unmatched; /* an id with no request in flight */
-    bool interrupted;
-    bool failed; /* out of memory, or a socket refused a send */
-} loadgen_t;
-
-static int64_t s_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
-
-/* Reads NAME.cert's public key (Z85) from the keys directory. */
 static int s_server_public(const char *keys_dir, const char *name, char out[KEYS_Z85_LEN + 1])
 {
     char *path = zsys_sprintf("%s/%s.cert", keys_dir, name);
@@ -135,347 +89,126 @@ static int s_server_public(const char *keys_dir, const char *name, char out[KEYS
     return 0;
 }
 
-static void loadgen_destroy(loadgen_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    loadgen_t *self = *self_p;
-    zpoller_destroy(&self->poller);
-    if (self->socks)
-        for (size_t i = 0; i < self->opt->sockets; i++)
-            zsock_destroy(&self->socks[i]);
-    free(self->socks);
-    free(self->raw);
-    free(self->slots);
-    histogram_destroy(&self->lat);
-    msgpack_sbuffer_destroy(&self->args);
-    msgpack_sbuffer_destroy(&self->body);
-    msgpack_zone_destroy(&self->zone);
-    free(self);
-    *self_p = NULL;
-}
-
-/* cert and server_public are NULL for a plain (non-CURVE) endpoint. */
-static loadgen_t *loadgen_new(const options_t *opt, zcert_t *cert, const char *server_public)
-{
-    loadgen_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->opt = opt;
-    self->curve = cert != NULL;
-    msgpack_sbuffer_init(&self->args);
-    msgpack_sbuffer_init(&self->body);
-    if (!msgpack_zone_init(&self->zone, 4096))
-        goto fail;
-    self->socks = calloc(opt->sockets, sizeof *self->socks);
-    self->raw = calloc(opt->sockets, sizeof *self->raw);
-    self->slots = calloc(opt->inflight, sizeof *self->slots);
-    self->lat = histogram_new();
-    if (!self->socks || !self->raw || !self->slots || !self->lat)
-        goto fail;
-
-    /* The args map never changes, so it is packed once and spliced into
-     * every request by envelope_pack_request. */
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &self->args, msgpack_sbuffer_write);
-    char *pad = malloc(opt->pad + 1);
-    if (!pad)
-        goto fail;
-    memset(pad, 'x', opt->pad);
-    bool packed = msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, "pad") == 0 &&
-                  mp_pack_strn(&pk, pad, opt->pad) == 0;
-    free(pad);
-    if (!packed) {
-        zsys_error("loadgen: out of memory packing the arguments");
-        goto fail;
-    }
-
-    for (size_t i = 0; i < opt->sockets; i++) {
-        zsock_t *sock = zsock_new(ZMQ_DEALER);
-        if (!sock)
-            goto fail;
-        self->socks[i] = sock;
-        self->raw[i] = zsock_resolve(sock);
-        zsock_set_linger(sock, 0);
-        /* No high-water mark: the harness bounds what is in flight itself,
-         * and a send must never block or drop. */
-        zsock_set_sndhwm(sock, 0);
-        zsock_set_rcvhwm(sock, 0);
-        if (cert)
-            keys_apply_client(sock, cert, server_public);
-        if (zsock_connect(sock, "%s", opt->endpoint) != 0) {
-            zsys_error("loadgen: cannot connect to %s", opt->endpoint);
-            goto fail;
-        }
-        if (i == 0)
-            self->poller = zpoller_new(sock, NULL);
-        else if (zpoller_add(self->poller, sock) != 0)
-            goto fail;
-        if (!self->poller)
-            goto fail;
-    }
-    return self;
-fail:
-    loadgen_destroy(&self);
-    return NULL;
-}
-
-/* Sends slot's current request. 0, or -1 when the socket refuses it. */
-static int s_send(loadgen_t *self, size_t slot_index, int64_t now)
-{
-    slot_t *slot = &self->slots[slot_index];
-    void *sock = self->raw[slot_index % self->opt->sockets];
-    const char *service = self->opt->service;
-    msgpack_sbuffer_clear(&self->body);
-    if (envelope_pack_request(&self->body, slot->id, self->opt->op, NULL, self->args.data,
-                              self->args.size) != 0) {
-        zsys_error("loadgen: out of memory packing a request");
-        self->failed = true;
-        return -1;
-    }
-    self->body_bytes = self->body.size; /* grows with the id's msgpack width */
-    /* Nothing can block here (no HWM, and a connected DEALER always has a
-     * pipe), so a failure is a real error rather than back-pressure. */
-    if (zmq_send(sock, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
-        zmq_send(sock, MDP_CLIENT, strlen(MDP_CLIENT), ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
-        zmq_send(sock, service, strlen(service), ZMQ_SNDMORE | ZMQ_DONTWAIT) == -1 ||
-        zmq_send(sock, self->body.data, self->body.size, ZMQ_DONTWAIT) == -1) {
-        zsys_error("loadgen: send failed: %s", zmq_strerror(zmq_errno()));
-        self->failed = true;
-        return -1;
-    }
-    slot->sent_ns = now;
-    slot->busy = true;
-    self->outstanding++;
-    return 0;
-}
-
-static int s_record(loadgen_t *self, int64_t ns)
-{
-    histogram_record(self->lat, ns > 0 ? (uint64_t)ns : 0);
-    self->nlat++;
-    return 0;
-}
-
-/* Handles one reply body: matches it to its slot, records it, and if
- * resend, puts the slot's next request in flight. 0, or -1 on a fatal
- * error (then self->failed is set). */
-static int s_on_reply(loadgen_t *self, const void *body, size_t len, int64_t now, bool resend)
-{
-    envelope_reply_t reply;
-    const char *why;
-    bool decoded = envelope_decode_reply(body, len, &self->zone, &reply, &why);
-    uint64_t id = 0;
-    bool have_id = decoded && reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER;
-    if (have_id)
-        id = reply.id.via.u64;
-    bool ok = decoded && reply.ok;
-    err_code_t code = decoded && !reply.ok ? reply.code : ERR_NONE;
-    msgpack_zone_clear(&self->zone);
-
-    if (!decoded) {
-        /* Without an id the slot cannot be found; it stays stuck and shows
-         * up as lost at the end. */
-        self->malformed++;
-        return 0;
-    }
-    size_t index = have_id ? (size_t)(id % self->opt->inflight) : 0;
-    slot_t *slot = have_id ? &self->slots[index] : NULL;
-    if (!slot || !slot->busy || slot->id != id) {
-        self->unmatched++;
-        return 0;
-    }
-    slot->busy = false;
-    self->outstanding--;
-    self->replies++;
-    if (now >= self->window_from) {
-        if (now < self->window_to)
-            self->in_window++;
-        if (ok)
-            self->ok++;
-        else
-            self->errors[code]++;
-        if (s_record(self, now - slot->sent_ns) != 0)
-            return -1;
-    }
-    if (!resend)
-        return 0;
-    slot->id += self->opt->inflight;
-    return s_send(self, index, now);
-}
-
-/* Receives one message from socket i without waiting. 1 when a message
- * was handled, 0 when there was none, -1 on a socket error. */
-static int s_recv_one(loadgen_t *self, size_t i, bool resend)
-{
-    zmq_msg_t part[REPLY_FRAMES];
-    int n = frames_recv(self->raw[i], part, REPLY_FRAMES, ZMQ_DONTWAIT);
-    if (n == 0) {
-        int err = zmq_errno();
-        /* Later frames of a message are always there once the first is,
-         * so EAGAIN can only mean "no message". */
-        if (err == EAGAIN)
-            return 0;
-        zsys_error("loadgen: receive failed: %s", zmq_strerror(err));
-        self->failed = true;
-        return -1;
-    }
-    int64_t now = s_now_ns();
-    int rc = 1;
-    /* one with more frames than a reply (-1, dropped already) is malformed too */
-    if (n != REPLY_FRAMES || zmq_msg_size(&part[0]) != 0 || !frames_is(&part[1], MDP_CLIENT))
-        self->malformed++;
-    else if (s_on_reply(self, zmq_msg_data(&part[3]), zmq_msg_size(&part[3]), now, resend) != 0)
-        rc = -1;
-    if (n > 0)
-        frames_close(part, n);
-    return rc;
-}
-
-/* Reads what every socket has ready. Each socket gives at most inflight
- * messages per sweep so that a busy one cannot starve the others or the
- * clock checks of the main loop. */
-static int s_sweep(loadgen_t *self, bool resend)
-{
-    for (size_t i = 0; i < self->opt->sockets; i++) {
-        for (size_t k = 0; k < self->opt->inflight; k++) {
-            int rc = s_recv_one(self, i, resend);
-            if (rc < 0)
-                return -1;
-            if (rc == 0)
-                break;
-        }
-    }
-    return 0;
-}
-
-/* Waits until the next deadline or a reply; false when interrupted. */
-static bool s_wait(loadgen_t *self, int64_t deadline)
-{
-    int64_t left = deadline - s_now_ns();
-    int ms = left <= 0 ? 0 : (int)((left + NS_PER_MS - 1) / NS_PER_MS);
-    void *which = zpoller_wait(self->poller, ms);
-    if (!which && zpoller_terminated(self->poller)) {
-        self->interrupted = true;
-        return false;
-    }
-    return true;
-}
-
-static void s_progress(loadgen_t *self, int64_t start, int64_t now, uint64_t *last_replies,
-                       int64_t *last_ns)
-{
-    double elapsed = (double)(now - start) / NS_PER_S;
-    double rate = (double)(self->replies - *last_replies) * NS_PER_S / (double)(now - *last_ns);
-    const char *phase = now < self->window_from ? "warmup" : "run";
-    fprintf(stderr, "\r%-6s %6.1f s  %9.0f req/s  %6zu in flight   ", phase, elapsed, rate,
-            self->outstanding);
-    fflush(stderr);
-    *last_replies = self->replies;
-    *last_ns = now;
-}
-
-static int loadgen_run(loadgen_t *self)
-{
-    const options_t *opt = self->opt;
-    int64_t start = s_now_ns();
-    self->window_from = start + (int64_t)(opt->warmup * NS_PER_S);
-    self->window_to = self->window_from + (int64_t)(opt->seconds * NS_PER_S);
-    self->stopped_at = self->window_from;
-
-    for (size_t s = 0; s < opt->inflight; s++) {
-        self->slots[s].id = s;
-        if (s_send(self, s, s_now_ns()) != 0)
-            return -1;
-    }
-
-    int64_t next_tick = start + NS_PER_S;
-    uint64_t last_replies = 0;
-    int64_t last_ns = start;
-    int64_t now = start;
-    while (now < self->window_to && !self->failed) {
-        int64_t deadline = next_tick < self->window_to ? next_tick : self->window_to;
-        if (!s_wait(self, deadline) || s_sweep(self, true) != 0)
-            break;
-        now = s_now_ns();
-        if (now >= next_tick) {
-            if (!opt->quiet)
-                s_progress(self, start, now, &last_replies, &last_ns);
-            next_tick += NS_PER_S;
-        }
-    }
-    self->stopped_at = now < self->window_to ? now : self->window_to;
-    if (self->stopped_at < self->window_from)
-        self->stopped_at = self->window_from; /* interrupted during the warmup */
-
-    /* Drain: no new requests; collect what is still in flight. */
-    int64_t drain_to = s_now_ns() + DRAIN_NS;
-    while (self->outstanding > 0 && !self->interrupted && !self->failed && s_now_ns() < drain_to) {
-        if (!s_wait(self, drain_to) || s_sweep(self, false) != 0)
-            break;
-    }
-    if (!opt->quiet)
-        fprintf(stderr, "\n");
-    return self->failed ? -1 : 0;
-}
-
-/* Nearest-rank percentile, in microseconds. */
-static double s_pct_us(const histogram_t *h, double p)
+static double s_us(const histogram_t *h, double p)
 {
     return (double)histogram_percentile(h, p) / 1000.0;
 }
 
-static void loadgen_report(loadgen_t *self)
+static void s_print_stats_line(const char *name, const runner_stats_t *st)
 {
-    const options_t *opt = self->opt;
-    double window = (double)(self->stopped_at - self->window_from) / NS_PER_S;
-    double rps = window > 0 ? (double)self->in_window / window : 0;
-    double p50 = s_pct_us(self->lat, 50);
-    double p90 = s_pct_us(self->lat, 90);
-    double p99 = s_pct_us(self->lat, 99);
-    double p999 = s_pct_us(self->lat, 99.9);
-    double max = s_pct_us(self->lat, 100);
-    uint64_t errors = 0;
-    for (int c = 0; c < ERR__COUNT; c++)
-        errors += self->errors[c];
+    printf("%-22s %9" PRIu64 " %9" PRIu64 " %7" PRIu64 " %9.0f %9.0f %9.0f %9.0f %9.0f\n", name,
+           st->replies, st->ok + st->accepted, runner_stats_errors(st), s_us(st->latency, 50),
+           s_us(st->latency, 90), s_us(st->latency, 99), s_us(st->latency, 99.9),
+           s_us(st->latency, 100));
+}
 
-    printf("%s.%s via %s%s, %zu in flight over %zu socket%s, %zu-byte requests\n", opt->service,
-           opt->op, opt->endpoint, self->curve ? " (CURVE)" : "", opt->inflight, opt->sockets,
-           opt->sockets == 1 ? "" : "s", self->body_bytes);
-    printf("window      %.2f s after %.1f s warmup%s\n", window, opt->warmup,
-           self->interrupted ? " (interrupted)" : "");
-    printf("requests/s  %.0f\n", rps);
-    printf("latency us  p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", p50, p90, p99, p999,
-           max);
-    printf("total       %zu replies, %" PRIu64 " ok, %" PRIu64 " errors, %zu lost\n", self->nlat,
-           self->ok, errors, self->outstanding);
+static void s_print_errors(const char *name, const runner_stats_t *st)
+{
     for (int c = 0; c < ERR__COUNT; c++)
-        if (self->errors[c])
-            printf("  error %-24s %" PRIu64 "\n", err_code_name((err_code_t)c), self->errors[c]);
-    if (self->malformed)
-        printf("  malformed replies      %" PRIu64 "\n", self->malformed);
-    if (self->unmatched)
-        printf("  unmatched replies      %" PRIu64 "\n", self->unmatched);
+        if (st->errors[c])
+            printf("  %s: error %s %" PRIu64 "\n", name, err_code_name((err_code_t)c),
+                   st->errors[c]);
+    if (st->accepted)
+        printf("  %s: accepted errors %" PRIu64 "\n", name, st->accepted);
+    if (st->no_reply)
+        printf("  %s: no reply %" PRIu64 "\n", name, st->no_reply);
+    if (st->capture)
+        printf("  %s: capture found nothing %" PRIu64 "\n", name, st->capture);
+    if (st->missing_var)
+        printf("  %s: not sent, a variable was not set %" PRIu64 "\n", name, st->missing_var);
+}
+
+static json_t *s_stats_json(const char *name, const scenario_step_t *step, const runner_stats_t *st,
+                            double window)
+{
+    json_t *by_code = json_object();
+    for (int c = 0; c < ERR__COUNT; c++)
+        if (st->errors[c])
+            json_object_set_new(by_code, err_code_name((err_code_t)c),
+                                json_integer((json_int_t)st->errors[c]));
+    if (st->no_reply)
+        json_object_set_new(by_code, "no_reply", json_integer((json_int_t)st->no_reply));
+    if (st->capture)
+        json_object_set_new(by_code, "capture", json_integer((json_int_t)st->capture));
+    if (st->missing_var)
+        json_object_set_new(by_code, "missing_var", json_integer((json_int_t)st->missing_var));
+    json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:o}",
+                          "name", name, "requests", (json_int_t)st->requests, "replies",
+                          (json_int_t)st->replies, "ok", (json_int_t)st->ok, "accepted",
+                          (json_int_t)st->accepted, "errors", (json_int_t)runner_stats_errors(st),
+                          "rps", window > 0 ? (double)st->replies / window : 0.0, "p50_us",
+                          s_us(st->latency, 50), "p90_us", s_us(st->latency, 90), "p99_us",
+                          s_us(st->latency, 99), "p999_us", s_us(st->latency, 99.9), "max_us",
+                          s_us(st->latency, 100), "errors_by_code", by_code);
+    if (o && step) {
+        json_object_set_new(o, "service", json_string(step->service));
+        json_object_set_new(o, "op", json_string(step->op));
+    }
+    return o;
+}
+
+static void s_report(const options_t *opt, const scenario_t *sc, const runner_result_t *r,
+                     bool curve)
+{
+    double rps = r->window_s > 0 ? (double)r->in_window / r->window_s : 0;
+    const runner_stats_t *t = &r->total;
+    printf("scenario %s via %s%s, %zu virtual users over %zu socket%s, ", scenario_name(sc),
+           opt->endpoint, curve ? " (CURVE)" : "", opt->users, opt->sockets,
+           opt->sockets == 1 ? "" : "s");
+    if (opt->rate > 0)
+        printf("open loop at %.0f requests/s\n", opt->rate);
+    else
+        printf("closed loop\n");
+    printf("window      %.2f s after %.1f s warmup%s\n", r->window_s, opt->warmup,
+           r->interrupted ? " (interrupted)" : "");
+    printf("requests/s  %.0f\n", rps);
+    printf("latency us  p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", s_us(t->latency, 50),
+           s_us(t->latency, 90), s_us(t->latency, 99), s_us(t->latency, 99.9),
+           s_us(t->latency, 100));
+    printf("total       %" PRIu64 " replies, %" PRIu64 " ok, %" PRIu64 " errors, %" PRIu64
+           " no reply\n",
+           t->replies, t->ok + t->accepted, runner_stats_errors(t), t->no_reply);
+    if (opt->rate > 0)
+        printf("schedule    at most %" PRIu64 " requests were due and not yet sent\n",
+               r->due_late_max);
+    if (r->nsteps > 1) {
+        printf("\n%-22s %9s %9s %7s %9s %9s %9s %9s %9s\n", "step (latency us)", "replies", "ok",
+               "errors", "p50", "p90", "p99", "p99.9", "max");
+        for (size_t i = 0; i < r->nsteps; i++)
+            if (r->steps[i].requests || r->steps[i].replies || r->steps[i].missing_var)
+                s_print_stats_line(scenario_step(sc, i)->name, &r->steps[i]);
+        s_print_stats_line("all", t);
+    }
+    for (size_t i = 0; i < r->nsteps; i++)
+        s_print_errors(scenario_step(sc, i)->name, &r->steps[i]);
+    if (r->malformed)
+        printf("  malformed replies      %" PRIu64 "\n", r->malformed);
+    if (r->unmatched)
+        printf("  unmatched replies      %" PRIu64 "\n", r->unmatched);
 
     if (!opt->json)
         return;
-    json_t *by_code = json_object();
-    for (int c = 0; c < ERR__COUNT; c++)
-        if (self->errors[c])
-            json_object_set_new(by_code, err_code_name((err_code_t)c),
-                                json_integer((json_int_t)self->errors[c]));
+    json_t *steps = json_array();
+    for (size_t i = 0; i < r->nsteps; i++)
+        json_array_append_new(steps, s_stats_json(scenario_step(sc, i)->name, scenario_step(sc, i),
+                                                  &r->steps[i], r->window_s));
+    json_t *total = s_stats_json("all", NULL, t, r->window_s);
+    /* The whole run's figures also at the top, where a single-op run's
+     * reader has always found them. */
     json_t *doc = json_pack(
-        "{s:s, s:s, s:s, s:b, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:I, "
-        "s:I, "
-        "s:o, s:I, s:I, s:I, s:b}",
-        "endpoint", opt->endpoint, "service", opt->service, "op", opt->op, "curve", self->curve,
-        "concurrency", (json_int_t)opt->inflight, "sockets", (json_int_t)opt->sockets,
-        "request_bytes", (json_int_t)self->body_bytes, "seconds", window, "warmup", opt->warmup,
-        "requests", (json_int_t)self->in_window, "rps", rps, "p50_us", p50, "p90_us", p90, "p99_us",
-        p99, "p999_us", p999, "max_us", max, "replies", (json_int_t)self->nlat, "errors",
-        (json_int_t)errors, "errors_by_code", by_code, "malformed", (json_int_t)self->malformed,
-        "unmatched", (json_int_t)self->unmatched, "lost", (json_int_t)self->outstanding,
-        "interrupted", self->interrupted);
+        "{s:s, s:s, s:s, s:b, s:s, s:f, s:I, s:I, s:I, s:f, s:f, s:I, s:f, s:f, s:f, s:f, s:f, "
+        "s:f, s:I, s:I, s:O, s:I, s:I, s:I, s:I, s:b, s:o, s:o}",
+        "scenario", scenario_name(sc), "run", r->run_id, "endpoint", opt->endpoint, "curve", curve,
+        "model", opt->rate > 0 ? "open" : "closed", "rate", opt->rate, "concurrency",
+        (json_int_t)opt->users, "sockets", (json_int_t)opt->sockets, "request_bytes",
+        (json_int_t)r->request_bytes_max, "seconds", r->window_s, "warmup", opt->warmup, "requests",
+        (json_int_t)r->in_window, "rps", rps, "p50_us", s_us(t->latency, 50), "p90_us",
+        s_us(t->latency, 90), "p99_us", s_us(t->latency, 99), "p999_us", s_us(t->latency, 99.9),
+        "max_us", s_us(t->latency, 100), "replies", (json_int_t)t->replies, "errors",
+        (json_int_t)runner_stats_errors(t), "errors_by_code",
+        json_object_get(total, "errors_by_code"), "malformed", (json_int_t)r->malformed,
+        "unmatched", (json_int_t)r->unmatched, "lost", (json_int_t)t->no_reply, "due_late_max",
+        (json_int_t)r->due_late_max, "interrupted", r->interrupted, "total", total, "steps", steps);
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     if (text)
         printf("%s\n", text);
@@ -489,14 +222,20 @@ static void s_usage(FILE *out)
 {
     fprintf(out,
             "usage: loadgen [options]\n"
-            "  --endpoint E       broker endpoint (default: settings broker_endpoint)\n"
+            "  --scenario FILE    a scenario (tools/scenarios/*.json); without it one op:\n"
             "  --service S        service name (default sys)\n"
             "  --op O             operation (default echo)\n"
             "  --size N           args are {\"pad\": \"<N bytes>\"} (default 35: ~64-byte body)\n"
-            "  -c, --concurrency K  requests in flight (default 64)\n"
+            "  --file NAME=PATH   the scenario's file NAME is PATH instead\n"
+            "  -c, --concurrency K  virtual users: requests in flight (default 64)\n"
             "  -d, --duration S   measured seconds (default 10)\n"
+            "  --rate R           open loop: R requests/s, latency from when each was due\n"
             "  --warmup S         seconds before measuring (default 1)\n"
-            "  --sockets N        DEALER sockets sharing the in-flight requests (default 1)\n"
+            "  --sockets N        DEALER sockets the users share (default 1)\n"
+            "  --timeout MS       a request's wait for its reply (default 10000)\n"
+            "  --seed N           the random draws' seed (default: from the clock)\n"
+            "  --record FILE      NDJSON of what was acknowledged (tools/harness/record.h)\n"
+            "  --endpoint E       broker endpoint (default: settings broker_endpoint)\n"
             "  --data-dir DIR     data directory; keys are in DIR/keys\n"
             "  --server-cert NAME server certificate NAME.cert in the keys dir (default broker)\n"
             "  --json             also print the result as one JSON line\n"
@@ -530,31 +269,44 @@ int main(int argc, char **argv)
     options_t opt = {.service = "sys",
                      .op = "echo",
                      .pad = 35,
-                     .inflight = 64,
+                     .users = 64,
                      .sockets = 1,
                      .seconds = 10,
                      .warmup = 1,
+                     .timeout_ms = 10000,
                      .server_cert = "broker"};
     enum {
         OPT_ENDPOINT = 256,
+        OPT_SCENARIO,
+        OPT_FILE,
         OPT_SERVICE,
         OPT_OP,
         OPT_SIZE,
+        OPT_RATE,
         OPT_WARMUP,
         OPT_SOCKETS,
+        OPT_TIMEOUT,
+        OPT_SEED,
+        OPT_RECORD,
         OPT_DATA_DIR,
         OPT_SERVER_CERT,
         OPT_JSON
     };
     static const struct option longopts[] = {
         {"endpoint", required_argument, NULL, OPT_ENDPOINT},
+        {"scenario", required_argument, NULL, OPT_SCENARIO},
+        {"file", required_argument, NULL, OPT_FILE},
         {"service", required_argument, NULL, OPT_SERVICE},
         {"op", required_argument, NULL, OPT_OP},
         {"size", required_argument, NULL, OPT_SIZE},
         {"concurrency", required_argument, NULL, 'c'},
         {"duration", required_argument, NULL, 'd'},
+        {"rate", required_argument, NULL, OPT_RATE},
         {"warmup", required_argument, NULL, OPT_WARMUP},
         {"sockets", required_argument, NULL, OPT_SOCKETS},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"record", required_argument, NULL, OPT_RECORD},
         {"data-dir", required_argument, NULL, OPT_DATA_DIR},
         {"server-cert", required_argument, NULL, OPT_SERVER_CERT},
         {"json", no_argument, NULL, OPT_JSON},
@@ -568,6 +320,18 @@ int main(int argc, char **argv)
         case OPT_ENDPOINT:
             opt.endpoint = optarg;
             break;
+        case OPT_SCENARIO:
+            opt.scenario = optarg;
+            break;
+        case OPT_FILE: {
+            char *eq = strchr(optarg, '=');
+            bad = !eq || eq == optarg || !eq[1] || opt.nfiles == FILES_MAX;
+            if (!bad) {
+                *eq = '\0';
+                opt.files[opt.nfiles++] = (scenario_file_override_t){optarg, eq + 1};
+            }
+            break;
+        }
         case OPT_SERVICE:
             opt.service = optarg;
             bad = strlen(optarg) == 0 || strlen(optarg) > MDP_SERVICE_MAX;
@@ -580,16 +344,28 @@ int main(int argc, char **argv)
             bad = s_parse_size(optarg, 0, PAD_MAX, &opt.pad);
             break;
         case 'c':
-            bad = s_parse_size(optarg, 1, INFLIGHT_MAX, &opt.inflight);
+            bad = s_parse_size(optarg, 1, USERS_MAX, &opt.users);
             break;
         case 'd':
             bad = s_parse_seconds(optarg, 0.001, &opt.seconds);
+            break;
+        case OPT_RATE:
+            bad = s_parse_seconds(optarg, 0.001, &opt.rate) || opt.rate > 10000000;
             break;
         case OPT_WARMUP:
             bad = s_parse_seconds(optarg, 0, &opt.warmup);
             break;
         case OPT_SOCKETS:
             bad = s_parse_size(optarg, 1, SOCKETS_MAX, &opt.sockets);
+            break;
+        case OPT_TIMEOUT:
+            bad = s_parse_size(optarg, 1, 3600000, &opt.timeout_ms);
+            break;
+        case OPT_SEED:
+            bad = s_parse_size(optarg, 1, SIZE_MAX, &opt.seed);
+            break;
+        case OPT_RECORD:
+            opt.record = optarg;
             break;
         case OPT_DATA_DIR:
             opt.data_dir = optarg;
@@ -619,13 +395,17 @@ int main(int argc, char **argv)
         s_usage(stderr);
         return 2;
     }
-    if (opt.sockets > opt.inflight) {
+    if (opt.sockets > opt.users) {
         fprintf(stderr, "loadgen: --sockets must not exceed -c\n");
+        return 2;
+    }
+    if (opt.nfiles && !opt.scenario) {
+        fprintf(stderr, "loadgen: --file needs --scenario\n");
         return 2;
     }
 
     settings_t settings;
-    char err[256];
+    char err[512];
     if (settings_load(&settings, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "loadgen: %s\n", err);
         return 2;
@@ -642,7 +422,18 @@ int main(int argc, char **argv)
     if (!opt.endpoint)
         opt.endpoint = settings.broker_endpoint;
 
+    scenario_t *sc = opt.scenario ? scenario_load(opt.scenario, settings.data_dir, opt.files,
+                                                  opt.nfiles, err, sizeof err)
+                                  : scenario_single(opt.service, opt.op, opt.pad, err, sizeof err);
+    if (!sc) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        return 2;
+    }
+
+    int status = 2;
     zcert_t *cert = NULL;
+    record_t *record = NULL;
+    runner_t *runner = NULL;
     char server_public[KEYS_Z85_LEN + 1] = "";
     if (keys_endpoint_needs_curve(opt.endpoint)) {
         /* Allow-listed only when made here: an operator who removed
@@ -656,26 +447,51 @@ int main(int argc, char **argv)
         if (!cert || (made && keys_allow(settings.keys_dir, cert, "loadgen") != 0)) {
             fprintf(stderr, "loadgen: cannot create or allow-list %s/loadgen.cert\n",
                     settings.keys_dir);
-            zcert_destroy(&cert);
-            return 2;
+            goto cleanup;
         }
         if (s_server_public(settings.keys_dir, opt.server_cert, server_public) != 0) {
             fprintf(stderr, "loadgen: cannot read %s/%s.cert\n", settings.keys_dir,
                     opt.server_cert);
-            zcert_destroy(&cert);
-            return 2;
+            goto cleanup;
         }
     }
-
-    loadgen_t *lg = loadgen_new(&opt, cert, cert ? server_public : NULL);
-    zcert_destroy(&cert);
-    if (!lg) {
-        fprintf(stderr, "loadgen: cannot set up sockets\n");
-        return 2;
+    runner_options_t ro = {.endpoint = opt.endpoint,
+                           .cert = cert,
+                           .server_public = cert ? server_public : NULL,
+                           .vus = opt.users,
+                           .sockets = opt.sockets,
+                           .seconds = opt.seconds,
+                           .warmup = opt.warmup,
+                           .rate = opt.rate,
+                           .timeout_ms = (int)opt.timeout_ms,
+                           .seed = opt.seed,
+                           .progress = opt.quiet ? NULL : stderr};
+    runner = runner_new(&ro, sc, err, sizeof err);
+    if (!runner) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        goto cleanup;
     }
-    int rc = loadgen_run(lg);
-    loadgen_report(lg);
-    int status = rc == 0 && lg->ok > 0 ? 0 : 1;
-    loadgen_destroy(&lg);
+    if (opt.record) {
+        record = record_new(opt.record, runner_result(runner)->run_id, scenario_name(sc), err,
+                            sizeof err);
+        if (!record) {
+            fprintf(stderr, "loadgen: %s\n", err);
+            goto cleanup;
+        }
+        runner_set_record(runner, record);
+    }
+    int rc = runner_run(runner);
+    const runner_result_t *result = runner_result(runner);
+    s_report(&opt, sc, result, cert != NULL);
+    status = rc == 0 && result->total.ok > 0 ? 0 : 1;
+    if (record && record_close(&record, err, sizeof err) != 0) {
+        fprintf(stderr, "loadgen: %s: %s\n", opt.record, err);
+        status = 1;
+    }
+cleanup:
+    runner_destroy(&runner);
+    record_destroy(&record);
+    zcert_destroy(&cert);
+    scenario_destroy(&sc);
     return status;
 }

@@ -61,6 +61,38 @@
 #ifndef RETAIL_HARNESS_RECORD_H
 #define RETAIL_HARNESS_RECORD_H
 
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
 #define RECORD_VERSION 1
+
+typedef struct record_t record_t;
+
+/* One reply to record. Strings and objects are borrowed for the call. */
+typedef struct {
+    uint64_t vu;
+    const char *step, *service, *op;
+    bool ack;
+    const char *code;            /* !ack: the error code, or "no_reply" */
+    const char *user_id, *email; /* NULL: the virtual user has none yet */
+    const msgpack_object *args;  /* the request's args (a map), or NULL */
+    const msgpack_object *data;  /* ack: the reply's data */
+} record_entry_t;
+
+/* Creates path (truncating it) and writes the header. NULL with err. */
+record_t *record_new(const char *path, const char *run, const char *scenario, char *err,
+                     size_t errlen);
+/* Flushes and closes; -1 if anything written was not (then err says). */
+int record_close(record_t **self_p, char *err, size_t errlen);
+void record_destroy(record_t **self_p);
+
+/* True when replies of service.op are recorded (the table above). */
+bool record_wants(const char *service, const char *op);
+/* True when an error with this code leaves the outcome unknown. */
+bool record_code_unknown(const char *code);
+/* Writes entry's line. 0, or -1 when the write failed (sticky: the
+ * record is then incomplete and record_close says so). */
+int record_write(record_t *self, const record_entry_t *entry);
 
 #endif
