@@ -233,11 +233,13 @@ $(BUILD)/retail-openapi: $(BUILD)/obj/tools/openapi.o $(LIB)
 
 # the load harness's parts that unit tests check (issue 14)
 $(BUILD)/tests/unit/test_histogram: $(BUILD)/obj/tools/harness/histogram.o
+$(BUILD)/tests/unit/test_scenario: $(HARNESS_OBJ)
+$(BUILD)/tests/unit/test_runner: $(HARNESS_OBJ)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_COMMON) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(V),,echo "  LINK    $@")
-	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
+	$(Q)$(CC) $(CFLAGS) $(filter-out $(LIB),$^) $(LIB) -o $@ $(LDLIBS) $(shell pkg-config --libs $(TEST_PKGS))
 
 format:
 	clang-format -i $(shell git ls-files '*.c' '*.h')

@@ -706,6 +706,15 @@ static int s_scan_timeouts(runner_t *self, int64_t now)
 /* Open loop: gives every request due by now to an idle user. */
 static int s_dispatch(runner_t *self, int64_t now)
 {
+    /* The backlog is measured before it is handed out: what was due and
+     * waited for a free user. */
+    int64_t first_due = self->start + (int64_t)((double)self->due_count * self->interval_ns);
+    if (first_due <= now && first_due < self->window_to) {
+        int64_t until = now < self->window_to ? now : self->window_to - 1;
+        uint64_t late = (uint64_t)((double)(until - first_due) / self->interval_ns) + 1;
+        if (late > self->result.due_late_max)
+            self->result.due_late_max = late;
+    }
     while (self->idle_count > 0) {
         int64_t due = self->start + (int64_t)((double)self->due_count * self->interval_ns);
         if (due > now || due >= self->window_to)
@@ -716,12 +725,6 @@ static int s_dispatch(runner_t *self, int64_t now)
             return -1;
         if (rc > 0)
             self->due_count++;
-    }
-    int64_t due = self->start + (int64_t)((double)self->due_count * self->interval_ns);
-    if (due <= now && due < self->window_to) {
-        uint64_t late = (uint64_t)((double)(now - due) / self->interval_ns) + 1;
-        if (late > self->result.due_late_max)
-            self->result.due_late_max = late;
     }
     return 0;
 }

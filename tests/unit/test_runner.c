@@ -1,0 +1,338 @@
+/*  test_runner.c - the load harness's engine (tools/harness/runner.h)
+ *  against a small MDP server in this process.
+ *
+ *  The server is an actor with a ROUTER on an inproc endpoint that speaks
+ *  the client side of MDP like the broker and answers by op:
+ *
+ *      auth.login     {access_token: "T" + email, user: {id: "u-" + email, email}}
+ *      use            ok when the envelope's token is "T" + args.email
+ *      cart.set_item  ok, {cart: {}}
+ *      drop           never answered
+ *      anything else  ok, its args back; the first request that comes
+ *                     300 ms or more after the first one stalls the server
+ *                     for 200 ms when the server was made to stall
+ *
+ *  Tests: the open loop's schedule shows a 200 ms stall in its p99 (the
+ *  requests due during the stall count from when they were due) and keeps
+ *  its rate; the closed loop sends the next request at once and each user
+ *  runs its setup once, its captured token filled into later requests;
+ *  the record gets a header and a line per recorded op with the user from
+ *  the login; a request with no reply is given up after the timeout and
+ *  recorded as an unknown outcome.
+ */
+#include "tests/testutil.h"
+#include "tools/harness/record.h"
+#include "tools/harness/runner.h"
+#include "tools/harness/scenario.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "protocol/envelope.h"
+#include "protocol/mdp.h"
+
+typedef struct {
+    const char *endpoint;
+    bool stall;
+} server_args_t;
+
+static void s_pack_strf(msgpack_packer *pk, const char *prefix, const msgpack_object *o)
+{
+    char buf[256];
+    int n = snprintf(buf, sizeof buf, "%s%.*s", prefix, o ? (int)o->via.str.size : 0,
+                     o ? o->via.str.ptr : "");
+    mp_pack_strn(pk, buf, (size_t)n);
+}
+
+static bool s_str_is(const char *s, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(s, want, len) == 0;
+}
+
+static void s_server(zsock_t *pipe, void *arg)
+{
+    server_args_t *args = arg;
+    zsock_t *router = zsock_new_router(args->endpoint);
+    assert_non_null(router);
+    zpoller_t *poller = zpoller_new(pipe, router, NULL);
+    zsock_signal(pipe, 0);
+    int64_t first = 0;
+    bool stalled = false;
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    while (true) {
+        void *which = zpoller_wait(poller, -1);
+        if (which == pipe || !which)
+            break;
+        zmsg_t *msg = zmsg_recv(router);
+        if (!msg)
+            break;
+        zframe_t *identity = zmsg_pop(msg);
+        zframe_t *empty = zmsg_pop(msg);
+        zframe_t *header = zmsg_pop(msg);
+        zframe_t *service = zmsg_pop(msg);
+        zframe_t *body = zmsg_pop(msg);
+        envelope_request_t req;
+        const char *why;
+        bool decoded = body && envelope_decode_request(zframe_data(body), zframe_size(body), &zone,
+                                                       &req, &why);
+        assert_true(decoded);
+        int64_t now = zclock_mono();
+        if (!first)
+            first = now;
+        if (args->stall && !stalled && now - first >= 300) {
+            zclock_sleep(200); /* the stall being simulated, not a wait */
+            stalled = true;
+        }
+        msgpack_sbuffer out;
+        msgpack_sbuffer_init(&out);
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &out, msgpack_sbuffer_write);
+        const msgpack_object *email = mp_map_get(&req.args, "email");
+        bool answer = true;
+        if (s_str_is(req.op, req.op_len, "auth.login")) {
+            envelope_reply_ok_begin(&pk, &req.id);
+            msgpack_pack_map(&pk, 2);
+            mp_pack_str(&pk, "access_token");
+            s_pack_strf(&pk, "T", email);
+            mp_pack_str(&pk, "user");
+            msgpack_pack_map(&pk, 2);
+            mp_pack_str(&pk, "id");
+            s_pack_strf(&pk, "u-", email);
+            mp_pack_str(&pk, "email");
+            s_pack_strf(&pk, "", email);
+        } else if (s_str_is(req.op, req.op_len, "use")) {
+            char want[256];
+            snprintf(want, sizeof want, "T%.*s", email ? (int)email->via.str.size : 0,
+                     email ? email->via.str.ptr : "");
+            if (req.token && s_str_is(req.token, req.token_len, want)) {
+                envelope_reply_ok_begin(&pk, &req.id);
+                msgpack_pack_nil(&pk);
+            } else
+                envelope_reply_error(&out, &req.id, ERR_UNAUTHENTICATED, "wrong token", NULL, 0);
+        } else if (s_str_is(req.op, req.op_len, "cart.set_item")) {
+            envelope_reply_ok_begin(&pk, &req.id);
+            msgpack_pack_map(&pk, 1);
+            mp_pack_str(&pk, "cart");
+            msgpack_pack_map(&pk, 0);
+        } else if (s_str_is(req.op, req.op_len, "drop"))
+            answer = false;
+        else {
+            envelope_reply_ok_begin(&pk, &req.id);
+            msgpack_pack_object(&pk, req.args);
+        }
+        if (answer) {
+            zmsg_t *reply = zmsg_new();
+            zmsg_append(reply, &identity);
+            zmsg_addmem(reply, "", 0);
+            zmsg_addstr(reply, MDP_CLIENT);
+            zmsg_append(reply, &service);
+            zmsg_addmem(reply, out.data, out.size);
+            zmsg_send(&reply, router);
+        }
+        msgpack_sbuffer_destroy(&out);
+        msgpack_zone_clear(&zone);
+        zframe_destroy(&identity);
+        zframe_destroy(&empty);
+        zframe_destroy(&header);
+        zframe_destroy(&service);
+        zframe_destroy(&body);
+        zmsg_destroy(&msg);
+    }
+    msgpack_zone_destroy(&zone);
+    zpoller_destroy(&poller);
+    zsock_destroy(&router);
+}
+
+static char *s_endpoint(const char *test)
+{
+    return zsys_sprintf("inproc://test-runner-%s", test);
+}
+
+static runner_t *s_runner(const runner_options_t *o, const scenario_t *sc)
+{
+    char err[256];
+    runner_t *r = runner_new(o, sc, err, sizeof err);
+    if (!r)
+        fail_msg("%s", err);
+    return r;
+}
+
+static void test_open_loop_shows_a_stall(void **state)
+{
+    (void)state;
+    char *endpoint = s_endpoint("stall");
+    server_args_t sa = {endpoint, true};
+    zactor_t *server = zactor_new(s_server, &sa);
+    char err[256];
+    scenario_t *sc = scenario_single("sys", "echo", 8, err, sizeof err);
+    assert_non_null(sc);
+    runner_options_t o = {.endpoint = endpoint,
+                          .vus = 64,
+                          .sockets = 2,
+                          .seconds = 1.5,
+                          .warmup = 0,
+                          .rate = 400,
+                          .timeout_ms = 5000,
+                          .seed = 1};
+    runner_t *r = s_runner(&o, sc);
+    assert_int_equal(runner_run(r), 0);
+    const runner_result_t *res = runner_result(r);
+    uint64_t p99 = histogram_percentile(res->total.latency, 99);
+    uint64_t max = histogram_percentile(res->total.latency, 100);
+    /* 80 of the 600 requests were due during the stall and waited up to
+     * 200 ms: the slowest 1% waited at least 185 ms from their due time. */
+    if (p99 < 150 * 1000000ULL)
+        fail_msg("open loop p99 %.1f ms does not show the 200 ms stall", (double)p99 / 1e6);
+    assert_true(max >= 190 * 1000000ULL);
+    /* the schedule held: every due request was sent and answered */
+    assert_true(res->total.requests >= 540 && res->total.requests <= 601);
+    assert_int_equal(res->total.ok, res->total.replies);
+    assert_int_equal(runner_stats_errors(&res->total), 0);
+    assert_true(res->due_late_max >= 10); /* the stall held up the schedule */
+    runner_destroy(&r);
+    assert_null(r);
+    scenario_destroy(&sc);
+    zactor_destroy(&server);
+    zstr_free(&endpoint);
+}
+
+static const char *s_flow_json =
+    "{\"name\": \"t\","
+    " \"setup\": [{\"name\": \"login\", \"service\": \"users\", \"op\": \"auth.login\","
+    "   \"args\": {\"email\": \"u{{vu}}@x.test\"}, \"capture\": {\"token\": \"access_token\"}}],"
+    " \"flows\": [{\"name\": \"f\", \"steps\": ["
+    "   {\"name\": \"use\", \"service\": \"users\", \"op\": \"use\", \"token\": \"{{token}}\","
+    "    \"args\": {\"email\": \"u{{vu}}@x.test\"}},"
+    "   {\"name\": \"add\", \"service\": \"orders\", \"op\": \"cart.set_item\", \"token\": "
+    "\"{{token}}\","
+    "    \"args\": {\"product_id\": \"p{{random 1 3}}\", \"qty\": \"{{random 1 2}}\"}}]}]}";
+
+static void test_closed_loop_setup_captures_record(void **state)
+{
+    (void)state;
+    char *endpoint = s_endpoint("flow");
+    server_args_t sa = {endpoint, false};
+    zactor_t *server = zactor_new(s_server, &sa);
+    char err[256] = "";
+    scenario_t *sc = scenario_parse(s_flow_json, NULL, NULL, 0, err, sizeof err);
+    if (!sc)
+        fail_msg("%s", err);
+    char *dir = tu_tempdir("runner");
+    char path[512];
+    snprintf(path, sizeof path, "%s/record.ndjson", dir);
+    runner_options_t o = {.endpoint = endpoint,
+                          .vus = 4,
+                          .sockets = 1,
+                          .seconds = 0.5,
+                          .warmup = 0,
+                          .timeout_ms = 5000,
+                          .seed = 7,
+                          .run_id = "RUN"};
+    runner_t *r = s_runner(&o, sc);
+    record_t *rec = record_new(path, "RUN", "t", err, sizeof err);
+    assert_non_null(rec);
+    runner_set_record(r, rec);
+    assert_int_equal(runner_run(r), 0);
+    const runner_result_t *res = runner_result(r);
+    /* each user logged in once; every later request carried its token */
+    assert_int_equal(res->steps[0].ok, 4);
+    assert_true(res->steps[1].ok > 20);
+    assert_int_equal(runner_stats_errors(&res->total), 0);
+    assert_true(res->steps[2].ok >= res->steps[1].ok - 4);
+    assert_int_equal(record_close(&rec, err, sizeof err), 0);
+
+    /* the record: a header, then one line per ok cart.set_item */
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048];
+    assert_non_null(fgets(line, sizeof line, f));
+    json_t *header = json_loads(line, 0, NULL);
+    assert_non_null(header);
+    assert_string_equal(json_string_value(json_object_get(header, "record")), "loadgen");
+    assert_int_equal(json_integer_value(json_object_get(header, "version")), RECORD_VERSION);
+    assert_string_equal(json_string_value(json_object_get(header, "run")), "RUN");
+    json_decref(header);
+    uint64_t lines = 0, logins = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_t *l = json_loads(line, 0, NULL);
+        assert_non_null(l);
+        assert_true(json_is_true(json_object_get(l, "ack")));
+        const char *op = json_string_value(json_object_get(l, "op"));
+        if (strcmp(op, "auth.login") == 0) {
+            logins++;
+            json_decref(l);
+            continue;
+        }
+        assert_string_equal(op, "cart.set_item");
+        json_int_t vu = json_integer_value(json_object_get(l, "vu"));
+        char want[64];
+        snprintf(want, sizeof want, "u-u%d@x.test", (int)vu);
+        assert_string_equal(json_string_value(json_object_get(l, "user_id")), want);
+        json_t *keys = json_object_get(l, "keys");
+        const char *product = json_string_value(json_object_get(keys, "product_id"));
+        assert_non_null(product);
+        assert_true(product[0] == 'p' && product[1] >= '1' && product[1] <= '3');
+        json_int_t qty = json_integer_value(json_object_get(keys, "qty"));
+        assert_true(qty == 1 || qty == 2);
+        json_decref(l);
+        lines++;
+    }
+    fclose(f);
+    assert_int_equal(lines, res->steps[2].ok);
+    assert_int_equal(logins, 4);
+    runner_destroy(&r);
+    scenario_destroy(&sc);
+    zactor_destroy(&server);
+    tu_rmtree(dir);
+    free(dir);
+    zstr_free(&endpoint);
+}
+
+static void test_no_reply_is_given_up(void **state)
+{
+    (void)state;
+    char *endpoint = s_endpoint("drop");
+    server_args_t sa = {endpoint, false};
+    zactor_t *server = zactor_new(s_server, &sa);
+    char err[256] = "";
+    scenario_t *sc = scenario_parse(
+        "{\"name\": \"d\", \"flows\": [{\"name\": \"f\", \"steps\": [{\"name\": \"drop\", "
+        "\"service\": \"orders\", \"op\": \"drop\"}, {\"name\": \"clear\", \"service\": "
+        "\"orders\", \"op\": \"cart.clear\"}]}]}",
+        NULL, NULL, 0, err, sizeof err);
+    if (!sc)
+        fail_msg("%s", err);
+    runner_options_t o = {.endpoint = endpoint,
+                          .vus = 2,
+                          .sockets = 1,
+                          .seconds = 0.7,
+                          .warmup = 0,
+                          .timeout_ms = 200,
+                          .seed = 3};
+    runner_t *r = s_runner(&o, sc);
+    assert_int_equal(runner_run(r), 0);
+    const runner_result_t *res = runner_result(r);
+    /* each user's drop waited 200 ms, then its flow ended: the clear
+     * step never ran */
+    assert_true(res->steps[0].no_reply >= 4);
+    assert_int_equal(res->steps[1].requests, 0);
+    assert_int_equal(res->total.ok, 0);
+    assert_int_equal(res->unmatched, 0);
+    runner_destroy(&r);
+    scenario_destroy(&sc);
+    zactor_destroy(&server);
+    zstr_free(&endpoint);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_open_loop_shows_a_stall),
+        cmocka_unit_test(test_closed_loop_setup_captures_record),
+        cmocka_unit_test(test_no_reply_is_given_up),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
