@@ -168,6 +168,9 @@ static void s_report(const options_t *opt, const scenario_t *sc, const runner_re
     printf("total       %" PRIu64 " replies, %" PRIu64 " ok, %" PRIu64 " errors, %" PRIu64
            " no reply\n",
            t->replies, t->ok + t->accepted, runner_stats_errors(t), t->no_reply);
+    double cpu_us = r->replies_all ? r->cpu_s * 1e6 / (double)r->replies_all : 0;
+    printf("harness     %.1f us of CPU per reply (%.0f%% of a core)\n", cpu_us,
+           r->window_s > 0 ? 100 * r->cpu_s / (r->window_s + opt->warmup) : 0);
     if (opt->rate > 0)
         printf("schedule    at most %" PRIu64 " requests were due and not yet sent\n",
                r->due_late_max);
@@ -209,6 +212,8 @@ static void s_report(const options_t *opt, const scenario_t *sc, const runner_re
         json_object_get(total, "errors_by_code"), "malformed", (json_int_t)r->malformed,
         "unmatched", (json_int_t)r->unmatched, "lost", (json_int_t)t->no_reply, "due_late_max",
         (json_int_t)r->due_late_max, "interrupted", r->interrupted, "total", total, "steps", steps);
+    if (doc)
+        json_object_set_new(doc, "cpu_us_per_reply", json_real(cpu_us));
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
     if (text)
         printf("%s\n", text);

@@ -125,7 +125,8 @@ measure() {
     fi
     local json
     json=$(printf '%s\n' "$out" | tail -n 1)
-    field() { printf '%s' "$json" | sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p"; }
+    # the first occurrence: the run's own figure, before the per-step ones
+    field() { printf '%s' "$json" | grep -o "\"$1\":[-0-9.eE+]*" | head -n 1 | cut -d: -f2; }
     local rps p50 p99 errors lost
     rps=$(field rps)
     p50=$(field p50_us)

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -764,9 +765,19 @@ static void s_progress(runner_t *self, int64_t now, uint64_t *last_replies, int6
     *last_ns = now;
 }
 
+static double s_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 int runner_run(runner_t *self)
 {
     const runner_options_t *opt = &self->opt;
+    double cpu_from = s_cpu_s();
     int64_t now = s_now_ns();
     self->start = now;
     self->window_from = now + (int64_t)(opt->warmup * NS_PER_S);
@@ -831,5 +842,7 @@ int runner_run(runner_t *self)
     for (size_t v = 0; v < opt->vus; v++)
         if (self->vus[v].busy)
             s_give_up(self, v, now, false);
+    self->result.cpu_s = s_cpu_s() - cpu_from;
+    self->result.replies_all = self->replies_all;
     return self->failed ? -1 : 0;
 }

@@ -80,6 +80,8 @@ typedef struct {
     uint64_t unmatched;    /* replies to no request in flight */
     uint64_t due_late_max; /* open loop: the most requests due and not yet sent */
     uint64_t request_bytes_max;
+    double cpu_s;         /* the harness's own CPU time (user + system) over the run */
+    uint64_t replies_all; /* every matched reply, the warmup's too (for cpu_s) */
     bool interrupted;
     const char *run_id;
 } runner_result_t;
