@@ -13,6 +13,7 @@
 #   make bench-payments  charges per second, the gateway at once and at 20 ms
 #   make bench-checkout  checkouts per second over HTTP, with and without group commit,
 #                the outbox, a subscriber on the event stream
+#   make bench-harness  the load harness's ceiling (vs echo) and the shop scenario's figures
 #   make bench-events  the event stream's ceiling: outbox, relay, proxy, CURVE subscriber
 #   make lint    the served OpenAPI document through two OpenAPI checkers
 #   make clean   remove build/
@@ -54,7 +55,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/
               $(BUILD)/obj/tests/events.o
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
-        bench-bodies bench-asks bench-payments bench-checkout bench-events clean \
+        bench-bodies bench-asks bench-payments bench-checkout bench-events bench-harness clean \
         format build-tests lint
 .DEFAULT_GOAL := all
 
@@ -99,6 +100,11 @@ bench-events: deps
 	    $(BUILD)/events-stream-bench --batch 10 --events 100000; \
 	    $(BUILD)/events-stream-bench --batch 100 --events 400000; \
 	done
+
+bench-harness: deps
+	@$(MAKE) --no-print-directory $(BUILD)/retaild $(BUILD)/relay $(BUILD)/loadgen \
+	    $(BUILD)/retail-seed
+	@bash tools/bench/harness.sh $(BUILD)
 
 bench-checkout: deps
 	@$(MAKE) --no-print-directory $(BUILD)/retaild
