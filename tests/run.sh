@@ -12,6 +12,9 @@ set -u
 build=${1:-build}
 export RETAIL_BUILD_DIR=$(cd "$build" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+# Tests run from the source root, where they find tools/scenarios/ and the
+# like by relative paths, wherever the caller stood.
+cd "$here/.."
 
 pg_dir=""
 stop_pg() {
@@ -35,7 +38,7 @@ fi
 passed=0
 failed=0
 failed_names=()
-for t in "$build"/tests/unit/test_* "$build"/tests/integration/test_*; do
+for t in "$RETAIL_BUILD_DIR"/tests/unit/test_* "$RETAIL_BUILD_DIR"/tests/integration/test_*; do
     [ -x "$t" ] || continue
     case "$t" in *.d|*.o) continue ;; esac
     echo "== $(basename "$t")"
