@@ -12,6 +12,8 @@ set -u
 build=${1:-build}
 export RETAIL_BUILD_DIR=$(cd "$build" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
+# Where tests find the tree's scripts (test_run runs tools/run.sh).
+export RETAIL_SOURCE_DIR=$(cd "$here/.." && pwd)
 
 pg_dir=""
 stop_pg() {
