@@ -56,6 +56,7 @@ typedef struct {
     char *first_ids;         /* and the ids file */
     struct stat first_store; /* data/catalog/data.mdb after the first run */
     int runs;                /* of the script so far: names its output files */
+    fixture_t *fixture;      /* the running retaild, if any: a failed test leaves it here */
 } state_t;
 
 /* One run of the script. */
@@ -241,6 +242,7 @@ static int s_teardown(void **state)
         print_message("      kept %s\n", st->tmp);
     else
         tu_rmtree(st->tmp);
+    fixture_destroy(&st->fixture);
     free(st->tmp);
     free(st->first_creds);
     free(st->first_ids);
@@ -337,7 +339,7 @@ static void test_retaild_serves_the_demo(void **state)
     char *data_env = zsys_sprintf("RETAIL_DATA_DIR=%s", st->data);
     const char *env[] = {data_env, NULL};
     fixture_opts_t opts = {.name = "retail-run-fixture", .env = env, .logs = true};
-    fixture_t *f = fixture_new(&opts);
+    fixture_t *f = st->fixture = fixture_new(&opts);
     assert_non_null(f);
 
     zhash_t *seeded = zhash_new();
@@ -393,7 +395,7 @@ static void test_retaild_serves_the_demo(void **state)
     hc_response_free(&r);
 
     assert_int_equal(fixture_stop(f), 0);
-    fixture_destroy(&f);
+    fixture_destroy(&st->fixture);
     zhash_destroy(&seen);
     zhash_destroy(&seeded);
     free(ids);
