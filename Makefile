@@ -1,6 +1,7 @@
 # retail: an online shop backend in C on CZMQ actors.
 #
-#   make run     install missing packages, build, start the whole system
+#   make run     install missing packages, build, start the whole system (on a
+#                new data directory: a demo catalog and an admin first, tools/run.sh)
 #   make test    install missing packages, build, run every test
 #   make check   the tests again under AddressSanitizer + UBSan
 #   make bench   the broker benchmark of docs/BENCHMARKS.md
@@ -66,7 +67,7 @@ deps:
 
 run: deps
 	@$(MAKE) --no-print-directory all
-	$(BUILD)/retaild
+	@bash tools/run.sh $(BUILD)
 
 test: deps
 	@$(MAKE) --no-print-directory build-tests

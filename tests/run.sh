@@ -13,8 +13,10 @@ build=${1:-build}
 export RETAIL_BUILD_DIR=$(cd "$build" && pwd)
 here=$(cd "$(dirname "$0")" && pwd)
 # Tests run from the source root, where they find tools/scenarios/ and the
-# like by relative paths, wherever the caller stood.
-cd "$here/.."
+# like by relative paths, wherever the caller stood; RETAIL_SOURCE_DIR
+# names it too (test_run runs tools/run.sh).
+export RETAIL_SOURCE_DIR=$(cd "$here/.." && pwd)
+cd "$RETAIL_SOURCE_DIR"
 
 pg_dir=""
 stop_pg() {

@@ -9,6 +9,8 @@ PKGS=(
     libczmq-dev libzmq3-dev libmsgpack-dev liblmdb-dev libsodium-dev
     libjwt-dev libjansson-dev libmicrohttpd-dev libgnutls28-dev libpq-dev
     libssl-dev libcmocka-dev libcurl4-openssl-dev curl openssl postgresql
+    # jq: the README's walk-through reads values out of replies with it
+    jq
 )
 
 missing=()
