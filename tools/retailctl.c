@@ -32,6 +32,7 @@
 #include "actors/services.h"
 #include "tools/retailctl_check.h"
 #include "tools/retailctl_payments.h"
+#include "tools/retailctl_record.h"
 #include "tools/retailctl_watch.h"
 #include "actors/users/settings.h"
 #include "actors/users/users.h"
@@ -120,6 +121,9 @@ static void s_usage(FILE *out)
             "                          the data directory); the password comes from\n"
             "                          $RETAIL_USERS_ADMIN_PASSWORD, $RETAIL_ADMIN_PASSWORD\n"
             "                          or the first line of stdin\n"
+            "  check-record FILE       is everything a `loadgen --record FILE` run got\n"
+            "                          acknowledged there? (users, orders, cancels,\n"
+            "                          refunds, carts); exit 1 if not (--timeout, --cert)\n"
             "  watch [PREFIX] [--since SOURCE:SEQ] [--count N] [--idle-exit SECONDS]\n"
             "                          print events as JSON lines {type, seq, at, source,\n"
             "                          data}, those whose type starts with PREFIX (default:\n"
@@ -745,6 +749,29 @@ static int s_cmd_watch(const settings_t *s, const conn_opts_t *o, watch_config_t
  */
 
 /* Parses the command and its arguments, then loads settings and runs it. */
+/* The account store the users service uses (its own settings say which:
+ * LMDB in the data directory, or PostgreSQL), for the commands that read
+ * or write it directly. NULL after saying why. */
+static users_shared_t *s_open_users(const settings_t *s, const globals_t *g)
+{
+    char err[256] = "";
+    users_settings_t own = {0};
+    settings_source_t *source = settings_source_new(g->config, err, sizeof err);
+    if (!source || settings_read(source, users_service.settings, users_service.n_settings, &own,
+                                 err, sizeof err) != 0) {
+        fprintf(stderr, "retailctl: %s\n", err);
+        settings_source_destroy(&source);
+        return NULL;
+    }
+    settings_source_destroy(&source);
+    sodium_memzero(own.admin_password, sizeof own.admin_password); /* not this command's */
+    users_config_t uc = {.data_dir = s->data_dir, .keys_dir = s->keys_dir, .pg_dsn = own.pg_dsn};
+    users_shared_t *users = users_shared_new(&uc, err, sizeof err);
+    if (!users)
+        fprintf(stderr, "retailctl: the account store: %s\n", err);
+    return users;
+}
+
 /* `user create --admin EMAIL [--name NAME]`: straight into the store, the
  * way the first admin must come (never from an open endpoint). */
 static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
@@ -768,18 +795,6 @@ static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
     int status = s_load_settings(&s, g);
     if (status != 0)
         return status;
-    /* The store the users service uses: its own settings say which. */
-    char err[256] = "";
-    users_settings_t own = {0};
-    settings_source_t *source = settings_source_new(g->config, err, sizeof err);
-    if (!source || settings_read(source, users_service.settings, users_service.n_settings, &own,
-                                 err, sizeof err) != 0) {
-        fprintf(stderr, "retailctl: %s\n", err);
-        settings_source_destroy(&source);
-        return EXIT_USAGE;
-    }
-    settings_source_destroy(&source);
-    sodium_memzero(own.admin_password, sizeof own.admin_password); /* not this command's */
     char password[256] = "";
     const char *from_env = getenv("RETAIL_USERS_ADMIN_PASSWORD");
     if (!from_env || !*from_env)
@@ -795,9 +810,13 @@ static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
         }
         password[strcspn(password, "\r\n")] = '\0';
     }
-    users_config_t uc = {.data_dir = s.data_dir, .keys_dir = s.keys_dir, .pg_dsn = own.pg_dsn};
-    users_shared_t *users = users_shared_new(&uc, err, sizeof err);
-    int made = users ? users_create_admin(users, email, password, name, err, sizeof err) : -1;
+    users_shared_t *users = s_open_users(&s, g);
+    if (!users) {
+        sodium_memzero(password, sizeof password);
+        return EXIT_UNREACHABLE;
+    }
+    char err[256] = "";
+    int made = users_create_admin(users, email, password, name, err, sizeof err);
     users_shared_destroy(&users);
     sodium_memzero(password, sizeof password);
     if (made < 0) {
@@ -877,6 +896,24 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
             return EXIT_UNREACHABLE;
         status = retailctl_check(cli, o.timeout_ms);
         mdpcli_destroy(&cli);
+        return status;
+    }
+    if (strcmp(command, "check-record") == 0) {
+        if ((status = s_parse_conn_opts(argc, argv, first + 1, false, &o, pos, 1, &npos)) != 0)
+            return status;
+        if (npos != 1)
+            return s_usage_error("check-record takes the record's file: check-record FILE");
+        if ((status = s_load_settings(&s, g)) != 0)
+            return status;
+        users_shared_t *users = s_open_users(&s, g);
+        mdpcli_t *cli = s_connect(&s, &o);
+        if (!cli) {
+            users_shared_destroy(&users);
+            return EXIT_UNREACHABLE;
+        }
+        status = retailctl_check_record(cli, o.timeout_ms, users, pos[0]);
+        mdpcli_destroy(&cli);
+        users_shared_destroy(&users);
         return status;
     }
     if (strcmp(command, "watch") == 0) {

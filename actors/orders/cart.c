@@ -240,13 +240,37 @@ static cart_ctx_t *s_begin(call_t *call, orders_state_t *self)
     return ctx;
 }
 
-/* cart.get {} -> cart */
+/* cart.get {user_id?} -> cart. user_id names another user's cart: only
+ * for an admin, or the operator (the caller retailctl without a token,
+ * for `retailctl check-record`); a customer may name only itself. */
 void orders_cart_get(call_t *call, void *state)
 {
     orders_state_t *self = state;
-    cart_ctx_t *ctx = s_begin(call, self);
-    if (!ctx)
+    char other[AUTH_SUB_MAX + 1] = "";
+    call_arg_text(call, "user_id", ARG_OPTIONAL, AUTH_SUB_MAX, other, sizeof other);
+    if (!call_args_ok(call))
         return;
+    cart_ctx_t *ctx;
+    if (*other && streq(call_caller(call), "retailctl") && !call_request(call)->token) {
+        ctx = s_ctx(call);
+        if (!ctx)
+            return;
+    } else {
+        char user[AUTH_SUB_MAX + 1];
+        bool admin = false;
+        if (!orders_caller(call, self, user, &admin))
+            return;
+        if (*other && !admin && !streq(other, user)) {
+            call_fail(call, ERR_FORBIDDEN, "only an admin may read another user's cart");
+            return;
+        }
+        ctx = s_ctx(call);
+        if (!ctx)
+            return;
+        snprintf(ctx->user, sizeof ctx->user, "%s", user);
+    }
+    if (*other)
+        snprintf(ctx->user, sizeof ctx->user, "%s", other);
     cart_status_t st = cart_store_get(self->carts, ctx->user, &ctx->cart);
     if (st != CART_OK) {
         s_fail_store(call, st);

@@ -262,7 +262,7 @@ static void s_get(call_t *call, void *state)
     payments_state_t *self = state;
     char id[PAYMENT_ID_MAX + 1];
     call_arg_text(call, "id", ARG_REQUIRED, PAYMENT_ID_MAX, id, sizeof id);
-    if (!call_args_ok(call) || !payments_caller_allowed(self, call))
+    if (!call_args_ok(call) || !payments_reader_allowed(self, call))
         return;
     payment_t p;
     uint32_t entries = 0;

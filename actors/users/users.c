@@ -762,3 +762,28 @@ cleanup:
     user_store_close(&store);
     return result;
 }
+
+int users_find_by_email(users_shared_t *shared, const char *email, char *id, size_t id_size,
+                        char *err, size_t errlen)
+{
+    char normal[USER_EMAIL_MAX + 64];
+    snprintf(normal, sizeof normal, "%s", email);
+    if (!users_email_normalise(normal))
+        return 0; /* no account can have it */
+    user_store_t *store = s_store_open(shared, err, errlen);
+    if (!store)
+        return -1;
+    user_record_t user = {0};
+    store_status_t status = user_store_get_by_email(store, normal, &user);
+    int result = -1;
+    if (status == STORE_OK) {
+        snprintf(id, id_size, "%s", user.id);
+        result = 1;
+    } else if (status == STORE_NOT_FOUND)
+        result = 0;
+    else
+        snprintf(err, errlen, "the account database is not reachable");
+    sodium_memzero(&user, sizeof user); /* it holds the password hash */
+    user_store_close(&store);
+    return result;
+}

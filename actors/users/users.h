@@ -65,6 +65,13 @@ extern const service_def_t users_service;
 int users_create_admin(users_shared_t *shared, const char *email, const char *password,
                        const char *name, char *err, size_t errlen);
 
+/* Looks an account up by email, straight in the store (for `retailctl
+ * check-record`, which runs where the accounts are). 1 found (its id in
+ * id), 0 not found,
+ * -1 error (err). */
+int users_find_by_email(users_shared_t *shared, const char *email, char *id, size_t id_size,
+                        char *err, size_t errlen);
+
 /* Normalises an email in place (trim, lower-case ASCII) and checks it;
  * false when it is not a plausible address. */
 bool users_email_normalise(char *email);

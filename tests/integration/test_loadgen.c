@@ -12,13 +12,22 @@
  *    carts and check out with the test card; the record has its header,
  *    acknowledged registrations, cart changes and paid orders, each order
  *    readable by the operator; and `retailctl check-record` finds every
- *    acknowledged change there.
+ *    acknowledged change there;
+ *  - then the check is shown to see what is missing: an order deleted
+ *    from the orders store behind the system's back (retaild stopped) is
+ *    reported by id; a cart line the record acknowledges and the cart
+ *    does not hold is reported, one whose outcome is unknown is not; a
+ *    line that is not a record line is a usage error naming its number;
+ *  - cart.get {user_id}, which the check reads carts with, is the
+ *    operator's and an admin's: a customer naming another user is
+ *    forbidden.
  */
 #include "tests/fixture.h"
 #include "tests/testutil.h"
 
 #include <czmq.h>
 #include <jansson.h>
+#include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +105,12 @@ static json_t *s_step(json_t *result, const char *name)
     return NULL;
 }
 
+static bool s_str_eq(json_t *o, const char *key, const char *want)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v && strcmp(v, want) == 0;
+}
+
 static json_int_t s_int(json_t *o, const char *key)
 {
     return json_integer_value(json_object_get(o, key));
@@ -105,7 +120,7 @@ static int s_setup(void **state)
 {
     group_t *g = calloc(1, sizeof *g);
     assert_non_null(g);
-    fixture_opts_t opts = {.name = "retail-loadgen", .logs = true};
+    fixture_opts_t opts = {.name = "retail-loadgen", .logs = true, .accounts = true};
     g->fx = fixture_new(&opts);
     assert_non_null(g->fx);
     /* retail-seed writes while retaild is stopped, then retaild comes back */
@@ -240,6 +255,137 @@ static void test_shop_open_loop_recorded_and_checked(void **state)
     snprintf(check_out, sizeof check_out, "%s/check.out", g->fx->dir);
     const char *check[] = {"check-record", record, NULL};
     assert_int_equal(s_run(g, "retailctl", check, check_out), 0);
+    char *said = tu_slurp(check_out, NULL);
+    assert_non_null(strstr(said, "0 problems"));
+    free(said);
+}
+
+/* The first acknowledged line of the step in the record, parsed. */
+static json_t *s_record_line(const char *record, const char *step)
+{
+    char *text = tu_slurp(record, NULL);
+    assert_non_null(text);
+    json_t *found = NULL;
+    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line && !found;
+         line = strtok_r(NULL, "\n", &save)) {
+        json_t *l = json_loads(line, 0, NULL);
+        if (l && json_is_true(json_object_get(l, "ack")) && s_str_eq(l, "step", step))
+            found = l;
+        else
+            json_decref(l);
+    }
+    free(text);
+    if (!found)
+        fail_msg("no acknowledged %s in %s", step, record);
+    return found;
+}
+
+/* Deletes the order from the orders store's LMDB environment, with
+ * retaild stopped: what a lost write would look like. */
+static void s_delete_order(group_t *g, const char *order_id)
+{
+    char path[FIXTURE_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/orders", g->fx->dir);
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 32), 0);
+    assert_int_equal(mdb_env_set_mapsize(env, 1ULL << 30), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "orders", 0, &dbi), 0);
+    MDB_val key = {strlen(order_id), (void *)order_id};
+    assert_int_equal(mdb_del(txn, dbi, &key, NULL), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+}
+
+static void test_check_finds_what_is_missing(void **state)
+{
+    group_t *g = *state;
+    char record[FIXTURE_PATH_MAX + 16], out[FIXTURE_PATH_MAX + 16], crafted[FIXTURE_PATH_MAX + 16];
+    snprintf(record, sizeof record, "%s/shop.ndjson", g->fx->dir);
+    snprintf(out, sizeof out, "%s/check2.out", g->fx->dir);
+    snprintf(crafted, sizeof crafted, "%s/crafted.ndjson", g->fx->dir);
+    json_t *order = s_record_line(record, "checkout"); /* not one cancelled after */
+    const char *order_id =
+        json_string_value(json_object_get(json_object_get(order, "ids"), "order_id"));
+    assert_non_null(order_id);
+
+    assert_int_equal(fixture_kill(g->fx, g->fx->pid, SIGTERM), 0);
+    s_delete_order(g, order_id);
+    assert_int_equal(fixture_restart(g->fx), 0);
+    const char *check[] = {"check-record", record, NULL};
+    assert_int_equal(s_run(g, "retailctl", check, out), 1);
+    char *said = tu_slurp(out, NULL);
+    char want[256];
+    snprintf(want, sizeof want, "order %s: acknowledged", order_id);
+    if (!strstr(said, want))
+        fail_msg("the deleted order %s is not reported:\n%s", order_id, said);
+    assert_non_null(strstr(said, "1 problems"));
+    free(said);
+
+    /* A crafted record of one user's cart: an unknown outcome is not held
+     * to anything, an acknowledged line the cart lacks is reported. */
+    const char *user = json_string_value(json_object_get(order, "user_id"));
+    FILE *f = fopen(crafted, "w");
+    assert_non_null(f);
+    fprintf(f, "{\"record\":\"loadgen\",\"version\":1,\"run\":\"x\",\"scenario\":\"x\","
+               "\"started\":\"2026-01-01T00:00:00Z\"}\n");
+    fprintf(f,
+            "{\"vu\":0,\"step\":\"a\",\"service\":\"orders\",\"op\":\"cart.set_item\","
+            "\"ack\":false,\"code\":\"no_reply\",\"user_id\":\"%s\",\"keys\":"
+            "{\"product_id\":\"p-unknown\",\"qty\":1}}\n",
+            user);
+    fprintf(f,
+            "{\"vu\":0,\"step\":\"a\",\"service\":\"orders\",\"op\":\"cart.set_item\","
+            "\"ack\":true,\"user_id\":\"%s\",\"keys\":{\"product_id\":\"p-acked\","
+            "\"qty\":2},\"ids\":{}}\n",
+            user);
+    fclose(f);
+    const char *check2[] = {"check-record", crafted, NULL};
+    assert_int_equal(s_run(g, "retailctl", check2, out), 1);
+    said = tu_slurp(out, NULL);
+    assert_non_null(strstr(said, "lost p-acked x2"));
+    assert_null(strstr(said, "p-unknown"));
+    free(said);
+
+    f = fopen(crafted, "a");
+    assert_non_null(f);
+    fprintf(f, "{\"vu\":0,\"op\":\"cart.set_item\"}\n");
+    fclose(f);
+    char err_path[FIXTURE_PATH_MAX + 32];
+    assert_int_equal(s_run(g, "retailctl", check2, out), 2);
+    snprintf(err_path, sizeof err_path, "%s.err", out);
+    said = tu_slurp(err_path, NULL);
+    assert_non_null(strstr(said, "crafted.ndjson:4:"));
+    free(said);
+    json_decref(order);
+}
+
+static void test_cart_of_another_user(void **state)
+{
+    group_t *g = *state;
+    char out[FIXTURE_PATH_MAX + 16];
+    snprintf(out, sizeof out, "%s/cart.out", g->fx->dir);
+    const char *customer[] = {"call",   "--token",  g->fx->customer_token,
+                              "orders", "cart.get", "{\"user_id\": \"u-someone-else\"}",
+                              NULL};
+    assert_int_equal(s_run(g, "retailctl", customer, out), 1);
+    char *said = tu_slurp(out, NULL);
+    assert_non_null(strstr(said, "forbidden"));
+    free(said);
+    const char *admin[] = {"call",   "--token",  g->fx->admin_token,
+                           "orders", "cart.get", "{\"user_id\": \"u-someone-else\"}",
+                           NULL};
+    assert_int_equal(s_run(g, "retailctl", admin, out), 0);
+    const char *operator[] = {"call", "orders", "cart.get", "{\"user_id\": \"u-someone-else\"}",
+                              NULL};
+    assert_int_equal(s_run(g, "retailctl", operator, out), 0);
+    said = tu_slurp(out, NULL);
+    assert_non_null(strstr(said, "\"items\""));
+    free(said);
 }
 
 int main(void)
@@ -247,6 +393,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_browse_closed_loop),
         cmocka_unit_test(test_shop_open_loop_recorded_and_checked),
+        cmocka_unit_test(test_check_finds_what_is_missing),
+        cmocka_unit_test(test_cart_of_another_user),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }

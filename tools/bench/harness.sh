@@ -181,7 +181,7 @@ done
 shop_run() { # $1: extra loadgen options; the JSON result goes to $tmp/shop.json
     local d
     d=$(mktemp -d "$tmp/shop.XXXXXX")
-    "$build/retail-seed" --data-dir "$d" -n 1000 --ids "$d/demo-product-ids.txt" -q
+    "$build/retail-seed" --data-dir "$d" -n 1000 --ids "$d/demo-product-ids.txt" -q >/dev/null
     start_retaild "$d"
     # setup (register, login: Argon2id at two at a time) is in the warmup
     measure "$tmp/shop.json" --scenario tools/scenarios/shop.json -c "$users" --warmup 10 $1

@@ -52,7 +52,10 @@
  *  order is cancelled (or refunded); a refunded payment has refunded at
  *  least that much; and each user's cart is what the user's acknowledged
  *  cart changes, replayed in order, leave (a checkout empties it), except
- *  for the lines an unknown outcome may have touched.
+ *  for the products an unknown outcome may have touched, which stay
+ *  unknown to the end of the record (a request given up on may still be
+ *  applied after newer ones). `retailctl check-record` (tools/
+ *  retailctl_record.h) does the checking.
  *
  *  Ownership: the writer owns its FILE and the lines' buffers; callers
  *  pass borrowed strings and msgpack objects that only need to live for

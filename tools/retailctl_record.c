@@ -1,0 +1,528 @@
+/*  retailctl_record.c - `retailctl check-record` (retailctl_record.h).
+ *
+ *  Two passes. Reading: each line is parsed once (jansson), and what it
+ *  asks of the system is kept: users and orders in lists, carts as a model
+ *  per user (product -> qty, or unknown) that each cart line updates in
+ *  the record's order. Asking: one request at a time, each reply matched
+ *  by its id and decoded into a zone that lives for that question only.
+ */
+#include "tools/retailctl_record.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "protocol/envelope.h"
+#include "tools/harness/record.h"
+
+#define S_EXIT_OK 0
+#define S_EXIT_PROBLEMS 1
+#define S_EXIT_USAGE 2
+#define S_EXIT_UNREACHABLE 3
+#define S_TEXT_MAX 256
+
+typedef struct {
+    char id[S_TEXT_MAX];   /* order, payment or user id */
+    char what[S_TEXT_MAX]; /* email, status */
+    int64_t amount;        /* total_cents, refunded_cents */
+    size_t line;
+} item_t;
+
+typedef struct {
+    item_t *items;
+    size_t count, cap;
+} list_t;
+
+/* One product of a modelled cart. */
+typedef struct {
+    int64_t qty;  /* 0: not in the cart */
+    bool unknown; /* an unknown outcome may have changed it */
+    bool seen;    /* the system's cart has it */
+} line_t;
+
+typedef struct {
+    mdpcli_t *client;
+    int timeout_ms;
+    uint64_t next_id;
+    msgpack_zone zone;
+    zframe_t *frame;
+    envelope_reply_t reply;
+    list_t users, orders, cancels, refunds;
+    zhashx_t *carts; /* user id -> zhashx_t of product id -> line_t */
+    size_t problems, cart_lines_checked;
+} check_t;
+
+static int s_add(list_t *list, const char *id, const char *what, int64_t amount, size_t line)
+{
+    if (list->count == list->cap) {
+        size_t cap = list->cap ? list->cap * 2 : 64;
+        item_t *grown = realloc(list->items, cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        list->items = grown;
+        list->cap = cap;
+    }
+    item_t *it = &list->items[list->count++];
+    snprintf(it->id, sizeof it->id, "%s", id);
+    snprintf(it->what, sizeof it->what, "%s", what ? what : "");
+    it->amount = amount;
+    it->line = line;
+    return 0;
+}
+
+static void s_problem(check_t *self, const char *kind, const char *id, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void s_problem(check_t *self, const char *kind, const char *id, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s %s: ", kind, id);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    self->problems++;
+}
+
+static void s_line_destroy(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+static void s_cart_destroy(void **item)
+{
+    zhashx_destroy((zhashx_t **)item);
+}
+
+static zhashx_t *s_cart(check_t *self, const char *user)
+{
+    zhashx_t *cart = zhashx_lookup(self->carts, user);
+    if (cart)
+        return cart;
+    cart = zhashx_new();
+    if (!cart)
+        return NULL;
+    zhashx_set_destructor(cart, s_line_destroy);
+    zhashx_set_duplicator(cart, NULL);
+    if (zhashx_insert(self->carts, user, cart) != 0) {
+        zhashx_destroy(&cart);
+        return NULL;
+    }
+    return cart;
+}
+
+/* Sets product's line in cart (a copy is kept). */
+static int s_cart_set(zhashx_t *cart, const char *product, int64_t qty, bool unknown)
+{
+    line_t *line = zhashx_lookup(cart, product);
+    if (!line) {
+        line = calloc(1, sizeof *line);
+        if (!line || zhashx_insert(cart, product, line) != 0) {
+            free(line);
+            return -1;
+        }
+    }
+    /* An unknown stays unknown: a request given up on may land later. */
+    line->unknown = line->unknown || unknown;
+    line->qty = qty;
+    return 0;
+}
+
+/* Every line of the cart: emptied (a clear, a checkout), or unknown. */
+static void s_cart_all(zhashx_t *cart, bool unknown)
+{
+    for (line_t *line = zhashx_first(cart); line; line = zhashx_next(cart)) {
+        if (unknown)
+            line->unknown = true;
+        else
+            line->qty = 0;
+    }
+}
+
+static const char *s_str(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+/* Takes one record line into the model. 0, or -1 with why. */
+static int s_take(check_t *self, json_t *l, size_t n, const char **why)
+{
+    const char *op = s_str(l, "op");
+    json_t *ack_json = json_object_get(l, "ack");
+    if (!op || !json_is_boolean(ack_json) || !json_is_integer(json_object_get(l, "vu")) ||
+        !s_str(l, "step") || !s_str(l, "service")) {
+        *why = "a record line needs vu, step, service, op and ack";
+        return -1;
+    }
+    bool ack = json_is_true(ack_json);
+    json_t *keys = json_object_get(l, "keys");
+    json_t *ids = json_object_get(l, "ids");
+    if (!json_is_object(keys) || (ack && !json_is_object(ids))) {
+        *why = "keys (and ids, when ack) must be objects";
+        return -1;
+    }
+    const char *user = s_str(l, "user_id");
+    if (strcmp(op, "auth.register") == 0) {
+        const char *email = s_str(keys, "email"), *id = s_str(ids, "user_id");
+        if (ack && (!email || !id)) {
+            *why = "an acknowledged auth.register needs keys.email and ids.user_id";
+            return -1;
+        }
+        return ack ? s_add(&self->users, id, email, 0, n) : 0;
+    }
+    if (strcmp(op, "cart.checkout") == 0 || strcmp(op, "order.create") == 0) {
+        if (ack) {
+            const char *id = s_str(ids, "order_id"), *status = s_str(ids, "status");
+            json_t *total = json_object_get(ids, "total_cents");
+            if (!id || !status || !json_is_integer(total)) {
+                *why = "an acknowledged order needs ids.order_id, status and total_cents";
+                return -1;
+            }
+            if (s_add(&self->orders, id, status, json_integer_value(total), n) != 0)
+                return -1;
+        }
+        if (strcmp(op, "cart.checkout") == 0 && user) {
+            zhashx_t *cart = s_cart(self, user);
+            if (!cart)
+                return -1;
+            s_cart_all(cart, !ack);
+        }
+        return 0;
+    }
+    if (strcmp(op, "order.cancel") == 0) {
+        const char *id = s_str(keys, "order_id");
+        if (ack && !id) {
+            *why = "an acknowledged order.cancel needs keys.order_id";
+            return -1;
+        }
+        return ack ? s_add(&self->cancels, id, NULL, 0, n) : 0;
+    }
+    if (strcmp(op, "payment.refund") == 0) {
+        const char *id = s_str(keys, "payment_id");
+        json_t *refunded = json_object_get(ids, "refunded_cents");
+        if (ack && (!id || !json_is_integer(refunded))) {
+            *why = "an acknowledged payment.refund needs keys.payment_id and ids.refunded_cents";
+            return -1;
+        }
+        return ack ? s_add(&self->refunds, id, NULL, json_integer_value(refunded), n) : 0;
+    }
+    bool set = strcmp(op, "cart.set_item") == 0, remove = strcmp(op, "cart.remove_item") == 0,
+         clear = strcmp(op, "cart.clear") == 0;
+    if (!(set || remove || clear) || !user)
+        return 0; /* nothing the check holds the system to */
+    zhashx_t *cart = s_cart(self, user);
+    if (!cart)
+        return -1;
+    if (clear) {
+        s_cart_all(cart, !ack);
+        return 0;
+    }
+    const char *product = s_str(keys, "product_id");
+    json_t *qty = json_object_get(keys, "qty");
+    if (!product || (set && ack && !json_is_integer(qty))) {
+        *why = "a cart change needs keys.product_id (and keys.qty)";
+        return -1;
+    }
+    return s_cart_set(cart, product, set && ack ? json_integer_value(qty) : 0, !ack);
+}
+
+static int s_read(check_t *self, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "retailctl check-record: cannot open %s: %s\n", path, strerror(errno));
+        return S_EXIT_USAGE;
+    }
+    char *line = NULL;
+    size_t cap = 0, n = 0;
+    int rc = S_EXIT_OK;
+    ssize_t len;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        n++;
+        json_error_t jerr;
+        json_t *l = json_loadb(line, (size_t)len, 0, &jerr);
+        const char *why = "not a JSON object";
+        bool ok = json_is_object(l);
+        if (ok && n == 1) {
+            ok = s_str(l, "record") && strcmp(s_str(l, "record"), "loadgen") == 0 &&
+                 json_integer_value(json_object_get(l, "version")) == RECORD_VERSION;
+            why = "the first line is not a loadgen record's header (version 1)";
+        } else if (ok)
+            ok = s_take(self, l, n, &why) == 0;
+        json_decref(l);
+        if (!ok) {
+            fprintf(stderr, "retailctl check-record: %s:%zu: %s\n", path, n, why);
+            rc = S_EXIT_USAGE;
+            break;
+        }
+    }
+    if (rc == S_EXIT_OK && n == 0) {
+        fprintf(stderr, "retailctl check-record: %s is empty\n", path);
+        rc = S_EXIT_USAGE;
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
+/* Asks service op {key: value}; true with self->reply, false when no
+ * reply came. */
+static bool s_ask(check_t *self, const char *service, const char *op, const char *key,
+                  const char *value)
+{
+    zframe_destroy(&self->frame);
+    msgpack_zone_clear(&self->zone);
+    msgpack_sbuffer args, request;
+    msgpack_sbuffer_init(&args);
+    msgpack_sbuffer_init(&request);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
+    uint64_t id = ++self->next_id;
+    bool sent = msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, key) == 0 &&
+                mp_pack_str(&pk, value) == 0 &&
+                envelope_pack_request(&request, id, op, NULL, args.data, args.size) == 0 &&
+                mdpcli_send(self->client, service, request.data, request.size) == 0;
+    msgpack_sbuffer_destroy(&args);
+    msgpack_sbuffer_destroy(&request);
+    int64_t deadline = zclock_mono() + self->timeout_ms;
+    while (sent) {
+        int64_t left = deadline - zclock_mono();
+        self->frame = left > 0 ? mdpcli_recv(self->client, (int)left, NULL) : NULL;
+        if (!self->frame)
+            break;
+        const char *why;
+        if (envelope_decode_reply(zframe_data(self->frame), zframe_size(self->frame), &self->zone,
+                                  &self->reply, &why) &&
+            self->reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER && self->reply.id.via.u64 == id)
+            return true;
+        zframe_destroy(&self->frame);
+    }
+    fprintf(stderr, "retailctl check-record: no answer from %s to %s\n", service, op);
+    return false;
+}
+
+static bool s_obj_str(const msgpack_object *o, char *out, size_t size)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size)
+        return false;
+    memcpy(out, o->via.str.ptr, o->via.str.size);
+    out[o->via.str.size] = '\0';
+    return true;
+}
+
+static bool s_obj_int(const msgpack_object *o, int64_t *out)
+{
+    if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
+        *out = (int64_t)o->via.u64;
+        return true;
+    }
+    if (o && o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+        *out = o->via.i64;
+        return true;
+    }
+    return false;
+}
+
+/* True when an order acknowledged in status `from` may now be in `to`
+ * (API.md's transitions). */
+static bool s_reachable(const char *from, const char *to)
+{
+    static const char *const s_next[][6] = {
+        {"pending", "paid", "payment_failed", "shipped", "delivered", "cancelled"},
+        {"paid", "shipped", "delivered", "cancelled", "refunded", NULL},
+        {"shipped", "delivered", "refunded", NULL, NULL, NULL},
+        {"delivered", "refunded", NULL, NULL, NULL, NULL},
+        {"payment_failed", "cancelled", NULL, NULL, NULL, NULL},
+        {"cancelled", "refunded", NULL, NULL, NULL, NULL},
+    };
+    if (strcmp(from, to) == 0 || strcmp(from, "pending") == 0)
+        return true;
+    for (size_t i = 0; i < sizeof s_next / sizeof *s_next; i++) {
+        if (strcmp(s_next[i][0], from) != 0)
+            continue;
+        for (size_t k = 1; k < 6 && s_next[i][k]; k++)
+            if (strcmp(s_next[i][k], to) == 0)
+                return true;
+    }
+    return false;
+}
+
+/* The order's status and total as the system has them now; false when
+ * the order is not there (a problem is counted) or no reply came. */
+static int s_order(check_t *self, const item_t *it, char status[64], int64_t *total)
+{
+    if (!s_ask(self, "orders", "order.get", "id", it->id))
+        return -1;
+    if (!self->reply.ok) {
+        s_problem(self, "order", it->id, "acknowledged (line %zu) but not there: %s", it->line,
+                  err_code_name(self->reply.code));
+        return 0;
+    }
+    const msgpack_object *order = mp_map_get(&self->reply.data, "order");
+    if (!order || !s_obj_str(mp_map_get(order, "status"), status, 64) ||
+        !s_obj_int(mp_map_get(order, "total_cents"), total)) {
+        s_problem(self, "order", it->id, "order.get answered no status or total");
+        return 0;
+    }
+    return 1;
+}
+
+static int s_check_orders(check_t *self)
+{
+    for (size_t i = 0; i < self->orders.count; i++) {
+        const item_t *it = &self->orders.items[i];
+        char status[64];
+        int64_t total;
+        int rc = s_order(self, it, status, &total);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            continue;
+        if (total != it->amount)
+            s_problem(self, "order", it->id, "total %" PRId64 ", acknowledged %" PRId64, total,
+                      it->amount);
+        if (!s_reachable(it->what, status))
+            s_problem(self, "order", it->id, "status %s cannot follow the acknowledged %s", status,
+                      it->what);
+    }
+    for (size_t i = 0; i < self->cancels.count; i++) {
+        const item_t *it = &self->cancels.items[i];
+        char status[64];
+        int64_t total;
+        int rc = s_order(self, it, status, &total);
+        if (rc < 0)
+            return -1;
+        if (rc > 0 && strcmp(status, "cancelled") != 0 && strcmp(status, "refunded") != 0)
+            s_problem(self, "cancel", it->id, "the order is %s, its cancel was acknowledged",
+                      status);
+    }
+    return 0;
+}
+
+static int s_check_refunds(check_t *self)
+{
+    for (size_t i = 0; i < self->refunds.count; i++) {
+        const item_t *it = &self->refunds.items[i];
+        if (!s_ask(self, "payments", "payment.get", "id", it->id))
+            return -1;
+        const msgpack_object *p = self->reply.ok ? mp_map_get(&self->reply.data, "payment") : NULL;
+        int64_t refunded = 0;
+        if (!p || !s_obj_int(mp_map_get(p, "refunded_cents"), &refunded))
+            s_problem(self, "refund", it->id, "payment.get: %s",
+                      self->reply.ok ? "no refunded_cents" : err_code_name(self->reply.code));
+        else if (refunded < it->amount)
+            s_problem(self, "refund", it->id,
+                      "refunded %" PRId64 ", acknowledged %" PRId64 " (line %zu)", refunded,
+                      it->amount, it->line);
+    }
+    return 0;
+}
+
+static int s_check_carts(check_t *self)
+{
+    for (zhashx_t *model = zhashx_first(self->carts); model; model = zhashx_next(self->carts)) {
+        const char *user = zhashx_cursor(self->carts);
+        if (!s_ask(self, "orders", "cart.get", "user_id", user))
+            return -1;
+        if (!self->reply.ok) {
+            s_problem(self, "cart", user, "cart.get: %s", err_code_name(self->reply.code));
+            continue;
+        }
+        const msgpack_object *items = mp_map_get(&self->reply.data, "items");
+        if (!items || items->type != MSGPACK_OBJECT_ARRAY) {
+            s_problem(self, "cart", user, "cart.get answered no items");
+            continue;
+        }
+        /* What is there, against the model. */
+        for (uint32_t i = 0; i < items->via.array.size; i++) {
+            const msgpack_object *item = &items->via.array.ptr[i];
+            char product[S_TEXT_MAX];
+            int64_t qty;
+            if (item->type != MSGPACK_OBJECT_MAP ||
+                !s_obj_str(mp_map_get(item, "product_id"), product, sizeof product) ||
+                !s_obj_int(mp_map_get(item, "qty"), &qty)) {
+                s_problem(self, "cart", user, "a line without product_id or qty");
+                continue;
+            }
+            line_t *line = zhashx_lookup(model, product);
+            self->cart_lines_checked++;
+            if (!line)
+                s_problem(self, "cart", user, "holds %s x%" PRId64 ", which no change asked for",
+                          product, qty);
+            else if (!line->unknown && line->qty != qty)
+                s_problem(self, "cart", user, "holds %s x%" PRId64 ", acknowledged x%" PRId64,
+                          product, qty, line->qty);
+            if (line)
+                line->seen = true;
+        }
+        /* What should be there and is not. */
+        for (line_t *line = zhashx_first(model); line; line = zhashx_next(model)) {
+            if (!line->unknown && line->qty > 0 && !line->seen)
+                s_problem(self, "cart", user, "lost %s x%" PRId64 " (acknowledged)",
+                          (const char *)zhashx_cursor(model), line->qty);
+        }
+    }
+    return 0;
+}
+
+static int s_check_users(check_t *self, users_shared_t *users)
+{
+    for (size_t i = 0; i < self->users.count; i++) {
+        const item_t *it = &self->users.items[i];
+        char id[S_TEXT_MAX] = "", err[256] = "";
+        int found = users_find_by_email(users, it->what, id, sizeof id, err, sizeof err);
+        if (found < 0) {
+            fprintf(stderr, "retailctl check-record: the account store: %s\n", err);
+            return -1;
+        }
+        if (found == 0)
+            s_problem(self, "user", it->id, "%s registered (line %zu) but not there", it->what,
+                      it->line);
+        else if (strcmp(id, it->id) != 0)
+            s_problem(self, "user", it->id, "%s belongs to %s now", it->what, id);
+    }
+    return 0;
+}
+
+int retailctl_check_record(mdpcli_t *client, int timeout_ms, users_shared_t *users,
+                           const char *path)
+{
+    check_t self = {.client = client, .timeout_ms = timeout_ms};
+    int rc = S_EXIT_UNREACHABLE;
+    self.carts = zhashx_new();
+    if (!self.carts || !msgpack_zone_init(&self.zone, 4096)) {
+        fprintf(stderr, "retailctl check-record: out of memory\n");
+        zhashx_destroy(&self.carts);
+        return S_EXIT_UNREACHABLE;
+    }
+    zhashx_set_destructor(self.carts, s_cart_destroy);
+    zhashx_set_duplicator(self.carts, NULL);
+    int read = s_read(&self, path);
+    if (read != S_EXIT_OK) {
+        rc = read;
+        goto cleanup;
+    }
+    if (users && s_check_users(&self, users) != 0)
+        goto cleanup;
+    if (s_check_orders(&self) != 0 || s_check_refunds(&self) != 0 || s_check_carts(&self) != 0)
+        goto cleanup;
+    printf("check-record: %zu users, %zu orders, %zu cancels, %zu refunds, %zu carts (%zu lines) "
+           "checked%s; %zu problems\n",
+           self.users.count, self.orders.count, self.cancels.count, self.refunds.count,
+           zhashx_size(self.carts), self.cart_lines_checked,
+           users ? "" : " (registrations not: no account store here)", self.problems);
+    rc = self.problems ? S_EXIT_PROBLEMS : S_EXIT_OK;
+cleanup:
+    zframe_destroy(&self.frame);
+    msgpack_zone_destroy(&self.zone);
+    zhashx_destroy(&self.carts);
+    free(self.users.items);
+    free(self.orders.items);
+    free(self.cancels.items);
+    free(self.refunds.items);
+    return rc;
+}
