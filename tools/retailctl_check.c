@@ -6,6 +6,7 @@
  *  S_SUSPECTS), wait a second and look at each again.
  */
 #include "tools/retailctl_check.h"
+#include "tools/retailctl_ask.h"
 #include "protocol/envelope.h"
 
 #include <czmq.h>
@@ -34,28 +35,9 @@ typedef struct {
 static bool s_ask(check_t *self, const char *service, const char *op, const void *args,
                   size_t args_len)
 {
-    zframe_destroy(&self->frame);
-    msgpack_zone_clear(&self->zone);
-    msgpack_sbuffer request;
-    msgpack_sbuffer_init(&request);
-    uint64_t id = ++self->next_id;
-    bool sent = envelope_pack_request(&request, id, op, NULL, args, args_len) == 0 &&
-                mdpcli_send(self->client, service, request.data, request.size) == 0;
-    msgpack_sbuffer_destroy(&request);
-    int64_t deadline = zclock_mono() + self->timeout_ms;
-    while (sent) {
-        int64_t left = deadline - zclock_mono();
-        self->frame = left > 0 ? mdpcli_recv(self->client, (int)left, NULL) : NULL;
-        if (!self->frame)
-            break;
-        const char *why;
-        if (envelope_decode_reply(zframe_data(self->frame), zframe_size(self->frame), &self->zone,
-                                  &self->reply, &why) &&
-            self->reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER && self->reply.id.via.u64 == id)
-            return true;
-        zframe_destroy(&self->frame);
-    }
-    fprintf(stderr, "retailctl check: no answer from %s to %s\n", service, op);
+    if (retailctl_ask(self->client, self->timeout_ms, ++self->next_id, service, op, args, args_len,
+                      &self->zone, &self->frame, &self->reply, "retailctl check"))
+        return true;
     self->unreachable = true;
     return false;
 }

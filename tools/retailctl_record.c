@@ -7,6 +7,7 @@
  *  by its id and decoded into a zone that lives for that question only.
  */
 #include "tools/retailctl_record.h"
+#include "tools/retailctl_ask.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -274,35 +275,17 @@ static int s_read(check_t *self, const char *path)
 static bool s_ask(check_t *self, const char *service, const char *op, const char *key,
                   const char *value)
 {
-    zframe_destroy(&self->frame);
-    msgpack_zone_clear(&self->zone);
-    msgpack_sbuffer args, request;
+    msgpack_sbuffer args;
     msgpack_sbuffer_init(&args);
-    msgpack_sbuffer_init(&request);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    uint64_t id = ++self->next_id;
-    bool sent = msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, key) == 0 &&
-                mp_pack_str(&pk, value) == 0 &&
-                envelope_pack_request(&request, id, op, NULL, args.data, args.size) == 0 &&
-                mdpcli_send(self->client, service, request.data, request.size) == 0;
+    bool ok =
+        msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, key) == 0 &&
+        mp_pack_str(&pk, value) == 0 &&
+        retailctl_ask(self->client, self->timeout_ms, ++self->next_id, service, op, args.data,
+                      args.size, &self->zone, &self->frame, &self->reply, "retailctl check-record");
     msgpack_sbuffer_destroy(&args);
-    msgpack_sbuffer_destroy(&request);
-    int64_t deadline = zclock_mono() + self->timeout_ms;
-    while (sent) {
-        int64_t left = deadline - zclock_mono();
-        self->frame = left > 0 ? mdpcli_recv(self->client, (int)left, NULL) : NULL;
-        if (!self->frame)
-            break;
-        const char *why;
-        if (envelope_decode_reply(zframe_data(self->frame), zframe_size(self->frame), &self->zone,
-                                  &self->reply, &why) &&
-            self->reply.id.type == MSGPACK_OBJECT_POSITIVE_INTEGER && self->reply.id.via.u64 == id)
-            return true;
-        zframe_destroy(&self->frame);
-    }
-    fprintf(stderr, "retailctl check-record: no answer from %s to %s\n", service, op);
-    return false;
+    return ok;
 }
 
 static bool s_obj_str(const msgpack_object *o, char *out, size_t size)
