@@ -11,7 +11,10 @@
  *    when none is idle it waits, and its latency still counts from when
  *    it was due, so a stall of the system shows in the percentiles
  *    instead of slowing the schedule down and hiding (what wrk2 calls
- *    coordinated omission). `vus` bounds the requests in flight.
+ *    coordinated omission). `vus` bounds the requests in flight. The loop
+ *    waits with zpoller's millisecond resolution, so above 1000/s requests
+ *    leave in bursts and one may go out up to a millisecond after it was
+ *    due; that delay counts in its latency, as it should.
  *
  *  One thread, N DEALER sockets (virtual user v uses socket v % N). User v
  *  sends ids v, v + vus, v + 2 vus, ..., so id % vus finds the user of any
