@@ -17,6 +17,14 @@
 #   make bench-harness  the load harness's ceiling (vs echo) and the shop scenario's figures
 #   make bench-events  the event stream's ceiling: outbox, relay, proxy, CURVE subscriber
 #   make lint    the served OpenAPI document through two OpenAPI checkers
+#
+# The reliability suite (docs/RELIABILITY.md), one command per part:
+#   make fuzz FUZZ_SECONDS=N   every fuzzer (libFuzzer, ASan + UBSan) for N s each
+#   make crash-test            SIGKILL under mixed load, restart, check (CRASH_CYCLES=20)
+#   make full-disk             a small filesystem filled under load, then freed
+#   make lost-db               PostgreSQL stopped and restarted under login load
+#   make strangers             unknown CURVE keys, malformed MDP, stalled HTTP clients
+#   make soak SOAK_MINUTES=N   mixed load for N minutes, sampled every 10 s
 #   make clean   remove build/
 #
 # Output goes to $(BUILD) (build/ by default, build/san for `make check`).
@@ -57,7 +65,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
         bench-bodies bench-asks bench-payments bench-checkout bench-events bench-harness clean \
-        format build-tests lint
+        format build-tests lint fuzz fuzz-smoke crash-test full-disk lost-db strangers soak
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -147,6 +155,32 @@ lint: $(BUILD)/retail-openapi $(LINT_DIR)/node_modules/.installed
 	cd $(LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
 	    node_modules/.bin/redocly lint --format=stylish $(abspath $(BUILD))/gen/openapi.json
 	node $(LINT_DIR)/validate.js $(BUILD)/gen/openapi.json
+
+# The reliability suite: each part is a script of tools/reliability/ that
+# starts what it needs on free ports and prints its figures; `make test`
+# runs a short smoke of each (tests/smoke/).
+CRASH_CYCLES ?= 20
+SOAK_MINUTES ?= 10
+
+crash-test: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/reliability/crash_loop.sh $(BUILD) $(CRASH_CYCLES)
+
+full-disk: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/reliability/full_disk.sh $(BUILD)
+
+lost-db: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/reliability/lost_db.sh $(BUILD)
+
+strangers: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/reliability/strangers.sh $(BUILD)
+
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/reliability/soak.sh $(BUILD) $(SOAK_MINUTES)
 
 # V=1 shows the full commands.
 Q = $(if $(V),,@)

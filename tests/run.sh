@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test binary under $1/tests (unit first, then integration) and
-# fails if any fails. cmocka prints its own summary per binary; the last
+# Runs every test binary under $1/tests (unit first, then integration),
+# then every smoke script of tests/smoke/, and fails if any fails. cmocka prints its own summary per binary; the last
 # line is the total in the "N passed, N failed" form.
 #
 # The PostgreSQL user store is tested against a real server: unless the
@@ -49,6 +49,19 @@ for t in "$RETAIL_BUILD_DIR"/tests/unit/test_* "$RETAIL_BUILD_DIR"/tests/integra
     else
         failed=$((failed + 1))
         failed_names+=("$(basename "$t")")
+    fi
+done
+# The reliability suite's smokes (docs/RELIABILITY.md): each script of
+# tests/smoke/ runs a short version of one part against this build and
+# exits non-zero when what it checks does not hold.
+for t in "$here"/smoke/*.sh; do
+    [ -f "$t" ] || continue
+    echo "== smoke $(basename "$t" .sh)"
+    if bash "$t" "$RETAIL_BUILD_DIR"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failed_names+=("smoke/$(basename "$t")")
     fi
 done
 echo
