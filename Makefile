@@ -65,7 +65,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
         bench-bodies bench-asks bench-payments bench-checkout bench-events bench-harness clean \
-        format build-tests lint fuzz fuzz-smoke crash-test full-disk lost-db strangers soak
+        format build-tests lint fuzz fuzz-smoke fuzz-build fuzz-bins crash-test full-disk lost-db strangers soak
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -80,6 +80,7 @@ run: deps
 test: deps
 	@$(MAKE) --no-print-directory build-tests
 	@bash tests/run.sh $(BUILD)
+	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory lint
 
 check: deps
@@ -155,6 +156,35 @@ lint: $(BUILD)/retail-openapi $(LINT_DIR)/node_modules/.installed
 	cd $(LINT_DIR) && REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true \
 	    node_modules/.bin/redocly lint --format=stylish $(abspath $(BUILD))/gen/openapi.json
 	node $(LINT_DIR)/validate.js $(BUILD)/gen/openapi.json
+
+# Fuzzers (tests/fuzz/, libFuzzer): the library is built again with clang,
+# ASan and UBSan into $(FUZZ_BUILD) (a build of its own, like build/san),
+# and each tests/fuzz/fuzz_NAME.c is linked with libFuzzer's main into
+# $(FUZZ_BUILD)/fuzz_NAME. tools/fuzz.sh runs them: each first replays its
+# committed corpus and regressions (tests/fuzz/corpus/NAME/), then fuzzes
+# for FUZZ_SECONDS, and prints executions and crashes per target.
+FUZZ_BUILD = $(BUILD)/fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_SAN = -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_TARGETS = $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz: deps fuzz-build
+	@bash tools/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# What `make test` runs: every fuzzer for a few seconds.
+fuzz-smoke: fuzz-build
+	@bash tools/fuzz.sh $(FUZZ_BUILD) 3 $(FUZZ_TARGETS)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang OPT=-O1 \
+	    SANFLAGS="-fsanitize=fuzzer-no-link $(FUZZ_SAN)" fuzz-bins
+
+fuzz-bins: $(addprefix $(BUILD)/fuzz_,$(FUZZ_TARGETS))
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(LIB)
+	@$(if $(V),,echo "  FUZZ    $@")
+	$(Q)$(CC) $(OPT) -g -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -I. \
+	    $(shell pkg-config --cflags $(PKGS)) -fsanitize=fuzzer $(FUZZ_SAN) $< $(LIB) -o $@ $(LDLIBS)
 
 # The reliability suite: each part is a script of tools/reliability/ that
 # starts what it needs on free ports and prints its figures; `make test`

@@ -62,6 +62,7 @@
 #include "actors/services.h"
 #include "router/api.h"
 #include "router/metrics.h"
+#include "router/route_args.h"
 #include "router/routes.h"
 
 #include <microhttpd.h>
@@ -177,7 +178,7 @@ struct bridge_s {
     size_t openapi_len;
     const char **services; /* what /readyz checks: every service of the table */
     size_t n_services;
-    struct arg_s *args; /* room for the most arguments a route takes */
+    route_arg_t *args; /* room for the most arguments a route takes */
     size_t max_args;
     mpout_t scratch;
     msgpack_zone zone;
@@ -538,15 +539,6 @@ static void s_request_id(bridge_t *self, request_t *req)
         snprintf(req->request_id, sizeof req->request_id, "%s-%" PRIu64, self->id_prefix, req->seq);
 }
 
-/* An argument from the query string or a header, typed by the route. */
-typedef struct arg_s {
-    const char *name;
-    size_t name_len;
-    const char *value;
-    size_t value_len;
-    char type; /* 's', 'i', 'b' */
-} arg_t;
-
 /* "@client_ip": the peer's address as text, kept in the request. */
 static const char *s_connection_value(request_t *req, const char *source)
 {
@@ -565,75 +557,15 @@ static const char *s_connection_value(request_t *req, const char *source)
     return req->client_ip;
 }
 
-/* Collects the arguments a route takes from the query string or headers.
- * spec is "source>name:type,..." ('>' part optional: source = name; type
- * s, i or b, 's' when omitted). Names point into the static spec. args
- * has room for every entry (routes_max_args), and routes_check refused any
- * source longer than the buffer at start, so none is ever skipped. */
-static void s_spec_args(request_t *req, const char *spec, enum MHD_ValueKind kind, arg_t *args,
-                        int *n_args, int max_args)
+/* route_args' lookup: libmicrohttpd's split and decoded query and
+ * headers, and the connection's properties. */
+static const char *s_lookup(void *ctx, route_from_t from, const char *source)
 {
-    for (const char *p = spec; p && *p && *n_args < max_args;) {
-        const char *end = strchr(p, ',');
-        if (!end)
-            end = p + strlen(p);
-        const char *arrow = memchr(p, '>', (size_t)(end - p));
-        const char *name = arrow ? arrow + 1 : p;
-        const char *colon = memchr(name, ':', (size_t)(end - name));
-        const char *source_end = arrow ? arrow : (colon ? colon : end);
-        char source[ROUTE_SOURCE_MAX + 1];
-        size_t source_len = (size_t)(source_end - p);
-        if (source_len > 0 && source_len < sizeof source) {
-            memcpy(source, p, source_len);
-            source[source_len] = '\0';
-            const char *value = source[0] == '@'
-                                    ? s_connection_value(req, source)
-                                    : MHD_lookup_connection_value(req->conn, kind, source);
-            if (value) {
-                arg_t *a = &args[(*n_args)++];
-                a->name = name;
-                a->name_len = (size_t)((colon ? colon : end) - name);
-                a->value = value;
-                a->value_len = strlen(value);
-                a->type = colon && colon + 1 < end ? colon[1] : 's';
-            }
-        }
-        p = *end ? end + 1 : end;
-    }
-}
-
-/* Packs one typed argument; false when the text does not parse. */
-static bool s_pack_arg(msgpack_packer *pk, const arg_t *a)
-{
-    mp_pack_strn(pk, a->name, a->name_len);
-    if (a->type == 'i') {
-        char *end;
-        errno = 0;
-        long long v = strtoll(a->value, &end, 10);
-        if (errno || end == a->value || *end)
-            return false;
-        msgpack_pack_int64(pk, v);
-    } else if (a->type == 'b') {
-        if (streq(a->value, "true") || streq(a->value, "1"))
-            msgpack_pack_true(pk);
-        else if (streq(a->value, "false") || streq(a->value, "0"))
-            msgpack_pack_false(pk);
-        else
-            return false;
-    } else {
-        if (!utf8_valid((const uint8_t *)a->value, a->value_len))
-            return false;
-        mp_pack_strn(pk, a->value, a->value_len);
-    }
-    return true;
-}
-
-static bool s_arg_named(const arg_t *args, int n, const char *name, size_t len)
-{
-    for (int i = 0; i < n; i++)
-        if (args[i].name_len == len && memcmp(args[i].name, name, len) == 0)
-            return true;
-    return false;
+    request_t *req = ctx;
+    if (source[0] == '@')
+        return s_connection_value(req, source);
+    return MHD_lookup_connection_value(
+        req->conn, from == ROUTE_FROM_QUERY ? MHD_GET_ARGUMENT_KIND : MHD_HEADER_KIND, source);
 }
 
 /* Builds the envelope for req into self->scratch. False (with the error
@@ -641,19 +573,8 @@ static bool s_arg_named(const arg_t *args, int n, const char *name, size_t len)
 static bool s_build_envelope(bridge_t *self, request_t *req)
 {
     const route_t *route = &self->routes[req->route];
-    arg_t *args = self->args;
-    int max_args = (int)self->max_args;
-    int n = 0;
-    for (int i = 0; i < req->match.n_params && n < max_args; i++) {
-        arg_t *a = &args[n++];
-        a->name = req->match.param_name[i];
-        a->name_len = req->match.param_name_len[i];
-        a->value = req->match.param_value[i];
-        a->value_len = req->match.param_value_len[i];
-        a->type = 's';
-    }
-    s_spec_args(req, route->query, MHD_GET_ARGUMENT_KIND, args, &n, max_args);
-    s_spec_args(req, route->headers, MHD_HEADER_KIND, args, &n, max_args);
+    route_arg_t *args = self->args;
+    int n = route_args_collect(route, &req->match, s_lookup, req, args, (int)self->max_args);
 
     /* The body, as a msgpack map. */
     msgpack_object body = {.type = MSGPACK_OBJECT_MAP};
@@ -702,17 +623,17 @@ static bool s_build_envelope(bridge_t *self, request_t *req)
     uint32_t from_body = 0;
     for (uint32_t i = 0; i < body.via.map.size; i++) {
         const msgpack_object *k = &body.via.map.ptr[i].key;
-        if (!s_arg_named(args, n, k->via.str.ptr, k->via.str.size))
+        if (!route_args_named(args, n, k->via.str.ptr, k->via.str.size))
             from_body++;
     }
     msgpack_pack_map(&pk, (size_t)n + from_body);
-    const arg_t *bad = NULL;
+    const route_arg_t *bad = NULL;
     for (int i = 0; i < n; i++)
-        if (!s_pack_arg(&pk, &args[i]) && !bad)
+        if (!route_arg_pack(&pk, &args[i]) && !bad)
             bad = &args[i];
     for (uint32_t i = 0; i < body.via.map.size; i++) {
         const msgpack_object *k = &body.via.map.ptr[i].key;
-        if (s_arg_named(args, n, k->via.str.ptr, k->via.str.size))
+        if (route_args_named(args, n, k->via.str.ptr, k->via.str.size))
             continue;
         msgpack_pack_object(&pk, *k);
         msgpack_pack_object(&pk, body.via.map.ptr[i].val);
