@@ -7,6 +7,7 @@
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 char *files_read(const char *path, size_t max, size_t *len)
 {
@@ -45,4 +46,20 @@ int files_dir_create(const char *dir)
         if (zsys_dir_create("%s", dir) == 0)
             return 0;
     return -1;
+}
+
+zconfig_t *files_load_zpl(const char *path, size_t max)
+{
+    size_t len;
+    char *text = files_read(path, max, &len);
+    if (!text)
+        return NULL;
+    zconfig_t *root = NULL;
+    if (!memchr(text, '\0', len))
+        root = zconfig_str_load(text);
+    sodium_memzero(text, len); /* a certificate's secret key */
+    free(text);
+    if (!root)
+        errno = EINVAL;
+    return root;
 }

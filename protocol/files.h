@@ -21,4 +21,14 @@ char *files_read(const char *path, size_t max, size_t *len);
  * retried, and then skips the levels that exist). */
 int files_dir_create(const char *dir);
 
+/* A ZPL file (a configuration, a certificate) of at most max bytes,
+ * parsed: what zconfig_load() does, but bounded, refusing a NUL byte
+ * inside the text (the parser would stop there), and without the leak of
+ * CZMQ 4.2.1's zconfig_load(), which keeps its zfile when a file does not
+ * parse (found by tests/fuzz/fuzz_config.c). The caller destroys the tree
+ * with zconfig_destroy(). NULL with errno set: EINVAL when the text is
+ * not ZPL or holds a NUL, EFBIG when it is too large. */
+typedef struct _zconfig_t zconfig_t;
+zconfig_t *files_load_zpl(const char *path, size_t max);
+
 #endif

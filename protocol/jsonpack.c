@@ -211,6 +211,10 @@ static json_t *s_json_string(const char *s, size_t n, const char *what, char *er
         s_fail(err, errlen, "%s is not valid UTF-8", what);
         return NULL;
     }
+    if (n > 0 && memchr(s, '\0', n)) {
+        s_fail(err, errlen, "%s holds a NUL byte", what);
+        return NULL;
+    }
     json_t *j = json_stringn_nocheck(n > 0 ? s : "", n);
     if (!j)
         s_fail(err, errlen, "out of memory building JSON");
@@ -256,6 +260,10 @@ static json_t *s_map_to_json(const msgpack_object *o, int level, char *err, size
         size_t key_len = k->via.str.size;
         if (!utf8_valid((const uint8_t *)key, key_len)) {
             s_fail(err, errlen, "map key is not valid UTF-8");
+            goto fail;
+        }
+        if (key_len > 0 && memchr(key, '\0', key_len)) {
+            s_fail(err, errlen, "map key holds a NUL byte");
             goto fail;
         }
         /* A JSON object cannot hold a key twice; keeping either value
@@ -393,6 +401,8 @@ static int s_put_string(text_t *t, const char *s, size_t n, const char *what, ch
 {
     if (n > 0 && !utf8_valid((const uint8_t *)s, n))
         return s_fail(err, errlen, "%s is not valid UTF-8", what);
+    if (n > 0 && memchr(s, '\0', n))
+        return s_fail(err, errlen, "%s holds a NUL byte", what);
     if (s_put(t, "\"", 1, err, errlen) != 0)
         return -1;
     size_t run = 0; /* bytes that need no escape, written in one go */

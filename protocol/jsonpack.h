@@ -23,8 +23,11 @@
  *    bytes type, and a base64 string would be indistinguishable from a
  *    real string, so the API never sends bytes to JSON clients), ext,
  *    uint64 above INT64_MAX (jansson's integers are long long), NaN and
- *    infinities, strings that are not UTF-8, and nesting deeper than
- *    JSONPACK_DEPTH_LIMIT.
+ *    infinities, strings that are not UTF-8, strings and keys that hold a
+ *    NUL byte (the reader refuses \u0000, so the writer never writes what
+ *    the reader would refuse, and a msgpack body cannot smuggle in what a
+ *    JSON one cannot: found by tests/fuzz/fuzz_mp_to_json.c), and nesting
+ *    deeper than JSONPACK_DEPTH_LIMIT.
  *
  *  Depth is counted as in mpcheck.h: a scalar is depth 0, a container one
  *  more than the deepest container inside it, so {"a":[1]} has depth 2.

@@ -22,13 +22,52 @@ static char *s_path(const char *dir, const char *name, const char *suffix)
     return zsys_sprintf("%s/%s%s", dir, name, suffix);
 }
 
+/* A certificate file is well under a kilobyte. */
+#define KEYS_FILE_MAX (64 * 1024)
+
+/* A Z85 key text: exactly 40 characters of Z85's alphabet, decoded into
+ * out[32]. */
+static bool s_z85_key(const char *text, uint8_t out[32])
+{
+    static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                   ".-:+=^!/*?&<>()[]{}@%$#";
+    if (!text || strlen(text) != KEYS_Z85_LEN || strspn(text, alphabet) != KEYS_Z85_LEN)
+        return false;
+    return zmq_z85_decode(out, text) != NULL;
+}
+
+/* What zcert_load(path) reads (the keys and the metadata of a ZPL
+ * certificate, public or secret), through files_load_zpl: bounded, and a
+ * file that does not parse, or whose keys are not Z85, is refused without
+ * leaking (tests/fuzz/fuzz_cert.c). A public certificate's secret key is
+ * all zeros, as with zcert_load. */
+static zcert_t *s_cert_load(const char *path)
+{
+    zconfig_t *root = files_load_zpl(path, KEYS_FILE_MAX);
+    if (!root)
+        return NULL;
+    uint8_t public_key[32], secret_key[32] = {0};
+    const char *secret_txt = zconfig_get(root, "curve/secret-key", NULL);
+    zcert_t *cert = NULL;
+    if (s_z85_key(zconfig_get(root, "curve/public-key", NULL), public_key) &&
+        (!secret_txt || s_z85_key(secret_txt, secret_key)))
+        cert = zcert_new_from(public_key, secret_key);
+    zconfig_t *meta = cert ? zconfig_locate(root, "metadata") : NULL;
+    for (zconfig_t *item = meta ? zconfig_child(meta) : NULL; item; item = zconfig_next(item))
+        if (zconfig_name(item) && zconfig_value(item))
+            zcert_set_meta(cert, zconfig_name(item), "%s", zconfig_value(item));
+    sodium_memzero(secret_key, sizeof secret_key);
+    zconfig_destroy(&root);
+    return cert;
+}
+
 zcert_t *keys_load(const char *keys_dir, const char *name)
 {
     char *path = s_path(keys_dir, name, ".cert");
     zcert_t *cert = NULL;
     char *secret = s_path(keys_dir, name, ".cert_secret");
     if (strlen(secret) < KEYS_CZMQ_PATH_MAX && zsys_file_exists(secret))
-        cert = zcert_load(path); /* zcert_load reads path + "_secret" */
+        cert = s_cert_load(secret); /* the secret file holds both keys */
     zstr_free(&secret);
     zstr_free(&path);
     return cert;
@@ -101,7 +140,7 @@ int keys_allow(const char *keys_dir, zcert_t *cert, const char *name)
     if (rc != 0)
         goto cleanup;
     path = s_path(dir, name, ".cert");
-    zcert_t *listed = zcert_load(path);
+    zcert_t *listed = s_cert_load(path);
     bool same = listed && streq(zcert_public_txt(listed), zcert_public_txt(cert));
     zcert_destroy(&listed);
     if (same)
@@ -124,7 +163,7 @@ cleanup:
 int keys_broker_public(const char *keys_dir, char out[KEYS_Z85_LEN + 1])
 {
     char *path = s_path(keys_dir, "broker", ".cert");
-    zcert_t *cert = zcert_load(path);
+    zcert_t *cert = s_cert_load(path);
     zstr_free(&path);
     if (!cert)
         return -1;

@@ -7,6 +7,9 @@
  *  the same precedence and the same refusals.
  */
 #include "protocol/settings.h"
+#include "protocol/files.h"
+
+#include <errno.h>
 
 #include <czmq.h>
 #include <errno.h>
@@ -18,6 +21,9 @@ struct settings_source_t {
     zconfig_t *config; /* NULL: no file */
 };
 
+/* A configuration file is a few hundred bytes; anything near this is not one. */
+#define SETTINGS_FILE_MAX (1024 * 1024)
+
 settings_source_t *settings_source_new(const char *config_path, char *err, size_t errlen)
 {
     settings_source_t *self = calloc(1, sizeof *self);
@@ -28,9 +34,10 @@ settings_source_t *settings_source_new(const char *config_path, char *err, size_
     if (!config_path)
         config_path = getenv("RETAIL_CONFIG");
     if (config_path) {
-        self->config = zconfig_load(config_path);
+        self->config = files_load_zpl(config_path, SETTINGS_FILE_MAX);
         if (!self->config) {
-            snprintf(err, errlen, "cannot read config file %s", config_path);
+            snprintf(err, errlen, "cannot read config file %s: %s", config_path,
+                     errno == EINVAL ? "not ZPL" : strerror(errno));
             free(self);
             return NULL;
         }

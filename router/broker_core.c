@@ -441,6 +441,20 @@ static void s_worker_delete(broker_core_t *self, worker_t *worker, bool send_dis
 /* ------------------------------------------------------------------ */
 /* Messages from clients                                               */
 
+/* A service name from a frame into out: 1..MDP_SERVICE_MAX bytes and no
+ * NUL, which would cut the name short ("orders\0x" must not reach
+ * orders, and a reply must name the service that was asked for). */
+static bool s_service_name(const zmq_msg_t *frame, char out[MDP_SERVICE_MAX + 1])
+{
+    size_t n = zmq_msg_size((zmq_msg_t *)frame);
+    const void *data = zmq_msg_data((zmq_msg_t *)frame);
+    if (n == 0 || n > MDP_SERVICE_MAX || memchr(data, '\0', n))
+        return false;
+    memcpy(out, data, n);
+    out[n] = '\0';
+    return true;
+}
+
 /* The caller's authenticated name (see Identity above). Only frames that
  * came off the wire carry the connection's metadata, not the ROUTER's
  * routing frame, so `frame` is a later one. */
@@ -504,13 +518,9 @@ static void s_mmi(broker_core_t *self, zmq_msg_t *frames, const char *service_na
 static void s_client_message(broker_core_t *self, zmq_msg_t *frames, int count)
 {
     zmq_msg_t *client = &frames[0];
-    if (count != 5 || zmq_msg_size(&frames[3]) == 0 || zmq_msg_size(&frames[3]) > MDP_SERVICE_MAX ||
-        zmq_msg_size(client) > ROUTING_ID_MAX)
-        return; /* not an MDP client request we can answer: drop */
-
     char name[MDP_SERVICE_MAX + 1];
-    memcpy(name, zmq_msg_data(&frames[3]), zmq_msg_size(&frames[3]));
-    name[zmq_msg_size(&frames[3])] = '\0';
+    if (count != 5 || !s_service_name(&frames[3], name) || zmq_msg_size(client) > ROUTING_ID_MAX)
+        return; /* not an MDP client request we can answer: drop */
     const uint8_t *cid = zmq_msg_data(client);
     size_t cid_len = zmq_msg_size(client);
 
@@ -595,12 +605,10 @@ static void s_worker_message(broker_core_t *self, zmq_msg_t *frames, int count)
             s_worker_delete(self, worker, true, "sent READY twice");
             return;
         }
-        size_t n = count == 5 || count == 6 ? zmq_msg_size(&frames[4]) : 0;
-        if (n == 0 || n > MDP_SERVICE_MAX || strncmp(zmq_msg_data(&frames[4]), "mmi.", 4) == 0)
-            return;
         char name[MDP_SERVICE_MAX + 1];
-        memcpy(name, zmq_msg_data(&frames[4]), n);
-        name[n] = '\0';
+        if ((count != 5 && count != 6) || !s_service_name(&frames[4], name) ||
+            strncmp(name, "mmi.", 4) == 0)
+            return;
         worker = calloc(1, sizeof *worker);
         service_t *service = s_service_require(self, name);
         if (!worker || !service) {

@@ -65,7 +65,7 @@ for t in "$@"; do
         echo "fuzz.sh: $t crashed: inputs in $artifacts, log $logs/$t.log" >&2
     fi
 done
-printf '%-14s %12s %10s %8s\n' total "$total_execs" "" "$total_crashes"
+printf "%-14s %12s %10s %8s\n" total "$total_execs" "" "$total_crashes"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "fuzz.sh: failing: ${failed[*]}" >&2
     exit 1

@@ -12,6 +12,7 @@
  *  347 characters: within CATALOG_CURSOR_MAX.
  */
 #include "storage/catalog/catalog_store_impl.h"
+#include "protocol/mpcheck.h"
 
 #include <msgpack.h>
 #include <string.h>
@@ -102,6 +103,11 @@ bool catalog_cursor_decode(const char *text, catalog_cursor_t *out)
     if (strnlen(text, CATALOG_CURSOR_MAX + 1) > CATALOG_CURSOR_MAX ||
         s_b64_decode(text, raw, sizeof raw, &len) != 0)
         return false;
+    /* msgpack-c allocates what a header claims before reading a byte of
+     * it: a 14-character cursor claiming four billion entries made it ask
+     * for 256 GiB (tests/fuzz/fuzz_cursor.c). mpcheck bounds it first. */
+    if (mpcheck(raw, len, sizeof raw, 1) != MP_OK)
+        return false;
     msgpack_unpacked msg;
     msgpack_unpacked_init(&msg);
     size_t offset = 0;
@@ -114,13 +120,16 @@ bool catalog_cursor_decode(const char *text, catalog_cursor_t *out)
     if (!s_obj_int(&f[0], &sort) || sort < 0 || sort > UINT8_MAX || !s_obj_int(&f[1], &hash) ||
         hash < 0 || hash > UINT32_MAX || !s_obj_int(&f[2], &out->a) || !s_obj_int(&f[3], &out->b) ||
         f[4].type != MSGPACK_OBJECT_STR || f[4].via.str.size > CATALOG_NAME_MAX ||
-        memchr(f[4].via.str.ptr, 0, f[4].via.str.size) || f[5].type != MSGPACK_OBJECT_STR ||
-        f[5].via.str.size == 0 || f[5].via.str.size > CATALOG_ID_MAX ||
-        memchr(f[5].via.str.ptr, 0, f[5].via.str.size))
+        (f[4].via.str.size && memchr(f[4].via.str.ptr, 0, f[4].via.str.size)) ||
+        f[5].type != MSGPACK_OBJECT_STR || f[5].via.str.size == 0 ||
+        f[5].via.str.size > CATALOG_ID_MAX || memchr(f[5].via.str.ptr, 0, f[5].via.str.size))
         goto cleanup;
     out->sort = (uint8_t)sort;
     out->hash = (uint32_t)hash;
-    memcpy(out->name, f[4].via.str.ptr, f[4].via.str.size);
+    /* msgpack-c gives an empty str a NULL pointer: neither memchr nor
+     * memcpy may be handed one, even for 0 bytes (fuzz_cursor.c found it) */
+    if (f[4].via.str.size)
+        memcpy(out->name, f[4].via.str.ptr, f[4].via.str.size);
     out->name[f[4].via.str.size] = '\0';
     out->name_len = f[4].via.str.size;
     memcpy(out->id, f[5].via.str.ptr, f[5].via.str.size);
