@@ -684,6 +684,16 @@ static void test_bad_client_frames(void **state)
     free(body);
     assert_int_equal(s_reply(f, 1000, NULL), ERR_PAYLOAD_TOO_LARGE);
     assert_null(fw_request(w, 100));
+    /* A service name with a NUL in it is not "t" cut short: dropped,
+     * and the worker of "t" gets nothing (tests/fuzz/fuzz_broker.c). */
+    zmsg_t *msg = zmsg_new();
+    zmsg_addstr(msg, "");
+    zmsg_addstr(msg, MDP_CLIENT);
+    zmsg_addmem(msg, "t\0x", 3);
+    zmsg_addstr(msg, "body");
+    assert_int_equal(zmsg_send(&msg, mdpcli_sock(f->client)), 0);
+    assert_int_equal(s_reply(f, 200, NULL), ERR__COUNT);
+    assert_null(fw_request(w, 100));
     zsock_destroy(&w);
 }
 
