@@ -104,8 +104,8 @@ bool catalog_cursor_decode(const char *text, catalog_cursor_t *out)
         s_b64_decode(text, raw, sizeof raw, &len) != 0)
         return false;
     /* msgpack-c allocates what a header claims before reading a byte of
-     * it: a 14-character cursor claiming four billion entries made it ask
-     * for 256 GiB (tests/fuzz/fuzz_cursor.c). mpcheck bounds it first. */
+     * it: a 46-character cursor made it ask for 256 GiB
+     * (tests/fuzz/fuzz_cursor.c). mpcheck bounds it first. */
     if (mpcheck(raw, len, sizeof raw, 1) != MP_OK)
         return false;
     msgpack_unpacked msg;

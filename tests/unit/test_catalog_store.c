@@ -2959,9 +2959,10 @@ static void test_events_without_outbox(void **state)
 }
 
 /* Cursor texts that are not cursors, whatever they claim (what
- * tests/fuzz/fuzz_cursor.c found): an array header claiming 4294967295
- * entries in seven characters made msgpack-c ask for 96 GiB before the
- * check; an empty name's NULL pointer reached memchr and memcpy. */
+ * tests/fuzz/fuzz_cursor.c found): array headers that claim billions of
+ * entries, which msgpack-c allocated for before the check (256 GiB for
+ * the second one); an empty name's NULL pointer reached memchr and
+ * memcpy. */
 static void test_cursor_text(void **state)
 {
     (void)state;
