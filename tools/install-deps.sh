@@ -11,6 +11,9 @@ PKGS=(
     libssl-dev libcmocka-dev libcurl4-openssl-dev curl openssl postgresql
     # jq: the README's walk-through reads values out of replies with it
     jq
+    # clang and its runtimes (libFuzzer, the sanitizers): make fuzz, and
+    # the fuzz smoke of make test
+    clang libclang-rt-14-dev
 )
 
 missing=()
