@@ -23,8 +23,9 @@
 # until the server has closed each.
 #
 # Exit status 1 when the test fails, a normal request fails or takes over
-# STRANGERS_MAX_MS (1000) while the others stall, or a stalled connection
-# is not closed in time. Figures to stdout, progress to stderr.
+# STRANGERS_MAX_MS (1000) while the others stall, a stalled connection is
+# not closed in time, or retaild does not exit 0 on SIGTERM (or a
+# sanitizer reported in its log). Figures to stdout, progress to stderr.
 set -euo pipefail
 build=${1:-build}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -81,6 +82,24 @@ else
     say "test_strangers failed (its output: $log)"
 fi
 
+# Stops retaild with SIGTERM and checks that it exited 0 and that no
+# sanitizer (a `make check` build) reported anything in its log.
+stop_retaild() {
+    local status=0
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" || status=$?
+    pid=""
+    if [ "$status" -ne 0 ]; then
+        say "retaild exited with status $status on SIGTERM"
+        return 1
+    fi
+    if grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$tmp/retaild.log"; then
+        say "a sanitizer reported in retaild's log:"
+        grep -E -A5 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$tmp/retaild.log" >&2
+        return 1
+    fi
+}
+
 . "$root/tools/bench/ports.sh"
 free_port broker_port
 free_port http_port
@@ -109,9 +128,7 @@ done
 echo
 "$build/http-stall" --port "$http_port" --stalled "$stalled" --seconds "$seconds" \
     --baseline "$baseline" --max-ms "$max_ms" --wait-close "$wait_close" || failed=1
-kill -0 "$pid" 2>/dev/null || {
-    say "retaild died"
-    failed=1
-}
+kill -0 "$pid" 2>/dev/null || say "retaild died"
+stop_retaild || failed=1
 [ "$failed" -eq 0 ] || say "FAILED (see above)"
 exit "$failed"
