@@ -87,6 +87,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/retail-lost-db.XXXXXX")
 pg_dir=$(mktemp -d /tmp/retail-lost-db-pg.XXXXXX)
 pid=""
 load=""
+frozen=""
 cleanup() {
     local status=$?
     if [ -n "$load" ]; then
@@ -102,6 +103,8 @@ cleanup() {
         kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     fi
+    # a frozen server (the freeze mode) must run again to be stopped
+    [ -z "$frozen" ] || kill -CONT $frozen 2>/dev/null || true
     bash "$root/tests/pg.sh" stop "$pg_dir" || say "could not stop PostgreSQL in $pg_dir"
     [ "$status" -eq 0 ] || tail -n 20 "$tmp/retaild.log" "$tmp/load.log" >&2 2>/dev/null || true
     rm -rf "$tmp"
@@ -218,6 +221,7 @@ for mode in $modes; do
     t_start=$(now_us)
     if [ "$mode" = freeze ]; then
         kill -CONT $frozen
+        frozen=""
         t_up=$(now_us)
         t_isready=$t_up
     else
