@@ -56,7 +56,7 @@ BINS = $(BUILD)/retaild $(BUILD)/retailctl $(BUILD)/loadgen $(BUILD)/relay $(BUI
        $(BUILD)/retail-seed $(BUILD)/catalog-store-bench $(BUILD)/bodies-bench \
        $(BUILD)/retail-openapi $(BUILD)/asks-bench $(BUILD)/payments-bench \
        $(BUILD)/payment-log-bench $(BUILD)/events-bench \
-       $(BUILD)/events-stream-bench
+       $(BUILD)/events-stream-bench $(BUILD)/accounts-load $(BUILD)/http-stall
 
 TEST_SRC  = $(wildcard tests/unit/test_*.c) $(wildcard tests/integration/test_*.c)
 TEST_BINS = $(patsubst tests/%.c,$(BUILD)/tests/%,$(TEST_SRC))
@@ -205,7 +205,7 @@ lost-db: deps
 	@bash tools/reliability/lost_db.sh $(BUILD)
 
 strangers: deps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BUILD)/tests/integration/test_strangers
 	@bash tools/reliability/strangers.sh $(BUILD)
 
 soak: deps
@@ -293,6 +293,15 @@ $(BUILD)/asks-bench: $(BUILD)/obj/tools/bench/asks.o $(LIB)
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(BUILD)/bodies-bench: $(BUILD)/obj/tools/bench/bodies.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+# The reliability suite's own clients (tools/reliability/).
+$(BUILD)/accounts-load: $(BUILD)/obj/tools/reliability/accounts_load.o $(LIB)
+	@$(if $(V),,echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/http-stall: $(BUILD)/obj/tools/reliability/http_stall.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -1534,7 +1534,13 @@ static int s_setup(bridge_t *self)
     };
     /* MHD_OPTION_STRICT_FOR_CLIENT stays 0: at 1, 0.9.75 also refuses an
      * HTTP/1.1 request without Host through the broken path s_mhd_log
-     * mends, and closes on a space in the URL without any answer. */
+     * mends, and closes on a space in the URL without any answer.
+     * Connections: one closes after 60 s without a byte (a request sent
+     * half way too), so a client that stalls holds one that long; up to
+     * 10,000 are open at once, past which new ones wait in the accept
+     * queue; no limit per address, since behind a proxy every client is
+     * one. docs/RELIABILITY.md section 5: 500 stalled connections do not
+     * slow anyone else. */
     self->daemon = MHD_start_daemon(
         flags, (uint16_t)c->port, NULL, NULL, s_handler, self, MHD_OPTION_SOCK_ADDR, &address,
         MHD_OPTION_NOTIFY_COMPLETED, s_completed, self, MHD_OPTION_URI_LOG_CALLBACK, s_uri_logged,

@@ -55,6 +55,10 @@
  *  in its routing id (keys_name_inproc), since only our own code runs
  *  here. Neither: MDP_CALLER_UNNAMED. No default is shared by everyone in
  *  the process: the bridge is "bridge", a pool calling out is its service.
+ *  The same name bounds who may be a worker: a READY over the network is
+ *  taken only for the service its certificate is named after (retaild's
+ *  remote pools use their service's certificate), so an allowed client
+ *  cannot pose as a service's worker; in process, any READY is ours.
  */
 #include "router/broker_core.h"
 #include "protocol/envelope.h"
@@ -589,6 +593,19 @@ static request_t *s_held_by_tag(worker_t *worker, const zmq_msg_t *frame)
     return NULL;
 }
 
+/* Whether the peer that sent frame may be a worker of service `name`.
+ * Over the network only a certificate named after the service may serve
+ * it (see Identity above): any allowed client could otherwise register as
+ * "users", be handed other clients' logins and tokens, and leave their
+ * requests to time out. In this process only our own code runs. */
+static bool s_may_serve(zmq_msg_t *frame, const char *name)
+{
+    if (!zmq_msg_gets(frame, "Peer-Address"))
+        return true;
+    const char *cert_name = zmq_msg_gets(frame, "name");
+    return cert_name && strcmp(cert_name, name) == 0;
+}
+
 /* [worker][empty][MDPW01][command]... */
 static void s_worker_message(broker_core_t *self, zmq_msg_t *frames, int count)
 {
@@ -609,6 +626,12 @@ static void s_worker_message(broker_core_t *self, zmq_msg_t *frames, int count)
         if ((count != 5 && count != 6) || !s_service_name(&frames[4], name) ||
             strncmp(name, "mmi.", 4) == 0)
             return;
+        if (!s_may_serve(&frames[4], name)) {
+            if (self->config.verbose)
+                zsys_info("broker: READY for %s refused: the peer's certificate is not named so",
+                          name);
+            return;
+        }
         worker = calloc(1, sizeof *worker);
         service_t *service = s_service_require(self, name);
         if (!worker || !service) {

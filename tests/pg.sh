@@ -4,6 +4,11 @@
 #   tests/pg.sh start DIR   initdb into DIR/data, start it, create the
 #                           database retail_test, print its DSN on stdout
 #   tests/pg.sh stop DIR    stop it and remove DIR
+#   tests/pg.sh down DIR [fast|immediate]
+#                           stop the server only (fast by default: its
+#                           sessions are ended), keeping DIR; an outage
+#   tests/pg.sh up DIR      start it again on the same socket and port;
+#                           returns once it accepts connections
 #
 # The server listens on a unix socket in DIR only (no TCP), so it cannot
 # collide with or be reached from anything else; the port number only
@@ -20,12 +25,13 @@
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 start|stop DIR" >&2
+    echo "usage: $0 start|stop|up DIR, or $0 down DIR [fast|immediate]" >&2
     exit 2
 }
-[ $# -eq 2 ] || usage
+[ $# -eq 2 ] || [ $# -eq 3 ] || usage
 cmd=$1
 dir=$2
+mode=${3:-fast}
 marker=.retail-test-pg
 
 bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
@@ -54,6 +60,36 @@ fail_start() {
     exit 1
 }
 
+# Starts the server of DIR/data on port $1 and waits until it is ready.
+server_start() {
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
+        -o "-k $dir -p $1 -c listen_addresses=''" start >/dev/null
+}
+
+# The directory of a cluster that start made, or a refusal.
+made_dir() {
+    if [ ! -e "$dir/$marker" ] || [ ! -e "$dir/data" ]; then
+        echo "pg.sh: $dir was not made by pg.sh start" >&2
+        exit 1
+    fi
+    dir=$(cd "$dir" && pwd)
+}
+
+down() {
+    made_dir
+    case "$mode" in fast | immediate) ;; *) usage ;; esac
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -m "$mode" -w -t 60 stop >/dev/null
+}
+
+up() {
+    made_dir
+    server_start "$(cat "$dir/port")" || {
+        echo "pg.sh: the server did not start again:" >&2
+        tail -n 20 "$dir/server.log" >&2
+        exit 1
+    }
+}
+
 start() {
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -73,13 +109,12 @@ start() {
         exit 1
     fi
     local port=$((20000 + RANDOM % 40000))
+    echo "$port" >"$dir/port" # for `up`
 
     # --no-sync: a throwaway cluster need not wait for the disk.
     as_owner "$bindir/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --locale=C \
         --no-sync >"$dir/initdb.log" 2>&1 || fail_start "initdb failed:" "$dir/initdb.log"
-    as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-k $dir -p $port -c listen_addresses=''" start >/dev/null ||
-        fail_start "the server did not start:" "$dir/server.log"
+    server_start "$port" || fail_start "the server did not start:" "$dir/server.log"
     as_owner "$bindir/psql" -X -q -h "$dir" -p "$port" -U postgres -d postgres \
         -v ON_ERROR_STOP=1 -c "CREATE DATABASE retail_test" >&2 ||
         fail_start "cannot create the database retail_test"
@@ -106,5 +141,7 @@ stop() {
 case "$cmd" in
 start) start ;;
 stop) stop ;;
+down) down ;;
+up) up ;;
 *) usage ;;
 esac

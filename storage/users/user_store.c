@@ -139,3 +139,10 @@ store_status_t user_store_list(user_store_t *self, const char *after, int limit,
         return STORE_OK;
     return self->ops->list(self->impl, after ? after : "", limit, out, count);
 }
+
+store_status_t user_store_available(user_store_t *self)
+{
+    if (!self)
+        return STORE_ERROR;
+    return self->ops->available ? self->ops->available(self->impl) : STORE_OK;
+}

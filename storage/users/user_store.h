@@ -103,4 +103,13 @@ store_status_t user_store_patch(user_store_t *self, const char *id, const user_p
 store_status_t user_store_list(user_store_t *self, const char *after, int limit, user_record_t *out,
                                int *count);
 
+/* STORE_OK when the store can be reached now, else STORE_UNAVAILABLE;
+ * cheap (no round trip while the store is known to be up), so that a
+ * caller about to do slow work for a write (an Argon2id hash for a
+ * registration) can find an outage first. LMDB: always STORE_OK.
+ * PostgreSQL: a session the server has closed (a shutdown, a restart) is
+ * noticed without a round trip and replaced by a new one; a session
+ * that broke silently (a network cut) is found only by the next call. */
+store_status_t user_store_available(user_store_t *self);
+
 #endif

@@ -24,6 +24,9 @@ typedef struct {
                             user_record_t *out);
     store_status_t (*list)(void *impl, const char *after, int limit, user_record_t *out,
                            int *count);
+    /* Whether a call could reach the store now (user_store_available);
+     * NULL: always (an embedded store). */
+    store_status_t (*available)(void *impl);
     /* Frees impl and everything it owns. */
     void (*destroy)(void *impl);
 } user_store_ops_t;

@@ -28,18 +28,29 @@
  *  NULL parameter), and a password change's compare-and-set is in its
  *  WHERE, so the check and the write are one atomic statement.
  *
- *  Connection loss. A call that finds the connection broken (PQstatus
- *  bad, or SQLSTATE class 08 or 57P, e.g. pg_terminate_backend or a
- *  server restart) marks the handle not ready and answers
- *  STORE_UNAVAILABLE; the next call runs PQreset first, and on a new
- *  session checks the schema and prepares the statements again. Reads and
- *  patch are idempotent (a password change accepts a stored hash that is
- *  already its new one), so a call that loses its connection reconnects
- *  and retries once at once: after a restart only creates fail once. A
- *  create is never retried, since its insert may have committed before
- *  the connection broke. While the server is down every call tries one
- *  PQreset (connect_timeout 3 s unless the DSN says otherwise) and
- *  answers STORE_UNAVAILABLE; the outage is logged once, not per call.
+ *  Connection loss. Before each call uses its session, it reads what the
+ *  server sent meanwhile without waiting (PQconsumeInput: libpq's socket
+ *  is non-blocking): a server that stops, restarts or runs
+ *  pg_terminate_backend sends the session a FATAL before it closes the
+ *  socket, so the session is known dead before a statement is sent on
+ *  it, and the call goes straight to a new session. A call that finds the connection
+ *  broken while it runs (PQstatus bad, or SQLSTATE class 08 or 57P: the
+ *  server went away in the middle, or silently) marks the handle not
+ *  ready and answers STORE_UNAVAILABLE; the next call runs PQreset first,
+ *  and on a new session checks the schema and prepares the statements
+ *  again. Reads and patch are idempotent (a password change accepts a
+ *  stored hash that is already its new one), so a call that loses its
+ *  connection reconnects and retries once at once. A create is never
+ *  retried, since its insert may have committed before the connection
+ *  broke; after a restart it fails only if its statement was in flight.
+ *  While the server is down every call tries one PQreset and answers
+ *  STORE_UNAVAILABLE; the outage is logged once, not per call. A stopped
+ *  server refuses at once (no socket file, or a TCP reset), so that
+ *  answer comes in microseconds; only a host that drops packets makes
+ *  the PQreset wait, up to connect_timeout (3 s unless the DSN says
+ *  otherwise), inside the broker's 5 s request deadline.
+ *  user_store_available runs the same readiness step without a
+ *  statement, so a registration finds an outage before it hashes.
  *
  *  The connection's application_name is retail-users unless the DSN (or
  *  PGAPPNAME) names another, so the service's sessions can be found in
@@ -63,6 +74,7 @@ typedef struct {
     bool fresh; /* a new session: nothing prepared on it yet */
     bool ready; /* schema checked and statements prepared on this session */
     bool down;  /* the outage was logged; log the recovery */
+    bool ended; /* the server said FATAL: it is closing this session */
 } s_pg_t;
 
 /* Migration i creates schema version i + 1; append, never edit. */
@@ -122,13 +134,19 @@ static int s_line_len(const char *msg)
 }
 
 /* Server notices (e.g. "relation already exists, skipping") would go to
- * stderr by default; warnings are worth a log line, the rest is noise. */
+ * stderr by default; warnings are worth a log line, the rest is noise.
+ * libpq also hands over here the FATAL a server sends to an idle session
+ * as it ends it (a shutdown, pg_terminate_backend): the socket may not
+ * have reached its end yet, so that message is what says the session is
+ * over. */
 static void s_notice(void *arg, const PGresult *res)
 {
-    (void)arg;
+    s_pg_t *self = arg;
     const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
     if (severity && strcmp(severity, "WARNING") == 0)
         zsys_warning("user_store(pg): %s", PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+    else if (severity && (strcmp(severity, "FATAL") == 0 || strcmp(severity, "PANIC") == 0))
+        self->ended = true;
 }
 
 /* True when a failed statement means the session is gone. */
@@ -246,14 +264,23 @@ static int s_prepare(s_pg_t *self)
  * left half set up, then the schema check and the statements. */
 static store_status_t s_ready(s_pg_t *self)
 {
-    if (self->ready)
-        return STORE_OK;
+    /* Reading what came costs one recv that does not wait; PQisBusy
+     * parses it, which hands a FATAL to s_notice. That finds a session
+     * the server closed (see the top of the file). */
+    if (self->ready) {
+        if (PQconsumeInput(self->conn) && !PQisBusy(self->conn) &&
+            PQstatus(self->conn) == CONNECTION_OK && !self->ended)
+            return STORE_OK;
+        zsys_info("user_store(pg): the server ended the session; reconnecting");
+        self->ready = false;
+    }
     if (!self->fresh || PQstatus(self->conn) != CONNECTION_OK) {
         PQreset(self->conn);
         if (PQstatus(self->conn) != CONNECTION_OK) {
             s_log_down(self);
             return STORE_UNAVAILABLE;
         }
+        self->ended = false;
     }
     self->fresh = false;
     if (s_migrate(self) != 0 || s_prepare(self) != 0) {
@@ -423,6 +450,14 @@ static store_status_t s_list(void *impl, const char *after, int limit, user_reco
     return status;
 }
 
+static store_status_t s_available(void *impl)
+{
+    store_status_t status = s_ready(impl);
+    /* A schema that cannot be set up is not an outage: the call itself
+     * will say so. */
+    return status == STORE_UNAVAILABLE ? STORE_UNAVAILABLE : STORE_OK;
+}
+
 static void s_destroy(void *impl)
 {
     s_pg_t *self = impl;
@@ -437,6 +472,7 @@ static const user_store_ops_t s_ops = {
     .get_by_email = s_get_by_email,
     .patch = s_patch,
     .list = s_list,
+    .available = s_available,
     .destroy = s_destroy,
 };
 
@@ -474,7 +510,7 @@ user_store_t *user_store_open_pg(const char *dsn, char *err, size_t errlen)
         free(self);
         return NULL;
     }
-    PQsetNoticeReceiver(self->conn, s_notice, NULL);
+    PQsetNoticeReceiver(self->conn, s_notice, self);
     self->fresh = true;
     /* Set up now when the server is there, so that a broken schema shows
      * at start; when it is not, the first call tries again. */

@@ -20,8 +20,8 @@
  *  (the tables dropped), so it also exercises the schema creation. The
  *  PG-only tests cover what an embedded store cannot have: a backend
  *  killed under the store (pg_terminate_backend, as a server restart
- *  does), a database that refuses connections for a while, a server that
- *  is not there at all, a malformed DSN, and the schema_version table.
+ *  does), noticed before the next statement is sent on it, a database that refuses connections for
+ * a while, a server that is not there at all, a malformed DSN, and the schema_version table.
  *
  *  LMDB writes go through kv_write (group commit): the LMDB-only tests
  *  also have 8 threads, each with its own handle, write at once, to the
@@ -302,6 +302,10 @@ static void test_create_and_get(void **state)
     user_store_close(&other);
     assert_null(other);
     user_store_close(&other); /* closing NULL is harmless */
+
+    /* A store in use is available; NULL is no store. */
+    assert_int_equal(user_store_available(f->store), STORE_OK);
+    assert_int_equal(user_store_available(NULL), STORE_ERROR);
 }
 
 static void test_email_taken(void **state)
@@ -1238,6 +1242,47 @@ static void test_pg_reconnect(void **state)
     zstr_free(&pids_before);
 }
 
+static void test_pg_ended_session(void **state)
+{
+    fx_t *f = *state;
+    user_record_t user = s_user("heidi@example.com", "Heidi");
+    assert_int_equal(user_store_create(f->store, &user), STORE_OK);
+    char *pids_before = s_backend_pids(f, TEST_APP);
+
+    /* The server ends the idle session (as a shutdown or a restart does)
+     * and has told it so before the next call: that call sees it before
+     * sending anything and runs on a new session. A create is never
+     * retried, so its success shows that no statement went to the dead
+     * session. */
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(s_terminate(f, TEST_APP), 1);
+        char email[32];
+        snprintf(email, sizeof email, "ended%d@example.com", round);
+        user_record_t other = s_user(email, "Ended");
+        assert_int_equal(user_store_create(f->store, &other), STORE_OK);
+    }
+    char *pids_after = s_backend_pids(f, TEST_APP);
+    assert_string_not_equal(pids_after, "");
+    assert_string_not_equal(pids_after, pids_before);
+    zstr_free(&pids_before);
+    zstr_free(&pids_after);
+
+    /* available: the same check without a statement. An ended session is
+     * replaced while the database takes sessions; while it refuses them
+     * the answer is UNAVAILABLE, and OK again once it takes them. */
+    assert_int_equal(s_terminate(f, TEST_APP), 1);
+    assert_int_equal(user_store_available(f->store), STORE_OK);
+    assert_int_equal(s_terminate(f, TEST_APP), 1);
+    s_allow_connections(f, false);
+    assert_int_equal(user_store_available(f->store), STORE_UNAVAILABLE);
+    assert_int_equal(user_store_available(f->store), STORE_UNAVAILABLE);
+    s_allow_connections(f, true);
+    assert_int_equal(user_store_available(f->store), STORE_OK);
+    user_record_t got;
+    assert_int_equal(user_store_get_by_id(f->store, user.id, &got), STORE_OK);
+    s_assert_same(&got, &user);
+}
+
 static void test_pg_outage(void **state)
 {
     fx_t *f = *state;
@@ -1290,6 +1335,7 @@ static void test_pg_server_down(void **state)
         user_record_t user = s_user("down@example.com", "Down"), got, page[2];
         int count = -1;
         for (int round = 0; round < 2; round++) {
+            assert_int_equal(user_store_available(store), STORE_UNAVAILABLE);
             assert_int_equal(user_store_create(store, &user), STORE_UNAVAILABLE);
             assert_int_equal(user_store_get_by_id(store, user.id, &got), STORE_UNAVAILABLE);
             assert_int_equal(user_store_get_by_email(store, user.email, &got), STORE_UNAVAILABLE);
@@ -1463,6 +1509,7 @@ int main(void)
     const struct CMUnitTest pg_tests[] = {
         CONTRACT(s_pg),
         TEST(test_pg_reconnect, s_pg),
+        TEST(test_pg_ended_session, s_pg),
         TEST(test_pg_outage, s_pg),
         TEST(test_pg_schema, s_pg),
         TEST(test_pg_application_name, s_pg),
