@@ -539,7 +539,9 @@ static void s_on_inbox(worker_t *self)
         slot->writing = false;
         self->writing--;
         char message[160] = "";
-        call_answer_t answer = {.ok = job->rc == 0, .result = job->result};
+        /* Not committed: result is why (kv.h), so the store can tell a
+         * full disk (kv_no_space) from a failure. */
+        call_answer_t answer = {.ok = job->rc == 0, .result = job->rc == 0 ? job->result : job->rc};
         if (job->rc != 0) {
             snprintf(message, sizeof message, "the store could not write: %s",
                      mdb_strerror(job->rc));

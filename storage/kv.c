@@ -37,17 +37,45 @@
  *  always finds what woke it (or took it on an earlier wake).
  *
  *  Nested transactions rule out MDB_WRITEMAP: never add it to kv_open.
+ *  Without it LMDB maps the data file read-only and writes it with
+ *  pwrite, so a full filesystem is an error of the commit (ENOSPC, or
+ *  EIO for a short write: see below), never a SIGBUS. The lock file, the
+ *  readers' table, is the one file written through a shared map: a
+ *  reader slot on a page first touched while the filesystem is full would
+ *  be SIGBUS on a filesystem that allocates on first write (tmpfs, a
+ *  sparse file on ext4), so kv_open allocates the whole file's blocks
+ *  (fallocate; a warning where the filesystem cannot).
+ *
+ *  No room (kv_no_space). A write function whose put finds the map full
+ *  gets MDB_MAP_FULL and refuses (its nested transaction is aborted, the
+ *  rest of the batch goes on: LMDB marks only the child as failed and
+ *  gives the parent back its free-page state). A commit that finds the
+ *  map or the filesystem full fails whole and LMDB aborts it: the meta
+ *  page, the only page a commit overwrites in place, is written last and
+ *  only after every new page is, so the environment stays at the last
+ *  commit, and the next transaction starts from there (no reopen, the
+ *  committer goes on). LMDB answers a short write with EIO (it cannot
+ *  tell why); when the filesystem then has under KV_NO_SPACE_SLACK bytes
+ *  left, the committer hands back ENOSPC instead, so that a full disk is
+ *  told from a failing one. It logs the first failure for want of room
+ *  and the first commit after it, not every batch between.
+ *  Not covered: a filesystem where overwriting an allocated block can
+ *  fail for space (copy-on-write ones: btrfs, ZFS). There the meta page's
+ *  write may fail, LMDB then marks the environment broken (MDB_PANIC for
+ *  every later transaction) and only a restart of the process helps.
  */
 #include "storage/kv.h"
 
 #include <czmq.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #define KV_WRITE_BATCH_MAX 128
@@ -60,6 +88,8 @@ struct kv_inbox_t {
 
 struct kv_t {
     MDB_env *env;
+    char *path;    /* the environment's directory: its filesystem's free space */
+    bool no_space; /* the committer's: its last failure was for want of room */
     MDB_dbi dbis[KV_MAX_DBS];
     int count;
     /* group commit: the queue and its committer */
@@ -115,6 +145,26 @@ static int s_mkdirs(const char *path, char *err, size_t errlen)
     return rc;
 }
 
+/* Allocates every block of path/lock.mdb (kv.c's top comment: a reader
+ * slot written through the map must never meet a full filesystem). Its
+ * size is LMDB's, set by mdb_env_open; mode 0 neither changes the size
+ * nor the bytes, so it is safe while other processes use the file. */
+static void s_lock_file_allocate(const char *path)
+{
+    char *lock = zsys_sprintf("%s/lock.mdb", path);
+    int fd = lock ? open(lock, O_RDWR | O_CLOEXEC) : -1;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        zsys_warning("kv: %s: cannot open: %s", lock ? lock : path, strerror(errno));
+    else if (st.st_size > 0 && fallocate(fd, 0, 0, st.st_size) != 0)
+        zsys_warning("kv: %s: cannot allocate its blocks (%s): a reader that starts while the "
+                     "disk is full may crash the process",
+                     lock, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    zstr_free(&lock);
+}
+
 kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const unsigned *flags,
               int count, char *err, size_t errlen)
 {
@@ -131,6 +181,12 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
         return NULL;
     }
     self->count = count;
+    self->path = strdup(path);
+    if (!self->path) {
+        snprintf(err, errlen, "out of memory");
+        free(self);
+        return NULL;
+    }
     /* A benchmark's switch (tools/bench/checkout.sh): RETAIL_KV_GROUP_COMMIT=0
      * makes every store of the process commit each write alone. */
     const char *group = getenv("RETAIL_KV_GROUP_COMMIT");
@@ -158,6 +214,7 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
     rc = mdb_env_open(self->env, path, MDB_NOTLS, 0600);
     if (rc != 0)
         goto cleanup;
+    s_lock_file_allocate(path);
     /* Reader slots of processes that died (kill -9, crash) would pin old
      * pages forever and grow the file; clear them while we are alone. */
     int dead = 0;
@@ -201,6 +258,7 @@ cleanup:
     pthread_cond_destroy(&self->work);
     pthread_cond_destroy(&self->served);
     pthread_mutex_destroy(&self->lock);
+    free(self->path);
     free(self);
     return NULL;
 }
@@ -223,6 +281,7 @@ void kv_close(kv_t **self_p)
     pthread_cond_destroy(&self->work);
     pthread_cond_destroy(&self->served);
     pthread_mutex_destroy(&self->lock);
+    free(self->path);
     free(self);
     *self_p = NULL;
 }
@@ -241,12 +300,49 @@ MDB_dbi kv_dbi(kv_t *self, int index)
 
 /* ---- group commit ---- */
 
+/* Whether the environment's filesystem has under KV_NO_SPACE_SLACK
+ * bytes left for this process (f_bavail: what an unprivileged writer may
+ * use; root may have more, but not much). */
+static bool s_filesystem_full(const kv_t *self)
+{
+    struct statvfs fs;
+    if (statvfs(self->path, &fs) != 0)
+        return false;
+    return (unsigned long long)fs.f_bavail * fs.f_frsize < KV_NO_SPACE_SLACK;
+}
+
+/* A batch's outcome, rc (0 committed, or why not), as handed back: a
+ * short write (EIO) on a full filesystem becomes ENOSPC. Logs a failure,
+ * one for want of room only when the previous batch did not fail so;
+ * stored: whether some job of the batch kept its changes. */
+static int s_classify(kv_t *self, int rc, bool stored)
+{
+    if (rc == EIO && s_filesystem_full(self))
+        rc = ENOSPC;
+    if (rc == 0) {
+        if (self->no_space && stored) {
+            zsys_info("kv: %s: writes commit again", self->path);
+            self->no_space = false;
+        }
+    } else if (kv_no_space(rc)) {
+        if (!self->no_space)
+            zsys_error("kv: %s: a write found no room (%s); writes fail until space is freed",
+                       self->path, mdb_strerror(rc));
+        self->no_space = true;
+    } else {
+        zsys_error("kv: %s: write transaction failed: %s", self->path, mdb_strerror(rc));
+        self->no_space = false;
+    }
+    return rc;
+}
+
 /* Runs the n jobs from first in one transaction and commits it; sets
  * each job's result and rc (not done: the caller marks that). Whether a
  * commit was made. */
 static bool s_write_batch(kv_t *self, kv_job_t *first, int n)
 {
     MDB_txn *txn = NULL;
+    bool stored = false;
     int rc = mdb_txn_begin(self->env, NULL, 0, &txn);
     if (rc == 0 && n == 1) {
         first->result = first->fn(txn, first->arg);
@@ -255,6 +351,7 @@ static bool s_write_batch(kv_t *self, kv_job_t *first, int n)
             first->rc = 0;
             return false;
         }
+        stored = true;
         rc = mdb_txn_commit(txn);
     } else if (rc == 0) {
         kv_job_t *job = first;
@@ -264,9 +361,10 @@ static bool s_write_batch(kv_t *self, kv_job_t *first, int n)
             if (rc != 0)
                 break;
             job->result = job->fn(child, job->arg);
-            if (job->result == 0)
+            if (job->result == 0) {
                 rc = mdb_txn_commit(child);
-            else
+                stored = true;
+            } else
                 mdb_txn_abort(child);
         }
         if (rc == 0)
@@ -274,8 +372,7 @@ static bool s_write_batch(kv_t *self, kv_job_t *first, int n)
         else
             mdb_txn_abort(txn);
     }
-    if (rc != 0)
-        zsys_error("kv: write transaction failed: %s", mdb_strerror(rc));
+    rc = s_classify(self, rc, stored);
     kv_job_t *job = first;
     for (int i = 0; i < n; i++, job = job->next)
         job->rc = rc;
@@ -490,4 +587,14 @@ void kv_notify(kv_t *self, int fd)
     pthread_mutex_lock(&self->lock);
     self->notify_fd = fd;
     pthread_mutex_unlock(&self->lock);
+}
+
+bool kv_no_space(int rc)
+{
+    return rc == MDB_MAP_FULL || rc == ENOSPC || rc == EDQUOT;
+}
+
+store_status_t kv_status(int rc)
+{
+    return rc == 0 ? STORE_OK : kv_no_space(rc) ? STORE_NO_SPACE : STORE_ERROR;
 }

@@ -30,12 +30,20 @@
  *  loop (actors/worker.c) keeps serving while its writes wait for the
  *  disk, and a batch can hold more writes than there are threads.
  *
+ *  No room (kv_no_space): a write that finds the map at its size or the
+ *  filesystem full fails whole, changes nothing, and leaves the
+ *  environment usable: reads go on, and the same write succeeds once
+ *  space is freed, without a reopen. Stores answer STORE_NO_SPACE for it
+ *  (kv_status), services 503 unavailable "storage is full".
+ *
  *  Ownership: kv_t is shared by all the workers of a domain and closed by
  *  whoever opened it, after they have stopped (kv_close finishes the
  *  writes still queued, then stops the committer).
  */
 #ifndef RETAIL_KV_H
 #define RETAIL_KV_H
+
+#include "storage/status.h"
 
 #include <lmdb.h>
 #include <stdbool.h>
@@ -135,5 +143,19 @@ void kv_notify(kv_t *self, int fd);
  * like an equal one), and the cut keeps the key within LMDB's limit. */
 int kv_cursor_after(MDB_cursor *cursor, const char *after, size_t max_key, MDB_val *key,
                     MDB_val *val);
+
+/* Whether rc, an error of kv_write (or a kv_submit job's rc), or of an
+ * LMDB call inside a write function, means the write found no room: the
+ * map is at its size (MDB_MAP_FULL) or the filesystem is full (ENOSPC,
+ * EDQUOT; a commit's short write, which LMDB reports as EIO, is handed
+ * back as ENOSPC when the filesystem has under KV_NO_SPACE_SLACK bytes
+ * left). Nothing of such a write is stored and the environment stays
+ * usable. */
+bool kv_no_space(int rc);
+#define KV_NO_SPACE_SLACK ((unsigned long long)1 << 20)
+
+/* A store's status for rc: STORE_OK for 0, STORE_NO_SPACE when
+ * kv_no_space(rc), else STORE_ERROR. */
+store_status_t kv_status(int rc);
 
 #endif

@@ -54,7 +54,10 @@ static void s_fail_store(call_t *call, cart_status_t status)
         call_fail(call, ERR_CONFLICT, message);
         break;
     case CART_UNAVAILABLE:
-        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable (full?)");
+        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable");
+        break;
+    case CART_NO_SPACE:
+        call_fail_no_space(call);
         break;
     case CART_OK:
         call_fail(call, ERR_INTERNAL, "no error to report");

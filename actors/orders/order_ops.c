@@ -47,7 +47,10 @@ void orders_fail_store(call_t *call, order_store_status_t status)
         call_fail(call, ERR_NOT_FOUND, "no such order");
         break;
     case ORDER_UNAVAILABLE:
-        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable (full?)");
+        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable");
+        break;
+    case ORDER_NO_SPACE:
+        call_fail_no_space(call);
         break;
     default:
         call_fail(call, ERR_INTERNAL, "the orders store failed (see the log)");

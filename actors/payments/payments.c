@@ -177,7 +177,10 @@ void payments_fail_store(call_t *call, store_status_t status, const char *what)
         call_fail(call, ERR_CONFLICT, message);
         break;
     case STORE_UNAVAILABLE:
-        call_fail(call, ERR_UNAVAILABLE, "the payments store is unavailable (full?)");
+        call_fail(call, ERR_UNAVAILABLE, "the payments store is unavailable");
+        break;
+    case STORE_NO_SPACE:
+        call_fail_no_space(call);
         break;
     case STORE_ERROR:
         call_fail(call, ERR_INTERNAL, "the payments store failed (see the log)");

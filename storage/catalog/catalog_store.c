@@ -78,6 +78,8 @@ _Static_assert(CATALOG_DB_OUTBOX == CATALOG_STORE_DB_OUTBOX &&
 
 catalog_status_t catalog_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return CATALOG_NO_SPACE; /* expected while full; the environment logs it */
     zsys_error("catalog_store: %s: %s", what, mdb_strerror(rc));
     return CATALOG_ERROR;
 }

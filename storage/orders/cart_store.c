@@ -114,10 +114,15 @@ static const record_field_t s_fields[] = {
 };
 static const record_table_t s_table = RECORD_TABLE(s_fields);
 
+/* A failed LMDB call or write as a status: CART_NO_SPACE when it found
+ * no room (not logged: the environment logs running out of room), else
+ * CART_ERROR, logged. */
 static cart_status_t s_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return CART_NO_SPACE;
     zsys_error("cart_store: %s: %s", what, mdb_strerror(rc));
-    return rc == MDB_MAP_FULL ? CART_UNAVAILABLE : CART_ERROR;
+    return CART_ERROR;
 }
 
 static MDB_val s_key(const char *user_id)

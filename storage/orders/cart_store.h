@@ -47,7 +47,8 @@ typedef enum {
     CART_UNAVAILABLE = STORE_UNAVAILABLE,
     CART_ERROR = STORE_ERROR,
     CART_OTHER_CURRENCY = STORE_CONFLICT, /* set: the cart's lines are in another currency */
-    CART_FULL = 100,                      /* set: a new line beyond CART_LINES_MAX */
+    CART_NO_SPACE = STORE_NO_SPACE, /* a write found no room (storage/kv.h): nothing changed */
+    CART_FULL = 100,                /* set: a new line beyond CART_LINES_MAX */
 } cart_status_t;
 
 typedef struct {

@@ -309,10 +309,15 @@ static const record_field_t s_key_record_fields[] = {
 };
 static const record_table_t s_key_table = RECORD_TABLE(s_key_record_fields);
 
+/* A failed LMDB call or write as a status: ORDER_NO_SPACE when it found
+ * no room (not logged: the environment logs running out of room), else
+ * ORDER_ERROR, logged. */
 static order_store_status_t s_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return ORDER_NO_SPACE;
     zsys_error("order_store: %s: %s", what, mdb_strerror(rc));
-    return rc == MDB_MAP_FULL ? ORDER_UNAVAILABLE : ORDER_ERROR;
+    return ORDER_ERROR;
 }
 
 static MDB_val s_val(const void *p, size_t n)
@@ -770,7 +775,7 @@ order_store_status_t order_store_create(order_store_t *self, order_t *order, con
         return ORDER_ERROR;
     int result = 0;
     int rc = kv_write(self->shared->kv, order_write_txn, &w, &result);
-    return order_write_end(&w, rc == 0, result, NULL);
+    return order_write_end(&w, rc == 0, rc == 0 ? result : rc, NULL);
 }
 
 order_store_status_t order_store_key(order_store_t *self, const char *user_id, const char *key,
@@ -903,7 +908,7 @@ order_store_status_t order_store_change(order_store_t *self, const char *id, ord
         return ORDER_NOT_FOUND;
     int result = 0;
     int rc = kv_write(self->shared->kv, order_write_txn, &w, &result);
-    return order_write_end(&w, rc == 0, result, refusal);
+    return order_write_end(&w, rc == 0, rc == 0 ? result : rc, refusal);
 }
 
 int order_write_txn(MDB_txn *txn, void *arg)
@@ -922,8 +927,8 @@ int order_write_txn(MDB_txn *txn, void *arg)
 order_store_status_t order_write_end(const order_write_t *w, bool committed, int result,
                                      int *refusal)
 {
-    if (!committed)
-        return ORDER_UNAVAILABLE; /* the environment logged why */
+    if (!committed) /* the environment logged why; result is its error */
+        return kv_no_space(result) ? ORDER_NO_SPACE : ORDER_UNAVAILABLE;
     if (refusal)
         *refusal = w->refusal;
     return (order_store_status_t)result;
