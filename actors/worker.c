@@ -53,6 +53,11 @@
  *  in a whole retaild: it drains the broker before it stops its pools
  *  (router/retaild.c), so at $TERM a worker holds nothing the broker has
  *  not already answered.
+ *
+ *  A submitted write whose transaction failed resumes with ok false and,
+ *  in the answer's result, the transaction's error (kv.h), so that the
+ *  store's *_write_end can tell a full disk or map (kv_no_space) from a
+ *  failure.
  */
 #include "actors/worker.h"
 #include "protocol/frames.h"

@@ -20,6 +20,9 @@
  *  The catalog's currency decides a new line's: set_item passes it to the
  *  store, which refuses one that differs from the cart's lines' in the
  *  same write that would add it.
+ *
+ *  CART_NO_SPACE (a write found the disk or the map full) answers
+ *  unavailable "storage is full" with retry_after (call_fail_no_space).
  */
 #include "actors/orders/orders_impl.h"
 

@@ -12,6 +12,9 @@
  *  Every transition is decided inside the write that makes it
  *  (order_store_change), on the status it reads there: a cancel racing a
  *  shipment gets one of them, never both.
+ *
+ *  ORDER_NO_SPACE (a write found the disk or the map full) answers
+ *  unavailable "storage is full" with retry_after (call_fail_no_space).
  */
 #include "actors/orders/orders_impl.h"
 

@@ -22,6 +22,11 @@
  *  After a paid order is asked to cancel (cancel_asked): refund, release,
  *  cancelled. An order marked compensate: settle, refund if captured,
  *  then clear the mark.
+ *
+ *  A saga step's write that finds no room (ORDER_NO_SPACE: a full disk)
+ *  answers unavailable "storage is full" with retry_after, saying that
+ *  recovery finishes the order once writes succeed again (its todo entry
+ *  was written with it).
  */
 #include "actors/orders/orders_impl.h"
 

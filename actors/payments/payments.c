@@ -16,6 +16,9 @@
  *  table is large. ops.check reads the books in one snapshot
  *  (payment_store_check) and answers at most 100 problems, with the
  *  number of all of them in counts.problems.
+ *
+ *  STORE_NO_SPACE (a write found the disk or the map full) answers
+ *  unavailable "storage is full" with retry_after (call_fail_no_space).
  */
 #include "actors/payments/payments_impl.h"
 #include "actors/events_since.h"

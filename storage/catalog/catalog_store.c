@@ -51,6 +51,12 @@
  *  before it, so a refused write appends nothing, and a failed append
  *  fails the write. The handle's outbox and threshold are only read by
  *  the write functions (set before the first write), like its dbi.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is CATALOG_NO_SPACE (catalog_fail: not logged, the environment logs
+ *  running out of room once): nothing of it is stored, and it succeeds
+ *  once space is freed, by deletes too, which find room where creates
+ *  do not (tests/unit/test_no_space.c).
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"

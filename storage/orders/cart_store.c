@@ -7,6 +7,11 @@
  *  of lines through a RECORD_CUSTOM field whose hooks check every line
  *  (an id of the right length, a qty in 1..999, at most 100 lines, no
  *  product twice), so a damaged record is refused, never half used.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is CART_NO_SPACE, not logged here (the environment logs running out
+ *  of room once): nothing of it is stored, and it succeeds once space is
+ *  freed.
  */
 #include "storage/orders/cart_store.h"
 #include "storage/orders/orders_env.h"

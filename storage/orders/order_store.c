@@ -28,6 +28,12 @@
  *  The lists of items, statuses and steps are RECORD_CUSTOM fields whose
  *  hooks check every entry (lengths, ranges, counts), so a damaged record
  *  is refused, never half used.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is ORDER_NO_SPACE, whether a put inside it or its commit found none,
+ *  and is not logged here (the environment logs running out of room
+ *  once); other failed commits stay ORDER_UNAVAILABLE. Nothing of such a
+ *  write is stored, and it succeeds once space is freed.
  */
 #include "storage/orders/order_store.h"
 #include "protocol/clock.h"

@@ -38,6 +38,12 @@
  *  time range is a range of keys, and every key inside the range matches:
  *  a page never scans past what it returns, plus one key to tell whether
  *  more follow.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is STORE_NO_SPACE (payment_fail: not logged, the environment logs
+ *  running out of room once). The log's entries are in the payment's own
+ *  write, so such a write leaves no entry and no half of one: the log
+ *  verifies whatever step found no room.
  */
 #include "storage/payments/payment_store_impl.h"
 #include "protocol/clock.h"

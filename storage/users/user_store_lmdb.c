@@ -45,6 +45,11 @@
  *  Reads: each handle keeps one read-only transaction, reset between calls
  *  and renewed at the start of the next (store_reader_t, storage/reader.h);
  *  a page of users is store_page's walk from `after`.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is STORE_NO_SPACE, not logged here (the environment logs running out
+ *  of room once): nothing of it is stored, the email stays free, and it
+ *  succeeds once space is freed.
  */
 #include "storage/users/user_store_impl.h"
 #include "storage/reader.h"
