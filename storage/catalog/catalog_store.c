@@ -55,8 +55,9 @@
  *  A write that finds no room (the disk or the map full, storage/kv.h)
  *  is CATALOG_NO_SPACE (catalog_fail: not logged, the environment logs
  *  running out of room once): nothing of it is stored, and it succeeds
- *  once space is freed, by deletes too, which find room where creates
- *  do not (tests/unit/test_no_space.c).
+ *  once space is freed. Deletes (of products, categories) are freeing
+ *  writes (kv_write_freeing), so that they run with the map at its limit
+ *  and make room (tests/unit/test_no_space.c).
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -514,6 +515,13 @@ catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg
 {
     int result = CATALOG_ERROR;
     int rc = kv_write(self->kv, fn, arg, &result);
+    return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
+}
+
+catalog_status_t catalog_write_freeing(catalog_store_t *self, kv_write_fn *fn, void *arg)
+{
+    int result = CATALOG_ERROR;
+    int rc = kv_write_freeing(self->kv, fn, arg, &result);
     return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
 }
 
@@ -976,8 +984,8 @@ catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id)
     product_t *stored = malloc(sizeof *stored);
     if (!stored)
         return CATALOG_ERROR;
-    catalog_status_t status =
-        catalog_write(self, s_delete_txn, &(s_write_t){.self = self, .id = id, .stored = stored});
+    catalog_status_t status = catalog_write_freeing(
+        self, s_delete_txn, &(s_write_t){.self = self, .id = id, .stored = stored});
     free(stored);
     return status;
 }

@@ -11,7 +11,8 @@
  *  A write that finds no room (the disk or the map full, storage/kv.h)
  *  is CART_NO_SPACE, not logged here (the environment logs running out
  *  of room once): nothing of it is stored, and it succeeds once space is
- *  freed.
+ *  freed. Removing lines and clearing are freeing writes
+ *  (kv_write_freeing): they run with the map at its limit.
  */
 #include "storage/orders/cart_store.h"
 #include "storage/orders/orders_env.h"
@@ -322,7 +323,9 @@ static int s_write_txn(MDB_txn *txn, void *arg)
 static cart_status_t s_write(cart_store_t *self, s_write_t *w, cart_t *out)
 {
     int result = CART_ERROR;
-    int rc = kv_write(self->shared->kv, s_write_txn, w, &result);
+    /* Removing lines frees (kv.h): it runs with the map at its limit. */
+    int rc = w->kind == S_SET ? kv_write(self->shared->kv, s_write_txn, w, &result)
+                              : kv_write_freeing(self->shared->kv, s_write_txn, w, &result);
     if (rc != 0)
         return s_fail("write transaction", rc);
     if (result == CART_OK && out)

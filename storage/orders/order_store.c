@@ -33,7 +33,9 @@
  *  is ORDER_NO_SPACE, whether a put inside it or its commit found none,
  *  and is not logged here (the environment logs running out of room
  *  once); other failed commits stay ORDER_UNAVAILABLE. Nothing of such a
- *  write is stored, and it succeeds once space is freed.
+ *  write is stored, and it succeeds once space is freed. The sweep of
+ *  expired idempotency keys is a freeing write (kv_write_freeing): it
+ *  runs with the map at its limit.
  */
 #include "storage/orders/order_store.h"
 #include "protocol/clock.h"
@@ -1141,7 +1143,7 @@ order_store_status_t order_store_sweep_keys(order_store_t *self, int64_t now_ms,
 {
     s_sweep_t arg = {self, now_ms - ORDER_KEY_TTL_MS, max, 0};
     int result = 0;
-    int rc = kv_write(self->shared->kv, s_sweep_txn, &arg, &result);
+    int rc = kv_write_freeing(self->shared->kv, s_sweep_txn, &arg, &result); /* deletes only */
     *deleted = rc == 0 && result == 0 ? arg.deleted : 0;
     if (rc != 0)
         return s_fail("sweep", rc);

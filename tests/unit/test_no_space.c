@@ -3,8 +3,7 @@
  *
  *  A full map is what can be provoked here deterministically: each test
  *  opens its store as usual, then sets the map's limit a few pages above
- *  what is used (s_limit: mdb_env_set_mapsize, which LMDB allows while no
- *  write transaction runs, and which the next commit records), writes
+ *  what is used and writes
  *  until a write answers the store's "no room" status, and then checks
  *  what the issue asks of every store: the refused write changed nothing
  *  (the records before it are all there and no more), reads go on, the
@@ -13,7 +12,17 @@
  *  either because the limit was raised (s_limit again) or, for the
  *  catalog, because an admin's deletes freed pages. "Full" is relative to
  *  the write: a smaller one may still fit where a larger was refused, so
- *  the tests hold each refused write to itself, not to others. A full filesystem (ENOSPC, and
+ *  the tests hold each refused write to itself, not to others.
+ *
+ *  Two limits. s_limit sets LMDB's own map (mdb_env_set_mapsize, which
+ *  LMDB allows while no write transaction runs): a put inside a write
+ *  or its commit then finds MDB_MAP_FULL, the path every store must map
+ *  to its "no room" status. s_soft sets kv's limit (kv_set_limit), the
+ *  one RETAIL_CATALOG_MAP_MB and every kv_open's map_size set, with
+ *  LMDB's headroom behind it: ordinary writes are refused before they
+ *  run, freeing ones (deletes) still run, which is what lets an admin's
+ *  deletes make room at all (a delete needs new pages before it frees
+ *  the old: at LMDB's own limit it may be refused like a create). A full filesystem (ENOSPC, and
  * LMDB's EIO for a short write) needs a small filesystem of its own: tests/smoke/full_disk.sh
  * mounts one.
  *
@@ -70,6 +79,23 @@ static void s_limit(kv_t *kv, size_t pages)
     assert_int_equal(mdb_env_stat(kv_mdb(kv), &st), 0);
     size_t size = (info.me_last_pgno + 1 + pages) * st.ms_psize;
     assert_int_equal(mdb_env_set_mapsize(kv_mdb(kv), size), 0);
+}
+
+/* Sets kv's limit `pages` pages above the data file's pages. */
+static void s_soft(kv_t *kv, size_t pages)
+{
+    MDB_envinfo info;
+    MDB_stat st;
+    assert_int_equal(mdb_env_info(kv_mdb(kv), &info), 0);
+    assert_int_equal(mdb_env_stat(kv_mdb(kv), &st), 0);
+    kv_set_limit(kv, (info.me_last_pgno + 1 + pages) * st.ms_psize);
+}
+
+static size_t s_file_pages(kv_t *kv)
+{
+    MDB_envinfo info;
+    assert_int_equal(mdb_env_info(kv_mdb(kv), &info), 0);
+    return info.me_last_pgno + 1;
 }
 
 /* ---- kv ---- */
@@ -269,6 +295,69 @@ static void test_map_full_in_batch(void **state)
     kv_close(&kv);
 }
 
+/* A write of s_put_fn as kv_write_freeing. */
+static int s_put_freeing(kv_t *kv, const char *key, size_t size, bool del)
+{
+    s_put_t p = {.dbi = kv_dbi(kv, 0), .size = size, .del = del};
+    snprintf(p.key, sizeof p.key, "%s", key);
+    int result = -1;
+    int rc = kv_write_freeing(kv, s_put_fn, &p, &result);
+    return rc == 0 ? result : (int)kv_status(rc);
+}
+
+static void test_limit(void **state)
+{
+    const char *root = *state;
+    kv_t *kv = s_open_kv(root, 1 << 20); /* 256 pages; LMDB's map: 5 MiB */
+    size_t used = 0, limit = 0;
+    kv_room(kv, &used, &limit);
+    assert_int_equal(limit, (1 << 20) / 4096);
+    char key[24];
+    int stored = 0, status = STORE_OK;
+    while (stored < S_MAX_WRITES) {
+        snprintf(key, sizeof key, "k%06d", stored);
+        status = s_put(kv, key, 5000, false);
+        if (status != STORE_OK)
+            break;
+        stored++;
+    }
+    assert_int_equal(status, STORE_NO_SPACE);
+    assert_int_equal(s_count(kv, 5000), stored);
+    /* It stopped at the limit, not at LMDB's map: past it by at most the
+     * last write admitted (its two overflow pages and the path to them). */
+    kv_room(kv, &used, &limit);
+    assert_true(used >= limit);
+    assert_true(s_file_pages(kv) <= limit + 8);
+    assert_int_equal(s_put(kv, key, 5000, false), STORE_NO_SPACE);
+
+    /* Deletes run at the limit, and ordinary writes come back once they
+     * have brought the pages in use below it. */
+    int deleted = 0;
+    status = STORE_NO_SPACE;
+    while (deleted < stored && status == STORE_NO_SPACE) {
+        char victim[24];
+        snprintf(victim, sizeof victim, "k%06d", deleted++);
+        assert_int_equal(s_put_freeing(kv, victim, 0, true), STORE_OK);
+        status = s_put(kv, key, 5000, false);
+    }
+    assert_int_equal(status, STORE_OK);
+    assert_true(deleted <= 4);
+    assert_int_equal(s_count(kv, 5000), stored - deleted + 1);
+
+    /* A freeing write is not refused even well past the limit, and a
+     * raised limit lets ordinary writes in again. */
+    s_soft(kv, 0);
+    kv_set_limit(kv, 4096); /* one page: far below what is used */
+    assert_int_equal(s_put(kv, "another", 10, false), STORE_NO_SPACE);
+    assert_int_equal(s_put_freeing(kv, "k000100", 0, true), STORE_OK);
+    kv_set_limit(kv, 1 << 20);
+    assert_int_equal(s_put(kv, "another", 10, false), STORE_OK);
+    kv_set_limit(kv, (size_t)1 << 40); /* at most kv_open's size */
+    kv_room(kv, NULL, &limit);
+    assert_int_equal(limit, (1 << 20) / 4096);
+    kv_close(&kv);
+}
+
 /* ---- users: accounts and sessions ---- */
 
 #define S_HASH                                                                                     \
@@ -403,7 +492,7 @@ static void test_catalog(void **state)
     category_t c = {0};
     snprintf(c.name, sizeof c.name, "Clocks");
     assert_int_equal(catalog_category_create(store, &c), CATALOG_OK);
-    s_limit(kv, 8 * S_SLACK_PAGES);
+    s_soft(kv, 8 * S_SLACK_PAGES);
 
     enum { S_PRODUCTS_MAX = 2000 };
     char(*ids)[CATALOG_ID_MAX + 1] = calloc(S_PRODUCTS_MAX, sizeof *ids);
@@ -448,7 +537,8 @@ static void test_catalog(void **state)
     assert_int_equal(catalog_product_create(store, p), CATALOG_NO_SPACE);
 
     /* An admin deletes products until a product can be made again, with
-     * no restart: deletes must find room where creates do not. */
+     * no restart: deletes find room where creates do not (the headroom
+     * behind kv's limit). */
     int deleted = 0;
     status = CATALOG_NO_SPACE;
     while (deleted < made && status == CATALOG_NO_SPACE) {
@@ -634,6 +724,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_file_allocated, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_map_full_alone, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_map_full_in_batch, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_limit, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_users, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_sessions, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_catalog, s_setup, s_teardown),
