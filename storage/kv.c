@@ -486,7 +486,7 @@ static void *s_committer_run(void *arg)
         bool at_limit = self->used_pages >= self->limit_pages;
         size_t limit = self->limit_pages;
         kv_job_t *first = self->head;
-        int n = !self->group || near                 ? 1
+        int n = !self->group || near || at_limit     ? 1
                 : self->pending < KV_WRITE_BATCH_MAX ? self->pending
                                                      : KV_WRITE_BATCH_MAX;
         kv_job_t *last = first;

@@ -137,6 +137,13 @@ fail() {
     failures=$((failures + 1))
 }
 now_ms() { date +%s%3N; }
+# A sanitizer build (make check) reports into retaild's log: a report there
+# fails the run, whatever else held.
+sanitizers() {
+    if grep -q -E "AddressSanitizer|LeakSanitizer|runtime error:" "$1"; then
+        fail "a sanitizer report in retaild's log: $(grep -m 1 -E "Sanitizer|runtime error:" "$1")"
+    fi
+}
 
 # Starts retaild on data directory $1 with extra variables $2...; sets
 # pid, base (the HTTP base URL), broker; waits until it answers.
@@ -405,6 +412,7 @@ say "check-record: $(tail -n 1 "$work/check-record.out")"
 say "check: $(tail -n 1 "$work/check.out")"
 say "payments verify: $(tr -d " \n" <"$work/verify.out" | cut -c1-160)"
 stop_retaild
+sanitizers "$work/retaild.log"
 umount "$mnt" && mounted=0
 
 # ---- part 2: the map ----
@@ -483,6 +491,7 @@ echo "map of $map_mb MiB (catalog): $made products created by 4 concurrent admin
     "then $refused_map creates answered 503 \"storage is full\"; reads meanwhile: $reads_ok of $reads 200;" \
     "$deletes deletes made room for a create again (no restart)"
 stop_retaild
+sanitizers "$work/retaild-map.log"
 
 [ "$failures" = 0 ] || exit 1
 say "all held"
