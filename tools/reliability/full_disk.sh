@@ -348,6 +348,11 @@ for phase in ("normal", "full", "freed", "after"):
         if c:
             print("  %-6s %-5s %s" % (phase, kind, ", ".join("%s: %d" % kv for kv in sorted(c.items()))))
 full = [p for p in probes if p["phase"] == "full"]
+full_writes = collections.Counter(
+    "acknowledged" if p["status"].startswith("2") else
+    "refused 503 storage is full" if p["message"].startswith("storage is full") else
+    "other " + p["status"] for p in full if p["kind"] == "write")
+print("probe writes while full: %s" % ", ".join("%s: %d" % kv for kv in sorted(full_writes.items())))
 refused = [p for p in full if p["kind"] == "write" and p["status"] == "503"]
 if not refused:
     problems.append("no write was refused while the disk was full")
@@ -370,8 +375,10 @@ if refused:
         refused[0]["ms"] - t_full, refused[0]["message"]))
 logins = collections.Counter(answer(p) for p in full if p["kind"] == "login")
 print("login while full: %s" % ", ".join("%s: %d" % kv for kv in sorted(logins.items())))
+freed = [p for p in probes if p["phase"] == "freed"]
 if first_ok:
-    print("first successful write %d ms after the ballast was removed" % (first_ok - t_free))
+    print("first successful write %d ms after the ballast was removed, at attempt %d (a registration:"
+          " its Argon2id hash is most of that)" % (first_ok - t_free, len(freed)))
 else:
     problems.append("no write succeeded within 10 s of freeing the disk")
 after_refused = [p for p in probes
