@@ -117,15 +117,16 @@ typedef enum {
     CATALOG_OK = STORE_OK,
     CATALOG_NOT_FOUND = STORE_NOT_FOUND,
     CATALOG_ERROR = STORE_ERROR,
-    CATALOG_NO_SPACE = STORE_NO_SPACE, /* a write found no room (storage/kv.h): nothing changed */
-    CATALOG_SKU_TAKEN = 100,           /* create/update: another product has the sku */
-    CATALOG_SLUG_TAKEN,                /* category create/update */
-    CATALOG_VERSION_MISMATCH,          /* update with an expected version that differs */
-    CATALOG_IN_USE,                    /* category delete: products or children use it */
-    CATALOG_NO_CATEGORY,               /* product or category names a missing category */
-    CATALOG_CYCLE,                     /* category update would make a cycle */
-    CATALOG_OUT_OF_STOCK,              /* reserve: `product` names the first short line */
-    CATALOG_CONFLICT,                  /* reserve/commit/release in a state that forbids it */
+    /* a write found no room (storage/kv.h): nothing changed */
+    CATALOG_NO_SPACE = STORE_NO_SPACE,
+    CATALOG_SKU_TAKEN = 100,  /* create/update: another product has the sku */
+    CATALOG_SLUG_TAKEN,       /* category create/update */
+    CATALOG_VERSION_MISMATCH, /* update with an expected version that differs */
+    CATALOG_IN_USE,           /* category delete: products or children use it */
+    CATALOG_NO_CATEGORY,      /* product or category names a missing category */
+    CATALOG_CYCLE,            /* category update would make a cycle */
+    CATALOG_OUT_OF_STOCK,     /* reserve: `product` names the first short line */
+    CATALOG_CONFLICT,         /* reserve/commit/release in a state that forbids it */
 } catalog_status_t;
 
 #define CATALOG_STORE_DBS 14

@@ -98,11 +98,12 @@ typedef enum {
     ORDER_NOT_FOUND = STORE_NOT_FOUND,
     ORDER_UNAVAILABLE = STORE_UNAVAILABLE,
     ORDER_ERROR = STORE_ERROR,
-    ORDER_NO_SPACE = STORE_NO_SPACE, /* a write found no room (storage/kv.h): nothing changed */
-    ORDER_KEY_DONE = 100,            /* create: the key has its response (*key_out) */
-    ORDER_KEY_RUNNING,               /* create: the key's first request still runs */
-    ORDER_KEY_REUSED,                /* create: the key came with another request */
-    ORDER_REFUSED,                   /* change: the change function refused */
+    /* a write found no room (storage/kv.h): nothing changed */
+    ORDER_NO_SPACE = STORE_NO_SPACE,
+    ORDER_KEY_DONE = 100, /* create: the key has its response (*key_out) */
+    ORDER_KEY_RUNNING,    /* create: the key's first request still runs */
+    ORDER_KEY_REUSED,     /* create: the key came with another request */
+    ORDER_REFUSED,        /* change: the change function refused */
 } order_store_status_t;
 
 typedef struct {

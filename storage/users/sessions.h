@@ -42,10 +42,11 @@ typedef enum {
     ROTATE_OK,      /* old rotated, new stored in its family; user_id set */
     ROTATE_UNKNOWN, /* no such token */
     ROTATE_EXPIRED,
-    ROTATE_REVOKED,  /* its family was revoked (logout, or reuse earlier) */
-    ROTATE_REUSED,   /* already rotated: the family is revoked now */
-    ROTATE_FAILED,   /* storage error */
-    ROTATE_NO_SPACE, /* no room for the write (kv.h): nothing changed, the old token still works */
+    ROTATE_REVOKED, /* its family was revoked (logout, or reuse earlier) */
+    ROTATE_REUSED,  /* already rotated: the family is revoked now */
+    ROTATE_FAILED,  /* storage error */
+    /* no room for the write (kv.h): nothing changed, the old token still works */
+    ROTATE_NO_SPACE,
 } rotate_result_t;
 
 /* Rotates old into new in one transaction (see above). */

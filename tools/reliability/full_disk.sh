@@ -62,9 +62,12 @@ disk_mb=${FULL_DISK_MB:-16}
 map_mb=${MAP_MB:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 source_dir=$(cd "$here/../.." && pwd)
-build=$(cd "$build" && pwd)
 
 say() { echo "full_disk: $*" >&2; }
+build=$(cd "$build" 2>/dev/null && pwd) || {
+    say "no build directory ${1:-build} (run make first)"
+    exit 2
+}
 for bin in retaild retailctl loadgen retail-seed; do
     [ -x "$build/$bin" ] || {
         say "$build/$bin is missing (run make first)"
