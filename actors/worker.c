@@ -53,6 +53,11 @@
  *  in a whole retaild: it drains the broker before it stops its pools
  *  (router/retaild.c), so at $TERM a worker holds nothing the broker has
  *  not already answered.
+ *
+ *  A submitted write whose transaction failed resumes with ok false and,
+ *  in the answer's result, the transaction's error (kv.h), so that the
+ *  store's *_write_end can tell a full disk or map (kv_no_space) from a
+ *  failure.
  */
 #include "actors/worker.h"
 #include "protocol/frames.h"
@@ -539,7 +544,9 @@ static void s_on_inbox(worker_t *self)
         slot->writing = false;
         self->writing--;
         char message[160] = "";
-        call_answer_t answer = {.ok = job->rc == 0, .result = job->result};
+        /* Not committed: result is why (kv.h), so the store can tell a
+         * full disk (kv_no_space) from a failure. */
+        call_answer_t answer = {.ok = job->rc == 0, .result = job->rc == 0 ? job->result : job->rc};
         if (job->rc != 0) {
             snprintf(message, sizeof message, "the store could not write: %s",
                      mdb_strerror(job->rc));

@@ -362,6 +362,25 @@ void call_fail_packed(call_t *self, err_code_t code, const char *message, const 
         call_fail(self, ERR_UNAVAILABLE, ENVELOPE_MSG_OUT_OF_MEMORY);
 }
 
+void call_fail_retry(call_t *self, err_code_t code, const char *message, int seconds)
+{
+    mpout_t details;
+    mpout_init(&details, 0);
+    msgpack_packer pk;
+    mpout_packer(&details, &pk);
+    /* Checked at once by call_fail_packed (the output's error sticks). */
+    msgpack_pack_map(&pk, 1);
+    mp_pack_str(&pk, "retry_after");
+    msgpack_pack_int(&pk, seconds);
+    call_fail_packed(self, code, message, &details);
+    mpout_destroy(&details);
+}
+
+void call_fail_no_space(call_t *self)
+{
+    call_fail_retry(self, ERR_UNAVAILABLE, CALL_NO_SPACE, CALL_NO_SPACE_RETRY_S);
+}
+
 void call_rfc3339(int64_t unix_ms, char out[32])
 {
     time_t seconds = (time_t)(unix_ms / 1000);

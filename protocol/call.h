@@ -140,7 +140,8 @@ typedef struct {
                                     message, details?}; NULL when the worker
                                     or broker made the error up */
     const char *message;         /* !ok: NUL-terminated */
-    int result;                  /* call_write, ok: the write function's return */
+    int result;                  /* call_write, ok: the write function's return;
+                                    !ok: the transaction's error (storage/kv.h) */
 } call_answer_t;
 /* Everything in answer points into the reply and is valid during resume. */
 typedef void(call_resume_fn)(call_t *call, void *state, const call_answer_t *answer);
@@ -169,7 +170,8 @@ void call_after(call_t *self, int ms, call_resume_fn *resume);
  * environment) and resumes once the transaction holding it is on disk:
  * ok with answer->result = fn's return value (0 kept, else refused and
  * undone), or ERR_UNAVAILABLE when the transaction failed (nothing of fn
- * is stored). The worker serves other requests meanwhile, so one worker
+ * is stored; answer->result is then its error, kv_no_space telling a
+ * full disk or map). The worker serves other requests meanwhile, so one worker
  * may have many writes in one batch. fn runs on the environment's
  * committer thread: arg must hold everything it uses and live until the
  * resume (a block of call_context), and fn must not touch the worker's
@@ -216,5 +218,18 @@ void call_fail_details(call_t *self, err_code_t code, const char *message, const
  * exist: answers unavailable "out of memory" instead (internal "the reply
  * is over the size limit" if it failed on its limit). */
 void call_fail_packed(call_t *self, err_code_t code, const char *message, const mpout_t *details);
+
+/* Answers an error whose details are {retry_after: seconds}, from which
+ * the bridge sets Retry-After. */
+void call_fail_retry(call_t *self, err_code_t code, const char *message, int seconds);
+
+/* The answer to a write that found no room (STORE_NO_SPACE: the disk or
+ * an LMDB map is full, storage/kv.h): unavailable with CALL_NO_SPACE and
+ * retry_after CALL_NO_SPACE_RETRY_S. Nothing of that write was stored,
+ * and it succeeds once space is freed (what the request did before it,
+ * such as a saga's earlier steps, is the caller's to say). */
+#define CALL_NO_SPACE "storage is full; retry later"
+#define CALL_NO_SPACE_RETRY_S 1
+void call_fail_no_space(call_t *self);
 
 #endif

@@ -30,12 +30,28 @@
  *  loop (actors/worker.c) keeps serving while its writes wait for the
  *  disk, and a batch can hold more writes than there are threads.
  *
+ *  No room (kv_no_space): a write that finds the map at its size or the
+ *  filesystem full fails whole, changes nothing, and leaves the
+ *  environment usable: reads go on, and the same write succeeds once
+ *  space is freed, without a reopen. Stores answer STORE_NO_SPACE for it
+ *  (kv_status), services 503 unavailable "storage is full".
+ *
+ *  The map's size is a limit kept by kv, with headroom behind it: LMDB's
+ *  own map is larger (KV_HEADROOM), and once the pages in use reach the
+ *  limit an ordinary write is refused before it runs, while a freeing
+ *  write (kv_write_freeing: deletes, an outbox's trim) still runs in the
+ *  headroom. Without it a delete, which needs new pages for its
+ *  copy-on-write before it frees the old, could be refused like the
+ *  creates, and nothing could make room short of a bigger map.
+ *
  *  Ownership: kv_t is shared by all the workers of a domain and closed by
  *  whoever opened it, after they have stopped (kv_close finishes the
  *  writes still queued, then stops the committer).
  */
 #ifndef RETAIL_KV_H
 #define RETAIL_KV_H
+
+#include "storage/status.h"
 
 #include <lmdb.h>
 #include <stdbool.h>
@@ -71,6 +87,12 @@ typedef int kv_write_fn(MDB_txn *txn, void *arg);
  * threads. */
 int kv_write(kv_t *self, kv_write_fn *fn, void *arg, int *result);
 
+/* The same for a write that frees space (it deletes, or marks so that a
+ * trim may delete): it runs even when the pages in use have reached the
+ * map's limit, in the headroom kept for it (above). A write that mostly
+ * adds must not be one: the headroom is a bounded reserve. */
+int kv_write_freeing(kv_t *self, kv_write_fn *fn, void *arg, int *result);
+
 /* A write that does not wait (kv_submit). The submitter sets fn and arg
  * (and may use cookie to find its own context again), and owns the job:
  * it must keep the job and whatever arg points to alive and untouched
@@ -82,8 +104,9 @@ struct kv_job_t {
     kv_write_fn *fn;
     void *arg;
     void *cookie;
-    int result; /* fn's */
-    int rc;     /* LMDB's for the transaction */
+    bool freeing; /* kv_write_freeing's kind of write; false: an ordinary one */
+    int result;   /* fn's */
+    int rc;       /* LMDB's for the transaction */
     /* the environment's, while the job is out */
     bool done;
     kv_inbox_t *inbox;
@@ -121,6 +144,17 @@ int kv_write_pending(kv_t *self);
  * HTTP: tools/bench/checkout.sh). */
 void kv_set_group_commit(kv_t *self, bool on);
 
+/* The map's limit, in bytes (kv_open's map_size): from now on ordinary
+ * writes stop when the pages in use reach it. At most the size kv_open
+ * gave, rounded down to pages (LMDB's map stays as it was opened, with
+ * its headroom); for tests, and for raising a limit lowered before. */
+void kv_set_limit(kv_t *self, size_t bytes);
+
+/* The pages in use as the committer last counted them (the data file's
+ * pages less those on LMDB's free list; counted only near the limit, the
+ * file's pages otherwise) and the limit in pages; for tests. */
+void kv_room(kv_t *self, size_t *used_pages, size_t *limit_pages);
+
 /* After each commit that stored something, the committer adds 1 to the
  * eventfd fd (a relay waits on it: actors/relay.h); -1 stops that, and
  * once kv_notify returns the old descriptor is not written again. One
@@ -135,5 +169,32 @@ void kv_notify(kv_t *self, int fd);
  * like an equal one), and the cut keeps the key within LMDB's limit. */
 int kv_cursor_after(MDB_cursor *cursor, const char *after, size_t max_key, MDB_val *key,
                     MDB_val *val);
+
+/* Whether rc, an error of kv_write (or a kv_submit job's rc), or of an
+ * LMDB call inside a write function, means the write found no room: the
+ * map is at its size (MDB_MAP_FULL) or the filesystem is full (ENOSPC,
+ * EDQUOT; a commit's short write, which LMDB reports as EIO, is handed
+ * back as ENOSPC when the filesystem has under KV_NO_SPACE_SLACK bytes
+ * left). Nothing of such a write is stored and the environment stays
+ * usable. */
+bool kv_no_space(int rc);
+#define KV_NO_SPACE_SLACK ((unsigned long long)1 << 20)
+
+/* LMDB's map is the limit plus this much (an eighth, at least 4 MiB):
+ * room for freeing writes, and for the ordinary ones admitted just below
+ * the limit. Within KV_NEAR of it (a sixteenth, at least 1 MiB, at most
+ * half the limit) writes run one at a time, each admitted on a fresh
+ * count, so none overshoots by more than its own size; further away a
+ * batch would have to grow by more than KV_NEAR + KV_HEADROOM to reach
+ * LMDB's own limit. */
+#define KV_HEADROOM(limit) ((limit) / 8 > ((size_t)4 << 20) ? (limit) / 8 : ((size_t)4 << 20))
+#define KV_NEAR(limit)                                                                             \
+    ((limit) / 16 > ((size_t)1 << 20)  ? (limit) / 16                                              \
+     : (limit) / 2 < ((size_t)1 << 20) ? (limit) / 2                                               \
+                                       : ((size_t)1 << 20))
+
+/* A store's status for rc: STORE_OK for 0, STORE_NO_SPACE when
+ * kv_no_space(rc), else STORE_ERROR. */
+store_status_t kv_status(int rc);
 
 #endif

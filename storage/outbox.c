@@ -17,6 +17,10 @@
  *  a read-only transaction of their own: the environment is MDB_NOTLS, so
  *  that is allowed on any thread, and a relay or an events.since call
  *  reads many events per transaction anyway.
+ *
+ *  The published mark and the trim are freeing writes (kv_write_freeing):
+ *  with the map at its limit they still run, so the outbox, which grows
+ *  with every change, can be trimmed and give room back.
  */
 #include "storage/outbox.h"
 #include "protocol/clock.h"
@@ -311,7 +315,9 @@ int outbox_mark_published(outbox_t *self, uint64_t seq)
 {
     s_mark_t m = {self, seq};
     int result = 0;
-    int rc = kv_write(self->kv, s_mark_txn, &m, &result);
+    /* Freeing (kv.h): trims wait for this mark, so it must go on when
+     * the map is at its limit. */
+    int rc = kv_write_freeing(self->kv, s_mark_txn, &m, &result);
     return rc != 0 ? rc : result;
 }
 
@@ -364,7 +370,7 @@ int outbox_trim(outbox_t *self, int64_t now_ms, int max, int *trimmed)
 {
     s_trim_t t = {self, now_ms, max, 0};
     int result = 0;
-    int rc = kv_write(self->kv, s_trim_txn, &t, &result);
+    int rc = kv_write_freeing(self->kv, s_trim_txn, &t, &result);
     if (trimmed)
         *trimmed = rc == 0 && result == 0 ? t.trimmed : 0;
     return rc != 0 ? rc : result;

@@ -16,6 +16,8 @@ typedef enum {
     STORE_UNAVAILABLE, /* the database cannot be reached now; try later */
     STORE_ERROR,       /* anything else; logged */
     STORE_CONFLICT,    /* patch: the stored hash is not the one expected */
+    STORE_NO_SPACE,    /* a write found no room (disk or LMDB map full, storage/kv.h):
+                          nothing of it is stored; it succeeds once space is freed */
 } store_status_t;
 
 #endif

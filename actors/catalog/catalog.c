@@ -22,6 +22,11 @@
  *  environment and gives it, with the stock.low threshold, to every
  *  worker's store handle, which appends product.* and stock.low inside
  *  its writes (storage/catalog/catalog_store.h).
+ *
+ *  A write that finds no room, the disk or the map (map_mb, settings.h)
+ *  full, is CATALOG_NO_SPACE: unavailable "storage is full" with
+ *  retry_after (call_fail_no_space); reads go on, and the same write
+ *  succeeds once space is freed.
  */
 #include "actors/catalog/catalog.h"
 #include "actors/events_since.h"
@@ -31,8 +36,6 @@
 
 #include <stddef.h>
 #include <time.h>
-
-#define CATALOG_MAP_SIZE ((size_t)16 << 30) /* address space, not disk */
 
 struct catalog_shared_t {
     kv_t *env;
@@ -62,8 +65,9 @@ catalog_shared_t *catalog_shared_new(const service_env_t *env, const catalog_set
     self->stock_low = settings->stock_low;
     snprintf(self->public_pem, sizeof self->public_pem, "%s/jwt.pub.pem", env->common->keys_dir);
     char *path = zsys_sprintf("%s/catalog", env->common->data_dir);
-    self->env =
-        kv_open(path, CATALOG_MAP_SIZE, catalog_store_names, NULL, CATALOG_STORE_DBS, err, errlen);
+    /* address space, not disk: the file grows as it is written */
+    size_t map_size = (size_t)settings->map_mb << 20;
+    self->env = kv_open(path, map_size, catalog_store_names, NULL, CATALOG_STORE_DBS, err, errlen);
     zstr_free(&path);
     if (self->env && catalog_store_upgrade(self->env, 0) != CATALOG_OK) {
         snprintf(err, errlen, "cannot index the catalog's product names (see the log)");
@@ -231,6 +235,9 @@ static bool s_ok(call_t *call, catalog_status_t status, const char *what)
         break;
     case CATALOG_CONFLICT:
         call_fail(call, ERR_CONFLICT, "not allowed in the current state");
+        break;
+    case CATALOG_NO_SPACE:
+        call_fail_no_space(call);
         break;
     default:
         call_fail(call, ERR_INTERNAL, "the catalog store failed");

@@ -1,8 +1,8 @@
 /*  service.c - the definition of the `catalog` service (actors/service.h).
  *
  *  Its shared state is the catalog environment under the process's data
- *  directory, with its outbox; its one setting is stock.low's threshold
- *  (settings.h). A worker holds up to
+ *  directory, with its outbox; its settings are stock.low's threshold
+ *  and the size limit of its map (settings.h). A worker holds up to
  *  CATALOG_CAPACITY requests (the stock ops wait for their writes without
  *  blocking it). Its OpenAPI part is
  *  openapi.json beside this file, compiled in by the Makefile as
@@ -19,6 +19,8 @@ extern const char actors_catalog_openapi_json[];
 static const setting_t s_settings[] = {
     {"retail/catalog/stock_low", "RETAIL_CATALOG_STOCK_LOW", SETTING_INT, S(stock_low), 0, 0,
      CATALOG_STOCK_LOW_MAX, NULL, NULL},
+    {"retail/catalog/map_mb", "RETAIL_CATALOG_MAP_MB", SETTING_INT, S(map_mb), 0, 1,
+     CATALOG_MAP_MB_MAX, NULL, NULL},
 };
 #undef S
 
@@ -26,6 +28,7 @@ static void s_defaults(void *settings)
 {
     catalog_settings_t *s = settings;
     s->stock_low = CATALOG_STOCK_LOW_DEFAULT;
+    s->map_mb = CATALOG_MAP_MB_DEFAULT;
 }
 
 /* clang-format off */

@@ -20,6 +20,9 @@
  *  The catalog's currency decides a new line's: set_item passes it to the
  *  store, which refuses one that differs from the cart's lines' in the
  *  same write that would add it.
+ *
+ *  CART_NO_SPACE (a write found the disk or the map full) answers
+ *  unavailable "storage is full" with retry_after (call_fail_no_space).
  */
 #include "actors/orders/orders_impl.h"
 
@@ -54,7 +57,10 @@ static void s_fail_store(call_t *call, cart_status_t status)
         call_fail(call, ERR_CONFLICT, message);
         break;
     case CART_UNAVAILABLE:
-        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable (full?)");
+        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable");
+        break;
+    case CART_NO_SPACE:
+        call_fail_no_space(call);
         break;
     case CART_OK:
         call_fail(call, ERR_INTERNAL, "no error to report");

@@ -12,6 +12,9 @@
  *  Every transition is decided inside the write that makes it
  *  (order_store_change), on the status it reads there: a cancel racing a
  *  shipment gets one of them, never both.
+ *
+ *  ORDER_NO_SPACE (a write found the disk or the map full) answers
+ *  unavailable "storage is full" with retry_after (call_fail_no_space).
  */
 #include "actors/orders/orders_impl.h"
 
@@ -47,7 +50,10 @@ void orders_fail_store(call_t *call, order_store_status_t status)
         call_fail(call, ERR_NOT_FOUND, "no such order");
         break;
     case ORDER_UNAVAILABLE:
-        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable (full?)");
+        call_fail(call, ERR_UNAVAILABLE, "the orders store is unavailable");
+        break;
+    case ORDER_NO_SPACE:
+        call_fail_no_space(call);
         break;
     default:
         call_fail(call, ERR_INTERNAL, "the orders store failed (see the log)");

@@ -22,6 +22,11 @@
  *  After a paid order is asked to cancel (cancel_asked): refund, release,
  *  cancelled. An order marked compensate: settle, refund if captured,
  *  then clear the mark.
+ *
+ *  A saga step's write that finds no room (ORDER_NO_SPACE: a full disk)
+ *  answers unavailable "storage is full" with retry_after, saying that
+ *  recovery finishes the order once writes succeed again (its todo entry
+ *  was written with it).
  */
 #include "actors/orders/orders_impl.h"
 
@@ -104,10 +109,19 @@ static void s_left_for_recovery(call_t *call, orders_state_t *self, saga_t *saga
     call_fail(call, ERR_UNAVAILABLE, message);
 }
 
+/* A write of a saga step after the order was created failed. No room
+ * (a full disk) is said as such, and that the order is not left there:
+ * the step's earlier ones are done and recovery finishes it (its todo
+ * entry was written with the order) once writes succeed again. */
 static void s_write_failed(call_t *call, order_store_status_t status, int refusal)
 {
     if (status == ORDER_REFUSED && refusal == S_LOST)
         call_fail(call, ERR_UNAVAILABLE, "the order was taken over by recovery; ask again later");
+    else if (status == ORDER_NO_SPACE)
+        call_fail_retry(call, ERR_UNAVAILABLE,
+                        "storage is full; recovery finishes the order once there is room: ask "
+                        "again later with the same Idempotency-Key",
+                        CALL_NO_SPACE_RETRY_S);
     else
         orders_fail_store(call, status);
 }

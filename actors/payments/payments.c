@@ -16,6 +16,9 @@
  *  table is large. ops.check reads the books in one snapshot
  *  (payment_store_check) and answers at most 100 problems, with the
  *  number of all of them in counts.problems.
+ *
+ *  STORE_NO_SPACE (a write found the disk or the map full) answers
+ *  unavailable "storage is full" with retry_after (call_fail_no_space).
  */
 #include "actors/payments/payments_impl.h"
 #include "actors/events_since.h"
@@ -177,7 +180,10 @@ void payments_fail_store(call_t *call, store_status_t status, const char *what)
         call_fail(call, ERR_CONFLICT, message);
         break;
     case STORE_UNAVAILABLE:
-        call_fail(call, ERR_UNAVAILABLE, "the payments store is unavailable (full?)");
+        call_fail(call, ERR_UNAVAILABLE, "the payments store is unavailable");
+        break;
+    case STORE_NO_SPACE:
+        call_fail_no_space(call);
         break;
     case STORE_ERROR:
         call_fail(call, ERR_INTERNAL, "the payments store failed (see the log)");

@@ -19,6 +19,11 @@
  *  hashes. Both are then answered `unavailable` in well under a
  *  millisecond, so an outage of PostgreSQL neither fills the hashing
  *  gate nor costs 64 MiB per request.
+ *
+ *  Login writes (a session, or a failure counted): when the store finds
+ *  no room for that write (STORE_NO_SPACE: the disk or the map is full),
+ *  login answers unavailable "storage is full" (call_fail_no_space), for
+ *  a wrong password too, whose failure could not be counted.
  */
 #include "actors/users/users.h"
 #include "actors/users/tokens.h"
@@ -285,29 +290,19 @@ static bool s_store_ok(call_t *call, store_status_t status)
     case STORE_UNAVAILABLE:
         call_fail(call, ERR_UNAVAILABLE, "the account database is not reachable");
         break;
+    case STORE_NO_SPACE:
+        call_fail_no_space(call);
+        break;
     default:
         call_fail(call, ERR_INTERNAL, "the account database failed");
     }
     return false;
 }
 
-static void s_fail_retry(call_t *call, err_code_t code, const char *message, int seconds)
-{
-    mpout_t details;
-    mpout_init(&details, 0);
-    msgpack_packer pk;
-    mpout_packer(&details, &pk);
-    /* Checked at once by call_fail_packed (the output's error sticks). */
-    msgpack_pack_map(&pk, 1);
-    mp_pack_str(&pk, "retry_after");
-    msgpack_pack_int(&pk, seconds);
-    call_fail_packed(call, code, message, &details);
-    mpout_destroy(&details);
-}
-
 static void s_fail_busy(call_t *call)
 {
-    s_fail_retry(call, ERR_UNAVAILABLE, "too many password checks in progress; retry shortly", 1);
+    call_fail_retry(call, ERR_UNAVAILABLE, "too many password checks in progress; retry shortly",
+                    1);
 }
 
 /* Hashes a password through the gate. 1 ok, 0 gate closed (answered),
@@ -430,8 +425,8 @@ static void s_login(call_t *call, void *state)
         wait = sessions_login_blocked(self->sessions, ip_key, now, shared->config.login_ip_limit,
                                       window);
     if (wait > 0) {
-        s_fail_retry(call, ERR_RATE_LIMITED, "too many failed logins; wait before trying again",
-                     wait);
+        call_fail_retry(call, ERR_RATE_LIMITED, "too many failed logins; wait before trying again",
+                        wait);
         return;
     }
 
@@ -451,10 +446,17 @@ static void s_login(call_t *call, void *state)
     bool match = crypto_pwhash_str_verify(hash, password, password_len) == 0;
     s_gate_leave(shared);
     if (!match || found != STORE_OK) {
-        sessions_login_failed(self->sessions, email_key, now, window);
-        if (ip_key[0])
-            sessions_login_failed(self->sessions, ip_key, now, window);
-        call_fail(call, ERR_INVALID_CREDENTIALS, "wrong email or password");
+        store_status_t counted = sessions_login_failed(self->sessions, email_key, now, window);
+        if (ip_key[0] &&
+            sessions_login_failed(self->sessions, ip_key, now, window) == STORE_NO_SPACE)
+            counted = STORE_NO_SPACE;
+        /* A failure the limit cannot count (the disk is full) is not
+         * answered as one: the answer would be a guess outside the limit.
+         * A right password finds no room for its session either. */
+        if (counted == STORE_NO_SPACE)
+            call_fail_no_space(call);
+        else
+            call_fail(call, ERR_INVALID_CREDENTIALS, "wrong email or password");
         return;
     }
     sessions_login_clear(self->sessions, email_key);
@@ -463,8 +465,13 @@ static void s_login(call_t *call, void *state)
     uint8_t refresh_hash[REFRESH_HASH_BYTES];
     refresh_token_new(refresh);
     refresh_token_hash(refresh, strlen(refresh), refresh_hash);
-    if (sessions_issue(self->sessions, refresh_hash, user.id, NULL,
-                       now + shared->config.refresh_ttl_s) != STORE_OK) {
+    store_status_t issued = sessions_issue(self->sessions, refresh_hash, user.id, NULL,
+                                           now + shared->config.refresh_ttl_s);
+    if (issued == STORE_NO_SPACE) {
+        call_fail_no_space(call);
+        return;
+    }
+    if (issued != STORE_OK) {
         call_fail(call, ERR_UNAVAILABLE, "cannot store the session");
         return;
     }
@@ -508,6 +515,9 @@ static void s_refresh(call_t *call, void *state)
     case ROTATE_FAILED:
         call_fail(call, ERR_UNAVAILABLE, "cannot update the session");
         return;
+    case ROTATE_NO_SPACE:
+        call_fail_no_space(call);
+        return;
     }
     if (why) {
         call_fail(call, ERR_UNAUTHENTICATED, why);
@@ -538,6 +548,8 @@ static void s_logout(call_t *call, void *state)
     store_status_t status = sessions_revoke(self->sessions, hash, who.sub);
     if (status == STORE_NOT_FOUND)
         call_fail(call, ERR_NOT_FOUND, "no such refresh token for this user");
+    else if (status == STORE_NO_SPACE)
+        call_fail_no_space(call);
     else if (status != STORE_OK)
         call_fail(call, ERR_UNAVAILABLE, "cannot update the session");
     else

@@ -339,7 +339,7 @@ catalog_status_t catalog_category_delete(catalog_store_t *self, const char *id)
 {
     if (!self || !id)
         return CATALOG_ERROR;
-    return catalog_write(self, s_delete_txn, &(s_delete_t){self, id});
+    return catalog_write_freeing(self, s_delete_txn, &(s_delete_t){self, id});
 }
 
 /* store_page's callback: the category of one entry into out[index]. */

@@ -401,7 +401,9 @@ bool catalog_stock_write_release(stock_write_t *w, catalog_store_t *self, const 
 
 catalog_status_t catalog_stock_write_end(const stock_write_t *w, bool committed, int result)
 {
-    catalog_status_t status = committed ? (catalog_status_t)result : CATALOG_ERROR;
+    catalog_status_t status = committed             ? (catalog_status_t)result
+                              : kv_no_space(result) ? CATALOG_NO_SPACE
+                                                    : CATALOG_ERROR;
     if (w->short_line && status != CATALOG_OUT_OF_STOCK && status != CATALOG_NOT_FOUND)
         memset(w->short_line, 0, sizeof *w->short_line);
     return status;
@@ -417,7 +419,7 @@ static catalog_status_t s_wait(stock_write_t *w, bool prepared)
     if (prepared) {
         int result = CATALOG_ERROR;
         int rc = kv_write(w->kv, catalog_stock_write_txn, w, &result);
-        status = catalog_stock_write_end(w, rc == 0, result);
+        status = catalog_stock_write_end(w, rc == 0, rc == 0 ? result : rc);
     }
     free(w);
     return status;

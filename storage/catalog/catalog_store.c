@@ -51,6 +51,13 @@
  *  before it, so a refused write appends nothing, and a failed append
  *  fails the write. The handle's outbox and threshold are only read by
  *  the write functions (set before the first write), like its dbi.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is CATALOG_NO_SPACE (catalog_fail: not logged, the environment logs
+ *  running out of room once): nothing of it is stored, and it succeeds
+ *  once space is freed. Deletes (of products, categories) are freeing
+ *  writes (kv_write_freeing), so that they run with the map at its limit
+ *  and make room (tests/unit/test_no_space.c).
  */
 #include "storage/catalog/catalog_store_impl.h"
 #include "protocol/clock.h"
@@ -78,6 +85,8 @@ _Static_assert(CATALOG_DB_OUTBOX == CATALOG_STORE_DB_OUTBOX &&
 
 catalog_status_t catalog_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return CATALOG_NO_SPACE; /* expected while full; the environment logs it */
     zsys_error("catalog_store: %s: %s", what, mdb_strerror(rc));
     return CATALOG_ERROR;
 }
@@ -506,6 +515,13 @@ catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg
 {
     int result = CATALOG_ERROR;
     int rc = kv_write(self->kv, fn, arg, &result);
+    return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
+}
+
+catalog_status_t catalog_write_freeing(catalog_store_t *self, kv_write_fn *fn, void *arg)
+{
+    int result = CATALOG_ERROR;
+    int rc = kv_write_freeing(self->kv, fn, arg, &result);
     return rc == 0 ? (catalog_status_t)result : catalog_fail("write transaction", rc);
 }
 
@@ -968,8 +984,8 @@ catalog_status_t catalog_product_delete(catalog_store_t *self, const char *id)
     product_t *stored = malloc(sizeof *stored);
     if (!stored)
         return CATALOG_ERROR;
-    catalog_status_t status =
-        catalog_write(self, s_delete_txn, &(s_write_t){.self = self, .id = id, .stored = stored});
+    catalog_status_t status = catalog_write_freeing(
+        self, s_delete_txn, &(s_write_t){.self = self, .id = id, .stored = stored});
     free(stored);
     return status;
 }

@@ -117,6 +117,8 @@ typedef enum {
     CATALOG_OK = STORE_OK,
     CATALOG_NOT_FOUND = STORE_NOT_FOUND,
     CATALOG_ERROR = STORE_ERROR,
+    /* a write found no room (storage/kv.h): nothing changed */
+    CATALOG_NO_SPACE = STORE_NO_SPACE,
     CATALOG_SKU_TAKEN = 100,  /* create/update: another product has the sku */
     CATALOG_SLUG_TAKEN,       /* category create/update */
     CATALOG_VERSION_MISMATCH, /* update with an expected version that differs */
@@ -357,7 +359,9 @@ bool catalog_stock_write_release(stock_write_t *w, catalog_store_t *self, const 
 /* The kv write function of a prepared write; arg is the stock_write_t. */
 int catalog_stock_write_txn(MDB_txn *txn, void *arg);
 /* The outcome, from whether the transaction committed and the function's
- * result: CATALOG_ERROR when it did not commit (kv logged why). The
+ * result (when it did not: the transaction's error, call_answer_t's
+ * result): CATALOG_ERROR when it did not commit (kv logged why),
+ * CATALOG_NO_SPACE when that was for want of room. The
  * reserve's *short_line is cleared unless the outcome is OUT_OF_STOCK or
  * NOT_FOUND (a line named by a write that a failed commit undid). */
 catalog_status_t catalog_stock_write_end(const stock_write_t *w, bool committed, int result);

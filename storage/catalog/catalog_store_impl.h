@@ -143,6 +143,9 @@ int catalog_record_texts(const MDB_val *record, const char **name, size_t *name_
  * environment's committer thread: it must use the store only for dbi and
  * helpers taking the txn, never the read transaction or scratch. */
 catalog_status_t catalog_write(catalog_store_t *self, kv_write_fn *fn, void *arg);
+/* The same for a delete: a freeing write (kv_write_freeing), which runs
+ * even with the map at its limit, so that deletes can make room. */
+catalog_status_t catalog_write_freeing(catalog_store_t *self, kv_write_fn *fn, void *arg);
 /* True when s is terminated within s[cap + 1]. */
 bool catalog_fits(const char *s, size_t cap);
 /* s as an LMDB key or value, without its terminator. */

@@ -7,6 +7,12 @@
  *  of lines through a RECORD_CUSTOM field whose hooks check every line
  *  (an id of the right length, a qty in 1..999, at most 100 lines, no
  *  product twice), so a damaged record is refused, never half used.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is CART_NO_SPACE, not logged here (the environment logs running out
+ *  of room once): nothing of it is stored, and it succeeds once space is
+ *  freed. Removing lines and clearing are freeing writes
+ *  (kv_write_freeing): they run with the map at its limit.
  */
 #include "storage/orders/cart_store.h"
 #include "storage/orders/orders_env.h"
@@ -114,10 +120,15 @@ static const record_field_t s_fields[] = {
 };
 static const record_table_t s_table = RECORD_TABLE(s_fields);
 
+/* A failed LMDB call or write as a status: CART_NO_SPACE when it found
+ * no room (not logged: the environment logs running out of room), else
+ * CART_ERROR, logged. */
 static cart_status_t s_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return CART_NO_SPACE;
     zsys_error("cart_store: %s: %s", what, mdb_strerror(rc));
-    return rc == MDB_MAP_FULL ? CART_UNAVAILABLE : CART_ERROR;
+    return CART_ERROR;
 }
 
 static MDB_val s_key(const char *user_id)
@@ -312,7 +323,9 @@ static int s_write_txn(MDB_txn *txn, void *arg)
 static cart_status_t s_write(cart_store_t *self, s_write_t *w, cart_t *out)
 {
     int result = CART_ERROR;
-    int rc = kv_write(self->shared->kv, s_write_txn, w, &result);
+    /* Removing lines frees (kv.h): it runs with the map at its limit. */
+    int rc = w->kind == S_SET ? kv_write(self->shared->kv, s_write_txn, w, &result)
+                              : kv_write_freeing(self->shared->kv, s_write_txn, w, &result);
     if (rc != 0)
         return s_fail("write transaction", rc);
     if (result == CART_OK && out)

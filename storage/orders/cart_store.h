@@ -47,7 +47,9 @@ typedef enum {
     CART_UNAVAILABLE = STORE_UNAVAILABLE,
     CART_ERROR = STORE_ERROR,
     CART_OTHER_CURRENCY = STORE_CONFLICT, /* set: the cart's lines are in another currency */
-    CART_FULL = 100,                      /* set: a new line beyond CART_LINES_MAX */
+    /* a write found no room (storage/kv.h): nothing changed */
+    CART_NO_SPACE = STORE_NO_SPACE,
+    CART_FULL = 100, /* set: a new line beyond CART_LINES_MAX */
 } cart_status_t;
 
 typedef struct {

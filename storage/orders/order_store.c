@@ -28,6 +28,14 @@
  *  The lists of items, statuses and steps are RECORD_CUSTOM fields whose
  *  hooks check every entry (lengths, ranges, counts), so a damaged record
  *  is refused, never half used.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is ORDER_NO_SPACE, whether a put inside it or its commit found none,
+ *  and is not logged here (the environment logs running out of room
+ *  once); other failed commits stay ORDER_UNAVAILABLE. Nothing of such a
+ *  write is stored, and it succeeds once space is freed. The sweep of
+ *  expired idempotency keys is a freeing write (kv_write_freeing): it
+ *  runs with the map at its limit.
  */
 #include "storage/orders/order_store.h"
 #include "protocol/clock.h"
@@ -309,10 +317,15 @@ static const record_field_t s_key_record_fields[] = {
 };
 static const record_table_t s_key_table = RECORD_TABLE(s_key_record_fields);
 
+/* A failed LMDB call or write as a status: ORDER_NO_SPACE when it found
+ * no room (not logged: the environment logs running out of room), else
+ * ORDER_ERROR, logged. */
 static order_store_status_t s_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return ORDER_NO_SPACE;
     zsys_error("order_store: %s: %s", what, mdb_strerror(rc));
-    return rc == MDB_MAP_FULL ? ORDER_UNAVAILABLE : ORDER_ERROR;
+    return ORDER_ERROR;
 }
 
 static MDB_val s_val(const void *p, size_t n)
@@ -770,7 +783,7 @@ order_store_status_t order_store_create(order_store_t *self, order_t *order, con
         return ORDER_ERROR;
     int result = 0;
     int rc = kv_write(self->shared->kv, order_write_txn, &w, &result);
-    return order_write_end(&w, rc == 0, result, NULL);
+    return order_write_end(&w, rc == 0, rc == 0 ? result : rc, NULL);
 }
 
 order_store_status_t order_store_key(order_store_t *self, const char *user_id, const char *key,
@@ -903,7 +916,7 @@ order_store_status_t order_store_change(order_store_t *self, const char *id, ord
         return ORDER_NOT_FOUND;
     int result = 0;
     int rc = kv_write(self->shared->kv, order_write_txn, &w, &result);
-    return order_write_end(&w, rc == 0, result, refusal);
+    return order_write_end(&w, rc == 0, rc == 0 ? result : rc, refusal);
 }
 
 int order_write_txn(MDB_txn *txn, void *arg)
@@ -922,8 +935,8 @@ int order_write_txn(MDB_txn *txn, void *arg)
 order_store_status_t order_write_end(const order_write_t *w, bool committed, int result,
                                      int *refusal)
 {
-    if (!committed)
-        return ORDER_UNAVAILABLE; /* the environment logged why */
+    if (!committed) /* the environment logged why; result is its error */
+        return kv_no_space(result) ? ORDER_NO_SPACE : ORDER_UNAVAILABLE;
     if (refusal)
         *refusal = w->refusal;
     return (order_store_status_t)result;
@@ -1130,7 +1143,7 @@ order_store_status_t order_store_sweep_keys(order_store_t *self, int64_t now_ms,
 {
     s_sweep_t arg = {self, now_ms - ORDER_KEY_TTL_MS, max, 0};
     int result = 0;
-    int rc = kv_write(self->shared->kv, s_sweep_txn, &arg, &result);
+    int rc = kv_write_freeing(self->shared->kv, s_sweep_txn, &arg, &result); /* deletes only */
     *deleted = rc == 0 && result == 0 ? arg.deleted : 0;
     if (rc != 0)
         return s_fail("sweep", rc);

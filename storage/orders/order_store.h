@@ -98,6 +98,8 @@ typedef enum {
     ORDER_NOT_FOUND = STORE_NOT_FOUND,
     ORDER_UNAVAILABLE = STORE_UNAVAILABLE,
     ORDER_ERROR = STORE_ERROR,
+    /* a write found no room (storage/kv.h): nothing changed */
+    ORDER_NO_SPACE = STORE_NO_SPACE,
     ORDER_KEY_DONE = 100, /* create: the key has its response (*key_out) */
     ORDER_KEY_RUNNING,    /* create: the key's first request still runs */
     ORDER_KEY_REUSED,     /* create: the key came with another request */
@@ -195,7 +197,7 @@ void order_store_shared_destroy(order_store_shared_t **self_p);
  * A refused create or change (a key's replay, a refusal of the change
  * function) appends nothing, and neither does a change that keeps the
  * status (a lease, a journal step). When an event cannot be appended the
- * write fails (ORDER_ERROR, or ORDER_UNAVAILABLE on a full map) and its
+ * write fails (ORDER_ERROR, or ORDER_NO_SPACE on a full map or disk) and its
  * change with it. */
 void order_store_shared_set_outbox(order_store_shared_t *self, outbox_t *outbox);
 
@@ -287,7 +289,10 @@ bool order_write_change(order_write_t *w, order_store_t *self, const char *id, o
 /* The kv write function of a prepared write; arg is the order_write_t. */
 int order_write_txn(MDB_txn *txn, void *arg);
 /* The outcome, from whether the transaction committed and the function's
- * result; *refusal (may be NULL) as order_store_change's. */
+ * result (when it did not: the transaction's error, call_answer_t's
+ * result): ORDER_UNAVAILABLE when it did not commit, ORDER_NO_SPACE when
+ * that was for want of room (kv_no_space); *refusal (may be NULL) as
+ * order_store_change's. */
 order_store_status_t order_write_end(const order_write_t *w, bool committed, int result,
                                      int *refusal);
 /* The environment the writes go to. */

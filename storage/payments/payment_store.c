@@ -38,6 +38,12 @@
  *  time range is a range of keys, and every key inside the range matches:
  *  a page never scans past what it returns, plus one key to tell whether
  *  more follow.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is STORE_NO_SPACE (payment_fail: not logged, the environment logs
+ *  running out of room once). The log's entries are in the payment's own
+ *  write, so such a write leaves no entry and no half of one: the log
+ *  verifies whatever step found no room.
  */
 #include "storage/payments/payment_store_impl.h"
 #include "protocol/clock.h"
@@ -86,6 +92,8 @@ bool payment_status_parse(const char *name, size_t len, payment_status_t *out)
 
 store_status_t payment_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return STORE_NO_SPACE; /* expected while full; the environment logs it */
     zsys_error("payment_store: %s: %s", what, mdb_strerror(rc));
     return STORE_ERROR;
 }
@@ -649,7 +657,7 @@ static store_status_t s_write_wait(payment_write_t *w)
 {
     int result = STORE_ERROR;
     int rc = kv_write(w->shared->kv, payment_write_txn, w, &result);
-    return payment_write_end(w, rc == 0, result);
+    return payment_write_end(w, rc == 0, rc == 0 ? result : rc);
 }
 
 static int s_begin_txn(MDB_txn *txn, payment_write_t *w)
@@ -1062,9 +1070,13 @@ store_status_t payment_write_end(const payment_write_t *w, bool committed, int r
 {
     store_status_t status = (store_status_t)result;
     if (!committed) {
-        /* Nothing of it is stored, whatever it answered; kv logged why. */
-        zsys_error("payment_store: a write transaction did not commit");
-        status = STORE_ERROR;
+        /* Nothing of it is stored, whatever it answered; kv logged why,
+         * and result is its error. */
+        status = kv_status(result);
+        if (status != STORE_NO_SPACE) {
+            zsys_error("payment_store: a write transaction did not commit");
+            status = STORE_ERROR;
+        }
     }
     if (status != STORE_OK && w->created)
         *w->created = false; /* it may have been set before the commit failed */

@@ -292,7 +292,9 @@ bool payment_write_refund_end(payment_write_t *w, payment_store_t *self, const c
 /* The kv write function of a prepared write; arg is the payment_write_t. */
 int payment_write_txn(MDB_txn *txn, void *arg);
 /* The outcome, from whether the transaction committed and the function's
- * result: STORE_ERROR (logged) when it did not commit. */
+ * result (when it did not: the transaction's error, call_answer_t's
+ * result): STORE_ERROR (logged) when it did not commit, STORE_NO_SPACE
+ * when that was for want of room (kv_no_space). */
 store_status_t payment_write_end(const payment_write_t *w, bool committed, int result);
 /* The environment the writes go to. */
 kv_t *payment_store_kv(payment_store_t *self);

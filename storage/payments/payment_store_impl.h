@@ -102,7 +102,8 @@ bool payment_keys_head_ok(const payment_keys_t *keys, uint64_t seq,
 
 /* ---- payment_store.c, for payment_log.c ---- */
 
-/* Logs what failed with LMDB's message; returns STORE_ERROR. */
+/* Logs what failed with LMDB's message; returns STORE_ERROR, or
+ * STORE_NO_SPACE (not logged) when rc says there was no room. */
 store_status_t payment_fail(const char *what, int rc);
 void payment_be64_put(uint8_t out[8], uint64_t v);
 uint64_t payment_be64_get(const uint8_t in[8]);

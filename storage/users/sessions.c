@@ -26,6 +26,11 @@
  *  within a batch (a nested transaction sees those committed before it in
  *  the batch), and the second sees the token already rotated (and revokes
  *  the family, as it should).
+ *
+ *  A write that finds no room (the disk or the map full, kv.h) changes
+ *  nothing and answers STORE_NO_SPACE (ROTATE_NO_SPACE for a rotation):
+ *  the token presented stays valid, so the client may refresh again once
+ *  space is freed.
  */
 #include "storage/users/sessions.h"
 
@@ -74,12 +79,13 @@ void sessions_close(sessions_t **self_p)
     *self_p = NULL;
 }
 
-/* A write's outcome: kv_write's error is a storage error, else fn's
- * status (STORE_OK = 0 = keep). */
+/* A write's outcome: fn's status (STORE_OK = 0 = keep), or kv_write's
+ * error as a status (STORE_NO_SPACE when it found no room, kv.h). */
 static store_status_t s_write(sessions_t *self, kv_write_fn *fn, void *arg)
 {
     int result = STORE_ERROR;
-    return kv_write(self->env, fn, arg, &result) == 0 ? (store_status_t)result : STORE_ERROR;
+    int rc = kv_write(self->env, fn, arg, &result);
+    return rc == 0 ? (store_status_t)result : kv_status(rc);
 }
 
 typedef struct {
@@ -101,7 +107,7 @@ static int s_issue_txn(MDB_txn *txn, void *arg)
         MDB_val fval = {1, &revoked};
         rc = mdb_put(txn, w->self->dbi[DB_FAMILIES], &fkey, &fval, 0);
     }
-    return rc == 0 ? STORE_OK : STORE_ERROR;
+    return kv_status(rc);
 }
 
 store_status_t sessions_issue(sessions_t *self, const uint8_t hash[SESSION_HASH_BYTES],
@@ -174,8 +180,9 @@ static int s_rotate_txn(MDB_txn *txn, void *arg)
     }
     if (rec.state == STATE_ROTATED) {
         /* Replay of a spent token: end the whole family. */
-        if (s_revoke_family(self, txn, rec.family) != 0) {
-            w->result = ROTATE_FAILED;
+        int rc = s_revoke_family(self, txn, rec.family);
+        if (rc != 0) {
+            w->result = kv_no_space(rc) ? ROTATE_NO_SPACE : ROTATE_FAILED;
             return -1;
         }
         w->result = ROTATE_REUSED;
@@ -193,9 +200,11 @@ static int s_rotate_txn(MDB_txn *txn, void *arg)
     next.expires_at = w->new_expires_at;
     MDB_val nkey = {SESSION_HASH_BYTES, (void *)w->new_hash};
     MDB_val nval = {sizeof next, &next};
-    if (mdb_put(txn, self->dbi[DB_REFRESH], &key, &val, 0) != 0 ||
-        mdb_put(txn, self->dbi[DB_REFRESH], &nkey, &nval, MDB_NOOVERWRITE) != 0) {
-        w->result = ROTATE_FAILED;
+    int rc = mdb_put(txn, self->dbi[DB_REFRESH], &key, &val, 0);
+    if (rc == 0)
+        rc = mdb_put(txn, self->dbi[DB_REFRESH], &nkey, &nval, MDB_NOOVERWRITE);
+    if (rc != 0) {
+        w->result = kv_no_space(rc) ? ROTATE_NO_SPACE : ROTATE_FAILED;
         return -1;
     }
     w->result = ROTATE_OK;
@@ -214,10 +223,11 @@ rotate_result_t sessions_rotate(sessions_t *self, const uint8_t old_hash[SESSION
                     .user_id = user_id,
                     .result = ROTATE_FAILED};
     int result;
-    /* A failed commit loses the REUSED revocation too: FAILED, as before
-     * group commit. */
-    if (kv_write(self->env, s_rotate_txn, &w, &result) != 0)
-        return ROTATE_FAILED;
+    /* A failed commit loses the REUSED revocation too: FAILED (NO_SPACE
+     * for want of room), as before group commit. */
+    int rc = kv_write(self->env, s_rotate_txn, &w, &result);
+    if (rc != 0)
+        return kv_no_space(rc) ? ROTATE_NO_SPACE : ROTATE_FAILED;
     return w.result;
 }
 
@@ -233,7 +243,7 @@ static int s_revoke_txn(MDB_txn *txn, void *arg)
     refresh_rec_t rec;
     if (!s_get_refresh(w->self, txn, w->hash, &rec) || strcmp(rec.user_id, w->owner) != 0)
         return STORE_NOT_FOUND;
-    return s_revoke_family(w->self, txn, rec.family) == 0 ? STORE_OK : STORE_ERROR;
+    return kv_status(s_revoke_family(w->self, txn, rec.family));
 }
 
 store_status_t sessions_revoke(sessions_t *self, const uint8_t hash[SESSION_HASH_BYTES],
@@ -287,7 +297,7 @@ static int s_login_failed_txn(MDB_txn *txn, void *arg)
     rec.count++;
     MDB_val k = {strlen(w->key), (void *)w->key};
     MDB_val v = {sizeof rec, &rec};
-    return mdb_put(txn, w->self->dbi[DB_FAILURES], &k, &v, 0) == 0 ? STORE_OK : STORE_ERROR;
+    return kv_status(mdb_put(txn, w->self->dbi[DB_FAILURES], &k, &v, 0));
 }
 
 store_status_t sessions_login_failed(sessions_t *self, const char *key, int64_t now, int window_s)
@@ -303,7 +313,7 @@ static int s_login_clear_txn(MDB_txn *txn, void *arg)
     const s_failure_t *w = arg;
     MDB_val k = {strlen(w->key), (void *)w->key};
     int rc = mdb_del(txn, w->self->dbi[DB_FAILURES], &k, NULL);
-    return rc == 0 || rc == MDB_NOTFOUND ? STORE_OK : STORE_ERROR;
+    return rc == MDB_NOTFOUND ? STORE_OK : kv_status(rc);
 }
 
 store_status_t sessions_login_clear(sessions_t *self, const char *key)

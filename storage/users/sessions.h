@@ -45,6 +45,8 @@ typedef enum {
     ROTATE_REVOKED, /* its family was revoked (logout, or reuse earlier) */
     ROTATE_REUSED,  /* already rotated: the family is revoked now */
     ROTATE_FAILED,  /* storage error */
+    /* no room for the write (kv.h): nothing changed, the old token still works */
+    ROTATE_NO_SPACE,
 } rotate_result_t;
 
 /* Rotates old into new in one transaction (see above). */

@@ -45,6 +45,11 @@
  *  Reads: each handle keeps one read-only transaction, reset between calls
  *  and renewed at the start of the next (store_reader_t, storage/reader.h);
  *  a page of users is store_page's walk from `after`.
+ *
+ *  A write that finds no room (the disk or the map full, storage/kv.h)
+ *  is STORE_NO_SPACE, not logged here (the environment logs running out
+ *  of room once): nothing of it is stored, the email stays free, and it
+ *  succeeds once space is freed.
  */
 #include "storage/users/user_store_impl.h"
 #include "storage/reader.h"
@@ -101,8 +106,12 @@ static MDB_val s_val(const char *s)
     return (MDB_val){.mv_size = strlen(s), .mv_data = (void *)s};
 }
 
+/* A failed LMDB call as a status: STORE_NO_SPACE (not logged: the
+ * environment logs running out of room) or STORE_ERROR (logged). */
 static store_status_t s_fail(const char *what, int rc)
 {
+    if (kv_no_space(rc))
+        return STORE_NO_SPACE;
     zsys_error("user_store(lmdb): %s: %s", what, mdb_strerror(rc));
     return STORE_ERROR;
 }
@@ -126,7 +135,8 @@ static store_status_t s_get(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, user_record
 }
 
 /* Runs fn(txn, arg) through kv_write: fn's status (STORE_OK = 0 keeps
- * its changes), or STORE_ERROR when the transaction failed. */
+ * its changes), or STORE_ERROR when the transaction failed
+ * (STORE_NO_SPACE when it found no room). */
 static store_status_t s_write(s_lmdb_t *self, kv_write_fn *fn, void *arg)
 {
     int result = STORE_ERROR;
