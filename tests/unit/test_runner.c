@@ -19,7 +19,8 @@
  *  the record gets a header and a line per recorded op with the user from
  *  the login; a request with no reply is given up after the timeout and
  *  recorded as an unknown outcome; a key a step's let made goes out in
- *  that step and in the retry after it, a new one in the next flow.
+ *  that step and in the retry after it, a new one in the next flow; the
+ *  catalog's writes and a refund make their record lines.
  */
 #include "tests/testutil.h"
 #include "tools/harness/record.h"
@@ -32,6 +33,7 @@
 #include <string.h>
 
 #include "protocol/envelope.h"
+#include "protocol/jsonpack.h"
 #include "protocol/mdp.h"
 
 typedef struct {
@@ -400,6 +402,87 @@ static void test_let_sends_one_key_twice(void **state)
     zstr_free(&endpoint);
 }
 
+/* The record's lines of the catalog's writes and of a refund: keys from
+ * the args, ids from the reply (tools/harness/record.h). */
+static void test_record_catalog_writes(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("runner");
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/record.ndjson", dir);
+    record_t *rec = record_new(path, "RUN", "t", err, sizeof err);
+    assert_non_null(rec);
+    struct {
+        const char *service, *op, *args, *data;
+        bool ack;
+    } cases[] = {
+        {"catalog", "product.create",
+         "{\"sku\": \"S1\", \"name\": \"N\", \"price_cents\": 120, \"stock\": 4, \"currency\": "
+         "\"EUR\"}",
+         "{\"product\": {\"id\": \"p1\", \"version\": 1, \"stock\": 4}}", true},
+        {"catalog", "product.update", "{\"id\": \"p1\", \"name\": \"M\"}",
+         "{\"product\": {\"id\": \"p1\", \"version\": 2}}", true},
+        {"catalog", "product.set_stock", "{\"id\": \"p1\", \"stock\": 9}", NULL, false},
+        {"catalog", "product.delete", "{\"id\": \"p1\"}", "null", true},
+        {"payments", "payment.refund",
+         "{\"id\": \"pay1\", \"amount_cents\": 50, "
+         "\"idempotency_key\": \"k\"}",
+         "{\"payment\": {\"refunded_cents\": 50, \"status\": \"partially_refunded\"}}", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_true(record_wants(cases[i].service, cases[i].op));
+        msgpack_sbuffer args, data;
+        msgpack_sbuffer_init(&args);
+        msgpack_sbuffer_init(&data);
+        assert_int_equal(
+            jsonpack_from_json(cases[i].args, strlen(cases[i].args), &args, 8, err, sizeof err), 0);
+        msgpack_unpacked a, d;
+        msgpack_unpacked_init(&a);
+        msgpack_unpacked_init(&d);
+        assert_int_equal(msgpack_unpack_next(&a, args.data, args.size, NULL),
+                         MSGPACK_UNPACK_SUCCESS);
+        if (cases[i].data) {
+            assert_int_equal(
+                jsonpack_from_json(cases[i].data, strlen(cases[i].data), &data, 8, err, sizeof err),
+                0);
+            assert_int_equal(msgpack_unpack_next(&d, data.data, data.size, NULL),
+                             MSGPACK_UNPACK_SUCCESS);
+        }
+        record_entry_t e = {.vu = 1,
+                            .step = cases[i].op,
+                            .service = cases[i].service,
+                            .op = cases[i].op,
+                            .ack = cases[i].ack,
+                            .code = cases[i].ack ? NULL : "no_reply",
+                            .args = &a.data,
+                            .data = cases[i].data ? &d.data : NULL};
+        assert_int_equal(record_write(rec, &e), 0);
+        msgpack_unpacked_destroy(&a);
+        msgpack_unpacked_destroy(&d);
+        msgpack_sbuffer_destroy(&args);
+        msgpack_sbuffer_destroy(&data);
+    }
+    assert_false(record_wants("catalog", "product.get"));
+    assert_int_equal(record_close(&rec, err, sizeof err), 0);
+    char *text = tu_slurp(path, NULL);
+    assert_non_null(text);
+    const char *want[] = {
+        "\"keys\":{\"sku\":\"S1\",\"name\":\"N\",\"price_cents\":120,\"stock\":4},"
+        "\"ids\":{\"product_id\":\"p1\",\"version\":1}",
+        "\"keys\":{\"product_id\":\"p1\",\"name\":\"M\"},\"ids\":{\"version\":2}",
+        "\"code\":\"no_reply\",\"keys\":{\"product_id\":\"p1\",\"stock\":9}}",
+        "\"op\":\"product.delete\",\"ack\":true,\"keys\":{\"product_id\":\"p1\"},\"ids\":{}",
+        "\"keys\":{\"payment_id\":\"pay1\",\"idempotency_key\":\"k\",\"amount_cents\":50},"
+        "\"ids\":{\"refunded_cents\":50,\"status\":\"partially_refunded\"}",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(text, want[i]))
+            fail_msg("the record lacks %s:\n%s", want[i], text);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_closed_loop_setup_captures_record),
         cmocka_unit_test(test_no_reply_is_given_up),
         cmocka_unit_test(test_let_sends_one_key_twice),
+        cmocka_unit_test(test_record_catalog_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

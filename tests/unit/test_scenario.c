@@ -589,10 +589,17 @@ static void test_shipped_scenarios(void **state)
     assert_non_null(f);
     fputs("p0\np1\n", f);
     fclose(f);
-    const char *names[] = {"browse", "shop"};
-    for (size_t i = 0; i < 2; i++) {
+    char creds[512];
+    snprintf(creds, sizeof creds, "%s/admin-credentials.json", dir);
+    f = fopen(creds, "w");
+    assert_non_null(f);
+    fputs("{\"email\": \"admin@x.test\", \"password\": \"p\"}\n", f);
+    fclose(f);
+    const char *names[] = {"browse", "shop", "mixed"};
+    for (size_t i = 0; i < 3; i++) {
         char path[512], err[512] = "";
         snprintf(path, sizeof path, "tools/scenarios/%s.json", names[i]);
+        /* mixed reads {{data_dir}}/admin-credentials.json: dir's */
         scenario_file_override_t o = {"products", ids};
         scenario_t *sc = scenario_load(path, dir, &o, 1, err, sizeof err);
         if (!sc)
