@@ -14,8 +14,10 @@
  *  paid, shipped or delivered order takes and any other leaves as it is.
  *  When orders does not answer, the refund stays done and the answer is
  *  unavailable: the same key asked again answers the refund and asks
- *  orders again, and until then `retailctl check` shows a paid order
- *  whose payment is refunded. (The event stream will carry this too.)
+ *  orders again. Whatever happens to this request after the refund's end
+ *  write (orders silent, a crash), that write recorded the order as one
+ *  to tell, and the service's follow-up (followup.h) tells it within a
+ *  second or so: no paid order keeps a refunded payment.
  *
  *  The key is the caller's Idempotency-Key, scoped to the caller (the
  *  orders service, or the admin's user id), hashed to a fixed length so

@@ -321,6 +321,26 @@ store_status_t payment_store_list(payment_store_t *self, const payment_filter_t 
  * the gateway's answer), oldest first, up to max; for recovery. */
 store_status_t payment_store_pending(payment_store_t *self, payment_t *out, int max, int *n);
 
+/* A payment refunded in full whose order has not heard of it yet. The
+ * refund end that brings a payment to refunded records it in the same
+ * write; the service's follow-up (actors/payments/followup.h) tells the
+ * order (order.payment_refunded) and then forgets it with
+ * payment_store_told. So a crash between the refund and the telling
+ * leaves the telling to do, never a paid order whose payment is
+ * refunded. */
+typedef struct {
+    char payment_id[PAYMENT_ID_MAX + 1];
+    char order_id[PAYMENT_ORDER_ID_MAX + 1];
+} payment_to_tell_t;
+
+/* Up to max of them, by payment id, strictly after `after` ("" for the
+ * first) into out[]; *n set. */
+store_status_t payment_store_to_tell(payment_store_t *self, const char *after, int max,
+                                     payment_to_tell_t *out, int *n);
+/* Forgets one (its order has heard): one write, waited for; a payment
+ * not among them is STORE_OK too. */
+store_status_t payment_store_told(payment_store_t *self, const char *payment_id);
+
 /* ---- the log ---- */
 
 typedef enum {
