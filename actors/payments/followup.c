@@ -11,10 +11,11 @@
 
 #include <string.h>
 
+#include "protocol/clock.h"
 #include "protocol/envelope.h"
 #include "protocol/mdpcli.h"
 
-#define S_BATCH 32
+#define S_BATCH 32 /* asks of one pass, of each kind */
 #define S_EVERY_MS 1000
 #define S_ANSWER_WAIT_MS 10000
 
@@ -29,6 +30,7 @@ typedef struct {
 
 typedef struct {
     uint64_t id; /* the ask's request id; 0: answered */
+    bool tell;   /* order.payment_refunded (else refund.recover) */
     char payment_id[PAYMENT_ID_MAX + 1];
 } s_ask_t;
 
@@ -40,10 +42,11 @@ typedef struct {
     payment_store_t *store;
     zpoller_t *poller;
     uint64_t next_id;
-    s_ask_t asks[S_BATCH];
+    s_ask_t asks[2 * S_BATCH];
     int in_flight;
     int64_t wait_until, next_pass;
     char after[PAYMENT_ID_MAX + 1];
+    char after_refund[PAYMENT_KEY_MAX + 1];
 } followup_t;
 
 static void s_args_destroy(s_args_t **self_p)
@@ -61,7 +64,9 @@ static void s_args_destroy(s_args_t **self_p)
     *self_p = NULL;
 }
 
-static void s_ask(followup_t *self, const payment_to_tell_t *t)
+/* Sends op {key: value} to service, remembered as ask `tell` of payment. */
+static void s_ask(followup_t *self, const char *service, const char *op, const char *key,
+                  const char *value, bool tell, const char *payment)
 {
     msgpack_sbuffer args, body;
     msgpack_sbuffer_init(&args);
@@ -69,41 +74,55 @@ static void s_ask(followup_t *self, const payment_to_tell_t *t)
     msgpack_packer pk;
     msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
     uint64_t id = ++self->next_id;
-    int rc =
-        msgpack_pack_map(&pk, 1) | mp_pack_str(&pk, "order_id") | mp_pack_str(&pk, t->order_id);
-    if (rc == 0 &&
-        envelope_pack_request(&body, id, "order.payment_refunded", NULL, args.data, args.size) ==
-            0 &&
-        mdpcli_send(self->client, "orders", body.data, body.size) == 0) {
+    int rc = msgpack_pack_map(&pk, 1) | mp_pack_str(&pk, key) | mp_pack_str(&pk, value);
+    if (rc == 0 && envelope_pack_request(&body, id, op, NULL, args.data, args.size) == 0 &&
+        mdpcli_send(self->client, service, body.data, body.size) == 0) {
         s_ask_t *a = &self->asks[self->in_flight++];
         a->id = id;
-        memcpy(a->payment_id, t->payment_id, sizeof a->payment_id); /* same size */
+        a->tell = tell;
+        snprintf(a->payment_id, sizeof a->payment_id, "%.*s", PAYMENT_ID_MAX, payment);
     } else
-        zsys_warning("payments follow-up: cannot ask orders about %s; next pass", t->order_id);
+        zsys_warning("payments follow-up: cannot ask %s %s about %s; next pass", service, op,
+                     value);
     msgpack_sbuffer_destroy(&args);
     msgpack_sbuffer_destroy(&body);
 }
 
 static void s_pass(followup_t *self, int64_t now)
 {
-    payment_to_tell_t batch[S_BATCH];
-    int n = 0;
-    store_status_t st = payment_store_to_tell(self->store, self->after, S_BATCH, batch, &n);
+    payment_to_tell_t tell[S_BATCH];
+    refund_t pending[S_BATCH];
+    int n = 0, m = 0;
     self->next_pass = now + S_EVERY_MS;
-    if (st != STORE_OK) {
-        zsys_warning("payments follow-up: cannot read what is to tell (%d)", st);
-        return;
-    }
     self->in_flight = 0;
+    store_status_t st = payment_store_to_tell(self->store, self->after, S_BATCH, tell, &n);
+    if (st != STORE_OK)
+        zsys_warning("payments follow-up: cannot read what is to tell (%d)", st);
+    st = payment_store_refunds_pending(self->store, self->after_refund, S_BATCH, pending, &m);
+    if (st != STORE_OK)
+        zsys_warning("payments follow-up: cannot read the refunds pending (%d)", st);
     for (int i = 0; i < n; i++)
-        s_ask(self, &batch[i]);
+        s_ask(self, "orders", "order.payment_refunded", "order_id", tell[i].order_id, true,
+              tell[i].payment_id);
+    /* only those whose own request is over (its budget spent):
+     * refund.recover refuses the others anyway */
+    int64_t wall = clock_now_ms();
+    for (int i = 0; i < m; i++)
+        if (wall - pending[i].created_at_ms > self->args->shared->settings.budget_ms)
+            s_ask(self, "payments", "refund.recover", "key", pending[i].key, false,
+                  pending[i].payment_id);
     /* a full batch: the rest right after its answers; else from the start
      * next time */
-    if (n == S_BATCH) {
-        memcpy(self->after, batch[n - 1].payment_id, sizeof self->after); /* same size */
-        self->next_pass = now;
-    } else
+    if (n == S_BATCH)
+        memcpy(self->after, tell[n - 1].payment_id, sizeof self->after); /* same size */
+    else
         self->after[0] = '\0';
+    if (m == S_BATCH)
+        memcpy(self->after_refund, pending[m - 1].key, sizeof self->after_refund);
+    else
+        self->after_refund[0] = '\0';
+    if (n == S_BATCH || m == S_BATCH)
+        self->next_pass = now;
     self->wait_until = now + S_ANSWER_WAIT_MS;
 }
 
@@ -126,6 +145,13 @@ static void s_on_reply(followup_t *self)
             if (a->id != reply.id.via.u64)
                 continue;
             a->id = 0;
+            if (!a->tell) {
+                /* ended (its end left the index), or asked again next pass */
+                if (!reply.ok)
+                    zsys_info("payments follow-up: a refund of %s left pending: %s", a->payment_id,
+                              err_code_name(reply.code));
+                continue;
+            }
             /* settled: told, or an order with nothing to hear (not paid,
              * or gone); anything else is asked again next pass */
             bool settled =

@@ -1,6 +1,7 @@
 /*  followup.h - the payments service's background actor: it runs the
- *  gateway (gateway.h) and finishes what a refund in full leaves to do
- *  after it is done: telling its order.
+ *  gateway (gateway.h) and finishes what a crash leaves of a refund: a
+ *  refund begun and never ended, and an order not told of its refund in
+ *  full.
  *
  *  Why: an admin's refund that brings a payment to refunded makes its
  *  paid order refunded (order.payment_refunded, asked of orders before
@@ -12,6 +13,18 @@
  *  records "to tell" in its own write (payment_store_to_tell), and this
  *  actor tells every such order and forgets the record once orders has
  *  answered for good.
+ *
+ *  The same crash, or one a little earlier, can leave the refund itself
+ *  pending: its amount reserved in the store, the gateway asked or not.
+ *  The gateway may have refunded (the customer has the money) while the
+ *  payments log never says so: the crash loop found that too. Every
+ *  refund begun is in an index until it ends
+ *  (payment_store_refunds_pending), and this actor sends `refund.recover
+ *  {key}` to the service (as the caller `payments`) for each one whose
+ *  budget is over, so that its own request can no longer be running: a
+ *  worker takes it over exactly as the same key asked again would
+ *  (refund.c: the gateway asked first, its answer kept, else the refund
+ *  made), and ends it.
  *
  *  How: every S_EVERY_MS (and at once on start, so what a crash left is
  *  told as soon as the service is back) it reads up to a batch of them

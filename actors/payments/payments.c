@@ -553,6 +553,7 @@ static void s_events_since(call_t *call, void *state)
 static const worker_op_t s_ops[] = {
     {"payment.charge", payments_charge},
     {"payment.refund", payments_refund},
+    {"refund.recover", payments_refund_recover},
     {"payment.void", payments_void},
     {"payment.get", s_get},
     {"payment.list", s_list},

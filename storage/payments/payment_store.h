@@ -224,9 +224,11 @@ store_status_t payment_store_refund_begin(payment_store_t *self, const char *pay
                                           payment_t *payment_out, bool *created);
 
 /* Ends a pending refund: done (refund_id given: refunded += amount, the
- * status follows, log entry "refund") or failed (refunding -= amount, log
- * entry "fail" with details {refund: key}). A refund already ended:
- * nothing changes, *out is as stored. */
+ * status follows, log entry "refund"; refunded in full, its order is
+ * recorded to tell, payment_store_to_tell) or failed (refunding -= amount,
+ * log entry "fail" with details {refund: key}); either way it leaves the
+ * refunds pending (payment_store_refunds_pending). A refund already
+ * ended: nothing changes, *out is as stored. */
 store_status_t payment_store_refund_end(payment_store_t *self, const char *key, bool done,
                                         const char *refund_id, refund_t *out,
                                         payment_t *payment_out);
@@ -340,6 +342,17 @@ store_status_t payment_store_to_tell(payment_store_t *self, const char *after, i
 /* Forgets one (its order has heard): one write, waited for; a payment
  * not among them is STORE_OK too. */
 store_status_t payment_store_told(payment_store_t *self, const char *payment_id);
+
+/* The refund of key, as stored (STORE_NOT_FOUND: none). */
+store_status_t payment_store_refund_get(payment_store_t *self, const char *key, refund_t *out);
+/* Refunds begun and not ended (a request gone with a crash, or one still
+ * running: created_at_ms tells), by key, strictly after `after` ("" for
+ * the first), up to max into out[]; *n set. Refunds begun before this
+ * index was added to a data directory are not among them. The service's
+ * follow-up has each that outlived its budget taken over
+ * (refund.recover), as the same key asked again would. */
+store_status_t payment_store_refunds_pending(payment_store_t *self, const char *after, int max,
+                                             refund_t *out, int *n);
 
 /* ---- the log ---- */
 
