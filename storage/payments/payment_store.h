@@ -419,6 +419,9 @@ typedef struct {
     int64_t captured_cents, refunded_cents;  /* over all payments, whatever the currency */
     uint64_t log_entries;
     int64_t problems; /* all found, also those past the callback's limit */
+    /* what a crash left for the follow-up (not problems: it finishes them) */
+    int64_t refunds_pending; /* refunds begun and not ended */
+    int64_t to_tell;         /* refunded in full, their orders not told yet */
 } payment_counts_t;
 
 /* One problem: check names what was checked ("amounts", "status",

@@ -27,8 +27,10 @@
 #      loadgen's window and its last requests' timeout) and from the
 #      start to ready (retaild's own: opening the stores, recovery's
 #      start, the pools);
-#   4. recovery is waited for: no order pending (orders ops.check), within
-#      CRASH_SETTLE_S, else that is a failure (stock held for ever);
+#   4. recovery is waited for: no order pending (orders ops.check), no
+#      refund left pending and no order untold of its refund (payments
+#      ops.check: refunds_pending, to_tell), within CRASH_SETTLE_S, else
+#      that is a failure (stock or money held for ever);
 #   5. the checks: `retailctl check-record --stock LEDGER` on every record
 #      so far (a later cycle must not lose what an earlier one
 #      acknowledged, and each product's units are what they were),
@@ -154,17 +156,21 @@ wait_ready() {
     fail "retaild was not ready within ${ready_s} s"
 }
 
-# Polls the orders service until no order is pending: recovery has ended
-# every checkout the kill interrupted. Prints the ms it took; 1 after
-# CRASH_SETTLE_S.
+# Polls until what the kill interrupted is finished: no order pending
+# (the orders service's recovery ended every checkout) and no refund left
+# pending or untold (the payments service's follow-up). Prints the ms it
+# took; 1 after CRASH_SETTLE_S.
 wait_settled() {
-    local from deadline pending
+    local from deadline orders payments
     from=$(now_ms)
     deadline=$((from + settle_s * 1000))
     while [ "$(now_ms)" -lt "$deadline" ]; do
-        pending=$("$build/retailctl" call orders ops.check 2>/dev/null |
+        orders=$("$build/retailctl" call orders ops.check 2>/dev/null |
             jq -r '.data.counts.pending // "x"' 2>/dev/null || echo x)
-        if [ "$pending" = 0 ]; then
+        payments=$("$build/retailctl" call payments ops.check 2>/dev/null |
+            jq -r '.data.counts | "\(.refunds_pending // "x") \(.to_tell // "x")"' 2>/dev/null ||
+            echo x)
+        if [ "$orders" = 0 ] && [ "$payments" = "0 0" ]; then
             echo $(($(now_ms) - from))
             return 0
         fi
@@ -215,7 +221,7 @@ for c in $(seq "$cycles"); do
     restarts+=($(($(now_ms) - killed_at)))
     starts+=($(($(now_ms) - started_at)))
     settled=$(wait_settled) ||
-        fail "cycle $c: orders still pending ${settle_s} s after the restart: recovery did not end them"
+        fail "cycle $c: ${settle_s} s after the restart, orders or refunds are still pending: recovery did not end them"
     settles+=("$settled")
 
     "$build/retailctl" check-record --stock "$tmp/ledger.json" "${records[@]}" \
@@ -230,7 +236,7 @@ for c in $(seq "$cycles"); do
     checks=$((checks + 1))
     acked=$(jq -s '[.[] | select(.ack == true)] | length' "$record")
     unknown=$(jq -s '[.[] | select(.ack == false)] | length' "$record")
-    say "cycle $c/$cycles: killed at ${at} ms; ready ${restarts[-1]} ms after the kill (${starts[-1]} ms after the start); no order pending ${settles[-1]} ms later; $acked acknowledged, $unknown unknown; checks ok"
+    say "cycle $c/$cycles: killed at ${at} ms; ready ${restarts[-1]} ms after the kill (${starts[-1]} ms after the start); nothing pending ${settles[-1]} ms later; $acked acknowledged, $unknown unknown; checks ok"
 done
 
 # A last stop must be clean: SIGTERM, every request answered, status 0.
@@ -259,5 +265,5 @@ echo "checks passed: $checks (check-record over every record so far, retailctl c
 echo "restart, kill to ready: median $(median "${restarts[@]}") ms, max $(maximum "${restarts[@]}") ms" \
     "(loadgen's window and its last requests' timeout included: retaild starts again once loadgen ended)"
 echo "restart, start to ready: median $(median "${starts[@]}") ms, max $(maximum "${starts[@]}") ms"
-echo "recovery, ready to no order pending: median $(median "${settles[@]}") ms, max $(maximum "${settles[@]}") ms"
+echo "recovery, ready to nothing pending (orders, refunds): median $(median "${settles[@]}") ms, max $(maximum "${settles[@]}") ms"
 echo "last check-record: $(tail -n 1 "$tmp/cycle-$cycles.check-record.out")"
