@@ -244,7 +244,8 @@ $(BUILD)/retaild: $(BUILD)/obj/router/retaild.o $(LIB)
 $(BUILD)/retailctl: $(BUILD)/obj/tools/retailctl.o $(BUILD)/obj/tools/retailctl_payments.o \
                    $(BUILD)/obj/tools/retailctl_check.o $(BUILD)/obj/tools/retailctl_watch.o \
                    $(BUILD)/obj/tools/retailctl_record.o $(BUILD)/obj/tools/retailctl_ask.o \
-                   $(LIB)
+                   $(BUILD)/obj/tools/retailctl_record_effects.o \
+                   $(BUILD)/obj/tools/retailctl_stock.o $(LIB)
 	@$(if $(V),,echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) $^ -o $@ $(LDLIBS)
 

@@ -32,6 +32,7 @@
 #include "actors/services.h"
 #include "tools/retailctl_check.h"
 #include "tools/retailctl_payments.h"
+#include "tools/retailctl_stock.h"
 #include "tools/retailctl_record.h"
 #include "tools/retailctl_watch.h"
 #include "actors/users/settings.h"
@@ -121,9 +122,16 @@ static void s_usage(FILE *out)
             "                          the data directory); the password comes from\n"
             "                          $RETAIL_USERS_ADMIN_PASSWORD, $RETAIL_ADMIN_PASSWORD\n"
             "                          or the first line of stdin\n"
-            "  check-record FILE       is everything a `loadgen --record FILE` run got\n"
-            "                          acknowledged there? (users, orders, cancels,\n"
-            "                          refunds, carts); exit 1 if not (--timeout, --cert)\n"
+            "  check-record [--stock LEDGER] FILE...\n"
+            "                          is everything `loadgen --record FILE` runs got\n"
+            "                          acknowledged there (users, orders, cancels, refunds,\n"
+            "                          carts, products), and did nothing happen twice (one\n"
+            "                          order per idempotency key, one payment per order\n"
+            "                          captured once, its reservation as its status says;\n"
+            "                          with LEDGER, every product's units as they were)?\n"
+            "                          exit 1 if not (--timeout, --cert)\n"
+            "  stock-ledger            print every product's units (stock + reserved +\n"
+            "                          sold) as JSON: the LEDGER of check-record --stock\n"
             "  watch [PREFIX] [--since SOURCE:SEQ] [--count N] [--idle-exit SECONDS]\n"
             "                          print events as JSON lines {type, seq, at, source,\n"
             "                          data}, those whose type starts with PREFIX (default:\n"
@@ -772,6 +780,62 @@ static users_shared_t *s_open_users(const settings_t *s, const globals_t *g)
     return users;
 }
 
+/* `check-record [--stock LEDGER] FILE...` (and the connection options):
+ * --stock is taken out first, the rest parsed as for call. */
+static int s_cmd_check_record(int argc, char **argv, int first, const globals_t *g)
+{
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    const char **records = calloc((size_t)argc + 1, sizeof *records);
+    const char *ledger = NULL;
+    int status = EXIT_UNREACHABLE, nrest = 0, nrecords = 0;
+    users_shared_t *users = NULL;
+    mdpcli_t *cli = NULL;
+    if (!rest || !records) {
+        fprintf(stderr, "retailctl: out of memory\n");
+        goto done;
+    }
+    for (int i = first; i < argc; i++) {
+        int rc = s_take_option(argc, argv, &i, "--stock", &ledger);
+        if (rc < 0) {
+            status = s_usage_error("%s needs a value", "--stock");
+            goto done;
+        }
+        if (rc == 0)
+            rest[nrest++] = argv[i];
+    }
+    conn_opts_t o;
+    if ((status = s_parse_conn_opts(nrest, rest, 0, false, &o, records, nrest, &nrecords)) != 0)
+        goto done;
+    if (nrecords == 0) {
+        status = s_usage_error("check-record takes the records' files: check-record FILE...");
+        goto done;
+    }
+    settings_t s;
+    if ((status = s_load_settings(&s, g)) != 0)
+        goto done;
+    char gateway[sizeof s.data_dir + 16];
+    snprintf(gateway, sizeof gateway, "%s/gateway-sim", s.data_dir);
+    users = s_open_users(&s, g);
+    cli = s_connect(&s, &o);
+    if (!cli) {
+        status = EXIT_UNREACHABLE;
+        goto done;
+    }
+    record_check_opts_t opts = {.timeout_ms = o.timeout_ms,
+                                .users = users,
+                                .gateway_dir = gateway,
+                                .stock_ledger = ledger,
+                                .records = records,
+                                .nrecords = (size_t)nrecords};
+    status = retailctl_check_record(cli, &opts);
+done:
+    mdpcli_destroy(&cli);
+    users_shared_destroy(&users);
+    free(rest);
+    free(records);
+    return status;
+}
+
 /* `user create --admin EMAIL [--name NAME]`: straight into the store, the
  * way the first admin must come (never from an open endpoint). */
 static int s_cmd_user(int argc, char **argv, int first, const globals_t *g)
@@ -898,22 +962,18 @@ static int s_run(int argc, char **argv, int first, const globals_t *g)
         mdpcli_destroy(&cli);
         return status;
     }
-    if (strcmp(command, "check-record") == 0) {
-        if ((status = s_parse_conn_opts(argc, argv, first + 1, false, &o, pos, 1, &npos)) != 0)
+    if (strcmp(command, "check-record") == 0)
+        return s_cmd_check_record(argc, argv, first + 1, g);
+    if (strcmp(command, "stock-ledger") == 0) {
+        if ((status = s_parse_conn_opts(argc, argv, first + 1, false, &o, pos, 0, &npos)) != 0)
             return status;
-        if (npos != 1)
-            return s_usage_error("check-record takes the record's file: check-record FILE");
         if ((status = s_load_settings(&s, g)) != 0)
             return status;
-        users_shared_t *users = s_open_users(&s, g);
         mdpcli_t *cli = s_connect(&s, &o);
-        if (!cli) {
-            users_shared_destroy(&users);
+        if (!cli)
             return EXIT_UNREACHABLE;
-        }
-        status = retailctl_check_record(cli, o.timeout_ms, users, pos[0]);
+        status = retailctl_stock_ledger(cli, o.timeout_ms);
         mdpcli_destroy(&cli);
-        users_shared_destroy(&users);
         return status;
     }
     if (strcmp(command, "watch") == 0) {

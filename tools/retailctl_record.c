@@ -1,13 +1,18 @@
-/*  retailctl_record.c - `retailctl check-record` (retailctl_record.h).
+/*  retailctl_record.c - `retailctl check-record` (retailctl_record.h):
+ *  reading the records, and what was acknowledged.
  *
  *  Two passes. Reading: each line is parsed once (jansson), and what it
- *  asks of the system is kept: users and orders in lists, carts as a model
- *  per user (product -> qty, or unknown) that each cart line updates in
- *  the record's order. Asking: one request at a time, each reply matched
- *  by its id and decoded into a zone that lives for that question only.
+ *  asks of the system is kept (retailctl_record_impl.h): users and orders
+ *  in lists, carts as a model per user (product -> qty, or unknown) and
+ *  products as a model per product, each updated in the records' order;
+ *  idempotency keys and buyers for the checks of
+ *  retailctl_record_effects.c. Asking: one request at a time, each reply
+ *  matched by its id and decoded into a zone that lives for that question
+ *  only.
  */
-#include "tools/retailctl_record.h"
+#include "tools/retailctl_record_impl.h"
 #include "tools/retailctl_ask.h"
+#include "tools/retailctl_stock.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -24,19 +29,7 @@
 #define S_EXIT_PROBLEMS 1
 #define S_EXIT_USAGE 2
 #define S_EXIT_UNREACHABLE 3
-#define S_TEXT_MAX 256
-
-typedef struct {
-    char id[S_TEXT_MAX];   /* order, payment or user id */
-    char what[S_TEXT_MAX]; /* email, status */
-    int64_t amount;        /* total_cents, refunded_cents */
-    size_t line;
-} item_t;
-
-typedef struct {
-    item_t *items;
-    size_t count, cap;
-} list_t;
+#define S_TEXT_MAX RECORD_TEXT_MAX
 
 /* One product of a modelled cart. */
 typedef struct {
@@ -45,19 +38,8 @@ typedef struct {
     bool seen;    /* the system's cart has it */
 } line_t;
 
-typedef struct {
-    mdpcli_t *client;
-    int timeout_ms;
-    uint64_t next_id;
-    msgpack_zone zone;
-    zframe_t *frame;
-    envelope_reply_t reply;
-    list_t users, orders, cancels, refunds;
-    zhashx_t *carts; /* user id -> zhashx_t of product id -> line_t */
-    size_t problems, cart_lines_checked;
-} check_t;
-
-static int s_add(list_t *list, const char *id, const char *what, int64_t amount, size_t line)
+static int s_add(check_t *self, list_t *list, const char *id, const char *what, int64_t amount,
+                 size_t line)
 {
     if (list->count == list->cap) {
         size_t cap = list->cap ? list->cap * 2 : 64;
@@ -71,13 +53,12 @@ static int s_add(list_t *list, const char *id, const char *what, int64_t amount,
     snprintf(it->id, sizeof it->id, "%s", id);
     snprintf(it->what, sizeof it->what, "%s", what ? what : "");
     it->amount = amount;
+    it->file = self->file;
     it->line = line;
     return 0;
 }
 
-static void s_problem(check_t *self, const char *kind, const char *id, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void s_problem(check_t *self, const char *kind, const char *id, const char *fmt, ...)
+void record_problem(check_t *self, const char *kind, const char *id, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -149,6 +130,137 @@ static const char *s_str(json_t *o, const char *key)
     return json_string_value(json_object_get(o, key));
 }
 
+static void s_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+zhashx_t *record_hash(void)
+{
+    zhashx_t *h = zhashx_new();
+    if (h) {
+        zhashx_set_destructor(h, s_free);
+        zhashx_set_duplicator(h, NULL);
+    }
+    return h;
+}
+
+/* A struct of size under key in h, made zeroed when absent; NULL when out
+ * of memory. */
+static void *s_entry(zhashx_t *h, const char *key, size_t size, bool *made)
+{
+    void *e = zhashx_lookup(h, key);
+    if (made)
+        *made = !e;
+    if (e)
+        return e;
+    e = calloc(1, size);
+    if (e && zhashx_insert(h, key, e) != 0) {
+        free(e);
+        e = NULL;
+    }
+    return e;
+}
+
+static int s_mark(zhashx_t *h, const char *key)
+{
+    return s_entry(h, key, 1, NULL) ? 0 : -1;
+}
+
+/* A checkout line: its idempotency key (one order per key, and every
+ * acknowledged reply to it naming that order) and its buyer. */
+static int s_take_checkout(check_t *self, json_t *keys, json_t *ids, bool ack, const char *user,
+                           size_t n)
+{
+    const char *order = ack ? s_str(ids, "order_id") : NULL;
+    if (order && s_mark(self->acked_orders, order) != 0)
+        return -1;
+    if (!user)
+        return 0; /* no user to scope a key by, no orders to count */
+    buyer_t *buyer = s_entry(self->buyers, user, sizeof *buyer, NULL);
+    if (!buyer)
+        return -1;
+    const char *key = s_str(keys, "idempotency_key");
+    if (!key) {
+        buyer->keyless_unknown += !ack;
+        return 0;
+    }
+    char scoped[2 * S_TEXT_MAX + 2];
+    snprintf(scoped, sizeof scoped, "%s\n%s", user, key);
+    idem_t *idem = s_entry(self->keys, scoped, sizeof *idem, NULL);
+    if (!idem)
+        return -1;
+    snprintf(idem->user, sizeof idem->user, "%s", user);
+    if (!order)
+        return 0;
+    if (!idem->order_id[0]) {
+        snprintf(idem->order_id, sizeof idem->order_id, "%s", order);
+        idem->file = self->file;
+        idem->line = n;
+    } else if (strcmp(idem->order_id, order) != 0)
+        record_problem(self, "idempotency_key", key,
+                       "of user %s answered order %s (%s:%zu) and order %s (%s:%zu)", user,
+                       idem->order_id, idem->file, idem->line, order, self->file, n);
+    return 0;
+}
+
+/* A catalog write: the created product's model, updated in order. */
+static int s_take_product(check_t *self, const char *op, json_t *keys, json_t *ids, bool ack,
+                          size_t n, const char **why)
+{
+    bool create = strcmp(op, "product.create") == 0;
+    const char *id = create ? (ack ? s_str(ids, "product_id") : NULL) : s_str(keys, "product_id");
+    if (create && ack && (!id || !s_str(keys, "sku"))) {
+        *why = "an acknowledged product.create needs keys.sku and ids.product_id";
+        return -1;
+    }
+    if (!id && !create) {
+        *why = "a product write needs keys.product_id";
+        return -1;
+    }
+    if (!id)
+        return 0; /* a create of unknown outcome: no id to look for */
+    json_t *name = json_object_get(keys, "name"), *price = json_object_get(keys, "price_cents"),
+           *stock = json_object_get(keys, "stock"), *version = json_object_get(ids, "version");
+    bool deletes = strcmp(op, "product.delete") == 0;
+    /* any line that may set a product's stock takes it out of the ledger */
+    if ((stock || deletes) && s_mark(self->stock_touched, id) != 0)
+        return -1;
+    bool made;
+    product_t *p =
+        create ? s_entry(self->products, id, sizeof *p, &made) : zhashx_lookup(self->products, id);
+    if (!p)
+        return create ? -1 : 0; /* not made by these records: nothing to hold it to */
+    if (create) {
+        snprintf(p->sku, sizeof p->sku, "%s", s_str(keys, "sku"));
+        p->file = self->file;
+        p->line = n;
+    }
+    if (deletes) {
+        p->deleted = p->deleted || ack;
+        p->delete_unknown = p->delete_unknown || !ack;
+        return 0;
+    }
+    if (name && json_is_string(name)) {
+        p->name_unknown = p->name_unknown || !ack;
+        snprintf(p->name, sizeof p->name, "%s", json_string_value(name));
+    }
+    if (price && json_is_integer(price)) {
+        p->price_unknown = p->price_unknown || !ack;
+        p->price_cents = json_integer_value(price);
+    }
+    if (stock && json_is_integer(stock)) {
+        p->stock_unknown = p->stock_unknown || !ack;
+        p->stock = json_integer_value(stock);
+    } else if (create)
+        p->stock = 0; /* created without stock: none */
+    p->version_unknown = p->version_unknown || !ack;
+    if (ack && json_is_integer(version))
+        p->version = json_integer_value(version);
+    return 0;
+}
+
 /* Takes one record line into the model. 0, or -1 with why. */
 static int s_take(check_t *self, json_t *l, size_t n, const char **why)
 {
@@ -173,7 +285,7 @@ static int s_take(check_t *self, json_t *l, size_t n, const char **why)
             *why = "an acknowledged auth.register needs keys.email and ids.user_id";
             return -1;
         }
-        return ack ? s_add(&self->users, id, email, 0, n) : 0;
+        return ack ? s_add(self, &self->users, id, email, 0, n) : 0;
     }
     if (strcmp(op, "cart.checkout") == 0 || strcmp(op, "order.create") == 0) {
         if (ack) {
@@ -183,7 +295,7 @@ static int s_take(check_t *self, json_t *l, size_t n, const char **why)
                 *why = "an acknowledged order needs ids.order_id, status and total_cents";
                 return -1;
             }
-            if (s_add(&self->orders, id, status, json_integer_value(total), n) != 0)
+            if (s_add(self, &self->orders, id, status, json_integer_value(total), n) != 0)
                 return -1;
         }
         if (strcmp(op, "cart.checkout") == 0 && user) {
@@ -192,15 +304,19 @@ static int s_take(check_t *self, json_t *l, size_t n, const char **why)
                 return -1;
             s_cart_all(cart, !ack);
         }
-        return 0;
+        return s_take_checkout(self, keys, ids, ack, user, n);
     }
+    if (strcmp(s_str(l, "service"), "catalog") == 0 &&
+        (strcmp(op, "product.create") == 0 || strcmp(op, "product.update") == 0 ||
+         strcmp(op, "product.set_stock") == 0 || strcmp(op, "product.delete") == 0))
+        return s_take_product(self, op, keys, ids, ack, n, why);
     if (strcmp(op, "order.cancel") == 0) {
         const char *id = s_str(keys, "order_id");
         if (ack && !id) {
             *why = "an acknowledged order.cancel needs keys.order_id";
             return -1;
         }
-        return ack ? s_add(&self->cancels, id, NULL, 0, n) : 0;
+        return ack ? s_add(self, &self->cancels, id, NULL, 0, n) : 0;
     }
     if (strcmp(op, "payment.refund") == 0) {
         const char *id = s_str(keys, "payment_id");
@@ -209,7 +325,7 @@ static int s_take(check_t *self, json_t *l, size_t n, const char **why)
             *why = "an acknowledged payment.refund needs keys.payment_id and ids.refunded_cents";
             return -1;
         }
-        return ack ? s_add(&self->refunds, id, NULL, json_integer_value(refunded), n) : 0;
+        return ack ? s_add(self, &self->refunds, id, NULL, json_integer_value(refunded), n) : 0;
     }
     bool set = strcmp(op, "cart.set_item") == 0, remove = strcmp(op, "cart.remove_item") == 0,
          clear = strcmp(op, "cart.clear") == 0;
@@ -233,6 +349,7 @@ static int s_take(check_t *self, json_t *l, size_t n, const char **why)
 
 static int s_read(check_t *self, const char *path)
 {
+    self->file = path;
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "retailctl check-record: cannot open %s: %s\n", path, strerror(errno));
@@ -270,25 +387,29 @@ static int s_read(check_t *self, const char *path)
     return rc;
 }
 
-/* Asks service op {key: value}; true with self->reply, false when no
- * reply came. */
-static bool s_ask(check_t *self, const char *service, const char *op, const char *key,
-                  const char *value)
+bool record_ask_args(check_t *self, const char *service, const char *op, const void *args,
+                     size_t args_len)
+{
+    return retailctl_ask(self->client, self->opts->timeout_ms, ++self->next_id, service, op, args,
+                         args_len, &self->zone, &self->frame, &self->reply,
+                         "retailctl check-record");
+}
+
+bool record_ask(check_t *self, const char *service, const char *op, const char *key,
+                const char *value)
 {
     msgpack_sbuffer args;
     msgpack_sbuffer_init(&args);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &args, msgpack_sbuffer_write);
-    bool ok =
-        msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, key) == 0 &&
-        mp_pack_str(&pk, value) == 0 &&
-        retailctl_ask(self->client, self->timeout_ms, ++self->next_id, service, op, args.data,
-                      args.size, &self->zone, &self->frame, &self->reply, "retailctl check-record");
+    bool ok = msgpack_pack_map(&pk, 1) == 0 && mp_pack_str(&pk, key) == 0 &&
+              mp_pack_str(&pk, value) == 0 &&
+              record_ask_args(self, service, op, args.data, args.size);
     msgpack_sbuffer_destroy(&args);
     return ok;
 }
 
-static bool s_obj_str(const msgpack_object *o, char *out, size_t size)
+bool record_obj_str(const msgpack_object *o, char *out, size_t size)
 {
     if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size >= size)
         return false;
@@ -297,7 +418,7 @@ static bool s_obj_str(const msgpack_object *o, char *out, size_t size)
     return true;
 }
 
-static bool s_obj_int(const msgpack_object *o, int64_t *out)
+bool record_obj_int(const msgpack_object *o, int64_t *out)
 {
     if (o && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX) {
         *out = (int64_t)o->via.u64;
@@ -338,17 +459,17 @@ static bool s_reachable(const char *from, const char *to)
  * the order is not there (a problem is counted) or no reply came. */
 static int s_order(check_t *self, const item_t *it, char status[64], int64_t *total)
 {
-    if (!s_ask(self, "orders", "order.get", "id", it->id))
+    if (!record_ask(self, "orders", "order.get", "id", it->id))
         return -1;
     if (!self->reply.ok) {
-        s_problem(self, "order", it->id, "acknowledged (line %zu) but not there: %s", it->line,
-                  err_code_name(self->reply.code));
+        record_problem(self, "order", it->id, "acknowledged (%s:%zu) but not there: %s", it->file,
+                       it->line, err_code_name(self->reply.code));
         return 0;
     }
     const msgpack_object *order = mp_map_get(&self->reply.data, "order");
-    if (!order || !s_obj_str(mp_map_get(order, "status"), status, 64) ||
-        !s_obj_int(mp_map_get(order, "total_cents"), total)) {
-        s_problem(self, "order", it->id, "order.get answered no status or total");
+    if (!order || !record_obj_str(mp_map_get(order, "status"), status, 64) ||
+        !record_obj_int(mp_map_get(order, "total_cents"), total)) {
+        record_problem(self, "order", it->id, "order.get answered no status or total");
         return 0;
     }
     return 1;
@@ -366,11 +487,11 @@ static int s_check_orders(check_t *self)
         if (rc == 0)
             continue;
         if (total != it->amount)
-            s_problem(self, "order", it->id, "total %" PRId64 ", acknowledged %" PRId64, total,
-                      it->amount);
+            record_problem(self, "order", it->id, "total %" PRId64 ", acknowledged %" PRId64, total,
+                           it->amount);
         if (!s_reachable(it->what, status))
-            s_problem(self, "order", it->id, "status %s cannot follow the acknowledged %s", status,
-                      it->what);
+            record_problem(self, "order", it->id, "status %s cannot follow the acknowledged %s",
+                           status, it->what);
     }
     for (size_t i = 0; i < self->cancels.count; i++) {
         const item_t *it = &self->cancels.items[i];
@@ -380,8 +501,8 @@ static int s_check_orders(check_t *self)
         if (rc < 0)
             return -1;
         if (rc > 0 && strcmp(status, "cancelled") != 0 && strcmp(status, "refunded") != 0)
-            s_problem(self, "cancel", it->id, "the order is %s, its cancel was acknowledged",
-                      status);
+            record_problem(self, "cancel", it->id, "the order is %s, its cancel was acknowledged",
+                           status);
     }
     return 0;
 }
@@ -390,17 +511,17 @@ static int s_check_refunds(check_t *self)
 {
     for (size_t i = 0; i < self->refunds.count; i++) {
         const item_t *it = &self->refunds.items[i];
-        if (!s_ask(self, "payments", "payment.get", "id", it->id))
+        if (!record_ask(self, "payments", "payment.get", "id", it->id))
             return -1;
         const msgpack_object *p = self->reply.ok ? mp_map_get(&self->reply.data, "payment") : NULL;
         int64_t refunded = 0;
-        if (!p || !s_obj_int(mp_map_get(p, "refunded_cents"), &refunded))
-            s_problem(self, "refund", it->id, "payment.get: %s",
-                      self->reply.ok ? "no refunded_cents" : err_code_name(self->reply.code));
+        if (!p || !record_obj_int(mp_map_get(p, "refunded_cents"), &refunded))
+            record_problem(self, "refund", it->id, "payment.get: %s",
+                           self->reply.ok ? "no refunded_cents" : err_code_name(self->reply.code));
         else if (refunded < it->amount)
-            s_problem(self, "refund", it->id,
-                      "refunded %" PRId64 ", acknowledged %" PRId64 " (line %zu)", refunded,
-                      it->amount, it->line);
+            record_problem(self, "refund", it->id,
+                           "refunded %" PRId64 ", acknowledged %" PRId64 " (%s:%zu)", refunded,
+                           it->amount, it->file, it->line);
     }
     return 0;
 }
@@ -409,15 +530,15 @@ static int s_check_carts(check_t *self)
 {
     for (zhashx_t *model = zhashx_first(self->carts); model; model = zhashx_next(self->carts)) {
         const char *user = zhashx_cursor(self->carts);
-        if (!s_ask(self, "orders", "cart.get", "user_id", user))
+        if (!record_ask(self, "orders", "cart.get", "user_id", user))
             return -1;
         if (!self->reply.ok) {
-            s_problem(self, "cart", user, "cart.get: %s", err_code_name(self->reply.code));
+            record_problem(self, "cart", user, "cart.get: %s", err_code_name(self->reply.code));
             continue;
         }
         const msgpack_object *items = mp_map_get(&self->reply.data, "items");
         if (!items || items->type != MSGPACK_OBJECT_ARRAY) {
-            s_problem(self, "cart", user, "cart.get answered no items");
+            record_problem(self, "cart", user, "cart.get answered no items");
             continue;
         }
         /* What is there, against the model. */
@@ -426,27 +547,27 @@ static int s_check_carts(check_t *self)
             char product[S_TEXT_MAX];
             int64_t qty;
             if (item->type != MSGPACK_OBJECT_MAP ||
-                !s_obj_str(mp_map_get(item, "product_id"), product, sizeof product) ||
-                !s_obj_int(mp_map_get(item, "qty"), &qty)) {
-                s_problem(self, "cart", user, "a line without product_id or qty");
+                !record_obj_str(mp_map_get(item, "product_id"), product, sizeof product) ||
+                !record_obj_int(mp_map_get(item, "qty"), &qty)) {
+                record_problem(self, "cart", user, "a line without product_id or qty");
                 continue;
             }
             line_t *line = zhashx_lookup(model, product);
             self->cart_lines_checked++;
             if (!line)
-                s_problem(self, "cart", user, "holds %s x%" PRId64 ", which no change asked for",
-                          product, qty);
+                record_problem(self, "cart", user,
+                               "holds %s x%" PRId64 ", which no change asked for", product, qty);
             else if (!line->unknown && line->qty != qty)
-                s_problem(self, "cart", user, "holds %s x%" PRId64 ", acknowledged x%" PRId64,
-                          product, qty, line->qty);
+                record_problem(self, "cart", user, "holds %s x%" PRId64 ", acknowledged x%" PRId64,
+                               product, qty, line->qty);
             if (line)
                 line->seen = true;
         }
         /* What should be there and is not. */
         for (line_t *line = zhashx_first(model); line; line = zhashx_next(model)) {
             if (!line->unknown && line->qty > 0 && !line->seen)
-                s_problem(self, "cart", user, "lost %s x%" PRId64 " (acknowledged)",
-                          (const char *)zhashx_cursor(model), line->qty);
+                record_problem(self, "cart", user, "lost %s x%" PRId64 " (acknowledged)",
+                               (const char *)zhashx_cursor(model), line->qty);
         }
     }
     return 0;
@@ -463,46 +584,130 @@ static int s_check_users(check_t *self, users_shared_t *users)
             return -1;
         }
         if (found == 0)
-            s_problem(self, "user", it->id, "%s registered (line %zu) but not there", it->what,
-                      it->line);
+            record_problem(self, "user", it->id, "%s registered (%s:%zu) but not there", it->what,
+                           it->file, it->line);
         else if (strcmp(id, it->id) != 0)
-            s_problem(self, "user", it->id, "%s belongs to %s now", it->what, id);
+            record_problem(self, "user", it->id, "%s belongs to %s now", it->what, id);
     }
     return 0;
 }
 
-int retailctl_check_record(mdpcli_t *client, int timeout_ms, users_shared_t *users,
-                           const char *path)
+/* Each product the records created, against what their writes left. */
+static int s_check_products(check_t *self)
 {
-    check_t self = {.client = client, .timeout_ms = timeout_ms};
+    for (product_t *p = zhashx_first(self->products); p; p = zhashx_next(self->products)) {
+        const char *id = zhashx_cursor(self->products);
+        if (!record_ask(self, "catalog", "product.get", "id", id))
+            return -1;
+        self->products_checked++;
+        const msgpack_object *got =
+            self->reply.ok ? mp_map_get(&self->reply.data, "product") : NULL;
+        if (!self->reply.ok && self->reply.code == ERR_NOT_FOUND) {
+            if (!p->deleted && !p->delete_unknown)
+                record_problem(self, "product", id, "created (%s:%zu) but not there", p->file,
+                               p->line);
+            continue;
+        }
+        if (!got || got->type != MSGPACK_OBJECT_MAP) {
+            record_problem(self, "product", id, "product.get: %s",
+                           self->reply.ok ? "no product" : err_code_name(self->reply.code));
+            continue;
+        }
+        if (p->deleted) {
+            record_problem(self, "product", id, "deleted (acknowledged) but still there");
+            continue;
+        }
+        char sku[S_TEXT_MAX] = "", name[S_TEXT_MAX] = "";
+        int64_t price = -1, stock = -1, version = -1;
+        record_obj_str(mp_map_get(got, "sku"), sku, sizeof sku);
+        record_obj_str(mp_map_get(got, "name"), name, sizeof name);
+        record_obj_int(mp_map_get(got, "price_cents"), &price);
+        record_obj_int(mp_map_get(got, "stock"), &stock);
+        record_obj_int(mp_map_get(got, "version"), &version);
+        if (strcmp(sku, p->sku) != 0)
+            record_problem(self, "product", id, "sku %s, created as %s", sku, p->sku);
+        if (!p->name_unknown && p->name[0] && strcmp(name, p->name) != 0)
+            record_problem(self, "product", id, "name '%s', acknowledged '%s'", name, p->name);
+        if (!p->price_unknown && price != p->price_cents)
+            record_problem(self, "product", id, "price %" PRId64 ", acknowledged %" PRId64, price,
+                           p->price_cents);
+        if (!p->stock_unknown && stock != p->stock)
+            record_problem(self, "product", id, "stock %" PRId64 ", acknowledged %" PRId64, stock,
+                           p->stock);
+        /* every write moves the version by one: the last acknowledged
+         * one's, or more after writes of unknown outcome */
+        if (p->version > 0 && (p->version_unknown ? version < p->version : version != p->version))
+            record_problem(self, "product", id, "version %" PRId64 ", acknowledged %" PRId64 "%s",
+                           version, p->version, p->version_unknown ? " at least" : "");
+    }
+    return 0;
+}
+
+static void s_cart_map_destroy(void **item)
+{
+    s_cart_destroy(item);
+}
+
+int retailctl_check_record(mdpcli_t *client, const record_check_opts_t *opts)
+{
+    check_t self = {.client = client, .opts = opts};
     int rc = S_EXIT_UNREACHABLE;
+    bool zone = msgpack_zone_init(&self.zone, 4096);
     self.carts = zhashx_new();
-    if (!self.carts || !msgpack_zone_init(&self.zone, 4096)) {
+    self.products = record_hash();
+    self.stock_touched = record_hash();
+    self.keys = record_hash();
+    self.buyers = record_hash();
+    self.acked_orders = record_hash();
+    if (!zone || !self.carts || !self.products || !self.stock_touched || !self.keys ||
+        !self.buyers || !self.acked_orders) {
         fprintf(stderr, "retailctl check-record: out of memory\n");
-        zhashx_destroy(&self.carts);
-        return S_EXIT_UNREACHABLE;
+        goto cleanup;
     }
-    zhashx_set_destructor(self.carts, s_cart_destroy);
+    zhashx_set_destructor(self.carts, s_cart_map_destroy);
     zhashx_set_duplicator(self.carts, NULL);
-    int read = s_read(&self, path);
-    if (read != S_EXIT_OK) {
-        rc = read;
-        goto cleanup;
+    for (size_t i = 0; i < opts->nrecords; i++) {
+        int read = s_read(&self, opts->records[i]);
+        if (read != S_EXIT_OK) {
+            rc = read;
+            goto cleanup;
+        }
     }
-    if (users && s_check_users(&self, users) != 0)
+    if (opts->users && s_check_users(&self, opts->users) != 0)
         goto cleanup;
-    if (s_check_orders(&self) != 0 || s_check_refunds(&self) != 0 || s_check_carts(&self) != 0)
+    if (s_check_orders(&self) != 0 || s_check_refunds(&self) != 0 || s_check_carts(&self) != 0 ||
+        s_check_products(&self) != 0)
         goto cleanup;
-    printf("check-record: %zu users, %zu orders, %zu cancels, %zu refunds, %zu carts (%zu lines) "
-           "checked%s; %zu problems\n",
-           self.users.count, self.orders.count, self.cancels.count, self.refunds.count,
-           zhashx_size(self.carts), self.cart_lines_checked,
-           users ? "" : " (registrations not: no account store here)", self.problems);
+    rc = record_check_effects(&self);
+    if (rc != 0)
+        goto cleanup;
+    printf("check-record: %zu records: %zu users, %zu orders, %zu cancels, %zu refunds, %zu carts "
+           "(%zu lines), %zu products, %zu idempotency keys checked%s\n",
+           opts->nrecords, self.users.count, self.orders.count, self.cancels.count,
+           self.refunds.count, zhashx_size(self.carts), self.cart_lines_checked,
+           self.products_checked, zhashx_size(self.keys),
+           opts->users ? "" : " (registrations not: no account store here)");
+    printf("check-record: %zu orders of %zu buyers against their payments (%zu)%s and "
+           "reservations (%zu)",
+           self.orders_listed, zhashx_size(self.buyers), self.payments_checked,
+           self.charges ? ", the gateway's charges" : " (the gateway's not: no record of it here)",
+           self.reservations_checked);
+    if (opts->stock_ledger)
+        printf("; the stock of %zu products against %s (%zu skipped: a line set their stock)",
+               self.ledger_checked, opts->stock_ledger, self.ledger_skipped);
+    printf("; %zu problems\n", self.problems);
     rc = self.problems ? S_EXIT_PROBLEMS : S_EXIT_OK;
 cleanup:
     zframe_destroy(&self.frame);
-    msgpack_zone_destroy(&self.zone);
+    if (zone)
+        msgpack_zone_destroy(&self.zone);
     zhashx_destroy(&self.carts);
+    zhashx_destroy(&self.products);
+    zhashx_destroy(&self.stock_touched);
+    zhashx_destroy(&self.keys);
+    zhashx_destroy(&self.buyers);
+    zhashx_destroy(&self.acked_orders);
+    zhashx_destroy(&self.charges);
     free(self.users.items);
     free(self.orders.items);
     free(self.cancels.items);

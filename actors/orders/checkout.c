@@ -3,6 +3,7 @@
  *  has the whole design).
  *
  *      check the request (items, card, address) ------------------------+
+ *      (cart.checkout: read the cart; empty and the key unknown: 400)   |
  *      its Idempotency-Key seen before? replay / in use / reused        |
  *      product.get_many of its products (one ask): names, prices,       |
  *        one currency                                                   | nothing
@@ -391,33 +392,43 @@ static void s_priced(call_t *call, void *state, const call_answer_t *a)
     call_write(call, order_store_kv(self->orders), order_write_txn, &saga->write, s_created);
 }
 
-/* Both ops, once the items are in saga->order: the key's first look, then
- * the catalog. */
-static void s_start(call_t *call, orders_state_t *self, saga_t *saga)
+/* The key's look: true when that answered the request (the first
+ * answer replayed, in use, reused; a bad key; the store failing), false
+ * when there is no key or it is new. */
+static bool s_key_answered(call_t *call, orders_state_t *self, saga_t *saga)
 {
     char key_buf[ORDER_KEY_MAX + 1] = "";
     const char *key = s_key(call, key_buf);
     if (!call_args_ok(call))
-        return;
-    if (key) {
-        uint8_t fingerprint[32];
-        s_fingerprint(call, self, fingerprint);
-        order_key_t *seen = calloc(1, sizeof *seen);
-        if (!seen) {
-            call_fail(call, ERR_UNAVAILABLE, "out of memory");
-            return;
-        }
-        order_store_status_t status =
-            order_store_key(self->orders, saga->order.user_id, key, fingerprint, seen);
-        bool answered = s_key_seen(call, self, status, seen);
-        free(seen);
-        if (answered)
-            return;
-        if (status != ORDER_NOT_FOUND) {
-            orders_fail_store(call, status);
-            return;
-        }
+        return true;
+    if (!key)
+        return false;
+    uint8_t fingerprint[32];
+    s_fingerprint(call, self, fingerprint);
+    order_key_t *seen = calloc(1, sizeof *seen);
+    if (!seen) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return true;
     }
+    order_store_status_t status =
+        order_store_key(self->orders, saga->order.user_id, key, fingerprint, seen);
+    bool answered = s_key_seen(call, self, status, seen);
+    free(seen);
+    if (answered)
+        return true;
+    if (status != ORDER_NOT_FOUND) {
+        orders_fail_store(call, status);
+        return true;
+    }
+    return false;
+}
+
+/* Both ops, once the items are in saga->order: the key's first look, then
+ * the catalog. */
+static void s_start(call_t *call, orders_state_t *self, saga_t *saga)
+{
+    if (s_key_answered(call, self, saga))
+        return;
     msgpack_packer *pk = call_ask_args(call);
     msgpack_pack_map(pk, 1);
     mp_pack_str(pk, "ids");
@@ -463,9 +474,16 @@ void orders_cart_checkout(call_t *call, void *state)
     cart_status_t st = cart_store_get(self->carts, saga->user, cart);
     if (st != CART_OK)
         call_fail(call, ERR_INTERNAL, "the cart could not be read (see the log)");
-    else if (cart->n_lines == 0)
-        call_fail(call, ERR_INVALID_ARGUMENT, "the cart is empty");
-    else {
+    else if (cart->n_lines == 0) {
+        /* A checkout that succeeded emptied the cart: the same one asked
+         * again with its key (its reply was lost) must hear the first
+         * answer, not that the cart is empty. The key is looked at after
+         * the cart is read, so a first checkout that emptied the cart
+         * meanwhile has its key written already (with its pending
+         * order, before the cart is touched): this sees it. */
+        if (!s_key_answered(call, self, saga))
+            call_fail(call, ERR_INVALID_ARGUMENT, "the cart is empty");
+    } else {
         for (int i = 0; i < cart->n_lines; i++) {
             order_item_t *item = &saga->order.items[saga->order.n_items++];
             snprintf(item->product_id, sizeof item->product_id, "%s", cart->lines[i].product_id);

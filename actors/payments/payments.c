@@ -532,7 +532,7 @@ static void s_ops_check(call_t *call, void *state)
     if (ps.out.buf.size)
         mp_pack_raw(pk, ps.out.buf.data, ps.out.buf.size) /* several values, whole */;
     mp_pack_str(pk, "counts");
-    msgpack_pack_map(pk, 5 + PAYMENT_STATUS_COUNT);
+    msgpack_pack_map(pk, 7 + PAYMENT_STATUS_COUNT);
     mp_pack_str(pk, "payments");
     msgpack_pack_int64(pk, counts.payments);
     mp_pack_str(pk, "captured_cents");
@@ -543,6 +543,10 @@ static void s_ops_check(call_t *call, void *state)
     msgpack_pack_uint64(pk, counts.log_entries);
     mp_pack_str(pk, "problems");
     msgpack_pack_int64(pk, counts.problems);
+    mp_pack_str(pk, "refunds_pending");
+    msgpack_pack_int64(pk, counts.refunds_pending);
+    mp_pack_str(pk, "to_tell");
+    msgpack_pack_int64(pk, counts.to_tell);
     for (int i = 0; i < PAYMENT_STATUS_COUNT; i++) {
         mp_pack_str(pk, payment_status_name((payment_status_t)i));
         msgpack_pack_int64(pk, counts.by_status[i]);
@@ -559,6 +563,7 @@ static void s_events_since(call_t *call, void *state)
 static const worker_op_t s_ops[] = {
     {"payment.charge", payments_charge},
     {"payment.refund", payments_refund},
+    {"refund.recover", payments_refund_recover},
     {"payment.void", payments_void},
     {"payment.get", s_get},
     {"payment.list", s_list},

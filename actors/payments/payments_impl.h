@@ -83,6 +83,10 @@ const worker_op_t *payments_ops(bool with_test_ops);
 void payments_charge(call_t *call, void *state);
 void payments_void(call_t *call, void *state);
 void payments_refund(call_t *call, void *state);
+/* refund.recover {key} (the caller payments: its follow-up): a refund a
+ * gone request left pending, past its budget, taken over as its key
+ * asked again would (refund.c). */
+void payments_refund_recover(call_t *call, void *state);
 void payments_settle(call_t *call, void *state);
 
 #endif

@@ -14,8 +14,10 @@
  *  paid, shipped or delivered order takes and any other leaves as it is.
  *  When orders does not answer, the refund stays done and the answer is
  *  unavailable: the same key asked again answers the refund and asks
- *  orders again, and until then `retailctl check` shows a paid order
- *  whose payment is refunded. (The event stream will carry this too.)
+ *  orders again. Whatever happens to this request after the refund's end
+ *  write (orders silent, a crash), that write recorded the order as one
+ *  to tell, and the service's follow-up (followup.h) tells it within a
+ *  second or so: no paid order keeps a refunded payment.
  *
  *  The key is the caller's Idempotency-Key, scoped to the caller (the
  *  orders service, or the admin's user id), hashed to a fixed length so
@@ -353,4 +355,52 @@ void payments_refund(call_t *call, void *state)
         return;
     }
     call_write(call, payment_store_kv(self->store), payment_write_txn, &r->write, s_on_begun);
+}
+
+void payments_refund_recover(call_t *call, void *state)
+{
+    payments_state_t *self = state;
+    if (!streq(call_caller(call), "payments")) {
+        call_fail(call, ERR_FORBIDDEN, "refund.recover is the payments service's own");
+        return;
+    }
+    char key[PAYMENT_KEY_MAX + 1];
+    call_arg_text(call, "key", ARG_REQUIRED, PAYMENT_KEY_MAX, key, sizeof key);
+    if (call_args_ok(call) && strlen(key) != STORE_KEY_HEX)
+        call_arg_invalid(call, "key", "must be a refund's key in the store (32 hex digits)");
+    if (!call_args_ok(call))
+        return;
+    refund_ctx_t *r = call_context(call, sizeof(refund_ctx_t));
+    if (!r) {
+        call_fail(call, ERR_UNAVAILABLE, "out of memory");
+        return;
+    }
+    payment_t p;
+    store_status_t st = payment_store_refund_get(self->store, key, &r->refund);
+    if (st == STORE_OK)
+        st = payment_store_get(self->store, r->refund.payment_id, &p);
+    if (st != STORE_OK) {
+        payments_fail_store(call, st, "refund");
+        return;
+    }
+    if (r->refund.state != REFUND_PENDING) { /* ended meanwhile: nothing to do */
+        r->answer = p;
+        s_reply_payment(call, r);
+        return;
+    }
+    if (call_now_ms() - r->refund.created_at_ms <= self->shared->settings.budget_ms) {
+        call_fail(call, ERR_UNAVAILABLE, "the refund's own request may still run");
+        return;
+    }
+    /* As the key asked again would: the gateway asked first (it may have
+     * refunded before the crash), then the refund done or failed. Its
+     * order, when refunded in full, hears of it from the follow-up. */
+    snprintf(r->payment_id, sizeof r->payment_id, "%s", r->refund.payment_id);
+    memcpy(r->store_key, key, sizeof r->store_key); /* STORE_KEY_HEX and its NUL */
+    snprintf(r->capture_id, sizeof r->capture_id, "%s", p.capture_id);
+    r->amount_cents = r->refund.amount_cents;
+    r->started_ms = zclock_mono();
+    r->tell_orders = false;
+    r->looking_up = true;
+    s_ask(call, self, r);
 }

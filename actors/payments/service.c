@@ -2,8 +2,9 @@
  *
  *  Its settings are payments_settings_t (settings.h). Its shared state is
  *  the payment store under the process's data directory (and its keys in
- *  the keys directory); its background actor is the gateway (gateway.h),
- *  bound to an in-process endpoint that the workers ask. Its OpenAPI part
+ *  the keys directory); its background actor runs the gateway (gateway.h),
+ *  bound to an in-process endpoint that the workers ask, and tells orders
+ *  of the refunds in full they have not heard of (followup.h). Its OpenAPI part
  *  is openapi.json beside this file. The money-moving ops (charge, void)
  *  have no route: they are for the orders service, over MDP.
  *
@@ -16,6 +17,7 @@
  *  the store, which appends the payment.* events inside its writes; the
  *  relay that publishes them is service.c's (the `outbox` hook).
  */
+#include "actors/payments/followup.h"
 #include "actors/payments/payments.h"
 #include "actors/payments/payments_impl.h"
 
@@ -138,7 +140,7 @@ static zactor_t *s_background_new(const service_env_t *env, const void *settings
                                   char *err, size_t errlen)
 {
     const payments_settings_t *own = settings;
-    const payments_shared_t *self = shared;
+    payments_shared_t *self = shared;
     gateway_config_t config = {
         .kind = own->gateway,
         .data_dir = env->common->data_dir,
@@ -147,12 +149,12 @@ static zactor_t *s_background_new(const service_env_t *env, const void *settings
                 .fail_percent = own->gateway_fail_percent,
                 .drop_percent = own->gateway_drop_percent},
     };
-    return gateway_new(&config, err, errlen);
+    return followup_new(env, &config, self, err, errlen);
 }
 
 static void s_background_destroy(zactor_t **background)
 {
-    gateway_destroy(background);
+    followup_destroy(background);
 }
 
 static int s_extra_workers(void *shared)

@@ -231,6 +231,13 @@ store_status_t payment_store_check(payment_store_t *self, payment_problem_fn *fn
     counts->log_entries = v->entries;
     if (!v->ok)
         s_problem(&c, "log", "", "%s", v->problem);
+    MDB_stat st;
+    if (mdb_stat(txn, self->shared->dbi[PAYMENT_DB_REFUNDS_PENDING], &st) != 0)
+        goto cleanup;
+    counts->refunds_pending = (int64_t)st.ms_entries;
+    if (mdb_stat(txn, self->shared->dbi[PAYMENT_DB_TO_TELL], &st) != 0)
+        goto cleanup;
+    counts->to_tell = (int64_t)st.ms_entries;
     status = STORE_OK;
 cleanup:
     if (txn)

@@ -56,11 +56,12 @@
 #include <string.h>
 
 const char *const payment_store_names[PAYMENT_STORE_DBS] = {
-    "payments",       "by_order", "by_status",      "refunds",     "log",
-    "log_by_payment", "anchors",  OUTBOX_DB_EVENTS, OUTBOX_DB_META};
+    "payments",     "by_order",       "by_status",      "refunds",
+    "log",          "log_by_payment", "anchors",        OUTBOX_DB_EVENTS,
+    OUTBOX_DB_META, "to_tell",        "refunds_pending"};
 _Static_assert(PAYMENT_DB_OUTBOX == PAYMENT_STORE_DB_OUTBOX &&
                    PAYMENT_DB_OUTBOX_META == PAYMENT_STORE_DB_OUTBOX_META &&
-                   PAYMENT_DB_OUTBOX_META + 1 == PAYMENT_STORE_DBS,
+                   PAYMENT_DB_REFUNDS_PENDING + 1 == PAYMENT_STORE_DBS,
                "payment_store.h's outbox indexes are the environment's");
 
 #define S_MAP_SIZE ((size_t)16 << 30) /* address space, not disk: the log only grows */
@@ -925,6 +926,13 @@ static int s_refund_begin_txn(MDB_txn *txn, payment_write_t *w)
     status = s_payment_put(w->shared, txn, p, 0);
     if (status == STORE_OK)
         status = s_refund_put(w->shared, txn, r);
+    /* pending until its end: what a crash leaves pending is found here */
+    if (status == STORE_OK) {
+        MDB_val k = s_val(r->key), v = {.mv_size = 0, .mv_data = ""};
+        int rc = mdb_put(txn, w->shared->dbi[PAYMENT_DB_REFUNDS_PENDING], &k, &v, 0);
+        if (rc != 0)
+            status = payment_fail("put refunds_pending", rc);
+    }
     if (status == STORE_OK && w->created)
         *w->created = true;
     return status;
@@ -1012,6 +1020,23 @@ static int s_refund_end_txn(MDB_txn *txn, payment_write_t *w)
      * (payment.failed is a charge's) */
     if (status == STORE_OK && w->done)
         status = s_event(w->shared, txn, p, LOG_REFUND, r->amount_cents);
+    if (status == STORE_OK) {
+        MDB_val k = s_val(r->key);
+        int rc = mdb_del(txn, w->shared->dbi[PAYMENT_DB_REFUNDS_PENDING], &k, NULL);
+        /* a refund begun before the index existed is not in it */
+        if (rc != 0 && rc != MDB_NOTFOUND)
+            status = payment_fail("del refunds_pending", rc);
+    }
+    /* Refunded in full: its order must hear of it (an admin's refund makes
+     * a paid order refunded). Kept in the same write, so that a crash
+     * right after it still leaves the telling to do. */
+    if (status == STORE_OK && w->done && p->status == PAYMENT_REFUNDED) {
+        MDB_val k = {.mv_size = strlen(p->id), .mv_data = p->id};
+        MDB_val v = {.mv_size = strlen(p->order_id), .mv_data = p->order_id};
+        int rc = mdb_put(txn, w->shared->dbi[PAYMENT_DB_TO_TELL], &k, &v, 0);
+        if (rc != 0)
+            status = payment_fail("put to_tell", rc);
+    }
     mpout_destroy(&details);
     return status;
 }
@@ -1327,6 +1352,131 @@ store_status_t payment_store_pending(payment_store_t *self, payment_t *out, int 
     }
     if (status == STORE_OK && rc != 0 && rc != MDB_NOTFOUND)
         status = payment_fail("pending", rc);
+    if (cursor)
+        mdb_cursor_close(cursor);
+    store_reader_end(&self->reader);
+    if (status != STORE_OK)
+        *n = 0;
+    return status;
+}
+
+/* ---- refunds in full whose order has not heard ---- */
+
+store_status_t payment_store_to_tell(payment_store_t *self, const char *after, int max,
+                                     payment_to_tell_t *out, int *n)
+{
+    if (n)
+        *n = 0;
+    if (!self || !after || !out || !n || max < 0)
+        return STORE_ERROR;
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
+        return STORE_ERROR;
+    MDB_cursor *cursor = NULL;
+    store_status_t status = STORE_OK;
+    int rc = mdb_cursor_open(txn, self->shared->dbi[PAYMENT_DB_TO_TELL], &cursor);
+    MDB_val key = {.mv_size = strlen(after), .mv_data = (void *)after}, val;
+    if (rc == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, after[0] ? MDB_SET_RANGE : MDB_FIRST);
+    /* strictly after `after`: the range starts at it when it is still there */
+    if (rc == 0 && after[0] && key.mv_size == strlen(after) &&
+        memcmp(key.mv_data, after, key.mv_size) == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    while (rc == 0 && *n < max) {
+        if (key.mv_size > PAYMENT_ID_MAX || val.mv_size > PAYMENT_ORDER_ID_MAX) {
+            status = payment_fail("to_tell entry too long", MDB_CORRUPTED);
+            break;
+        }
+        payment_to_tell_t *t = &out[*n];
+        memcpy(t->payment_id, key.mv_data, key.mv_size);
+        t->payment_id[key.mv_size] = '\0';
+        memcpy(t->order_id, val.mv_data, val.mv_size);
+        t->order_id[val.mv_size] = '\0';
+        (*n)++;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    }
+    if (status == STORE_OK && rc != 0 && rc != MDB_NOTFOUND)
+        status = payment_fail("to_tell", rc);
+    if (cursor)
+        mdb_cursor_close(cursor);
+    store_reader_end(&self->reader);
+    if (status != STORE_OK)
+        *n = 0;
+    return status;
+}
+
+typedef struct {
+    payment_store_shared_t *shared;
+    const char *payment_id;
+} s_told_t;
+
+static int s_told_txn(MDB_txn *txn, void *arg)
+{
+    const s_told_t *t = arg;
+    MDB_val k = {.mv_size = strlen(t->payment_id), .mv_data = (void *)t->payment_id};
+    int rc = mdb_del(txn, t->shared->dbi[PAYMENT_DB_TO_TELL], &k, NULL);
+    return rc == 0 || rc == MDB_NOTFOUND ? STORE_OK : payment_fail("del to_tell", rc);
+}
+
+store_status_t payment_store_told(payment_store_t *self, const char *payment_id)
+{
+    if (!self || !s_fits(payment_id, PAYMENT_ID_MAX))
+        return STORE_ERROR;
+    s_told_t t = {.shared = self->shared, .payment_id = payment_id};
+    return s_write(self->shared, s_told_txn, &t);
+}
+
+/* ---- refunds left pending ---- */
+
+store_status_t payment_store_refund_get(payment_store_t *self, const char *key, refund_t *out)
+{
+    if (!self || !s_fits(key, PAYMENT_KEY_MAX) || !out)
+        return STORE_ERROR;
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
+        return STORE_ERROR;
+    store_status_t status = s_refund_read(self->shared, txn, key, out);
+    store_reader_end(&self->reader);
+    return status;
+}
+
+store_status_t payment_store_refunds_pending(payment_store_t *self, const char *after, int max,
+                                             refund_t *out, int *n)
+{
+    if (n)
+        *n = 0;
+    if (!self || !after || !out || !n || max < 0)
+        return STORE_ERROR;
+    MDB_txn *txn = store_reader_begin(&self->reader);
+    if (!txn)
+        return STORE_ERROR;
+    MDB_cursor *cursor = NULL;
+    store_status_t status = STORE_OK;
+    int rc = mdb_cursor_open(txn, self->shared->dbi[PAYMENT_DB_REFUNDS_PENDING], &cursor);
+    MDB_val key = {.mv_size = strlen(after), .mv_data = (void *)after}, val;
+    if (rc == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, after[0] ? MDB_SET_RANGE : MDB_FIRST);
+    if (rc == 0 && after[0] && key.mv_size == strlen(after) &&
+        memcmp(key.mv_data, after, key.mv_size) == 0)
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    while (rc == 0 && *n < max) {
+        char k[PAYMENT_KEY_MAX + 1];
+        if (key.mv_size > PAYMENT_KEY_MAX) {
+            status = payment_fail("refunds_pending key too long", MDB_CORRUPTED);
+            break;
+        }
+        memcpy(k, key.mv_data, key.mv_size);
+        k[key.mv_size] = '\0';
+        status = s_refund_read(self->shared, txn, k, &out[*n]);
+        if (status != STORE_OK) {
+            status = STORE_ERROR; /* an index entry of no refund: damage */
+            break;
+        }
+        (*n)++;
+        rc = mdb_cursor_get(cursor, &key, &val, MDB_NEXT);
+    }
+    if (status == STORE_OK && rc != 0 && rc != MDB_NOTFOUND)
+        status = payment_fail("refunds_pending", rc);
     if (cursor)
         mdb_cursor_close(cursor);
     store_reader_end(&self->reader);

@@ -224,9 +224,11 @@ store_status_t payment_store_refund_begin(payment_store_t *self, const char *pay
                                           payment_t *payment_out, bool *created);
 
 /* Ends a pending refund: done (refund_id given: refunded += amount, the
- * status follows, log entry "refund") or failed (refunding -= amount, log
- * entry "fail" with details {refund: key}). A refund already ended:
- * nothing changes, *out is as stored. */
+ * status follows, log entry "refund"; refunded in full, its order is
+ * recorded to tell, payment_store_to_tell) or failed (refunding -= amount,
+ * log entry "fail" with details {refund: key}); either way it leaves the
+ * refunds pending (payment_store_refunds_pending). A refund already
+ * ended: nothing changes, *out is as stored. */
 store_status_t payment_store_refund_end(payment_store_t *self, const char *key, bool done,
                                         const char *refund_id, refund_t *out,
                                         payment_t *payment_out);
@@ -323,6 +325,37 @@ store_status_t payment_store_list(payment_store_t *self, const payment_filter_t 
  * the gateway's answer), oldest first, up to max; for recovery. */
 store_status_t payment_store_pending(payment_store_t *self, payment_t *out, int max, int *n);
 
+/* A payment refunded in full whose order has not heard of it yet. The
+ * refund end that brings a payment to refunded records it in the same
+ * write; the service's follow-up (actors/payments/followup.h) tells the
+ * order (order.payment_refunded) and then forgets it with
+ * payment_store_told. So a crash between the refund and the telling
+ * leaves the telling to do, never a paid order whose payment is
+ * refunded. */
+typedef struct {
+    char payment_id[PAYMENT_ID_MAX + 1];
+    char order_id[PAYMENT_ORDER_ID_MAX + 1];
+} payment_to_tell_t;
+
+/* Up to max of them, by payment id, strictly after `after` ("" for the
+ * first) into out[]; *n set. */
+store_status_t payment_store_to_tell(payment_store_t *self, const char *after, int max,
+                                     payment_to_tell_t *out, int *n);
+/* Forgets one (its order has heard): one write, waited for; a payment
+ * not among them is STORE_OK too. */
+store_status_t payment_store_told(payment_store_t *self, const char *payment_id);
+
+/* The refund of key, as stored (STORE_NOT_FOUND: none). */
+store_status_t payment_store_refund_get(payment_store_t *self, const char *key, refund_t *out);
+/* Refunds begun and not ended (a request gone with a crash, or one still
+ * running: created_at_ms tells), by key, strictly after `after` ("" for
+ * the first), up to max into out[]; *n set. Refunds begun before this
+ * index was added to a data directory are not among them. The service's
+ * follow-up has each that outlived its budget taken over
+ * (refund.recover), as the same key asked again would. */
+store_status_t payment_store_refunds_pending(payment_store_t *self, const char *after, int max,
+                                             refund_t *out, int *n);
+
 /* ---- the log ---- */
 
 typedef enum {
@@ -388,6 +421,9 @@ typedef struct {
     int64_t captured_cents, refunded_cents;  /* over all payments, whatever the currency */
     uint64_t log_entries;
     int64_t problems; /* all found, also those past the callback's limit */
+    /* what a crash left for the follow-up (not problems: it finishes them) */
+    int64_t refunds_pending; /* refunds begun and not ended */
+    int64_t to_tell;         /* refunded in full, their orders not told yet */
 } payment_counts_t;
 
 /* One problem: check names what was checked ("amounts", "status",

@@ -17,6 +17,10 @@
  *    anchors         seq(8, big-endian) -> anchor record
  *    outbox          the service's events (storage/outbox.h)
  *    outbox_meta     their counter and the relay's mark
+ *    to_tell         payment id -> order id: refunded in full, its order not
+ *                    told yet (payment_store_to_tell)
+ *    refunds_pending refund key -> "": begun and not ended
+ *                    (payment_store_refunds_pending)
  *  Big-endian numbers sort bytewise in numeric order, so the log's last key
  *  is its head and an index walk is oldest first.
  *
@@ -49,7 +53,7 @@
 #include <lmdb.h>
 #include <sodium.h>
 
-#define PAYMENT_STORE_DBS 9
+#define PAYMENT_STORE_DBS 11
 extern const char *const payment_store_names[PAYMENT_STORE_DBS];
 
 enum {
@@ -62,6 +66,8 @@ enum {
     PAYMENT_DB_ANCHORS,
     PAYMENT_DB_OUTBOX,
     PAYMENT_DB_OUTBOX_META,
+    PAYMENT_DB_TO_TELL,
+    PAYMENT_DB_REFUNDS_PENDING,
 };
 
 #define PAYMENT_HASH_BYTES 32

@@ -17,7 +17,9 @@
  *      duplicates make one order;
  *    - cancel of a paid order refunds it and gives the stock back; the
  *      admin ships and delivers; every other transition is 409;
- *    - the cart's checkout orders its lines and empties it;
+ *    - the cart's checkout orders its lines and empties it; asked again
+ *      with its key, the cart empty or filled anew, it is the first
+ *      answer, replayed (the cart left alone);
  *    - history: newest first, a status filter, cursors; an admin sees all
  *      and filters by user; a customer naming another user is 403;
  *    - ops.check of the orders service answers ok.
@@ -470,6 +472,77 @@ static void test_cart_checkout(void **state)
     hc_response_free(&r);
 }
 
+/* A checkout of the cart asked again with its key after it succeeded:
+ * the cart is empty by then, and the answer must still be the first one
+ * (API.md: the same key with the same body returns the first response),
+ * not 400 "the cart is empty", which would tell a client whose reply was
+ * lost that no order was made. Found by the crash loop's mixed scenario
+ * (tools/scenarios/mixed.json, checkout_again). */
+static void test_cart_checkout_replayed(void **state)
+{
+    fixture_t *s = *state;
+    char a[64], b[64], path[128];
+    s_product(s, 310, 9, a);
+    s_product(s, 120, 9, b);
+    json_t *body =
+        json_pack("{s:o, s:o}", "payment", s_card(CARD_OK), "shipping_address", s_address());
+    snprintf(path, sizeof path, "/v1/cart/items/%s", a);
+    hc_response_t r = s_send(s, "PUT", path, s->customer_token, json_pack("{s:i}", "qty", 2), NULL);
+    hc_expect(&r, 200, "PUT cart");
+    hc_response_free(&r);
+    r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, json_incref(body),
+               "Idempotency-Key: cart-key-1");
+    hc_expect(&r, 201, "checkout");
+    assert_string_equal(r.replayed, "");
+    char *first = strdup(r.text);
+    hc_response_free(&r);
+    assert_int_equal(s_stock(s, a), 7);
+
+    /* the cart is empty now: the same key is the first answer */
+    r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, json_incref(body),
+               "Idempotency-Key: cart-key-1");
+    hc_expect(&r, 201, "the same checkout again, its cart empty");
+    assert_string_equal(r.replayed, "true");
+    assert_string_equal(r.text, first);
+    hc_response_free(&r);
+
+    /* a new cart changes nothing about the key's answer, and is left alone */
+    snprintf(path, sizeof path, "/v1/cart/items/%s", b);
+    r = s_send(s, "PUT", path, s->customer_token, json_pack("{s:i}", "qty", 1), NULL);
+    hc_expect(&r, 200, "PUT cart");
+    hc_response_free(&r);
+    r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, json_incref(body),
+               "Idempotency-Key: cart-key-1");
+    hc_expect(&r, 201, "the same checkout again, another cart");
+    assert_string_equal(r.replayed, "true");
+    assert_string_equal(r.text, first);
+    hc_response_free(&r);
+    free(first);
+    assert_int_equal(s_stock(s, b), 9);
+    r = hc_request(s->base, "GET", "/v1/cart", s->customer_token, NULL, NULL);
+    hc_expect(&r, 200, "GET cart");
+    assert_int_equal(json_array_size(json_object_get(r.body, "items")), 1);
+    hc_response_free(&r);
+    r = s_send(s, "DELETE", "/v1/cart", s->customer_token, NULL, NULL);
+    hc_expect(&r, 204, "DELETE cart");
+    hc_response_free(&r);
+
+    /* an empty cart with a key never used is still 400, and stores nothing */
+    r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, json_incref(body),
+               "Idempotency-Key: cart-key-2");
+    hc_expect_error(&r, 400, "invalid_argument", "an empty cart with a new key");
+    snprintf(path, sizeof path, "/v1/cart/items/%s", b);
+    r = s_send(s, "PUT", path, s->customer_token, json_pack("{s:i}", "qty", 1), NULL);
+    hc_expect(&r, 200, "PUT cart");
+    hc_response_free(&r);
+    r = s_send(s, "POST", "/v1/cart/checkout", s->customer_token, body,
+               "Idempotency-Key: cart-key-2");
+    hc_expect(&r, 201, "the key after its 400: a new checkout");
+    assert_string_equal(r.replayed, "");
+    hc_response_free(&r);
+    assert_int_equal(s_stock(s, b), 8);
+}
+
 static void test_history(void **state)
 {
     fixture_t *s = *state;
@@ -644,6 +717,7 @@ int main(void)
         cmocka_unit_test(test_out_of_stock),
         cmocka_unit_test(test_oversell),
         cmocka_unit_test(test_idempotency),
+        cmocka_unit_test(test_cart_checkout_replayed),
         cmocka_unit_test(test_cancel_and_ship),
         cmocka_unit_test(test_admin_refund),
         cmocka_unit_test(test_cart_checkout),

@@ -15,10 +15,18 @@
  *  201 is paid, no order is pending, every captured payment has a paid
  *  order and no paid order lacks one, and stock plus units sold is the
  *  starting stock.
+ *
+ *  A refund in full done in the payments store whose order never heard
+ *  (a crash right after the refund's end write, made offline): the order
+ *  becomes refunded by itself once retaild is back. A refund begun and
+ *  never ended (a crash while it was at the gateway): taken over and
+ *  ended once its budget is over, its order refunded.
  */
 #include "tests/fixture.h"
 #include "tests/httpc.h"
 #include "tests/testutil.h"
+
+#include "storage/payments/payment_store.h"
 
 #include <curl/curl.h>
 #include <czmq.h>
@@ -359,13 +367,192 @@ static void test_kill_in_the_middle(void **state)
     fixture_destroy(&s);
 }
 
+/* A refund in full whose order never heard of it: what a crash right
+ * after the refund's end write leaves (the admin's request dies with the
+ * process before it asks orders order.payment_refunded), made offline the
+ * way the crash leaves it: retaild killed, the refund begun and ended
+ * through the payment store's API. Once retaild is back, the order must
+ * become refunded by itself, without the admin asking again: the refund's
+ * end recorded its order as one to tell (payments' follow-up). Before
+ * that, the order stayed paid with a refunded payment (retailctl check:
+ * "a paid order's payment is refunded"); the crash loop found it. */
+static void test_refund_told_after_a_crash(void **state)
+{
+    (void)state;
+    fixture_opts_t opts = {.name = "retail-refund-crash", .accounts = true, .logs = true};
+    fixture_t *s = fixture_new(&opts);
+    assert_non_null(s);
+    char product[64], order[64], payment[64], path[160];
+    s_product(s, 5, product);
+    hc_response_t r = s_post(s, "/v1/orders", s->customer_token, s_order_body(product), NULL);
+    hc_expect(&r, 201, "order");
+    snprintf(order, sizeof order, "%s", hc_str(r.body, "order.id"));
+    snprintf(payment, sizeof payment, "%s", hc_str(r.body, "order.payment.id"));
+    hc_response_free(&r);
+
+    assert_int_equal(kill(s->pid, SIGKILL), 0);
+    int status = fixture_kill(s, s->pid, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    char err[256] = "";
+    payment_store_shared_t *shared = payment_store_shared_new(s->dir, s->keys, err, sizeof err);
+    if (!shared)
+        fail_msg("the payment store: %s", err);
+    payment_store_t *store = payment_store_open(shared);
+    assert_non_null(store);
+    refund_t refund;
+    payment_t p;
+    bool created = false;
+    assert_int_equal(payment_store_refund_begin(store, payment, "admin-refund-before-the-crash", 0,
+                                                &refund, &p, &created),
+                     STORE_OK);
+    assert_true(created);
+    assert_int_equal(payment_store_refund_end(store, "admin-refund-before-the-crash", true,
+                                              "ref_before_the_crash", &refund, &p),
+                     STORE_OK);
+    assert_int_equal(p.status, PAYMENT_REFUNDED);
+    payment_store_close(&store);
+    payment_store_shared_destroy(&shared);
+    assert_int_equal(fixture_restart(s), 0);
+
+    /* nobody asks again: the order becomes refunded by itself */
+    snprintf(path, sizeof path, "/v1/orders/%s", order);
+    int64_t deadline = zclock_mono() + WAIT_MS;
+    char got[32] = "";
+    for (;;) {
+        r = hc_request(s->base, "GET", path, s->customer_token, NULL, NULL);
+        hc_expect(&r, 200, "GET order");
+        snprintf(got, sizeof got, "%s", hc_str(r.body, "order.status"));
+        hc_response_free(&r);
+        if (streq(got, "refunded") || zclock_mono() > deadline)
+            break;
+        zclock_sleep(50);
+    }
+    if (!streq(got, "refunded"))
+        print_error("order %s is %s, its payment refunded in full\n", order, got);
+    assert_string_equal(got, "refunded");
+    s_check(s, "orders");
+    s_check(s, "payments");
+    s_retailctl_check(s);
+    assert_int_equal(fixture_stop(s), 0);
+
+    /* and nothing is left to tell */
+    shared = payment_store_shared_new(s->dir, s->keys, err, sizeof err);
+    assert_non_null(shared);
+    store = payment_store_open(shared);
+    payment_to_tell_t left[4];
+    int n = -1;
+    assert_int_equal(payment_store_to_tell(store, "", 4, left, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    payment_store_close(&store);
+    payment_store_shared_destroy(&shared);
+    fixture_destroy(&s);
+}
+
+/* A refund begun and never ended: a crash while the admin's refund was
+ * at the gateway (the amount reserved in the payments store, the gateway
+ * asked or not). Made offline the way the crash leaves it: retaild
+ * killed, the refund begun through the payment store's API. Once retaild
+ * is back and the refund's budget is over, the follow-up takes it over
+ * (refund.recover: the gateway asked first, then the refund done, as the
+ * same key asked again would), and the order of the payment, refunded in
+ * full, becomes refunded. Before that the refund stayed pending, its
+ * amount reserved, and when the gateway had refunded the payments log
+ * never said so (check-record: "refunded 85 at the gateway, 0 in its
+ * log"): the crash loop found it. */
+static void test_refund_pending_after_a_crash(void **state)
+{
+    (void)state;
+    const char *env[] = {"RETAIL_PAYMENTS_BUDGET_MS=1000", NULL};
+    fixture_opts_t opts = {
+        .name = "retail-refund-pending", .accounts = true, .logs = true, .env = env};
+    fixture_t *s = fixture_new(&opts);
+    assert_non_null(s);
+    char product[64], order[64], payment[64], path[160];
+    s_product(s, 5, product);
+    hc_response_t r = s_post(s, "/v1/orders", s->customer_token, s_order_body(product), NULL);
+    hc_expect(&r, 201, "order");
+    snprintf(order, sizeof order, "%s", hc_str(r.body, "order.id"));
+    snprintf(payment, sizeof payment, "%s", hc_str(r.body, "order.payment.id"));
+    json_int_t total = hc_int(json_object_get(r.body, "order"), "total_cents");
+    hc_response_free(&r);
+
+    assert_int_equal(kill(s->pid, SIGKILL), 0);
+    int status = fixture_kill(s, s->pid, 0);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    char err[256] = "";
+    payment_store_shared_t *shared = payment_store_shared_new(s->dir, s->keys, err, sizeof err);
+    if (!shared)
+        fail_msg("the payment store: %s", err);
+    payment_store_t *store = payment_store_open(shared);
+    assert_non_null(store);
+    refund_t refund;
+    payment_t p;
+    bool created = false;
+    /* a store key as refund.c makes them: 32 hex digits */
+    const char *key = "0123456789abcdef0123456789abcdef";
+    assert_int_equal(payment_store_refund_begin(store, payment, key, 0, &refund, &p, &created),
+                     STORE_OK);
+    assert_true(created);
+    assert_int_equal(p.refunding_cents, total);
+    payment_store_close(&store);
+    payment_store_shared_destroy(&shared);
+    assert_int_equal(fixture_restart(s), 0);
+
+    /* nobody asks again: the refund ends, and the order hears of it */
+    snprintf(path, sizeof path, "/v1/orders/%s", order);
+    int64_t deadline = zclock_mono() + WAIT_MS;
+    char got[32] = "";
+    for (;;) {
+        r = hc_request(s->base, "GET", path, s->customer_token, NULL, NULL);
+        hc_expect(&r, 200, "GET order");
+        snprintf(got, sizeof got, "%s", hc_str(r.body, "order.status"));
+        hc_response_free(&r);
+        if (streq(got, "refunded") || zclock_mono() > deadline)
+            break;
+        zclock_sleep(50);
+    }
+    if (!streq(got, "refunded"))
+        print_error("order %s is %s, its refund left pending\n", order, got);
+    assert_string_equal(got, "refunded");
+    snprintf(path, sizeof path, "/v1/payments/%s", payment);
+    r = hc_request(s->base, "GET", path, s->admin_token, NULL, NULL);
+    hc_expect(&r, 200, "GET payment");
+    json_t *pay = json_object_get(r.body, "payment");
+    assert_string_equal(hc_str(pay, "status"), "refunded");
+    assert_int_equal(hc_int(pay, "refunded_cents"), total);
+    hc_response_free(&r);
+    s_check(s, "payments");
+    s_retailctl_check(s);
+    assert_int_equal(fixture_stop(s), 0);
+
+    /* nothing left pending, nothing left to tell */
+    shared = payment_store_shared_new(s->dir, s->keys, err, sizeof err);
+    assert_non_null(shared);
+    store = payment_store_open(shared);
+    refund_t left[4];
+    int n = -1;
+    assert_int_equal(payment_store_refunds_pending(store, "", 4, left, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    payment_to_tell_t untold[4];
+    assert_int_equal(payment_store_to_tell(store, "", 4, untold, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    payment_store_close(&store);
+    payment_store_shared_destroy(&shared);
+    fixture_destroy(&s);
+}
+
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_crash_after_created), cmocka_unit_test(test_crash_after_reserved),
-        cmocka_unit_test(test_crash_after_charged), cmocka_unit_test(test_crash_after_committed),
-        cmocka_unit_test(test_crash_after_paid),    cmocka_unit_test(test_kill_in_the_middle),
+        cmocka_unit_test(test_crash_after_created),
+        cmocka_unit_test(test_crash_after_reserved),
+        cmocka_unit_test(test_crash_after_charged),
+        cmocka_unit_test(test_crash_after_committed),
+        cmocka_unit_test(test_crash_after_paid),
+        cmocka_unit_test(test_kill_in_the_middle),
+        cmocka_unit_test(test_refund_told_after_a_crash),
+        cmocka_unit_test(test_refund_pending_after_a_crash),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();

@@ -1275,6 +1275,63 @@ static void test_pending(void **state)
     assert_string_equal(out[0].id, ps[3].id);
 }
 
+/* What a crash would leave undone after a refund: a refund begun is
+ * pending until it ends (either way); one that brings its payment to
+ * refunded in full is "to tell" until told, a partial one never is. */
+static void test_refunds_left_to_finish(void **state)
+{
+    fx_t *f = *state;
+    payment_t a, b;
+    s_charge(f, "o-tell-a", 500, &a);
+    s_charge(f, "o-tell-b", 500, &b);
+    refund_t r, pending[4];
+    payment_to_tell_t tell[4];
+    bool created = false;
+    int n = -1;
+    assert_int_equal(payment_store_refund_begin(f->store, a.id, "ka", 0, &r, &a, &created),
+                     STORE_OK);
+    assert_int_equal(payment_store_refund_begin(f->store, b.id, "kb", 100, &r, &b, &created),
+                     STORE_OK);
+    assert_int_equal(payment_store_refunds_pending(f->store, "", 4, pending, &n), STORE_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(pending[0].key, "ka");
+    assert_string_equal(pending[0].payment_id, a.id);
+    assert_int_equal(pending[0].state, REFUND_PENDING);
+    assert_int_equal(payment_store_refunds_pending(f->store, "ka", 4, pending, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(pending[0].key, "kb");
+    assert_int_equal(payment_store_to_tell(f->store, "", 4, tell, &n), STORE_OK);
+    assert_int_equal(n, 0);
+
+    /* a's in full: to tell; b's in part: not; neither pending any more */
+    assert_int_equal(payment_store_refund_end(f->store, "ka", true, "re-a", &r, &a), STORE_OK);
+    assert_int_equal(a.status, PAYMENT_REFUNDED);
+    assert_int_equal(payment_store_refund_end(f->store, "kb", true, "re-b", &r, &b), STORE_OK);
+    assert_int_equal(b.status, PAYMENT_PARTIALLY_REFUNDED);
+    assert_int_equal(payment_store_refunds_pending(f->store, "", 4, pending, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(payment_store_to_tell(f->store, "", 4, tell, &n), STORE_OK);
+    assert_int_equal(n, 1);
+    assert_string_equal(tell[0].payment_id, a.id);
+    assert_string_equal(tell[0].order_id, "o-tell-a");
+    assert_int_equal(payment_store_refund_get(f->store, "kb", &r), STORE_OK);
+    assert_int_equal(r.state, REFUND_DONE);
+    assert_int_equal(payment_store_refund_get(f->store, "nope", &r), STORE_NOT_FOUND);
+
+    /* told: forgotten (twice is fine); a failed refund leaves the index too */
+    assert_int_equal(payment_store_told(f->store, a.id), STORE_OK);
+    assert_int_equal(payment_store_told(f->store, a.id), STORE_OK);
+    assert_int_equal(payment_store_to_tell(f->store, "", 4, tell, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(payment_store_refund_begin(f->store, b.id, "kc", 0, &r, &b, &created),
+                     STORE_OK);
+    assert_int_equal(payment_store_refund_end(f->store, "kc", false, NULL, &r, &b), STORE_OK);
+    assert_int_equal(payment_store_refunds_pending(f->store, "", 4, pending, &n), STORE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(payment_store_to_tell(f->store, "", 4, tell, &n), STORE_OK);
+    assert_int_equal(n, 0);
+}
+
 static void test_entries(void **state)
 {
     fx_t *f = *state;
@@ -2076,6 +2133,7 @@ int main(void)
         TEST_EVENTS(test_events_failed_append),
         TEST(test_list),
         TEST(test_pending),
+        TEST(test_refunds_left_to_finish),
         TEST(test_entries),
         TEST(test_verify_clean),
         TEST(test_tamper_edit),

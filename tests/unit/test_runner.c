@@ -18,7 +18,9 @@
  *  runs its setup once, its captured token filled into later requests;
  *  the record gets a header and a line per recorded op with the user from
  *  the login; a request with no reply is given up after the timeout and
- *  recorded as an unknown outcome.
+ *  recorded as an unknown outcome; a key a step's let made goes out in
+ *  that step and in the retry after it, a new one in the next flow; the
+ *  catalog's writes and a refund make their record lines.
  */
 #include "tests/testutil.h"
 #include "tools/harness/record.h"
@@ -31,6 +33,7 @@
 #include <string.h>
 
 #include "protocol/envelope.h"
+#include "protocol/jsonpack.h"
 #include "protocol/mdp.h"
 
 typedef struct {
@@ -327,12 +330,167 @@ static void test_no_reply_is_given_up(void **state)
     zstr_free(&endpoint);
 }
 
+/* A key made by a step's let goes out twice, in that step and in the
+ * retry after it, and a new one in the next flow: the record shows it. */
+static void test_let_sends_one_key_twice(void **state)
+{
+    (void)state;
+    char *endpoint = s_endpoint("let");
+    server_args_t sa = {endpoint, false};
+    zactor_t *server = zactor_new(s_server, &sa);
+    char err[256] = "";
+    scenario_t *sc = scenario_parse(
+        "{\"name\": \"k\", \"flows\": [{\"name\": \"f\", \"steps\": ["
+        " {\"name\": \"pay\", \"service\": \"orders\", \"op\": \"cart.checkout\","
+        "  \"let\": {\"key\": \"{{unique}}\"}, \"args\": {\"idempotency_key\": \"{{key}}\"}},"
+        " {\"name\": \"again\", \"service\": \"orders\", \"op\": \"cart.checkout\","
+        "  \"args\": {\"idempotency_key\": \"{{key}}\"}}]}]}",
+        NULL, NULL, 0, err, sizeof err);
+    if (!sc)
+        fail_msg("%s", err);
+    char *dir = tu_tempdir("runner");
+    char path[512];
+    snprintf(path, sizeof path, "%s/record.ndjson", dir);
+    runner_options_t o = {.endpoint = endpoint,
+                          .vus = 1,
+                          .sockets = 1,
+                          .seconds = 0.3,
+                          .warmup = 0,
+                          .timeout_ms = 5000,
+                          .seed = 9,
+                          .run_id = "RUN"};
+    runner_t *r = s_runner(&o, sc);
+    record_t *rec = record_new(path, "RUN", "k", err, sizeof err);
+    assert_non_null(rec);
+    runner_set_record(r, rec);
+    assert_int_equal(runner_run(r), 0);
+    assert_int_equal(runner_stats_errors(&runner_result(r)->total), 0);
+    assert_int_equal(record_close(&rec, err, sizeof err), 0);
+
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048], first[256] = "";
+    assert_non_null(fgets(line, sizeof line, f)); /* the header */
+    int pairs = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_t *l = json_loads(line, 0, NULL);
+        assert_non_null(l);
+        const char *step = json_string_value(json_object_get(l, "step"));
+        const char *key =
+            json_string_value(json_object_get(json_object_get(l, "keys"), "idempotency_key"));
+        assert_non_null(key);
+        if (strcmp(step, "pay") == 0) {
+            /* a new key each flow: the user's unique counter moved on */
+            char want[64];
+            snprintf(want, sizeof want, "RUN-0-%d", pairs);
+            assert_string_equal(key, want);
+            snprintf(first, sizeof first, "%s", key);
+        } else {
+            assert_string_equal(step, "again");
+            assert_string_equal(key, first);
+            pairs++;
+        }
+        json_decref(l);
+    }
+    fclose(f);
+    assert_true(pairs > 10);
+    runner_destroy(&r);
+    scenario_destroy(&sc);
+    zactor_destroy(&server);
+    tu_rmtree(dir);
+    free(dir);
+    zstr_free(&endpoint);
+}
+
+/* The record's lines of the catalog's writes and of a refund: keys from
+ * the args, ids from the reply (tools/harness/record.h). */
+static void test_record_catalog_writes(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("runner");
+    char path[512], err[256];
+    snprintf(path, sizeof path, "%s/record.ndjson", dir);
+    record_t *rec = record_new(path, "RUN", "t", err, sizeof err);
+    assert_non_null(rec);
+    struct {
+        const char *service, *op, *args, *data;
+        bool ack;
+    } cases[] = {
+        {"catalog", "product.create",
+         "{\"sku\": \"S1\", \"name\": \"N\", \"price_cents\": 120, \"stock\": 4, \"currency\": "
+         "\"EUR\"}",
+         "{\"product\": {\"id\": \"p1\", \"version\": 1, \"stock\": 4}}", true},
+        {"catalog", "product.update", "{\"id\": \"p1\", \"name\": \"M\"}",
+         "{\"product\": {\"id\": \"p1\", \"version\": 2}}", true},
+        {"catalog", "product.set_stock", "{\"id\": \"p1\", \"stock\": 9}", NULL, false},
+        {"catalog", "product.delete", "{\"id\": \"p1\"}", "null", true},
+        {"payments", "payment.refund",
+         "{\"id\": \"pay1\", \"amount_cents\": 50, "
+         "\"idempotency_key\": \"k\"}",
+         "{\"payment\": {\"refunded_cents\": 50, \"status\": \"partially_refunded\"}}", true},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        assert_true(record_wants(cases[i].service, cases[i].op));
+        msgpack_sbuffer args, data;
+        msgpack_sbuffer_init(&args);
+        msgpack_sbuffer_init(&data);
+        assert_int_equal(
+            jsonpack_from_json(cases[i].args, strlen(cases[i].args), &args, 8, err, sizeof err), 0);
+        msgpack_unpacked a, d;
+        msgpack_unpacked_init(&a);
+        msgpack_unpacked_init(&d);
+        assert_int_equal(msgpack_unpack_next(&a, args.data, args.size, NULL),
+                         MSGPACK_UNPACK_SUCCESS);
+        if (cases[i].data) {
+            assert_int_equal(
+                jsonpack_from_json(cases[i].data, strlen(cases[i].data), &data, 8, err, sizeof err),
+                0);
+            assert_int_equal(msgpack_unpack_next(&d, data.data, data.size, NULL),
+                             MSGPACK_UNPACK_SUCCESS);
+        }
+        record_entry_t e = {.vu = 1,
+                            .step = cases[i].op,
+                            .service = cases[i].service,
+                            .op = cases[i].op,
+                            .ack = cases[i].ack,
+                            .code = cases[i].ack ? NULL : "no_reply",
+                            .args = &a.data,
+                            .data = cases[i].data ? &d.data : NULL};
+        assert_int_equal(record_write(rec, &e), 0);
+        msgpack_unpacked_destroy(&a);
+        msgpack_unpacked_destroy(&d);
+        msgpack_sbuffer_destroy(&args);
+        msgpack_sbuffer_destroy(&data);
+    }
+    assert_false(record_wants("catalog", "product.get"));
+    assert_int_equal(record_close(&rec, err, sizeof err), 0);
+    char *text = tu_slurp(path, NULL);
+    assert_non_null(text);
+    const char *want[] = {
+        "\"keys\":{\"sku\":\"S1\",\"name\":\"N\",\"price_cents\":120,\"stock\":4},"
+        "\"ids\":{\"product_id\":\"p1\",\"version\":1}",
+        "\"keys\":{\"product_id\":\"p1\",\"name\":\"M\"},\"ids\":{\"version\":2}",
+        "\"code\":\"no_reply\",\"keys\":{\"product_id\":\"p1\",\"stock\":9}}",
+        "\"op\":\"product.delete\",\"ack\":true,\"keys\":{\"product_id\":\"p1\"},\"ids\":{}",
+        "\"keys\":{\"payment_id\":\"pay1\",\"idempotency_key\":\"k\",\"amount_cents\":50},"
+        "\"ids\":{\"refunded_cents\":50,\"status\":\"partially_refunded\"}",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof *want; i++)
+        if (!strstr(text, want[i]))
+            fail_msg("the record lacks %s:\n%s", want[i], text);
+    free(text);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_open_loop_shows_a_stall),
         cmocka_unit_test(test_closed_loop_setup_captures_record),
         cmocka_unit_test(test_no_reply_is_given_up),
+        cmocka_unit_test(test_let_sends_one_key_twice),
+        cmocka_unit_test(test_record_catalog_writes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -429,6 +429,155 @@ static void test_scenario_mistakes(void **state)
     }
 }
 
+/* {{NAME.a.b}}: a field of a variable, with its type alone, as text
+ * inside a string; a field that is not there is a variable not set. */
+static void test_var_fields(void **state)
+{
+    (void)state;
+    fill_t f;
+    s_fill_init(&f);
+    s_set_var(&f, 0, "{\"email\": \"a@x.test\", \"n\": {\"k\": [1, 22]}, \"pw\": \"s3cret\"}");
+    assert_int_equal(s_fill_json(&f,
+                                 "{\"email\": \"{{a.email}}\", \"text\": \"to {{a.email}}\","
+                                 " \"deep\": \"{{a.n.k.1}}\", \"map\": \"{{a.n}}\","
+                                 " \"num\": \"#{{a.n.k.0}}\"}",
+                                 NULL),
+                     0);
+    s_assert_str(s_get(&f, "email"), "a@x.test");
+    s_assert_str(s_get(&f, "text"), "to a@x.test");
+    assert_int_equal(s_get(&f, "deep")->type, MSGPACK_OBJECT_POSITIVE_INTEGER);
+    assert_int_equal(s_get(&f, "deep")->via.u64, 22);
+    assert_int_equal(s_get(&f, "map")->type, MSGPACK_OBJECT_MAP);
+    s_assert_str(s_get(&f, "num"), "#1");
+    int missing = -1;
+    assert_int_equal(s_fill_json(&f, "{\"x\": \"{{a.nope}}\"}", &missing), -1);
+    assert_int_equal(missing, 0);
+    assert_int_equal(s_fill_json(&f, "{\"x\": \"in {{a.n.k.5}}\"}", &missing), -1);
+    /* a field of a variable not set yet: the variable is missing */
+    f.vars[0] = (template_value_t){NULL, 0};
+    assert_int_equal(s_fill_json(&f, "{\"x\": \"{{a.email}}\"}", &missing), -1);
+    assert_int_equal(missing, 0);
+
+    const char *bad[] = {"\"{{a.}}\"", "\"{{a..b}}\"", "\"{{nope.x}}\""};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        json_t *doc = json_loads(bad[i], JSON_DECODE_ANY, NULL);
+        assert_non_null(doc);
+        char err[256] = "";
+        template_t *t = template_compile(doc, &s_names, err, sizeof err);
+        json_decref(doc);
+        if (t)
+            fail_msg("%s compiled", bad[i]);
+        assert_true(strlen(err) > 0);
+    }
+    s_fill_fini(&f);
+}
+
+/* "let" and "json_files": a step's lets compile against every name, a
+ * JSON file becomes a constant (its path replaced by --file), and the
+ * mistakes are refused without quoting the file. */
+static void test_let_and_json_files(void **state)
+{
+    (void)state;
+    char *dir = tu_tempdir("scenario");
+    char creds[512], other[512], broken[512];
+    snprintf(creds, sizeof creds, "%s/creds.json", dir);
+    snprintf(other, sizeof other, "%s/other.json", dir);
+    snprintf(broken, sizeof broken, "%s/broken.json", dir);
+    FILE *f = fopen(creds, "w");
+    assert_non_null(f);
+    fputs("{\"email\": \"admin@x.test\", \"password\": \"hunter2-secret\"}\n", f);
+    fclose(f);
+    f = fopen(other, "w");
+    assert_non_null(f);
+    fputs("{\"email\": \"other@x.test\", \"password\": \"p\"}", f);
+    fclose(f);
+    f = fopen(broken, "w");
+    assert_non_null(f);
+    fputs("{\"password\": \"hunter2-secret\"", f); /* cut short */
+    fclose(f);
+    const char *json =
+        "{\"name\": \"t\", \"json_files\": {\"admin\": \"{{data_dir}}/creds.json\"},"
+        " \"setup\": [{\"name\": \"login\", \"service\": \"users\", \"op\": \"auth.login\","
+        "   \"args\": {\"email\": \"{{admin.email}}\", \"password\": \"{{admin.password}}\"}}],"
+        " \"flows\": [{\"name\": \"f\", \"steps\": ["
+        "   {\"name\": \"pay\", \"service\": \"orders\", \"op\": \"cart.checkout\","
+        "    \"let\": {\"key\": \"k-{{unique}}\"}, \"args\": {\"idempotency_key\": \"{{key}}\"}},"
+        "   {\"name\": \"again\", \"service\": \"orders\", \"op\": \"cart.checkout\","
+        "    \"args\": {\"idempotency_key\": \"{{key}}\"}}]}]}";
+    char err[512] = "";
+    scenario_t *sc = scenario_parse(json, dir, NULL, 0, err, sizeof err);
+    if (!sc)
+        fail_msg("%s", err);
+    assert_int_equal(scenario_var_count(sc), 2);
+    assert_string_equal(scenario_var_name(sc, 0), "admin");
+    assert_string_equal(scenario_var_name(sc, 1), "key");
+    const template_value_t *admin = &scenario_constants(sc)[0];
+    assert_non_null(admin->data);
+    msgpack_unpacked one;
+    msgpack_unpacked_init(&one);
+    assert_int_equal(msgpack_unpack_next(&one, admin->data, admin->len, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    s_assert_str(mp_map_get(&one.data, "email"), "admin@x.test");
+    msgpack_unpacked_destroy(&one);
+    assert_null(scenario_constants(sc)[1].data); /* key: set by the let */
+    const scenario_step_t *pay = scenario_step(sc, 1);
+    assert_int_equal(pay->nlets, 1);
+    assert_int_equal(pay->lets[0].var, 1);
+    assert_int_equal(scenario_step(sc, 2)->nlets, 0);
+    scenario_destroy(&sc);
+
+    /* --file names a JSON file too */
+    scenario_file_override_t o = {"admin", other};
+    sc = scenario_parse(json, "/nonexistent", &o, 1, err, sizeof err);
+    if (!sc)
+        fail_msg("%s", err);
+    msgpack_unpacked_init(&one);
+    admin = &scenario_constants(sc)[0];
+    assert_int_equal(msgpack_unpack_next(&one, admin->data, admin->len, NULL),
+                     MSGPACK_UNPACK_SUCCESS);
+    s_assert_str(mp_map_get(&one.data, "email"), "other@x.test");
+    msgpack_unpacked_destroy(&one);
+    scenario_destroy(&sc);
+
+    /* a file that is not JSON: its path is named, its content never */
+    o = (scenario_file_override_t){"admin", broken};
+    assert_null(scenario_parse(json, dir, &o, 1, err, sizeof err));
+    assert_non_null(strstr(err, "broken.json"));
+    assert_null(strstr(err, "hunter2"));
+    o = (scenario_file_override_t){"admin", "/nonexistent/creds.json"};
+    assert_null(scenario_parse(json, dir, &o, 1, err, sizeof err));
+    assert_non_null(strstr(err, "/nonexistent/creds.json"));
+    struct {
+        const char *json, *message;
+    } cases[] = {
+        {"{\"name\": \"t\", \"vars\": {\"admin\": 1}, \"json_files\": {\"admin\": \"/x\"},"
+         " \"flows\": [{\"name\": \"f\", \"steps\": [{\"service\": \"s\", \"op\": \"x\"}]}]}",
+         "vars has that name"},
+        {"{\"name\": \"t\", \"json_files\": [\"x\"], \"flows\": [{\"name\": \"f\", \"steps\":"
+         " [{\"service\": \"s\", \"op\": \"x\"}]}]}",
+         "json_files"},
+        {"{\"name\": \"t\", \"flows\": [{\"name\": \"f\", \"steps\": [{\"service\": \"s\", \"op\": "
+         "\"x\", \"let\": {\"k\": \"{{typo}}\"}}]}]}",
+         "let k"},
+        {"{\"name\": \"t\", \"flows\": [{\"name\": \"f\", \"steps\": [{\"service\": \"s\", \"op\": "
+         "\"x\", \"let\": [\"k\"]}]}]}",
+         "let"},
+        {"{\"name\": \"t\", \"flows\": [{\"name\": \"f\", \"steps\": [{\"service\": \"s\", \"op\": "
+         "\"x\", \"let\": {\"unique\": \"1\"}}]}]}",
+         "built-in"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        err[0] = '\0';
+        sc = scenario_parse(cases[i].json, dir, NULL, 0, err, sizeof err);
+        if (sc)
+            fail_msg("case %zu was accepted", i);
+        if (!strstr(err, cases[i].message))
+            fail_msg("case %zu: '%s' does not name '%s'", i, err, cases[i].message);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
 /* The shipped scenarios compile (their ids file replaced by a small one). */
 static void test_shipped_scenarios(void **state)
 {
@@ -440,10 +589,17 @@ static void test_shipped_scenarios(void **state)
     assert_non_null(f);
     fputs("p0\np1\n", f);
     fclose(f);
-    const char *names[] = {"browse", "shop"};
-    for (size_t i = 0; i < 2; i++) {
+    char creds[512];
+    snprintf(creds, sizeof creds, "%s/admin-credentials.json", dir);
+    f = fopen(creds, "w");
+    assert_non_null(f);
+    fputs("{\"email\": \"admin@x.test\", \"password\": \"p\"}\n", f);
+    fclose(f);
+    const char *names[] = {"browse", "shop", "mixed"};
+    for (size_t i = 0; i < 3; i++) {
         char path[512], err[512] = "";
         snprintf(path, sizeof path, "tools/scenarios/%s.json", names[i]);
+        /* mixed reads {{data_dir}}/admin-credentials.json: dir's */
         scenario_file_override_t o = {"products", ids};
         scenario_t *sc = scenario_load(path, dir, &o, 1, err, sizeof err);
         if (!sc)
@@ -462,6 +618,7 @@ int main(void)
         cmocka_unit_test(test_vars_keep_their_type), cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_capture_paths),        cmocka_unit_test(test_scenario_file),
         cmocka_unit_test(test_scenario_mistakes),    cmocka_unit_test(test_shipped_scenarios),
+        cmocka_unit_test(test_var_fields),           cmocka_unit_test(test_let_and_json_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -30,7 +30,7 @@ typedef struct {
 
 typedef struct {
     const char *service, *op;
-    field_t keys[3];
+    field_t keys[4];
     field_t ids[4];
 } kind_t;
 
@@ -57,8 +57,23 @@ static const kind_t s_kinds[] = {
     {"orders", "order.cancel", {{"order_id", "id"}}, {{"status", "order.status"}}},
     {"payments",
      "payment.refund",
-     {{"payment_id", "id"}, {"idempotency_key", "idempotency_key"}},
+     {{"payment_id", "id"},
+      {"idempotency_key", "idempotency_key"},
+      {"amount_cents", "amount_cents"}},
      {{"refunded_cents", "payment.refunded_cents"}, {"status", "payment.status"}}},
+    {"catalog",
+     "product.create",
+     {{"sku", "sku"}, {"name", "name"}, {"price_cents", "price_cents"}, {"stock", "stock"}},
+     {{"product_id", "product.id"}, {"version", "product.version"}}},
+    {"catalog",
+     "product.update",
+     {{"product_id", "id"}, {"name", "name"}, {"price_cents", "price_cents"}, {"stock", "stock"}},
+     {{"version", "product.version"}}},
+    {"catalog",
+     "product.set_stock",
+     {{"product_id", "id"}, {"stock", "stock"}},
+     {{"version", "product.version"}}},
+    {"catalog", "product.delete", {{"product_id", "id"}}, {{NULL, NULL}}},
 };
 
 static const kind_t *s_kind(const char *service, const char *op)
@@ -167,7 +182,7 @@ int record_write(record_t *self, const record_entry_t *e)
         goto done;
     if (e->email && json_object_set_new(line, "email", json_string(e->email)) != 0)
         goto done;
-    if (s_add_fields(keys, kind->keys, 3, e->args) != 0 || json_object_set(line, "keys", keys) != 0)
+    if (s_add_fields(keys, kind->keys, 4, e->args) != 0 || json_object_set(line, "keys", keys) != 0)
         goto done;
     if (e->ack &&
         (s_add_fields(ids, kind->ids, 4, e->data) != 0 || json_object_set(line, "ids", ids) != 0))

@@ -42,9 +42,18 @@
  *      orders   order.create     keys {idempotency_key?}         total_cents, payment_id?}
  *      orders   order.cancel     keys {order_id}            ids {status}
  *      payments payment.refund   keys {payment_id,          ids {refunded_cents, status}
- *                                      idempotency_key?}
+ *                                      idempotency_key?,
+ *                                      amount_cents?}
+ *      catalog  product.create   keys {sku, name?,          ids {product_id, version}
+ *                                      price_cents?, stock?}
+ *      catalog  product.update   keys {product_id, name?,   ids {version}
+ *                                      price_cents?, stock?}
+ *      catalog  product.set_stock keys {product_id, stock}  ids {version}
+ *      catalog  product.delete   keys {product_id}          ids {}
  *
- *    ids are present only when "ack" is true.
+ *    ids are present only when "ack" is true. A key the request did not
+ *    carry is absent (an update that leaves the price alone has no
+ *    price_cents).
  *
  *  What the check holds the system to, for acknowledged lines: a
  *  registered user exists with that id; an order exists with its total and
@@ -54,8 +63,12 @@
  *  cart changes, replayed in order, leave (a checkout empties it), except
  *  for the products an unknown outcome may have touched, which stay
  *  unknown to the end of the record (a request given up on may still be
- *  applied after newer ones). `retailctl check-record` (tools/
- *  retailctl_record.h) does the checking.
+ *  applied after newer ones). A product created is there with what its
+ *  acknowledged writes left (the same rule for unknown ones), or gone
+ *  after an acknowledged delete. And nothing happened twice: every
+ *  acknowledged reply to one idempotency key names one order, and a
+ *  user has no more orders than its checkouts can explain.
+ *  `retailctl check-record` (tools/retailctl_record.h) does the checking.
  *
  *  Ownership: the writer owns its FILE and the lines' buffers; callers
  *  pass borrowed strings and msgpack objects that only need to live for

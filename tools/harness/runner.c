@@ -340,6 +340,25 @@ static int s_send_step(runner_t *self, size_t v, const scenario_step_t *step, in
     int missing;
     const char *why;
     msgpack_packer pk;
+    /* lets first: args and token may use what they set. Each is filled
+     * aside and then copied, so a let may read the variable it sets. */
+    for (size_t l = 0; l < step->nlets; l++) {
+        msgpack_sbuffer_clear(&self->args);
+        msgpack_packer_init(&pk, &self->args, msgpack_sbuffer_write);
+        int rc = template_fill(step->lets[l].value, &ctx, &pk, &missing, &why);
+        if (rc == -2)
+            goto oom;
+        if (rc != 0) {
+            S_COUNT(self, step->index, now, missing_var);
+            s_fail_flow(vu);
+            return 0;
+        }
+        msgpack_sbuffer *buf = &vu->var_bufs[step->lets[l].var];
+        msgpack_sbuffer_clear(buf);
+        if (msgpack_sbuffer_write(buf, self->args.data, self->args.size) != 0)
+            goto oom;
+        vu->vars[step->lets[l].var] = (template_value_t){buf->data, buf->size};
+    }
     msgpack_sbuffer_clear(&self->args);
     if (step->args) {
         msgpack_packer_init(&pk, &self->args, msgpack_sbuffer_write);

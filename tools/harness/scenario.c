@@ -39,6 +39,8 @@ struct scenario_t {
     template_file_t files[S_FILES_MAX];
     char *file_text[S_FILES_MAX];
     size_t nfiles;
+    char *json_names[S_FILES_MAX]; /* json_files: each one of the variables too */
+    size_t njson;
 };
 
 static const char *const s_builtins[] = {"seq",    "vu",     "iter", "run",
@@ -190,23 +192,79 @@ static char *s_file_path(const char *path, const char *data_dir)
     return out;
 }
 
+static bool s_is_json_file(const scenario_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->njson; i++)
+        if (strcmp(self->json_names[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* Reads the JSON file of json_files.NAME (its path, or the --file
+ * override of NAME) into the constant of variable var. The file's text
+ * is never quoted in a message: it may be a secret (the admin's
+ * password). */
+static int s_load_json_file(scenario_t *self, size_t var, const char *path, const char *data_dir,
+                            const scenario_file_override_t *overrides, size_t noverrides, char *err,
+                            size_t errlen)
+{
+    const char *name = self->var_names[var];
+    for (size_t o = 0; o < noverrides; o++)
+        if (strcmp(overrides[o].name, name) == 0)
+            path = overrides[o].path;
+    char *resolved = s_file_path(path, data_dir);
+    if (!resolved) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    json_error_t jerr;
+    json_t *doc = json_load_file(resolved, JSON_DECODE_ANY, &jerr);
+    int rc = -1;
+    char *text = NULL;
+    if (!doc) {
+        snprintf(err, errlen, "json_files.%s: %s is not readable JSON (line %d)", name, resolved,
+                 jerr.line);
+        goto done;
+    }
+    text = json_dumps(doc, JSON_ENCODE_ANY | JSON_COMPACT);
+    char why[128];
+    if (!text || jsonpack_from_json(text, strlen(text), &self->constants_packed[var],
+                                    JSONPACK_DEPTH_LIMIT, why, sizeof why) != 0) {
+        snprintf(err, errlen, "json_files.%s: %s cannot be packed", name, resolved);
+        goto done;
+    }
+    self->constants[var].data = self->constants_packed[var].data;
+    self->constants[var].len = self->constants_packed[var].size;
+    rc = 0;
+done:
+    free(text);
+    json_decref(doc);
+    free(resolved);
+    return rc;
+}
+
+/* The variables the steps set: their captures' and their lets'. */
 static int s_collect_captures(scenario_t *self, const json_t *steps, char *err, size_t errlen)
 {
     size_t i;
     json_t *step;
     json_array_foreach(steps, i, step)
     {
-        json_t *capture = json_object_get(step, "capture");
-        if (!capture)
-            continue;
-        if (!json_is_object(capture)) {
-            snprintf(err, errlen, "a step's capture is not an object of var: path");
-            return -1;
+        static const char *const kinds[] = {"capture", "let"};
+        for (size_t k = 0; k < 2; k++) {
+            json_t *names = json_object_get(step, kinds[k]);
+            if (!names)
+                continue;
+            if (!json_is_object(names)) {
+                snprintf(err, errlen, "a step's %s is not an object of var: %s", kinds[k],
+                         k == 0 ? "path" : "template");
+                return -1;
+            }
+            const char *var;
+            json_t *value;
+            json_object_foreach(names, var,
+                                value) if (s_add_var(self, var, err, errlen) != 0) return -1;
         }
-        const char *var;
-        json_t *path;
-        json_object_foreach(capture, var,
-                            path) if (s_add_var(self, var, err, errlen) != 0) return -1;
     }
     return 0;
 }
@@ -229,7 +287,7 @@ static int s_compile_step(scenario_t *self, const json_t *json, const char *wher
         if (strcmp(key, "name") != 0 && strcmp(key, "service") != 0 && strcmp(key, "op") != 0 &&
             strcmp(key, "args") != 0 && strcmp(key, "token") != 0 && strcmp(key, "capture") != 0 &&
             strcmp(key, "repeat") != 0 && strcmp(key, "chance") != 0 &&
-            strcmp(key, "accept") != 0) {
+            strcmp(key, "accept") != 0 && strcmp(key, "let") != 0) {
             snprintf(err, errlen, "%s: a step has an unknown key '%.40s'", where, key);
             return -1;
         }
@@ -309,6 +367,32 @@ static int s_compile_step(scenario_t *self, const json_t *json, const char *wher
                 return -1;
             }
             step->ncaptures++;
+        }
+    }
+    json_t *let = json_object_get(json, "let");
+    if (let) {
+        size_t n = json_object_size(let);
+        if (n > SCENARIO_CAPTURES_MAX) {
+            snprintf(err, errlen, "step %s: more than %d lets", name, SCENARIO_CAPTURES_MAX);
+            return -1;
+        }
+        step->lets = calloc(n ? n : 1, sizeof *step->lets);
+        if (!step->lets) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        const char *var;
+        json_t *value;
+        json_object_foreach(let, var, value)
+        {
+            char why[256] = "";
+            scenario_let_t *l = &step->lets[step->nlets];
+            l->var = s_var_index(self, var);
+            if (!(l->value = template_compile(value, &names, why, sizeof why))) {
+                snprintf(err, errlen, "step %s: let %s: %s", name, var, why);
+                return -1;
+            }
+            step->nlets++;
         }
     }
     json_t *repeat = json_object_get(json, "repeat");
@@ -400,7 +484,7 @@ static int s_build(scenario_t *self, const json_t *doc, const char *data_dir,
     {
         if (strcmp(key, "name") != 0 && strcmp(key, "description") != 0 &&
             strcmp(key, "vars") != 0 && strcmp(key, "files") != 0 && strcmp(key, "setup") != 0 &&
-            strcmp(key, "flows") != 0) {
+            strcmp(key, "flows") != 0 && strcmp(key, "json_files") != 0) {
             snprintf(err, errlen, "unknown key '%.40s' in the scenario", key);
             return -1;
         }
@@ -442,6 +526,34 @@ static int s_build(scenario_t *self, const json_t *doc, const char *data_dir,
         self->constants[i].data = self->constants_packed[i].data;
         self->constants[i].len = self->constants_packed[i].size;
     }
+    json_t *json_files = json_object_get(doc, "json_files");
+    if (json_files && !json_is_object(json_files)) {
+        snprintf(err, errlen, "json_files is not an object of name: path");
+        return -1;
+    }
+    json_object_foreach(json_files, key, value)
+    {
+        if (!json_is_string(value) || self->njson == S_FILES_MAX) {
+            snprintf(err, errlen, "json_files.%.40s: a name and a path (at most %d files)", key,
+                     S_FILES_MAX);
+            return -1;
+        }
+        if (s_var_index(self, key) >= 0) {
+            snprintf(err, errlen, "json_files.%.40s: vars has that name too", key);
+            return -1;
+        }
+        if (s_add_var(self, key, err, errlen) != 0)
+            return -1;
+        self->json_names[self->njson] = strdup(key);
+        if (!self->json_names[self->njson]) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        self->njson++;
+        if (s_load_json_file(self, self->nvars - 1, json_string_value(value), data_dir, overrides,
+                             noverrides, err, errlen) != 0)
+            return -1;
+    }
     json_t *files = json_object_get(doc, "files");
     if (files && !json_is_object(files)) {
         snprintf(err, errlen, "files is not an object of name: path");
@@ -469,7 +581,7 @@ static int s_build(scenario_t *self, const json_t *doc, const char *data_dir,
             return -1;
     }
     for (size_t o = 0; o < noverrides; o++)
-        if (s_file_index(self, overrides[o].name) < 0) {
+        if (s_file_index(self, overrides[o].name) < 0 && !s_is_json_file(self, overrides[o].name)) {
             snprintf(err, errlen, "--file %s: the scenario has no file of that name",
                      overrides[o].name);
             return -1;
@@ -622,6 +734,9 @@ void scenario_destroy(scenario_t **self_p)
         for (size_t c = 0; c < s->ncaptures; c++)
             template_path_destroy(&s->captures[c].path);
         free(s->captures);
+        for (size_t l = 0; l < s->nlets; l++)
+            template_destroy(&s->lets[l].value);
+        free(s->lets);
     }
     free(self->steps);
     for (size_t i = 0; i < self->nflows; i++)
@@ -632,6 +747,8 @@ void scenario_destroy(scenario_t **self_p)
         free(self->var_names[i]);
         msgpack_sbuffer_destroy(&self->constants_packed[i]);
     }
+    for (size_t i = 0; i < self->njson; i++)
+        free(self->json_names[i]);
     for (size_t i = 0; i < self->nfiles; i++) {
         free(self->file_names[i]);
         free(self->files[i].lines);

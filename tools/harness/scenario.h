@@ -6,16 +6,31 @@
  *      {"name": "shop",
  *       "vars":  {"password": "...", "card": {...}},        constants
  *       "files": {"products": "{{data_dir}}/ids.txt"},      one value per line
+ *       "json_files": {"admin": "{{data_dir}}/admin-credentials.json"},
+ *                                      a constant read from a JSON file
  *       "setup": [step, ...],          once per virtual user, before its flows
  *       "flows": [{"name": "browse", "weight": 6, "steps": [step, ...]}, ...]}
  *
  *      step = {"name": "view",  "service": "catalog", "op": "product.get",
  *              "args": {"id": "{{line products}}"},     a template (template.h)
  *              "token": "{{access_token}}",            optional, a template
+ *              "let": {"key": "{{unique}}"},           var <- a template, before args
  *              "capture": {"order_id": "order.id"},    var <- path in the reply's data
  *              "repeat": [1, 4],                       optional: N, or a draw from [A, B]
  *              "chance": 0.5,                          optional: the odds it runs at all
  *              "accept": ["out_of_stock"]}             expected error codes: not errors
+ *
+ *  "let" sets variables of the virtual user when the step is sent (each
+ *  repeat again), before its args and token are filled, so a value made
+ *  once can be sent twice: a checkout's Idempotency key, "let" in the
+ *  checkout and used again by a retry step after it.
+ *
+ *  "json_files" makes each NAME a constant variable holding the file's
+ *  JSON value, read when the scenario is loaded: a secret such as the
+ *  admin's password (tools/run.sh writes DIR/admin-credentials.json,
+ *  0600) reaches the requests as {{admin.password}} without being in the
+ *  scenario, on a command line or in any message (errors name the path,
+ *  never the content). `--file NAME=PATH` replaces its path too.
  *
  *  A virtual user runs its setup steps once (again from the start if one
  *  fails), then forever: draws a flow by weight and runs its steps in
@@ -54,6 +69,13 @@ typedef struct {
     template_path_t *path;
 } scenario_capture_t;
 
+/* "let": var <- a template, filled when the step is sent (before its
+ * args, which may use it). */
+typedef struct {
+    int var;
+    template_t *value;
+} scenario_let_t;
+
 typedef struct {
     char *name, *service, *op;
     size_t index;      /* in scenario_step(), for figures */
@@ -61,6 +83,8 @@ typedef struct {
     template_t *token; /* NULL: no token */
     scenario_capture_t *captures;
     size_t ncaptures;
+    scenario_let_t *lets;
+    size_t nlets;
     uint32_t repeat_min, repeat_max; /* 1, 1 unless asked */
     double chance;                   /* 1 unless asked */
     bool accept[ERR__COUNT];

@@ -43,7 +43,8 @@ typedef struct {
     int64_t lo, hi; /* E_RANDOM */
     char **words;   /* E_PICK */
     size_t nwords;
-    int index; /* E_LINE: file, E_VAR: var */
+    int index;             /* E_LINE: file, E_VAR: var */
+    template_path_t *path; /* E_VAR: a field of the variable ({{NAME.a.b}}); NULL: all of it */
 } part_t;
 
 typedef struct node_t node_t;
@@ -81,6 +82,7 @@ static void s_node_destroy(node_t **node_p)
         for (size_t w = 0; w < node->parts[i].nwords; w++)
             free(node->parts[i].words[w]);
         free(node->parts[i].words);
+        template_path_destroy(&node->parts[i].path);
     }
     free(node->parts);
     free(node);
@@ -218,7 +220,19 @@ static int s_compile_expr(const char *expr, size_t len, const template_names_t *
             goto done;
         }
     } else if (n == 1) {
+        /* NAME, or NAME.a.b: a field of the variable (names have no dot) */
         part->kind = E_VAR;
+        char *dot = strchr(words[0], '.');
+        if (dot) {
+            *dot = '\0';
+            char why[128] = "";
+            part->path = template_path_compile(dot + 1, why, sizeof why);
+            if (!part->path || !dot[1]) {
+                snprintf(err, errlen, "{{%s.%s}}: %s", head, dot + 1,
+                         *why ? why : "an empty field path");
+                goto done;
+            }
+        }
         part->index = names->var_index ? names->var_index(names->arg, head) : -1;
         if (part->index < 0) {
             snprintf(err, errlen,
@@ -301,6 +315,7 @@ static node_t *s_compile_text(const char *s, size_t len, const template_names_t 
             for (size_t w = 0; w < part.nwords; w++)
                 free(part.words[w]);
             free(part.words);
+            template_path_destroy(&part.path);
             goto fail;
         }
         i = (size_t)(close - s) + 2;
@@ -425,6 +440,34 @@ static uint64_t s_below(uint64_t *rng, uint64_t n)
     return template_random(rng) % n;
 }
 
+/* The value of a variable placeholder: the variable, or its field, in
+ * *out (pointing into *one, which the caller destroys on 0). -1 when the
+ * variable is not set or has no such field (*missing_var names it). */
+static int s_var_object(const part_t *part, const template_ctx_t *ctx, msgpack_unpacked *one,
+                        const msgpack_object **out, int *missing_var, const char **why)
+{
+    const template_value_t *var = &ctx->vars[part->index];
+    if (!var->data) {
+        *missing_var = part->index;
+        *why = "a variable is not set yet";
+        return -1;
+    }
+    msgpack_unpacked_init(one);
+    if (msgpack_unpack_next(one, var->data, var->len, NULL) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_unpacked_destroy(one);
+        *why = "a variable's value does not decode";
+        return -1;
+    }
+    *out = part->path ? template_path_find(part->path, &one->data) : &one->data;
+    if (!*out) {
+        msgpack_unpacked_destroy(one);
+        *missing_var = part->index;
+        *why = "the variable has no such field";
+        return -1;
+    }
+    return 0;
+}
+
 /* Text of one expression into buf (appending at *at, at most cap).
  * 0, or -1 with why. */
 static int s_text_of(const part_t *part, const template_ctx_t *ctx, char *buf, size_t cap,
@@ -473,17 +516,11 @@ static int s_text_of(const part_t *part, const template_ctx_t *ctx, char *buf, s
         break;
     }
     case E_VAR: {
-        const template_value_t *var = &ctx->vars[part->index];
-        if (!var->data) {
-            *missing_var = part->index;
-            *why = "a variable is not set yet";
-            return -1;
-        }
         msgpack_unpacked one;
-        msgpack_unpacked_init(&one);
-        int ok = msgpack_unpack_next(&one, var->data, var->len, NULL) == MSGPACK_UNPACK_SUCCESS;
-        const msgpack_object *o = &one.data;
-        if (ok && o->type == MSGPACK_OBJECT_STR) {
+        const msgpack_object *o;
+        if (s_var_object(part, ctx, &one, &o, missing_var, why) != 0)
+            return -1;
+        if (o->type == MSGPACK_OBJECT_STR) {
             if (*at + o->via.str.size > cap) {
                 msgpack_unpacked_destroy(&one);
                 *why = "a filled string is over the template's text limit";
@@ -494,11 +531,11 @@ static int s_text_of(const part_t *part, const template_ctx_t *ctx, char *buf, s
             msgpack_unpacked_destroy(&one);
             return 0;
         }
-        if (ok && o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
             len = (size_t)snprintf(scratch, sizeof scratch, "%" PRIu64, o->via.u64);
-        else if (ok && o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
             len = (size_t)snprintf(scratch, sizeof scratch, "%" PRId64, o->via.i64);
-        else if (ok && o->type == MSGPACK_OBJECT_BOOLEAN)
+        else if (o->type == MSGPACK_OBJECT_BOOLEAN)
             len =
                 (size_t)snprintf(scratch, sizeof scratch, "%s", o->via.boolean ? "true" : "false");
         else {
@@ -543,12 +580,15 @@ static int s_pack_typed(const part_t *part, const template_ctx_t *ctx, msgpack_p
     }
     case E_VAR: {
         const template_value_t *var = &ctx->vars[part->index];
-        if (!var->data) {
-            *missing_var = part->index;
-            *why = "a variable is not set yet";
+        if (var->data && !part->path)
+            return mp_pack_raw(pk, var->data, var->len) == 0 ? 0 : -2;
+        msgpack_unpacked one;
+        const msgpack_object *o;
+        if (s_var_object(part, ctx, &one, &o, missing_var, why) != 0)
             return -1;
-        }
-        return mp_pack_raw(pk, var->data, var->len) == 0 ? 0 : -2;
+        int rc = msgpack_pack_object(pk, *o) == 0 ? 0 : -2;
+        msgpack_unpacked_destroy(&one);
+        return rc;
     }
     default:
         return 1; /* a string: the caller writes it as text */

@@ -15,6 +15,9 @@
  *      line NAME      a line of the file NAME, drawn uniformly (string)
  *      NAME           a variable: a value captured from an earlier reply of
  *                     the same virtual user, or a scenario constant
+ *      NAME.a.b       a field of a variable that is a map (a capture
+ *                     path, below): {{admin.email}}; a field that is not
+ *                     there is like a variable not set
  *
  *  A string that is exactly one placeholder takes the placeholder's type,
  *  so `"qty": "{{random 1 3}}"` is an integer and a captured map stays a
