@@ -104,6 +104,7 @@ struct kv_inbox_t {
 
 struct kv_t {
     MDB_env *env;
+    int lock_fd;   /* lock.mdb, kept open while env is (s_lock_file_allocate) */
     char *path;    /* the environment's directory: its filesystem's free space */
     bool no_space; /* the committer's: its last failure was for want of room */
     /* the map's limit (kv.h), in pages of psize; under lock but psize */
@@ -168,8 +169,15 @@ static int s_mkdirs(const char *path, char *err, size_t errlen)
 /* Allocates every block of path/lock.mdb (kv.c's top comment: a reader
  * slot written through the map must never meet a full filesystem). Its
  * size is LMDB's, set by mdb_env_open; mode 0 neither changes the size
- * nor the bytes, so it is safe while other processes use the file. */
-static void s_lock_file_allocate(const char *path)
+ * nor the bytes, so it is safe while other processes use the file.
+ * Returns the descriptor, which the caller keeps open until after
+ * mdb_env_close (-1 when the file could not be opened): LMDB holds POSIX
+ * record locks on this file, and closing any descriptor of it releases
+ * every such lock the process holds, after which another process opening
+ * the environment believes it alone and resets the readers' table under
+ * our feet (found when retailctl check-record read the users store of a
+ * running retaild: its logins then failed). */
+static int s_lock_file_allocate(const char *path)
 {
     char *lock = zsys_sprintf("%s/lock.mdb", path);
     int fd = lock ? open(lock, O_RDWR | O_CLOEXEC) : -1;
@@ -180,9 +188,8 @@ static void s_lock_file_allocate(const char *path)
         zsys_warning("kv: %s: cannot allocate its blocks (%s): a reader that starts while the "
                      "disk is full may crash the process",
                      lock, strerror(errno));
-    if (fd >= 0)
-        close(fd);
     zstr_free(&lock);
+    return fd;
 }
 
 kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const unsigned *flags,
@@ -201,6 +208,7 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
         return NULL;
     }
     self->count = count;
+    self->lock_fd = -1;
     self->path = strdup(path);
     if (!self->path) {
         snprintf(err, errlen, "out of memory");
@@ -234,7 +242,7 @@ kv_t *kv_open(const char *path, size_t map_size, const char *const *names, const
     rc = mdb_env_open(self->env, path, MDB_NOTLS, 0600);
     if (rc != 0)
         goto cleanup;
-    s_lock_file_allocate(path);
+    self->lock_fd = s_lock_file_allocate(path);
     MDB_stat st;
     step = "mdb_env_stat";
     rc = mdb_env_stat(self->env, &st);
@@ -284,6 +292,8 @@ cleanup:
         mdb_txn_abort(txn);
     if (self->env)
         mdb_env_close(self->env);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);
     pthread_cond_destroy(&self->work);
     pthread_cond_destroy(&self->served);
     pthread_mutex_destroy(&self->lock);
@@ -307,6 +317,8 @@ void kv_close(kv_t **self_p)
     /* Closing the environment closes the dbi handles too; every
      * transaction must have ended (the owner closes after its workers). */
     mdb_env_close(self->env);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);
     pthread_cond_destroy(&self->work);
     pthread_cond_destroy(&self->served);
     pthread_mutex_destroy(&self->lock);
