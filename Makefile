@@ -65,7 +65,7 @@ TEST_COMMON = $(BUILD)/obj/tests/testutil.o $(BUILD)/obj/tests/httpc.o $(BUILD)/
 
 .PHONY: all deps run test check bench bench-bridge bench-users bench-catalog bench-catalog-writes \
         bench-bodies bench-asks bench-payments bench-checkout bench-events bench-harness clean \
-        format build-tests lint fuzz fuzz-smoke fuzz-build fuzz-bins crash-test full-disk lost-db strangers soak
+        format build-tests lint fuzz fuzz-smoke fuzz-build fuzz-bins crash-test full-disk lost-db strangers soak heap-growth
 .DEFAULT_GOAL := all
 
 all: $(BINS)
@@ -211,6 +211,10 @@ strangers: deps
 soak: deps
 	@$(MAKE) --no-print-directory all
 	@bash tools/reliability/soak.sh $(BUILD) $(SOAK_MINUTES)
+
+heap-growth: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/reliability/heap_growth.sh $(BUILD)
 
 # V=1 shows the full commands.
 Q = $(if $(V),,@)

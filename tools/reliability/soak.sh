@@ -8,7 +8,9 @@
 # runs the shop's customers (tools/scenarios/soak.json: browse, carts,
 # checkouts, cancels, and a login now and then so tokens never expire) at
 # a constant rate against one retaild for MINUTES, and every 10 s samples
-# retaild's resident memory and open descriptors (from /proc), the bytes
+# retaild's resident memory (in all, and split into anonymous memory, where
+# a leak shows, and file-backed pages, mostly LMDB's maps) and open
+# descriptors (from /proc), the bytes
 # of every LMDB file and of the whole data directory, and the broker's
 # request counters by outcome (the bridge's /metrics), from which the
 # request rate and the error count of each interval follow.
@@ -20,9 +22,10 @@
 # machine's), and the sampler writes one line per 10 s to soak.tsv. At the
 # end it fits a least-squares line to each series over the samples after
 # the first minute (start-up and the first registrations and logins are
-# not the steady state) and prints the slopes per minute; with gnuplot
+# not the steady state) and prints the slopes per minute, then each LMDB
+# file's size at the start and at the end; with gnuplot
 # (installed on demand, SOAK_PLOT=0 skips it) it plots RSS and the request
-# rate over time into soak.svg. Everything goes to SOAK_OUT (default
+# rate over time into soak.svg (tools/reliability/soak_plot.sh). Everything goes to SOAK_OUT (default
 # BUILD/soak). Exit status 1 when a sample could not be taken, retaild
 # died, or loadgen failed; the figures are judged by whoever reads them
 # (docs/RELIABILITY.md says what is flat and what grows, and why).
@@ -104,10 +107,16 @@ done
 }
 
 # One sample: seconds since the start, RSS KiB, descriptors, LMDB bytes,
-# data directory bytes, and the broker's ok / unavailable / timeout totals.
+# data directory bytes, the broker's ok / unavailable / timeout totals, and
+# RSS again in its two parts: anonymous (heap and stacks: where a leak
+# shows) and file-backed (mostly LMDB's maps: the pages of the stores that
+# requests touched, which grows with the stores and is the kernel's to
+# drop).
 sample() {
-    local t=$1 rss fds mdb dir counts
+    local t=$1 rss fds mdb dir counts parts
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status") || return 1
+    parts=$(awk '/^RssAnon:/ {a = $2} /^RssFile:/ {f = $2} /^RssShmem:/ {f += $2}
+                 END {printf "%d\t%d", a, f}' "/proc/$pid/status") || return 1
     fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
     mdb=$(find "$data" -name '*.mdb' -printf '%s\n' | awk '{s += $1} END {print s + 0}')
     dir=$(du -sb "$data" | awk '{print $1}')
@@ -118,8 +127,11 @@ sample() {
             else if ($0 ~ /outcome="timeout"/) to += $NF
         }
         END {printf "%d\t%d\t%d", ok, un, to}') || return 1
-    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" "$fds" "$mdb" "$dir" "$counts"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$rss" "$fds" "$mdb" "$dir" "$counts" "$parts"
 }
+# Each LMDB file's bytes, one "path bytes" line each, for the table of
+# what grew.
+lmdb_files() { (cd "$data" && find . -name '*.mdb' -printf '%P %s\n' | sort); }
 
 seconds=${SOAK_SECONDS:-$((minutes * 60))}
 say "load: soak.json, $users users, $rate requests/s, ${seconds}s; a sample every ${interval}s"
@@ -129,7 +141,8 @@ say "load: soak.json, $users users, $rate requests/s, ${seconds}s; a sample ever
 loadgen_pid=$!
 
 tsv=$out/soak.tsv
-printf 't_s\trss_kib\tfds\tlmdb_bytes\tdata_bytes\tok\tunavailable\ttimeout\n' >"$tsv"
+printf 't_s\trss_kib\tfds\tlmdb_bytes\tdata_bytes\tok\tunavailable\ttimeout\trss_anon_kib\trss_file_kib\n' >"$tsv"
+lmdb_files >"$tmp/lmdb-start.txt"
 start=$(date +%s)
 next=$start
 while kill -0 "$loadgen_pid" 2>/dev/null; do
@@ -151,6 +164,7 @@ loadgen_status=0
 wait "$loadgen_pid" || loadgen_status=$?
 loadgen_pid=""
 sample $(($(date +%s) - start)) >>"$tsv"
+lmdb_files >"$tmp/lmdb-end.txt"
 cp "$tmp/loadgen.json" "$out/loadgen.json" 2>/dev/null || true
 if [ "$loadgen_status" -ne 0 ]; then
     say "loadgen failed ($loadgen_status)"
@@ -158,72 +172,19 @@ if [ "$loadgen_status" -ne 0 ]; then
     exit 1
 fi
 
-# Slopes: least squares over the samples after the first minute (all of
-# them when the run is shorter), per minute. The request rate and errors
-# of an interval are the differences of the counters.
-awk -F'\t' -v skip=60 '
-    NR == 1 { next }
-    {
-        t[n] = $1; rss[n] = $2; fds[n] = $3; mdb[n] = $4; dir[n] = $5
-        ok[n] = $6; bad[n] = $7 + $8; n++
-    }
-    function slope(y,    i, sx, sy, sxx, sxy, m, x) {
-        sx = sy = sxx = sxy = m = 0
-        for (i = first; i < n; i++) {
-            x = t[i] / 60; sx += x; sy += y[i]; sxx += x * x; sxy += x * y[i]; m++
-        }
-        if (m < 2 || m * sxx - sx * sx == 0) return 0
-        return (m * sxy - sx * sy) / (m * sxx - sx * sx)
-    }
-    END {
-        first = 0
-        while (first < n - 2 && t[first] < skip) first++
-        for (i = 1; i < n; i++) {
-            dt = t[i] - t[i - 1]
-            r[i] = (dt > 0 ? (ok[i] - ok[i - 1] + bad[i] - bad[i - 1]) / dt : 0)
-        }
-        r[0] = r[1]
-        span = t[n - 1] - t[first]
-        printf "samples %d (fitted: %d, from t=%ds)\n", n, n - first, t[first]
-        printf "rss         %8.0f KiB at the end, slope %+9.1f KiB/min\n", rss[n - 1], slope(rss)
-        printf "descriptors %8d at the end, slope %+9.2f /min\n", fds[n - 1], slope(fds)
-        printf "lmdb files  %8.1f MiB at the end, slope %+9.1f KiB/min\n", mdb[n - 1] / 1048576, slope(mdb) / 1024
-        printf "data dir    %8.1f MiB at the end, slope %+9.1f KiB/min\n", dir[n - 1] / 1048576, slope(dir) / 1024
-        printf "requests    %8d ok, %d unavailable or timeout; rate %.0f/s (fitted part), slope %+.1f /s per min\n",
-            ok[n - 1], bad[n - 1], (span > 0 ? (ok[n - 1] + bad[n - 1] - ok[first] - bad[first]) / span : 0), slope(r)
-        printf "errors      %8d in the fitted part\n", bad[n - 1] - bad[first]
-    }' "$tsv" | tee "$out/slopes.txt"
+# Slopes and figures (soak_report.awk says how each is fitted).
+awk -F'\t' -v skip=60 -f "$here/tools/reliability/soak_report.awk" "$tsv" | tee "$out/slopes.txt"
+# What grew: each LMDB file at the start and at the end.
+awk 'NR == FNR {start[$1] = $2; next}
+     {printf "  %-28s %8.1f MiB -> %8.1f MiB\n", $1, start[$1] / 1048576, $2 / 1048576}' \
+    "$tmp/lmdb-start.txt" "$tmp/lmdb-end.txt" | tee -a "$out/slopes.txt"
 if command -v jq >/dev/null; then
     tail -n 1 "$out/loadgen.json" | jq -r '"loadgen     \(.replies) replies, \(.errors) errors \(.errors_by_code), p50 \(.p50_us) us, p99 \(.p99_us) us"' 2>/dev/null || true
 fi
 
 if [ "${SOAK_PLOT:-1}" != 0 ]; then
-    if ! command -v gnuplot >/dev/null; then
-        say "installing gnuplot-nox for the plot"
-        SUDO=""
-        [ "$(id -u)" -eq 0 ] || SUDO=sudo
-        $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            gnuplot-nox >/dev/null
-    fi
-    # the request rate per interval, as a column gnuplot can draw
-    awk -F'\t' 'NR == 1 {next} {if (n++) printf "%s\t%s\t%.1f\n", $1, $2, ($6 + $7 + $8 - prev) / ($1 - pt); prev = $6 + $7 + $8; pt = $1}' \
-        "$tsv" >"$tmp/rate.tsv"
-    gnuplot <<EOF
-set terminal svg size 900,420 dynamic font "sans,11"
-set output "$out/soak.svg"
-set title "retaild under soak.json at $rate requests/s for $((seconds / 60)) min"
-set xlabel "minutes"
-set ylabel "resident memory (MiB)"
-set y2label "broker requests per second"
-set ytics nomirror
-set y2tics
-set yrange [0:*]
-set y2range [0:*]
-set key bottom right
-set grid
-plot "$tmp/rate.tsv" using (\$1/60):(\$2/1024) with lines lw 2 title "RSS" axes x1y1, \
-     "$tmp/rate.tsv" using (\$1/60):3 with lines title "broker requests/s (calls between services included)" axes x1y2
-EOF
+    bash "$here/tools/reliability/soak_plot.sh" "$tsv" "$out/soak.svg" \
+        "retaild under soak.json at $rate requests/s for $((seconds / 60)) min"
     say "plot: $out/soak.svg"
 fi
 say "samples: $tsv"
