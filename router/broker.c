@@ -119,6 +119,7 @@ static int s_setup(broker_t *self)
         zcert_destroy(&cert);
         if (!self->auth)
             return -1;
+        zsock_set_maxmsgsize(self->router_sock, BROKER_MAX_FRAME_BYTES);
         zsock_set_curve_server(self->router_sock, 1);
         zsock_set_zap_domain(self->router_sock, "retail");
         if (zsock_bind(self->router_sock, "%s", c->tcp_endpoint) < 0) {

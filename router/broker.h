@@ -20,6 +20,18 @@
 
 #include <czmq.h>
 
+#include "protocol/envelope.h"
+
+/* The largest frame the broker takes over TCP (ZMQ_MAXMSGSIZE): a peer
+ * that sends a longer one is disconnected by libzmq before the frame is
+ * buffered whole, so an allowed client cannot make the broker hold a
+ * gigabyte. Every legitimate frame is far under it: request and reply
+ * bodies are at most ENVELOPE_MAX_BYTES (call.h never sends more), the
+ * other MDP frames are a few bytes. Inproc peers are in this process and
+ * not limited. */
+#define BROKER_MAX_FRAME_BYTES (4 * 1024 * 1024)
+_Static_assert(BROKER_MAX_FRAME_BYTES > 2 * ENVELOPE_MAX_BYTES, "room for every real body");
+
 typedef struct {
     const char *inproc_endpoint; /* NULL: MDP_INPROC_ENDPOINT */
     const char *tcp_endpoint;    /* NULL: inproc only, no CURVE */

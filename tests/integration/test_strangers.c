@@ -14,7 +14,7 @@
  *
  *  An allowed rogue sends malformed MDP: frames missing or too many, a
  *  wrong header, an empty or over-long service name, garbage and huge
- *  bodies (8 MiB), and worker commands it has no business sending (READY
+ *  bodies (3 MiB: over the envelope's limit), and worker commands it has no business sending (READY
  *  for the real services sys and users, READY without a service or for
  *  mmi.*, REPLY for requests it does not hold, with and without a tag,
  *  HEARTBEAT and DISCONNECT unregistered, unknown commands, REQUEST, the
@@ -25,9 +25,12 @@
  *  after it, shows sys's workers unchanged): over TCP only a certificate
  *  named after a service may serve it. A rogue that registers for its own
  *  name and then replies for a tag it does not hold is dropped, as is one
- *  that says READY twice. At the end every real service has the workers
- *  it had and has lost none (mmi.services), and retaild exits 0 on
- *  SIGTERM.
+ *  that says READY twice. A frame over BROKER_MAX_FRAME_BYTES (a 64 MiB
+ *  body) gets its sender disconnected (its socket's monitor sees it)
+ *  instead of being buffered, the victim is answered meanwhile, and the
+ *  sender's socket, connected again, is answered as before. At the end
+ *  every real service has the workers it had and has lost none
+ *  (mmi.services), and retaild exits 0 on SIGTERM.
  */
 #include "tests/fixture.h"
 #include "tests/testutil.h"
@@ -36,6 +39,7 @@
 #include "protocol/keys.h"
 #include "protocol/mdp.h"
 #include "protocol/mdpcli.h"
+#include "router/broker.h"
 
 #include <czmq.h>
 #include <msgpack.h>
@@ -43,7 +47,7 @@
 #define STRANGER_WAIT_MS 2000
 #define ANSWER_MS 5000 /* the broker's deadline */
 #define ROUNDS 20
-#define HUGE_BYTES (8 * 1024 * 1024)
+#define HUGE_BYTES (3 * 1024 * 1024) /* over the envelope's limit, under the frame's */
 #define SERVICES_MAX 16
 
 typedef struct {
@@ -383,7 +387,7 @@ static void test_malformed_frames(void **state)
          {F(""), F(MDP_CLIENT), {long_name, sizeof long_name}, {ping.data, ping.size}}},
         {"a garbage body", {F(""), F(MDP_CLIENT), F("sys"), {garbage, sizeof garbage}}},
         {"an empty body", {F(""), F(MDP_CLIENT), F("sys"), F("")}},
-        {"an 8 MiB body", {F(""), F(MDP_CLIENT), F("sys"), {huge, HUGE_BYTES}}},
+        {"a 3 MiB body", {F(""), F(MDP_CLIENT), F("sys"), {huge, HUGE_BYTES}}},
         {"garbage to users", {F(""), F(MDP_CLIENT), F("users"), {garbage, sizeof garbage}}},
         {"a service nobody serves", {F(""), F(MDP_CLIENT), F("nosuch"), {ping.data, ping.size}}},
         {"garbage to mmi.service", {F(""), F(MDP_CLIENT), F("mmi.service"), {huge, 100000}}},
@@ -488,6 +492,64 @@ static void test_malformed_frames(void **state)
     msgpack_sbuffer_destroy(&ping);
 }
 
+/* A frame over the broker's limit: libzmq disconnects its sender when
+ * the frame's header arrives, and nobody else notices. */
+static void test_oversized_frame(void **state)
+{
+    system_t *s = *state;
+    services_t before = s_services(s);
+    zsock_t *rogue = s_rogue(s, "rogue-big");
+    zactor_t *monitor = zactor_new(zmonitor, rogue);
+    assert_non_null(monitor);
+    zstr_sendx(monitor, "LISTEN", "DISCONNECTED", NULL);
+    zstr_sendx(monitor, "START", NULL);
+    assert_int_equal(zsock_wait(monitor), 0);
+
+    size_t big_len = 16 * (size_t)BROKER_MAX_FRAME_BYTES;
+    char *big = malloc(big_len);
+    assert_non_null(big);
+    memset(big, 0x81, big_len);
+    const bad_t over = {"a body over the frame limit",
+                        {F(""), F(MDP_CLIENT), F("sys"), {big, big_len}}};
+    s_send_bad(rogue, &over);
+    free(big);
+
+    /* The disconnect, while the victim is answered. */
+    zpoller_t *poller = zpoller_new(monitor, NULL);
+    assert_non_null(poller);
+    bool disconnected = false;
+    int64_t deadline = zclock_mono() + ANSWER_MS;
+    while (!disconnected && zclock_mono() < deadline) {
+        s_victim_ok(s);
+        if (zpoller_wait(poller, 50) == monitor) {
+            /* [event] [value] [address] */
+            zmsg_t *event = zmsg_recv(monitor);
+            char *name = event ? zmsg_popstr(event) : NULL;
+            disconnected = name && streq(name, "DISCONNECTED");
+            zstr_free(&name);
+            zmsg_destroy(&event);
+        }
+    }
+    zpoller_destroy(&poller);
+    if (!disconnected)
+        fail_msg("a %zu-byte frame did not get its sender disconnected within %d ms", big_len,
+                 ANSWER_MS);
+
+    /* Connected again (libzmq does that itself), the same socket is
+     * served, and every real service kept its workers. */
+    services_t seen = s_services_over(rogue);
+    assert_true(seen.n > 0);
+    s_victim_ok(s);
+    services_t after = s_services(s);
+    s_assert_services_kept(&before, &after);
+    printf("oversized: a %zu MiB frame disconnected its sender (the limit: %d MiB), which was "
+           "served again once connected; the victim: %d answers, all right\n",
+           big_len >> 20, BROKER_MAX_FRAME_BYTES >> 20, s->answered);
+
+    zactor_destroy(&monitor);
+    zsock_destroy(&rogue);
+}
+
 static void test_stop(void **state)
 {
     system_t *s = *state;
@@ -499,6 +561,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strangers_get_nothing),
         cmocka_unit_test(test_malformed_frames),
+        cmocka_unit_test(test_oversized_frame),
         cmocka_unit_test(test_stop),
     };
     return cmocka_run_group_tests_name("strangers", tests, s_setup, s_teardown);
