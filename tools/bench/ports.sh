@@ -33,3 +33,17 @@ free_port() {
     echo "$(basename "$0"): no free port found" >&2
     return 1
 }
+
+# Four free ports for a retaild (broker_port, http_port, events_port,
+# publish_port), and the variables that give them to it in the array
+# retaild_env, for `env ... "${retaild_env[@]}" "$build/retaild"`.
+retaild_ports_env() {
+    free_port broker_port || return 1
+    free_port http_port || return 1
+    free_port events_port || return 1
+    free_port publish_port || return 1
+    retaild_env=(RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker_port"
+        RETAIL_HTTP_PORT="$http_port"
+        RETAIL_EVENTS_ENDPOINT="tcp://127.0.0.1:$events_port"
+        RETAIL_EVENTS_PUBLISH_ENDPOINT="tcp://127.0.0.1:$publish_port")
+}

@@ -156,14 +156,9 @@ sanitizers() {
 start_retaild() {
     local data=$1 log=$2
     shift 2
-    free_port broker_port
-    free_port http_port
-    free_port events_port
-    free_port publish_port
+    retaild_ports_env
     env -u RETAIL_CONFIG -u RETAIL_PG_DSN -u RETAIL_USERS_PG_DSN RETAIL_DATA_DIR="$data" \
-        RETAIL_ACCESS_LOG=0 RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker_port" \
-        RETAIL_HTTP_PORT="$http_port" RETAIL_EVENTS_ENDPOINT="tcp://127.0.0.1:$events_port" \
-        RETAIL_EVENTS_PUBLISH_ENDPOINT="tcp://127.0.0.1:$publish_port" \
+        RETAIL_ACCESS_LOG=0 "${retaild_env[@]}" \
         RETAIL_ADMIN_EMAIL="$admin_email" RETAIL_ADMIN_PASSWORD="$admin_password" "$@" \
         "$build/retaild" >>"$log" 2>&1 &
     pid=$!

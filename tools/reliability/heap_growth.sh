@@ -66,14 +66,8 @@ run_once() {
         cat "$tmp/$name-prepare.log" >&2
         return 1
     }
-    free_port broker_port
-    free_port http_port
-    free_port events_port
-    free_port publish_port
-    env -u RETAIL_CONFIG RETAIL_DATA_DIR="$data" RETAIL_ACCESS_LOG=0 \
-        RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker_port" RETAIL_HTTP_PORT="$http_port" \
-        RETAIL_EVENTS_ENDPOINT="tcp://127.0.0.1:$events_port" \
-        RETAIL_EVENTS_PUBLISH_ENDPOINT="tcp://127.0.0.1:$publish_port" \
+    retaild_ports_env
+    env -u RETAIL_CONFIG RETAIL_DATA_DIR="$data" RETAIL_ACCESS_LOG=0 "${retaild_env[@]}" \
         heaptrack -o "$out/$name" "$build/retaild" >"$out/$name-retaild.log" 2>&1 &
     tracker=$!
     local ready=0

@@ -77,14 +77,8 @@ env -u RETAIL_CONFIG RETAIL_DATA_DIR="$data" bash "$here/tools/run.sh" --prepare
     exit 1
 }
 
-free_port broker_port
-free_port http_port
-free_port events_port
-free_port publish_port
-env -u RETAIL_CONFIG RETAIL_DATA_DIR="$data" RETAIL_ACCESS_LOG=0 \
-    RETAIL_BROKER_ENDPOINT="tcp://127.0.0.1:$broker_port" RETAIL_HTTP_PORT="$http_port" \
-    RETAIL_EVENTS_ENDPOINT="tcp://127.0.0.1:$events_port" \
-    RETAIL_EVENTS_PUBLISH_ENDPOINT="tcp://127.0.0.1:$publish_port" \
+retaild_ports_env
+env -u RETAIL_CONFIG RETAIL_DATA_DIR="$data" RETAIL_ACCESS_LOG=0 "${retaild_env[@]}" \
     "$build/retaild" >>"$tmp/retaild.log" 2>&1 &
 pid=$!
 metrics_url=http://127.0.0.1:$http_port/metrics
